@@ -1,0 +1,832 @@
+//! The streaming layer analyzer: blob bytes in, figures out.
+//!
+//! It knows nothing of registries or files: it is handed a `Read` of the
+//! blob exactly as stored (compressed), and reads it once. The blob is hashed
+//! as it passes, decompressed by sniffing its magic bytes (media types lie:
+//! some builders label zstd layers as gzip), and parsed as a tar stream.
+//! Nothing is buffered beyond the decoder's window and one tar header, so
+//! memory does not grow with the layer; what does grow is the per-path index,
+//! one small entry per path, which the merged-filesystem view needs.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufRead, BufReader, Read};
+
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// The block size of the node filesystems we predict for (ext4 and xfs
+/// default to 4 KiB).
+pub const BLOCK: u64 = 4096;
+
+/// ext4 stores a symlink target shorter than this inside the inode itself
+/// ("fast symlink"); a longer one costs a data block.
+pub const FAST_SYMLINK_MAX: usize = 60;
+
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+const WHITEOUT_PREFIX: &str = ".wh.";
+
+/// The figures of one layer. Field names are part of the JSON schema.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerFigures {
+    /// Bytes of the blob as stored (what a pull downloads).
+    pub compressed_bytes: u64,
+    /// Length of the uncompressed tar stream.
+    pub tar_bytes: u64,
+    /// Sum of regular-file sizes, a hard-linked file counted once.
+    pub content_bytes: u64,
+    /// Predicted allocation of the unpacked layer on a 4 KiB-block filesystem.
+    pub disk_bytes: u64,
+    /// Inodes the unpacked layer uses.
+    pub inodes: u64,
+    /// `.wh.NAME` entries (each becomes a 0/0 character device in overlayfs).
+    pub whiteouts: u64,
+    /// Directories marked opaque by `.wh..wh..opq`.
+    pub opaque_dirs: u64,
+    /// Regular files (hard links to a file already counted are not).
+    pub files: u64,
+}
+
+impl LayerFigures {
+    pub fn add(&mut self, other: &LayerFigures) {
+        self.compressed_bytes += other.compressed_bytes;
+        self.tar_bytes += other.tar_bytes;
+        self.content_bytes += other.content_bytes;
+        self.disk_bytes += other.disk_bytes;
+        self.inodes += other.inodes;
+        self.whiteouts += other.whiteouts;
+        self.opaque_dirs += other.opaque_dirs;
+        self.files += other.files;
+    }
+}
+
+/// What a path in a layer is, reduced to what sizing needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum EntryKind {
+    File {
+        size: u64,
+    },
+    /// A hard link to another path of the same layer: no new inode, no content.
+    HardLink,
+    Dir,
+    Symlink {
+        target_len: usize,
+    },
+    /// Character or block device.
+    Device,
+    Fifo,
+    /// `.wh.NAME`: deletes NAME (stored under NAME's path, not the marker's).
+    Whiteout,
+    /// `.wh..wh..opq`: hides the lower layers' content of this directory
+    /// (stored under the directory's path).
+    Opaque,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub path: String,
+    #[serde(flatten)]
+    pub kind: EntryKind,
+}
+
+/// A file and its size, for the largest-files lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSize {
+    pub path: String,
+    pub size: u64,
+}
+
+/// Everything the analyzer learns from one blob.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerMeasurement {
+    pub figures: LayerFigures,
+    /// `sha256:` digest of the compressed blob, as computed while reading.
+    pub digest: String,
+    /// `sha256:` digest of the uncompressed tar (the config's `diff_id`).
+    pub diff_id: String,
+    pub compression: Compression,
+    /// One entry per path, in path order; whiteouts and opaque markers are
+    /// keyed by the path they act on.
+    pub index: Vec<IndexEntry>,
+}
+
+impl LayerMeasurement {
+    /// The `n` largest regular files this layer adds.
+    pub fn largest_files(&self, n: usize) -> Vec<FileSize> {
+        top_n(
+            self.index.iter().filter_map(|e| match e.kind {
+                EntryKind::File { size } => Some((e.path.as_str(), size)),
+                _ => None,
+            }),
+            n,
+        )
+    }
+}
+
+/// Keeps the `n` largest of `(path, size)` pairs, largest first, ties by path.
+pub fn top_n<'a>(items: impl Iterator<Item = (&'a str, u64)>, n: usize) -> Vec<FileSize> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    if n == 0 {
+        return Vec::new();
+    }
+    // A min-heap of the best n so far: memory stays O(n) for any layer.
+    let mut heap: BinaryHeap<Reverse<(u64, Reverse<&'a str>)>> = BinaryHeap::with_capacity(n + 1);
+    for (path, size) in items {
+        heap.push(Reverse((size, Reverse(path))));
+        if heap.len() > n {
+            heap.pop();
+        }
+    }
+    let mut out: Vec<FileSize> = heap
+        .into_iter()
+        .map(|Reverse((size, Reverse(path)))| FileSize {
+            path: path.to_string(),
+            size,
+        })
+        .collect();
+    out.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    fn sniff(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "tar",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// What the caller knows about the blob before reading it.
+#[derive(Debug, Clone, Default)]
+pub struct Expected {
+    /// The descriptor's digest; verified at end of stream when given.
+    pub digest: Option<String>,
+    /// The descriptor's size; the stream must be exactly this long.
+    pub size: Option<u64>,
+    /// The config's `diff_id` for this layer; verified when given.
+    pub diff_id: Option<String>,
+}
+
+/// Why a layer could not be measured. The message names the stage and the
+/// byte offset so a user can tell a flaky network from a corrupt blob.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("reading the blob failed after {offset} bytes: {source}")]
+    Read { offset: u64, source: io::Error },
+    #[error("blob is truncated: got {got} of {expected} bytes")]
+    Truncated { got: u64, expected: u64 },
+    #[error("blob is longer than its descriptor: more than {expected} bytes")]
+    TooLong { expected: u64 },
+    #[error("digest mismatch: descriptor says {expected}, content is {actual}")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("corrupt {format} data at compressed offset {offset}: {source}")]
+    Decompress {
+        format: &'static str,
+        offset: u64,
+        source: io::Error,
+    },
+    #[error("corrupt tar stream at uncompressed offset {offset}: {source}")]
+    Tar { offset: u64, source: io::Error },
+    #[error("uncompressed digest mismatch: config diff_id is {expected}, tar stream is {actual}")]
+    DiffIdMismatch { expected: String, actual: String },
+    #[error("unsupported digest algorithm in {0} (only sha256 is supported)")]
+    UnsupportedDigest(String),
+}
+
+/// Reads the blob, counting and hashing every byte, and enforcing the
+/// descriptor's size so a truncated or padded blob fails where it happens.
+struct BlobReader<'p, R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+    expected_size: Option<u64>,
+    failed: bool,
+    progress: Option<&'p ProgressBar>,
+}
+
+impl<R: Read> Read for BlobReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                self.failed = true;
+                return Err(e);
+            }
+        };
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        if let Some(p) = self.progress {
+            p.inc(n as u64);
+        }
+        if let Some(expected) = self.expected_size {
+            if self.count > expected {
+                self.failed = true;
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "blob longer than descriptor",
+                ));
+            }
+            if n == 0 && self.count < expected && !buf.is_empty() {
+                self.failed = true;
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "blob truncated",
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Counts (and optionally hashes) the uncompressed tar stream, and remembers
+/// whether the decoder below it failed, to tell corrupt compression from a
+/// corrupt tar.
+struct TarCounter<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+    decoder_failed: bool,
+}
+
+impl<R: Read> Read for TarCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.count += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                self.decoder_failed = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+fn check_algorithm(digest: &str) -> Result<(), LayerError> {
+    if digest.starts_with("sha256:") {
+        Ok(())
+    } else {
+        Err(LayerError::UnsupportedDigest(digest.to_string()))
+    }
+}
+
+fn hex_digest(hasher: Sha256) -> String {
+    let bytes = hasher.finalize();
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("sha256:");
+    for b in bytes.iter() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Measures one layer blob, reading it exactly once.
+pub fn analyze<R: Read>(
+    reader: R,
+    expected: &Expected,
+    progress: Option<&ProgressBar>,
+) -> Result<LayerMeasurement, LayerError> {
+    if let Some(d) = &expected.digest {
+        check_algorithm(d)?;
+    }
+    let mut blob = BlobReader {
+        inner: reader,
+        hasher: Sha256::new(),
+        count: 0,
+        expected_size: expected.size,
+        failed: false,
+        progress,
+    };
+
+    let parsed = parse_blob(&mut blob);
+    let (compression, tar_bytes, tar_hash, builder) = match parsed {
+        Ok(v) => v,
+        Err(stage) => return Err(stage.into_error(&blob)),
+    };
+    // The decoder may stop before the blob ends (gzip footer, tar padding
+    // compressed after the end-of-archive blocks): read to EOF so the digest
+    // and the size cover every byte.
+    if let Err(source) = io::copy(&mut blob, &mut io::sink()) {
+        return Err(read_error(&blob, source));
+    }
+    let compressed_bytes = blob.count;
+    if let Some(size) = expected.size
+        && compressed_bytes != size
+    {
+        return Err(LayerError::Truncated {
+            got: compressed_bytes,
+            expected: size,
+        });
+    }
+    let digest = hex_digest(blob.hasher);
+    if let Some(want) = &expected.digest
+        && *want != digest
+    {
+        return Err(LayerError::DigestMismatch {
+            expected: want.clone(),
+            actual: digest,
+        });
+    }
+    let diff_id = if compression == Compression::None {
+        digest.clone()
+    } else {
+        hex_digest(tar_hash)
+    };
+    if let Some(want) = &expected.diff_id
+        && *want != diff_id
+    {
+        return Err(LayerError::DiffIdMismatch {
+            expected: want.clone(),
+            actual: diff_id,
+        });
+    }
+    let (mut figures, index) = builder.finish();
+    figures.compressed_bytes = compressed_bytes;
+    figures.tar_bytes = tar_bytes;
+    Ok(LayerMeasurement {
+        figures,
+        digest,
+        diff_id,
+        compression,
+        index,
+    })
+}
+
+fn read_error<R>(blob: &BlobReader<'_, R>, source: io::Error) -> LayerError {
+    match (source.kind(), blob.expected_size) {
+        (io::ErrorKind::UnexpectedEof, Some(expected)) if blob.count < expected => {
+            LayerError::Truncated {
+                got: blob.count,
+                expected,
+            }
+        }
+        (io::ErrorKind::InvalidData, Some(expected)) if blob.count > expected => {
+            LayerError::TooLong { expected }
+        }
+        _ => LayerError::Read {
+            offset: blob.count,
+            source,
+        },
+    }
+}
+
+/// Where parsing stopped, resolved into a [`LayerError`] once the blob reader
+/// can be inspected again.
+enum Failure {
+    Decode(Compression, io::Error),
+    Tar(u64, io::Error),
+}
+
+impl Failure {
+    fn into_error<R>(self, blob: &BlobReader<'_, R>) -> LayerError {
+        let (source, stage) = match self {
+            Failure::Decode(c, e) => (e, Some(c)),
+            Failure::Tar(off, e) => {
+                if blob.failed {
+                    (e, None)
+                } else {
+                    return LayerError::Tar {
+                        offset: off,
+                        source: e,
+                    };
+                }
+            }
+        };
+        if blob.failed {
+            return read_error(blob, source);
+        }
+        match stage {
+            Some(Compression::None) | None => LayerError::Tar { offset: 0, source },
+            Some(c) => LayerError::Decompress {
+                format: c.name(),
+                offset: blob.count,
+                source,
+            },
+        }
+    }
+}
+
+type Parsed = (Compression, u64, Sha256, IndexBuilder);
+
+fn parse_blob<R: Read>(blob: &mut BlobReader<'_, R>) -> Result<Parsed, Failure> {
+    let mut buffered = BufReader::with_capacity(256 * 1024, blob);
+    let head = buffered
+        .fill_buf()
+        .map_err(|e| Failure::Decode(Compression::None, e))?;
+    let compression = Compression::sniff(head);
+    let decoder: Box<dyn Read + '_> = match compression {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(buffered)
+                .map_err(|e| Failure::Decode(compression, e))?,
+        ),
+        Compression::None => Box::new(buffered),
+    };
+    let mut tar = TarCounter {
+        inner: decoder,
+        hasher: Sha256::new(),
+        count: 0,
+        decoder_failed: false,
+    };
+    let builder = match parse_tar(&mut tar) {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(if tar.decoder_failed {
+                Failure::Decode(compression, e)
+            } else {
+                Failure::Tar(tar.count, e)
+            });
+        }
+    };
+    // Zero blocks and padding after the end-of-archive marker still belong to
+    // the tar stream (and to its diff_id).
+    if let Err(e) = io::copy(&mut tar, &mut io::sink()) {
+        return Err(Failure::Decode(compression, e));
+    }
+    Ok((compression, tar.count, tar.hasher, builder))
+}
+
+fn parse_tar<R: Read>(reader: &mut R) -> io::Result<IndexBuilder> {
+    let mut archive = tar::Archive::new(reader);
+    let mut builder = IndexBuilder::default();
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let path = normalize(&entry.path_bytes());
+        let header = entry.header();
+        use tar::EntryType as T;
+        let kind = match header.entry_type() {
+            T::Regular | T::Continuous | T::GNUSparse => EntryKind::File { size: entry.size() },
+            T::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| normalize(&t))
+                    .unwrap_or_default();
+                builder.add_hard_link(path, target);
+                continue;
+            }
+            T::Symlink => EntryKind::Symlink {
+                target_len: entry.link_name_bytes().map(|t| t.len()).unwrap_or(0),
+            },
+            T::Directory => EntryKind::Dir,
+            T::Char | T::Block => EntryKind::Device,
+            T::Fifo => EntryKind::Fifo,
+            // PAX/GNU metadata records are consumed by the tar crate; anything
+            // else unknown is treated like a regular file, as GNU tar does.
+            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => continue,
+            _ => EntryKind::File { size: entry.size() },
+        };
+        builder.add(path, kind);
+    }
+    Ok(builder)
+}
+
+/// Layer paths are relative to the root: `./usr/bin/` and `usr/bin` are the
+/// same path.
+fn normalize(raw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(s.len());
+    for part in s.split('/') {
+        if part.is_empty() || part == "." {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('/');
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+fn split_parent(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("", path),
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Collects one entry per path (a later entry for the same path replaces an
+/// earlier one, as extraction would) and the set of directories, explicit or
+/// implied by a deeper path.
+#[derive(Default)]
+struct IndexBuilder {
+    entries: Vec<IndexEntry>,
+    by_path: HashMap<String, usize>,
+    /// Hard links, resolved at the end: a link's target may be replaced later
+    /// in the stream, and only links to a file of this layer share its inode.
+    hard_links: Vec<(String, String)>,
+}
+
+impl IndexBuilder {
+    fn add(&mut self, path: String, kind: EntryKind) {
+        let (dir, name) = split_parent(&path);
+        let (path, kind) = if name == OPAQUE_MARKER {
+            (dir.to_string(), EntryKind::Opaque)
+        } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+            (join(dir, hidden), EntryKind::Whiteout)
+        } else {
+            (path, kind)
+        };
+        // A whiteout and a real entry for the same path can both appear (the
+        // marker acts on lower layers); keep them apart by kind.
+        let key = match kind {
+            EntryKind::Whiteout => format!("{path}\0wh"),
+            EntryKind::Opaque => format!("{path}\0opq"),
+            _ => path.clone(),
+        };
+        let entry = IndexEntry { path, kind };
+        match self.by_path.get(&key) {
+            Some(&i) => self.entries[i] = entry,
+            None => {
+                self.by_path.insert(key, self.entries.len());
+                self.entries.push(entry);
+            }
+        }
+    }
+
+    fn add_hard_link(&mut self, path: String, target: String) {
+        self.hard_links.push((path, target));
+    }
+
+    fn finish(mut self) -> (LayerFigures, Vec<IndexEntry>) {
+        for (path, target) in std::mem::take(&mut self.hard_links) {
+            let target_is_file = self
+                .by_path
+                .get(&target)
+                .is_some_and(|&i| matches!(self.entries[i].kind, EntryKind::File { .. }));
+            // A link to a file outside this layer cannot share an inode with
+            // it once unpacked: it becomes a file of its own, sized 0 here
+            // since the tar carries no content for it.
+            let kind = if target_is_file {
+                EntryKind::HardLink
+            } else {
+                EntryKind::File { size: 0 }
+            };
+            self.add(path, kind);
+        }
+
+        let mut figures = LayerFigures::default();
+        let mut dirs: HashSet<&str> = HashSet::new();
+        for e in &self.entries {
+            match e.kind {
+                EntryKind::File { size } => {
+                    figures.files += 1;
+                    figures.content_bytes += size;
+                    figures.disk_bytes += size.div_ceil(BLOCK) * BLOCK;
+                    figures.inodes += 1;
+                }
+                EntryKind::HardLink => {}
+                EntryKind::Dir => {
+                    if !e.path.is_empty() {
+                        dirs.insert(&e.path);
+                    }
+                }
+                EntryKind::Symlink { target_len } => {
+                    figures.inodes += 1;
+                    if target_len >= FAST_SYMLINK_MAX {
+                        figures.disk_bytes += BLOCK;
+                    }
+                }
+                EntryKind::Device | EntryKind::Fifo => figures.inodes += 1,
+                EntryKind::Whiteout => {
+                    figures.whiteouts += 1;
+                    figures.inodes += 1;
+                }
+                EntryKind::Opaque => {
+                    figures.opaque_dirs += 1;
+                    if !e.path.is_empty() {
+                        dirs.insert(&e.path);
+                    }
+                }
+            }
+            // Every ancestor of a path is a directory once unpacked, listed
+            // in the tar or not.
+            let mut p = e.path.as_str();
+            while let Some(i) = p.rfind('/') {
+                p = &p[..i];
+                if !dirs.insert(p) {
+                    break;
+                }
+            }
+        }
+        // +1: the layer's root directory.
+        let dir_count = dirs.len() as u64 + 1;
+        figures.inodes += dir_count;
+        figures.disk_bytes += dir_count * BLOCK;
+
+        let mut entries = self.entries;
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        (figures, entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        b.into_inner().unwrap()
+    }
+
+    fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, size: usize) {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, path, &vec![7u8; size][..]).unwrap();
+    }
+
+    fn special(b: &mut tar::Builder<Vec<u8>>, path: &str, t: tar::EntryType, link: Option<&str>) {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_mode(0o755);
+        h.set_entry_type(t);
+        match link {
+            Some(l) => b.append_link(&mut h, path, l).unwrap(),
+            None => b.append_data(&mut h, path, io::empty()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn counts_files_dirs_links_and_whiteouts() {
+        let data = tar_of(|b| {
+            special(b, "etc/", tar::EntryType::Directory, None);
+            file(b, "etc/a", 10);
+            file(b, "usr/lib/big", 5000);
+            special(b, "usr/lib/big2", tar::EntryType::Link, Some("usr/lib/big"));
+            special(
+                b,
+                "usr/bin/short",
+                tar::EntryType::Symlink,
+                Some("../lib/big"),
+            );
+            special(
+                b,
+                "usr/bin/long",
+                tar::EntryType::Symlink,
+                Some(&"x".repeat(70)),
+            );
+            special(b, "var/.wh.cache", tar::EntryType::Regular, None);
+            special(b, "opt/.wh..wh..opq", tar::EntryType::Regular, None);
+        });
+        let m = analyze(&data[..], &Expected::default(), None).unwrap();
+        let f = m.figures;
+        assert_eq!(f.files, 2);
+        assert_eq!(f.content_bytes, 5010);
+        // dirs: root, etc, usr, usr/lib, usr/bin, var, opt = 7
+        assert_eq!(f.inodes, 2 + 2 + 1 + 7);
+        assert_eq!(f.disk_bytes, 4096 + 8192 + 4096 + 7 * 4096);
+        assert_eq!(f.whiteouts, 1);
+        assert_eq!(f.opaque_dirs, 1);
+        assert_eq!(f.tar_bytes, data.len() as u64);
+        assert_eq!(f.compressed_bytes, data.len() as u64);
+        assert_eq!(m.compression, Compression::None);
+        assert_eq!(m.digest, m.diff_id);
+        assert!(
+            m.index
+                .iter()
+                .any(|e| e.path == "var/cache" && e.kind == EntryKind::Whiteout)
+        );
+        assert!(
+            m.index
+                .iter()
+                .any(|e| e.path == "opt" && e.kind == EntryKind::Opaque)
+        );
+    }
+
+    #[test]
+    fn later_entry_for_same_path_replaces_earlier() {
+        let data = tar_of(|b| {
+            file(b, "a", 100);
+            file(b, "./a", 9000);
+        });
+        let m = analyze(&data[..], &Expected::default(), None).unwrap();
+        assert_eq!(m.figures.files, 1);
+        assert_eq!(m.figures.content_bytes, 9000);
+    }
+
+    #[test]
+    fn gzip_and_zstd_give_same_figures_and_diff_id() {
+        use std::io::Write;
+        let data = tar_of(|b| file(b, "x/y", 123_456));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&data).unwrap();
+        let gz = gz.finish().unwrap();
+        let zs = zstd::encode_all(&data[..], 3).unwrap();
+        let plain = analyze(&data[..], &Expected::default(), None).unwrap();
+        let g = analyze(&gz[..], &Expected::default(), None).unwrap();
+        let z = analyze(&zs[..], &Expected::default(), None).unwrap();
+        assert_eq!(g.compression, Compression::Gzip);
+        assert_eq!(z.compression, Compression::Zstd);
+        for m in [&g, &z] {
+            assert_eq!(m.diff_id, plain.digest);
+            assert_eq!(m.figures.content_bytes, plain.figures.content_bytes);
+            assert_eq!(m.figures.tar_bytes, data.len() as u64);
+        }
+        assert_eq!(g.figures.compressed_bytes, gz.len() as u64);
+    }
+
+    #[test]
+    fn digest_mismatch_and_truncation_are_errors() {
+        let data = tar_of(|b| file(b, "f", 10));
+        let wrong = Expected {
+            digest: Some(format!("sha256:{}", "0".repeat(64))),
+            ..Default::default()
+        };
+        assert!(matches!(
+            analyze(&data[..], &wrong, None),
+            Err(LayerError::DigestMismatch { .. })
+        ));
+        let long = Expected {
+            size: Some(data.len() as u64 + 10),
+            ..Default::default()
+        };
+        assert!(matches!(
+            analyze(&data[..], &long, None),
+            Err(LayerError::Truncated { .. })
+        ));
+        let short = Expected {
+            size: Some(data.len() as u64 - 512),
+            ..Default::default()
+        };
+        assert!(matches!(
+            analyze(&data[..], &short, None),
+            Err(LayerError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn corrupt_gzip_names_offset() {
+        use std::io::Write;
+        let data = tar_of(|b| file(b, "f", 100_000));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&data).unwrap();
+        let mut gz = gz.finish().unwrap();
+        let mid = gz.len() / 2;
+        for b in &mut gz[mid..mid + 64] {
+            *b ^= 0x5a;
+        }
+        let err = analyze(&gz[..], &Expected::default(), None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LayerError::Decompress { format: "gzip", .. } | LayerError::Tar { .. }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_tar_error_not_a_panic() {
+        let err = analyze(
+            &b"this is not a tar stream at all, not even close"[..],
+            &Expected::default(),
+            None,
+        );
+        // Fewer than 512 bytes: the tar reader sees a short header.
+        assert!(err.is_err() || err.unwrap().index.is_empty());
+    }
+
+    #[test]
+    fn top_n_keeps_largest() {
+        let items = vec![("a", 5u64), ("b", 50), ("c", 1), ("d", 50)];
+        let t = top_n(items.into_iter(), 2);
+        assert_eq!(
+            t.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            vec!["b", "d"]
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! Measuring images: every unique layer streamed once, concurrently, then
+//! assembled per image with the merged-filesystem view.
+
+pub mod layer;
+pub mod merged;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::error::Error;
+use crate::source::{ImageSource, LayerDescriptor, ResolvedImage};
+use layer::{Expected, FileSize, LayerFigures, LayerMeasurement};
+use merged::{FinalFigures, MergedFs};
+
+#[derive(Debug, Clone)]
+pub struct MeasureOptions {
+    /// Layers in flight at once.
+    pub jobs: usize,
+    /// Check each layer's uncompressed digest against the config's diff_ids.
+    pub verify_diff_ids: bool,
+    /// Length of the largest-files lists.
+    pub top: usize,
+    /// Draw per-layer progress bars (on a terminal only).
+    pub progress: bool,
+}
+
+impl Default for MeasureOptions {
+    fn default() -> Self {
+        MeasureOptions {
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            verify_diff_ids: false,
+            top: 10,
+            progress: false,
+        }
+    }
+}
+
+/// One layer of one image, as reported.
+#[derive(Debug, Clone)]
+pub struct LayerReport {
+    pub descriptor: LayerDescriptor,
+    /// `None` when the layer could not be fetched (foreign layers only;
+    /// any other failure fails the whole measurement).
+    pub measurement: Option<Arc<LayerMeasurement>>,
+    pub not_measured_reason: Option<String>,
+    pub largest_files: Vec<FileSize>,
+}
+
+impl LayerReport {
+    pub fn figures(&self) -> Option<&LayerFigures> {
+        self.measurement.as_ref().map(|m| &m.figures)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageReport {
+    pub image: ResolvedImage,
+    pub layers: Vec<LayerReport>,
+    /// Sums over the measured layers.
+    pub totals: LayerFigures,
+    pub final_fs: FinalFigures,
+    pub wasted_bytes: u64,
+    pub largest_files: Vec<FileSize>,
+    /// False when a layer could not be measured: the totals are a lower bound.
+    pub complete: bool,
+}
+
+type LayerResult = Result<Arc<LayerMeasurement>, String>;
+
+/// Measures every image, streaming each distinct layer once even when
+/// several images share it.
+pub async fn measure_images(
+    images: Vec<(Arc<dyn ImageSource>, ResolvedImage)>,
+    opts: &MeasureOptions,
+) -> Result<Vec<ImageReport>, Error> {
+    struct Job {
+        source: Arc<dyn ImageSource>,
+        desc: LayerDescriptor,
+        diff_id: Option<String>,
+    }
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (source, image) in &images {
+        for (i, desc) in image.layers.iter().enumerate() {
+            if seen.insert(desc.digest.clone()) {
+                jobs.push(Job {
+                    source: source.clone(),
+                    desc: desc.clone(),
+                    diff_id: opts
+                        .verify_diff_ids
+                        .then(|| image.diff_ids.get(i).cloned())
+                        .flatten(),
+                });
+            }
+            if opts.verify_diff_ids && image.diff_ids.len() != image.layers.len() {
+                return Err(Error::measure(format!(
+                    "{}: the config lists {} diff_ids for {} layers",
+                    image.reference,
+                    image.diff_ids.len(),
+                    image.layers.len()
+                )));
+            }
+        }
+    }
+    // Largest first, so the longest layer does not start last.
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.desc.size));
+
+    let bars = MultiProgress::with_draw_target(if opts.progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template(
+        "{prefix:>14} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}",
+    )
+    .expect("static template")
+    .progress_chars("=> ");
+
+    let results: Vec<(String, LayerResult)> = futures::stream::iter(jobs)
+        .map(|job| {
+            let bar = bars.add(ProgressBar::new(job.desc.size));
+            bar.set_style(style.clone());
+            bar.set_prefix(short_digest(&job.desc.digest).to_string());
+            async move {
+                let digest = job.desc.digest.clone();
+                let result =
+                    measure_layer(job.source, job.desc.clone(), job.diff_id, bar.clone()).await;
+                bar.finish_and_clear();
+                match result {
+                    Ok(m) => Ok((digest, Ok(m))),
+                    Err(e) if job.desc.is_foreign() => Ok((digest, Err(e.message().to_string()))),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .buffer_unordered(opts.jobs.max(1))
+        .try_collect()
+        .await?;
+    let by_digest: HashMap<String, LayerResult> = results.into_iter().collect();
+
+    Ok(images
+        .into_iter()
+        .map(|(_, image)| assemble(image, &by_digest, opts.top))
+        .collect())
+}
+
+async fn measure_layer(
+    source: Arc<dyn ImageSource>,
+    desc: LayerDescriptor,
+    diff_id: Option<String>,
+    bar: ProgressBar,
+) -> Result<Arc<LayerMeasurement>, Error> {
+    let reader = source.open_layer(&desc).await?;
+    let expected = Expected {
+        digest: Some(desc.digest.clone()),
+        size: Some(desc.size),
+        diff_id,
+    };
+    let digest = desc.digest.clone();
+    // Decompression and tar parsing are CPU-bound: keep them off the reactor.
+    let measured =
+        tokio::task::spawn_blocking(move || layer::analyze(reader, &expected, Some(&bar)))
+            .await
+            .map_err(|e| Error::measure(format!("layer {digest}: analyzer crashed: {e}")))?;
+    measured
+        .map(Arc::new)
+        .map_err(|e| Error::measure(format!("layer {}: {e}", desc.digest)))
+}
+
+fn assemble(
+    image: ResolvedImage,
+    results: &HashMap<String, LayerResult>,
+    top: usize,
+) -> ImageReport {
+    let mut totals = LayerFigures::default();
+    let mut fs = MergedFs::new();
+    let mut complete = true;
+    let mut layers = Vec::with_capacity(image.layers.len());
+    for desc in &image.layers {
+        let result = results
+            .get(&desc.digest)
+            .cloned()
+            .unwrap_or_else(|| Err("not scheduled".to_string()));
+        let report = match result {
+            Ok(m) => {
+                totals.add(&m.figures);
+                fs.apply(&m.index);
+                LayerReport {
+                    descriptor: desc.clone(),
+                    largest_files: m.largest_files(top),
+                    measurement: Some(m),
+                    not_measured_reason: None,
+                }
+            }
+            Err(reason) => {
+                complete = false;
+                LayerReport {
+                    descriptor: desc.clone(),
+                    measurement: None,
+                    not_measured_reason: Some(reason),
+                    largest_files: Vec::new(),
+                }
+            }
+        };
+        layers.push(report);
+    }
+    ImageReport {
+        final_fs: fs.figures(),
+        wasted_bytes: fs.wasted_bytes(),
+        largest_files: fs.largest_files(top),
+        image,
+        layers,
+        totals,
+        complete,
+    }
+}
+
+/// `sha256:0123456789ab…` → `0123456789ab`, as docker shows image IDs.
+pub fn short_digest(d: &str) -> &str {
+    let hex = d.split_once(':').map_or(d, |(_, h)| h);
+    &hex[..hex.len().min(12)]
+}

@@ -1,0 +1,126 @@
+//! `--format json`: the stable, documented schema (see README, "JSON
+//! schema"). Sizes are plain integers of bytes.
+
+use serde::Serialize;
+
+use super::{Renderer, SCHEMA_VERSION};
+use crate::measure::layer::{FileSize, LayerFigures};
+use crate::measure::merged::FinalFigures;
+use crate::measure::{ImageReport, LayerReport};
+use crate::platform::Platform;
+
+pub struct Json;
+
+#[derive(Serialize)]
+struct Document<'a> {
+    schema_version: u32,
+    images: Vec<ImageJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct ImageJson<'a> {
+    reference: &'a str,
+    digest: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index_digest: Option<&'a str>,
+    media_type: &'a str,
+    platform: &'a Platform,
+    manifest_bytes: u64,
+    config_digest: &'a str,
+    config_bytes: u64,
+    complete: bool,
+    layers: Vec<LayerJson<'a>>,
+    totals: &'a LayerFigures,
+    #[serde(rename = "final")]
+    final_fs: FinalJson<'a>,
+    wasted_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct FinalJson<'a> {
+    #[serde(flatten)]
+    figures: &'a FinalFigures,
+    largest_files: &'a [FileSize],
+}
+
+/// Figures are `null` (never 0) for a layer that could not be measured.
+#[derive(Serialize)]
+struct LayerJson<'a> {
+    digest: &'a str,
+    media_type: &'a str,
+    measured: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_measured_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compression: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diff_id: Option<&'a str>,
+    compressed_bytes: u64,
+    tar_bytes: Option<u64>,
+    content_bytes: Option<u64>,
+    disk_bytes: Option<u64>,
+    inodes: Option<u64>,
+    whiteouts: Option<u64>,
+    opaque_dirs: Option<u64>,
+    files: Option<u64>,
+    largest_files: &'a [FileSize],
+}
+
+fn layer(l: &LayerReport) -> LayerJson<'_> {
+    let f = l.figures();
+    LayerJson {
+        digest: &l.descriptor.digest,
+        media_type: &l.descriptor.media_type,
+        measured: f.is_some(),
+        not_measured_reason: l.not_measured_reason.as_deref(),
+        compression: l.measurement.as_ref().map(|m| m.compression.name()),
+        diff_id: l.measurement.as_ref().map(|m| m.diff_id.as_str()),
+        compressed_bytes: f.map_or(l.descriptor.size, |f| f.compressed_bytes),
+        tar_bytes: f.map(|f| f.tar_bytes),
+        content_bytes: f.map(|f| f.content_bytes),
+        disk_bytes: f.map(|f| f.disk_bytes),
+        inodes: f.map(|f| f.inodes),
+        whiteouts: f.map(|f| f.whiteouts),
+        opaque_dirs: f.map(|f| f.opaque_dirs),
+        files: f.map(|f| f.files),
+        largest_files: &l.largest_files,
+    }
+}
+
+pub fn image_json(r: &ImageReport) -> serde_json::Value {
+    serde_json::to_value(image(r)).unwrap_or(serde_json::Value::Null)
+}
+
+fn image(r: &ImageReport) -> ImageJson<'_> {
+    ImageJson {
+        reference: &r.image.reference,
+        digest: &r.image.digest,
+        index_digest: r.image.index_digest.as_deref(),
+        media_type: &r.image.media_type,
+        platform: &r.image.platform,
+        manifest_bytes: r.image.manifest_bytes,
+        config_digest: &r.image.config_digest,
+        config_bytes: r.image.config_bytes,
+        complete: r.complete,
+        layers: r.layers.iter().map(layer).collect(),
+        totals: &r.totals,
+        final_fs: FinalJson {
+            figures: &r.final_fs,
+            largest_files: &r.largest_files,
+        },
+        wasted_bytes: r.wasted_bytes,
+    }
+}
+
+impl Renderer for Json {
+    fn render_measure(&self, reports: &[ImageReport]) -> String {
+        let doc = Document {
+            schema_version: SCHEMA_VERSION,
+            images: reports.iter().map(image).collect(),
+        };
+        // Plain data of strings and integers: serialization cannot fail.
+        let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}

@@ -1,0 +1,408 @@
+//! Registries, through the oci-client crate: no Docker daemon involved.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use super::auth::{self, Credential, Secret};
+use super::manifest::ACCEPTED_MANIFESTS;
+use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
+use crate::error::Error;
+use crate::platform::PlatformSelector;
+
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// `HOST:PORT`s that speak plain HTTP.
+    pub insecure: Vec<String>,
+    /// Extra CA certificates (PEM) to trust, besides the system store.
+    pub ca_files: Vec<PathBuf>,
+    /// From `--username` and `--password-stdin`.
+    pub basic: Option<(String, String)>,
+}
+
+pub struct RegistrySource {
+    client: Client,
+    reference: Reference,
+    auth: RegistryAuth,
+    credential: Credential,
+    scheme: &'static str,
+}
+
+fn is_loopback(host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    name == "localhost" || name.starts_with("127.") || name == "[::1]"
+}
+
+/// The error chain of a request, one line: reqwest's own message alone
+/// ("error sending request") hides the cause (refused, TLS, DNS).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn load_certs(opts: &RegistryOptions) -> Result<Vec<Certificate>, Error> {
+    let mut files = opts.ca_files.clone();
+    // rustls does not read SSL_CERT_FILE by itself everywhere; OpenSSL-based
+    // tools (curl, skopeo) do, so users expect it.
+    if let Some(f) = std::env::var_os("SSL_CERT_FILE") {
+        files.push(PathBuf::from(f));
+    }
+    files
+        .iter()
+        .map(|f| {
+            std::fs::read(f)
+                .map(|data| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data,
+                })
+                .map_err(|e| Error::usage(format!("CA file {}: {e}", f.display())))
+        })
+        .collect()
+}
+
+fn http_client(certs: &[Certificate]) -> Result<reqwest::Client, Error> {
+    let mut roots = Vec::new();
+    for c in certs {
+        for cert in reqwest::Certificate::from_pem_bundle(&c.data)
+            .map_err(|e| Error::usage(format!("invalid CA certificate: {e}")))?
+        {
+            roots.push(cert);
+        }
+    }
+    reqwest::Client::builder()
+        .tls_certs_merge(roots)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("sizeguard/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::usage(format!("HTTP client: {}", chain(&e))))
+}
+
+/// For loopback registries (as Docker treats them), HTTPS is tried first and
+/// plain HTTP only when the port does not speak TLS.
+async fn probe_scheme(http: &reqwest::Client, host: &str) -> Result<&'static str, Error> {
+    let https = http
+        .get(format!("https://{host}/v2/"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    match https {
+        Ok(_) => Ok("https"),
+        Err(tls_err) => match http
+            .get(format!("http://{host}/v2/"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(r)
+                if r.headers().contains_key("docker-distribution-api-version")
+                    || r.status().as_u16() == 401
+                    || r.status().is_success() =>
+            {
+                Ok("http")
+            }
+            _ => Err(Error::measure(format!(
+                "registry {host} unreachable: {}",
+                chain(&tls_err)
+            ))),
+        },
+    }
+}
+
+/// Exchanges an OAuth2 refresh token (identity token) for an access token,
+/// as `docker login` tokens for ACR and others require.
+async fn exchange_identity_token(
+    http: &reqwest::Client,
+    scheme: &str,
+    reference: &Reference,
+    token: &str,
+    source: &str,
+) -> Result<String, Error> {
+    let host = reference.resolve_registry();
+    let ping = http
+        .get(format!("{scheme}://{host}/v2/"))
+        .send()
+        .await
+        .map_err(|e| Error::measure(format!("registry {host} unreachable: {}", chain(&e))))?;
+    let challenge = ping
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|h| h.to_str().ok())
+        .and_then(auth::parse_bearer_challenge)
+        .ok_or_else(|| {
+            Error::measure(format!(
+                "{host}: an identity token ({source}) needs a Bearer token service, but the registry offers none"
+            ))
+        })?;
+    let scope = format!("repository:{}:pull", reference.repository());
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("client_id", "sizeguard"),
+        ("refresh_token", token),
+        ("scope", scope.as_str()),
+    ];
+    if let Some(service) = challenge.get("service") {
+        form.push(("service", service));
+    }
+    let resp = http
+        .post(&challenge["realm"])
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| Error::measure(format!("{host}: token service unreachable: {}", chain(&e))))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(Error::measure(format!(
+            "{host}: identity token from {source} was refused by the token service (HTTP {status})"
+        )));
+    }
+    #[derive(serde::Deserialize)]
+    struct TokenAnswer {
+        access_token: Option<String>,
+        token: Option<String>,
+    }
+    let answer: TokenAnswer = resp
+        .json()
+        .await
+        .map_err(|e| Error::measure(format!("{host}: unreadable token service answer: {e}")))?;
+    answer.access_token.or(answer.token).ok_or_else(|| {
+        Error::measure(format!(
+            "{host}: the token service returned no access token"
+        ))
+    })
+}
+
+impl RegistrySource {
+    pub async fn connect(reference: Reference, opts: &RegistryOptions) -> Result<Self, Error> {
+        let host = reference.resolve_registry().to_string();
+        let certs = load_certs(opts)?;
+        let http = http_client(&certs)?;
+        let scheme = if opts
+            .insecure
+            .iter()
+            .any(|h| h == &host || h == reference.registry())
+        {
+            "http"
+        } else if is_loopback(&host) {
+            probe_scheme(&http, &host).await?
+        } else {
+            "https"
+        };
+        let credential = auth::lookup(reference.registry(), opts.basic.clone())?;
+        let auth = match &credential.secret {
+            Secret::Anonymous => RegistryAuth::Anonymous,
+            Secret::Basic { username, password } => {
+                RegistryAuth::Basic(username.clone(), password.clone())
+            }
+            Secret::IdentityToken(t) => RegistryAuth::Bearer(
+                exchange_identity_token(&http, scheme, &reference, t, &credential.source).await?,
+            ),
+        };
+        let config = ClientConfig {
+            protocol: if scheme == "http" {
+                ClientProtocol::HttpsExcept(vec![host.clone()])
+            } else {
+                ClientProtocol::Https
+            },
+            extra_root_certificates: certs,
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(60)),
+            user_agent: concat!("sizeguard/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        let client =
+            Client::try_from(config).map_err(|e| Error::usage(format!("registry client: {e}")))?;
+        Ok(RegistrySource {
+            client,
+            reference,
+            auth,
+            credential,
+            scheme,
+        })
+    }
+
+    /// One line that says what failed, where, and with which credentials.
+    fn explain(&self, what: &str, e: OciDistributionError) -> Error {
+        let who = &self.credential.source;
+        let host = self.reference.resolve_registry();
+        let msg = match &e {
+            OciDistributionError::AuthenticationFailure(reason) => {
+                format!("authentication failed at {host} (credentials: {who}): {reason}")
+            }
+            OciDistributionError::UnauthorizedError { url } => {
+                format!("401 unauthorized at {url} (credentials: {who})")
+            }
+            OciDistributionError::ImageManifestNotFoundError(m) => {
+                format!("manifest unknown (404): {m}")
+            }
+            OciDistributionError::ServerError { code, url, message } => match code {
+                401 => format!("401 unauthorized at {url} (credentials: {who}): {message}"),
+                403 => format!("403 denied at {url} (credentials: {who}): {message}"),
+                404 => format!("404 not found at {url}: {message}"),
+                c => format!("HTTP {c} from {url}: {message}"),
+            },
+            OciDistributionError::RegistryError { envelope, url } => {
+                let text = envelope.to_string();
+                let code = envelope
+                    .errors
+                    .first()
+                    .map(|e| format!("{:?}", e.code))
+                    .unwrap_or_default();
+                match code.as_str() {
+                    "Unauthorized" => {
+                        format!("401 unauthorized at {url} (credentials: {who}): {text}")
+                    }
+                    "Denied" => format!("403 denied at {url} (credentials: {who}): {text}"),
+                    "ManifestUnknown" | "NameUnknown" | "NotFound" | "BlobUnknown" => {
+                        format!("not found at {url}: {text}")
+                    }
+                    _ => format!("registry error at {url}: {text}"),
+                }
+            }
+            OciDistributionError::RequestError(r) => {
+                format!("registry {host} unreachable: {}", chain(r))
+            }
+            other => chain(other),
+        };
+        Error::measure(msg).context(what)
+    }
+
+    fn descriptor(digest: &str, media_type: &str, size: i64) -> OciDescriptor {
+        OciDescriptor {
+            media_type: media_type.to_string(),
+            digest: digest.to_string(),
+            size,
+            urls: None,
+            annotations: None,
+            ..Default::default()
+        }
+    }
+}
+
+#[async_trait]
+impl ManifestStore for RegistrySource {
+    fn reference(&self) -> String {
+        self.reference.whole()
+    }
+
+    async fn root(&self) -> Result<Blob, Error> {
+        let what = self.reference.whole();
+        let (bytes, digest) = self
+            .client
+            .pull_manifest_raw(&self.reference, &self.auth, ACCEPTED_MANIFESTS)
+            .await
+            .map_err(|e| self.explain(&what, e))?;
+        Ok(Blob {
+            bytes,
+            digest,
+            media_type: None,
+        })
+    }
+
+    async fn fetch(
+        &self,
+        digest: &str,
+        media_type: &str,
+        is_manifest: bool,
+    ) -> Result<Blob, Error> {
+        let what = format!("{}@{digest}", self.reference.whole());
+        let bytes: bytes::Bytes = if is_manifest {
+            let r = self.reference.clone_with_digest(digest.to_string());
+            self.client
+                .pull_manifest_raw(&r, &self.auth, ACCEPTED_MANIFESTS)
+                .await
+                .map_err(|e| self.explain(&what, e))?
+                .0
+        } else {
+            let mut out = Vec::new();
+            self.client
+                .pull_blob(
+                    &self.reference,
+                    &Self::descriptor(digest, media_type, 0),
+                    &mut out,
+                )
+                .await
+                .map_err(|e| self.explain(&what, e))?;
+            out.into()
+        };
+        super::verify_digest(&what, digest, &bytes)?;
+        Ok(Blob {
+            bytes,
+            digest: digest.to_string(),
+            media_type: Some(media_type.to_string()),
+        })
+    }
+}
+
+#[async_trait]
+impl ImageSource for RegistrySource {
+    fn reference(&self) -> String {
+        self.reference.whole()
+    }
+
+    async fn resolve(&self, platforms: &PlatformSelector) -> Result<Vec<ResolvedImage>, Error> {
+        super::resolve(self, platforms).await
+    }
+
+    async fn open_layer(&self, layer: &LayerDescriptor) -> Result<Box<dyn Read + Send>, Error> {
+        let desc = Self::descriptor(&layer.digest, &layer.media_type, layer.size as i64);
+        let stream = self
+            .client
+            .pull_blob_stream(&self.reference, &desc)
+            .await
+            .map_err(|e| self.explain(&format!("layer {}", layer.digest), e))?;
+        let reader = StreamReader::new(stream.stream.map_err(std::io::Error::other));
+        // The analyzer runs on a blocking thread; the bridge lets it pull
+        // from the async download without buffering the layer.
+        Ok(Box::new(SyncIoBridge::new(reader)))
+    }
+}
+
+impl std::fmt::Debug for RegistrySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RegistrySource({}, {}, {})",
+            self.reference.whole(),
+            self.scheme,
+            self.credential.source
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("127.0.0.1:35117"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("registry.example.com"));
+        assert!(!is_loopback("10.0.0.1:5000"));
+    }
+}
