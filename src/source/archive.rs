@@ -22,6 +22,9 @@ use crate::platform::{Platform, PlatformSelector};
 struct TarIndex {
     path: PathBuf,
     members: HashMap<String, (u64, u64)>,
+    /// Symlink member → target member: the legacy `docker save` format
+    /// links a layer's `layer.tar` to the first copy of identical layers.
+    links: HashMap<String, String>,
 }
 
 impl TarIndex {
@@ -42,22 +45,48 @@ impl TarIndex {
             .map_err(|e| Error::measure(format!("{what}: {e}")))?;
         let mut archive = tar::Archive::new(file);
         let mut members = HashMap::new();
+        let mut links = HashMap::new();
         let entries = archive
             .entries_with_seek()
             .map_err(|e| Error::measure(format!("{what}: not a tar archive: {e}")))?;
         for entry in entries {
             let entry =
                 entry.map_err(|e| Error::measure(format!("{what}: corrupt tar archive: {e}")))?;
-            if !entry.header().entry_type().is_file() {
-                continue;
-            }
             let name = normalize_member(&String::from_utf8_lossy(&entry.path_bytes()));
-            members.insert(name, (entry.raw_file_position(), entry.size()));
+            let kind = entry.header().entry_type();
+            if kind.is_symlink() || kind.is_hard_link() {
+                if let Some(target) = entry.link_name_bytes() {
+                    let target = String::from_utf8_lossy(&target).to_string();
+                    // Symlink targets are relative to the link's directory;
+                    // hard link targets to the archive root.
+                    let resolved = match (kind.is_symlink(), name.rsplit_once('/')) {
+                        (true, Some((dir, _))) if !target.starts_with('/') => resolve_relative(dir, &target),
+                        _ => normalize_member(&target),
+                    };
+                    links.insert(name, resolved);
+                }
+            } else if kind.is_file() {
+                members.insert(name, (entry.raw_file_position(), entry.size()));
+            }
         }
         Ok(TarIndex {
             path: path.to_path_buf(),
             members,
+            links,
         })
+    }
+
+    /// Content offset and length of a member, following links (bounded, so
+    /// a link loop is an error, not a hang).
+    fn locate(&self, member: &str) -> Option<(u64, u64)> {
+        let mut name = normalize_member(member);
+        for _ in 0..16 {
+            if let Some(&m) = self.members.get(&name) {
+                return Some(m);
+            }
+            name = self.links.get(&name)?.clone();
+        }
+        None
     }
 
     fn open(&self, member: &str) -> Result<(Box<dyn Read + Send>, u64), Error> {
@@ -89,6 +118,21 @@ impl TarIndex {
     }
 }
 
+/// `a/b` + `../c/d` → `a/c/d`.
+fn resolve_relative(dir: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    for p in target.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
 fn normalize_member(name: &str) -> String {
     name.trim_start_matches("./")
         .trim_start_matches('/')
@@ -104,7 +148,7 @@ impl OciArchiveSource {
     pub fn open(path: &Path, tag: Option<String>) -> Result<Self, Error> {
         let what = format!("oci-archive:{}", path.display());
         let index = TarIndex::build(path, &what)?;
-        if !index.members.contains_key("index.json") {
+        if index.locate("index.json").is_none() {
             return Err(Error::measure(format!(
                 "{what}: not an OCI archive (no index.json)"
             )));
@@ -207,7 +251,7 @@ impl DockerArchiveSource {
     pub fn open(path: &Path, reference: Option<String>) -> Result<Self, Error> {
         let what = format!("docker-archive:{}", path.display());
         let index = TarIndex::build(path, &what)?;
-        if !index.members.contains_key("manifest.json") {
+        if index.locate("manifest.json").is_none() {
             return Err(Error::measure(format!(
                 "{what}: not a docker-archive (no manifest.json; is it an oci-archive?)"
             )));
@@ -297,10 +341,9 @@ impl ImageSource for DockerArchiveSource {
         let mut layers = Vec::new();
         let mut members = self.members.lock().expect("members lock");
         for (i, member) in entry.layers.iter().enumerate() {
-            let &(_, size) = self
+            let (_, size) = self
                 .index
-                .members
-                .get(&normalize_member(member))
+                .locate(member)
                 .ok_or_else(|| Error::measure(format!("{what}: archive has no layer {member}")))?;
             // `docker save` stores layers uncompressed, so the blob digest is
             // the diff_id; newer versions also name blobs by digest.

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the test suite talks to: a real registry (CNCF distribution,
+# Debian's docker-registry), skopeo to push images, and the tools the ground
+# truth comes from. Idempotent: installs only what is missing.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have docker-registry || need+=(docker-registry)
+have skopeo || need+=(skopeo)
+have umoci || need+=(umoci)
+have htpasswd || need+=(apache2-utils)
+have openssl || need+=(openssl)
+have zstd || need+=(zstd)
+have pigz || need+=(pigz)
+have curl || need+=(curl)
+[ -x /usr/bin/time ] || need+=(time)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "installing: ${need[*]}" >&2
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=""
+elif have sudo; then
+  SUDO="sudo"
+else
+  echo "error: missing ${need[*]} and not root; install them with: apt-get install ${need[*]}" >&2
+  exit 2
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
