@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::report::Format;
+use crate::report::{CheckFormat, Format};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +29,9 @@ pub enum Command {
     /// References: `registry/repo:tag`, `repo@sha256:...`, `docker://...`,
     /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REPO:TAG]`.
     Measure(MeasureArgs),
+    /// Compare a candidate with its baseline and judge it against the
+    /// node's imageFS budget and the growth and size limits.
+    Check(Box<CheckArgs>),
 }
 
 /// Options shared by every command that reads images.
@@ -89,4 +92,155 @@ pub struct MeasureArgs {
     /// Write the report to FILE (atomically) instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The image that wants to ship.
+    #[arg(long, value_name = "REF")]
+    pub candidate: String,
+
+    /// The image it replaces (what nodes already hold).
+    #[arg(long, value_name = "REF")]
+    pub baseline: Option<String>,
+
+    /// A baseline that does not exist yet (first release) is a warning, not an error.
+    #[arg(long = "baseline-optional")]
+    pub baseline_optional: bool,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Output format (`github` is implied under GitHub Actions for the step summary).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: CheckFormat,
+
+    /// Length of the largest-files lists.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
+
+    /// Write the report to FILE (atomically) instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Policy file (default: sizeguard.toml in the working directory or a parent).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Ignore any sizeguard.toml.
+    #[arg(long = "no-config", conflicts_with = "config")]
+    pub no_config: bool,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// Where the node budget comes from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct NodeArgs {
+    /// A `[nodes.NAME]` profile of the policy file.
+    #[arg(long = "node-profile", value_name = "NAME")]
+    pub node_profile: Option<String>,
+
+    /// A kubelet stats summary (`kubectl get --raw /api/v1/nodes/NODE/proxy/stats/summary`),
+    /// or a JSON array of them (the tightest node decides); `-` reads standard input.
+    #[arg(
+        long = "node-stats",
+        value_name = "FILE",
+        conflicts_with = "node_capacity"
+    )]
+    pub node_stats: Option<PathBuf>,
+
+    /// imageFS capacity (Kubernetes quantity: 20Gi, 100G, or bytes).
+    #[arg(long = "node-capacity", value_name = "SIZE")]
+    pub node_capacity: Option<String>,
+
+    /// imageFS available bytes.
+    #[arg(
+        long = "node-available",
+        value_name = "SIZE",
+        requires = "node_capacity",
+        conflicts_with = "node_used"
+    )]
+    pub node_available: Option<String>,
+
+    /// imageFS used bytes (available = capacity - used).
+    #[arg(long = "node-used", value_name = "SIZE", requires = "node_capacity")]
+    pub node_used: Option<String>,
+
+    /// imageFS inode count.
+    #[arg(long = "node-inodes", value_name = "N", requires = "node_inodes_free")]
+    pub node_inodes: Option<u64>,
+
+    /// imageFS free inodes.
+    #[arg(long = "node-inodes-free", value_name = "N", requires = "node_inodes")]
+    pub node_inodes_free: Option<u64>,
+
+    /// Kubelet imageGCHighThresholdPercent.
+    #[arg(long = "gc-high", value_name = "PCT")]
+    pub gc_high: Option<i64>,
+
+    /// Kubelet imageGCLowThresholdPercent.
+    #[arg(long = "gc-low", value_name = "PCT")]
+    pub gc_low: Option<i64>,
+
+    /// Kubelet hard eviction threshold imagefs.available.
+    #[arg(long = "eviction-imagefs-available", value_name = "PCT")]
+    pub eviction_imagefs_available: Option<String>,
+
+    /// Kubelet hard eviction threshold imagefs.inodesFree.
+    #[arg(long = "eviction-imagefs-inodes-free", value_name = "PCT")]
+    pub eviction_imagefs_inodes_free: Option<String>,
+
+    /// The node runs containerd with discard_unpacked_layers (blobs deleted after unpacking).
+    #[arg(long = "discard-unpacked-layers")]
+    pub discard_unpacked_layers: bool,
+}
+
+/// The rules. Each `--max-*` fails the check; each `--warn-*` only warns.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PolicyArgs {
+    /// Growth versus the baseline that fails: `10%`, `200MiB`, or one figure
+    /// (`pull_bytes=`, `node_bytes=`, `disk_bytes=`, `inodes=`). Repeatable.
+    #[arg(long = "max-growth", value_name = "LIMIT")]
+    pub max_growth: Vec<String>,
+
+    /// Growth versus the baseline that warns. Repeatable.
+    #[arg(long = "warn-growth", value_name = "LIMIT")]
+    pub warn_growth: Vec<String>,
+
+    /// Level of the image-GC headroom rule (the eviction rule always fails).
+    #[arg(long = "gc-headroom-level", value_name = "LEVEL", value_parser = ["warn", "fail"])]
+    pub gc_headroom_level: Option<String>,
+
+    /// Judge the whole image against the node, not just what the baseline lacks.
+    #[arg(long = "fresh-pull")]
+    pub fresh_pull: bool,
+
+    #[arg(long = "max-pull-size", value_name = "SIZE")]
+    pub max_pull_size: Option<String>,
+    #[arg(long = "warn-pull-size", value_name = "SIZE")]
+    pub warn_pull_size: Option<String>,
+    /// Limit on Σ layer disk_bytes.
+    #[arg(long = "max-unpacked-size", value_name = "SIZE")]
+    pub max_unpacked_size: Option<String>,
+    #[arg(long = "warn-unpacked-size", value_name = "SIZE")]
+    pub warn_unpacked_size: Option<String>,
+    /// Limit on any one layer's compressed size.
+    #[arg(long = "max-layer-size", value_name = "SIZE")]
+    pub max_layer_size: Option<String>,
+    #[arg(long = "warn-layer-size", value_name = "SIZE")]
+    pub warn_layer_size: Option<String>,
+    #[arg(long = "max-layers", value_name = "N")]
+    pub max_layers: Option<u64>,
+    #[arg(long = "warn-layers", value_name = "N")]
+    pub warn_layers: Option<u64>,
+    /// Limit on bytes shadowed by upper layers.
+    #[arg(long = "max-wasted", value_name = "SIZE")]
+    pub max_wasted: Option<String>,
+    #[arg(long = "warn-wasted", value_name = "SIZE")]
+    pub warn_wasted: Option<String>,
 }

@@ -20,6 +20,9 @@ pub enum ExitCode {
 pub struct Error {
     pub code: ExitCode,
     message: String,
+    /// The image (manifest, tag) does not exist: `check --baseline-optional`
+    /// treats a missing baseline as a first release, not a failure.
+    pub not_found: bool,
 }
 
 impl Error {
@@ -27,6 +30,7 @@ impl Error {
         Error {
             code: ExitCode::Usage,
             message: one_line(&msg.to_string()),
+            not_found: false,
         }
     }
 
@@ -34,14 +38,23 @@ impl Error {
         Error {
             code: ExitCode::Measure,
             message: one_line(&msg.to_string()),
+            not_found: false,
+        }
+    }
+
+    /// The image does not exist (404, unknown tag).
+    pub fn not_found(msg: impl fmt::Display) -> Self {
+        Error {
+            not_found: true,
+            ..Error::measure(msg)
         }
     }
 
     /// Prefixes the message with what was being done.
     pub fn context(self, what: impl fmt::Display) -> Self {
         Error {
-            code: self.code,
             message: format!("{what}: {}", self.message),
+            ..self
         }
     }
 

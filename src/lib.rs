@@ -5,11 +5,15 @@
 //! layers into figures and knows nothing of where bytes come from;
 //! [`report`] renders them; [`cli`] and [`commands`] wire it to a terminal.
 
+pub mod check;
 pub mod cli;
 pub mod commands;
+pub mod compare;
 pub mod error;
 pub mod measure;
+pub mod node;
 pub mod platform;
+pub mod policy;
 pub mod reference;
 pub mod report;
 pub mod source;
@@ -46,11 +50,14 @@ pub fn run() -> i32 {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            cli::Command::Measure(args) => commands::measure::run(args).await,
+            cli::Command::Measure(args) => {
+                commands::measure::run(args).await.map(|()| ExitCode::Ok)
+            }
+            cli::Command::Check(args) => commands::check::run(*args).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::Ok as i32,
+        Ok(code) => code as i32,
         Err(e) => {
             eprintln!("sizeguard: error: {e}");
             e.code as i32

@@ -1,5 +1,6 @@
 //! What each subcommand does, glued from the library's parts.
 
+pub mod check;
 pub mod measure;
 
 use std::io::{IsTerminal, Read, Write};

@@ -123,4 +123,102 @@ impl Renderer for Json {
         s.push('\n');
         s
     }
+
+    fn render_check(&self, report: &crate::check::CheckReport) -> String {
+        Json::check_document(report)
+    }
+}
+
+mod check {
+    use serde::Serialize;
+
+    use crate::check::{CheckReport, NodeSummary};
+    use crate::compare::{ImageCost, LayerDiffRow};
+    use crate::policy::{Figure, Finding, Policy, Verdict, verdict};
+
+    #[derive(Serialize)]
+    pub(super) struct CheckDocument<'a> {
+        schema_version: u32,
+        kind: &'static str,
+        verdict: Verdict,
+        candidate: &'a str,
+        baseline: Option<&'a str>,
+        findings: Vec<&'a Finding>,
+        node: Option<&'a NodeSummary>,
+        policy: &'a Policy,
+        platforms: Vec<PlatformJson<'a>>,
+    }
+
+    #[derive(Serialize)]
+    struct PlatformJson<'a> {
+        platform: &'a str,
+        verdict: Verdict,
+        candidate_digest: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        baseline_digest: Option<&'a str>,
+        candidate_cost: &'a ImageCost,
+        baseline_cost: Option<&'a ImageCost>,
+        rollout_cost: &'a ImageCost,
+        /// Candidate minus baseline, per figure; absent without a baseline.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        growth: Option<std::collections::BTreeMap<&'static str, i128>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gc_headroom_left: Option<i128>,
+        findings: &'a [Finding],
+        layers: &'a [LayerDiffRow],
+        candidate: serde_json::Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        baseline: Option<serde_json::Value>,
+    }
+
+    pub(super) fn document(r: &CheckReport) -> CheckDocument<'_> {
+        CheckDocument {
+            schema_version: super::SCHEMA_VERSION,
+            kind: "check",
+            verdict: r.verdict,
+            candidate: &r.candidate_ref,
+            baseline: r.baseline_ref.as_deref(),
+            findings: r.findings().collect(),
+            node: r.node.as_ref(),
+            policy: &r.policy,
+            platforms: r
+                .platforms
+                .iter()
+                .map(|p| {
+                    let e = &p.evaluation;
+                    PlatformJson {
+                        platform: &e.platform,
+                        verdict: verdict(&e.findings),
+                        candidate_digest: &p.candidate.image.digest,
+                        baseline_digest: p.baseline.as_ref().map(|b| b.image.digest.as_str()),
+                        candidate_cost: &e.candidate_cost,
+                        baseline_cost: e.baseline_cost.as_ref(),
+                        rollout_cost: &e.rollout_cost,
+                        growth: e.baseline_cost.map(|_| {
+                            Figure::ALL
+                                .into_iter()
+                                .filter_map(|f| e.growth(f).map(|g| (f.name(), g)))
+                                .collect()
+                        }),
+                        gc_headroom_left: r
+                            .node
+                            .as_ref()
+                            .map(|n| n.gc_headroom - e.rollout_cost.node_bytes as i128),
+                        findings: &e.findings,
+                        layers: &p.layers,
+                        candidate: super::image_json(&p.candidate),
+                        baseline: p.baseline.as_ref().map(super::image_json),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Json {
+    pub fn check_document(r: &crate::check::CheckReport) -> String {
+        let mut s = serde_json::to_string_pretty(&check::document(r)).unwrap_or_default();
+        s.push('\n');
+        s
+    }
 }

@@ -3,8 +3,10 @@
 use std::fmt::Write;
 
 use super::Renderer;
+use crate::check::CheckReport;
 use crate::measure::{ImageReport, short_digest};
-use crate::units::human_bytes;
+use crate::policy::{Level, human_signed};
+use crate::units::{human_bytes, human_delta};
 
 pub struct Table;
 
@@ -124,6 +126,157 @@ impl Renderer for Table {
                 }
             }
         }
+        out
+    }
+
+    fn render_check(&self, r: &CheckReport) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", super::markdown::headline(r).replace("**", ""));
+        for f in r.findings() {
+            let level = match f.level {
+                Level::Warn => "warn",
+                Level::Fail => "FAIL",
+            };
+            let _ = writeln!(out, "  {level}  {}: {}", f.rule, f.message);
+        }
+        for p in &r.platforms {
+            let e = &p.evaluation;
+            let _ = writeln!(
+                out,
+                "\n{}  candidate {}",
+                e.platform, p.candidate.image.digest
+            );
+            let mut rows = vec![vec![
+                "FIGURE".to_string(),
+                String::new(),
+                "CANDIDATE".into(),
+                "BASELINE".into(),
+                "GROWTH".into(),
+            ]];
+            let c = e.candidate_cost;
+            for (name, f, v, bytes) in [
+                (
+                    "pull_bytes",
+                    crate::policy::Figure::PullBytes,
+                    c.pull_bytes,
+                    true,
+                ),
+                (
+                    "node_bytes",
+                    crate::policy::Figure::NodeBytes,
+                    c.node_bytes,
+                    true,
+                ),
+                (
+                    "disk_bytes",
+                    crate::policy::Figure::DiskBytes,
+                    c.disk_bytes,
+                    true,
+                ),
+                (
+                    "inodes",
+                    crate::policy::Figure::Inodes,
+                    c.node_inodes,
+                    false,
+                ),
+            ] {
+                let show = |v: u64| if bytes { human_bytes(v) } else { v.to_string() };
+                let (base, growth) = match (e.baseline_cost, e.growth(f)) {
+                    (Some(b), Some(g)) => {
+                        let bv = match f {
+                            crate::policy::Figure::PullBytes => b.pull_bytes,
+                            crate::policy::Figure::NodeBytes => b.node_bytes,
+                            crate::policy::Figure::DiskBytes => b.disk_bytes,
+                            crate::policy::Figure::Inodes => b.node_inodes,
+                        };
+                        (
+                            show(bv),
+                            if bytes {
+                                human_delta(g)
+                            } else {
+                                format!("{g:+}")
+                            },
+                        )
+                    }
+                    _ => ("-".into(), "-".into()),
+                };
+                rows.push(vec![name.to_string(), String::new(), show(v), base, growth]);
+            }
+            rows.push(vec![
+                "rollout cost".into(),
+                String::new(),
+                human_bytes(e.rollout_cost.node_bytes),
+                String::new(),
+                String::new(),
+            ]);
+            render_table(&rows, &mut out);
+            if !p.layers.is_empty() {
+                let mut rows = vec![
+                    [
+                        "#",
+                        "CHANGE",
+                        "LAYER",
+                        "COMPRESSED",
+                        "DISK",
+                        "GROWTH",
+                        "LARGEST NEW FILE",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+                ];
+                for l in &p.layers {
+                    let digest = l
+                        .candidate_digest
+                        .as_deref()
+                        .or(l.baseline_digest.as_deref())
+                        .map(short_digest)
+                        .unwrap_or("")
+                        .to_string();
+                    rows.push(vec![
+                        (l.index + 1).to_string(),
+                        format!("{:?}", l.change).to_lowercase(),
+                        digest,
+                        human_bytes(l.candidate_compressed_bytes),
+                        human_bytes(l.candidate_disk_bytes),
+                        human_delta(l.disk_growth()),
+                        l.largest_files
+                            .first()
+                            .map(|f| format!("/{} {}", f.path, human_bytes(f.size)))
+                            .unwrap_or_default(),
+                    ]);
+                }
+                // The change column is text: left-align the first two.
+                render_table(&rows, &mut out);
+            }
+        }
+        if let Some(n) = &r.node {
+            let _ = writeln!(
+                out,
+                "\nnode {}: capacity {}, available {}, usage {}%; gc headroom {}, eviction headroom {}{}",
+                if n.name == n.label {
+                    n.name.clone()
+                } else {
+                    format!("{} ({})", n.name, n.label)
+                },
+                human_bytes(n.capacity_bytes),
+                human_bytes(n.available_bytes),
+                n.usage_percent,
+                human_signed(n.gc_headroom),
+                human_signed(n.eviction_headroom),
+                n.inode_headroom
+                    .map(|h| format!(", inode headroom {h}"))
+                    .unwrap_or_default()
+            );
+            if let Some(left) = r.headroom_left() {
+                let _ = writeln!(
+                    out,
+                    "gc headroom left after the rollout: {}",
+                    human_signed(left)
+                );
+            }
+        }
+        let _ = writeln!(out, "verdict: {}", r.verdict);
         out
     }
 }

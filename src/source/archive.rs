@@ -60,7 +60,9 @@ impl TarIndex {
                     // Symlink targets are relative to the link's directory;
                     // hard link targets to the archive root.
                     let resolved = match (kind.is_symlink(), name.rsplit_once('/')) {
-                        (true, Some((dir, _))) if !target.starts_with('/') => resolve_relative(dir, &target),
+                        (true, Some((dir, _))) if !target.starts_with('/') => {
+                            resolve_relative(dir, &target)
+                        }
                         _ => normalize_member(&target),
                     };
                     links.insert(name, resolved);
@@ -299,7 +301,7 @@ impl ImageSource for DockerArchiveSource {
                 .iter()
                 .find(|e| e.repo_tags.iter().flatten().any(|t| same_repo_tag(t, r)))
                 .ok_or_else(|| {
-                    Error::measure(format!("{what}: no image tagged {r:?} in the archive"))
+                    Error::not_found(format!("{what}: no image tagged {r:?} in the archive"))
                 })?,
             None => match entries.as_slice() {
                 [only] => only,

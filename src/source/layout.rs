@@ -47,7 +47,7 @@ pub(crate) fn pick_entry(
             .find(|m| m.annotations.get(REF_NAME).map(String::as_str) == Some(t))
             .cloned()
             .ok_or_else(|| {
-                Error::measure(format!(
+                Error::not_found(format!(
                     "{what}: no image tagged {t:?}; tags present: {}",
                     if tags.is_empty() {
                         "none".to_string()

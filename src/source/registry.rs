@@ -248,6 +248,19 @@ impl RegistrySource {
     fn explain(&self, what: &str, e: OciDistributionError) -> Error {
         let who = &self.credential.source;
         let host = self.reference.resolve_registry();
+        let not_found = match &e {
+            OciDistributionError::ImageManifestNotFoundError(_) => true,
+            OciDistributionError::ServerError { code, .. } => *code == 404,
+            OciDistributionError::RegistryError { envelope, .. } => {
+                envelope.errors.iter().any(|e| {
+                    matches!(
+                        format!("{:?}", e.code).as_str(),
+                        "ManifestUnknown" | "NameUnknown" | "NotFound"
+                    )
+                })
+            }
+            _ => false,
+        };
         let msg = match &e {
             OciDistributionError::AuthenticationFailure(reason) => {
                 format!("authentication failed at {host} (credentials: {who}): {reason}")
@@ -287,7 +300,11 @@ impl RegistrySource {
             }
             other => chain(other),
         };
-        Error::measure(msg).context(what)
+        if not_found {
+            Error::not_found(msg).context(what)
+        } else {
+            Error::measure(msg).context(what)
+        }
     }
 
     fn descriptor(digest: &str, media_type: &str, size: i64) -> OciDescriptor {

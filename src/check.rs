@@ -1,0 +1,186 @@
+//! The result of `sizeguard check`: what was measured, compared and judged,
+//! in one structure every renderer reads.
+
+use serde::Serialize;
+
+use crate::compare::{LayerDiffRow, layer_diff};
+use crate::measure::ImageReport;
+use crate::node::{Headroom, NodeFs, Thresholds};
+use crate::policy::{Evaluation, Finding, NodeBudget, Policy, Verdict, evaluate, verdict};
+
+#[derive(Debug, Clone)]
+pub struct PlatformCheck {
+    pub candidate: ImageReport,
+    pub baseline: Option<ImageReport>,
+    pub evaluation: Evaluation,
+    pub layers: Vec<LayerDiffRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSummary {
+    /// The profile or node name the budget came from.
+    pub label: String,
+    /// The tightest node (the one that decides).
+    pub name: String,
+    pub capacity_bytes: u64,
+    pub available_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inodes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inodes_free: Option<u64>,
+    pub nodes_considered: usize,
+    pub usage_percent: i64,
+    pub gc_headroom: i128,
+    pub eviction_headroom: i128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inode_headroom: Option<i128>,
+    pub thresholds: Thresholds,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    pub candidate_ref: String,
+    pub baseline_ref: Option<String>,
+    pub verdict: Verdict,
+    /// Findings not tied to one platform (a missing optional baseline).
+    pub general: Vec<Finding>,
+    pub platforms: Vec<PlatformCheck>,
+    pub node: Option<NodeSummary>,
+    pub policy: Policy,
+}
+
+impl CheckReport {
+    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
+        self.general.iter().chain(
+            self.platforms
+                .iter()
+                .flat_map(|p| p.evaluation.findings.iter()),
+        )
+    }
+
+    /// The short name of the candidate, for headlines: `ghcr.io/org/app:pr-7` → `app`.
+    pub fn image_name(&self) -> String {
+        image_name(&self.candidate_ref)
+    }
+
+    /// Bytes of GC headroom left on the tightest node after the rollout,
+    /// for the platform that leaves the least.
+    pub fn headroom_left(&self) -> Option<i128> {
+        let node = self.node.as_ref()?;
+        self.platforms
+            .iter()
+            .map(|p| node.gc_headroom - p.evaluation.rollout_cost.node_bytes as i128)
+            .min()
+    }
+}
+
+/// `ghcr.io/org/app:tag` → `app`; `oci:dir/app:v2` → `app`.
+pub fn image_name(reference: &str) -> String {
+    let r = reference
+        .strip_prefix("docker://")
+        .or_else(|| {
+            reference
+                .split_once(':')
+                .filter(|(t, _)| matches!(*t, "oci" | "oci-archive" | "docker-archive"))
+                .map(|(_, r)| r)
+        })
+        .unwrap_or(reference);
+    let r = r.split('@').next().unwrap_or(r);
+    let last = r.rsplit('/').next().unwrap_or(r);
+    let name = last.split(':').next().unwrap_or(last);
+    if name.is_empty() {
+        reference.to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// Judges every candidate platform against the baseline of the same
+/// platform and the tightest node.
+pub fn assemble(
+    candidate_ref: String,
+    baseline_ref: Option<String>,
+    candidates: Vec<ImageReport>,
+    baselines: Vec<ImageReport>,
+    general: Vec<Finding>,
+    node: Option<(String, Vec<NodeFs>, Thresholds)>,
+    policy: Policy,
+) -> Result<CheckReport, String> {
+    let node_summary = match node {
+        None => None,
+        Some((label, nodes, thresholds)) => {
+            let (i, h): (usize, Headroom) = crate::node::tightest(&nodes, &thresholds)?;
+            let fs = &nodes[i];
+            Some((
+                NodeSummary {
+                    label,
+                    name: fs.name.clone(),
+                    capacity_bytes: fs.capacity_bytes,
+                    available_bytes: fs.available_bytes,
+                    inodes: fs.inodes,
+                    inodes_free: fs.inodes_free,
+                    nodes_considered: nodes.len(),
+                    usage_percent: h.usage_percent,
+                    gc_headroom: h.gc_headroom,
+                    eviction_headroom: h.eviction_headroom,
+                    inode_headroom: h.inode_headroom,
+                    thresholds,
+                },
+                NodeBudget {
+                    fs: fs.clone(),
+                    headroom: h,
+                },
+            ))
+        }
+    };
+    let mut platforms = Vec::new();
+    for c in candidates {
+        let b = baselines
+            .iter()
+            .find(|b| b.image.platform == c.image.platform)
+            .cloned();
+        let evaluation = evaluate(
+            &policy,
+            &c,
+            b.as_ref(),
+            node_summary.as_ref().map(|(_, n)| n),
+        );
+        let layers = b.as_ref().map(|b| layer_diff(&c, b)).unwrap_or_default();
+        platforms.push(PlatformCheck {
+            candidate: c,
+            baseline: b,
+            evaluation,
+            layers,
+        });
+    }
+    let all: Vec<Finding> = general
+        .iter()
+        .cloned()
+        .chain(
+            platforms
+                .iter()
+                .flat_map(|p| p.evaluation.findings.iter().cloned()),
+        )
+        .collect();
+    Ok(CheckReport {
+        candidate_ref,
+        baseline_ref,
+        verdict: verdict(&all),
+        general,
+        platforms,
+        node: node_summary.map(|(s, _)| s),
+        policy,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn image_names() {
+        use super::image_name;
+        assert_eq!(image_name("ghcr.io/org/app:pr-7"), "app");
+        assert_eq!(image_name("127.0.0.1:5000/team/app@sha256:abc"), "app");
+        assert_eq!(image_name("oci:fixtures/demo:v2"), "demo");
+        assert_eq!(image_name("alpine"), "alpine");
+    }
+}

@@ -1,0 +1,257 @@
+//! What an image costs a node, and what a candidate adds to a node that
+//! already holds its baseline.
+//!
+//! containerd keeps every pulled layer twice unless `discard_unpacked_layers`
+//! is on: the compressed blob in its content store (shared by digest) and the
+//! unpacked snapshot (shared by chain ID: the layer together with every layer
+//! below it). So the same layer on top of a different base costs its
+//! snapshot again, while its blob is stored once.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::measure::ImageReport;
+use crate::measure::layer::FileSize;
+
+/// The figures the node model works with, for one image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImageCost {
+    /// Manifest + config + compressed layers: what a pull downloads.
+    pub pull_bytes: u64,
+    /// Σ layer `disk_bytes`: the unpacked snapshots.
+    pub disk_bytes: u64,
+    /// What the image occupies on imageFS once pulled.
+    pub node_bytes: u64,
+    /// What it needs on imageFS while being pulled (blobs and snapshots
+    /// both exist until the blobs are discarded).
+    pub peak_pull_bytes: u64,
+    /// Σ layer inodes, plus one per stored blob file when blobs are kept.
+    pub node_inodes: u64,
+    pub layers: u64,
+}
+
+/// How the node stores images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreModel {
+    /// containerd's `discard_unpacked_layers`: compressed layer blobs are
+    /// deleted once unpacked (manifest and config stay).
+    pub discard_unpacked_layers: bool,
+}
+
+/// chain IDs of an image's layers, bottom-up, per the OCI image spec:
+/// `chain(0) = diff_id(0)`, `chain(n) = sha256(chain(n-1) + " " + diff_id(n))`.
+pub fn chain_ids(diff_ids: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.to_string(),
+            Some(prev) => {
+                let h = Sha256::digest(format!("{prev} {d}").as_bytes());
+                let mut s = String::from("sha256:");
+                for b in h.iter() {
+                    s.push_str(&format!("{b:02x}"));
+                }
+                s
+            }
+        };
+        out.push(next);
+    }
+    out
+}
+
+fn diff_ids(r: &ImageReport) -> Vec<&str> {
+    r.layers
+        .iter()
+        .map(|l| match &l.measurement {
+            Some(m) => m.diff_id.as_str(),
+            // Unmeasured layers: the config's diff_id is the best we have.
+            None => "",
+        })
+        .collect()
+}
+
+/// Sums over a subset of an image's layers: `blob_new[i]` says whether
+/// layer i's blob is new to the node, `snapshot_new[i]` its snapshot.
+fn cost_of(
+    r: &ImageReport,
+    blob_new: &[bool],
+    snapshot_new: &[bool],
+    meta_new: bool,
+    store: StoreModel,
+) -> ImageCost {
+    let meta = if meta_new {
+        r.image.manifest_bytes + r.image.config_bytes
+    } else {
+        0
+    };
+    let mut compressed = 0;
+    let mut disk = 0;
+    let mut inodes = 0;
+    let mut blob_files = if meta_new { 2 } else { 0 };
+    let mut layers = 0;
+    for (i, l) in r.layers.iter().enumerate() {
+        let size = l
+            .figures()
+            .map_or(l.descriptor.size, |f| f.compressed_bytes);
+        if blob_new[i] {
+            compressed += size;
+            blob_files += 1;
+        }
+        if snapshot_new[i] {
+            layers += 1;
+            if let Some(f) = l.figures() {
+                disk += f.disk_bytes;
+                inodes += f.inodes;
+            }
+        }
+    }
+    let pull_bytes = meta + compressed;
+    let (node_bytes, node_inodes) = if store.discard_unpacked_layers {
+        (disk + meta, inodes + if meta_new { 2 } else { 0 })
+    } else {
+        (pull_bytes + disk, inodes + blob_files)
+    };
+    ImageCost {
+        pull_bytes,
+        disk_bytes: disk,
+        node_bytes,
+        peak_pull_bytes: pull_bytes + disk,
+        node_inodes,
+        layers,
+    }
+}
+
+/// The whole image, pulled onto a node that holds none of it.
+pub fn image_cost(r: &ImageReport, store: StoreModel) -> ImageCost {
+    let all = vec![true; r.layers.len()];
+    cost_of(r, &all, &all, true, store)
+}
+
+/// What pulling `candidate` adds to a node that already holds `baseline`.
+pub fn rollout_cost(
+    candidate: &ImageReport,
+    baseline: &ImageReport,
+    store: StoreModel,
+) -> ImageCost {
+    let base_blobs: HashSet<&str> = baseline
+        .layers
+        .iter()
+        .map(|l| l.descriptor.digest.as_str())
+        .collect();
+    let base_chains: HashSet<String> = chain_ids(&diff_ids(baseline)).into_iter().collect();
+    let cand_chains = chain_ids(&diff_ids(candidate));
+    let blob_new: Vec<bool> = candidate
+        .layers
+        .iter()
+        .map(|l| !base_blobs.contains(l.descriptor.digest.as_str()))
+        .collect();
+    let snapshot_new: Vec<bool> = cand_chains
+        .iter()
+        .map(|c| !base_chains.contains(c))
+        .collect();
+    let meta_new = candidate.image.digest != baseline.image.digest;
+    cost_of(candidate, &blob_new, &snapshot_new, meta_new, store)
+}
+
+/// How a candidate layer relates to the baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerChange {
+    /// Same blob at the same position on the same base: costs nothing new.
+    Shared,
+    /// A layer at a position the baseline also has, with other content.
+    Changed,
+    /// Beyond the baseline's layer count.
+    Added,
+    /// A baseline layer with no counterpart in the candidate.
+    Removed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerDiffRow {
+    pub index: usize,
+    pub change: LayerChange,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_digest: Option<String>,
+    pub candidate_compressed_bytes: u64,
+    pub baseline_compressed_bytes: u64,
+    pub candidate_disk_bytes: u64,
+    pub baseline_disk_bytes: u64,
+    /// Largest files the candidate layer adds (new and changed layers only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub largest_files: Vec<FileSize>,
+}
+
+impl LayerDiffRow {
+    pub fn disk_growth(&self) -> i128 {
+        self.candidate_disk_bytes as i128 - self.baseline_disk_bytes as i128
+    }
+}
+
+/// Position-by-position comparison of the two layer stacks: images built
+/// from the same Dockerfile keep their layer order, so position is what a
+/// reader of the diff expects ("layer 7 grew by 600 MiB").
+pub fn layer_diff(candidate: &ImageReport, baseline: &ImageReport) -> Vec<LayerDiffRow> {
+    let cand_chains = chain_ids(&diff_ids(candidate));
+    let base_chains: HashSet<String> = chain_ids(&diff_ids(baseline)).into_iter().collect();
+    let n = candidate.layers.len().max(baseline.layers.len());
+    let mut rows = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = candidate.layers.get(i);
+        let b = baseline.layers.get(i);
+        let compressed = |l: Option<&crate::measure::LayerReport>| {
+            l.map_or(0, |l| {
+                l.figures()
+                    .map_or(l.descriptor.size, |f| f.compressed_bytes)
+            })
+        };
+        let disk = |l: Option<&crate::measure::LayerReport>| {
+            l.and_then(|l| l.figures()).map_or(0, |f| f.disk_bytes)
+        };
+        let change = match (c, b) {
+            (Some(_), _) if cand_chains.get(i).is_some_and(|c| base_chains.contains(c)) => {
+                LayerChange::Shared
+            }
+            (Some(_), Some(_)) => LayerChange::Changed,
+            (Some(_), None) => LayerChange::Added,
+            (None, _) => LayerChange::Removed,
+        };
+        rows.push(LayerDiffRow {
+            index: i,
+            change,
+            candidate_digest: c.map(|l| l.descriptor.digest.clone()),
+            baseline_digest: b.map(|l| l.descriptor.digest.clone()),
+            candidate_compressed_bytes: compressed(c),
+            baseline_compressed_bytes: compressed(b),
+            candidate_disk_bytes: disk(c),
+            baseline_disk_bytes: disk(b),
+            largest_files: match (change, c) {
+                (LayerChange::Changed | LayerChange::Added, Some(l)) => l.largest_files.clone(),
+                _ => Vec::new(),
+            },
+        });
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_spec() {
+        let a = "sha256:aaaa";
+        let b = "sha256:bbbb";
+        let ids = chain_ids(&[a, b]);
+        assert_eq!(ids[0], a);
+        let want = Sha256::digest(b"sha256:aaaa sha256:bbbb");
+        assert!(ids[1].ends_with(&format!("{:02x}", want[31])));
+        assert_eq!(ids[1].len(), 7 + 64);
+        // The same layer on another base has another chain ID.
+        assert_ne!(chain_ids(&["sha256:cccc", b])[1], ids[1]);
+    }
+}

@@ -1,0 +1,386 @@
+//! The policy file, `sizeguard.toml`, and its merge with the command line.
+//!
+//! Keys are spelled like the flags (`max-growth`, `gc-high`, …) so a team
+//! can move a flag into the file without looking anything up. Unknown keys
+//! are an error that names them: a typo must not silently disable a rule.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{GrowthRule, Level, Levels, Policy};
+use crate::compare::StoreModel;
+use crate::error::Error;
+use crate::node::{self, NodeFs, Thresholds};
+use crate::units::parse_bytes;
+
+pub const FILE_NAME: &str = "sizeguard.toml";
+
+/// A string or a list of strings (`max-growth = "10%"` or `["10%", "1GiB"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A node's imageFS, from a kubelet stats summary or from figures.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeConfig {
+    /// Path to a kubelet stats summary (or an array of them).
+    pub stats: Option<PathBuf>,
+    pub capacity: Option<String>,
+    pub available: Option<String>,
+    pub used: Option<String>,
+    pub inodes: Option<u64>,
+    pub inodes_free: Option<u64>,
+}
+
+impl NodeConfig {
+    fn is_empty(&self) -> bool {
+        self.stats.is_none() && self.capacity.is_none()
+    }
+}
+
+/// Every setting, from the file or the flags; `None` means "not said here".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    pub max_growth: Option<OneOrMany>,
+    pub warn_growth: Option<OneOrMany>,
+    pub max_pull_size: Option<String>,
+    pub warn_pull_size: Option<String>,
+    pub max_unpacked_size: Option<String>,
+    pub warn_unpacked_size: Option<String>,
+    pub max_layer_size: Option<String>,
+    pub warn_layer_size: Option<String>,
+    pub max_layers: Option<u64>,
+    pub warn_layers: Option<u64>,
+    pub max_wasted: Option<String>,
+    pub warn_wasted: Option<String>,
+    pub gc_headroom_level: Option<String>,
+    pub fresh_pull: Option<bool>,
+    pub discard_unpacked_layers: Option<bool>,
+    pub baseline_optional: Option<bool>,
+    pub gc_high: Option<i64>,
+    pub gc_low: Option<i64>,
+    pub eviction_imagefs_available: Option<String>,
+    pub eviction_imagefs_inodes_free: Option<String>,
+    /// Which `[nodes.NAME]` to judge against.
+    pub node_profile: Option<String>,
+    /// The default node, when no profile is selected.
+    pub node: Option<NodeConfig>,
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeConfig>,
+}
+
+impl Settings {
+    /// Reads a policy file.
+    pub fn load(path: &Path) -> Result<Settings, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
+        let mut s: Settings = toml::from_str(&text)
+            .map_err(|e| Error::usage(format!("{}: {}", path.display(), e.message())))?;
+        // Stats paths in the file are relative to the file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for n in s.node.iter_mut().chain(s.nodes.values_mut()) {
+            if let Some(p) = &n.stats
+                && p.is_relative()
+            {
+                n.stats = Some(base.join(p));
+            }
+        }
+        Ok(s)
+    }
+
+    /// `sizeguard.toml` in the working directory or the nearest parent.
+    pub fn discover(start: &Path) -> Option<PathBuf> {
+        start
+            .ancestors()
+            .map(|d| d.join(FILE_NAME))
+            .find(|p| p.is_file())
+    }
+
+    /// Values given here win over `base`'s.
+    pub fn over(self, base: Settings) -> Settings {
+        let mut nodes = base.nodes;
+        nodes.extend(self.nodes);
+        Settings {
+            max_growth: self.max_growth.or(base.max_growth),
+            warn_growth: self.warn_growth.or(base.warn_growth),
+            max_pull_size: self.max_pull_size.or(base.max_pull_size),
+            warn_pull_size: self.warn_pull_size.or(base.warn_pull_size),
+            max_unpacked_size: self.max_unpacked_size.or(base.max_unpacked_size),
+            warn_unpacked_size: self.warn_unpacked_size.or(base.warn_unpacked_size),
+            max_layer_size: self.max_layer_size.or(base.max_layer_size),
+            warn_layer_size: self.warn_layer_size.or(base.warn_layer_size),
+            max_layers: self.max_layers.or(base.max_layers),
+            warn_layers: self.warn_layers.or(base.warn_layers),
+            max_wasted: self.max_wasted.or(base.max_wasted),
+            warn_wasted: self.warn_wasted.or(base.warn_wasted),
+            gc_headroom_level: self.gc_headroom_level.or(base.gc_headroom_level),
+            fresh_pull: self.fresh_pull.or(base.fresh_pull),
+            discard_unpacked_layers: self
+                .discard_unpacked_layers
+                .or(base.discard_unpacked_layers),
+            baseline_optional: self.baseline_optional.or(base.baseline_optional),
+            gc_high: self.gc_high.or(base.gc_high),
+            gc_low: self.gc_low.or(base.gc_low),
+            eviction_imagefs_available: self
+                .eviction_imagefs_available
+                .or(base.eviction_imagefs_available),
+            eviction_imagefs_inodes_free: self
+                .eviction_imagefs_inodes_free
+                .or(base.eviction_imagefs_inodes_free),
+            node_profile: self.node_profile.or(base.node_profile),
+            // A node given on the command line replaces the file's default.
+            node: self.node.filter(|n| !n.is_empty()).or(base.node),
+            nodes,
+        }
+    }
+}
+
+fn bytes(key: &str, v: &Option<String>) -> Result<Option<u64>, Error> {
+    v.as_deref()
+        .map(|s| parse_bytes(s).map_err(|e| Error::usage(format!("{key}: {e}"))))
+        .transpose()
+}
+
+fn levels(
+    warn_key: &str,
+    warn: &Option<String>,
+    fail_key: &str,
+    fail: &Option<String>,
+) -> Result<Levels, Error> {
+    Ok(Levels {
+        warn: bytes(warn_key, warn)?,
+        fail: bytes(fail_key, fail)?,
+    })
+}
+
+fn growth(key: &str, v: &Option<OneOrMany>) -> Result<Vec<GrowthRule>, Error> {
+    v.clone()
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| GrowthRule::parse(s).map_err(|e| Error::usage(format!("{key}: {e}"))))
+        .collect()
+}
+
+/// The node the check is judged against, if any: `(label, nodes)`.
+pub struct NodeChoice {
+    pub label: String,
+    pub nodes: Vec<NodeFs>,
+}
+
+impl Settings {
+    pub fn policy(&self) -> Result<Policy, Error> {
+        Ok(Policy {
+            fail_growth: growth("max-growth", &self.max_growth)?,
+            warn_growth: growth("warn-growth", &self.warn_growth)?,
+            pull_size: levels(
+                "warn-pull-size",
+                &self.warn_pull_size,
+                "max-pull-size",
+                &self.max_pull_size,
+            )?,
+            unpacked_size: levels(
+                "warn-unpacked-size",
+                &self.warn_unpacked_size,
+                "max-unpacked-size",
+                &self.max_unpacked_size,
+            )?,
+            layer_size: levels(
+                "warn-layer-size",
+                &self.warn_layer_size,
+                "max-layer-size",
+                &self.max_layer_size,
+            )?,
+            layers: Levels {
+                warn: self.warn_layers,
+                fail: self.max_layers,
+            },
+            wasted: levels(
+                "warn-wasted",
+                &self.warn_wasted,
+                "max-wasted",
+                &self.max_wasted,
+            )?,
+            gc_headroom_level: match self.gc_headroom_level.as_deref() {
+                None | Some("fail") => Some(Level::Fail),
+                Some("warn") => Some(Level::Warn),
+                Some(other) => {
+                    return Err(Error::usage(format!(
+                        "gc-headroom-level: {other:?} is not warn or fail"
+                    )));
+                }
+            },
+            fresh_pull: self.fresh_pull.unwrap_or(false),
+            store: StoreModel {
+                discard_unpacked_layers: self.discard_unpacked_layers.unwrap_or(false),
+            },
+        })
+    }
+
+    pub fn thresholds(&self) -> Result<Thresholds, Error> {
+        let d = Thresholds::default();
+        let pct = |key: &str, v: &Option<String>, default: f64| -> Result<f64, Error> {
+            v.as_deref()
+                .map(|s| node::parse_percent(s).map_err(|e| Error::usage(format!("{key}: {e}"))))
+                .transpose()
+                .map(|p| p.unwrap_or(default))
+        };
+        let whole = |key: &str, v: Option<i64>, default: u8| -> Result<u8, Error> {
+            match v {
+                None => Ok(default),
+                Some(n) if (0..=100).contains(&n) => Ok(n as u8),
+                Some(n) => Err(Error::usage(format!(
+                    "{key}: {n} is not a percentage between 0 and 100"
+                ))),
+            }
+        };
+        let t = Thresholds {
+            gc_high: whole("gc-high", self.gc_high, d.gc_high)?,
+            gc_low: whole("gc-low", self.gc_low, d.gc_low)?,
+            eviction_available_pct: pct(
+                "eviction-imagefs-available",
+                &self.eviction_imagefs_available,
+                d.eviction_available_pct,
+            )?,
+            eviction_inodes_free_pct: pct(
+                "eviction-imagefs-inodes-free",
+                &self.eviction_imagefs_inodes_free,
+                d.eviction_inodes_free_pct,
+            )?,
+        };
+        t.validate().map_err(Error::usage)?;
+        Ok(t)
+    }
+
+    /// Resolves which node to judge against: the node given on the command
+    /// line (merged into `node`), else the selected profile, else the file's
+    /// default node, else none.
+    pub fn node_choice(&self, cli_node_given: bool) -> Result<Option<NodeChoice>, Error> {
+        let (label, cfg) = if cli_node_given {
+            ("node".to_string(), self.node.clone())
+        } else if let Some(p) = &self.node_profile {
+            let cfg = self.nodes.get(p).cloned().ok_or_else(|| {
+                Error::usage(format!(
+                    "node profile {p:?} is not defined; profiles: {}",
+                    if self.nodes.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                ))
+            })?;
+            (p.clone(), Some(cfg))
+        } else {
+            ("node".to_string(), self.node.clone())
+        };
+        let Some(cfg) = cfg else { return Ok(None) };
+        if let Some(stats) = &cfg.stats {
+            let raw = if stats.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                    .map_err(|e| Error::usage(format!("node stats from standard input: {e}")))?;
+                buf
+            } else {
+                std::fs::read(stats)
+                    .map_err(|e| Error::usage(format!("node stats {}: {e}", stats.display())))?
+            };
+            let nodes = node::parse_stats_summary(&raw)
+                .map_err(|e| Error::usage(format!("node stats {}: {e}", stats.display())))?;
+            return Ok(Some(NodeChoice { label, nodes }));
+        }
+        let Some(capacity) = &cfg.capacity else {
+            if cfg.available.is_some() || cfg.used.is_some() {
+                return Err(Error::usage(
+                    "node: --node-available/--node-used need --node-capacity",
+                ));
+            }
+            return Ok(None);
+        };
+        let mut fs = node::from_flags(
+            capacity,
+            cfg.available.as_deref(),
+            cfg.used.as_deref(),
+            cfg.inodes,
+            cfg.inodes_free,
+        )
+        .map_err(|e| Error::usage(format!("node: {e}")))?;
+        fs.name = if cli_node_given {
+            "--node-capacity".to_string()
+        } else {
+            label.clone()
+        };
+        Ok(Some(NodeChoice {
+            label,
+            nodes: vec![fs],
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = toml::from_str::<Settings>("max-grwoth = \"10%\"").unwrap_err();
+        assert!(err.message().contains("max-grwoth"), "{}", err.message());
+        let err = toml::from_str::<Settings>("[nodes.gpu]\ncapacty = \"1Gi\"").unwrap_err();
+        assert!(err.message().contains("capacty"), "{}", err.message());
+    }
+
+    #[test]
+    fn flags_override_file_and_profiles_resolve() {
+        let file: Settings = toml::from_str(
+            "max-growth = [\"10%\", \"1GiB\"]\nnode-profile = \"gpu\"\n[nodes.gpu]\ncapacity = \"100Gi\"\nused = \"30Gi\"\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            max_growth: Some(OneOrMany::One("5%".into())),
+            ..Default::default()
+        };
+        let merged = flags.over(file);
+        assert_eq!(merged.policy().unwrap().fail_growth.len(), 1);
+        let choice = merged.node_choice(false).unwrap().unwrap();
+        assert_eq!(choice.label, "gpu");
+        assert_eq!(choice.nodes[0].capacity_bytes, 100 << 30);
+        assert_eq!(choice.nodes[0].available_bytes, 70 << 30);
+        let bad = Settings {
+            node_profile: Some("cpu".into()),
+            ..merged
+        };
+        let err = bad.node_choice(false).err().unwrap();
+        assert!(err.message().contains("gpu"), "{err}");
+    }
+
+    #[test]
+    fn thresholds_are_validated() {
+        let s = Settings {
+            gc_high: Some(80),
+            gc_low: Some(85),
+            ..Default::default()
+        };
+        assert!(s.thresholds().is_err());
+        let s = Settings {
+            gc_high: Some(101),
+            ..Default::default()
+        };
+        assert!(s.thresholds().is_err());
+        assert!(Settings::default().thresholds().is_ok());
+    }
+}

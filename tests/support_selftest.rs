@@ -1,0 +1,303 @@
+//! Self-test of the shared test support library (tests/support).
+
+mod support;
+
+use std::path::Path;
+
+use support::ground_truth::unpack_and_measure;
+use support::layout::*;
+use support::registry::{self, Registry, RegistryOpts, http_status};
+
+const LONG_TARGET: &str = "../../usr/share/some/really/long/target/path/for/a/symlink/entry/ab.so"; // 70 chars
+
+struct Built {
+    amd64: ImageDesc,
+    arm64: ImageDesc,
+    att: ImageDesc,
+    index: ImageDesc,
+    gz: BuiltLayer,
+    zst: BuiltLayer,
+    raw: BuiltLayer,
+    docker_img: ImageDesc,
+    docker_list: ImageDesc,
+    _b: LayoutBuilder,
+}
+
+fn build(dir: &Path) -> Built {
+    assert_eq!(LONG_TARGET.len(), 70);
+    let mut b = LayoutBuilder::new(dir);
+    let gz = b.add_layer(
+        &LayerSpec::new()
+            .dir("etc")
+            .file_bytes("etc/hostname", b"sizeguard\n")
+            .dir("usr")
+            .dir("usr/bin")
+            .file("usr/bin/tool", 300_000)
+            .hardlink("usr/bin/tool-link", "usr/bin/tool")
+            .symlink("usr/bin/long", LONG_TARGET)
+            .file_compressible("usr/zeros", 1 << 20)
+            .whiteout("etc/removed.conf")
+            .dir("var")
+            .dir("var/cache")
+            .opaque("var/cache")
+            .fifo("var/pipe")
+            .file(&format!("deep/{}/f", "x".repeat(120)), 10),
+        Comp::Gzip,
+    );
+    let zst = b.add_layer(
+        &LayerSpec::new().dir("opt").file("opt/blob", 200_000),
+        Comp::Zstd,
+    );
+    let raw = b.add_layer(&LayerSpec::new().file("plain", 5000), Comp::None);
+    let arm_layer = b.add_layer(&LayerSpec::new().file("arm", 1234), Comp::Gzip);
+
+    let amd64 = b.add_image(
+        &[gz.clone(), zst.clone(), raw.clone()],
+        "linux",
+        "amd64",
+        None,
+        false,
+    );
+    let arm64 = b.add_image(
+        std::slice::from_ref(&arm_layer),
+        "linux",
+        "arm64",
+        Some("v8"),
+        false,
+    );
+    let att = b.add_attestation(&amd64);
+    let index = b.tag_index(
+        &[
+            (amd64.clone(), None),
+            (arm64.clone(), None),
+            (att.clone(), None),
+        ],
+        "multi",
+        false,
+    );
+    b.tag_image(&amd64, "amd64");
+    b.tag_image(&arm64, "arm64");
+
+    let docker_img = b.add_image(&[gz.clone(), raw.clone()], "linux", "amd64", None, true);
+    b.tag_image(&docker_img, "docker");
+    let docker_arm = b.add_image(&[arm_layer], "linux", "arm64", Some("v8"), true);
+    let docker_list = b.tag_index(
+        &[
+            (docker_img.clone(), None),
+            (docker_arm, Some(("linux", "arm64", Some("v8")))),
+        ],
+        "dockerlist",
+        true,
+    );
+    Built {
+        amd64,
+        arm64,
+        att,
+        index,
+        gz,
+        zst,
+        raw,
+        docker_img,
+        docker_list,
+        _b: b,
+    }
+}
+
+#[test]
+fn layout_is_deterministic_and_well_formed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = build(&tmp.path().join("a"));
+    let b = build(&tmp.path().join("b"));
+    assert_eq!(a.index, b.index);
+    assert_eq!(a.amd64, b.amd64);
+    assert_eq!(a.gz.blob_digest, b.gz.blob_digest);
+    assert_eq!(a.zst.blob_digest, b.zst.blob_digest);
+    assert_eq!(a.docker_list, b.docker_list);
+    assert_eq!(a.raw.blob_digest, a.raw.diff_id);
+    assert_eq!(a.raw.blob_size, a.raw.tar_size);
+    // incompressible content really is incompressible
+    assert!(a.zst.blob_size > 200_000, "zstd blob {}", a.zst.blob_size);
+    // gzip layer: 300k random + 1 MiB zeros -> well under tar size but > 300k
+    assert!(
+        a.gz.blob_size > 300_000 && a.gz.blob_size < 400_000,
+        "gz blob {}",
+        a.gz.blob_size
+    );
+
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("a/index.json")).unwrap()).unwrap();
+    println!(
+        "index.json: {}",
+        serde_json::to_string_pretty(&index).unwrap()
+    );
+    let nested: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a._b.blob_path(&a.index.digest)).unwrap()).unwrap();
+    println!(
+        "nested index: {}",
+        serde_json::to_string_pretty(&nested).unwrap()
+    );
+    assert_eq!(nested["manifests"][2]["platform"]["os"], "unknown");
+    assert_eq!(
+        nested["manifests"][2]["annotations"][ANN_REF_DIGEST],
+        a.amd64.digest.as_str()
+    );
+    assert_eq!(nested["manifests"][1]["platform"]["variant"], "v8");
+    assert_eq!(a.att.platform.as_ref().unwrap().architecture, "unknown");
+    let _ = (&a.arm64, &a.docker_img);
+
+    // tar listing via GNU tar
+    let out = std::process::Command::new("tar")
+        .arg("-tvf")
+        .arg(&a.gz.tar_path)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    println!("{listing}");
+    assert!(out.status.success());
+    assert!(listing.contains("etc/.wh.removed.conf"));
+    assert!(listing.contains("var/cache/.wh..wh..opq"));
+    assert!(listing.contains(&format!("usr/bin/long -> {LONG_TARGET}")));
+    assert!(listing.contains("usr/bin/tool-link link to usr/bin/tool"));
+    assert!(listing.contains("etc/\n") || listing.contains("etc/"));
+}
+
+#[test]
+fn ground_truth_measures_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = build(&tmp.path().join("a"));
+    let t = unpack_and_measure(&a.gz.tar_path);
+    println!("{t:?}");
+    // regular files: hostname(10) + tool(300000, hardlinked once) + zeros(1MiB) + 2 empty wh + deep f(10)
+    assert_eq!(t.content_bytes, 10 + 300_000 + (1 << 20) + 10);
+    // inodes: root, etc, hostname, usr, usr/bin, tool(+link), long, zeros, .wh.removed.conf,
+    // var, var/cache, opq, pipe, deep, deep/xxx, deep/xxx/f  = 16
+    assert_eq!(t.inodes, 16);
+    assert!(t.disk_bytes >= 300_000 + (1 << 20));
+}
+
+#[test]
+fn plain_registry_push_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = build(&tmp.path().join("a"));
+    let reg = Registry::start();
+    println!("registry at {}", reg.url());
+    reg.push_layout(&tmp.path().join("a"), "multi", "test/multi:v1");
+    for d in [
+        &a.index.digest,
+        &a.amd64.digest,
+        &a.arm64.digest,
+        &a.att.digest,
+    ] {
+        let status = http_status(&reg.addr, &format!("/v2/test/multi/manifests/{d}"));
+        assert_eq!(status, Some(200), "manifest {d} not in registry");
+    }
+    for l in [&a.gz, &a.zst, &a.raw] {
+        let status = http_status(
+            &reg.addr,
+            &format!("/v2/test/multi/blobs/{}", l.blob_digest),
+        );
+        assert_eq!(
+            status,
+            Some(200),
+            "blob {} ({}) not in registry",
+            l.blob_digest,
+            l.media_type
+        );
+    }
+    // Docker schema-2 image and manifest list
+    reg.push_layout(&tmp.path().join("a"), "docker", "test/docker:v1");
+    assert_eq!(
+        http_status(
+            &reg.addr,
+            &format!("/v2/test/docker/manifests/{}", a.docker_img.digest)
+        ),
+        Some(200)
+    );
+    reg.push_layout(&tmp.path().join("a"), "dockerlist", "test/dockerlist:v1");
+    assert_eq!(
+        http_status(
+            &reg.addr,
+            &format!("/v2/test/dockerlist/manifests/{}", a.docker_list.digest)
+        ),
+        Some(200)
+    );
+}
+
+#[test]
+fn auth_tls_registry_push_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _a = build(&tmp.path().join("a"));
+    let reg = Registry::start_with(RegistryOpts {
+        htpasswd: Some(("alice".into(), "s3cret".into())),
+        tls: true,
+        notifications: Some("http://127.0.0.1:9/events".into()),
+    });
+    println!("registry at {} ca={:?}", reg.url(), reg.ca_cert);
+    assert!(reg.ca_cert.as_ref().unwrap().exists());
+    reg.push_layout(&tmp.path().join("a"), "arm64", "secure/img:v1");
+    // wrong credentials must fail
+    let bad = std::panic::catch_unwind(|| {
+        let mut args = vec!["copy".to_string(), "--dest-tls-verify=true".into()];
+        args.push("--dest-cert-dir".into());
+        args.push(reg.cert_dir.as_ref().unwrap().display().to_string());
+        args.push("--dest-creds".into());
+        args.push("alice:wrong".into());
+        args.push(format!("oci:{}:arm64", tmp.path().join("a").display()));
+        args.push(format!("docker://{}/secure/img:v2", reg.addr));
+        registry::run_skopeo(&args, None);
+    });
+    assert!(bad.is_err(), "push with wrong password succeeded");
+}
+
+#[test]
+fn archives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _a = build(&tmp.path().join("a"));
+    let da = tmp.path().join("img.docker.tar");
+    // "amd64" has a zstd layer: skopeo 1.9 refuses to write that to docker-archive.
+    let bad = std::panic::catch_unwind(|| {
+        registry::copy_to_docker_archive(&tmp.path().join("a"), "amd64", &da)
+    });
+    assert!(bad.is_err());
+    registry::copy_to_docker_archive(&tmp.path().join("a"), "docker", &da);
+    let oa = tmp.path().join("img.oci.tar");
+    registry::copy_to_oci_archive(&tmp.path().join("a"), "multi", &oa);
+    let out = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(&oa)
+        .arg("index.json")
+        .output()
+        .unwrap();
+    let idx = String::from_utf8_lossy(&out.stdout);
+    println!("oci-archive index.json: {idx}");
+    assert!(
+        idx.contains(&_a.index.digest),
+        "oci-archive does not preserve the index digest"
+    );
+    for f in [&da, &oa] {
+        let out = std::process::Command::new("tar")
+            .arg("-tvf")
+            .arg(f)
+            .output()
+            .unwrap();
+        println!("{}:\n{}", f.display(), String::from_utf8_lossy(&out.stdout));
+        assert!(out.status.success());
+    }
+}
+
+/// Timing check for large streamed layers (run with `-- --ignored`).
+#[test]
+#[ignore]
+fn big_layer_streaming_timing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = LayoutBuilder::new(&tmp.path().join("big"));
+    for comp in [Comp::None, Comp::Gzip, Comp::Zstd] {
+        let t0 = std::time::Instant::now();
+        let l = b.add_layer(&LayerSpec::new().file("big.bin", 200 << 20), comp);
+        println!(
+            "{comp:?}: 200 MiB layer -> blob {} bytes in {:?}",
+            l.blob_size,
+            t0.elapsed()
+        );
+    }
+}
