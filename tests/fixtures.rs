@@ -29,13 +29,18 @@ fn build(dir: &Path) -> (LayoutBuilder, Vec<BuiltLayer>) {
             .file("usr/bin/busybox", 60_000)
             .hardlink("usr/bin/sh", "usr/bin/busybox")
             .symlink("usr/bin/ls", "busybox")
-            .symlink("usr/bin/python3", "../lib/python3.11/site-packages/very/long/path/to/an/interpreter")
+            .symlink(
+                "usr/bin/python3",
+                "../lib/python3.11/site-packages/very/long/path/to/an/interpreter",
+            )
             .dir("var/cache")
             .file("var/cache/index.db", 20_000),
         Comp::Gzip,
     );
     let lib = b.add_layer(
-        &LayerSpec::new().dir("usr/lib").file("usr/lib/libdemo.so.1", 120_000),
+        &LayerSpec::new()
+            .dir("usr/lib")
+            .file("usr/lib/libdemo.so.1", 120_000),
         Comp::Zstd,
     );
     let app = b.add_layer(
@@ -49,7 +54,13 @@ fn build(dir: &Path) -> (LayoutBuilder, Vec<BuiltLayer>) {
         Comp::Gzip,
     );
     let v1 = b.add_image(&[base.clone(), lib.clone()], "linux", "amd64", None, false);
-    let v2 = b.add_image(&[base.clone(), lib.clone(), app.clone()], "linux", "amd64", None, false);
+    let v2 = b.add_image(
+        &[base.clone(), lib.clone(), app.clone()],
+        "linux",
+        "amd64",
+        None,
+        false,
+    );
     b.tag_image(&v1, "v1");
     b.tag_image(&v2, "v2");
     (b, vec![base, lib, app])
@@ -64,7 +75,10 @@ fn files_under(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -97,7 +111,11 @@ fn committed_fixture_is_reproducible_and_measured_right() {
         .arg(format!("oci:{}:v2", fixture.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let got = report["images"][0]["layers"].as_array().unwrap();
     assert_eq!(got.len(), 3);
@@ -110,7 +128,12 @@ fn committed_fixture_is_reproducible_and_measured_right() {
         // Small layers: directories dominate, so these are exact, not 1%.
         assert_eq!(l["disk_bytes"], truth.disk_bytes, "layer {}", b.blob_digest);
         let opaque = l["opaque_dirs"].as_u64().unwrap();
-        assert_eq!(l["inodes"].as_u64().unwrap() + opaque, truth.inodes, "layer {}", b.blob_digest);
+        assert_eq!(
+            l["inodes"].as_u64().unwrap() + opaque,
+            truth.inodes,
+            "layer {}",
+            b.blob_digest
+        );
     }
     let image = &report["images"][0];
     // Shadowed: ld.so.cache (whiteout) and var/cache/index.db (opaque dir).

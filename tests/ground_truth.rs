@@ -17,7 +17,11 @@ use support::sizeguard;
 /// A Debian-like base: thousands of small files in a deep tree, symlinks
 /// short and long, hard links.
 fn base_spec() -> LayerSpec {
-    let mut s = LayerSpec::new().dir("usr").dir("usr/lib").dir("usr/share").dir("etc");
+    let mut s = LayerSpec::new()
+        .dir("usr")
+        .dir("usr/lib")
+        .dir("usr/share")
+        .dir("etc");
     for d in 0..40 {
         let dir = format!("usr/share/doc/pkg{d:02}");
         s = s.dir(&dir);
@@ -47,7 +51,10 @@ fn library_spec(total_mb: u64) -> LayerSpec {
     let mut s = LayerSpec::new().dir("opt/cuda/lib64");
     let n = 4;
     for i in 0..n {
-        s = s.file(&format!("opt/cuda/lib64/libcublas{i}.so"), total_mb * 1024 * 1024 / n);
+        s = s.file(
+            &format!("opt/cuda/lib64/libcublas{i}.so"),
+            total_mb * 1024 * 1024 / n,
+        );
     }
     s
 }
@@ -107,7 +114,13 @@ fn expected_inodes(truth: &Truth, layer: &Value) -> u64 {
     truth.inodes - layer["opaque_dirs"].as_u64().unwrap()
 }
 
-fn check_against_truth(report: &Value, built: &[BuiltLayer], truths: &[Truth], form: &str, blob_exact: bool) {
+fn check_against_truth(
+    report: &Value,
+    built: &[BuiltLayer],
+    truths: &[Truth],
+    form: &str,
+    blob_exact: bool,
+) {
     let layers = report["images"][0]["layers"].as_array().unwrap();
     assert_eq!(layers.len(), built.len(), "{form}");
     for (i, ((l, b), t)) in layers.iter().zip(built).zip(truths).enumerate() {
@@ -117,16 +130,33 @@ fn check_against_truth(report: &Value, built: &[BuiltLayer], truths: &[Truth], f
         }
         assert_eq!(l["diff_id"], b.diff_id.as_str(), "{form} layer {i}");
         assert_eq!(l["tar_bytes"], b.tar_size, "{form} layer {i}");
-        assert_eq!(l["content_bytes"], t.content_bytes, "{form} layer {i} content");
+        assert_eq!(
+            l["content_bytes"], t.content_bytes,
+            "{form} layer {i} content"
+        );
         let disk = l["disk_bytes"].as_u64().unwrap();
-        assert!(within(disk, t.disk_bytes, 1.0), "{form} layer {i}: disk {disk} vs du {}", t.disk_bytes);
+        assert!(
+            within(disk, t.disk_bytes, 1.0),
+            "{form} layer {i}: disk {disk} vs du {}",
+            t.disk_bytes
+        );
         let inodes = l["inodes"].as_u64().unwrap();
         let want = expected_inodes(t, l);
-        assert!(within(inodes, want, 1.0), "{form} layer {i}: inodes {inodes} vs {want}");
+        assert!(
+            within(inodes, want, 1.0),
+            "{form} layer {i}: inodes {inodes} vs {want}"
+        );
     }
     // The totals are the sums of the layers.
     let totals = &report["images"][0]["totals"];
-    for key in ["compressed_bytes", "tar_bytes", "content_bytes", "disk_bytes", "inodes", "files"] {
+    for key in [
+        "compressed_bytes",
+        "tar_bytes",
+        "content_bytes",
+        "disk_bytes",
+        "inodes",
+        "files",
+    ] {
         let sum: u64 = layers.iter().map(|l| l[key].as_u64().unwrap()).sum();
         assert_eq!(totals[key], sum, "{form} totals.{key}");
     }
@@ -139,10 +169,18 @@ fn unpacked_figures(report: &Value) -> Vec<Vec<u64>> {
         .unwrap()
         .iter()
         .map(|l| {
-            ["tar_bytes", "content_bytes", "disk_bytes", "inodes", "whiteouts", "opaque_dirs", "files"]
-                .iter()
-                .map(|k| l[*k].as_u64().unwrap())
-                .collect()
+            [
+                "tar_bytes",
+                "content_bytes",
+                "disk_bytes",
+                "inodes",
+                "whiteouts",
+                "opaque_dirs",
+                "files",
+            ]
+            .iter()
+            .map(|k| l[*k].as_u64().unwrap())
+            .collect()
         })
         .collect()
 }
@@ -153,9 +191,16 @@ fn big_image_matches_gnu_tar_and_du_in_every_form() {
     let tmp = tempfile::tempdir().unwrap();
     let gz = build(&tmp.path().join("gz"), Comp::Gzip, 240);
     let zst = build(&tmp.path().join("zst"), Comp::Zstd, 240);
-    let truths: Vec<Truth> = gz.layers.iter().map(|l| unpack_and_measure(&l.tar_path)).collect();
+    let truths: Vec<Truth> = gz
+        .layers
+        .iter()
+        .map(|l| unpack_and_measure(&l.tar_path))
+        .collect();
     let total_blob: u64 = gz.layers.iter().map(|l| l.blob_size).sum();
-    assert!(total_blob > 250_000_000, "the image should be multi-hundred-MB, is {total_blob}");
+    assert!(
+        total_blob > 250_000_000,
+        "the image should be multi-hundred-MB, is {total_blob}"
+    );
 
     reg.push_layout(&tmp.path().join("gz"), "v1", "big/app:gz");
     reg.push_layout(&tmp.path().join("zst"), "v1", "big/app:zst");
@@ -181,8 +226,17 @@ fn big_image_matches_gnu_tar_and_du_in_every_form() {
     }
 
     let reference = unpacked_figures(&registry_gz);
-    for (form, r) in [("zstd", &registry_zst), ("layout", &layout), ("oci-archive", &archive), ("docker-archive", &docker)] {
-        assert_eq!(unpacked_figures(r), reference, "{form} differs from registry gzip");
+    for (form, r) in [
+        ("zstd", &registry_zst),
+        ("layout", &layout),
+        ("oci-archive", &archive),
+        ("docker-archive", &docker),
+    ] {
+        assert_eq!(
+            unpacked_figures(r),
+            reference,
+            "{form} differs from registry gzip"
+        );
     }
 
     // The merged view: the whiteout, the opaque dir and the overwrite of
@@ -194,7 +248,12 @@ fn big_image_matches_gnu_tar_and_du_in_every_form() {
     let total_content = image["totals"]["content_bytes"].as_u64().unwrap();
     assert_eq!(final_content, total_content - wasted);
     let top = &image["final"]["largest_files"][0];
-    assert!(top["path"].as_str().unwrap().starts_with("opt/cuda/lib64/libcublas"));
+    assert!(
+        top["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("opt/cuda/lib64/libcublas")
+    );
 }
 
 /// Peak RSS of one `sizeguard measure` run, from GNU time.
@@ -210,7 +269,10 @@ fn peak_rss_kib(reference: &str) -> u64 {
     assert!(out.status.success(), "measure failed: {stderr}");
     stderr
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no peak RSS in: {stderr}"))
 }
@@ -229,5 +291,8 @@ fn peak_memory_is_flat_and_under_64_mib() {
     assert!(large < 64 * 1024, "peak RSS {large} KiB is over 64 MiB");
     // Flat: a 20x larger image may not cost more than a few MiB more (the
     // allocator's arenas for concurrent layers, not the data).
-    assert!(large <= small + 8 * 1024, "peak RSS grew from {small} KiB to {large} KiB");
+    assert!(
+        large <= small + 8 * 1024,
+        "peak RSS grew from {small} KiB to {large} KiB"
+    );
 }

@@ -147,6 +147,11 @@ mod check {
         node: Option<&'a NodeSummary>,
         policy: &'a Policy,
         platforms: Vec<PlatformJson<'a>>,
+        /// The short candidate name (`app`), for comment markers.
+        image_name: String,
+        /// The Markdown report, so `sizeguard comment` can post it from a
+        /// JSON artifact in another workflow.
+        markdown: String,
     }
 
     #[derive(Serialize)]
@@ -211,6 +216,8 @@ mod check {
                     }
                 })
                 .collect(),
+            image_name: r.image_name(),
+            markdown: crate::report::markdown::Markdown.render_check_text(r),
         }
     }
 }
