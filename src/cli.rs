@@ -32,6 +32,67 @@ pub enum Command {
     /// Compare a candidate with its baseline and judge it against the
     /// node's imageFS budget and the growth and size limits.
     Check(Box<CheckArgs>),
+    /// Inspect or trim the layer cache.
+    Cache(CacheArgs),
+    /// Post a `check --format json` report as the sticky pull-request
+    /// comment (e.g. from a `workflow_run` workflow, for fork pull requests).
+    Comment(CommentArgs),
+}
+
+/// Where a pull-request comment goes (the rest comes from GITHUB_* variables).
+#[derive(Debug, Args, Clone, Default)]
+pub struct GithubArgs {
+    /// Pull request number (default: from the event file at GITHUB_EVENT_PATH).
+    #[arg(long, value_name = "N")]
+    pub pr: Option<u64>,
+
+    /// Repository (default: GITHUB_REPOSITORY).
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CommentArgs {
+    /// The JSON report written by `sizeguard check --format json`.
+    #[arg(long, value_name = "FILE")]
+    pub report: PathBuf,
+
+    /// When to comment.
+    #[arg(long, value_enum, default_value = "always")]
+    pub mode: crate::github::comment::Mode,
+
+    #[command(flatten)]
+    pub github: GithubArgs,
+
+    /// Read the GitHub token from standard input (default: GITHUB_TOKEN).
+    #[arg(long = "github-token-stdin")]
+    pub github_token_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub action: CacheAction,
+
+    /// Cache directory (default as for `measure`).
+    #[arg(long = "cache-dir", value_name = "DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Entries, bytes and location.
+    Stats {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete entries, least recently used first, down to a size.
+    Prune {
+        /// Keep at most this much (e.g. 1GiB; 0 empties the cache).
+        #[arg(long = "max-size", value_name = "SIZE")]
+        max_size: String,
+    },
 }
 
 /// Options shared by every command that reads images.
@@ -70,6 +131,20 @@ pub struct SourceArgs {
     /// No progress bars.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Layer cache directory (default: $SIZEGUARD_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/sizeguard, else ~/.cache/sizeguard).
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Measure every layer afresh, neither reading nor writing the cache.
+    #[arg(
+        long = "no-cache",
+        env = "SIZEGUARD_NO_CACHE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +211,23 @@ pub struct CheckArgs {
 
     #[command(flatten)]
     pub policy: PolicyArgs,
+
+    /// Post the Markdown report as the sticky pull-request comment (needs
+    /// GITHUB_TOKEN, GITHUB_REPOSITORY and --pr or GITHUB_EVENT_PATH).
+    #[arg(long)]
+    pub comment: bool,
+
+    /// When to comment.
+    #[arg(
+        long = "comment-mode",
+        value_enum,
+        default_value = "always",
+        value_name = "MODE"
+    )]
+    pub comment_mode: crate::github::comment::Mode,
+
+    #[command(flatten)]
+    pub github: GithubArgs,
 }
 
 /// Where the node budget comes from.

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod compare;
 pub mod error;
+pub mod github;
 pub mod measure;
 pub mod node;
 pub mod platform;
@@ -54,6 +55,8 @@ pub fn run() -> i32 {
                 commands::measure::run(args).await.map(|()| ExitCode::Ok)
             }
             cli::Command::Check(args) => commands::check::run(*args).await,
+            cli::Command::Cache(args) => commands::cache::run(args).map(|()| ExitCode::Ok),
+            cli::Command::Comment(args) => commands::comment::run(args).await,
         }
     });
     match result {
@@ -68,7 +71,9 @@ pub fn run() -> i32 {
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
+        // Only our own warnings: dependencies (rustls' verifier) log errors
+        // that sizeguard reports itself, in one line.
+        0 => "sizeguard=warn",
         1 => "sizeguard=info",
         _ => "sizeguard=debug,oci_client=debug",
     };
@@ -76,6 +81,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
 }

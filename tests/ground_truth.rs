@@ -262,6 +262,7 @@ fn peak_rss_kib(reference: &str) -> u64 {
     let out = Command::new("/usr/bin/time")
         .arg("-v")
         .arg(env!("CARGO_BIN_EXE_sizeguard"))
+        .env("SIZEGUARD_NO_CACHE", "1")
         .args(["measure", "-q", "--format", "json", reference])
         .output()
         .expect("run /usr/bin/time");

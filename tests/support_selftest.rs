@@ -284,20 +284,3 @@ fn archives() {
         assert!(out.status.success());
     }
 }
-
-/// Timing check for large streamed layers (run with `-- --ignored`).
-#[test]
-#[ignore]
-fn big_layer_streaming_timing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut b = LayoutBuilder::new(&tmp.path().join("big"));
-    for comp in [Comp::None, Comp::Gzip, Comp::Zstd] {
-        let t0 = std::time::Instant::now();
-        let l = b.add_layer(&LayerSpec::new().file("big.bin", 200 << 20), comp);
-        println!(
-            "{comp:?}: 200 MiB layer -> blob {} bytes in {:?}",
-            l.blob_size,
-            t0.elapsed()
-        );
-    }
-}

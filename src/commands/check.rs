@@ -149,10 +149,15 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
         github::publish(&report)
             .map_err(|e| Error::usage(format!("GitHub Actions outputs: {e}")))?;
     }
-    Ok(match report.verdict {
+    let verdict = match report.verdict {
         crate::policy::Verdict::Fail => ExitCode::PolicyFailed,
         _ => ExitCode::Ok,
-    })
+    };
+    if args.comment {
+        return super::comment::after_check(&report, &args.github, args.comment_mode, verdict)
+            .await;
+    }
+    Ok(verdict)
 }
 
 /// Markdown is what a pull-request comment shows.

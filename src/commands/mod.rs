@@ -1,6 +1,8 @@
 //! What each subcommand does, glued from the library's parts.
 
+pub mod cache;
 pub mod check;
+pub mod comment;
 pub mod measure;
 
 use std::io::{IsTerminal, Read, Write};
@@ -44,6 +46,13 @@ pub fn source_options(
     };
     if let Some(j) = args.jobs {
         measure.jobs = j;
+    }
+    if !args.no_cache {
+        measure.cache = args
+            .cache_dir
+            .clone()
+            .or_else(crate::measure::cache::default_dir)
+            .map(crate::measure::cache::LayerCache::new);
     }
     Ok((
         SourceOptions {

@@ -1,13 +1,16 @@
 //! Measuring images: every unique layer streamed once, concurrently, then
 //! assembled per image with the merged-filesystem view.
 
+pub mod cache;
 pub mod layer;
 pub mod merged;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::Error;
@@ -25,6 +28,8 @@ pub struct MeasureOptions {
     pub top: usize,
     /// Draw per-layer progress bars (on a terminal only).
     pub progress: bool,
+    /// Where measurements of layers seen before are kept; `None` disables it.
+    pub cache: Option<cache::LayerCache>,
 }
 
 impl Default for MeasureOptions {
@@ -34,6 +39,7 @@ impl Default for MeasureOptions {
             verify_diff_ids: false,
             top: 10,
             progress: false,
+            cache: None,
         }
     }
 }
@@ -119,26 +125,66 @@ pub async fn measure_images(
     .expect("static template")
     .progress_chars("=> ");
 
-    let results: Vec<(String, LayerResult)> = futures::stream::iter(jobs)
+    // When one layer fails the others stop at their next read, and every
+    // job is awaited before returning, so no analyzer outlives the runtime.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let outcomes: Vec<Result<(String, LayerResult), Error>> = futures::stream::iter(jobs)
         .map(|job| {
             let bar = bars.add(ProgressBar::new(job.desc.size));
             bar.set_style(style.clone());
             bar.set_prefix(short_digest(&job.desc.digest).to_string());
+            let cache = opts.cache.clone();
+            let cancel = cancel.clone();
             async move {
                 let digest = job.desc.digest.clone();
-                let result =
-                    measure_layer(job.source, job.desc.clone(), job.diff_id, bar.clone()).await;
+                let result = match cached(&cache, &job.desc, job.diff_id.as_deref()).await {
+                    Some(m) => Ok(Arc::new(m)),
+                    None if cancel.load(Ordering::Relaxed) => Err(Error::measure("cancelled")),
+                    None => {
+                        let measured = measure_layer(
+                            job.source,
+                            job.desc.clone(),
+                            job.diff_id,
+                            bar.clone(),
+                            cancel.clone(),
+                        )
+                        .await;
+                        if let (Ok(m), Some(c)) = (&measured, cache) {
+                            let m = m.clone();
+                            let _ = tokio::task::spawn_blocking(move || c.put(&m)).await;
+                        }
+                        measured
+                    }
+                };
                 bar.finish_and_clear();
                 match result {
                     Ok(m) => Ok((digest, Ok(m))),
                     Err(e) if job.desc.is_foreign() => Ok((digest, Err(e.message().to_string()))),
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        cancel.store(true, Ordering::Relaxed);
+                        Err(e)
+                    }
                 }
             }
         })
         .buffer_unordered(opts.jobs.max(1))
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
+    let mut results = Vec::with_capacity(outcomes.len());
+    let mut first_error: Option<Error> = None;
+    for o in outcomes {
+        match o {
+            Ok(r) => results.push(r),
+            // The layer that failed first explains; the ones it cancelled don't.
+            Err(e) if first_error.is_none() && !e.message().ends_with("cancelled") => {
+                first_error = Some(e)
+            }
+            Err(_) => {}
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     let by_digest: HashMap<String, LayerResult> = results.into_iter().collect();
 
     Ok(images
@@ -147,13 +193,50 @@ pub async fn measure_images(
         .collect())
 }
 
+/// A cached measurement of this blob, if there is one that also satisfies
+/// the diff_id check.
+async fn cached(
+    cache: &Option<cache::LayerCache>,
+    desc: &LayerDescriptor,
+    diff_id: Option<&str>,
+) -> Option<LayerMeasurement> {
+    let cache = cache.clone()?;
+    let (digest, size) = (desc.digest.clone(), desc.size);
+    let m = tokio::task::spawn_blocking(move || cache.get(&digest, size))
+        .await
+        .ok()??;
+    match diff_id {
+        Some(want) if want != m.diff_id => None,
+        _ => Some(m),
+    }
+}
+
+/// Stops a layer's stream once another layer has failed.
+struct Cancellable<R> {
+    inner: R,
+    cancel: Arc<AtomicBool>,
+}
+
+impl<R: std::io::Read> std::io::Read for Cancellable<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("cancelled"));
+        }
+        self.inner.read(buf)
+    }
+}
+
 async fn measure_layer(
     source: Arc<dyn ImageSource>,
     desc: LayerDescriptor,
     diff_id: Option<String>,
     bar: ProgressBar,
+    cancel: Arc<AtomicBool>,
 ) -> Result<Arc<LayerMeasurement>, Error> {
-    let reader = source.open_layer(&desc).await?;
+    let reader = Cancellable {
+        inner: source.open_layer(&desc).await?,
+        cancel: cancel.clone(),
+    };
     let expected = Expected {
         digest: Some(desc.digest.clone()),
         size: Some(desc.size),
@@ -165,9 +248,13 @@ async fn measure_layer(
         tokio::task::spawn_blocking(move || layer::analyze(reader, &expected, Some(&bar)))
             .await
             .map_err(|e| Error::measure(format!("layer {digest}: analyzer crashed: {e}")))?;
-    measured
-        .map(Arc::new)
-        .map_err(|e| Error::measure(format!("layer {}: {e}", desc.digest)))
+    measured.map(Arc::new).map_err(|e| {
+        if cancel.load(Ordering::Relaxed) {
+            Error::measure("cancelled")
+        } else {
+            Error::measure(format!("layer {}: {e}", desc.digest))
+        }
+    })
 }
 
 fn assemble(

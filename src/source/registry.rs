@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
@@ -391,7 +391,26 @@ impl ImageSource for RegistrySource {
             .pull_blob_stream(&self.reference, &desc)
             .await
             .map_err(|e| self.explain(&format!("layer {}", layer.digest), e))?;
-        let reader = StreamReader::new(stream.stream.map_err(std::io::Error::other));
+        if let Some(len) = stream.content_length
+            && len != layer.size
+        {
+            return Err(Error::measure(format!(
+                "layer {}: blob is truncated or padded: the registry serves {len} bytes, the descriptor says {}",
+                layer.digest, layer.size
+            )));
+        }
+        // oci-client verifies the digest too and ends the stream with its own
+        // error; the analyzer checks size and digest itself and names the
+        // layer, so only transport errors are passed on.
+        let body = stream.stream.take_while(|r| {
+            std::future::ready(match r {
+                Ok(_) => true,
+                Err(e) => e
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<reqwest::Error>()),
+            })
+        });
+        let reader = StreamReader::new(body.map_err(std::io::Error::other));
         // The analyzer runs on a blocking thread; the bridge lets it pull
         // from the async download without buffering the layer.
         Ok(Box::new(SyncIoBridge::new(reader)))

@@ -8,6 +8,7 @@
 //!   plus `skopeo` helpers to push layouts and convert them to archives.
 #![allow(dead_code)]
 
+pub mod github_standin;
 pub mod ground_truth;
 pub mod layout;
 pub mod registry;
@@ -16,8 +17,14 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// A `Command` for the `sizeguard` binary built by cargo for this test run.
+///
+/// The layer cache is off (`SIZEGUARD_NO_CACHE`), so every run streams its
+/// layers and no test leans on another's results or on the user's cache;
+/// cache tests remove the variable and pass `--cache-dir`.
 pub fn sizeguard() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sizeguard"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sizeguard"));
+    cmd.env("SIZEGUARD_NO_CACHE", "1");
+    cmd
 }
 
 /// Locate `tool` on `PATH`, or panic with an installation hint.

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The guard step of action.yml: `sizeguard check` with the action's inputs,
+# the JSON report, the pull-request comment, and the exit code `fail-on`
+# asks for. Inputs arrive as INPUT_* environment variables (never
+# interpolated into this script: no script injection); the binary is
+# $SIZEGUARD_BIN or `sizeguard` on PATH.
+#
+# Exit: 0 when the verdict is acceptable under fail-on, 1 when it is not,
+# 2/3 when sizeguard could not check (bad input, unmeasurable image) —
+# whatever fail-on says. A comment that cannot be posted never fails the step.
+set -euo pipefail
+
+bin="${SIZEGUARD_BIN:-sizeguard}"
+tmp="${RUNNER_TEMP:-${TMPDIR:-/tmp}}"
+report="${INPUT_REPORT_PATH:-$tmp/sizeguard-report.json}"
+out="${GITHUB_OUTPUT:-/dev/null}"
+
+if [ -z "${INPUT_CANDIDATE:-}" ]; then
+  echo "::error title=sizeguard::the candidate input is required"
+  exit 2
+fi
+
+case "${INPUT_FAIL_ON:-fail}" in
+  fail | warn | never) ;;
+  *)
+    echo "::error title=sizeguard::fail-on must be fail, warn or never (got '${INPUT_FAIL_ON}')"
+    exit 2
+    ;;
+esac
+
+# The comment mode: the input, else `always` on pull requests, else never.
+mode="${INPUT_COMMENT:-}"
+if [ -z "$mode" ]; then
+  case "${GITHUB_EVENT_NAME:-}" in
+    pull_request | pull_request_target) mode=always ;;
+    *) mode=never ;;
+  esac
+fi
+case "$mode" in
+  always | on-change | on-failure | never) ;;
+  *)
+    echo "::error title=sizeguard::comment must be always, on-change, on-failure or never (got '$mode')"
+    exit 2
+    ;;
+esac
+
+args=(check --candidate "$INPUT_CANDIDATE" --format json -o "$report" --quiet)
+[ -n "${INPUT_BASELINE:-}" ] && args+=(--baseline "$INPUT_BASELINE")
+[ "${INPUT_BASELINE_OPTIONAL:-false}" = "true" ] && args+=(--baseline-optional)
+[ -n "${INPUT_CONFIG:-}" ] && args+=(--config "$INPUT_CONFIG")
+[ -n "${INPUT_PLATFORM:-}" ] && args+=(--platform "$INPUT_PLATFORM")
+[ -n "${INPUT_NODE_CAPACITY:-}" ] && args+=(--node-capacity "$INPUT_NODE_CAPACITY")
+[ -n "${INPUT_NODE_AVAILABLE:-}" ] && args+=(--node-available "$INPUT_NODE_AVAILABLE")
+[ -n "${INPUT_NODE_STATS:-}" ] && args+=(--node-stats "$INPUT_NODE_STATS")
+# Growth limits: one per line (or comma-separated). Bash 3 compatible (macOS).
+add_limits() {
+  local flag="$1" limit
+  while IFS= read -r limit; do
+    limit="$(printf '%s' "$limit" | tr -d '[:space:]')"
+    if [ -n "$limit" ]; then args+=("$flag" "$limit"); fi
+  done < <(printf '%s\n' "$2" | tr ',' '\n')
+}
+add_limits --max-growth "${INPUT_MAX_GROWTH:-}"
+add_limits --warn-growth "${INPUT_WARN_GROWTH:-}"
+
+if [ "${INPUT_CACHE:-true}" = "true" ] && [ -n "${INPUT_CACHE_DIR:-}" ]; then
+  export SIZEGUARD_CACHE_DIR="$INPUT_CACHE_DIR"
+  mkdir -p "$SIZEGUARD_CACHE_DIR"
+fi
+
+rc=0
+if [ -n "${INPUT_REGISTRY_USERNAME:-}" ] && [ -n "${INPUT_REGISTRY_PASSWORD:-}" ]; then
+  args+=(--username "$INPUT_REGISTRY_USERNAME" --password-stdin)
+  printf '%s' "$INPUT_REGISTRY_PASSWORD" | "$bin" "${args[@]}" || rc=$?
+else
+  "$bin" "${args[@]}" </dev/null || rc=$?
+fi
+
+if [ "$rc" -ge 2 ] || [ ! -s "$report" ]; then
+  echo "::error title=sizeguard::sizeguard could not check the image (exit $rc); see the error above"
+  echo "verdict=error" >>"$out"
+  exit $((rc >= 2 ? rc : 3))
+fi
+echo "report-path=$report" >>"$out"
+
+# The top-level verdict is the report's first "verdict" key.
+verdict="$(grep -o '"verdict"[[:space:]]*:[[:space:]]*"[a-z]*"' "$report" | head -n1 | sed 's/.*"\([a-z]*\)"$/\1/')"
+
+# Layer-cache key: the digests the report names, so unchanged images reuse it.
+if [ -n "${SIZEGUARD_CACHE_DIR:-}" ]; then
+  if command -v sha256sum >/dev/null 2>&1; then sum=(sha256sum); else sum=(shasum -a 256); fi
+  key="$(grep -o 'sha256:[0-9a-f]\{64\}' "$report" | sort -u | "${sum[@]}" | cut -c1-32)"
+  echo "cache-key=sizeguard-layers-${RUNNER_OS:-$(uname -s)}-$key" >>"$out"
+fi
+
+if [ "$mode" != "never" ]; then
+  if ! GITHUB_TOKEN="${INPUT_GITHUB_TOKEN:-${GITHUB_TOKEN:-}}" \
+    "$bin" comment --report "$report" --mode "$mode" </dev/null; then
+    echo "::warning title=sizeguard::the pull-request comment was not posted (see above); the report is in the step summary and at $report"
+  fi
+fi
+
+case "$verdict:${INPUT_FAIL_ON:-fail}" in
+  fail:fail | fail:warn | warn:warn) exit 1 ;;
+  *) exit 0 ;;
+esac

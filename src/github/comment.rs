@@ -1,0 +1,601 @@
+//! The sticky pull-request comment: one per image and pull request, found
+//! again by a hidden marker (`<!-- sizeguard:IMAGE -->`) and edited in place
+//! on every push instead of piling up new ones.
+//!
+//! REST calls (octocrab, raw requests so the base URI, pagination and
+//! retries stay ours):
+//! `GET /repos/{o}/{r}/issues/{n}/comments?per_page=100` (every page, by the
+//! `Link: rel="next"` header), `POST /repos/{o}/{r}/issues/{n}/comments`,
+//! `PATCH /repos/{o}/{r}/issues/comments/{id}`.
+//!
+//! Rate limits are retried as GitHub documents them: `retry-after` seconds,
+//! else until `x-ratelimit-reset` when `x-ratelimit-remaining` is 0, else a
+//! minute for a secondary limit, each wait capped and a bounded number of
+//! times. A 403 that is not a rate limit is a read-only token (a fork's pull
+//! request): the comment is skipped with one notice, never a failure.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+use octocrab::Octocrab;
+use serde_json::{Value, json};
+
+use super::Context;
+use crate::error::Error;
+
+/// When to comment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Create the comment, or edit it on every run.
+    Always,
+    /// Like `always`, but leave the comment alone when the report did not change.
+    OnChange,
+    /// Only when the verdict is fail; an earlier comment is still kept current.
+    OnFailure,
+    /// Never comment.
+    Never,
+}
+
+/// What happened to the comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created {
+        id: u64,
+        url: String,
+    },
+    Updated {
+        id: u64,
+        url: String,
+    },
+    /// `on-change`: the comment already says this.
+    Unchanged {
+        id: u64,
+    },
+    /// Nothing to do (mode `never`, `on-failure` while passing, ...).
+    Skipped(String),
+    /// The token may not comment (read-only: a fork's pull request).
+    ReadOnly(String),
+}
+
+impl Outcome {
+    /// One line for the log.
+    pub fn describe(&self, pr: u64) -> String {
+        match self {
+            Outcome::Created { url, .. } => format!("comment created on #{pr}: {url}"),
+            Outcome::Updated { url, .. } => format!("comment updated on #{pr}: {url}"),
+            Outcome::Unchanged { id } => {
+                format!("comment {id} on #{pr} unchanged: the report is the same")
+            }
+            Outcome::Skipped(why) => format!("no comment: {why}"),
+            Outcome::ReadOnly(why) => why.clone(),
+        }
+    }
+}
+
+/// The hidden marker that identifies this image's comment.
+pub fn marker(image: &str) -> String {
+    let name: String = image
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._/:@-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("<!-- sizeguard:{name} -->")
+}
+
+/// GitHub refuses comment bodies over 65 536 characters.
+const MAX_BODY: usize = 65_536;
+
+/// The comment: marker line, then the Markdown report.
+pub fn body(image: &str, markdown: &str) -> String {
+    let marker = marker(image);
+    let md = markdown.trim_end();
+    let budget = MAX_BODY - marker.len() - 200;
+    if md.chars().count() <= budget {
+        return format!("{marker}\n{md}\n");
+    }
+    let mut cut: String = md.chars().take(budget).collect();
+    if let Some(nl) = cut.rfind('\n') {
+        cut.truncate(nl);
+    }
+    let close = if cut.matches("<details").count() > cut.matches("</details>").count() {
+        "\n\n</details>"
+    } else {
+        ""
+    };
+    format!(
+        "{marker}\n{cut}{close}\n\n_… truncated: GitHub comments hold 65 536 characters; \
+         the whole report is in the step summary and the JSON report._\n"
+    )
+}
+
+fn is_ours(existing: &str, marker: &str) -> bool {
+    existing.trim_start().starts_with(marker)
+}
+
+fn same(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.replace("\r\n", "\n").trim_end().to_string();
+    norm(a) == norm(b)
+}
+
+/// Posts (or edits) the comment for `image` on the context's pull request.
+/// `failing`: the verdict is fail (for [`Mode::OnFailure`]).
+pub async fn post(
+    ctx: &Context,
+    image: &str,
+    markdown: &str,
+    failing: bool,
+    mode: Mode,
+) -> Result<(Option<u64>, Outcome), Error> {
+    if mode == Mode::Never {
+        return Ok((ctx.pr, Outcome::Skipped("comment mode is never".into())));
+    }
+    let api = Api::new(ctx)?;
+    let pr = match ctx.pr {
+        Some(n) => n,
+        None => match api.find_pr(ctx).await? {
+            Found::Pr(n) => n,
+            Found::None(why) => return Ok((None, Outcome::Skipped(why))),
+            Found::ReadOnly(why) => return Ok((None, Outcome::ReadOnly(why))),
+        },
+    };
+    let marker = marker(image);
+    let new_body = body(image, markdown);
+    let existing = match api.find_comment(pr, &marker).await? {
+        Step::Ok(c) => c,
+        Step::ReadOnly(why) => return Ok((Some(pr), Outcome::ReadOnly(why))),
+    };
+    let outcome = match (existing, mode) {
+        (None, Mode::OnFailure) if !failing => Outcome::Skipped(
+            "comment mode is on-failure, the check passed and there is no earlier comment".into(),
+        ),
+        (Some(c), Mode::OnChange) if same(&c.body, &new_body) => Outcome::Unchanged { id: c.id },
+        (Some(c), _) => match api.update(c.id, &new_body).await? {
+            Step::Ok(url) => Outcome::Updated { id: c.id, url },
+            Step::ReadOnly(why) => Outcome::ReadOnly(why),
+        },
+        (None, _) => match api.create(pr, &new_body).await? {
+            Step::Ok((id, url)) => Outcome::Created { id, url },
+            Step::ReadOnly(why) => Outcome::ReadOnly(why),
+        },
+    };
+    Ok((Some(pr), outcome))
+}
+
+#[derive(Debug)]
+struct Existing {
+    id: u64,
+    body: String,
+}
+
+enum Step<T> {
+    Ok(T),
+    ReadOnly(String),
+}
+
+enum Found {
+    Pr(u64),
+    None(String),
+    ReadOnly(String),
+}
+
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self, what: &str) -> Result<Value, Error> {
+        serde_json::from_str(&self.body)
+            .map_err(|e| Error::measure(format!("GitHub API {what}: unreadable answer: {e}")))
+    }
+
+    /// GitHub's `{"message": ...}`, shortened.
+    fn message(&self) -> String {
+        let m = serde_json::from_str::<Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| self.body.clone());
+        m.chars().take(200).collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Method {
+    Get,
+    Post,
+    Patch,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Patch => "PATCH",
+        }
+    }
+}
+
+/// How many times a rate-limited or failing call is retried.
+const RETRIES: u32 = 3;
+/// The longest single wait, in seconds (`SIZEGUARD_GITHUB_MAX_WAIT` overrides):
+/// a primary rate limit that resets later than this fails at once.
+const MAX_WAIT_SECS: u64 = 60;
+/// Pages of comments read at most (100 each).
+const MAX_PAGES: usize = 100;
+
+struct Api {
+    crab: Octocrab,
+    owner: String,
+    repo: String,
+    max_wait: Duration,
+}
+
+impl Api {
+    fn new(ctx: &Context) -> Result<Self, Error> {
+        let crab = Octocrab::builder()
+            .base_uri(ctx.api_url.as_str())
+            .map_err(|e| Error::usage(format!("GITHUB_API_URL {:?}: {e}", ctx.api_url)))?
+            .personal_token(ctx.token.expose().to_string())
+            .add_header(
+                http::header::ACCEPT,
+                "application/vnd.github+json".to_string(),
+            )
+            .set_connect_timeout(Some(Duration::from_secs(15)))
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .build()
+            .map_err(|e| Error::measure(format!("GitHub client: {}", chain(&e))))?;
+        let max_wait = std::env::var("SIZEGUARD_GITHUB_MAX_WAIT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(MAX_WAIT_SECS);
+        Ok(Api {
+            crab,
+            owner: ctx.owner.clone(),
+            repo: ctx.repo.clone(),
+            max_wait: Duration::from_secs(max_wait),
+        })
+    }
+
+    fn repo_path(&self) -> String {
+        format!("/repos/{}/{}", self.owner, self.repo)
+    }
+
+    /// One call, retried on rate limits, 5xx and transport errors.
+    async fn send(&self, method: Method, uri: &str, body: Option<&Value>) -> Result<Reply, Error> {
+        let what = format!("{} {}", method.as_str(), strip_query(uri));
+        let mut attempt = 0;
+        loop {
+            let sent = match method {
+                Method::Get => self.crab._get(uri).await,
+                Method::Post => self.crab._post(uri, body).await,
+                Method::Patch => self.crab._patch(uri, body).await,
+            };
+            let reply = match sent {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    match self.crab.body_to_string(resp).await {
+                        Ok(body) => Ok(Reply {
+                            status,
+                            headers,
+                            body,
+                        }),
+                        Err(e) => Err(chain(&e)),
+                    }
+                }
+                Err(e) => Err(chain(&e)),
+            };
+            let reply = match reply {
+                Ok(r) => r,
+                Err(e) if attempt < RETRIES => {
+                    tracing::info!("GitHub API {what}: {e}; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(Error::measure(format!("GitHub API {what}: {e}"))),
+            };
+            if let Some(wait) = rate_limit_wait(reply.status, &reply.headers, &reply.body) {
+                if attempt >= RETRIES {
+                    return Err(Error::measure(format!(
+                        "GitHub API {what}: still rate limited after {RETRIES} retries"
+                    )));
+                }
+                if wait > self.max_wait {
+                    return Err(Error::measure(format!(
+                        "GitHub API {what}: rate limited for another {}s (more than the {}s this tool waits)",
+                        wait.as_secs(),
+                        self.max_wait.as_secs()
+                    )));
+                }
+                super::notice(&format!(
+                    "GitHub API rate limit ({}): waiting {}s before retrying {what}",
+                    reply.status,
+                    wait.as_secs()
+                ));
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+                continue;
+            }
+            if matches!(reply.status, 500 | 502 | 503 | 504) && attempt < RETRIES {
+                tracing::info!("GitHub API {what}: {}; retrying", reply.status);
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            return Ok(reply);
+        }
+    }
+
+    /// A non-2xx answer as an error, or the read-only degradation on 403.
+    fn judge<T>(&self, what: &str, reply: &Reply) -> Result<Option<Step<T>>, Error> {
+        match reply.status {
+            200..=299 => Ok(None),
+            403 => Ok(Some(Step::ReadOnly(format!(
+                "the GitHub token may not comment on this pull request ({what}: 403 {}); \
+                 a pull request from a fork gets a read-only token: the report is in the step \
+                 summary and the JSON report, and `sizeguard comment` can post it from a \
+                 workflow_run workflow",
+                reply.message()
+            )))),
+            401 => Err(Error::usage(format!(
+                "GitHub API {what}: 401 {}: the token was rejected",
+                reply.message()
+            ))),
+            404 => Err(Error::usage(format!(
+                "GitHub API {what}: 404 {}: check the repository and pull request number, and that the token can see them",
+                reply.message()
+            ))),
+            s => Err(Error::measure(format!(
+                "GitHub API {what}: {s} {}",
+                reply.message()
+            ))),
+        }
+    }
+
+    async fn find_comment(&self, pr: u64, marker: &str) -> Result<Step<Option<Existing>>, Error> {
+        let mut uri = format!("{}/issues/{pr}/comments?per_page=100", self.repo_path());
+        for _ in 0..MAX_PAGES {
+            let reply = self.send(Method::Get, &uri, None).await?;
+            if let Some(Step::ReadOnly(w)) = self.judge::<()>("listing comments", &reply)? {
+                return Ok(Step::ReadOnly(w));
+            }
+            let page = reply.json("listing comments")?;
+            let items = page.as_array().ok_or_else(|| {
+                Error::measure("GitHub API listing comments: the answer is not a list")
+            })?;
+            for c in items {
+                let body = c.get("body").and_then(Value::as_str).unwrap_or_default();
+                if is_ours(body, marker)
+                    && let Some(id) = c.get("id").and_then(Value::as_u64)
+                {
+                    return Ok(Step::Ok(Some(Existing {
+                        id,
+                        body: body.to_string(),
+                    })));
+                }
+            }
+            match next_link(&reply.headers) {
+                Some(next) => uri = next,
+                None => return Ok(Step::Ok(None)),
+            }
+        }
+        Ok(Step::Ok(None))
+    }
+
+    async fn create(&self, pr: u64, body: &str) -> Result<Step<(u64, String)>, Error> {
+        let uri = format!("{}/issues/{pr}/comments", self.repo_path());
+        let reply = self
+            .send(Method::Post, &uri, Some(&json!({ "body": body })))
+            .await?;
+        if let Some(Step::ReadOnly(w)) = self.judge::<()>("creating the comment", &reply)? {
+            return Ok(Step::ReadOnly(w));
+        }
+        let v = reply.json("creating the comment")?;
+        let id = v.get("id").and_then(Value::as_u64).ok_or_else(|| {
+            Error::measure("GitHub API creating the comment: no id in the answer")
+        })?;
+        Ok(Step::Ok((id, html_url(&v))))
+    }
+
+    async fn update(&self, id: u64, body: &str) -> Result<Step<String>, Error> {
+        let uri = format!("{}/issues/comments/{id}", self.repo_path());
+        let reply = self
+            .send(Method::Patch, &uri, Some(&json!({ "body": body })))
+            .await?;
+        if let Some(Step::ReadOnly(w)) = self.judge::<()>("editing the comment", &reply)? {
+            return Ok(Step::ReadOnly(w));
+        }
+        Ok(Step::Ok(html_url(&reply.json("editing the comment")?)))
+    }
+
+    /// A fork's `workflow_run` lists no pull request: find the open one
+    /// whose head is the run's owner, branch and commit.
+    async fn find_pr(&self, ctx: &Context) -> Result<Found, Error> {
+        let Some((owner, branch, sha)) = &ctx.head else {
+            return Ok(Found::None("no pull request number".into()));
+        };
+        let head: String =
+            url::form_urlencoded::byte_serialize(format!("{owner}:{branch}").as_bytes()).collect();
+        let uri = format!(
+            "{}/pulls?state=open&per_page=100&head={head}",
+            self.repo_path()
+        );
+        let reply = self.send(Method::Get, &uri, None).await?;
+        if let Some(Step::ReadOnly(w)) = self.judge::<()>("finding the pull request", &reply)? {
+            return Ok(Found::ReadOnly(w));
+        }
+        let list = reply.json("finding the pull request")?;
+        let hit = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p.pointer("/head/sha").and_then(Value::as_str) == Some(sha.as_str()));
+        Ok(
+            match hit.and_then(|p| p.get("number")).and_then(Value::as_u64) {
+                Some(n) => Found::Pr(n),
+                None => Found::None(format!(
+                    "no open pull request has head {owner}:{branch} at {sha} (pushed again since?)"
+                )),
+            },
+        )
+    }
+}
+
+fn html_url(v: &Value) -> String {
+    v.get("html_url")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn strip_query(uri: &str) -> &str {
+    uri.split('?').next().unwrap_or(uri)
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500 << attempt.min(6))
+}
+
+/// An error and its causes on one line (octocrab's top level says little).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// How long GitHub asks us to wait, if this answer is a rate limit
+/// (<https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>).
+fn rate_limit_wait(status: u16, headers: &HeaderMap, body: &str) -> Option<Duration> {
+    if status != 403 && status != 429 {
+        return None;
+    }
+    if let Some(secs) = header(headers, "retry-after").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(Duration::from_secs(secs.max(1)));
+    }
+    if header(headers, "x-ratelimit-remaining") == Some("0") {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let reset = header(headers, "x-ratelimit-reset")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(now + 60);
+        // The reset second itself may still be limited: one more.
+        return Some(Duration::from_secs(reset.saturating_sub(now).max(0) + 1));
+    }
+    if status == 429 || body.to_ascii_lowercase().contains("secondary rate limit") {
+        return Some(Duration::from_secs(60));
+    }
+    None
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    let link = header(headers, "link")?;
+    link.split(',').find_map(|part| {
+        let mut pieces = part.split(';');
+        let target = pieces.next()?.trim();
+        let is_next = pieces.any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        (is_next && target.starts_with('<') && target.ends_with('>'))
+            .then(|| target[1..target.len() - 1].to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_and_bodies() {
+        assert_eq!(marker("app"), "<!-- sizeguard:app -->");
+        assert_eq!(marker("a-->b c"), "<!-- sizeguard:a--_b_c -->");
+        let b = body("app", "✅ **app** within limits\n\n");
+        assert_eq!(b, "<!-- sizeguard:app -->\n✅ **app** within limits\n");
+        assert!(is_ours(&b, &marker("app")));
+        assert!(!is_ours(&b, &marker("ap")));
+        assert!(!is_ours(&format!("> {b}"), &marker("app")));
+        assert!(same(&b.replace('\n', "\r\n"), &b));
+    }
+
+    #[test]
+    fn long_reports_are_cut_and_closed() {
+        let md = format!(
+            "verdict\n\n<details>\n\n{}\n</details>\n",
+            "| row |\n".repeat(20_000)
+        );
+        let b = body("app", &md);
+        assert!(b.chars().count() <= MAX_BODY, "{}", b.len());
+        assert!(b.contains("</details>"));
+        assert!(b.contains("truncated"));
+    }
+
+    #[test]
+    fn links_and_rate_limits() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "link",
+            "<https://api.github.com/x?page=2>; rel=\"next\", <https://api.github.com/x?page=5>; rel=\"last\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://api.github.com/x?page=2")
+        );
+        h.insert(
+            "link",
+            "<https://a/x?page=1>; rel=\"prev\"".parse().unwrap(),
+        );
+        assert_eq!(next_link(&h), None);
+
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            rate_limit_wait(403, &h, "Resource not accessible by integration"),
+            None
+        );
+        assert_eq!(rate_limit_wait(429, &h, ""), Some(Duration::from_secs(60)));
+        assert_eq!(
+            rate_limit_wait(403, &h, "You have exceeded a secondary rate limit"),
+            Some(Duration::from_secs(60))
+        );
+        h.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(rate_limit_wait(403, &h, ""), Some(Duration::from_secs(3)));
+        assert_eq!(rate_limit_wait(200, &h, ""), None);
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        let reset = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 5;
+        h.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
+        let w = rate_limit_wait(403, &h, "API rate limit exceeded").unwrap();
+        assert!(
+            w >= Duration::from_secs(5) && w <= Duration::from_secs(7),
+            "{w:?}"
+        );
+    }
+}

@@ -1,0 +1,543 @@
+//! The sticky pull-request comment against a local stand-in for the GitHub
+//! REST API: create, edit in place, modes, a fork's read-only token,
+//! pagination, rate limits, GitHub Enterprise's API prefix, and
+//! `check --comment`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use support::github_standin::{GithubStandin, Limit, Request};
+
+const TOKEN: &str = "ghs_s3cr3tT0kenForTests";
+const REPO: &str = "octo-org/shop";
+const MARKER: &str = "<!-- sizeguard:demo -->";
+
+fn fixture(tag: &str) -> String {
+    format!("oci:{}/fixtures/demo:{tag}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A real `check --format json` report of the demo fixtures; `fail` adds a
+/// growth limit the candidate exceeds.
+fn report(dir: &Path, fail: bool) -> PathBuf {
+    let path = dir.join(if fail { "fail.json" } else { "pass.json" });
+    let mut cmd = sizeguard();
+    cmd.args(["check", "--no-config", "--format", "json", "-o"])
+        .arg(&path)
+        .args(["--candidate", &fixture("v2"), "--baseline", &fixture("v1")])
+        .env_remove("GITHUB_ACTIONS");
+    if fail {
+        cmd.args(["--max-growth", "10%"]);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(if fail { 1 } else { 0 }),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+fn event(dir: &Path, value: Value) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = dir.join(format!("event-{n}.json"));
+    std::fs::write(&p, value.to_string()).unwrap();
+    p
+}
+
+fn pr_event(dir: &Path, n: u64) -> PathBuf {
+    event(
+        dir,
+        json!({"action": "synchronize", "number": n, "pull_request": {"number": n}}),
+    )
+}
+
+/// `support::sizeguard()`, the layer cache off in the spelling clap's bool
+/// parser takes.
+fn sizeguard() -> Command {
+    let mut cmd = support::sizeguard();
+    cmd.env("SIZEGUARD_NO_CACHE", "true");
+    cmd
+}
+
+/// `sizeguard ARGS` with the GitHub environment pointed at the stand-in.
+fn github_cmd(api: &GithubStandin, event: &Path, args: &[&str]) -> Command {
+    let mut cmd = sizeguard();
+    cmd.args(args)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GH_TOKEN")
+        .env("GITHUB_API_URL", api.url())
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("GITHUB_REPOSITORY", REPO)
+        .env("GITHUB_EVENT_PATH", event)
+        .env("SIZEGUARD_GITHUB_MAX_WAIT", "5");
+    cmd
+}
+
+fn run(mut cmd: Command) -> Output {
+    let out = cmd.output().expect("run sizeguard");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("panicked"), "{all}");
+    assert!(!all.contains(TOKEN), "the token was printed: {all}");
+    out
+}
+
+fn comment(api: &GithubStandin, event: &Path, report: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["comment", "--report", report.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(github_cmd(api, event, &args))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: &Output) {
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(o));
+}
+
+fn writes(reqs: &[Request]) -> Vec<&Request> {
+    reqs.iter().filter(|r| r.method != "GET").collect()
+}
+
+/// What GitHub requires of every request.
+fn assert_github_headers(r: &Request) {
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str()),
+        "{r:?}"
+    );
+    assert_eq!(r.header("accept"), Some("application/vnd.github+json"));
+    assert!(
+        r.header("user-agent").is_some_and(|v| !v.is_empty()),
+        "GitHub rejects requests without a User-Agent: {r:?}"
+    );
+    assert_eq!(r.header("x-github-api-version"), Some("2022-11-28"));
+    if r.method != "GET" {
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let body = r.json();
+        let text = body["body"].as_str().expect("a JSON {\"body\": ...}");
+        assert!(text.starts_with(&format!("{MARKER}\n")), "{text}");
+        assert_eq!(body.as_object().unwrap().len(), 1, "only the body is sent");
+    }
+}
+
+#[test]
+fn first_run_creates_the_comment_and_the_second_edits_it_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    let other = api.seed(42, "reviewer", "Looks good, but check the size");
+    let ev = pr_event(dir.path(), 42);
+    let pass = report(dir.path(), false);
+
+    let out = comment(&api, &ev, &pass, &[]);
+    ok(&out);
+    assert!(
+        stderr(&out).contains("comment created on #42"),
+        "{}",
+        stderr(&out)
+    );
+    let reqs = api.requests();
+    for r in &reqs {
+        assert_github_headers(r);
+    }
+    assert_eq!(reqs[0].method, "GET");
+    assert_eq!(reqs[0].path, "/repos/octo-org/shop/issues/42/comments");
+    assert!(reqs[0].query.contains("per_page=100"), "{}", reqs[0].query);
+    let w = writes(&reqs);
+    assert_eq!(w.len(), 1, "{reqs:#?}");
+    assert_eq!(w[0].method, "POST");
+    assert_eq!(w[0].path, "/repos/octo-org/shop/issues/42/comments");
+    let comments = api.comments(42);
+    assert_eq!(comments.len(), 2);
+    let ours = &comments[1];
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&pass).unwrap()).unwrap();
+    assert_eq!(
+        ours.body,
+        format!(
+            "{MARKER}\n{}\n",
+            json["markdown"].as_str().unwrap().trim_end()
+        )
+    );
+    let first_line = ours.body.lines().nth(1).unwrap();
+    assert!(first_line.starts_with("✅ **demo** grew +"), "{first_line}");
+    assert!(ours.body.contains("<details>"));
+
+    // The next push: the same comment is edited, no new one appears.
+    api.clear_requests();
+    let fail = report(dir.path(), true);
+    let out = comment(&api, &ev, &fail, &[]);
+    ok(&out); // the comment command does not judge: the check did
+    assert!(
+        stderr(&out).contains("comment updated on #42"),
+        "{}",
+        stderr(&out)
+    );
+    let reqs = api.requests();
+    for r in &reqs {
+        assert_github_headers(r);
+    }
+    let w = writes(&reqs);
+    assert_eq!(w.len(), 1, "{reqs:#?}");
+    assert!(w[0].method == "PATCH" || w[0].method == "POST");
+    assert_eq!(
+        w[0].path,
+        format!("/repos/octo-org/shop/issues/comments/{}", ours.id)
+    );
+    let comments = api.comments(42);
+    assert_eq!(comments.len(), 2, "no second sizeguard comment");
+    assert_eq!(comments[0].id, other);
+    assert_eq!(comments[0].body, "Looks good, but check the size");
+    assert_eq!(comments[1].id, ours.id);
+    assert!(
+        comments[1]
+            .body
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("❌ **demo**")
+    );
+}
+
+#[test]
+fn on_change_leaves_an_unchanged_comment_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    let ev = pr_event(dir.path(), 5);
+    let pass = report(dir.path(), false);
+    ok(&comment(&api, &ev, &pass, &["--mode", "on-change"]));
+    assert_eq!(writes(&api.requests()).len(), 1);
+
+    api.clear_requests();
+    let out = comment(&api, &ev, &pass, &["--mode", "on-change"]);
+    ok(&out);
+    assert!(stderr(&out).contains("unchanged"), "{}", stderr(&out));
+    assert!(writes(&api.requests()).is_empty(), "{:#?}", api.requests());
+
+    // A changed report is written.
+    api.clear_requests();
+    let fail = report(dir.path(), true);
+    ok(&comment(&api, &ev, &fail, &["--mode", "on-change"]));
+    assert_eq!(writes(&api.requests()).len(), 1);
+    assert_eq!(api.comments(5).len(), 1);
+
+    // `always` edits even an identical report (one call, still one comment).
+    api.clear_requests();
+    ok(&comment(&api, &ev, &fail, &[]));
+    assert_eq!(writes(&api.requests()).len(), 1);
+    assert_eq!(api.comments(5).len(), 1);
+}
+
+#[test]
+fn on_failure_comments_only_on_failure_but_keeps_an_old_comment_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    let ev = pr_event(dir.path(), 9);
+    let pass = report(dir.path(), false);
+    let fail = report(dir.path(), true);
+
+    let out = comment(&api, &ev, &pass, &["--mode", "on-failure"]);
+    ok(&out);
+    assert!(stderr(&out).contains("no comment"), "{}", stderr(&out));
+    assert!(api.comments(9).is_empty());
+
+    ok(&comment(&api, &ev, &fail, &["--mode", "on-failure"]));
+    assert_eq!(api.comments(9).len(), 1);
+    assert!(api.comments(9)[0].body.contains("❌"));
+
+    // Fixed: the failing comment must not stay stale.
+    ok(&comment(&api, &ev, &pass, &["--mode", "on-failure"]));
+    let c = api.comments(9);
+    assert_eq!(c.len(), 1);
+    assert!(c[0].body.contains("✅"), "{}", c[0].body);
+
+    api.clear_requests();
+    ok(&comment(&api, &ev, &fail, &["--mode", "never"]));
+    assert!(api.requests().is_empty());
+}
+
+#[test]
+fn a_read_only_fork_token_degrades_to_one_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    api.state().read_only = true;
+    let ev = pr_event(dir.path(), 77);
+    let fail = report(dir.path(), true);
+
+    let mut cmd = github_cmd(&api, &ev, &["comment", "--report", fail.to_str().unwrap()]);
+    cmd.env("GITHUB_ACTIONS", "true");
+    let out = run(cmd);
+    ok(&out);
+    let err = stderr(&out);
+    let notices: Vec<&str> = err.lines().filter(|l| l.starts_with("::notice")).collect();
+    assert_eq!(notices.len(), 1, "{err}");
+    assert!(notices[0].contains("403"), "{err}");
+    assert!(notices[0].contains("fork"), "{err}");
+    assert!(!err.contains("error"), "{err}");
+    assert!(api.comments(77).is_empty());
+    // One create attempt, no retry storm.
+    assert_eq!(writes(&api.requests()).len(), 1);
+
+    // `check --comment` keeps the verdict's exit code (1) and still wrote its report.
+    let json = dir.path().join("r.json");
+    let mut cmd = github_cmd(
+        &api,
+        &ev,
+        &[
+            "check",
+            "--no-config",
+            "--candidate",
+            &fixture("v2"),
+            "--baseline",
+            &fixture("v1"),
+            "--max-growth",
+            "10%",
+            "--format",
+            "json",
+            "-o",
+            json.to_str().unwrap(),
+            "--comment",
+        ],
+    );
+    cmd.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", dir.path().join("out"))
+        .env("GITHUB_STEP_SUMMARY", dir.path().join("summary"));
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(json.exists());
+    assert_eq!(
+        stderr(&out)
+            .lines()
+            .filter(|l| l.starts_with("::notice"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn the_marker_is_found_on_the_second_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    for i in 0..130 {
+        api.seed(3, "someone", &format!("comment {i}"));
+    }
+    let old = api.seed(3, "github-actions[bot]", &format!("{MARKER}\nold report"));
+    api.seed(3, "someone", &format!("> {MARKER}\n> quoted, not ours"));
+    let ev = pr_event(dir.path(), 3);
+    let pass = report(dir.path(), false);
+
+    ok(&comment(&api, &ev, &pass, &[]));
+    let reqs = api.requests();
+    let gets: Vec<&Request> = reqs.iter().filter(|r| r.method == "GET").collect();
+    assert_eq!(gets.len(), 2, "{gets:#?}");
+    assert!(gets[1].query.contains("page=2"), "{}", gets[1].query);
+    let w = writes(&reqs);
+    assert_eq!(w.len(), 1);
+    assert_eq!(
+        w[0].path,
+        format!("/repos/octo-org/shop/issues/comments/{old}")
+    );
+    assert_eq!(api.comments(3).len(), 132, "edited, not added");
+
+    // Smaller pages (GitHub may cap per_page): three pages, same result.
+    api.state().page_size = Some(50);
+    api.clear_requests();
+    ok(&comment(&api, &ev, &pass, &[]));
+    let reqs = api.requests();
+    assert_eq!(reqs.iter().filter(|r| r.method == "GET").count(), 3);
+    assert_eq!(
+        writes(&reqs)[0].path,
+        format!("/repos/octo-org/shop/issues/comments/{old}")
+    );
+}
+
+#[test]
+fn rate_limits_are_waited_out_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    let ev = pr_event(dir.path(), 11);
+    let pass = report(dir.path(), false);
+
+    // Primary: 403 + x-ratelimit-remaining: 0 on the list; secondary: 429 +
+    // retry-after on the create.
+    api.state().limits = vec![Limit::Primary { secs: 1 }];
+    let t = Instant::now();
+    let out = comment(&api, &ev, &pass, &[]);
+    ok(&out);
+    assert!(t.elapsed().as_secs_f64() >= 1.0, "{:?}", t.elapsed());
+    assert_eq!(api.comments(11).len(), 1, "{}", stderr(&out));
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 3, "{reqs:#?}"); // limited GET, GET, POST
+    assert_eq!(reqs[0].path, reqs[1].path);
+
+    api.clear_requests();
+    {
+        let mut s = api.state();
+        s.limits = vec![Limit::Secondary { secs: 1 }, Limit::Secondary { secs: 1 }];
+    }
+    let t = Instant::now();
+    ok(&comment(&api, &ev, &pass, &[]));
+    assert!(t.elapsed().as_secs_f64() >= 2.0, "{:?}", t.elapsed());
+    assert_eq!(api.comments(11).len(), 1);
+    assert_eq!(api.requests().len(), 4); // 429, 429, GET, PATCH
+
+    // Bounded: a limit that does not lift is an error (exit 3), not a hang.
+    api.state().limits = vec![Limit::Secondary { secs: 1 }; 10];
+    let out = comment(&api, &ev, &pass, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("rate limited"), "{}", stderr(&out));
+    // A reset further away than we wait fails at once.
+    api.state().limits = vec![Limit::Primary { secs: 3600 }];
+    let t = Instant::now();
+    let out = comment(&api, &ev, &pass, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(t.elapsed().as_secs() < 5);
+}
+
+#[test]
+fn github_enterprise_api_prefix_and_check_comment_with_pr_flag() {
+    let api = GithubStandin::start_with_prefix(TOKEN, "/api/v3");
+    api.seed(1, "someone", "first");
+    // No event file: outside Actions, `--pr` says where.
+    let mut cmd = sizeguard();
+    cmd.args([
+        "check",
+        "--no-config",
+        "--candidate",
+        &fixture("v2"),
+        "--baseline",
+        &fixture("v1"),
+        "--comment",
+        "--pr",
+        "1",
+    ])
+    .env_remove("GITHUB_ACTIONS")
+    .env_remove("GITHUB_EVENT_PATH")
+    .env("GITHUB_API_URL", api.url())
+    .env("GITHUB_TOKEN", TOKEN)
+    .env("GITHUB_REPOSITORY", REPO);
+    let out = run(cmd);
+    ok(&out);
+    // The table still goes to stdout.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("demo"));
+    let reqs = api.requests();
+    assert!(
+        reqs.iter()
+            .all(|r| r.path.starts_with("/api/v3/repos/octo-org/shop/"))
+    );
+    for r in &reqs {
+        assert_github_headers(r);
+    }
+    let c = api.comments(1);
+    assert_eq!(c.len(), 2);
+    assert!(c[1].body.starts_with(MARKER));
+    assert!(c[1].body.contains("✅ **demo**"));
+}
+
+#[test]
+fn workflow_run_posts_on_the_pull_request_of_the_event_even_from_a_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    let pass = report(dir.path(), false);
+
+    let listed = event(
+        dir.path(),
+        json!({"workflow_run": {"event": "pull_request", "head_branch": "feat", "head_sha": "aaa",
+            "head_repository": {"owner": {"login": "octo-org"}},
+            "pull_requests": [{"number": 21}]}}),
+    );
+    ok(&comment(&api, &listed, &pass, &[]));
+    assert_eq!(api.comments(21).len(), 1);
+
+    // A fork: GitHub lists no pull request; it is found by head owner:branch and sha.
+    api.state().pulls = vec![
+        (30, "forker:other".into(), "bbb".into()),
+        (31, "forker:feat".into(), "ccc".into()),
+    ];
+    let fork = event(
+        dir.path(),
+        json!({"workflow_run": {"event": "pull_request", "head_branch": "feat", "head_sha": "ccc",
+            "head_repository": {"owner": {"login": "forker"}},
+            "pull_requests": []}}),
+    );
+    api.clear_requests();
+    let out = comment(&api, &fork, &pass, &[]);
+    ok(&out);
+    let reqs = api.requests();
+    assert_eq!(reqs[0].path, "/repos/octo-org/shop/pulls");
+    assert!(
+        reqs[0].query.contains("head=forker%3Afeat"),
+        "{}",
+        reqs[0].query
+    );
+    assert_eq!(api.comments(31).len(), 1, "{}", stderr(&out));
+}
+
+#[test]
+fn missing_settings_are_usage_errors_and_bad_tokens_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    let pass = report(dir.path(), false);
+    let ev = pr_event(dir.path(), 2);
+
+    let mut cmd = github_cmd(&api, &ev, &["comment", "--report", pass.to_str().unwrap()]);
+    cmd.env_remove("GITHUB_TOKEN");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("GITHUB_TOKEN"), "{}", stderr(&out));
+
+    let push = event(dir.path(), json!({"ref": "refs/heads/main"}));
+    let out = comment(&api, &push, &pass, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--pr"), "{}", stderr(&out));
+
+    let mut cmd = github_cmd(&api, &ev, &["comment", "--report", pass.to_str().unwrap()]);
+    cmd.env("GITHUB_TOKEN", "ghs_wrongWrongWrong");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("ghs_wrongWrongWrong"));
+
+    // The token can come on standard input instead.
+    let mut cmd = github_cmd(
+        &api,
+        &ev,
+        &[
+            "comment",
+            "--report",
+            pass.to_str().unwrap(),
+            "--github-token-stdin",
+        ],
+    );
+    cmd.env_remove("GITHUB_TOKEN").stdin(Stdio::piped());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{TOKEN}\n").as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    ok(&out);
+    assert_eq!(api.comments(2).len(), 1);
+
+    // Not a check report.
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{\"schema_version\": 1, \"images\": []}").unwrap();
+    let out = comment(&api, &ev, &junk, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("kind"), "{}", stderr(&out));
+}

@@ -1,0 +1,399 @@
+//! A local stand-in for the GitHub REST API, enough for the pull-request
+//! comment: list (paginated with `Link` headers), create and edit issue
+//! comments, and list pull requests by head. HTTP/1.1 on 127.0.0.1, one
+//! connection per request (`Connection: close`), every request recorded
+//! (method, path, query, headers, body) for the tests to check.
+//!
+//! Behaviours: a read-only token (403 on writes, as GitHub answers a fork's
+//! `GITHUB_TOKEN`), queued rate-limit answers (primary: 403 with
+//! `x-ratelimit-remaining: 0` and a reset time; secondary: 429 with
+//! `retry-after`), a small page size to force pagination, and an API prefix
+//! (`/api/v3`, as GitHub Enterprise Server serves it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Names lowercased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Comment {
+    pub id: u64,
+    pub issue: u64,
+    pub body: String,
+    pub user: String,
+}
+
+/// A rate-limit answer given instead of the next request's real one.
+#[derive(Debug, Clone, Copy)]
+pub enum Limit {
+    /// 403, `x-ratelimit-remaining: 0`, `x-ratelimit-reset` in `secs`.
+    Primary { secs: u64 },
+    /// 429 with `retry-after: secs`.
+    Secondary { secs: u64 },
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub comments: Vec<Comment>,
+    pub next_id: u64,
+    pub read_only: bool,
+    pub limits: Vec<Limit>,
+    pub page_size: Option<usize>,
+    /// Open pull requests: `(number, head label "owner:branch", head sha)`.
+    pub pulls: Vec<(u64, String, String)>,
+    pub requests: Vec<Request>,
+}
+
+pub struct GithubStandin {
+    addr: SocketAddr,
+    prefix: String,
+    pub token: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl GithubStandin {
+    /// The API at `http://127.0.0.1:PORT/`, accepting `token`.
+    pub fn start(token: &str) -> Self {
+        Self::start_with_prefix(token, "")
+    }
+
+    /// The API under a path prefix (`/api/v3`).
+    pub fn start_with_prefix(token: &str, prefix: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the GitHub stand-in");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State {
+            next_id: 1_000_000,
+            ..Default::default()
+        }));
+        let me = GithubStandin {
+            addr,
+            prefix: prefix.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            state: state.clone(),
+        };
+        let (prefix, token) = (me.prefix.clone(), me.token.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (state, prefix, token) = (state.clone(), prefix.clone(), token.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, addr, &prefix, &token, &state);
+                });
+            }
+        });
+        me
+    }
+
+    /// The value for `GITHUB_API_URL`.
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.addr, self.prefix)
+    }
+
+    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state().requests.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state().requests.clear();
+    }
+
+    /// Adds a comment as if someone had written it; returns its id.
+    pub fn seed(&self, issue: u64, user: &str, body: &str) -> u64 {
+        let mut s = self.state();
+        s.next_id += 1;
+        let id = s.next_id;
+        s.comments.push(Comment {
+            id,
+            issue,
+            body: body.to_string(),
+            user: user.to_string(),
+        });
+        id
+    }
+
+    pub fn comments(&self, issue: u64) -> Vec<Comment> {
+        self.state()
+            .comments
+            .iter()
+            .filter(|c| c.issue == issue)
+            .cloned()
+            .collect()
+    }
+}
+
+fn read_request(conn: &mut TcpStream) -> std::io::Result<Request> {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 {
+            break;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let len = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target, String::new()),
+    };
+    Ok(Request {
+        method,
+        path,
+        query,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+fn answer(status: u16, body: Value) -> Answer {
+    Answer {
+        status,
+        headers: Vec::new(),
+        body,
+    }
+}
+
+fn serve(
+    mut conn: TcpStream,
+    addr: SocketAddr,
+    prefix: &str,
+    token: &str,
+    state: &Mutex<State>,
+) -> std::io::Result<()> {
+    let req = read_request(&mut conn)?;
+    let ans = {
+        let mut s = state.lock().unwrap();
+        s.requests.push(req.clone());
+        route(&req, addr, prefix, token, &mut s)
+    };
+    let text = ans.body.to_string();
+    let reason = match ans.status {
+        200 => "OK",
+        201 => "Created",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        _ => "Other",
+    };
+    let mut head = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+        ans.status,
+        text.len()
+    );
+    for (k, v) in &ans.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes())?;
+    conn.write_all(text.as_bytes())?;
+    conn.flush()
+}
+
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+fn comment_json(addr: SocketAddr, c: &Comment) -> Value {
+    json!({
+        "id": c.id,
+        "body": c.body,
+        "user": {"login": c.user},
+        "html_url": format!("http://{addr}/o/r/pull/{}#issuecomment-{}", c.issue, c.id),
+    })
+}
+
+fn route(req: &Request, addr: SocketAddr, prefix: &str, token: &str, s: &mut State) -> Answer {
+    if let Some(limit) = (!s.limits.is_empty()).then(|| s.limits.remove(0)) {
+        return match limit {
+            Limit::Primary { secs } => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                Answer {
+                    status: 403,
+                    headers: vec![
+                        ("x-ratelimit-limit".into(), "5000".into()),
+                        ("x-ratelimit-remaining".into(), "0".into()),
+                        ("x-ratelimit-used".into(), "5000".into()),
+                        ("x-ratelimit-reset".into(), (now + secs).to_string()),
+                    ],
+                    body: json!({"message": "API rate limit exceeded for installation ID 1."}),
+                }
+            }
+            Limit::Secondary { secs } => Answer {
+                status: 429,
+                headers: vec![("retry-after".into(), secs.to_string())],
+                body: json!({"message": "You have exceeded a secondary rate limit."}),
+            },
+        };
+    }
+    let auth = req.header("authorization").unwrap_or_default();
+    if auth != format!("Bearer {token}") && auth != format!("token {token}") {
+        return answer(401, json!({"message": "Bad credentials"}));
+    }
+    let Some(path) = req.path.strip_prefix(prefix) else {
+        return answer(404, json!({"message": "Not Found"}));
+    };
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (req.method.as_str(), seg.as_slice()) {
+        ("GET", ["repos", _, _, "issues", n, "comments"]) => {
+            let Ok(issue) = n.parse::<u64>() else {
+                return answer(404, json!({"message": "Not Found"}));
+            };
+            let per_page = query_param(&req.query, "per_page")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(30)
+                .min(100)
+                .min(s.page_size.unwrap_or(100));
+            let page = query_param(&req.query, "page")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(1)
+                .max(1);
+            let all: Vec<&Comment> = s.comments.iter().filter(|c| c.issue == issue).collect();
+            let items: Vec<Value> = all
+                .iter()
+                .skip((page - 1) * per_page)
+                .take(per_page)
+                .map(|c| comment_json(addr, c))
+                .collect();
+            let last = all.len().div_ceil(per_page).max(1);
+            let mut headers = Vec::new();
+            if page < last {
+                let base = format!(
+                    "http://{addr}{}?per_page={}",
+                    req.path,
+                    query_param(&req.query, "per_page").unwrap_or("30")
+                );
+                headers.push((
+                    "link".into(),
+                    format!(
+                        "<{base}&page={}>; rel=\"next\", <{base}&page={last}>; rel=\"last\"",
+                        page + 1
+                    ),
+                ));
+            }
+            Answer {
+                status: 200,
+                headers,
+                body: Value::Array(items),
+            }
+        }
+        ("POST", ["repos", _, _, "issues", n, "comments"]) => {
+            if s.read_only {
+                return answer(
+                    403,
+                    json!({"message": "Resource not accessible by integration",
+                           "documentation_url": "https://docs.github.com/rest/issues/comments#create-an-issue-comment"}),
+                );
+            }
+            let (Ok(issue), Some(body)) = (
+                n.parse::<u64>(),
+                req.json()["body"].as_str().map(str::to_string),
+            ) else {
+                return answer(422, json!({"message": "Validation Failed"}));
+            };
+            s.next_id += 1;
+            let c = Comment {
+                id: s.next_id,
+                issue,
+                body,
+                user: "github-actions[bot]".into(),
+            };
+            let v = comment_json(addr, &c);
+            s.comments.push(c);
+            answer(201, v)
+        }
+        ("POST" | "PATCH", ["repos", _, _, "issues", "comments", id]) => {
+            if s.read_only {
+                return answer(
+                    403,
+                    json!({"message": "Resource not accessible by integration"}),
+                );
+            }
+            let Some(body) = req.json()["body"].as_str().map(str::to_string) else {
+                return answer(422, json!({"message": "Validation Failed"}));
+            };
+            let id = id.parse::<u64>().unwrap_or(0);
+            match s.comments.iter_mut().find(|c| c.id == id) {
+                Some(c) => {
+                    c.body = body;
+                    let c = c.clone();
+                    answer(200, comment_json(addr, &c))
+                }
+                None => answer(404, json!({"message": "Not Found"})),
+            }
+        }
+        ("GET", ["repos", _, _, "pulls"]) => {
+            let head = query_param(&req.query, "head")
+                .map(|h| h.replace("%3A", ":").replace("%3a", ":"))
+                .unwrap_or_default();
+            let items: Vec<Value> = s
+                .pulls
+                .iter()
+                .filter(|(_, label, _)| head.is_empty() || *label == head)
+                .map(|(n, label, sha)| json!({"number": n, "head": {"label": label, "sha": sha}}))
+                .collect();
+            answer(200, Value::Array(items))
+        }
+        _ => answer(404, json!({"message": "Not Found"})),
+    }
+}
