@@ -25,6 +25,10 @@ tag="${INPUT_VERSION:-}"
 if [ -n "$tag" ] && [ "${tag#v}" = "$tag" ]; then tag="v$tag"; fi
 if [ -z "$tag" ] && [[ "${ACTION_REF:-}" =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
   tag="$ACTION_REF"
+elif [ -z "$tag" ] && [[ "${ACTION_REF:-}" =~ ^v[0-9]+(\.[0-9]+)?$ ]]; then
+  # A moving major tag (@v1): the release of the version it points at.
+  version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$action_path/Cargo.toml" | head -n1)"
+  if [ "v${version%%.*}" = "${ACTION_REF%%.*}" ]; then tag="v$version"; fi
 fi
 
 target=""

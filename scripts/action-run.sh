@@ -15,8 +15,26 @@ tmp="${RUNNER_TEMP:-${TMPDIR:-/tmp}}"
 report="${INPUT_REPORT_PATH:-$tmp/sizeguard-report.json}"
 out="${GITHUB_OUTPUT:-/dev/null}"
 
+# `report` mode: post a report made elsewhere (the workflow_run half of
+# the fork pattern) instead of checking.
+if [ -n "${INPUT_REPORT:-}" ]; then
+  if [ ! -s "$INPUT_REPORT" ]; then
+    echo "::error title=sizeguard::report $INPUT_REPORT does not exist or is empty"
+    exit 2
+  fi
+  verdict="$(grep -o '"verdict"[[:space:]]*:[[:space:]]*"[a-z]*"' "$INPUT_REPORT" | head -n1 | sed 's/.*"\([a-z]*\)"$/\1/')"
+  {
+    echo "verdict=$verdict"
+    echo "report-path=$INPUT_REPORT"
+  } >>"$out"
+  mode="${INPUT_COMMENT:-always}"
+  [ "$mode" = never ] && exit 0
+  GITHUB_TOKEN="${INPUT_GITHUB_TOKEN:-${GITHUB_TOKEN:-}}" \
+    exec "$bin" comment --report "$INPUT_REPORT" --mode "$mode" </dev/null
+fi
+
 if [ -z "${INPUT_CANDIDATE:-}" ]; then
-  echo "::error title=sizeguard::the candidate input is required"
+  echo "::error title=sizeguard::the candidate input is required (or report, to post an existing report)"
   exit 2
 fi
 

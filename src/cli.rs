@@ -167,6 +167,12 @@ pub struct MeasureArgs {
     /// Write the report to FILE (atomically) instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Answer in milliseconds: size layers from a few bytes of each blob
+    /// (HTTP Range) where that is reliable, streaming only the others.
+    /// Figures that are only estimated are marked so, or left out.
+    #[arg(long)]
+    pub estimate: bool,
 }
 
 #[derive(Debug, Args)]

@@ -392,8 +392,20 @@ fn index_platform_selection() {
     let mut b = LayoutBuilder::new(&dir);
     let amd_layer = b.add_layer(&LayerSpec::new().file("amd", 30_000), Comp::Gzip);
     let arm_layer = b.add_layer(&LayerSpec::new().file("arm", 20_000), Comp::Gzip);
-    let amd64 = b.add_image(&[amd_layer.clone()], "linux", "amd64", None, false);
-    let arm64 = b.add_image(&[arm_layer.clone()], "linux", "arm64", Some("v8"), false);
+    let amd64 = b.add_image(
+        std::slice::from_ref(&amd_layer),
+        "linux",
+        "amd64",
+        None,
+        false,
+    );
+    let arm64 = b.add_image(
+        std::slice::from_ref(&arm_layer),
+        "linux",
+        "arm64",
+        Some("v8"),
+        false,
+    );
     let att = b.add_attestation(&amd64);
     let index = b.tag_index(
         &[
@@ -496,7 +508,13 @@ fn docker_media_types() {
     let arm_layer = b.add_layer(&LayerSpec::new().file("arm", 7000), Comp::Gzip);
     let img = b.add_image(&[gz.clone(), raw.clone()], "linux", "amd64", None, true);
     b.tag_image(&img, "docker");
-    let arm = b.add_image(&[arm_layer.clone()], "linux", "arm64", Some("v8"), true);
+    let arm = b.add_image(
+        std::slice::from_ref(&arm_layer),
+        "linux",
+        "arm64",
+        Some("v8"),
+        true,
+    );
     let list = b.tag_index(
         &[
             (img.clone(), None),

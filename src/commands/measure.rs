@@ -11,6 +11,7 @@ use crate::source::{self, ImageSource, ResolvedImage};
 pub async fn run(args: MeasureArgs) -> Result<(), Error> {
     let (source_opts, mut measure_opts, platforms) = super::source_options(&args.source)?;
     measure_opts.top = args.top;
+    measure_opts.estimate = args.estimate;
 
     // Resolve every reference first: a typo in the third one should fail
     // before the first one's layers are streamed.

@@ -501,7 +501,7 @@ fn rate_limit_wait(status: u16, headers: &HeaderMap, body: &str) -> Option<Durat
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(now + 60);
         // The reset second itself may still be limited: one more.
-        return Some(Duration::from_secs(reset.saturating_sub(now).max(0) + 1));
+        return Some(Duration::from_secs(reset.saturating_sub(now) + 1));
     }
     if status == 429 || body.to_ascii_lowercase().contains("secondary rate limit") {
         return Some(Duration::from_secs(60));

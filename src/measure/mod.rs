@@ -2,6 +2,7 @@
 //! assembled per image with the merged-filesystem view.
 
 pub mod cache;
+pub mod estimate;
 pub mod layer;
 pub mod merged;
 
@@ -30,6 +31,9 @@ pub struct MeasureOptions {
     pub progress: bool,
     /// Where measurements of layers seen before are kept; `None` disables it.
     pub cache: Option<cache::LayerCache>,
+    /// Read only each blob's ends (Range requests) where that tells enough;
+    /// stream the rest.
+    pub estimate: bool,
 }
 
 impl Default for MeasureOptions {
@@ -40,6 +44,7 @@ impl Default for MeasureOptions {
             top: 10,
             progress: false,
             cache: None,
+            estimate: false,
         }
     }
 }
@@ -53,6 +58,31 @@ pub struct LayerReport {
     pub measurement: Option<Arc<LayerMeasurement>>,
     pub not_measured_reason: Option<String>,
     pub largest_files: Vec<FileSize>,
+    /// Set under `--estimate`: how the figures were obtained.
+    pub estimate: Option<EstimateNote>,
+}
+
+/// How a layer was sized under `--estimate`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
+pub enum EstimateNote {
+    /// From the blob's ends: only `compressed_bytes` and (if `exact`)
+    /// `tar_bytes` are exact; the other figures are unknown.
+    Probed {
+        method: estimate::Method,
+        tar_bytes_exact: bool,
+    },
+    /// From the layer cache: every figure exact.
+    Cached,
+    /// Streamed after all, every figure exact, because the ends could not be
+    /// trusted.
+    Streamed { reason: String },
+}
+
+impl EstimateNote {
+    pub fn is_probed(&self) -> bool {
+        matches!(self, EstimateNote::Probed { .. })
+    }
 }
 
 impl LayerReport {
@@ -72,9 +102,12 @@ pub struct ImageReport {
     pub largest_files: Vec<FileSize>,
     /// False when a layer could not be measured: the totals are a lower bound.
     pub complete: bool,
+    /// True when some layer was only probed (`--estimate`): the final view,
+    /// the wasted bytes and the unknown figures are not reported.
+    pub estimated: bool,
 }
 
-type LayerResult = Result<Arc<LayerMeasurement>, String>;
+type LayerResult = Result<(Arc<LayerMeasurement>, Option<EstimateNote>), String>;
 
 /// Measures every image, streaming each distinct layer once even when
 /// several images share it.
@@ -135,10 +168,28 @@ pub async fn measure_images(
             bar.set_prefix(short_digest(&job.desc.digest).to_string());
             let cache = opts.cache.clone();
             let cancel = cancel.clone();
+            let estimate = opts.estimate;
             async move {
                 let digest = job.desc.digest.clone();
-                let result = match cached(&cache, &job.desc, job.diff_id.as_deref()).await {
-                    Some(m) => Ok(Arc::new(m)),
+                let mut fallback: Option<String> = None;
+                let probe = match (
+                    estimate,
+                    cached(&cache, &job.desc, job.diff_id.as_deref()).await,
+                ) {
+                    (_, Some(m)) => {
+                        Some(Ok((Arc::new(m), estimate.then_some(EstimateNote::Cached))))
+                    }
+                    (true, None) => match probe_layer(job.source.as_ref(), &job.desc).await {
+                        Ok(p) => Some(Ok(p)),
+                        Err(reason) => {
+                            fallback = Some(reason);
+                            None
+                        }
+                    },
+                    (false, None) => None,
+                };
+                let result = match probe {
+                    Some(r) => r,
                     None if cancel.load(Ordering::Relaxed) => Err(Error::measure("cancelled")),
                     None => {
                         let measured = measure_layer(
@@ -154,6 +205,7 @@ pub async fn measure_images(
                             let _ = tokio::task::spawn_blocking(move || c.put(&m)).await;
                         }
                         measured
+                            .map(|m| (m, fallback.map(|reason| EstimateNote::Streamed { reason })))
                     }
                 };
                 bar.finish_and_clear();
@@ -226,6 +278,49 @@ impl<R: std::io::Read> std::io::Read for Cancellable<R> {
     }
 }
 
+/// Sizes a layer from its first and last bytes; `Err` says why it must be
+/// streamed instead.
+async fn probe_layer(
+    source: &dyn ImageSource,
+    desc: &LayerDescriptor,
+) -> Result<(Arc<LayerMeasurement>, Option<EstimateNote>), String> {
+    let n = estimate::PROBE_BYTES.min(desc.size);
+    let head = source
+        .read_range(desc, 0, n)
+        .await
+        .map_err(|e| e.message().to_string())?;
+    let tail = source
+        .read_range(desc, desc.size - n, n)
+        .await
+        .map_err(|e| e.message().to_string())?;
+    let (Some(head), Some(tail)) = (head, tail) else {
+        return Err("the source does not serve byte ranges".to_string());
+    };
+    let e = estimate::tar_bytes(&head, &tail, desc.size).map_err(|u| u.to_string())?;
+    let m = LayerMeasurement {
+        figures: LayerFigures {
+            compressed_bytes: desc.size,
+            tar_bytes: e.tar_bytes,
+            ..Default::default()
+        },
+        digest: desc.digest.clone(),
+        diff_id: String::new(),
+        compression: match e.method {
+            estimate::Method::GzipIsize => layer::Compression::Gzip,
+            estimate::Method::ZstdFrameHeader => layer::Compression::Zstd,
+            estimate::Method::Uncompressed => layer::Compression::None,
+        },
+        index: Vec::new(),
+    };
+    Ok((
+        Arc::new(m),
+        Some(EstimateNote::Probed {
+            method: e.method,
+            tar_bytes_exact: e.exact,
+        }),
+    ))
+}
+
 async fn measure_layer(
     source: Arc<dyn ImageSource>,
     desc: LayerDescriptor,
@@ -265,6 +360,7 @@ fn assemble(
     let mut totals = LayerFigures::default();
     let mut fs = MergedFs::new();
     let mut complete = true;
+    let mut estimated = false;
     let mut layers = Vec::with_capacity(image.layers.len());
     for desc in &image.layers {
         let result = results
@@ -272,14 +368,16 @@ fn assemble(
             .cloned()
             .unwrap_or_else(|| Err("not scheduled".to_string()));
         let report = match result {
-            Ok(m) => {
+            Ok((m, note)) => {
                 totals.add(&m.figures);
                 fs.apply(&m.index);
+                estimated |= note.as_ref().is_some_and(EstimateNote::is_probed);
                 LayerReport {
                     descriptor: desc.clone(),
                     largest_files: m.largest_files(top),
                     measurement: Some(m),
                     not_measured_reason: None,
+                    estimate: note,
                 }
             }
             Err(reason) => {
@@ -289,6 +387,7 @@ fn assemble(
                     measurement: None,
                     not_measured_reason: Some(reason),
                     largest_files: Vec::new(),
+                    estimate: None,
                 }
             }
         };
@@ -302,6 +401,7 @@ fn assemble(
         layers,
         totals,
         complete,
+        estimated,
     }
 }
 
@@ -309,4 +409,89 @@ fn assemble(
 pub fn short_digest(d: &str) -> &str {
     let hex = d.split_once(':').map_or(d, |(_, h)| h);
     &hex[..hex.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platform;
+    use async_trait::async_trait;
+
+    /// A source that serves a blob from memory but no byte ranges, like a
+    /// registry that ignores `Range`.
+    struct NoRanges(Vec<u8>);
+
+    #[async_trait]
+    impl ImageSource for NoRanges {
+        fn reference(&self) -> String {
+            "memory".into()
+        }
+        async fn resolve(
+            &self,
+            _: &crate::platform::PlatformSelector,
+        ) -> Result<Vec<ResolvedImage>, Error> {
+            unreachable!("not used")
+        }
+        async fn open_layer(
+            &self,
+            _: &LayerDescriptor,
+        ) -> Result<Box<dyn std::io::Read + Send>, Error> {
+            Ok(Box::new(std::io::Cursor::new(self.0.clone())))
+        }
+        async fn read_range(
+            &self,
+            _: &LayerDescriptor,
+            _: u64,
+            _: u64,
+        ) -> Result<Option<Vec<u8>>, Error> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn estimate_streams_when_ranges_are_not_served() {
+        use std::io::Write;
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5000);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "f", &[1u8; 5000][..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let desc = LayerDescriptor {
+            digest: crate::source::sha256_digest(&gz),
+            size: gz.len() as u64,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            urls: vec![],
+        };
+        let image = ResolvedImage {
+            reference: "memory".into(),
+            digest: "sha256:m".into(),
+            index_digest: None,
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            platform: Platform::new("linux", "amd64", None),
+            manifest_bytes: 1,
+            config_digest: "sha256:c".into(),
+            config_bytes: 1,
+            diff_ids: vec![],
+            layers: vec![desc],
+        };
+        let opts = MeasureOptions {
+            estimate: true,
+            ..Default::default()
+        };
+        let source: Arc<dyn ImageSource> = Arc::new(NoRanges(gz));
+        let reports = measure_images(vec![(source, image)], &opts).await.unwrap();
+        let l = &reports[0].layers[0];
+        assert_eq!(
+            l.estimate,
+            Some(EstimateNote::Streamed {
+                reason: "the source does not serve byte ranges".into()
+            })
+        );
+        assert_eq!(l.figures().unwrap().content_bytes, 5000);
+        assert!(!reports[0].estimated);
+    }
 }

@@ -41,6 +41,7 @@ fn image(digest: &str, layers: &[(&str, &str, u64, u64, u64)]) -> ImageReport {
                 })),
                 not_measured_reason: None,
                 largest_files: vec![],
+                estimate: None,
             }
         })
         .collect();
@@ -63,6 +64,7 @@ fn image(digest: &str, layers: &[(&str, &str, u64, u64, u64)]) -> ImageReport {
         wasted_bytes: 0,
         largest_files: vec![],
         complete: true,
+        estimated: false,
     }
 }
 

@@ -29,11 +29,48 @@ struct ImageJson<'a> {
     config_digest: &'a str,
     config_bytes: u64,
     complete: bool,
+    /// True when some layer was only probed (`--estimate`); `final` and
+    /// `wasted_bytes` are then null, and totals sum what is known.
+    estimated: bool,
     layers: Vec<LayerJson<'a>>,
-    totals: &'a LayerFigures,
+    totals: TotalsJson,
     #[serde(rename = "final")]
-    final_fs: FinalJson<'a>,
-    wasted_bytes: u64,
+    final_fs: Option<FinalJson<'a>>,
+    wasted_bytes: Option<u64>,
+}
+
+/// Sums over the layers; a figure some probed layer does not know is null.
+#[derive(Serialize)]
+struct TotalsJson {
+    compressed_bytes: u64,
+    tar_bytes: Option<u64>,
+    content_bytes: Option<u64>,
+    disk_bytes: Option<u64>,
+    inodes: Option<u64>,
+    whiteouts: Option<u64>,
+    opaque_dirs: Option<u64>,
+    files: Option<u64>,
+}
+
+fn totals(r: &ImageReport) -> TotalsJson {
+    let t: &LayerFigures = &r.totals;
+    let known = !r.estimated;
+    let tar_known = r.layers.iter().all(|l| match &l.estimate {
+        Some(crate::measure::EstimateNote::Probed {
+            tar_bytes_exact, ..
+        }) => *tar_bytes_exact,
+        _ => true,
+    });
+    TotalsJson {
+        compressed_bytes: t.compressed_bytes,
+        tar_bytes: tar_known.then_some(t.tar_bytes),
+        content_bytes: known.then_some(t.content_bytes),
+        disk_bytes: known.then_some(t.disk_bytes),
+        inodes: known.then_some(t.inodes),
+        whiteouts: known.then_some(t.whiteouts),
+        opaque_dirs: known.then_some(t.opaque_dirs),
+        files: known.then_some(t.files),
+    }
 }
 
 #[derive(Serialize)]
@@ -64,10 +101,40 @@ struct LayerJson<'a> {
     opaque_dirs: Option<u64>,
     files: Option<u64>,
     largest_files: &'a [FileSize],
+    /// Under `--estimate`: how this layer was sized.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimate: Option<&'a crate::measure::EstimateNote>,
 }
 
 fn layer(l: &LayerReport) -> LayerJson<'_> {
     let f = l.figures();
+    // A probed layer knows its blob and maybe its tar length, nothing else.
+    let probed = l.estimate.as_ref().and_then(|e| match e {
+        crate::measure::EstimateNote::Probed {
+            tar_bytes_exact, ..
+        } => Some(*tar_bytes_exact),
+        _ => None,
+    });
+    if let (Some(tar_exact), Some(f)) = (probed, f) {
+        return LayerJson {
+            digest: &l.descriptor.digest,
+            media_type: &l.descriptor.media_type,
+            measured: false,
+            not_measured_reason: None,
+            compression: l.measurement.as_ref().map(|m| m.compression.name()),
+            diff_id: None,
+            compressed_bytes: f.compressed_bytes,
+            tar_bytes: tar_exact.then_some(f.tar_bytes),
+            content_bytes: None,
+            disk_bytes: None,
+            inodes: None,
+            whiteouts: None,
+            opaque_dirs: None,
+            files: None,
+            largest_files: &[],
+            estimate: l.estimate.as_ref(),
+        };
+    }
     LayerJson {
         digest: &l.descriptor.digest,
         media_type: &l.descriptor.media_type,
@@ -84,6 +151,7 @@ fn layer(l: &LayerReport) -> LayerJson<'_> {
         opaque_dirs: f.map(|f| f.opaque_dirs),
         files: f.map(|f| f.files),
         largest_files: &l.largest_files,
+        estimate: l.estimate.as_ref(),
     }
 }
 
@@ -102,13 +170,14 @@ fn image(r: &ImageReport) -> ImageJson<'_> {
         config_digest: &r.image.config_digest,
         config_bytes: r.image.config_bytes,
         complete: r.complete,
+        estimated: r.estimated,
         layers: r.layers.iter().map(layer).collect(),
-        totals: &r.totals,
-        final_fs: FinalJson {
+        totals: totals(r),
+        final_fs: (!r.estimated).then_some(FinalJson {
             figures: &r.final_fs,
             largest_files: &r.largest_files,
-        },
-        wasted_bytes: r.wasted_bytes,
+        }),
+        wasted_bytes: (!r.estimated).then_some(r.wasted_bytes),
     }
 }
 

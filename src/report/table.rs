@@ -69,7 +69,28 @@ impl Renderer for Table {
             ];
             for l in &r.layers {
                 let id = short_digest(&l.descriptor.digest).to_string();
+                let probed = match &l.estimate {
+                    Some(crate::measure::EstimateNote::Probed {
+                        tar_bytes_exact, ..
+                    }) => Some(*tar_bytes_exact),
+                    _ => None,
+                };
                 match (l.figures(), &l.measurement) {
+                    (Some(f), Some(m)) if probed.is_some() => rows.push(vec![
+                        id,
+                        m.compression.name().to_string(),
+                        human_bytes(f.compressed_bytes),
+                        format!(
+                            "{}{}",
+                            if probed == Some(true) { "" } else { "~" },
+                            human_bytes(f.tar_bytes)
+                        ),
+                        "?".into(),
+                        "?".into(),
+                        "?".into(),
+                        "?".into(),
+                        "?".into(),
+                    ]),
                     (Some(f), Some(m)) => rows.push(vec![
                         id,
                         m.compression.name().to_string(),
@@ -93,18 +114,40 @@ impl Renderer for Table {
                 }
             }
             let t = &r.totals;
+            let tar_exact = r.layers.iter().all(|l| {
+                !matches!(
+                    l.estimate,
+                    Some(crate::measure::EstimateNote::Probed {
+                        tar_bytes_exact: false,
+                        ..
+                    })
+                )
+            });
+            // Under --estimate, a sum over partly unknown layers is unknown.
+            let known = |v: String| if r.estimated { "?".to_string() } else { v };
             rows.push(vec![
                 format!("TOTAL ({} layers)", r.layers.len()),
                 String::new(),
                 human_bytes(t.compressed_bytes),
-                human_bytes(t.tar_bytes),
-                human_bytes(t.content_bytes),
-                human_bytes(t.disk_bytes),
-                t.inodes.to_string(),
-                t.files.to_string(),
-                t.whiteouts.to_string(),
+                format!(
+                    "{}{}",
+                    if tar_exact { "" } else { "~" },
+                    human_bytes(t.tar_bytes)
+                ),
+                known(human_bytes(t.content_bytes)),
+                known(human_bytes(t.disk_bytes)),
+                known(t.inodes.to_string()),
+                known(t.files.to_string()),
+                known(t.whiteouts.to_string()),
             ]);
             render_table(&rows, &mut out);
+            if r.estimated {
+                let _ = writeln!(
+                    out,
+                    "estimated: `?` needs the layer streamed (run without --estimate); `~` is likely, not exact"
+                );
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "final filesystem: {} in {} files, {} inodes; wasted (shadowed by upper layers): {}",

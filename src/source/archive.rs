@@ -105,6 +105,22 @@ impl TarIndex {
         Ok((Box::new(f.take(size)), size))
     }
 
+    fn read_range(&self, member: &str, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
+        let (base, size) = self.locate(member).ok_or_else(|| {
+            Error::measure(format!(
+                "{}: archive has no member {member}",
+                self.path.display()
+            ))
+        })?;
+        super::read_file_range(
+            &self.path,
+            base,
+            offset,
+            len.min(size.saturating_sub(offset)),
+        )
+        .map_err(|e| Error::measure(format!("{}: {member}: {e}", self.path.display())))
+    }
+
     fn read(&self, member: &str) -> Result<Vec<u8>, Error> {
         let (mut r, size) = self.open(member)?;
         // Manifests and configs only: cap what we are willing to hold.
@@ -213,6 +229,18 @@ impl ImageSource for OciArchiveSource {
     async fn open_layer(&self, layer: &LayerDescriptor) -> Result<Box<dyn Read + Send>, Error> {
         let rel = blob_relpath(&layer.digest)?;
         Ok(self.index.open(&rel.to_string_lossy())?.0)
+    }
+
+    async fn read_range(
+        &self,
+        layer: &LayerDescriptor,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let rel = blob_relpath(&layer.digest)?;
+        self.index
+            .read_range(&rel.to_string_lossy(), offset, len)
+            .map(Some)
     }
 }
 
@@ -390,5 +418,23 @@ impl ImageSource for DockerArchiveSource {
                 Error::measure(format!("{}: unknown layer {}", self.what(), layer.digest))
             })?;
         Ok(self.index.open(&member)?.0)
+    }
+
+    async fn read_range(
+        &self,
+        layer: &LayerDescriptor,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let member = self
+            .members
+            .lock()
+            .expect("members lock")
+            .get(&layer.digest)
+            .cloned()
+            .ok_or_else(|| {
+                Error::measure(format!("{}: unknown layer {}", self.what(), layer.digest))
+            })?;
+        self.index.read_range(&member, offset, len).map(Some)
     }
 }

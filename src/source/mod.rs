@@ -83,6 +83,23 @@ pub trait ImageSource: Send + Sync {
     /// Opens a layer blob for streaming, exactly as stored (compressed).
     /// The reader is consumed on a blocking thread.
     async fn open_layer(&self, layer: &LayerDescriptor) -> Result<Box<dyn Read + Send>, Error>;
+
+    /// `len` bytes of a blob from `offset`, for `--estimate`; `None` when the
+    /// source cannot serve a range (a registry without Range support).
+    async fn read_range(
+        &self,
+        layer: &LayerDescriptor,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        // Local sources: skip to the offset of the layer's stream.
+        let mut r = self.open_layer(layer).await?;
+        let what = |e: std::io::Error| Error::measure(format!("layer {}: {e}", layer.digest));
+        std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink()).map_err(what)?;
+        let mut buf = Vec::with_capacity(len as usize);
+        r.take(len).read_to_end(&mut buf).map_err(what)?;
+        Ok(Some(buf))
+    }
 }
 
 /// Sources that store manifests as content-addressed blobs (a registry, an
@@ -145,4 +162,20 @@ pub fn verify_digest(what: &str, expected: &str, bytes: &[u8]) -> Result<(), Err
         )));
     }
     Ok(())
+}
+
+/// `len` bytes at `base + offset` of a file (a blob, or a member inside an
+/// archive that starts at `base`).
+pub(crate) fn read_file_range(
+    path: &std::path::Path,
+    base: u64,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(base + offset))?;
+    let mut buf = Vec::with_capacity(len as usize);
+    f.take(len).read_to_end(&mut buf)?;
+    Ok(buf)
 }

@@ -415,6 +415,49 @@ impl ImageSource for RegistrySource {
         // from the async download without buffering the layer.
         Ok(Box::new(SyncIoBridge::new(reader)))
     }
+
+    async fn read_range(
+        &self,
+        layer: &LayerDescriptor,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        self.blob_range(layer, offset, len).await
+    }
+}
+
+impl RegistrySource {
+    /// A byte range of a blob (HTTP `Range`); `None` when the registry
+    /// answers with the whole blob instead.
+    pub async fn blob_range(
+        &self,
+        layer: &LayerDescriptor,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        use oci_client::client::BlobResponse;
+        let desc = Self::descriptor(&layer.digest, &layer.media_type, layer.size as i64);
+        let resp = self
+            .client
+            .pull_blob_stream_partial(&self.reference, &desc, offset, Some(len))
+            .await
+            .map_err(|e| self.explain(&format!("layer {}", layer.digest), e))?;
+        let mut stream = match resp {
+            BlobResponse::Partial(s) => s.stream,
+            // Dropping the stream closes the connection: nothing more is read.
+            BlobResponse::Full(_) => return Ok(None),
+        };
+        let mut buf = Vec::with_capacity(len as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| Error::measure(format!("layer {}: {e}", layer.digest)))?;
+            buf.extend_from_slice(&chunk);
+            if buf.len() as u64 > len {
+                return Ok(None);
+            }
+        }
+        Ok(Some(buf))
+    }
 }
 
 impl std::fmt::Debug for RegistrySource {

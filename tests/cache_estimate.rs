@@ -1,0 +1,216 @@
+//! The layer cache and `--estimate`, end to end against a real registry.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+use support::layout::{BuiltLayer, Comp, LayerSpec, LayoutBuilder};
+use support::registry::Registry;
+use support::sizeguard;
+
+fn run(args: &[&str]) -> Output {
+    let out = sizeguard()
+        .env_remove("SIZEGUARD_NO_CACHE")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    out
+}
+
+fn json(o: &Output) -> Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// gzip, zstd (streamed: no content size in the frame header), and a
+/// multi-member gzip layer, as parallel compressors write them.
+fn build(dir: &Path) -> (LayoutBuilder, Vec<BuiltLayer>) {
+    let mut b = LayoutBuilder::new(dir);
+    let gz = b.add_layer(
+        &LayerSpec::new()
+            .dir("usr/lib")
+            .file("usr/lib/a.so", 700_000)
+            .file("usr/lib/b.so", 3),
+        Comp::Gzip,
+    );
+    let zst = b.add_layer(&LayerSpec::new().file("opt/z.bin", 300_000), Comp::Zstd);
+    let base = b.add_layer(
+        &LayerSpec::new().file("srv/data", 400_000).file("srv/x", 1),
+        Comp::Gzip,
+    );
+    let tar = std::fs::read(&base.tar_path).unwrap();
+    let mut multi = Vec::new();
+    for part in [&tar[..tar.len() / 3], &tar[tar.len() / 3..]] {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(part).unwrap();
+        multi.extend(e.finish().unwrap());
+    }
+    let (digest, size) = b.put_blob(&multi);
+    let mut mm = base.clone();
+    mm.blob_digest = digest;
+    mm.blob_size = size;
+    let layers = vec![gz, zst, mm];
+    let img = b.add_image(&layers, "linux", "amd64", None, false);
+    b.tag_image(&img, "v1");
+    (b, layers)
+}
+
+fn blob_data(reg: &Registry, digest: &str) -> std::path::PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    reg.storage_dir.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ))
+}
+
+#[test]
+fn warm_cache_never_fetches_a_layer_and_corrupt_entries_are_misses() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_b, layers) = build(&tmp.path().join("l"));
+    reg.push_layout(&tmp.path().join("l"), "v1", "c/app:v1");
+    let cache = tmp.path().join("cache");
+    let image = format!("{}/c/app:v1", reg.addr);
+    let args = [
+        "measure",
+        "--format",
+        "json",
+        "-q",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        &image,
+    ];
+
+    let cold = json(&run(&args));
+    let stats = json(&run(&[
+        "cache",
+        "stats",
+        "--json",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]));
+    assert_eq!(stats["entries"], 3);
+
+    // With every layer blob gone from the registry, a warm run still
+    // answers: the layers come from the cache, not the network.
+    for l in &layers {
+        std::fs::remove_file(blob_data(&reg, &l.blob_digest)).unwrap();
+    }
+    let warm = json(&run(&args));
+    assert_eq!(warm, cold, "a warm report is the cold report");
+
+    // A corrupt entry is a miss: the layer is fetched again (and now fails,
+    // since its blob is gone), it is never read as data.
+    let entries: Vec<_> = std::fs::read_dir(cache.join("layers-v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let victim = entries
+        .iter()
+        .find(|p| p.to_string_lossy().contains(&layers[0].blob_digest[7..]))
+        .unwrap();
+    let mut bytes = std::fs::read(victim).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0xff;
+    std::fs::write(victim, bytes).unwrap();
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&layers[0].blob_digest));
+
+    // --no-cache reads nothing from the cache either.
+    let out = run(&["measure", "-q", "--no-cache", &image]);
+    assert_eq!(out.status.code(), Some(3));
+
+    // prune empties it.
+    let out = run(&[
+        "cache",
+        "prune",
+        "--max-size",
+        "0",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let stats = json(&run(&[
+        "cache",
+        "stats",
+        "--json",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]));
+    assert_eq!(stats["entries"], 0);
+}
+
+#[test]
+fn estimate_is_exact_for_single_member_gzip_and_streams_the_rest() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_b, layers) = build(&tmp.path().join("l"));
+    reg.push_layout(&tmp.path().join("l"), "v1", "e/app:v1");
+    let image = format!("{}/e/app:v1", reg.addr);
+
+    let r = json(&run(&[
+        "measure",
+        "--estimate",
+        "--no-cache",
+        "--format",
+        "json",
+        "-q",
+        &image,
+    ]));
+    let img = &r["images"][0];
+    assert_eq!(img["estimated"], true, "{:#}", img["layers"][0]["estimate"]);
+    assert!(img["final"].is_null() && img["wasted_bytes"].is_null());
+    assert!(img["totals"]["inodes"].is_null());
+    let l = img["layers"].as_array().unwrap();
+    // gzip, one member: tar_bytes exact from the trailer, nothing else known.
+    assert_eq!(l[0]["estimate"]["source"], "probed");
+    assert_eq!(l[0]["estimate"]["method"], "gzip-isize");
+    assert_eq!(l[0]["tar_bytes"], layers[0].tar_size);
+    assert_eq!(l[0]["compressed_bytes"], layers[0].blob_size);
+    assert!(l[0]["inodes"].is_null() && l[0]["disk_bytes"].is_null());
+    // zstd from a streaming encoder, and multi-member gzip: streamed, exact.
+    assert_eq!(l[1]["estimate"]["source"], "streamed");
+    assert_eq!(
+        l[1]["estimate"]["reason"],
+        "zstd frame header carries no content size"
+    );
+    assert_eq!(l[1]["tar_bytes"], layers[1].tar_size);
+    assert_eq!(l[2]["estimate"]["source"], "streamed");
+    assert_eq!(l[2]["tar_bytes"], layers[2].tar_size);
+    assert!(l[2]["inodes"].as_u64().unwrap() > 0);
+
+    // With a warm cache, every layer is exact and the report is complete.
+    let cache = tmp.path().join("cache");
+    let c = cache.to_str().unwrap();
+    assert!(
+        run(&["measure", "-q", "--cache-dir", c, &image])
+            .status
+            .success()
+    );
+    let r = json(&run(&[
+        "measure",
+        "--estimate",
+        "--cache-dir",
+        c,
+        "--format",
+        "json",
+        "-q",
+        &image,
+    ]));
+    let img = &r["images"][0];
+    assert_eq!(img["estimated"], false);
+    for l in img["layers"].as_array().unwrap() {
+        assert_eq!(l["estimate"]["source"], "cached");
+    }
+    assert!(img["final"]["inodes"].as_u64().unwrap() > 0);
+
+    // The table marks what it does not know.
+    let out = run(&["measure", "--estimate", "--no-cache", &image]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains('?') && text.contains("estimated:"), "{text}");
+}
