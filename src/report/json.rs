@@ -107,49 +107,33 @@ struct LayerJson<'a> {
 }
 
 fn layer(l: &LayerReport) -> LayerJson<'_> {
-    let f = l.figures();
-    // A probed layer knows its blob and maybe its tar length, nothing else.
+    // A probed layer (`--estimate`) knows its blob and maybe its tar length;
+    // every other figure stays null rather than a guessed 0.
     let probed = l.estimate.as_ref().and_then(|e| match e {
         crate::measure::EstimateNote::Probed {
             tar_bytes_exact, ..
         } => Some(*tar_bytes_exact),
         _ => None,
     });
-    if let (Some(tar_exact), Some(f)) = (probed, f) {
-        return LayerJson {
-            digest: &l.descriptor.digest,
-            media_type: &l.descriptor.media_type,
-            measured: false,
-            not_measured_reason: None,
-            compression: l.measurement.as_ref().map(|m| m.compression.name()),
-            diff_id: None,
-            compressed_bytes: f.compressed_bytes,
-            tar_bytes: tar_exact.then_some(f.tar_bytes),
-            content_bytes: None,
-            disk_bytes: None,
-            inodes: None,
-            whiteouts: None,
-            opaque_dirs: None,
-            files: None,
-            largest_files: &[],
-            estimate: l.estimate.as_ref(),
-        };
-    }
+    let f = l.figures();
+    let known = f.filter(|_| probed.is_none());
     LayerJson {
         digest: &l.descriptor.digest,
         media_type: &l.descriptor.media_type,
-        measured: f.is_some(),
+        measured: known.is_some(),
         not_measured_reason: l.not_measured_reason.as_deref(),
         compression: l.measurement.as_ref().map(|m| m.compression.name()),
-        diff_id: l.measurement.as_ref().map(|m| m.diff_id.as_str()),
+        diff_id: known
+            .and(l.measurement.as_ref())
+            .map(|m| m.diff_id.as_str()),
         compressed_bytes: f.map_or(l.descriptor.size, |f| f.compressed_bytes),
-        tar_bytes: f.map(|f| f.tar_bytes),
-        content_bytes: f.map(|f| f.content_bytes),
-        disk_bytes: f.map(|f| f.disk_bytes),
-        inodes: f.map(|f| f.inodes),
-        whiteouts: f.map(|f| f.whiteouts),
-        opaque_dirs: f.map(|f| f.opaque_dirs),
-        files: f.map(|f| f.files),
+        tar_bytes: f.filter(|_| probed != Some(false)).map(|f| f.tar_bytes),
+        content_bytes: known.map(|f| f.content_bytes),
+        disk_bytes: known.map(|f| f.disk_bytes),
+        inodes: known.map(|f| f.inodes),
+        whiteouts: known.map(|f| f.whiteouts),
+        opaque_dirs: known.map(|f| f.opaque_dirs),
+        files: known.map(|f| f.files),
         largest_files: &l.largest_files,
         estimate: l.estimate.as_ref(),
     }

@@ -293,6 +293,18 @@ impl DockerArchiveSource {
         })
     }
 
+    /// The archive member holding a layer (recorded by `resolve`).
+    fn member_of(&self, layer: &LayerDescriptor) -> Result<String, Error> {
+        self.members
+            .lock()
+            .expect("members lock")
+            .get(&layer.digest)
+            .cloned()
+            .ok_or_else(|| {
+                Error::measure(format!("{}: unknown layer {}", self.what(), layer.digest))
+            })
+    }
+
     fn what(&self) -> String {
         let mut s = format!("docker-archive:{}", self.index.path.display());
         if let Some(r) = &self.reference {
@@ -408,15 +420,7 @@ impl ImageSource for DockerArchiveSource {
     }
 
     async fn open_layer(&self, layer: &LayerDescriptor) -> Result<Box<dyn Read + Send>, Error> {
-        let member = self
-            .members
-            .lock()
-            .expect("members lock")
-            .get(&layer.digest)
-            .cloned()
-            .ok_or_else(|| {
-                Error::measure(format!("{}: unknown layer {}", self.what(), layer.digest))
-            })?;
+        let member = self.member_of(layer)?;
         Ok(self.index.open(&member)?.0)
     }
 
@@ -426,15 +430,7 @@ impl ImageSource for DockerArchiveSource {
         offset: u64,
         len: u64,
     ) -> Result<Option<Vec<u8>>, Error> {
-        let member = self
-            .members
-            .lock()
-            .expect("members lock")
-            .get(&layer.digest)
-            .cloned()
-            .ok_or_else(|| {
-                Error::measure(format!("{}: unknown layer {}", self.what(), layer.digest))
-            })?;
+        let member = self.member_of(layer)?;
         self.index.read_range(&member, offset, len).map(Some)
     }
 }

@@ -85,20 +85,14 @@ pub trait ImageSource: Send + Sync {
     async fn open_layer(&self, layer: &LayerDescriptor) -> Result<Box<dyn Read + Send>, Error>;
 
     /// `len` bytes of a blob from `offset`, for `--estimate`; `None` when the
-    /// source cannot serve a range (a registry without Range support).
+    /// source cannot serve a range (a registry that ignores `Range`).
     async fn read_range(
         &self,
-        layer: &LayerDescriptor,
-        offset: u64,
-        len: u64,
+        _layer: &LayerDescriptor,
+        _offset: u64,
+        _len: u64,
     ) -> Result<Option<Vec<u8>>, Error> {
-        // Local sources: skip to the offset of the layer's stream.
-        let mut r = self.open_layer(layer).await?;
-        let what = |e: std::io::Error| Error::measure(format!("layer {}: {e}", layer.digest));
-        std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink()).map_err(what)?;
-        let mut buf = Vec::with_capacity(len as usize);
-        r.take(len).read_to_end(&mut buf).map_err(what)?;
-        Ok(Some(buf))
+        Ok(None)
     }
 }
 
