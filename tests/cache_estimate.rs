@@ -105,7 +105,17 @@ fn warm_cache_never_fetches_a_layer_and_corrupt_entries_are_misses() {
 
     // A corrupt entry is a miss: the layer is fetched again (and now fails,
     // since its blob is gone), it is never read as data.
-    let entries: Vec<_> = std::fs::read_dir(cache.join("layers-v1"))
+    let layers_dir = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("layers-v")
+        })
+        .unwrap();
+    let entries: Vec<_> = std::fs::read_dir(layers_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();

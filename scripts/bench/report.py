@@ -83,7 +83,6 @@ print("- tools: " + ", ".join(tools))
 allbusy = [r["busy"] for rs in rows.values() for r in rs]
 if allbusy:
     print(f"- CPU busy in the second before each timed run (other processes): median {statistics.median(allbusy)}%, max {max(allbusy)}%")
-print(f"- load average before the timed runs: {os.environ.get('BENCH_LOADAVG', '?')} (other processes compete for the {os.cpu_count()} cores)")
 print(f"- {a.runs} runs per configuration, round-robin; parallelism {a.jobs} (`--jobs {a.jobs}`, `xargs -P {a.jobs}`); "
       "the registry is on loopback and its blobs are in the page cache\n")
 

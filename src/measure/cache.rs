@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use super::layer::LayerMeasurement;
 
 /// Bump whenever the analyzer's output or this encoding changes meaning.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &str = "sizeguard-layer-cache";
 
 #[derive(Debug, Clone)]
@@ -230,6 +230,7 @@ mod tests {
             },
             digest: digest.to_string(),
             diff_id: "sha256:feed".into(),
+            diff_id_verified: true,
             compression: Compression::Gzip,
             index: vec![IndexEntry {
                 path: "etc/hosts".into(),

@@ -105,6 +105,10 @@ pub struct LayerMeasurement {
     pub digest: String,
     /// `sha256:` digest of the uncompressed tar (the config's `diff_id`).
     pub diff_id: String,
+    /// Whether `diff_id` was computed from the tar stream, rather than
+    /// taken from the image config.
+    #[serde(default)]
+    pub diff_id_verified: bool,
     pub compression: Compression,
     /// One entry per path, in path order; whiteouts and opaque markers are
     /// keyed by the path they act on.
@@ -185,8 +189,15 @@ pub struct Expected {
     pub digest: Option<String>,
     /// The descriptor's size; the stream must be exactly this long.
     pub size: Option<u64>,
-    /// The config's `diff_id` for this layer; verified when given.
+    /// The config's `diff_id` for this layer. Hashing the whole tar costs as
+    /// much as a third of the inflate, so it is only checked (and computed)
+    /// when `verify_diff_id` is set or no `diff_id` is known.
     pub diff_id: Option<String>,
+    pub verify_diff_id: bool,
+    /// The source verifies the blob's digest itself, on another thread (the
+    /// registry client does): hashing it again here would only slow the
+    /// critical path.
+    pub digest_checked_upstream: bool,
 }
 
 /// Why a layer could not be measured. The message names the stage and the
@@ -219,7 +230,7 @@ pub enum LayerError {
 /// descriptor's size so a truncated or padded blob fails where it happens.
 struct BlobReader<'p, R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     count: u64,
     expected_size: Option<u64>,
     failed: bool,
@@ -235,7 +246,9 @@ impl<R: Read> Read for BlobReader<'_, R> {
                 return Err(e);
             }
         };
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.count += n as u64;
         if let Some(p) = self.progress {
             p.inc(n as u64);
@@ -265,7 +278,7 @@ impl<R: Read> Read for BlobReader<'_, R> {
 /// corrupt tar.
 struct TarCounter<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     count: u64,
     decoder_failed: bool,
 }
@@ -274,7 +287,9 @@ impl<R: Read> Read for TarCounter<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.inner.read(buf) {
             Ok(n) => {
-                self.hasher.update(&buf[..n]);
+                if let Some(h) = &mut self.hasher {
+                    h.update(&buf[..n]);
+                }
                 self.count += n as u64;
                 Ok(n)
             }
@@ -313,16 +328,18 @@ pub fn analyze<R: Read>(
     if let Some(d) = &expected.digest {
         check_algorithm(d)?;
     }
+    let hash_blob = !(expected.digest_checked_upstream && expected.digest.is_some());
+    let hash_tar = expected.verify_diff_id || expected.diff_id.is_none();
     let mut blob = BlobReader {
         inner: reader,
-        hasher: Sha256::new(),
+        hasher: hash_blob.then(Sha256::new),
         count: 0,
         expected_size: expected.size,
         failed: false,
         progress,
     };
 
-    let parsed = parse_blob(&mut blob);
+    let parsed = parse_blob(&mut blob, hash_tar);
     let (compression, tar_bytes, tar_hash, builder) = match parsed {
         Ok(v) => v,
         Err(stage) => return Err(stage.into_error(&blob)),
@@ -342,21 +359,29 @@ pub fn analyze<R: Read>(
             expected: size,
         });
     }
-    let digest = hex_digest(blob.hasher);
-    if let Some(want) = &expected.digest
-        && *want != digest
-    {
-        return Err(LayerError::DigestMismatch {
-            expected: want.clone(),
-            actual: digest,
-        });
-    }
-    let diff_id = if compression == Compression::None {
-        digest.clone()
-    } else {
-        hex_digest(tar_hash)
+    let digest = match (blob.hasher, &expected.digest) {
+        (Some(h), want) => {
+            let digest = hex_digest(h);
+            if let Some(want) = want
+                && *want != digest
+            {
+                return Err(LayerError::DigestMismatch {
+                    expected: want.clone(),
+                    actual: digest,
+                });
+            }
+            digest
+        }
+        // Verified upstream: a mismatch would have failed the read.
+        (None, want) => want.clone().unwrap_or_default(),
     };
-    if let Some(want) = &expected.diff_id
+    let (diff_id, diff_id_verified) = match tar_hash {
+        Some(h) => (hex_digest(h), true),
+        None if compression == Compression::None => (digest.clone(), true),
+        None => (expected.diff_id.clone().unwrap_or_default(), false),
+    };
+    if expected.verify_diff_id
+        && let Some(want) = &expected.diff_id
         && *want != diff_id
     {
         return Err(LayerError::DiffIdMismatch {
@@ -371,6 +396,7 @@ pub fn analyze<R: Read>(
         figures,
         digest,
         diff_id,
+        diff_id_verified,
         compression,
         index,
     })
@@ -430,16 +456,16 @@ impl Failure {
     }
 }
 
-type Parsed = (Compression, u64, Sha256, IndexBuilder);
+type Parsed = (Compression, u64, Option<Sha256>, IndexBuilder);
 
-fn parse_blob<R: Read>(blob: &mut BlobReader<'_, R>) -> Result<Parsed, Failure> {
+fn parse_blob<R: Read>(blob: &mut BlobReader<'_, R>, hash_tar: bool) -> Result<Parsed, Failure> {
     let mut buffered = BufReader::with_capacity(256 * 1024, blob);
     let head = buffered
         .fill_buf()
         .map_err(|e| Failure::Decode(Compression::None, e))?;
     let compression = Compression::sniff(head);
     let decoder: Box<dyn Read + '_> = match compression {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        Compression::Gzip => gzip_decoder(buffered),
         Compression::Zstd => Box::new(
             zstd::stream::read::Decoder::with_buffer(buffered)
                 .map_err(|e| Failure::Decode(compression, e))?,
@@ -448,7 +474,8 @@ fn parse_blob<R: Read>(blob: &mut BlobReader<'_, R>) -> Result<Parsed, Failure> 
     };
     let mut tar = TarCounter {
         inner: decoder,
-        hasher: Sha256::new(),
+        // An uncompressed blob's tar digest is its blob digest.
+        hasher: (hash_tar && compression != Compression::None).then(Sha256::new),
         count: 0,
         decoder_failed: false,
     };
@@ -502,6 +529,66 @@ fn parse_tar<R: Read>(reader: &mut R) -> io::Result<IndexBuilder> {
         builder.add(path, kind);
     }
     Ok(builder)
+}
+
+/// The gzip inflater: ISA-L's igzip where built in (`--features isal`, about
+/// 1.3× zlib-rs here), zlib-rs otherwise. `SIZEGUARD_INFLATE=zlib` picks
+/// zlib-rs in an ISA-L build, so both stay tested.
+fn gzip_decoder<'a, R: BufRead + 'a>(input: R) -> Box<dyn Read + 'a> {
+    #[cfg(feature = "isal")]
+    if std::env::var_os("SIZEGUARD_INFLATE").is_none_or(|v| v != "zlib") {
+        let empty_reads = std::rc::Rc::new(std::cell::Cell::new(0));
+        let guarded = EofGuard {
+            inner: input,
+            empty_reads: empty_reads.clone(),
+        };
+        return Box::new(Isal {
+            decoder: isal::read::GzipDecoder::new(guarded),
+            empty_reads,
+        });
+    }
+    Box::new(flate2::bufread::MultiGzDecoder::new(input))
+}
+
+/// ISA-L's reader asks for more input forever when a stream ends early.
+/// A finished stream costs one empty read per call; several within one
+/// call mean the input ran out mid-stream.
+#[cfg(feature = "isal")]
+struct Isal<R: Read> {
+    decoder: isal::read::GzipDecoder<EofGuard<R>>,
+    empty_reads: std::rc::Rc<std::cell::Cell<u32>>,
+}
+
+#[cfg(feature = "isal")]
+impl<R: Read> Read for Isal<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.empty_reads.set(0);
+        self.decoder.read(buf)
+    }
+}
+
+#[cfg(feature = "isal")]
+struct EofGuard<R> {
+    inner: R,
+    empty_reads: std::rc::Rc<std::cell::Cell<u32>>,
+}
+
+#[cfg(feature = "isal")]
+impl<R: Read> Read for EofGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let k = self.empty_reads.get() + 1;
+            self.empty_reads.set(k);
+            if k > 4 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "gzip stream ends early",
+                ));
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// Layer paths are relative to the root: `./usr/bin/` and `usr/bin` are the
@@ -807,6 +894,25 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn truncated_gzip_without_a_known_size_is_an_error_not_a_hang() {
+        use std::io::Write;
+        let data = tar_of(|b| file(b, "f", 200_000));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&data).unwrap();
+        let gz = gz.finish().unwrap();
+        for cut in [gz.len() / 2, gz.len() - 4, 11] {
+            let err = analyze(&gz[..cut], &Expected::default(), None).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    LayerError::Decompress { format: "gzip", .. } | LayerError::Tar { .. }
+                ),
+                "cut at {cut}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -128,10 +128,7 @@ pub async fn measure_images(
                 jobs.push(Job {
                     source: source.clone(),
                     desc: desc.clone(),
-                    diff_id: opts
-                        .verify_diff_ids
-                        .then(|| image.diff_ids.get(i).cloned())
-                        .flatten(),
+                    diff_id: image.diff_ids.get(i).cloned(),
                 });
             }
             if opts.verify_diff_ids && image.diff_ids.len() != image.layers.len() {
@@ -169,23 +166,27 @@ pub async fn measure_images(
             let cache = opts.cache.clone();
             let cancel = cancel.clone();
             let estimate = opts.estimate;
+            let verify = opts.verify_diff_ids;
             async move {
                 let digest = job.desc.digest.clone();
                 let mut fallback: Option<String> = None;
                 let probe = match (
                     estimate,
-                    cached(&cache, &job.desc, job.diff_id.as_deref()).await,
+                    cached(&cache, &job.desc, job.diff_id.as_deref().filter(|_| verify)).await,
                 ) {
                     (_, Some(m)) => {
                         Some(Ok((Arc::new(m), estimate.then_some(EstimateNote::Cached))))
                     }
-                    (true, None) => match probe_layer(job.source.as_ref(), &job.desc).await {
-                        Ok(p) => Some(Ok(p)),
-                        Err(reason) => {
-                            fallback = Some(reason);
-                            None
+                    (true, None) => {
+                        match probe_layer(job.source.as_ref(), &job.desc, job.diff_id.clone()).await
+                        {
+                            Ok(p) => Some(Ok(p)),
+                            Err(reason) => {
+                                fallback = Some(reason);
+                                None
+                            }
                         }
-                    },
+                    }
                     (false, None) => None,
                 };
                 let result = match probe {
@@ -196,6 +197,7 @@ pub async fn measure_images(
                             job.source,
                             job.desc.clone(),
                             job.diff_id,
+                            verify,
                             bar.clone(),
                             cancel.clone(),
                         )
@@ -283,6 +285,7 @@ impl<R: std::io::Read> std::io::Read for Cancellable<R> {
 async fn probe_layer(
     source: &dyn ImageSource,
     desc: &LayerDescriptor,
+    diff_id: Option<String>,
 ) -> Result<(Arc<LayerMeasurement>, Option<EstimateNote>), String> {
     let n = estimate::PROBE_BYTES.min(desc.size);
     let head = source
@@ -304,7 +307,8 @@ async fn probe_layer(
             ..Default::default()
         },
         digest: desc.digest.clone(),
-        diff_id: String::new(),
+        diff_id: diff_id.unwrap_or_default(),
+        diff_id_verified: false,
         compression: match e.method {
             estimate::Method::GzipIsize => layer::Compression::Gzip,
             estimate::Method::ZstdFrameHeader => layer::Compression::Zstd,
@@ -325,9 +329,11 @@ async fn measure_layer(
     source: Arc<dyn ImageSource>,
     desc: LayerDescriptor,
     diff_id: Option<String>,
+    verify_diff_id: bool,
     bar: ProgressBar,
     cancel: Arc<AtomicBool>,
 ) -> Result<Arc<LayerMeasurement>, Error> {
+    let digest_checked_upstream = source.verifies_digests();
     let reader = Cancellable {
         inner: source.open_layer(&desc).await?,
         cancel: cancel.clone(),
@@ -336,6 +342,8 @@ async fn measure_layer(
         digest: Some(desc.digest.clone()),
         size: Some(desc.size),
         diff_id,
+        verify_diff_id,
+        digest_checked_upstream,
     };
     let digest = desc.digest.clone();
     // Decompression and tar parsing are CPU-bound: keep them off the reactor.

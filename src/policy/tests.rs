@@ -36,6 +36,7 @@ fn image(digest: &str, layers: &[(&str, &str, u64, u64, u64)]) -> ImageReport {
                     figures,
                     digest: d.into(),
                     diff_id: diff.into(),
+                    diff_id_verified: true,
                     compression: Compression::Gzip,
                     index: vec![],
                 })),

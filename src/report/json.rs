@@ -92,6 +92,10 @@ struct LayerJson<'a> {
     compression: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     diff_id: Option<&'a str>,
+    /// Whether `diff_id` was computed from the tar (`--verify-diff-ids`, an
+    /// uncompressed layer) or taken from the image config.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diff_id_verified: Option<bool>,
     compressed_bytes: u64,
     tar_bytes: Option<u64>,
     content_bytes: Option<u64>,
@@ -126,6 +130,9 @@ fn layer(l: &LayerReport) -> LayerJson<'_> {
         diff_id: known
             .and(l.measurement.as_ref())
             .map(|m| m.diff_id.as_str()),
+        diff_id_verified: known
+            .and(l.measurement.as_ref())
+            .map(|m| m.diff_id_verified),
         compressed_bytes: f.map_or(l.descriptor.size, |f| f.compressed_bytes),
         tar_bytes: f.filter(|_| probed != Some(false)).map(|f| f.tar_bytes),
         content_bytes: known.map(|f| f.content_bytes),

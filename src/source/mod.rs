@@ -84,6 +84,12 @@ pub trait ImageSource: Send + Sync {
     /// The reader is consumed on a blocking thread.
     async fn open_layer(&self, layer: &LayerDescriptor) -> Result<Box<dyn Read + Send>, Error>;
 
+    /// Whether the readers `open_layer` returns fail on a digest mismatch
+    /// themselves, so the analyzer need not hash the blob again.
+    fn verifies_digests(&self) -> bool {
+        false
+    }
+
     /// `len` bytes of a blob from `offset`, for `--estimate`; `None` when the
     /// source cannot serve a range (a registry that ignores `Range`).
     async fn read_range(

@@ -399,18 +399,21 @@ impl ImageSource for RegistrySource {
                 layer.digest, layer.size
             )));
         }
-        // oci-client verifies the digest too and ends the stream with its own
-        // error; the analyzer checks size and digest itself and names the
-        // layer, so only transport errors are passed on.
-        let body = stream.stream.take_while(|r| {
-            std::future::ready(match r {
-                Ok(_) => true,
-                Err(e) => e
-                    .get_ref()
-                    .is_some_and(|inner| inner.is::<reqwest::Error>()),
-            })
+        // oci-client hashes the stream on the async side (another core) and
+        // fails the last read on a mismatch; see `verifies_digests`.
+        let body = stream.stream.map_err(|e| {
+            if e.get_ref()
+                .is_some_and(|inner| inner.is::<reqwest::Error>())
+            {
+                e
+            } else {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("digest mismatch: {e}"),
+                )
+            }
         });
-        let reader = StreamReader::new(body.map_err(std::io::Error::other));
+        let reader = StreamReader::new(body);
         // The analyzer runs on a blocking thread; the bridge lets it pull
         // from the async download without buffering the layer.
         Ok(Box::new(SyncIoBridge::new(reader)))
@@ -423,6 +426,10 @@ impl ImageSource for RegistrySource {
         len: u64,
     ) -> Result<Option<Vec<u8>>, Error> {
         self.blob_range(layer, offset, len).await
+    }
+
+    fn verifies_digests(&self) -> bool {
+        true
     }
 }
 
