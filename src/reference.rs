@@ -49,11 +49,150 @@ impl ImageRef {
                     "unknown transport in {input:?}: use docker://, oci:, oci-archive: or docker-archive:"
                 ));
             }
-            name.parse::<Reference>()
-                .map(ImageRef::Registry)
-                .map_err(|e| format!("invalid image reference {name:?}: {e}"))
+            match parse_common(name) {
+                Some(r) => Ok(ImageRef::Registry(r)),
+                None => name
+                    .parse::<Reference>()
+                    .map(ImageRef::Registry)
+                    .map_err(|e| format!("invalid image reference {name:?}: {e}")),
+            }
         }
     }
+}
+
+/// Parses the references people write (ASCII names, tags, sha256/sha512
+/// digests) without oci-spec's reference regex, whose Unicode classes take
+/// ~80 ms to compile: most of a warm `check`. Anything this does not accept
+/// goes to oci-spec's parser, which also words the errors; a unit test holds
+/// the two to the same answers.
+fn parse_common(s: &str) -> Option<Reference> {
+    let (rest, digest) = match s.split_once('@') {
+        Some((r, d)) => {
+            let (alg, hex) = d.split_once(':')?;
+            let len = match alg {
+                "sha256" => 64,
+                "sha512" => 128,
+                _ => return None,
+            };
+            if hex.len() != len
+                || !hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return None;
+            }
+            (r, Some(d))
+        }
+        None => (s, None),
+    };
+    // A tag follows the last ':' after the last '/' (a ':' before it is a port).
+    let slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[slash..].find(':') {
+        Some(i) => (&rest[..slash + i], Some(&rest[slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(t) = tag {
+        let ok = !t.is_empty()
+            && t.len() <= 128
+            && t.as_bytes()[0] != b'.'
+            && t.as_bytes()[0] != b'-'
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return None;
+        }
+    }
+    let mut parts = name.split('/');
+    let first = parts.next()?;
+    let has_domain =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let (domain, path) = if has_domain {
+        let (host, port) = match first.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (first, None),
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if !host.split('.').all(label_ok)
+            || port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return None;
+        }
+        (first, &name[first.len() + 1..])
+    } else {
+        ("docker.io", name)
+    };
+    // Path components: [a-z0-9]+ joined by '.', '_', '__' or runs of '-'.
+    let component_ok = |c: &str| {
+        let b = c.as_bytes();
+        if b.is_empty() || !b[0].is_ascii_lowercase() && !b[0].is_ascii_digit() {
+            return false;
+        }
+        let last = b[b.len() - 1];
+        if !last.is_ascii_lowercase() && !last.is_ascii_digit() {
+            return false;
+        }
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'a'..=b'z' | b'0'..=b'9' => i += 1,
+                b'.' => {
+                    if !b[i + 1].is_ascii_alphanumeric() {
+                        return false;
+                    }
+                    i += 1;
+                }
+                b'_' => {
+                    if b[i + 1] == b'_' {
+                        i += 1;
+                    }
+                    if !b[i + 1].is_ascii_alphanumeric() {
+                        return false;
+                    }
+                    i += 1;
+                }
+                b'-' => {
+                    while b[i] == b'-' {
+                        i += 1;
+                    }
+                    if !b[i].is_ascii_alphanumeric() {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+        }
+        true
+    };
+    if path.is_empty() || !path.split('/').all(component_ok) {
+        return None;
+    }
+    let domain = if domain == "index.docker.io" {
+        "docker.io"
+    } else {
+        domain
+    };
+    let repository = if domain == "docker.io" && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path.to_string()
+    };
+    if repository.len() > 255 {
+        return None;
+    }
+    let (domain, repository) = (domain.to_string(), repository);
+    Some(match (tag, digest) {
+        (Some(t), Some(d)) => {
+            Reference::with_tag_and_digest(domain, repository, t.to_string(), d.to_string())
+        }
+        (None, Some(d)) => Reference::with_digest(domain, repository, d.to_string()),
+        (Some(t), None) => Reference::with_tag(domain, repository, t.to_string()),
+        (None, None) => Reference::with_tag(domain, repository, "latest".to_string()),
+    })
 }
 
 /// Splits `PATH[:SUFFIX]`. Paths may contain colons, so the longest prefix
@@ -124,6 +263,61 @@ mod tests {
         }
         assert!(ImageRef::parse("Not A Ref!").is_err());
         assert!(ImageRef::parse("docker-daemon:app:latest").is_err());
+    }
+
+    #[test]
+    fn the_fast_parser_agrees_with_oci_spec() {
+        let d = "sha256:".to_string() + &"ab".repeat(32);
+        let cases = [
+            "alpine".to_string(),
+            "alpine:3.19".into(),
+            "library/alpine".into(),
+            "docker.io/alpine".into(),
+            "index.docker.io/library/alpine:edge".into(),
+            "ghcr.io/acme/app:pr-42".into(),
+            "127.0.0.1:5000/team/app:v1".into(),
+            "localhost/app".into(),
+            "localhost:5000/app".into(),
+            "registry.example.com:443/a/b/c:1.0.0-rc_1".into(),
+            format!("ghcr.io/acme/app@{d}"),
+            format!("ghcr.io/acme/app:v1@{d}"),
+            "my-registry.io/a__b/c.d/e--f:t".into(),
+            "quay.io/x/y:_under".into(),
+            // Not accepted by either, or only by oci-spec: must not differ.
+            "UPPER/case".into(),
+            "app:".into(),
+            "app:-tag".into(),
+            "a/-b".into(),
+            "a/b_".into(),
+            "a-_b".into(),
+            "a._b".into(),
+            "a_-b".into(),
+            "a.-b".into(),
+            "a___b".into(),
+            "a..b/c".into(),
+            "reg.io/app@sha256:abc".into(),
+            "reg.io:port/app".into(),
+            "app/".into(),
+        ];
+        for c in &cases {
+            let fast = parse_common(c);
+            let slow = c.parse::<Reference>();
+            match (&fast, &slow) {
+                (Some(f), Ok(s)) => assert_eq!(
+                    (f.registry(), f.repository(), f.tag(), f.digest()),
+                    (s.registry(), s.repository(), s.tag(), s.digest()),
+                    "{c}"
+                ),
+                // The fast path may decline what oci-spec accepts (it then
+                // decides), never accept what oci-spec rejects.
+                (None, _) => {}
+                (Some(_), Err(e)) => {
+                    panic!("{c}: fast parser accepted what oci-spec rejects ({e})")
+                }
+            }
+        }
+        assert!(parse_common("ghcr.io/acme/app:pr-42").is_some());
+        assert!(parse_common("127.0.0.1:5000/team/app:v1").is_some());
     }
 
     #[test]

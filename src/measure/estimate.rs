@@ -18,8 +18,15 @@ use serde::Serialize;
 pub const PROBE_BYTES: u64 = 64;
 
 /// Above this, a gzip blob's ISIZE may have wrapped without showing it (a
-/// tar of more than 4 GiB compressed more than ~8×): stream instead.
+/// tar of more than 4 GiB compressed ~8× or more): the first
+/// [`SAMPLE_BYTES`] are inflated to see how well the layer compresses.
 const GZIP_TRUST_LIMIT: u64 = 512 << 20;
+
+/// How much of a large gzip blob is inflated to sample its ratio.
+pub const SAMPLE_BYTES: u64 = 1 << 20;
+
+/// A sampled ratio may be this far off before a wrap becomes possible.
+const RATIO_MARGIN: f64 = 4.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -44,6 +51,8 @@ pub struct TarEstimate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unreliable {
     TooLarge,
+    /// Large enough that the first [`SAMPLE_BYTES`] must be inflated first.
+    NeedSample,
     MultiMember,
     Stargz,
     NoContentSize,
@@ -54,6 +63,7 @@ impl std::fmt::Display for Unreliable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Unreliable::TooLarge => "gzip blob too large for its 32-bit ISIZE to be trusted",
+            Unreliable::NeedSample => "needs a sample of the stream",
             Unreliable::MultiMember => {
                 "the trailer does not describe the whole stream (multi-member gzip?)"
             }
@@ -65,10 +75,16 @@ impl std::fmt::Display for Unreliable {
 }
 
 /// Estimates the tar length from the first and last bytes of a blob of
-/// `size` bytes.
-pub fn tar_bytes(head: &[u8], tail: &[u8], size: u64) -> Result<TarEstimate, Unreliable> {
+/// `size` bytes. `sample`, the blob's first [`SAMPLE_BYTES`], is needed for
+/// large gzip blobs (the answer says so).
+pub fn tar_bytes(
+    head: &[u8],
+    tail: &[u8],
+    size: u64,
+    sample: Option<&[u8]>,
+) -> Result<TarEstimate, Unreliable> {
     if head.starts_with(&[0x1f, 0x8b]) {
-        gzip(tail, size)
+        gzip(tail, size, sample)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         zstd(head, size)
     } else if size.is_multiple_of(512) {
@@ -82,14 +98,39 @@ pub fn tar_bytes(head: &[u8], tail: &[u8], size: u64) -> Result<TarEstimate, Unr
     }
 }
 
-fn gzip(tail: &[u8], size: u64) -> Result<TarEstimate, Unreliable> {
+/// Uncompressed bytes per compressed byte in the start of a gzip stream.
+fn sampled_ratio(sample: &[u8]) -> Option<f64> {
+    use std::io::Read;
+    let mut d = flate2::bufread::GzDecoder::new(sample);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut out = 0u64;
+    // The sample ends mid-stream: read until the decoder runs dry.
+    while let Ok(n) = d.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out += n as u64;
+    }
+    (out > 0).then(|| out as f64 / sample.len() as f64)
+}
+
+fn gzip(tail: &[u8], size: u64, sample: Option<&[u8]>) -> Result<TarEstimate, Unreliable> {
     // The eStargz footer is a last, empty gzip member whose extra field
     // carries "STARGZ": the ISIZE would be that member's 0.
     if tail.windows(6).any(|w| w == b"STARGZ") {
         return Err(Unreliable::Stargz);
     }
-    if size >= GZIP_TRUST_LIMIT {
+    if size >= 1 << 32 {
         return Err(Unreliable::TooLarge);
+    }
+    if size >= GZIP_TRUST_LIMIT {
+        let ratio =
+            sampled_ratio(sample.ok_or(Unreliable::NeedSample)?).ok_or(Unreliable::TooLarge)?;
+        // Trust the trailer only if the tar would stay under 4 GiB even
+        // with the rest of the layer compressing RATIO_MARGIN× better.
+        if size as f64 * ratio * RATIO_MARGIN >= (1u64 << 32) as f64 {
+            return Err(Unreliable::TooLarge);
+        }
     }
     if tail.len() < 8 {
         return Err(Unreliable::MultiMember);
@@ -169,9 +210,48 @@ mod tests {
         gz.write_all(&tar).unwrap();
         let gz = gz.finish().unwrap();
         let (h, t) = ends(&gz);
-        let e = tar_bytes(h, t, gz.len() as u64).unwrap();
+        let e = tar_bytes(h, t, gz.len() as u64, None).unwrap();
         assert_eq!(e.tar_bytes, tar.len() as u64);
         assert!(e.exact);
+    }
+
+    #[test]
+    fn large_gzip_needs_a_sample_whose_ratio_rules_out_a_wrap() {
+        let tar = tar_of(300_000);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let (h, t) = ends(&gz);
+        // Pretend the blob is 600 MiB: it needs a sample first.
+        assert_eq!(
+            tar_bytes(h, t, 600 << 20, None),
+            Err(Unreliable::NeedSample)
+        );
+        // `x` repeated compresses ~100×: 600 MiB of it could be a 60 GiB tar.
+        assert_eq!(
+            tar_bytes(h, t, 600 << 20, Some(&gz)),
+            Err(Unreliable::TooLarge)
+        );
+        // Random content barely compresses: the trailer is trusted.
+        use sha2::Digest;
+        let random: Vec<u8> = (0..12_500u32)
+            .flat_map(|i| sha2::Sha256::digest(i.to_le_bytes()))
+            .collect();
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&random).unwrap();
+        let sample = e.finish().unwrap();
+        let r = sampled_ratio(&sample[..sample.len() / 2]).unwrap();
+        assert!(r < 2.0, "ratio {r}, sample {}", sample.len());
+        // (A real 600 MiB blob would carry its own trailer; here the check
+        // that the trailer fits the size rejects this small one.)
+        assert_eq!(
+            tar_bytes(h, t, 600 << 20, Some(&sample)),
+            Err(Unreliable::MultiMember)
+        );
+        assert_eq!(
+            tar_bytes(h, t, 5 << 30, Some(&sample)),
+            Err(Unreliable::TooLarge)
+        );
     }
 
     #[test]
@@ -185,13 +265,16 @@ mod tests {
         }
         let (h, t) = ends(&gz);
         // The last member is 100 KB of a 300 KB tar: not 512-aligned here.
-        assert!(tar_bytes(h, t, gz.len() as u64).is_err());
-        assert_eq!(tar_bytes(h, t, 600 << 20), Err(Unreliable::TooLarge));
+        assert!(tar_bytes(h, t, gz.len() as u64, None).is_err());
+        assert_eq!(
+            tar_bytes(h, t, 600 << 20, None),
+            Err(Unreliable::NeedSample)
+        );
         let mut stargz = gz.clone();
         stargz.extend_from_slice(b"\x1f\x8b\x08\x04\0\0\0\0\0\xff\x1a\0SG\x16\x00STARGZ");
         let (h, t) = ends(&stargz);
         assert_eq!(
-            tar_bytes(h, t, stargz.len() as u64),
+            tar_bytes(h, t, stargz.len() as u64, None),
             Err(Unreliable::Stargz)
         );
     }
@@ -201,7 +284,7 @@ mod tests {
         let tar = tar_of(70_000);
         let z = zstd::bulk::compress(&tar, 3).unwrap();
         let (h, t) = ends(&z);
-        let e = tar_bytes(h, t, z.len() as u64).unwrap();
+        let e = tar_bytes(h, t, z.len() as u64, None).unwrap();
         assert_eq!(e.tar_bytes, tar.len() as u64);
         assert!(!e.exact);
         // A streaming encoder does not know the size up front.
@@ -210,7 +293,7 @@ mod tests {
         let z = enc.finish().unwrap();
         let (h, t) = ends(&z);
         assert_eq!(
-            tar_bytes(h, t, z.len() as u64),
+            tar_bytes(h, t, z.len() as u64, None),
             Err(Unreliable::NoContentSize)
         );
     }
@@ -218,7 +301,7 @@ mod tests {
     #[test]
     fn plain_tar_is_its_length() {
         let tar = tar_of(1000);
-        let e = tar_bytes(&tar[..512], &tar[tar.len() - 64..], tar.len() as u64).unwrap();
+        let e = tar_bytes(&tar[..512], &tar[tar.len() - 64..], tar.len() as u64, None).unwrap();
         assert_eq!(e.tar_bytes, tar.len() as u64);
     }
 }

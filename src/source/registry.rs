@@ -101,35 +101,40 @@ fn http_client(certs: &[Certificate]) -> Result<reqwest::Client, Error> {
         .map_err(|e| Error::usage(format!("HTTP client: {}", chain(&e))))
 }
 
-/// For loopback registries (as Docker treats them), HTTPS is tried first and
-/// plain HTTP only when the port does not speak TLS.
-async fn probe_scheme(http: &reqwest::Client, host: &str) -> Result<&'static str, Error> {
-    let https = http
-        .get(format!("https://{host}/v2/"))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
-    match https {
-        Ok(_) => Ok("https"),
-        Err(tls_err) => match http
-            .get(format!("http://{host}/v2/"))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-        {
-            Ok(r)
-                if r.headers().contains_key("docker-distribution-api-version")
-                    || r.status().as_u16() == 401
-                    || r.status().is_success() =>
-            {
-                Ok("http")
+/// Loopback registries may speak plain HTTP (as Docker allows them to).
+/// One plain request tells: a registry answers `/v2/` with 200 or 401 and
+/// its API-version header, a TLS server with 400. A bare socket keeps the
+/// probe to one round trip, with no TLS set-up.
+async fn probe_scheme(host: &str) -> Result<&'static str, Error> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let unreachable =
+        |e: &dyn std::fmt::Display| Error::measure(format!("registry {host} unreachable: {e}"));
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect(host).await?;
+        conn.write_all(
+            format!("GET /v2/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut buf = vec![0u8; 2048];
+        let mut n = 0;
+        while n < buf.len() {
+            let k = conn.read(&mut buf[n..]).await?;
+            if k == 0 || buf[..n + k].windows(4).any(|w| w == b"\r\n\r\n") {
+                n += k;
+                break;
             }
-            _ => Err(Error::measure(format!(
-                "registry {host} unreachable: {}",
-                chain(&tls_err)
-            ))),
-        },
-    }
+            n += k;
+        }
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase())
+    };
+    let head = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .map_err(|_| unreachable(&"timed out"))?
+        .map_err(|e| unreachable(&e))?;
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    let is_registry = head.starts_with("http/1.")
+        && (head.contains("docker-distribution-api-version") || status == "200" || status == "401");
+    Ok(if is_registry { "http" } else { "https" })
 }
 
 /// Exchanges an OAuth2 refresh token (identity token) for an access token,
@@ -199,7 +204,6 @@ impl RegistrySource {
     pub async fn connect(reference: Reference, opts: &RegistryOptions) -> Result<Self, Error> {
         let host = reference.resolve_registry().to_string();
         let certs = load_certs(opts)?;
-        let http = http_client(&certs)?;
         let scheme = if opts
             .insecure
             .iter()
@@ -207,7 +211,7 @@ impl RegistrySource {
         {
             "http"
         } else if is_loopback(&host) {
-            probe_scheme(&http, &host).await?
+            probe_scheme(&host).await?
         } else {
             "https"
         };
@@ -218,7 +222,14 @@ impl RegistrySource {
                 RegistryAuth::Basic(username.clone(), password.clone())
             }
             Secret::IdentityToken(t) => RegistryAuth::Bearer(
-                exchange_identity_token(&http, scheme, &reference, t, &credential.source).await?,
+                exchange_identity_token(
+                    &http_client(&certs)?,
+                    scheme,
+                    &reference,
+                    t,
+                    &credential.source,
+                )
+                .await?,
             ),
         };
         let config = ClientConfig {
@@ -296,7 +307,14 @@ impl RegistrySource {
                 }
             }
             OciDistributionError::RequestError(r) => {
-                format!("registry {host} unreachable: {}", chain(r))
+                let why = chain(r);
+                if why.contains("certificate") {
+                    format!(
+                        "registry {host}: TLS certificate not trusted ({why}); pass its CA with --ca-file or SSL_CERT_FILE"
+                    )
+                } else {
+                    format!("registry {host} unreachable: {why}")
+                }
             }
             other => chain(other),
         };
