@@ -10,6 +10,11 @@
 # whatever fail-on says. A comment that cannot be posted never fails the step.
 set -euo pipefail
 
+# The report's top-level verdict, read as JSON (every runner has python3).
+report_verdict() {
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["verdict"])' "$1"
+}
+
 bin="${SIZEGUARD_BIN:-sizeguard}"
 tmp="${RUNNER_TEMP:-${TMPDIR:-/tmp}}"
 report="${INPUT_REPORT_PATH:-$tmp/sizeguard-report.json}"
@@ -22,7 +27,7 @@ if [ -n "${INPUT_REPORT:-}" ]; then
     echo "::error title=sizeguard::report $INPUT_REPORT does not exist or is empty"
     exit 2
   fi
-  verdict="$(grep -o '"verdict"[[:space:]]*:[[:space:]]*"[a-z]*"' "$INPUT_REPORT" | head -n1 | sed 's/.*"\([a-z]*\)"$/\1/')"
+  verdict="$(report_verdict "$INPUT_REPORT")"
   {
     echo "verdict=$verdict"
     echo "report-path=$INPUT_REPORT"
@@ -101,8 +106,7 @@ if [ "$rc" -ge 2 ] || [ ! -s "$report" ]; then
 fi
 echo "report-path=$report" >>"$out"
 
-# The top-level verdict is the report's first "verdict" key.
-verdict="$(grep -o '"verdict"[[:space:]]*:[[:space:]]*"[a-z]*"' "$report" | head -n1 | sed 's/.*"\([a-z]*\)"$/\1/')"
+verdict="$(report_verdict "$report")"
 
 # Layer-cache key: the digests the report names, so unchanged images reuse it.
 if [ -n "${SIZEGUARD_CACHE_DIR:-}" ]; then
