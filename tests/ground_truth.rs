@@ -135,6 +135,13 @@ fn check_against_truth(
             "{form} layer {i} content"
         );
         let disk = l["disk_bytes"].as_u64().unwrap();
+        eprintln!(
+            "{form} layer {i}: disk {disk} vs du {} ({:+.3}%), inodes {} vs {}",
+            t.disk_bytes,
+            (disk as f64 - t.disk_bytes as f64) * 100.0 / t.disk_bytes as f64,
+            l["inodes"],
+            expected_inodes(t, l)
+        );
         assert!(
             within(disk, t.disk_bytes, 1.0),
             "{form} layer {i}: disk {disk} vs du {}",
