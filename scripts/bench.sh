@@ -140,14 +140,17 @@ build_layers() {
   fi
 
   if ! have_layer cublas; then
-    local wheels=$CACHE/wheels whl stage=$WORK/stage-cublas
+    local wheels=$CACHE/wheels whl stage=$WORK/stage-cublas found
     mkdir -p "$wheels"
-    whl=$(ls "$wheels"/nvidia_cublas_cu12-"$CUBLAS_VERSION"-*.whl 2>/dev/null | head -n1 || true)
-    if [ -z "$whl" ]; then
+    found=("$wheels"/nvidia_cublas_cu12-"$CUBLAS_VERSION"-*.whl)
+    whl=${found[0]}
+    if [ ! -f "$whl" ]; then
       log "pip download nvidia-cublas-cu12==$CUBLAS_VERSION (~600 MB, once)"
       "$CACHE/venv/bin/pip" download -q --disable-pip-version-check --no-deps \
         --only-binary :all: --platform manylinux_2_27_x86_64 -d "$wheels" "nvidia-cublas-cu12==$CUBLAS_VERSION"
-      whl=$(ls "$wheels"/nvidia_cublas_cu12-"$CUBLAS_VERSION"-*.whl | head -n1)
+      found=("$wheels"/nvidia_cublas_cu12-"$CUBLAS_VERSION"-*.whl)
+      whl=${found[0]}
+      [ -f "$whl" ] || die "pip download left no wheel in $wheels"
     fi
     log "layer cublas: $(basename "$whl") unzipped into site-packages"
     rm -rf "$stage"
@@ -237,8 +240,7 @@ http:
 EOF
   docker-registry serve "$WORK/registry.yml" > "$WORK/registry.log" 2>&1 &
   REG_PID=$!
-  local i
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     curl -sf "http://$REG/v2/" >/dev/null && return 0
     kill -0 "$REG_PID" 2>/dev/null || die "registry exited: $(tail -n 5 "$WORK/registry.log")"
     sleep 0.1
@@ -255,11 +257,11 @@ push_images() {
   IMG_V1=$REG/bench/app:v1
   IMG_V2=$REG/bench/app:v2
   IMG_SMALL=$REG/bench/small:v1
-  local pair
+  local pair src dst
   for pair in "v1:v1 $IMG_V1" "v2:v2 $IMG_V2" "small:v1 $IMG_SMALL"; do
-    set -- $pair
-    log "push $2"
-    skopeo copy -q --insecure-policy --dest-tls-verify=false "oci:$L/$1" "docker://$2"
+    read -r src dst <<< "$pair"
+    log "push $dst"
+    skopeo copy -q --insecure-policy --dest-tls-verify=false "oci:$L/$src" "docker://$dst"
   done
   # Blob URLs of v1's layers, largest first (the order sizeguard schedules them).
   python3 - "$L/v1" "http://$REG/v2/bench/app/blobs" > "$WORK/urls-v1.txt" <<'EOF'

@@ -9,5 +9,6 @@ shift 2
 if [ "$1" = none ]; then
   xargs -P "$jobs" -n 1 curl -sSf -o /dev/null < "$urls"
 else
+  # shellcheck disable=SC2016 # $1 and $INFLATE expand in the inner bash
   INFLATE="$*" xargs -P "$jobs" -n 1 bash -c 'set -o pipefail; curl -sSf "$1" | $INFLATE > /dev/null' _ < "$urls"
 fi

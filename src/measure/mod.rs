@@ -299,18 +299,7 @@ async fn probe_layer(
     let (Some(head), Some(tail)) = (head, tail) else {
         return Err("the source does not serve byte ranges".to_string());
     };
-    let e = match estimate::tar_bytes(&head, &tail, desc.size, None) {
-        Err(estimate::Unreliable::NeedSample) => {
-            let sample = source
-                .read_range(desc, 0, estimate::SAMPLE_BYTES.min(desc.size))
-                .await
-                .map_err(|e| e.message().to_string())?
-                .ok_or("the source does not serve byte ranges")?;
-            estimate::tar_bytes(&head, &tail, desc.size, Some(&sample))
-        }
-        other => other,
-    }
-    .map_err(|u| u.to_string())?;
+    let e = estimate::tar_bytes(&head, &tail, desc.size).map_err(|u| u.to_string())?;
     let m = LayerMeasurement {
         figures: LayerFigures {
             compressed_bytes: desc.size,

@@ -5,13 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::auth::{self, Credential, Secret};
 use super::manifest::ACCEPTED_MANIFESTS;
@@ -417,24 +416,35 @@ impl ImageSource for RegistrySource {
                 layer.digest, layer.size
             )));
         }
-        // oci-client hashes the stream on the async side (another core) and
-        // fails the last read on a mismatch; see `verifies_digests`.
-        let body = stream.stream.map_err(|e| {
-            if e.get_ref()
-                .is_some_and(|inner| inner.is::<reqwest::Error>())
-            {
-                e
-            } else {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("digest mismatch: {e}"),
-                )
+        // The download (and oci-client's digest check, which hashes every
+        // chunk) runs in a task of its own, on the async runtime's threads;
+        // the analyzer's blocking thread only inflates and parses. A few
+        // chunks of read-ahead keep both busy without buffering the layer.
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
+        let mut body = stream.stream;
+        tokio::spawn(async move {
+            while let Some(item) = body.next().await {
+                let item = item.map_err(|e| {
+                    if e.get_ref()
+                        .is_some_and(|inner| inner.is::<reqwest::Error>())
+                    {
+                        e
+                    } else {
+                        // oci-client's verifier: a mismatch at end of stream.
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("digest mismatch: {e}"),
+                        )
+                    }
+                });
+                let failed = item.is_err();
+                // The analyzer stopped reading (done, failed, cancelled).
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
             }
         });
-        let reader = StreamReader::new(body);
-        // The analyzer runs on a blocking thread; the bridge lets it pull
-        // from the async download without buffering the layer.
-        Ok(Box::new(SyncIoBridge::new(reader)))
+        Ok(Box::new(super::ChannelReader::new(rx)))
     }
 
     async fn read_range(
