@@ -420,7 +420,7 @@ impl ImageSource for RegistrySource {
         // chunk) runs in a task of its own, on the async runtime's threads;
         // the analyzer's blocking thread only inflates and parses. A few
         // chunks of read-ahead keep both busy without buffering the layer.
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
         let mut body = stream.stream;
         tokio::spawn(async move {
             while let Some(item) = body.next().await {
