@@ -33,15 +33,16 @@ struct ImageJson<'a> {
     /// `wasted_bytes` are then null, and totals sum what is known.
     estimated: bool,
     layers: Vec<LayerJson<'a>>,
-    totals: TotalsJson,
+    totals: FiguresJson,
     #[serde(rename = "final")]
     final_fs: Option<FinalJson<'a>>,
     wasted_bytes: Option<u64>,
 }
 
-/// Sums over the layers; a figure some probed layer does not know is null.
+/// The figures of a layer or of the totals; what is not known (a probed
+/// layer under `--estimate`, a layer that could not be fetched) is null.
 #[derive(Serialize)]
-struct TotalsJson {
+struct FiguresJson {
     compressed_bytes: u64,
     tar_bytes: Option<u64>,
     content_bytes: Option<u64>,
@@ -52,7 +53,8 @@ struct TotalsJson {
     files: Option<u64>,
 }
 
-fn totals(r: &ImageReport) -> TotalsJson {
+/// Sums over the layers; a figure some probed layer does not know is null.
+fn totals(r: &ImageReport) -> FiguresJson {
     let t: &LayerFigures = &r.totals;
     let known = !r.estimated;
     let tar_known = r.layers.iter().all(|l| match &l.estimate {
@@ -61,7 +63,7 @@ fn totals(r: &ImageReport) -> TotalsJson {
         }) => *tar_bytes_exact,
         _ => true,
     });
-    TotalsJson {
+    FiguresJson {
         compressed_bytes: t.compressed_bytes,
         tar_bytes: tar_known.then_some(t.tar_bytes),
         content_bytes: known.then_some(t.content_bytes),
@@ -96,14 +98,8 @@ struct LayerJson<'a> {
     /// uncompressed layer) or taken from the image config.
     #[serde(skip_serializing_if = "Option::is_none")]
     diff_id_verified: Option<bool>,
-    compressed_bytes: u64,
-    tar_bytes: Option<u64>,
-    content_bytes: Option<u64>,
-    disk_bytes: Option<u64>,
-    inodes: Option<u64>,
-    whiteouts: Option<u64>,
-    opaque_dirs: Option<u64>,
-    files: Option<u64>,
+    #[serde(flatten)]
+    figures: FiguresJson,
     largest_files: &'a [FileSize],
     /// Under `--estimate`: how this layer was sized.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,14 +129,16 @@ fn layer(l: &LayerReport) -> LayerJson<'_> {
         diff_id_verified: known
             .and(l.measurement.as_ref())
             .map(|m| m.diff_id_verified),
-        compressed_bytes: f.map_or(l.descriptor.size, |f| f.compressed_bytes),
-        tar_bytes: f.filter(|_| probed != Some(false)).map(|f| f.tar_bytes),
-        content_bytes: known.map(|f| f.content_bytes),
-        disk_bytes: known.map(|f| f.disk_bytes),
-        inodes: known.map(|f| f.inodes),
-        whiteouts: known.map(|f| f.whiteouts),
-        opaque_dirs: known.map(|f| f.opaque_dirs),
-        files: known.map(|f| f.files),
+        figures: FiguresJson {
+            compressed_bytes: f.map_or(l.descriptor.size, |f| f.compressed_bytes),
+            tar_bytes: f.filter(|_| probed != Some(false)).map(|f| f.tar_bytes),
+            content_bytes: known.map(|f| f.content_bytes),
+            disk_bytes: known.map(|f| f.disk_bytes),
+            inodes: known.map(|f| f.inodes),
+            whiteouts: known.map(|f| f.whiteouts),
+            opaque_dirs: known.map(|f| f.opaque_dirs),
+            files: known.map(|f| f.files),
+        },
         largest_files: &l.largest_files,
         estimate: l.estimate.as_ref(),
     }
