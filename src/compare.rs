@@ -10,7 +10,6 @@
 use std::collections::HashSet;
 
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
 use crate::measure::ImageReport;
 use crate::measure::layer::FileSize;
@@ -47,14 +46,7 @@ pub fn chain_ids(diff_ids: &[&str]) -> Vec<String> {
     for d in diff_ids {
         let next = match out.last() {
             None => d.to_string(),
-            Some(prev) => {
-                let h = Sha256::digest(format!("{prev} {d}").as_bytes());
-                let mut s = String::from("sha256:");
-                for b in h.iter() {
-                    s.push_str(&format!("{b:02x}"));
-                }
-                s
-            }
+            Some(prev) => crate::digest::sha256_digest(format!("{prev} {d}").as_bytes()),
         };
         out.push(next);
     }
@@ -241,6 +233,7 @@ pub fn layer_diff(candidate: &ImageReport, baseline: &ImageReport) -> Vec<LayerD
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest as _, Sha256};
 
     #[test]
     fn chain_ids_follow_the_spec() {

@@ -9,6 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod compare;
+pub mod digest;
 pub mod error;
 pub mod github;
 pub mod measure;

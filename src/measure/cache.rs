@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use sha2::{Digest as _, Sha256};
 
 use super::layer::LayerMeasurement;
+use crate::digest::hex;
 
 /// Bump whenever the analyzer's output or this encoding changes meaning.
 pub const FORMAT_VERSION: u32 = 2;
@@ -47,14 +48,6 @@ pub fn default_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(d).join("sizeguard"));
     }
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sizeguard"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
 }
 
 impl LayerCache {

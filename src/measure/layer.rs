@@ -309,16 +309,6 @@ fn check_algorithm(digest: &str) -> Result<(), LayerError> {
     }
 }
 
-fn hex_digest(hasher: Sha256) -> String {
-    let bytes = hasher.finalize();
-    let mut s = String::with_capacity(7 + 64);
-    s.push_str("sha256:");
-    for b in bytes.iter() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
 /// Measures one layer blob, reading it exactly once.
 pub fn analyze<R: Read>(
     reader: R,
@@ -361,7 +351,7 @@ pub fn analyze<R: Read>(
     }
     let digest = match (blob.hasher, &expected.digest) {
         (Some(h), want) => {
-            let digest = hex_digest(h);
+            let digest = crate::digest::sha256_string(h);
             if let Some(want) = want
                 && *want != digest
             {
@@ -376,7 +366,7 @@ pub fn analyze<R: Read>(
         (None, want) => want.clone().unwrap_or_default(),
     };
     let (diff_id, diff_id_verified) = match tar_hash {
-        Some(h) => (hex_digest(h), true),
+        Some(h) => (crate::digest::sha256_string(h), true),
         None if compression == Compression::None => (digest.clone(), true),
         None => (expected.diff_id.clone().unwrap_or_default(), false),
     };

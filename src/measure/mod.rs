@@ -89,6 +89,17 @@ impl LayerReport {
     pub fn figures(&self) -> Option<&LayerFigures> {
         self.measurement.as_ref().map(|m| &m.figures)
     }
+
+    /// For a layer only probed under `--estimate`: whether its `tar_bytes`
+    /// is exact. `None` for a layer whose figures are all known.
+    pub fn probed_tar_exact(&self) -> Option<bool> {
+        match &self.estimate {
+            Some(EstimateNote::Probed {
+                tar_bytes_exact, ..
+            }) => Some(*tar_bytes_exact),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

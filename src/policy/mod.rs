@@ -65,7 +65,8 @@ impl Figure {
         }
     }
 
-    fn of(self, c: &ImageCost) -> u64 {
+    /// This figure of an image's cost.
+    pub fn of(self, c: &ImageCost) -> u64 {
         match self {
             Figure::PullBytes => c.pull_bytes,
             Figure::NodeBytes => c.node_bytes,

@@ -57,12 +57,7 @@ struct FiguresJson {
 fn totals(r: &ImageReport) -> FiguresJson {
     let t: &LayerFigures = &r.totals;
     let known = !r.estimated;
-    let tar_known = r.layers.iter().all(|l| match &l.estimate {
-        Some(crate::measure::EstimateNote::Probed {
-            tar_bytes_exact, ..
-        }) => *tar_bytes_exact,
-        _ => true,
-    });
+    let tar_known = r.layers.iter().all(|l| l.probed_tar_exact() != Some(false));
     FiguresJson {
         compressed_bytes: t.compressed_bytes,
         tar_bytes: tar_known.then_some(t.tar_bytes),
@@ -109,12 +104,7 @@ struct LayerJson<'a> {
 fn layer(l: &LayerReport) -> LayerJson<'_> {
     // A probed layer (`--estimate`) knows its blob and maybe its tar length;
     // every other figure stays null rather than a guessed 0.
-    let probed = l.estimate.as_ref().and_then(|e| match e {
-        crate::measure::EstimateNote::Probed {
-            tar_bytes_exact, ..
-        } => Some(*tar_bytes_exact),
-        _ => None,
-    });
+    let probed = l.probed_tar_exact();
     let f = l.figures();
     let known = f.filter(|_| probed.is_none());
     LayerJson {

@@ -156,12 +156,7 @@ fn figures_table(p: &PlatformCheck, out: &mut String) {
         };
         let (base, growth) = match (e.baseline_cost, e.growth(f)) {
             (Some(b), Some(g)) => {
-                let bv = match f {
-                    Figure::PullBytes => b.pull_bytes,
-                    Figure::NodeBytes => b.node_bytes,
-                    Figure::DiskBytes => b.disk_bytes,
-                    Figure::Inodes => b.node_inodes,
-                };
+                let bv = f.of(&b);
                 let gs = if f == Figure::Inodes {
                     format!("{g:+}")
                 } else {

@@ -69,12 +69,7 @@ impl Renderer for Table {
             ];
             for l in &r.layers {
                 let id = short_digest(&l.descriptor.digest).to_string();
-                let probed = match &l.estimate {
-                    Some(crate::measure::EstimateNote::Probed {
-                        tar_bytes_exact, ..
-                    }) => Some(*tar_bytes_exact),
-                    _ => None,
-                };
+                let probed = l.probed_tar_exact();
                 match (l.figures(), &l.measurement) {
                     (Some(f), Some(m)) if probed.is_some() => rows.push(vec![
                         id,
@@ -114,15 +109,7 @@ impl Renderer for Table {
                 }
             }
             let t = &r.totals;
-            let tar_exact = r.layers.iter().all(|l| {
-                !matches!(
-                    l.estimate,
-                    Some(crate::measure::EstimateNote::Probed {
-                        tar_bytes_exact: false,
-                        ..
-                    })
-                )
-            });
+            let tar_exact = r.layers.iter().all(|l| l.probed_tar_exact() != Some(false));
             // Under --estimate, a sum over partly unknown layers is unknown.
             let known = |v: String| if r.estimated { "?".to_string() } else { v };
             rows.push(vec![
@@ -226,12 +213,7 @@ impl Renderer for Table {
                 let show = |v: u64| if bytes { human_bytes(v) } else { v.to_string() };
                 let (base, growth) = match (e.baseline_cost, e.growth(f)) {
                     (Some(b), Some(g)) => {
-                        let bv = match f {
-                            crate::policy::Figure::PullBytes => b.pull_bytes,
-                            crate::policy::Figure::NodeBytes => b.node_bytes,
-                            crate::policy::Figure::DiskBytes => b.disk_bytes,
-                            crate::policy::Figure::Inodes => b.node_inodes,
-                        };
+                        let bv = f.of(&b);
                         (
                             show(bv),
                             if bytes {

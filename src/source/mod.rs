@@ -137,16 +137,7 @@ pub async fn open(reference: &str, opts: &SourceOptions) -> Result<Arc<dyn Image
     })
 }
 
-/// `sha256:<hex>` of some bytes.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(bytes);
-    let mut s = String::from("sha256:");
-    for b in d.iter() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
+pub use crate::digest::sha256_digest;
 
 /// Verifies content against the digest that addressed it.
 pub fn verify_digest(what: &str, expected: &str, bytes: &[u8]) -> Result<(), Error> {
