@@ -12,6 +12,7 @@ pub mod github_standin;
 pub mod ground_truth;
 pub mod layout;
 pub mod registry;
+pub mod run;
 
 use std::path::PathBuf;
 use std::process::Command;
