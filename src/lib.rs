@@ -1,88 +1,36 @@
-//! sizeguard: measure container images as a Kubernetes node pays for them.
+//! sizeguard: measure container images as a Kubernetes node pays for them,
+//! and stop the ones that grow past what the node can hold.
 //!
-//! The crate is laid out by responsibility: [`source`] gets images from
-//! registries, layouts and archives behind one trait; [`measure`] streams
-//! layers into figures and knows nothing of where bytes come from;
-//! [`report`] renders them; [`cli`] and [`commands`] wire it to a terminal.
+//! One judging core, several entry points. The modules, from bytes to
+//! verdict to the places it is shown:
+//!
+//! - [`source`]: where images come from (registry, `oci:`, `oci-archive:`,
+//!   `docker-archive:`), one transport per module behind one trait.
+//! - [`measure`]: streams each layer once into figures (compressed, tar,
+//!   disk blocks, inodes), the merged filesystem view, the layer cache.
+//! - [`budget`]: the containerd cost model, the kubelet arithmetic, the
+//!   rules and the verdict; pure functions.
+//! - [`config`]: `sizeguard.toml`, merged with the command line.
+//! - [`app`]: the requests every entry point builds (`MeasureRequest`,
+//!   `CheckRequest`) and the one function each that answers them.
+//! - [`report`]: one renderer per format (table, JSON, Markdown) over the
+//!   same report.
+//! - [`publish`]: GitHub: the pull-request comment and Actions outputs.
+//! - [`cli`]: the command line: flags, their mapping to requests, and the
+//!   commands (render, publish, exit code).
+//! - [`error`], [`digest`], [`units`]: the error kinds, content digests,
+//!   byte quantities.
 
-pub mod check;
+pub mod app;
+pub mod budget;
 pub mod cli;
-pub mod commands;
-pub mod compare;
+pub mod config;
 pub mod digest;
 pub mod error;
-pub mod github;
 pub mod measure;
-pub mod node;
-pub mod platform;
-pub mod policy;
-pub mod reference;
+pub mod publish;
 pub mod report;
 pub mod source;
 pub mod units;
 
-use clap::Parser;
-
-use crate::error::ExitCode;
-
-/// Runs the command line and returns the process exit code.
-pub fn run() -> i32 {
-    let cli = match cli::Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                ExitCode::Usage as i32
-            } else {
-                0
-            };
-            let _ = e.print();
-            return code;
-        }
-    };
-    init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("sizeguard: error: starting the async runtime: {e}");
-            return ExitCode::Measure as i32;
-        }
-    };
-    let result = runtime.block_on(async {
-        match cli.command {
-            cli::Command::Measure(args) => {
-                commands::measure::run(args).await.map(|()| ExitCode::Ok)
-            }
-            cli::Command::Check(args) => commands::check::run(*args).await,
-            cli::Command::Cache(args) => commands::cache::run(args).map(|()| ExitCode::Ok),
-            cli::Command::Comment(args) => commands::comment::run(args).await,
-        }
-    });
-    match result {
-        Ok(code) => code as i32,
-        Err(e) => {
-            eprintln!("sizeguard: error: {e}");
-            e.code as i32
-        }
-    }
-}
-
-fn init_logging(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        // Only our own warnings: dependencies (rustls' verifier) log errors
-        // that sizeguard reports itself, in one line.
-        0 => "sizeguard=warn",
-        1 => "sizeguard=info",
-        _ => "sizeguard=debug,oci_client=debug",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .try_init();
-}
+pub use cli::run;

@@ -202,7 +202,7 @@ pub async fn measure_images(
                 };
                 let result = match probe {
                     Some(r) => r,
-                    None if cancel.load(Ordering::Relaxed) => Err(Error::measure("cancelled")),
+                    None if cancel.load(Ordering::Relaxed) => Err(Error::cancelled()),
                     None => {
                         let measured = measure_layer(
                             job.source,
@@ -224,7 +224,7 @@ pub async fn measure_images(
                 bar.finish_and_clear();
                 match result {
                     Ok(m) => Ok((digest, Ok(m))),
-                    Err(e) if job.desc.is_foreign() => Ok((digest, Err(e.message().to_string()))),
+                    Err(e) if job.desc.is_foreign() => Ok((digest, Err(e.one_line()))),
                     Err(e) => {
                         cancel.store(true, Ordering::Relaxed);
                         Err(e)
@@ -241,9 +241,7 @@ pub async fn measure_images(
         match o {
             Ok(r) => results.push(r),
             // The layer that failed first explains; the ones it cancelled don't.
-            Err(e) if first_error.is_none() && !e.message().ends_with("cancelled") => {
-                first_error = Some(e)
-            }
+            Err(e) if first_error.is_none() && !e.is_cancelled() => first_error = Some(e),
             Err(_) => {}
         }
     }
@@ -302,11 +300,11 @@ async fn probe_layer(
     let head = source
         .read_range(desc, 0, n)
         .await
-        .map_err(|e| e.message().to_string())?;
+        .map_err(|e| e.one_line())?;
     let tail = source
         .read_range(desc, desc.size - n, n)
         .await
-        .map_err(|e| e.message().to_string())?;
+        .map_err(|e| e.one_line())?;
     let (Some(head), Some(tail)) = (head, tail) else {
         return Err("the source does not serve byte ranges".to_string());
     };
@@ -364,7 +362,7 @@ async fn measure_layer(
             .map_err(|e| Error::measure(format!("layer {digest}: analyzer crashed: {e}")))?;
     measured.map(Arc::new).map_err(|e| {
         if cancel.load(Ordering::Relaxed) {
-            Error::measure("cancelled")
+            Error::cancelled()
         } else {
             Error::measure(format!("layer {}: {e}", desc.digest))
         }
@@ -433,7 +431,7 @@ pub fn short_digest(d: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::Platform;
+    use crate::source::platform::Platform;
     use async_trait::async_trait;
 
     /// A source that serves a blob from memory but no byte ranges, like a
@@ -447,7 +445,7 @@ mod tests {
         }
         async fn resolve(
             &self,
-            _: &crate::platform::PlatformSelector,
+            _: &crate::source::platform::PlatformSelector,
         ) -> Result<Vec<ResolvedImage>, Error> {
             unreachable!("not used")
         }

@@ -7,7 +7,7 @@ use super::{Renderer, SCHEMA_VERSION};
 use crate::measure::layer::{FileSize, LayerFigures};
 use crate::measure::merged::FinalFigures;
 use crate::measure::{ImageReport, LayerReport};
-use crate::platform::Platform;
+use crate::source::platform::Platform;
 
 pub struct Json;
 
@@ -172,7 +172,7 @@ impl Renderer for Json {
         s
     }
 
-    fn render_check(&self, report: &crate::check::CheckReport) -> String {
+    fn render_check(&self, report: &crate::budget::verdict::CheckReport) -> String {
         Json::check_document(report)
     }
 }
@@ -180,9 +180,9 @@ impl Renderer for Json {
 mod check {
     use serde::Serialize;
 
-    use crate::check::{CheckReport, NodeSummary};
-    use crate::compare::{ImageCost, LayerDiffRow};
-    use crate::policy::{Figure, Finding, Policy, Verdict, verdict};
+    use crate::budget::cost::{ImageCost, LayerDiffRow};
+    use crate::budget::rules::{Figure, Finding, Policy, Verdict, verdict};
+    use crate::budget::verdict::{CheckReport, NodeSummary};
 
     #[derive(Serialize)]
     pub(super) struct CheckDocument<'a> {
@@ -271,7 +271,7 @@ mod check {
 }
 
 impl Json {
-    pub fn check_document(r: &crate::check::CheckReport) -> String {
+    pub fn check_document(r: &crate::budget::verdict::CheckReport) -> String {
         let mut s = serde_json::to_string_pretty(&check::document(r)).unwrap_or_default();
         s.push('\n');
         s

@@ -5,10 +5,10 @@
 use std::fmt::Write;
 
 use super::Renderer;
-use crate::check::{CheckReport, PlatformCheck};
-use crate::compare::LayerChange;
+use crate::budget::cost::LayerChange;
+use crate::budget::rules::{Figure, Finding, Level, Verdict, format_pct, human_signed};
+use crate::budget::verdict::{CheckReport, PlatformCheck};
 use crate::measure::{ImageReport, short_digest};
-use crate::policy::{Figure, Finding, Level, Verdict, format_pct, human_signed};
 use crate::units::{human_bytes, human_delta};
 
 pub struct Markdown;
@@ -314,13 +314,13 @@ fn node_table(r: &CheckReport, out: &mut String) {
 fn policy_line(r: &CheckReport) -> String {
     let p = &r.policy;
     let mut parts = Vec::new();
-    let growth = |rules: &[crate::policy::GrowthRule]| -> Vec<String> {
+    let growth = |rules: &[crate::budget::rules::GrowthRule]| -> Vec<String> {
         rules
             .iter()
             .map(|g| {
                 let v = match g.limit {
-                    crate::policy::GrowthLimit::Percent(x) => format!("{x}%"),
-                    crate::policy::GrowthLimit::Amount(x) => human_bytes(x),
+                    crate::budget::rules::GrowthLimit::Percent(x) => format!("{x}%"),
+                    crate::budget::rules::GrowthLimit::Amount(x) => human_bytes(x),
                 };
                 match g.figure {
                     Some(f) => format!("{}={v}", f.name()),

@@ -1,12 +1,11 @@
 //! One renderer per output format, behind one trait (as hyperfine keeps
 //! its exporters).
 
-pub mod github;
 pub mod json;
 pub mod markdown;
 pub mod table;
 
-use crate::check::CheckReport;
+use crate::budget::verdict::CheckReport;
 use crate::measure::ImageReport;
 
 /// Version of the JSON schema; bumped on any incompatible change.

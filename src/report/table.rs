@@ -3,9 +3,9 @@
 use std::fmt::Write;
 
 use super::Renderer;
-use crate::check::CheckReport;
+use crate::budget::rules::{Level, human_signed};
+use crate::budget::verdict::CheckReport;
 use crate::measure::{ImageReport, short_digest};
-use crate::policy::{Level, human_signed};
 use crate::units::{human_bytes, human_delta};
 
 pub struct Table;
@@ -187,25 +187,25 @@ impl Renderer for Table {
             for (name, f, v, bytes) in [
                 (
                     "pull_bytes",
-                    crate::policy::Figure::PullBytes,
+                    crate::budget::rules::Figure::PullBytes,
                     c.pull_bytes,
                     true,
                 ),
                 (
                     "node_bytes",
-                    crate::policy::Figure::NodeBytes,
+                    crate::budget::rules::Figure::NodeBytes,
                     c.node_bytes,
                     true,
                 ),
                 (
                     "disk_bytes",
-                    crate::policy::Figure::DiskBytes,
+                    crate::budget::rules::Figure::DiskBytes,
                     c.disk_bytes,
                     true,
                 ),
                 (
                     "inodes",
-                    crate::policy::Figure::Inodes,
+                    crate::budget::rules::Figure::Inodes,
                     c.node_inodes,
                     false,
                 ),

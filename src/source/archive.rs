@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::layout::{LayoutIndex, blob_relpath, pick_entry};
 use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
 use crate::error::Error;
-use crate::platform::{Platform, PlatformSelector};
+use crate::source::platform::{Platform, PlatformSelector};
 
 /// Member name → (offset of its content, length).
 struct TarIndex {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
 use crate::error::Error;
-use crate::platform::PlatformSelector;
+use crate::source::platform::PlatformSelector;
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 

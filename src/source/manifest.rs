@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::{Blob, LayerDescriptor, ManifestStore, ResolvedImage};
 use crate::error::Error;
-use crate::platform::{Platform, PlatformSelector};
+use crate::source::platform::{Platform, PlatformSelector};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

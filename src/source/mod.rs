@@ -8,6 +8,8 @@ pub mod archive;
 pub mod auth;
 pub mod layout;
 pub mod manifest;
+pub mod platform;
+pub mod reference;
 pub mod registry;
 
 use std::io::Read;
@@ -17,8 +19,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::platform::{Platform, PlatformSelector};
-use crate::reference::ImageRef;
+use crate::source::platform::{Platform, PlatformSelector};
+use crate::source::reference::ImageRef;
 
 pub use manifest::resolve;
 

@@ -16,7 +16,7 @@ use super::auth::{self, Credential, Secret};
 use super::manifest::ACCEPTED_MANIFESTS;
 use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
 use crate::error::Error;
-use crate::platform::PlatformSelector;
+use crate::source::platform::PlatformSelector;
 
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {

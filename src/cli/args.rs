@@ -59,7 +59,7 @@ pub struct CommentArgs {
 
     /// When to comment.
     #[arg(long, value_enum, default_value = "always")]
-    pub mode: crate::github::comment::Mode,
+    pub mode: crate::publish::comment::Mode,
 
     #[command(flatten)]
     pub github: GithubArgs,
@@ -230,7 +230,7 @@ pub struct CheckArgs {
         default_value = "always",
         value_name = "MODE"
     )]
-    pub comment_mode: crate::github::comment::Mode,
+    pub comment_mode: crate::publish::comment::Mode,
 
     #[command(flatten)]
     pub github: GithubArgs,

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use crate::check::CheckReport;
-use crate::policy::{Figure, Level};
+use crate::budget::rules::{Figure, Level};
+use crate::budget::verdict::CheckReport;
 
 pub fn in_actions() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
@@ -22,7 +22,7 @@ fn escape_data(s: &str) -> String {
 /// The figures a workflow can use in later steps.
 pub fn outputs(r: &CheckReport) -> Vec<(&'static str, String)> {
     // For a multi-platform check, the largest figure across platforms.
-    let max = |f: &dyn Fn(&crate::check::PlatformCheck) -> Option<i128>| {
+    let max = |f: &dyn Fn(&crate::budget::verdict::PlatformCheck) -> Option<i128>| {
         r.platforms.iter().filter_map(f).max()
     };
     let mut out = vec![("verdict", r.verdict.to_string())];
@@ -56,7 +56,7 @@ fn append(var: &str, text: &str) -> std::io::Result<()> {
 
 /// Writes the summary, the outputs and the annotations.
 pub fn publish(r: &CheckReport) -> std::io::Result<()> {
-    let mut summary = super::markdown::Markdown.render_check_text(r);
+    let mut summary = crate::report::markdown::Markdown.render_check_text(r);
     summary.push('\n');
     append("GITHUB_STEP_SUMMARY", &summary)?;
     let mut outs = String::new();

@@ -20,7 +20,7 @@ use http::HeaderMap;
 use octocrab::Octocrab;
 use serde_json::{Value, json};
 
-use super::Context;
+use super::github::Context;
 use crate::error::Error;
 
 /// When to comment.
@@ -315,7 +315,7 @@ impl Api {
                         self.max_wait.as_secs()
                     )));
                 }
-                super::notice(&format!(
+                super::github::notice(&format!(
                     "GitHub API rate limit ({}): waiting {}s before retrying {what}",
                     reply.status,
                     wait.as_secs()

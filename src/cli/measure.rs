@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::cli::MeasureArgs;
+use crate::cli::args::MeasureArgs;
 use crate::error::Error;
 use crate::measure::measure_images;
 use crate::report::renderer;

@@ -1,6 +1,6 @@
 //! `sizeguard cache stats|prune`.
 
-use crate::cli::{CacheAction, CacheArgs};
+use crate::cli::args::{CacheAction, CacheArgs};
 use crate::error::Error;
 use crate::measure::cache::{LayerCache, default_dir};
 use crate::units::{human_bytes, parse_bytes};

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::budget::kubelet::{NodeFs, Thresholds, headroom};
 use crate::measure::layer::{Compression, LayerFigures, LayerMeasurement};
 use crate::measure::merged::FinalFigures;
 use crate::measure::{ImageReport, LayerReport};
-use crate::node::{NodeFs, Thresholds, headroom};
-use crate::platform::Platform;
+use crate::source::platform::Platform;
 use crate::source::{LayerDescriptor, ResolvedImage};
 
 /// An image whose layers are `(digest, diff_id, compressed, disk, inodes)`.

@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
-use crate::compare::{LayerDiffRow, layer_diff};
+use crate::budget::cost::{LayerDiffRow, layer_diff};
+use crate::budget::kubelet::{Headroom, NodeFs, Thresholds};
+use crate::budget::rules::{Evaluation, Finding, NodeBudget, Policy, Verdict, evaluate, verdict};
 use crate::measure::ImageReport;
-use crate::node::{Headroom, NodeFs, Thresholds};
-use crate::policy::{Evaluation, Finding, NodeBudget, Policy, Verdict, evaluate, verdict};
 
 #[derive(Debug, Clone)]
 pub struct PlatformCheck {
@@ -109,7 +109,7 @@ pub fn assemble(
     let node_summary = match node {
         None => None,
         Some((label, nodes, thresholds)) => {
-            let (i, h): (usize, Headroom) = crate::node::tightest(&nodes, &thresholds)?;
+            let (i, h): (usize, Headroom) = crate::budget::kubelet::tightest(&nodes, &thresholds)?;
             let fs = &nodes[i];
             Some((
                 NodeSummary {

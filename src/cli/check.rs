@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
-use crate::check::{CheckReport, assemble};
-use crate::cli::CheckArgs;
+use crate::budget::rules::{Finding, Level};
+use crate::budget::verdict::{CheckReport, assemble};
+use crate::cli::args::CheckArgs;
+use crate::config::{NodeConfig, OneOrMany, Settings};
 use crate::error::{Error, ExitCode};
 use crate::measure::{ImageReport, measure_images};
-use crate::platform::PlatformSelector;
-use crate::policy::config::{NodeConfig, OneOrMany, Settings};
-use crate::policy::{Finding, Level};
-use crate::report::{CheckFormat, check_renderer, github};
+use crate::publish::actions as github;
+use crate::report::{CheckFormat, check_renderer};
+use crate::source::platform::PlatformSelector;
 use crate::source::{self, ImageSource, ResolvedImage, SourceOptions};
 
 /// The command line as a [`Settings`] layer over the policy file.
@@ -107,7 +108,7 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
     let mut general = Vec::new();
     let baseline = match baseline {
         Ok(b) => b.unwrap_or_default(),
-        Err(e) if e.not_found && baseline_optional => {
+        Err(e) if e.is_not_found() && baseline_optional => {
             general.push(Finding {
                 rule: "baseline_missing".into(),
                 level: Level::Warn,
@@ -116,7 +117,7 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
                 value: 0,
                 limit: 0,
                 limit_text: String::new(),
-                message: format!("no baseline yet (first release?): {}", e.message()),
+                message: format!("no baseline yet (first release?): {}", e.one_line()),
             });
             Vec::new()
         }
@@ -150,7 +151,7 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
             .map_err(|e| Error::usage(format!("GitHub Actions outputs: {e}")))?;
     }
     let verdict = match report.verdict {
-        crate::policy::Verdict::Fail => ExitCode::PolicyFailed,
+        crate::budget::rules::Verdict::Fail => ExitCode::PolicyFailed,
         _ => ExitCode::Ok,
     };
     if args.comment {

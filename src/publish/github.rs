@@ -5,8 +5,6 @@
 //! The token is never printed: it lives in a [`Token`] whose `Debug` is
 //! redacted, and no error message quotes it.
 
-pub mod comment;
-
 use std::fmt;
 use std::path::Path;
 
@@ -194,7 +192,7 @@ pub fn pr_from_event(event: &Value) -> EventPr {
 /// One line for the workflow log: `::notice::` under Actions, else a
 /// `sizeguard: notice:` line on stderr.
 pub fn notice(msg: &str) {
-    if crate::report::github::in_actions() {
+    if crate::publish::actions::in_actions() {
         eprintln!("::notice title=sizeguard::{}", msg.replace('\n', " "));
     } else {
         eprintln!("sizeguard: notice: {msg}");
@@ -203,7 +201,7 @@ pub fn notice(msg: &str) {
 
 /// Same, as a warning.
 pub fn warning(msg: &str) {
-    if crate::report::github::in_actions() {
+    if crate::publish::actions::in_actions() {
         eprintln!("::warning title=sizeguard::{}", msg.replace('\n', " "));
     } else {
         eprintln!("sizeguard: warning: {msg}");

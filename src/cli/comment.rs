@@ -10,11 +10,11 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::check::CheckReport;
-use crate::cli::{CommentArgs, GithubArgs};
+use crate::budget::verdict::CheckReport;
+use crate::cli::args::{CommentArgs, GithubArgs};
 use crate::error::{Error, ExitCode};
-use crate::github::comment::{self, Mode, Outcome};
-use crate::github::{self, Context, Overrides, Token};
+use crate::publish::comment::{self, Mode, Outcome};
+use crate::publish::github::{self, Context, Overrides, Token};
 
 /// What a report needs to become a comment.
 struct Posting {
@@ -109,7 +109,7 @@ pub async fn after_check(
     let posting = Posting {
         image: report.image_name(),
         markdown: super::check::markdown(report),
-        failing: report.verdict == crate::policy::Verdict::Fail,
+        failing: report.verdict == crate::budget::rules::Verdict::Fail,
     };
     match publish(&posting, github, None, mode).await {
         Ok(()) => Ok(verdict),

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{GrowthRule, Level, Levels, Policy};
-use crate::compare::StoreModel;
+use crate::budget::cost::StoreModel;
+use crate::budget::kubelet::{self, NodeFs, Thresholds};
+use crate::budget::rules::{GrowthRule, Level, Levels, Policy};
 use crate::error::Error;
-use crate::node::{self, NodeFs, Thresholds};
 use crate::units::parse_bytes;
 
 pub const FILE_NAME: &str = "sizeguard.toml";
@@ -237,7 +237,7 @@ impl Settings {
         let d = Thresholds::default();
         let pct = |key: &str, v: &Option<String>, default: f64| -> Result<f64, Error> {
             v.as_deref()
-                .map(|s| node::parse_percent(s).map_err(|e| Error::usage(format!("{key}: {e}"))))
+                .map(|s| kubelet::parse_percent(s).map_err(|e| Error::usage(format!("{key}: {e}"))))
                 .transpose()
                 .map(|p| p.unwrap_or(default))
         };
@@ -300,7 +300,7 @@ impl Settings {
                 std::fs::read(stats)
                     .map_err(|e| Error::usage(format!("node stats {}: {e}", stats.display())))?
             };
-            let nodes = node::parse_stats_summary(&raw)
+            let nodes = kubelet::parse_stats_summary(&raw)
                 .map_err(|e| Error::usage(format!("node stats {}: {e}", stats.display())))?;
             return Ok(Some(NodeChoice { label, nodes }));
         }
@@ -312,7 +312,7 @@ impl Settings {
             }
             return Ok(None);
         };
-        let mut fs = node::from_flags(
+        let mut fs = kubelet::from_flags(
             capacity,
             cfg.available.as_deref(),
             cfg.used.as_deref(),
@@ -365,7 +365,7 @@ mod tests {
             ..merged
         };
         let err = bad.node_choice(false).err().unwrap();
-        assert!(err.message().contains("gpu"), "{err}");
+        assert!(err.to_string().contains("gpu"), "{err}");
     }
 
     #[test]

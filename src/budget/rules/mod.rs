@@ -2,15 +2,13 @@
 //! has two levels, `warn` (comment, don't block) and `fail` (block), because
 //! teams want "tell me above X, stop me above Y".
 
-pub mod config;
-
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::compare::{ImageCost, StoreModel, image_cost, rollout_cost};
+use crate::budget::cost::{ImageCost, StoreModel, image_cost, rollout_cost};
+use crate::budget::kubelet::{Headroom, NodeFs};
 use crate::measure::ImageReport;
-use crate::node::{Headroom, NodeFs};
 use crate::units::{human_bytes, human_delta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

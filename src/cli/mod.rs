@@ -1,18 +1,23 @@
 //! What each subcommand does, glued from the library's parts.
 
+pub mod args;
 pub mod cache;
 pub mod check;
 pub mod comment;
 pub mod measure;
 
 use std::io::{IsTerminal, Read, Write};
+
+use clap::Parser;
+
+use crate::error::ExitCode;
 use std::path::Path;
 
-use crate::cli::SourceArgs;
+use crate::cli::args::SourceArgs;
 use crate::error::Error;
 use crate::measure::MeasureOptions;
-use crate::platform::PlatformSelector;
 use crate::source::SourceOptions;
+use crate::source::platform::PlatformSelector;
 use crate::source::registry::RegistryOptions;
 
 /// Turns the shared flags into source and measurement options.
@@ -95,4 +100,64 @@ pub fn emit(text: &str, output: Option<&Path>) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn run() -> i32 {
+    let cli = match args::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                ExitCode::Usage as i32
+            } else {
+                0
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sizeguard: error: starting the async runtime: {e}");
+            return ExitCode::Measure as i32;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            args::Command::Measure(args) => measure::run(args).await.map(|()| ExitCode::Ok),
+            args::Command::Check(args) => check::run(*args).await,
+            args::Command::Cache(args) => cache::run(args).map(|()| ExitCode::Ok),
+            args::Command::Comment(args) => comment::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code as i32,
+        Err(e) => {
+            eprintln!("sizeguard: error: {}", e.one_line());
+            e.exit_code() as i32
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        // Only our own warnings: dependencies (rustls' verifier) log errors
+        // that sizeguard reports itself, in one line.
+        0 => "sizeguard=warn",
+        1 => "sizeguard=info",
+        _ => "sizeguard=debug,oci_client=debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .try_init();
 }

@@ -1,0 +1,16 @@
+//! What an image costs a node and whether that is acceptable: pure
+//! functions over measured figures, with no I/O.
+//!
+//! - [`cost`]: the containerd cost model (blobs + snapshots, chain IDs,
+//!   what a rollout adds to a node that holds the baseline) and the
+//!   per-layer diff of two images.
+//! - [`kubelet`]: the kubelet's image-GC and eviction arithmetic on an
+//!   imageFS.
+//! - [`rules`]: the policy and its rules, from figures to findings.
+//! - [`verdict`]: one platform's judgement assembled into the report every
+//!   renderer reads.
+
+pub mod cost;
+pub mod kubelet;
+pub mod rules;
+pub mod verdict;
