@@ -179,6 +179,7 @@ fn growth(key: &str, v: &Option<OneOrMany>) -> Result<Vec<GrowthRule>, Error> {
 }
 
 /// The node the check is judged against, if any: `(label, nodes)`.
+#[derive(Debug, Clone)]
 pub struct NodeChoice {
     pub label: String,
     pub nodes: Vec<NodeFs>,

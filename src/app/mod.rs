@@ -1,1 +1,167 @@
-//! placeholder
+//! The judging core every entry point calls. The command line, the
+//! pre-push hook and the webhook server each build a request ([`MeasureRequest`],
+//! [`CheckRequest`]) and hand it, with the [`Services`] they share across
+//! requests, to one function that answers it. Nothing here knows of flags,
+//! environment variables, terminals or HTTP: those are the callers' business,
+//! and so are rendering and publishing the answer.
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::budget::kubelet::Thresholds;
+use crate::budget::rules::{Finding, Level, Policy};
+use crate::budget::verdict::{CheckReport, assemble};
+use crate::config::NodeChoice;
+use crate::error::Error;
+use crate::measure::{ImageReport, MeasureOptions, Measurer};
+use crate::source::platform::PlatformSelector;
+use crate::source::{ImageSource, ResolvedImage, SourceOptions};
+
+/// Opens image references. The real one reuses registry clients and
+/// credentials across requests; tests serve images from memory.
+#[async_trait]
+pub trait Sources: Send + Sync {
+    async fn open(&self, reference: &str) -> Result<Arc<dyn ImageSource>, Error>;
+}
+
+/// Every transport sizeguard reads, configured once.
+pub struct TransportSources {
+    options: SourceOptions,
+}
+
+impl TransportSources {
+    pub fn new(options: SourceOptions) -> Self {
+        TransportSources { options }
+    }
+}
+
+#[async_trait]
+impl Sources for TransportSources {
+    async fn open(&self, reference: &str) -> Result<Arc<dyn ImageSource>, Error> {
+        crate::source::open(reference, &self.options).await
+    }
+}
+
+/// What requests share: where images come from, the layer cache, and the
+/// observer measuring progress goes to.
+#[derive(Clone)]
+pub struct Services {
+    pub sources: Arc<dyn Sources>,
+    pub measurer: Measurer,
+}
+
+/// Measure images as they are, without judging them.
+#[derive(Debug, Clone)]
+pub struct MeasureRequest {
+    pub references: Vec<String>,
+    pub platforms: PlatformSelector,
+    pub options: MeasureOptions,
+}
+
+/// Judge a candidate image, against the image it replaces when there is
+/// one, the policy's rules and the node that must hold it.
+#[derive(Debug, Clone)]
+pub struct CheckRequest {
+    pub candidate: String,
+    pub baseline: Option<String>,
+    /// A baseline that does not exist (a first release) is a warning.
+    pub baseline_optional: bool,
+    pub platforms: PlatformSelector,
+    pub policy: Policy,
+    /// The node (or nodes: the tightest decides) the image must fit on.
+    pub node: Option<NodeChoice>,
+    pub thresholds: Thresholds,
+    pub options: MeasureOptions,
+}
+
+type Resolved = Vec<(Arc<dyn ImageSource>, ResolvedImage)>;
+
+/// One image per selected platform of a reference, each with its source.
+async fn resolve(
+    services: &Services,
+    reference: &str,
+    platforms: &PlatformSelector,
+) -> Result<Resolved, Error> {
+    let source = services.sources.open(reference).await?;
+    let images = source.resolve(platforms).await?;
+    Ok(images.into_iter().map(|i| (source.clone(), i)).collect())
+}
+
+/// Measures every image a request names, one report per image and platform,
+/// in the order the references were given.
+pub async fn measure(services: &Services, req: &MeasureRequest) -> Result<Vec<ImageReport>, Error> {
+    // Resolve every reference first: a typo in the third one should fail
+    // before the first one's layers are streamed.
+    let resolved = futures::future::try_join_all(
+        req.references
+            .iter()
+            .map(|r| resolve(services, r, &req.platforms)),
+    )
+    .await?;
+    services
+        .measurer
+        .measure_images(resolved.into_iter().flatten().collect(), &req.options)
+        .await
+}
+
+/// Measures the candidate and its baseline in one pass (a layer they share
+/// is streamed once) and judges every candidate platform.
+pub async fn check(services: &Services, req: &CheckRequest) -> Result<CheckReport, Error> {
+    let baseline = async {
+        match &req.baseline {
+            None => Ok(None),
+            Some(b) => resolve(services, b, &req.platforms).await.map(Some),
+        }
+    };
+    let (candidate, baseline) =
+        tokio::join!(resolve(services, &req.candidate, &req.platforms), baseline);
+    let candidate = candidate.map_err(|e| e.context("candidate"))?;
+    let mut general = Vec::new();
+    let baseline = match baseline {
+        Ok(b) => b.unwrap_or_default(),
+        Err(e) if e.is_not_found() && req.baseline_optional => {
+            general.push(baseline_missing(&e));
+            Vec::new()
+        }
+        Err(e) => return Err(e.context("baseline")),
+    };
+
+    let n_candidate = candidate.len();
+    let mut reports = services
+        .measurer
+        .measure_images(
+            candidate.into_iter().chain(baseline).collect(),
+            &req.options,
+        )
+        .await?;
+    let baselines = reports.split_off(n_candidate);
+    assemble(
+        req.candidate.clone(),
+        req.baseline.clone(),
+        reports,
+        baselines,
+        general,
+        req.node
+            .clone()
+            .map(|c| (c.label, c.nodes, req.thresholds)),
+        req.policy.clone(),
+    )
+    .map_err(Error::usage)
+}
+
+fn baseline_missing(e: &Error) -> Finding {
+    Finding {
+        rule: "baseline_missing".into(),
+        level: Level::Warn,
+        platform: String::new(),
+        figure: String::new(),
+        value: 0,
+        limit: 0,
+        limit_text: String::new(),
+        message: format!("no baseline yet (first release?): {}", e.one_line()),
+    }
+}

@@ -28,13 +28,13 @@ pub fn run(args: CacheArgs) -> Result<(), Error> {
                     }
                 )
             };
-            super::emit(&text, None)
+            super::output::emit(&text, None)
         }
         CacheAction::Prune { max_size } => {
             let max =
                 parse_bytes(&max_size).map_err(|e| Error::usage(format!("--max-size: {e}")))?;
             let (n, freed) = cache.prune(max);
-            super::emit(
+            super::output::emit(
                 &format!(
                     "removed {n} entries, {}; {} left\n",
                     human_bytes(freed),

@@ -11,9 +11,10 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
 
-use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+use super::progress::LayerProgress;
 
 /// The block size of the node filesystems we predict for (ext4 and xfs
 /// default to 4 KiB).
@@ -234,7 +235,7 @@ struct BlobReader<'p, R> {
     count: u64,
     expected_size: Option<u64>,
     failed: bool,
-    progress: Option<&'p ProgressBar>,
+    progress: Option<&'p dyn LayerProgress>,
 }
 
 impl<R: Read> Read for BlobReader<'_, R> {
@@ -251,7 +252,7 @@ impl<R: Read> Read for BlobReader<'_, R> {
         }
         self.count += n as u64;
         if let Some(p) = self.progress {
-            p.inc(n as u64);
+            p.advanced(n as u64);
         }
         if let Some(expected) = self.expected_size {
             if self.count > expected {
@@ -313,7 +314,7 @@ fn check_algorithm(digest: &str) -> Result<(), LayerError> {
 pub fn analyze<R: Read>(
     reader: R,
     expected: &Expected,
-    progress: Option<&ProgressBar>,
+    progress: Option<&dyn LayerProgress>,
 ) -> Result<LayerMeasurement, LayerError> {
     if let Some(d) = &expected.digest {
         check_algorithm(d)?;

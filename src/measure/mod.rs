@@ -5,21 +5,21 @@ pub mod cache;
 pub mod estimate;
 pub mod layer;
 pub mod merged;
+pub mod progress;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::error::Error;
+use crate::error::{Error, Kind};
 use crate::source::{ImageSource, LayerDescriptor, ResolvedImage};
 use layer::{Expected, FileSize, LayerFigures, LayerMeasurement};
 use merged::{FinalFigures, MergedFs};
+use progress::{LayerProgress, Progress};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MeasureOptions {
     /// Layers in flight at once.
     pub jobs: usize,
@@ -27,10 +27,6 @@ pub struct MeasureOptions {
     pub verify_diff_ids: bool,
     /// Length of the largest-files lists.
     pub top: usize,
-    /// Draw per-layer progress bars (on a terminal only).
-    pub progress: bool,
-    /// Where measurements of layers seen before are kept; `None` disables it.
-    pub cache: Option<cache::LayerCache>,
     /// Read only each blob's ends (Range requests) where that tells enough;
     /// stream the rest.
     pub estimate: bool,
@@ -42,8 +38,6 @@ impl Default for MeasureOptions {
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             verify_diff_ids: false,
             top: 10,
-            progress: false,
-            cache: None,
             estimate: false,
         }
     }
@@ -118,22 +112,55 @@ pub struct ImageReport {
     pub estimated: bool,
 }
 
-type LayerResult = Result<(Arc<LayerMeasurement>, Option<EstimateNote>), String>;
+/// How one layer came out: measured (streamed, cached or probed), or not
+/// measured with the reason (foreign layers only).
+#[derive(Debug, Clone)]
+enum LayerOutcome {
+    Measured(Arc<LayerMeasurement>, Option<EstimateNote>),
+    NotMeasured(String),
+}
 
-/// Measures every image, streaming each distinct layer once even when
-/// several images share it.
-pub async fn measure_images(
-    images: Vec<(Arc<dyn ImageSource>, ResolvedImage)>,
-    opts: &MeasureOptions,
-) -> Result<Vec<ImageReport>, Error> {
-    struct Job {
-        source: Arc<dyn ImageSource>,
-        desc: LayerDescriptor,
-        diff_id: Option<String>,
+/// What measuring shares across calls: the layer cache and the observer
+/// progress goes to.
+#[derive(Clone)]
+pub struct Measurer {
+    pub cache: Option<cache::LayerCache>,
+    pub progress: Arc<dyn Progress>,
+}
+
+impl Default for Measurer {
+    fn default() -> Self {
+        Measurer {
+            cache: None,
+            progress: Arc::new(progress::NoProgress),
+        }
     }
+}
+
+/// One distinct layer blob to measure, and what its image says of it.
+struct Job {
+    source: Arc<dyn ImageSource>,
+    desc: LayerDescriptor,
+    diff_id: Option<String>,
+}
+
+/// Every distinct layer of every image, largest first, so the longest layer
+/// does not start last.
+fn plan(
+    images: &[(Arc<dyn ImageSource>, ResolvedImage)],
+    opts: &MeasureOptions,
+) -> Result<Vec<Job>, Error> {
     let mut jobs: Vec<Job> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (source, image) in &images {
+    for (source, image) in images {
+        if opts.verify_diff_ids && image.diff_ids.len() != image.layers.len() {
+            return Err(Error::corrupt(format!(
+                "{}: the config lists {} diff_ids for {} layers",
+                image.reference,
+                image.diff_ids.len(),
+                image.layers.len()
+            )));
+        }
         for (i, desc) in image.layers.iter().enumerate() {
             if seen.insert(desc.digest.clone()) {
                 jobs.push(Job {
@@ -142,118 +169,121 @@ pub async fn measure_images(
                     diff_id: image.diff_ids.get(i).cloned(),
                 });
             }
-            if opts.verify_diff_ids && image.diff_ids.len() != image.layers.len() {
-                return Err(Error::measure(format!(
-                    "{}: the config lists {} diff_ids for {} layers",
-                    image.reference,
-                    image.diff_ids.len(),
-                    image.layers.len()
-                )));
-            }
         }
     }
-    // Largest first, so the longest layer does not start last.
     jobs.sort_by_key(|j| std::cmp::Reverse(j.desc.size));
+    Ok(jobs)
+}
 
-    let bars = MultiProgress::with_draw_target(if opts.progress {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
-    let style = ProgressStyle::with_template(
-        "{prefix:>14} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}",
-    )
-    .expect("static template")
-    .progress_chars("=> ");
+impl Measurer {
+    /// Measures every image, streaming each distinct layer once even when
+    /// several images share it.
+    pub async fn measure_images(
+        &self,
+        images: Vec<(Arc<dyn ImageSource>, ResolvedImage)>,
+        opts: &MeasureOptions,
+    ) -> Result<Vec<ImageReport>, Error> {
+        let jobs = plan(&images, opts)?;
+        // When one layer fails the others stop at their next read, and every
+        // job is awaited before returning, so no analyzer outlives the runtime.
+        let cancel = Arc::new(AtomicBool::new(false));
+        let outcomes: Vec<Result<(String, LayerOutcome), Error>> = futures::stream::iter(jobs)
+            .map(|job| self.run_job(job, opts, &cancel))
+            .buffer_unordered(opts.jobs.max(1))
+            .collect()
+            .await;
+        let mut by_digest = HashMap::with_capacity(outcomes.len());
+        let mut first_error: Option<Error> = None;
+        for o in outcomes {
+            match o {
+                Ok((digest, outcome)) => {
+                    by_digest.insert(digest, outcome);
+                }
+                // The layer that failed first explains; the ones it cancelled don't.
+                Err(e) if first_error.is_none() && !e.is_cancelled() => first_error = Some(e),
+                Err(_) => {}
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(images
+            .into_iter()
+            .map(|(_, image)| assemble(image, &by_digest, opts.top))
+            .collect())
+    }
 
-    // When one layer fails the others stop at their next read, and every
-    // job is awaited before returning, so no analyzer outlives the runtime.
-    let cancel = Arc::new(AtomicBool::new(false));
-    let outcomes: Vec<Result<(String, LayerResult), Error>> = futures::stream::iter(jobs)
-        .map(|job| {
-            let bar = bars.add(ProgressBar::new(job.desc.size));
-            bar.set_style(style.clone());
-            bar.set_prefix(short_digest(&job.desc.digest).to_string());
-            let cache = opts.cache.clone();
-            let cancel = cancel.clone();
-            let estimate = opts.estimate;
-            let verify = opts.verify_diff_ids;
-            async move {
-                let digest = job.desc.digest.clone();
-                let mut fallback: Option<String> = None;
-                let probe = match (
-                    estimate,
-                    cached(&cache, &job.desc, job.diff_id.as_deref().filter(|_| verify)).await,
-                ) {
-                    (_, Some(m)) => {
-                        Some(Ok((Arc::new(m), estimate.then_some(EstimateNote::Cached))))
-                    }
-                    (true, None) => {
-                        match probe_layer(job.source.as_ref(), &job.desc, job.diff_id.clone()).await
-                        {
-                            Ok(p) => Some(Ok(p)),
-                            Err(reason) => {
-                                fallback = Some(reason);
-                                None
-                            }
-                        }
-                    }
-                    (false, None) => None,
-                };
-                let result = match probe {
-                    Some(r) => r,
-                    None if cancel.load(Ordering::Relaxed) => Err(Error::cancelled()),
-                    None => {
-                        let measured = measure_layer(
-                            job.source,
-                            job.desc.clone(),
-                            job.diff_id,
-                            verify,
-                            bar.clone(),
-                            cancel.clone(),
-                        )
-                        .await;
-                        if let (Ok(m), Some(c)) = (&measured, cache) {
-                            let m = m.clone();
-                            let _ = tokio::task::spawn_blocking(move || c.put(&m)).await;
-                        }
-                        measured
-                            .map(|m| (m, fallback.map(|reason| EstimateNote::Streamed { reason })))
-                    }
-                };
-                bar.finish_and_clear();
-                match result {
-                    Ok(m) => Ok((digest, Ok(m))),
-                    Err(e) if job.desc.is_foreign() => Ok((digest, Err(e.one_line()))),
-                    Err(e) => {
-                        cancel.store(true, Ordering::Relaxed);
-                        Err(e)
+    /// One layer: from the cache, from its ends (`--estimate`), or streamed.
+    async fn run_job(
+        &self,
+        job: Job,
+        opts: &MeasureOptions,
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<(String, LayerOutcome), Error> {
+        let digest = job.desc.digest.clone();
+        let verified_diff_id = job.diff_id.as_deref().filter(|_| opts.verify_diff_ids);
+        let mut stream_reason: Option<String> = None;
+        let quick = match cached(&self.cache, &job.desc, verified_diff_id).await {
+            Some(m) => Some((Arc::new(m), opts.estimate.then_some(EstimateNote::Cached))),
+            None if opts.estimate => {
+                match probe_layer(job.source.as_ref(), &job.desc, job.diff_id.clone()).await {
+                    Ok(p) => Some(p),
+                    Err(refused) => {
+                        stream_reason = Some(refused.0);
+                        None
                     }
                 }
             }
-        })
-        .buffer_unordered(opts.jobs.max(1))
-        .collect()
-        .await;
-    let mut results = Vec::with_capacity(outcomes.len());
-    let mut first_error: Option<Error> = None;
-    for o in outcomes {
-        match o {
-            Ok(r) => results.push(r),
-            // The layer that failed first explains; the ones it cancelled don't.
-            Err(e) if first_error.is_none() && !e.is_cancelled() => first_error = Some(e),
-            Err(_) => {}
+            None => None,
+        };
+        let result = match quick {
+            Some((m, note)) => Ok(LayerOutcome::Measured(m, note)),
+            None if cancel.load(Ordering::Relaxed) => Err(Error::cancelled()),
+            None => self
+                .stream_layer(job.source, &job.desc, job.diff_id, opts, cancel)
+                .await
+                .map(|m| {
+                    let note = stream_reason.map(|reason| EstimateNote::Streamed { reason });
+                    LayerOutcome::Measured(m, note)
+                }),
+        };
+        match result {
+            Ok(outcome) => Ok((digest, outcome)),
+            Err(e) if job.desc.is_foreign() => {
+                Ok((digest, LayerOutcome::NotMeasured(e.one_line())))
+            }
+            Err(e) => {
+                cancel.store(true, Ordering::Relaxed);
+                Err(e)
+            }
         }
     }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    let by_digest: HashMap<String, LayerResult> = results.into_iter().collect();
 
-    Ok(images
-        .into_iter()
-        .map(|(_, image)| assemble(image, &by_digest, opts.top))
-        .collect())
+    /// Streams a layer through the analyzer and keeps the result in the cache.
+    async fn stream_layer(
+        &self,
+        source: Arc<dyn ImageSource>,
+        desc: &LayerDescriptor,
+        diff_id: Option<String>,
+        opts: &MeasureOptions,
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<Arc<LayerMeasurement>, Error> {
+        let progress = self.progress.layer_started(&desc.digest, desc.size);
+        let measured = measure_layer(
+            source,
+            desc.clone(),
+            diff_id,
+            opts.verify_diff_ids,
+            progress,
+            cancel.clone(),
+        )
+        .await;
+        if let (Ok(m), Some(c)) = (&measured, self.cache.clone()) {
+            let m = m.clone();
+            let _ = tokio::task::spawn_blocking(move || c.put(&m)).await;
+        }
+        measured
+    }
 }
 
 /// A cached measurement of this blob, if there is one that also satisfies
@@ -274,6 +304,18 @@ async fn cached(
     }
 }
 
+/// The error a [`Cancellable`] reader fails with, told apart by type, not text.
+#[derive(Debug)]
+struct CancelledRead;
+
+impl std::fmt::Display for CancelledRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cancelled")
+    }
+}
+
+impl std::error::Error for CancelledRead {}
+
 /// Stops a layer's stream once another layer has failed.
 struct Cancellable<R> {
     inner: R,
@@ -283,32 +325,36 @@ struct Cancellable<R> {
 impl<R: std::io::Read> std::io::Read for Cancellable<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.cancel.load(Ordering::Relaxed) {
-            return Err(std::io::Error::other("cancelled"));
+            return Err(std::io::Error::other(CancelledRead));
         }
         self.inner.read(buf)
     }
 }
 
-/// Sizes a layer from its first and last bytes; `Err` says why it must be
-/// streamed instead.
+/// Why a layer's ends could not size it, so it must be streamed instead.
+#[derive(Debug)]
+struct ProbeRefused(String);
+
+/// Sizes a layer from its first and last bytes.
 async fn probe_layer(
     source: &dyn ImageSource,
     desc: &LayerDescriptor,
     diff_id: Option<String>,
-) -> Result<(Arc<LayerMeasurement>, Option<EstimateNote>), String> {
+) -> Result<(Arc<LayerMeasurement>, Option<EstimateNote>), ProbeRefused> {
     let n = estimate::PROBE_BYTES.min(desc.size);
-    let head = source
-        .read_range(desc, 0, n)
-        .await
-        .map_err(|e| e.one_line())?;
+    let refused = |e: Error| ProbeRefused(e.one_line());
+    let head = source.read_range(desc, 0, n).await.map_err(refused)?;
     let tail = source
         .read_range(desc, desc.size - n, n)
         .await
-        .map_err(|e| e.one_line())?;
+        .map_err(refused)?;
     let (Some(head), Some(tail)) = (head, tail) else {
-        return Err("the source does not serve byte ranges".to_string());
+        return Err(ProbeRefused(
+            "the source does not serve byte ranges".to_string(),
+        ));
     };
-    let e = estimate::tar_bytes(&head, &tail, desc.size).map_err(|u| u.to_string())?;
+    let e =
+        estimate::tar_bytes(&head, &tail, desc.size).map_err(|u| ProbeRefused(u.to_string()))?;
     let m = LayerMeasurement {
         figures: LayerFigures {
             compressed_bytes: desc.size,
@@ -339,7 +385,7 @@ async fn measure_layer(
     desc: LayerDescriptor,
     diff_id: Option<String>,
     verify_diff_id: bool,
-    bar: ProgressBar,
+    progress: Box<dyn LayerProgress>,
     cancel: Arc<AtomicBool>,
 ) -> Result<Arc<LayerMeasurement>, Error> {
     let digest_checked_upstream = source.verifies_digests();
@@ -354,24 +400,53 @@ async fn measure_layer(
         verify_diff_id,
         digest_checked_upstream,
     };
-    let digest = desc.digest.clone();
     // Decompression and tar parsing are CPU-bound: keep them off the reactor.
-    let measured =
-        tokio::task::spawn_blocking(move || layer::analyze(reader, &expected, Some(&bar)))
-            .await
-            .map_err(|e| Error::measure(format!("layer {digest}: analyzer crashed: {e}")))?;
+    let measured = tokio::task::spawn_blocking(move || {
+        let measured = layer::analyze(reader, &expected, Some(progress.as_ref()));
+        progress.finished();
+        measured
+    })
+    .await
+    .map_err(|e| {
+        Error::corrupt(format!("layer {}: analyzer crashed", desc.digest)).with_source(e)
+    })?;
     measured.map(Arc::new).map_err(|e| {
         if cancel.load(Ordering::Relaxed) {
             Error::cancelled()
         } else {
-            Error::measure(format!("layer {}: {e}", desc.digest))
+            Error::new(layer_error_kind(&e), format!("layer {}", desc.digest)).with_source(e)
         }
     })
 }
 
+/// What a failed layer means for the next attempt: a stream that broke or
+/// ended early may work again; bytes that are wrong will not.
+fn layer_error_kind(e: &layer::LayerError) -> Kind {
+    use layer::LayerError as E;
+    match e {
+        E::Read { source, .. } => {
+            let cancelled = source
+                .get_ref()
+                .is_some_and(|inner| inner.is::<CancelledRead>());
+            match source.kind() {
+                _ if cancelled => Kind::Cancelled,
+                std::io::ErrorKind::InvalidData => Kind::Corrupt,
+                _ => Kind::Transient,
+            }
+        }
+        E::Truncated { .. } => Kind::Transient,
+        E::TooLong { .. }
+        | E::DigestMismatch { .. }
+        | E::Decompress { .. }
+        | E::Tar { .. }
+        | E::DiffIdMismatch { .. }
+        | E::UnsupportedDigest(_) => Kind::Corrupt,
+    }
+}
+
 fn assemble(
     image: ResolvedImage,
-    results: &HashMap<String, LayerResult>,
+    outcomes: &HashMap<String, LayerOutcome>,
     top: usize,
 ) -> ImageReport {
     let mut totals = LayerFigures::default();
@@ -380,12 +455,12 @@ fn assemble(
     let mut estimated = false;
     let mut layers = Vec::with_capacity(image.layers.len());
     for desc in &image.layers {
-        let result = results
+        let outcome = outcomes
             .get(&desc.digest)
             .cloned()
-            .unwrap_or_else(|| Err("not scheduled".to_string()));
-        let report = match result {
-            Ok((m, note)) => {
+            .unwrap_or_else(|| LayerOutcome::NotMeasured("not scheduled".to_string()));
+        let report = match outcome {
+            LayerOutcome::Measured(m, note) => {
                 totals.add(&m.figures);
                 fs.apply(&m.index);
                 estimated |= note.as_ref().is_some_and(EstimateNote::is_probed);
@@ -397,7 +472,7 @@ fn assemble(
                     estimate: note,
                 }
             }
-            Err(reason) => {
+            LayerOutcome::NotMeasured(reason) => {
                 complete = false;
                 LayerReport {
                     descriptor: desc.clone(),
@@ -500,7 +575,10 @@ mod tests {
             ..Default::default()
         };
         let source: Arc<dyn ImageSource> = Arc::new(NoRanges(gz));
-        let reports = measure_images(vec![(source, image)], &opts).await.unwrap();
+        let reports = Measurer::default()
+            .measure_images(vec![(source, image)], &opts)
+            .await
+            .unwrap();
         let l = &reports[0].layers[0];
         assert_eq!(
             l.estimate,

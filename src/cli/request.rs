@@ -1,0 +1,169 @@
+//! Flags become requests here, once, right after parsing (as ripgrep turns
+//! its flags into `HiArgs`): the policy file and the flags are merged, sizes
+//! and percentages parsed, the password read, the cache located. The
+//! commands then only run the request and present the answer.
+
+use std::io::{IsTerminal, Read};
+use std::sync::Arc;
+
+use crate::app::{CheckRequest, MeasureRequest, Services, TransportSources};
+use crate::cli::args::{CheckArgs, MeasureArgs, SourceArgs};
+use crate::cli::progress::Bars;
+use crate::config::{NodeConfig, OneOrMany, Settings};
+use crate::error::Error;
+use crate::measure::cache::{LayerCache, default_dir};
+use crate::measure::{MeasureOptions, Measurer};
+use crate::source::SourceOptions;
+use crate::source::platform::PlatformSelector;
+use crate::source::registry::RegistryOptions;
+
+/// The services a command's requests share: sources configured by the
+/// flags, the layer cache unless disabled, bars on a terminal.
+pub fn services(args: &SourceArgs) -> Result<Services, Error> {
+    let options = SourceOptions {
+        registry: RegistryOptions {
+            insecure: args.insecure_registry.clone(),
+            ca_files: args.ca_file.clone(),
+            basic: basic_credentials(args)?,
+        },
+    };
+    let cache = if args.no_cache {
+        None
+    } else {
+        args.cache_dir
+            .clone()
+            .or_else(default_dir)
+            .map(LayerCache::new)
+    };
+    let visible = !args.quiet && std::io::stderr().is_terminal();
+    Ok(Services {
+        sources: Arc::new(TransportSources::new(options)),
+        measurer: Measurer {
+            cache,
+            progress: Arc::new(Bars::new(visible)),
+        },
+    })
+}
+
+/// `--username` with the password from standard input.
+fn basic_credentials(args: &SourceArgs) -> Result<Option<(String, String)>, Error> {
+    let (Some(user), true) = (&args.username, args.password_stdin) else {
+        return Ok(None);
+    };
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .map_err(|e| Error::usage("reading the password from standard input").with_source(e))?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(Error::usage("--password-stdin: standard input was empty"));
+    }
+    Ok(Some((user.clone(), password)))
+}
+
+fn platforms(args: &SourceArgs) -> Result<PlatformSelector, Error> {
+    PlatformSelector::parse(args.platform.as_deref()).map_err(Error::usage)
+}
+
+fn measure_options(args: &SourceArgs, top: usize) -> Result<MeasureOptions, Error> {
+    if args.jobs == Some(0) {
+        return Err(Error::usage("--jobs must be at least 1"));
+    }
+    let mut options = MeasureOptions {
+        verify_diff_ids: args.verify_diff_ids,
+        top,
+        ..Default::default()
+    };
+    if let Some(j) = args.jobs {
+        options.jobs = j;
+    }
+    Ok(options)
+}
+
+pub fn measure_request(args: &MeasureArgs) -> Result<MeasureRequest, Error> {
+    Ok(MeasureRequest {
+        references: args.references.clone(),
+        platforms: platforms(&args.source)?,
+        options: MeasureOptions {
+            estimate: args.estimate,
+            ..measure_options(&args.source, args.top)?
+        },
+    })
+}
+
+pub fn check_request(args: &CheckArgs) -> Result<CheckRequest, Error> {
+    let settings = settings(args)?;
+    let policy = settings.policy()?;
+    let thresholds = settings.thresholds()?;
+    let cli_node = args.node.node_stats.is_some() || args.node.node_capacity.is_some();
+    let node = settings.node_choice(cli_node)?;
+    Ok(CheckRequest {
+        candidate: args.candidate.clone(),
+        baseline: args.baseline.clone(),
+        baseline_optional: settings.baseline_optional.unwrap_or(false),
+        platforms: platforms(&args.source)?,
+        policy,
+        node,
+        thresholds,
+        options: measure_options(&args.source, args.top)?,
+    })
+}
+
+/// The policy file (unless `--no-config`) under the flags.
+fn settings(args: &CheckArgs) -> Result<Settings, Error> {
+    let file = if args.no_config {
+        Settings::default()
+    } else {
+        match &args.config {
+            Some(path) => Settings::load(path)?,
+            None => {
+                let cwd = std::env::current_dir()
+                    .map_err(|e| Error::usage("working directory").with_source(e))?;
+                match Settings::discover(&cwd) {
+                    Some(path) => Settings::load(&path)?,
+                    None => Settings::default(),
+                }
+            }
+        }
+    };
+    Ok(flag_settings(args).over(file))
+}
+
+/// The command line as a [`Settings`] layer over the policy file.
+fn flag_settings(args: &CheckArgs) -> Settings {
+    let n = &args.node;
+    let p = &args.policy;
+    let many = |v: &Vec<String>| (!v.is_empty()).then(|| OneOrMany::Many(v.clone()));
+    Settings {
+        max_growth: many(&p.max_growth),
+        warn_growth: many(&p.warn_growth),
+        max_pull_size: p.max_pull_size.clone(),
+        warn_pull_size: p.warn_pull_size.clone(),
+        max_unpacked_size: p.max_unpacked_size.clone(),
+        warn_unpacked_size: p.warn_unpacked_size.clone(),
+        max_layer_size: p.max_layer_size.clone(),
+        warn_layer_size: p.warn_layer_size.clone(),
+        max_layers: p.max_layers,
+        warn_layers: p.warn_layers,
+        max_wasted: p.max_wasted.clone(),
+        warn_wasted: p.warn_wasted.clone(),
+        gc_headroom_level: p.gc_headroom_level.clone(),
+        fresh_pull: p.fresh_pull.then_some(true),
+        discard_unpacked_layers: n.discard_unpacked_layers.then_some(true),
+        baseline_optional: args.baseline_optional.then_some(true),
+        gc_high: n.gc_high,
+        gc_low: n.gc_low,
+        eviction_imagefs_available: n.eviction_imagefs_available.clone(),
+        eviction_imagefs_inodes_free: n.eviction_imagefs_inodes_free.clone(),
+        node_profile: n.node_profile.clone(),
+        node: Some(NodeConfig {
+            stats: n.node_stats.clone(),
+            capacity: n.node_capacity.clone(),
+            available: n.node_available.clone(),
+            used: n.node_used.clone(),
+            inodes: n.node_inodes,
+            inodes_free: n.node_inodes_free,
+        }),
+        nodes: Default::default(),
+    }
+}
