@@ -265,7 +265,7 @@ fn big_image_matches_gnu_tar_and_du_in_every_form() {
 
 /// Peak RSS of one `sizeguard measure` run, from GNU time.
 fn peak_rss_kib(reference: &str) -> u64 {
-    support::require_tool("/usr/bin/time", "time");
+    support::require_tool("/usr/bin/time", "apt-get install time");
     let out = Command::new("/usr/bin/time")
         .arg("-v")
         .arg(env!("CARGO_BIN_EXE_sizeguard"))

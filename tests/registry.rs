@@ -11,13 +11,14 @@ mod support;
 use std::fs;
 use std::path::Path;
 
-use base64::Engine;
 use serde_json::{Value, json};
 
+use support::credentials::{basic_auth, write_auth_file, write_docker_config};
 use support::ground_truth::unpack_and_measure;
+use support::json::{u, within_pct};
 use support::layout::*;
 use support::registry::{Registry, RegistryOpts};
-use support::run::{Out, sizeguard};
+use support::run::{Out, Run, sizeguard};
 
 // ---------------------------------------------------------------------------
 // Running sizeguard
@@ -28,32 +29,6 @@ fn measure_json(reference: &str, extra: &[&str]) -> Out {
     let mut args = vec!["measure", "--format", "json", "-q", reference];
     args.extend_from_slice(extra);
     sizeguard(&args, &[], None)
-}
-
-fn within_pct(actual: u64, expected: u64, pct: u64) -> bool {
-    actual.abs_diff(expected) * 100 <= expected * pct
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64()
-        .unwrap_or_else(|| panic!("expected an unsigned integer, got {v}"))
-}
-
-/// Path of a blob in the registry's filesystem storage.
-fn registry_blob(reg: &Registry, digest: &str) -> std::path::PathBuf {
-    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
-    let p = reg
-        .storage_dir
-        .join("docker/registry/v2/blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .join("data");
-    assert!(
-        p.is_file(),
-        "blob {digest} not in registry storage at {}",
-        p.display()
-    );
-    p
 }
 
 fn image_platform(img: &Value) -> String {
@@ -116,13 +91,12 @@ fn plain_http_layers_match_ground_truth() {
         Comp::None,
     );
     let built = [gz, zst, raw];
-    let img = b.add_image(&built, "linux", "amd64", None, false);
-    b.tag_image(&img, "v1");
+    let img = b.add_tagged_image(&built, "v1");
 
     let reg = Registry::start();
     reg.push_layout(&dir, "v1", "test/plain:v1");
 
-    let reference = format!("{}/test/plain:v1", reg.addr);
+    let reference = reg.reference("test/plain:v1");
     let out = measure_json(&reference, &[]);
     out.assert_ok();
     let doc = out.json();
@@ -134,7 +108,7 @@ fn plain_http_layers_match_ground_truth() {
         image["reference"]
             .as_str()
             .unwrap()
-            .contains(&format!("{}/test/plain", reg.addr)),
+            .contains(&reg.reference("test/plain")),
         "reference: {}",
         image["reference"]
     );
@@ -250,34 +224,20 @@ fn index_platform_selection() {
     let mut b = LayoutBuilder::new(&dir);
     let amd_layer = b.add_layer(&LayerSpec::new().file("amd", 30_000), Comp::Gzip);
     let arm_layer = b.add_layer(&LayerSpec::new().file("arm", 20_000), Comp::Gzip);
-    let amd64 = b.add_image(
+    let MultiPlatform {
+        amd64,
+        arm64,
+        attestation: att,
+        index,
+    } = b.add_multi_platform_index(
         std::slice::from_ref(&amd_layer),
-        "linux",
-        "amd64",
-        None,
-        false,
-    );
-    let arm64 = b.add_image(
         std::slice::from_ref(&arm_layer),
-        "linux",
-        "arm64",
-        Some("v8"),
-        false,
-    );
-    let att = b.add_attestation(&amd64);
-    let index = b.tag_index(
-        &[
-            (amd64.clone(), None),
-            (arm64.clone(), None),
-            (att.clone(), None),
-        ],
         "multi",
-        false,
     );
 
     let reg = Registry::start();
     reg.push_layout(&dir, "multi", "test/multi:v1");
-    let reference = format!("{}/test/multi:v1", reg.addr);
+    let reference = reg.reference("test/multi:v1");
 
     // Default: linux/amd64 only.
     let out = measure_json(&reference, &[]);
@@ -364,22 +324,15 @@ fn docker_media_types() {
     );
     let raw = b.add_layer(&LayerSpec::new().file("plain", 3000), Comp::None);
     let arm_layer = b.add_layer(&LayerSpec::new().file("arm", 7000), Comp::Gzip);
-    let img = b.add_image(&[gz.clone(), raw.clone()], "linux", "amd64", None, true);
-    b.tag_image(&img, "docker");
-    let arm = b.add_image(
+    let DockerList {
+        image: img,
+        arm64: arm,
+        list,
+    } = b.add_docker_list(
+        &[gz.clone(), raw.clone()],
         std::slice::from_ref(&arm_layer),
-        "linux",
-        "arm64",
-        Some("v8"),
-        true,
-    );
-    let list = b.tag_index(
-        &[
-            (img.clone(), None),
-            (arm.clone(), Some(("linux", "arm64", Some("v8")))),
-        ],
+        "docker",
         "dockerlist",
-        true,
     );
 
     let reg = Registry::start();
@@ -387,7 +340,7 @@ fn docker_media_types() {
     reg.push_layout(&dir, "dockerlist", "test/dockerlist:v1");
 
     // Schema 2 image manifest.
-    let out = measure_json(&format!("{}/test/docker:v1", reg.addr), &[]);
+    let out = measure_json(&reg.reference("test/docker:v1"), &[]);
     out.assert_ok();
     let doc = out.json();
     let image = &doc["images"][0];
@@ -410,7 +363,7 @@ fn docker_media_types() {
     assert_eq!(u(&layers[1]["content_bytes"]), 3000);
 
     // Manifest list: default platform, then the arm64 instance.
-    let reference = format!("{}/test/dockerlist:v1", reg.addr);
+    let reference = reg.reference("test/dockerlist:v1");
     let out = measure_json(&reference, &[]);
     out.assert_ok();
     let doc = out.json();
@@ -450,9 +403,7 @@ fn small_image(dir: &Path, tag: &str) -> ImageDesc {
         &LayerSpec::new().dir("etc").file("etc/data", 20_000),
         Comp::Gzip,
     );
-    let img = b.add_image(&[l], "linux", "amd64", None, false);
-    b.tag_image(&img, tag);
-    img
+    b.add_tagged_image(&[l], tag)
 }
 
 fn auth_registry(tls: bool) -> Registry {
@@ -463,20 +414,11 @@ fn auth_registry(tls: bool) -> Registry {
     })
 }
 
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-/// A docker-style config.json / containers auth.json with `auths` for `addr`.
-fn auths_json(addr: &str, user: &str, pass: &str) -> String {
-    json!({"auths": {addr: {"auth": b64(&format!("{user}:{pass}"))}}}).to_string()
-}
-
 /// No secret (in clear or base64) in anything sizeguard printed.
 #[track_caller]
 fn assert_no_secrets(out: &Out) {
     for secret in [PASSWORD, WRONG_PASSWORD] {
-        for s in [secret.to_string(), b64(&format!("{USER}:{secret}"))] {
+        for s in [secret.to_string(), basic_auth(USER, secret)] {
             assert!(
                 !out.stdout.contains(&s) && !out.stderr.contains(&s),
                 "a secret leaked into the output:\nstdout: {}\nstderr: {}",
@@ -494,7 +436,7 @@ fn basic_auth_plain_http() {
     let img = small_image(&dir, "v1");
     let reg = auth_registry(false);
     reg.push_layout(&dir, "v1", "private/img:v1");
-    let reference = format!("{}/private/img:v1", reg.addr);
+    let reference = reg.reference("private/img:v1");
     let base = ["measure", "--format", "json", "-q", reference.as_str()];
 
     // No credentials anywhere: 401, and the message says it went anonymous.
@@ -516,60 +458,39 @@ fn basic_auth_plain_http() {
     out.assert_measure_error(&[&["401", "unauthorized"], &["--username", "password-stdin"]]);
 
     // $DOCKER_CONFIG/config.json auths.
-    let docker_cfg = tmp.path().join("docker-config");
-    fs::create_dir_all(&docker_cfg).unwrap();
-    fs::write(
-        docker_cfg.join("config.json"),
-        auths_json(&reg.addr, USER, PASSWORD),
-    )
-    .unwrap();
-    let docker_cfg_s = docker_cfg.display().to_string();
-    let out = sizeguard(&base, &[("DOCKER_CONFIG", &docker_cfg_s)], None);
+    let docker_cfg =
+        write_docker_config(&tmp.path().join("docker-config"), &reg.addr, USER, PASSWORD);
+    let out = Run::new(base).env("DOCKER_CONFIG", &docker_cfg).run();
     assert_no_secrets(&out);
     out.assert_ok();
     assert_eq!(out.json()["images"][0]["digest"], img.digest.as_str());
 
     // The same, under the `http://HOST:PORT` key spelling docker also writes.
-    let docker_cfg2 = tmp.path().join("docker-config-url-key");
-    fs::create_dir_all(&docker_cfg2).unwrap();
-    fs::write(
-        docker_cfg2.join("config.json"),
-        auths_json(&format!("http://{}", reg.addr), USER, PASSWORD),
-    )
-    .unwrap();
-    let out = sizeguard(
-        &base,
-        &[("DOCKER_CONFIG", &docker_cfg2.display().to_string())],
-        None,
+    let docker_cfg2 = write_docker_config(
+        &tmp.path().join("docker-config-url-key"),
+        &format!("http://{}", reg.addr),
+        USER,
+        PASSWORD,
     );
+    let out = Run::new(base).env("DOCKER_CONFIG", &docker_cfg2).run();
     assert_no_secrets(&out);
     out.assert_ok();
 
     // $HOME/.docker/config.json when DOCKER_CONFIG is unset.
     let home = tmp.path().join("home");
-    fs::create_dir_all(home.join(".docker")).unwrap();
-    fs::write(
-        home.join(".docker/config.json"),
-        auths_json(&reg.addr, USER, PASSWORD),
-    )
-    .unwrap();
-    let out = sizeguard(&base, &[("HOME", &home.display().to_string())], None);
+    write_docker_config(&home.join(".docker"), &reg.addr, USER, PASSWORD);
+    let out = Run::new(base).env("HOME", &home).run();
     assert_no_secrets(&out);
     out.assert_ok();
 
     // Wrong password in config.json: 401 naming that file.
-    let bad_cfg = tmp.path().join("docker-config-bad");
-    fs::create_dir_all(&bad_cfg).unwrap();
-    fs::write(
-        bad_cfg.join("config.json"),
-        auths_json(&reg.addr, USER, WRONG_PASSWORD),
-    )
-    .unwrap();
-    let out = sizeguard(
-        &base,
-        &[("DOCKER_CONFIG", &bad_cfg.display().to_string())],
-        None,
+    let bad_cfg = write_docker_config(
+        &tmp.path().join("docker-config-bad"),
+        &reg.addr,
+        USER,
+        WRONG_PASSWORD,
     );
+    let out = Run::new(base).env("DOCKER_CONFIG", &bad_cfg).run();
     assert_no_secrets(&out);
     out.assert_measure_error(&[
         &["401", "unauthorized"],
@@ -577,11 +498,10 @@ fn basic_auth_plain_http() {
     ]);
 
     // --username/--password-stdin wins over a config file with a wrong password.
-    let out = sizeguard(
-        &args,
-        &[("DOCKER_CONFIG", &bad_cfg.display().to_string())],
-        Some(PASSWORD),
-    );
+    let out = Run::new(&args)
+        .env("DOCKER_CONFIG", &bad_cfg)
+        .stdin(PASSWORD)
+        .run();
     assert_no_secrets(&out);
     out.assert_ok();
 }
@@ -593,59 +513,45 @@ fn registry_auth_file() {
     let img = small_image(&dir, "v1");
     let reg = auth_registry(false);
     reg.push_layout(&dir, "v1", "private/img:v1");
-    let reference = format!("{}/private/img:v1", reg.addr);
+    let reference = reg.reference("private/img:v1");
     let base = ["measure", "--format", "json", "-q", reference.as_str()];
 
     // $REGISTRY_AUTH_FILE (containers auth.json: the same `auths` format).
-    let auth_file = tmp.path().join("auth.json");
-    fs::write(&auth_file, auths_json(&reg.addr, USER, PASSWORD)).unwrap();
-    let auth_file_s = auth_file.display().to_string();
-    let out = sizeguard(&base, &[("REGISTRY_AUTH_FILE", &auth_file_s)], None);
+    let auth_file = write_auth_file(&tmp.path().join("auth.json"), &reg.addr, USER, PASSWORD);
+    let out = Run::new(base).env("REGISTRY_AUTH_FILE", &auth_file).run();
     assert_no_secrets(&out);
     out.assert_ok();
     assert_eq!(out.json()["images"][0]["digest"], img.digest.as_str());
 
     // It is consulted before Docker's config.json (which has a wrong password).
-    let bad_cfg = tmp.path().join("docker-config-bad");
-    fs::create_dir_all(&bad_cfg).unwrap();
-    fs::write(
-        bad_cfg.join("config.json"),
-        auths_json(&reg.addr, USER, WRONG_PASSWORD),
-    )
-    .unwrap();
-    let bad_cfg_s = bad_cfg.display().to_string();
-    let out = sizeguard(
-        &base,
-        &[
-            ("REGISTRY_AUTH_FILE", &auth_file_s),
-            ("DOCKER_CONFIG", &bad_cfg_s),
-        ],
-        None,
+    let bad_cfg = write_docker_config(
+        &tmp.path().join("docker-config-bad"),
+        &reg.addr,
+        USER,
+        WRONG_PASSWORD,
     );
+    let out = Run::new(base)
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .env("DOCKER_CONFIG", &bad_cfg)
+        .run();
     assert_no_secrets(&out);
     out.assert_ok();
 
     // A wrong password in it: 401 naming the auth file.
-    let bad_auth = tmp.path().join("bad-auth.json");
-    fs::write(&bad_auth, auths_json(&reg.addr, USER, WRONG_PASSWORD)).unwrap();
-    let bad_auth_s = bad_auth.display().to_string();
-    let out = sizeguard(&base, &[("REGISTRY_AUTH_FILE", &bad_auth_s)], None);
+    let bad_auth = write_auth_file(
+        &tmp.path().join("bad-auth.json"),
+        &reg.addr,
+        USER,
+        WRONG_PASSWORD,
+    );
+    let out = Run::new(base).env("REGISTRY_AUTH_FILE", &bad_auth).run();
     assert_no_secrets(&out);
-    out.assert_measure_error(&[&["401", "unauthorized"], &[&bad_auth_s]]);
+    out.assert_measure_error(&[&["401", "unauthorized"], &[&bad_auth.display().to_string()]]);
 
     // $XDG_CONFIG_HOME/containers/auth.json (podman/skopeo default location).
     let xdg = tmp.path().join("xdg-config");
-    fs::create_dir_all(xdg.join("containers")).unwrap();
-    fs::write(
-        xdg.join("containers/auth.json"),
-        auths_json(&reg.addr, USER, PASSWORD),
-    )
-    .unwrap();
-    let out = sizeguard(
-        &base,
-        &[("XDG_CONFIG_HOME", &xdg.display().to_string())],
-        None,
-    );
+    write_auth_file(&xdg.join("containers/auth.json"), &reg.addr, USER, PASSWORD);
+    let out = Run::new(base).env("XDG_CONFIG_HOME", &xdg).run();
     assert_no_secrets(&out);
     out.assert_ok();
 }
@@ -662,7 +568,7 @@ fn tls_with_private_ca() {
     let reg = auth_registry(true);
     reg.push_layout(&dir, "v1", "secure/img:v1");
     let ca = reg.ca_cert.as_ref().unwrap().display().to_string();
-    let reference = format!("{}/secure/img:v1", reg.addr);
+    let reference = reg.reference("secure/img:v1");
     let mut args = vec![
         "measure",
         "--format",
@@ -723,20 +629,13 @@ fn corrupt_registry_storage() {
         (&trunc, "trunc"),
         (&gone, "gone"),
     ] {
-        let img = b.add_image(
-            &[base.clone(), layer.clone()],
-            "linux",
-            "amd64",
-            None,
-            false,
-        );
-        b.tag_image(&img, tag);
+        b.add_tagged_image(&[base.clone(), layer.clone()], tag);
     }
     let reg = Registry::start();
     for tag in ["raw", "gz", "trunc", "gone"] {
         reg.push_layout(&dir, tag, &format!("test/corrupt:{tag}"));
     }
-    let reference = |tag: &str| format!("{}/test/corrupt:{tag}", reg.addr);
+    let reference = |tag: &str| reg.reference(&format!("test/corrupt:{tag}"));
     // Sanity: intact before the damage.
     measure_json(&reference("raw"), &[]).assert_ok();
 
@@ -744,7 +643,7 @@ fn corrupt_registry_storage() {
     // digest can tell. (oci-client verifies the digest of the stream itself
     // and says "Invalid digest. Expected .., got .."; the analyzer says
     // "digest mismatch": either wording is fine.)
-    let path = registry_blob(&reg, &raw.blob_digest);
+    let path = reg.blob_path(&raw.blob_digest);
     let mut data = fs::read(&path).unwrap();
     for i in [2000usize, 20_000, 40_000] {
         data[i] ^= 0xff;
@@ -760,7 +659,7 @@ fn corrupt_registry_storage() {
 
     // Flipped bytes in a gzip layer: the digest (or the gzip CRC, whichever
     // is noticed first) fails.
-    let path = registry_blob(&reg, &gz.blob_digest);
+    let path = reg.blob_path(&gz.blob_digest);
     let mut data = fs::read(&path).unwrap();
     let mid = data.len() / 2;
     for i in [mid, mid + 1, mid + 2] {
@@ -773,7 +672,7 @@ fn corrupt_registry_storage() {
     ]);
 
     // Layer blob missing from storage: named, not found.
-    let path = registry_blob(&reg, &gone.blob_digest);
+    let path = reg.blob_path(&gone.blob_digest);
     fs::remove_file(&path).unwrap();
     measure_json(&reference("gone"), &[])
         .assert_measure_error(&[&[&gone.blob_digest], &["not found", "unknown", "404"]]);
@@ -781,7 +680,7 @@ fn corrupt_registry_storage() {
     // Missing tag / missing repository.
     measure_json(&reference("no-such-tag"), &[])
         .assert_measure_error(&[&["not found", "manifest unknown"], &["no-such-tag"]]);
-    measure_json(&format!("{}/no/such-repo:v1", reg.addr), &[]).assert_measure_error(&[&[
+    measure_json(&reg.reference("no/such-repo:v1"), &[]).assert_measure_error(&[&[
         "not found",
         "manifest unknown",
         "name unknown",
@@ -792,7 +691,7 @@ fn corrupt_registry_storage() {
     // fewer bytes than the descriptor's size; the analyzer has a dedicated
     // "blob is truncated: got N of M bytes" error so that a user can tell a
     // short blob from a corrupt one; a bare digest error is not enough).
-    let path = registry_blob(&reg, &trunc.blob_digest);
+    let path = reg.blob_path(&trunc.blob_digest);
     let data = fs::read(&path).unwrap();
     fs::write(&path, &data[..data.len() / 2]).unwrap();
     measure_json(&reference("trunc"), &[]).assert_measure_error(&[
@@ -813,14 +712,7 @@ fn verify_diff_ids() {
     let l1 = b.add_layer(&LayerSpec::new().file("one", 20_000), Comp::Gzip);
     let l2 = b.add_layer(&LayerSpec::new().file("two", 20_000), Comp::Zstd);
     let l3 = b.add_layer(&LayerSpec::new().file("three", 5000), Comp::None);
-    let good = b.add_image(
-        &[l1.clone(), l2.clone(), l3.clone()],
-        "linux",
-        "amd64",
-        None,
-        false,
-    );
-    b.tag_image(&good, "good");
+    b.add_tagged_image(&[l1.clone(), l2.clone(), l3.clone()], "good");
 
     // The same layers, but the config's second diff_id is the first layer's.
     let manifest_with_config = |b: &mut LayoutBuilder, diff_ids: Vec<&str>| {
@@ -856,7 +748,7 @@ fn verify_diff_ids() {
     for tag in ["good", "bad", "short"] {
         reg.push_layout(&dir, tag, &format!("test/diffids:{tag}"));
     }
-    let reference = |tag: &str| format!("{}/test/diffids:{tag}", reg.addr);
+    let reference = |tag: &str| reg.reference(&format!("test/diffids:{tag}"));
 
     let out = measure_json(&reference("good"), &["--verify-diff-ids"]);
     out.assert_ok();
@@ -945,12 +837,11 @@ fn failing_layer_while_others_stream() {
     // streaming when the other layer's 404 arrives.
     let big = b.add_layer(&LayerSpec::new().file("big", 16 << 20), Comp::Gzip);
     let gone = b.add_layer(&LayerSpec::new().file("gone", 1000), Comp::Gzip);
-    let img = b.add_image(&[big.clone(), gone.clone()], "linux", "amd64", None, false);
-    b.tag_image(&img, "v1");
+    b.add_tagged_image(&[big.clone(), gone.clone()], "v1");
     let reg = Registry::start();
     reg.push_layout(&dir, "v1", "test/partial:v1");
-    fs::remove_file(registry_blob(&reg, &gone.blob_digest)).unwrap();
-    let reference = format!("{}/test/partial:v1", reg.addr);
+    fs::remove_file(reg.blob_path(&gone.blob_digest)).unwrap();
+    let reference = reg.reference("test/partial:v1");
     // The race is lost most of the time; a few runs make it show reliably.
     for _ in 0..5 {
         measure_json(&reference, &["-j", "2"])

@@ -62,9 +62,9 @@ impl Registry {
     }
 
     fn try_start(opts: &RegistryOpts) -> Result<Registry, (String, bool)> {
-        let bin = require_tool("docker-registry", "docker-registry");
+        let bin = require_tool("docker-registry", "apt-get install docker-registry");
         // skopeo is what every test uses to populate the registry: fail early.
-        require_tool("skopeo", "skopeo");
+        require_tool("skopeo", "apt-get install skopeo");
         let dir = tempfile::Builder::new()
             .prefix("sizeguard-registry-")
             .tempdir()
@@ -73,7 +73,7 @@ impl Registry {
         fs::create_dir_all(&storage_dir).unwrap();
 
         let htpasswd_file = opts.htpasswd.as_ref().map(|(user, pass)| {
-            let tool = require_tool("htpasswd", "apache2-utils");
+            let tool = require_tool("htpasswd", "apt-get install apache2-utils");
             let out = Command::new(tool)
                 .args(["-Bbn", user, pass])
                 .output()
@@ -195,6 +195,29 @@ impl Registry {
             if self.tls { "https" } else { "http" },
             self.addr
         )
+    }
+
+    /// `ADDR/REPO:TAG`, the reference sizeguard is given for a pushed image.
+    pub fn reference(&self, repo_and_tag: &str) -> String {
+        format!("{}/{repo_and_tag}", self.addr)
+    }
+
+    /// Path of a blob in the registry's filesystem storage (which tests
+    /// damage or delete); panics if the blob is not there.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+        let p = self
+            .storage_dir
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data");
+        assert!(
+            p.is_file(),
+            "blob {digest} not in registry storage at {}",
+            p.display()
+        );
+        p
     }
 
     /// Last `max` bytes of the registry log.
@@ -331,7 +354,7 @@ impl Drop for Registry {
 
 /// Run `skopeo --insecure-policy ARGS...`; panic with stderr (and registry log tail) on failure.
 pub fn run_skopeo(args: &[String], registry: Option<&Registry>) -> String {
-    let skopeo = require_tool("skopeo", "skopeo");
+    let skopeo = require_tool("skopeo", "apt-get install skopeo");
     let out = Command::new(&skopeo)
         .arg("--insecure-policy")
         .args(args)
@@ -438,7 +461,7 @@ struct TlsFiles {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let tool = require_tool("openssl", "openssl");
+    let tool = require_tool("openssl", "apt-get install openssl");
     let out = Command::new(tool)
         .current_dir(dir)
         .args(args)
