@@ -348,7 +348,10 @@ impl Run {
         eprintln!("{what} -> exit {}: {}", out.code, out.stderr.trim());
         match self.program {
             Program::Sizeguard => self.check_error_line(out, &what),
-            Program::Script(_) => check_failed_step(out, &what),
+            Program::Script(_) => {
+                eprintln!("{what} -> stdout: {}", out.stdout.trim());
+                check_failed_step(out, &what)
+            }
         }
     }
 
