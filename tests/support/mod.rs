@@ -22,14 +22,6 @@ pub mod registry;
 pub mod run;
 
 use std::path::PathBuf;
-use std::process::Command;
-
-/// The bare binary, for the files not yet moved to [`run::Run`].
-pub fn sizeguard() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sizeguard"));
-    cmd.env("SIZEGUARD_NO_CACHE", "1");
-    cmd
-}
 
 /// Locate `tool` on `PATH` (or at an absolute path), or panic saying how to
 /// install it (`install`: the command, e.g. `apt-get install skopeo`).
