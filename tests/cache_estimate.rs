@@ -52,14 +52,31 @@ fn build(dir: &Path) -> (LayoutBuilder, Vec<BuiltLayer>) {
     (b, layers)
 }
 
-#[test]
-fn warm_cache_never_fetches_a_layer_and_corrupt_entries_are_misses() {
+/// The image of [`build`] pushed to a fresh registry as `repo_and_tag`: the
+/// registry, a temporary directory for the test, the layers, the reference.
+fn pushed(repo_and_tag: &str) -> (Registry, tempfile::TempDir, Vec<BuiltLayer>, String) {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let (_b, layers) = build(&tmp.path().join("l"));
-    reg.push_layout(&tmp.path().join("l"), "v1", "c/app:v1");
+    reg.push_layout(&tmp.path().join("l"), "v1", repo_and_tag);
+    let image = reg.reference(repo_and_tag);
+    (reg, tmp, layers, image)
+}
+
+#[test]
+fn warm_cache_never_fetches_a_layer_and_corrupt_entries_are_misses() {
+    let (reg, tmp, layers, image) = pushed("c/app:v1");
     let cache = tmp.path().join("cache");
-    let image = reg.reference("c/app:v1");
+    let cached_entries = || {
+        json(&run(&[
+            "cache",
+            "stats",
+            "--json",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ]))["entries"]
+            .clone()
+    };
     let args = [
         "measure",
         "--format",
@@ -71,14 +88,7 @@ fn warm_cache_never_fetches_a_layer_and_corrupt_entries_are_misses() {
     ];
 
     let cold = json(&run(&args));
-    let stats = json(&run(&[
-        "cache",
-        "stats",
-        "--json",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]));
-    assert_eq!(stats["entries"], 3);
+    assert_eq!(cached_entries(), 3);
 
     // With every layer blob gone from the registry, a warm run still
     // answers: the layers come from the cache, not the network.
@@ -130,23 +140,12 @@ fn warm_cache_never_fetches_a_layer_and_corrupt_entries_are_misses() {
         cache.to_str().unwrap(),
     ]);
     assert_eq!(out.code, 0);
-    let stats = json(&run(&[
-        "cache",
-        "stats",
-        "--json",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]));
-    assert_eq!(stats["entries"], 0);
+    assert_eq!(cached_entries(), 0);
 }
 
 #[test]
 fn estimate_is_exact_for_single_member_gzip_and_streams_the_rest() {
-    let reg = Registry::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let (_b, layers) = build(&tmp.path().join("l"));
-    reg.push_layout(&tmp.path().join("l"), "v1", "e/app:v1");
-    let image = reg.reference("e/app:v1");
+    let (_reg, tmp, layers, image) = pushed("e/app:v1");
 
     let r = json(&run(&[
         "measure",

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use support::ground_truth::{Truth, unpack_and_measure};
-use support::json::within_pct;
+use support::json::{LAYER_FIGURES, u, within_pct};
 use support::layout::{BuiltLayer, Comp, LayerSpec, LayoutBuilder};
 use support::registry::{Registry, copy_to_docker_archive, copy_to_oci_archive};
 use support::run::Run;
@@ -164,20 +164,7 @@ fn unpacked_figures(report: &Value) -> Vec<Vec<u64>> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| {
-            [
-                "tar_bytes",
-                "content_bytes",
-                "disk_bytes",
-                "inodes",
-                "whiteouts",
-                "opaque_dirs",
-                "files",
-            ]
-            .iter()
-            .map(|k| l[*k].as_u64().unwrap())
-            .collect()
-        })
+        .map(|l| LAYER_FIGURES[1..].iter().map(|k| u(&l[*k])).collect())
         .collect()
 }
 

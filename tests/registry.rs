@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 
 use support::credentials::{basic_auth, write_auth_file, write_docker_config};
 use support::ground_truth::unpack_and_measure;
-use support::json::{u, within_pct};
+use support::json::{LAYER_FIGURES, u, within_pct};
 use support::layout::*;
 use support::registry::{Registry, RegistryOpts};
-use support::run::{Out, Run, sizeguard};
+use support::run::{Out, Run};
 
 // ---------------------------------------------------------------------------
 // Running sizeguard
@@ -26,9 +26,9 @@ use support::run::{Out, Run, sizeguard};
 
 /// `measure --format json -q` of one reference, extra args appended.
 fn measure_json(reference: &str, extra: &[&str]) -> Out {
-    let mut args = vec!["measure", "--format", "json", "-q", reference];
-    args.extend_from_slice(extra);
-    sizeguard(&args, &[], None)
+    Run::new(["measure", "--format", "json", "-q", reference])
+        .args(extra)
+        .run()
 }
 
 fn image_platform(img: &Value) -> String {
@@ -129,17 +129,7 @@ fn plain_http_layers_match_ground_truth() {
 
     let layers = image["layers"].as_array().unwrap();
     assert_eq!(layers.len(), built.len());
-    let figure_names = [
-        "compressed_bytes",
-        "tar_bytes",
-        "content_bytes",
-        "disk_bytes",
-        "inodes",
-        "whiteouts",
-        "opaque_dirs",
-        "files",
-    ];
-    let mut sums = [0u64; 8];
+    let mut sums = [0u64; LAYER_FIGURES.len()];
     // (compression, opaque markers, whiteouts, regular files) per layer
     let expected = [("gzip", 1, 1, 4), ("zstd", 0, 1, 2), ("tar", 1, 0, 2)];
     for (i, (l, want)) in layers.iter().zip(&built).enumerate() {
@@ -186,11 +176,11 @@ fn plain_http_layers_match_ground_truth() {
             l["disk_bytes"],
             truth.disk_bytes
         );
-        for (k, name) in figure_names.iter().enumerate() {
+        for (k, name) in LAYER_FIGURES.iter().enumerate() {
             sums[k] += u(&l[*name]);
         }
     }
-    for (k, name) in figure_names.iter().enumerate() {
+    for (k, name) in LAYER_FIGURES.iter().enumerate() {
         assert_eq!(u(&image["totals"][*name]), sums[k], "totals.{name}");
     }
     // The merged view: usr/zeros is deleted by layer 2, tool and blob are
@@ -224,12 +214,7 @@ fn index_platform_selection() {
     let mut b = LayoutBuilder::new(&dir);
     let amd_layer = b.add_layer(&LayerSpec::new().file("amd", 30_000), Comp::Gzip);
     let arm_layer = b.add_layer(&LayerSpec::new().file("arm", 20_000), Comp::Gzip);
-    let MultiPlatform {
-        amd64,
-        arm64,
-        attestation: att,
-        index,
-    } = b.add_multi_platform_index(
+    let multi = b.add_multi_platform_index(
         std::slice::from_ref(&amd_layer),
         std::slice::from_ref(&arm_layer),
         "multi",
@@ -245,8 +230,8 @@ fn index_platform_selection() {
     let doc = out.json();
     let images = doc["images"].as_array().unwrap();
     assert_eq!(images.len(), 1, "{doc:#}");
-    assert_eq!(images[0]["digest"], amd64.digest.as_str());
-    assert_eq!(images[0]["index_digest"], index.digest.as_str());
+    assert_eq!(images[0]["digest"], multi.amd64.digest.as_str());
+    assert_eq!(images[0]["index_digest"], multi.index.digest.as_str());
     assert_eq!(image_platform(&images[0]), "linux/amd64");
     assert_eq!(
         images[0]["layers"][0]["digest"],
@@ -259,7 +244,7 @@ fn index_platform_selection() {
     let doc = out.json();
     let images = doc["images"].as_array().unwrap();
     assert_eq!(images.len(), 1, "{doc:#}");
-    assert_eq!(images[0]["digest"], arm64.digest.as_str());
+    assert_eq!(images[0]["digest"], multi.arm64.digest.as_str());
     assert_eq!(image_platform(&images[0]), "linux/arm64/v8");
     assert_eq!(
         images[0]["layers"][0]["digest"],
@@ -281,17 +266,20 @@ fn index_platform_selection() {
     assert_eq!(
         got,
         vec![
-            ("linux/amd64".to_string(), amd64.digest.clone()),
-            ("linux/arm64/v8".to_string(), arm64.digest.clone()),
+            ("linux/amd64".to_string(), multi.amd64.digest.clone()),
+            ("linux/arm64/v8".to_string(), multi.arm64.digest.clone()),
         ]
     );
-    assert!(!out.stdout.contains(&att.digest), "attestation measured");
+    assert!(
+        !out.stdout.contains(&multi.attestation.digest),
+        "attestation measured"
+    );
     assert!(
         !out.stdout.contains(MT_IN_TOTO),
         "attestation layer measured"
     );
     for i in images {
-        assert_eq!(i["index_digest"], index.digest.as_str());
+        assert_eq!(i["index_digest"], multi.index.digest.as_str());
     }
 
     // A platform the index does not have: exit 3, naming what it has.
@@ -397,71 +385,61 @@ const USER: &str = "alice";
 const PASSWORD: &str = "pw-Qx7Zr2-not-in-any-output";
 const WRONG_PASSWORD: &str = "wrong-Jk4Lm9-also-secret";
 
-fn small_image(dir: &Path, tag: &str) -> ImageDesc {
-    let mut b = LayoutBuilder::new(dir);
+/// A registry that wants `USER`/`PASSWORD` (over TLS when `tls`) holding one
+/// small image at `repo_and_tag`: the registry, the image, its reference.
+fn private_image(tmp: &Path, tls: bool, repo_and_tag: &str) -> (Registry, ImageDesc, String) {
+    let dir = tmp.join("layout");
+    let mut b = LayoutBuilder::new(&dir);
     let l = b.add_layer(
         &LayerSpec::new().dir("etc").file("etc/data", 20_000),
         Comp::Gzip,
     );
-    b.add_tagged_image(&[l], tag)
-}
-
-fn auth_registry(tls: bool) -> Registry {
-    Registry::start_with(RegistryOpts {
+    let img = b.add_tagged_image(&[l], "v1");
+    let reg = Registry::start_with(RegistryOpts {
         htpasswd: Some((USER.into(), PASSWORD.into())),
         tls,
         ..Default::default()
-    })
+    });
+    reg.push_layout(&dir, "v1", repo_and_tag);
+    let reference = reg.reference(repo_and_tag);
+    (reg, img, reference)
 }
 
-/// No secret (in clear or base64) in anything sizeguard printed.
-#[track_caller]
-fn assert_no_secrets(out: &Out) {
+/// `sizeguard ARGS` against a private registry: no secret (in clear or
+/// base64) may appear in anything it prints.
+fn private(args: &[&str]) -> Run {
+    let mut run = Run::new(args);
     for secret in [PASSWORD, WRONG_PASSWORD] {
-        for s in [secret.to_string(), basic_auth(USER, secret)] {
-            assert!(
-                !out.stdout.contains(&s) && !out.stderr.contains(&s),
-                "a secret leaked into the output:\nstdout: {}\nstderr: {}",
-                out.stdout,
-                out.stderr
-            );
-        }
+        run = run.secret(secret).secret(&basic_auth(USER, secret));
     }
+    run
 }
 
 #[test]
 fn basic_auth_plain_http() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("layout");
-    let img = small_image(&dir, "v1");
-    let reg = auth_registry(false);
-    reg.push_layout(&dir, "v1", "private/img:v1");
-    let reference = reg.reference("private/img:v1");
+    let (reg, img, reference) = private_image(tmp.path(), false, "private/img:v1");
     let base = ["measure", "--format", "json", "-q", reference.as_str()];
 
     // No credentials anywhere: 401, and the message says it went anonymous.
-    let out = sizeguard(&base, &[], None);
-    assert_no_secrets(&out);
+    let out = private(&base).run();
     out.assert_measure_error(&[&["401", "unauthorized"], &["anonymous"]]);
 
     // --username / --password-stdin.
     let mut args = base.to_vec();
     args.extend(["--username", USER, "--password-stdin"]);
-    let out = sizeguard(&args, &[], Some(&format!("{PASSWORD}\n")));
-    assert_no_secrets(&out);
+    let out = private(&args).stdin(format!("{PASSWORD}\n")).run();
     out.assert_ok();
     assert_eq!(out.json()["images"][0]["digest"], img.digest.as_str());
 
     // Wrong password on stdin: 401 naming the flags as the source.
-    let out = sizeguard(&args, &[], Some(WRONG_PASSWORD));
-    assert_no_secrets(&out);
+    let out = private(&args).stdin(WRONG_PASSWORD).run();
     out.assert_measure_error(&[&["401", "unauthorized"], &["--username", "password-stdin"]]);
 
     // $DOCKER_CONFIG/config.json auths.
     let docker_cfg =
         write_docker_config(&tmp.path().join("docker-config"), &reg.addr, USER, PASSWORD);
-    let out = Run::new(base).env("DOCKER_CONFIG", &docker_cfg).run();
-    assert_no_secrets(&out);
+    let out = private(&base).env("DOCKER_CONFIG", &docker_cfg).run();
     out.assert_ok();
     assert_eq!(out.json()["images"][0]["digest"], img.digest.as_str());
 
@@ -472,15 +450,13 @@ fn basic_auth_plain_http() {
         USER,
         PASSWORD,
     );
-    let out = Run::new(base).env("DOCKER_CONFIG", &docker_cfg2).run();
-    assert_no_secrets(&out);
+    let out = private(&base).env("DOCKER_CONFIG", &docker_cfg2).run();
     out.assert_ok();
 
     // $HOME/.docker/config.json when DOCKER_CONFIG is unset.
     let home = tmp.path().join("home");
     write_docker_config(&home.join(".docker"), &reg.addr, USER, PASSWORD);
-    let out = Run::new(base).env("HOME", &home).run();
-    assert_no_secrets(&out);
+    let out = private(&base).env("HOME", &home).run();
     out.assert_ok();
 
     // Wrong password in config.json: 401 naming that file.
@@ -490,36 +466,29 @@ fn basic_auth_plain_http() {
         USER,
         WRONG_PASSWORD,
     );
-    let out = Run::new(base).env("DOCKER_CONFIG", &bad_cfg).run();
-    assert_no_secrets(&out);
+    let out = private(&base).env("DOCKER_CONFIG", &bad_cfg).run();
     out.assert_measure_error(&[
         &["401", "unauthorized"],
         &[&bad_cfg.join("config.json").display().to_string()],
     ]);
 
     // --username/--password-stdin wins over a config file with a wrong password.
-    let out = Run::new(&args)
+    let out = private(&args)
         .env("DOCKER_CONFIG", &bad_cfg)
         .stdin(PASSWORD)
         .run();
-    assert_no_secrets(&out);
     out.assert_ok();
 }
 
 #[test]
 fn registry_auth_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("layout");
-    let img = small_image(&dir, "v1");
-    let reg = auth_registry(false);
-    reg.push_layout(&dir, "v1", "private/img:v1");
-    let reference = reg.reference("private/img:v1");
+    let (reg, img, reference) = private_image(tmp.path(), false, "private/img:v1");
     let base = ["measure", "--format", "json", "-q", reference.as_str()];
 
     // $REGISTRY_AUTH_FILE (containers auth.json: the same `auths` format).
     let auth_file = write_auth_file(&tmp.path().join("auth.json"), &reg.addr, USER, PASSWORD);
-    let out = Run::new(base).env("REGISTRY_AUTH_FILE", &auth_file).run();
-    assert_no_secrets(&out);
+    let out = private(&base).env("REGISTRY_AUTH_FILE", &auth_file).run();
     out.assert_ok();
     assert_eq!(out.json()["images"][0]["digest"], img.digest.as_str());
 
@@ -530,11 +499,10 @@ fn registry_auth_file() {
         USER,
         WRONG_PASSWORD,
     );
-    let out = Run::new(base)
+    let out = private(&base)
         .env("REGISTRY_AUTH_FILE", &auth_file)
         .env("DOCKER_CONFIG", &bad_cfg)
         .run();
-    assert_no_secrets(&out);
     out.assert_ok();
 
     // A wrong password in it: 401 naming the auth file.
@@ -544,15 +512,13 @@ fn registry_auth_file() {
         USER,
         WRONG_PASSWORD,
     );
-    let out = Run::new(base).env("REGISTRY_AUTH_FILE", &bad_auth).run();
-    assert_no_secrets(&out);
+    let out = private(&base).env("REGISTRY_AUTH_FILE", &bad_auth).run();
     out.assert_measure_error(&[&["401", "unauthorized"], &[&bad_auth.display().to_string()]]);
 
     // $XDG_CONFIG_HOME/containers/auth.json (podman/skopeo default location).
     let xdg = tmp.path().join("xdg-config");
     write_auth_file(&xdg.join("containers/auth.json"), &reg.addr, USER, PASSWORD);
-    let out = Run::new(base).env("XDG_CONFIG_HOME", &xdg).run();
-    assert_no_secrets(&out);
+    let out = private(&base).env("XDG_CONFIG_HOME", &xdg).run();
     out.assert_ok();
 }
 
@@ -563,12 +529,8 @@ fn registry_auth_file() {
 #[test]
 fn tls_with_private_ca() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("layout");
-    let img = small_image(&dir, "v1");
-    let reg = auth_registry(true);
-    reg.push_layout(&dir, "v1", "secure/img:v1");
+    let (reg, img, reference) = private_image(tmp.path(), true, "secure/img:v1");
     let ca = reg.ca_cert.as_ref().unwrap().display().to_string();
-    let reference = reg.reference("secure/img:v1");
     let mut args = vec![
         "measure",
         "--format",
@@ -582,28 +544,27 @@ fn tls_with_private_ca() {
 
     // Without the CA: the certificate cannot be verified. The probe must not
     // silently fall back to plain HTTP either.
-    let out = sizeguard(&args, &[], Some(PASSWORD));
-    assert_no_secrets(&out);
+    let out = private(&args).stdin(PASSWORD).run();
     out.assert_measure_error(&[&["certificate", "unknownissuer", "unknown issuer"]]);
 
     // SSL_CERT_FILE=CA instead of --ca-file.
-    let out = sizeguard(&args, &[("SSL_CERT_FILE", &ca)], Some(PASSWORD));
-    assert_no_secrets(&out);
+    let out = private(&args)
+        .env("SSL_CERT_FILE", &ca)
+        .stdin(PASSWORD)
+        .run();
     out.assert_ok();
     assert_eq!(out.json()["images"][0]["digest"], img.digest.as_str());
 
     // --ca-file CA.
     args.extend(["--ca-file", ca.as_str()]);
-    let out = sizeguard(&args, &[], Some(PASSWORD));
-    assert_no_secrets(&out);
+    let out = private(&args).stdin(PASSWORD).run();
     out.assert_ok();
     let doc = out.json();
     assert_eq!(doc["images"][0]["digest"], img.digest.as_str());
     assert_eq!(doc["images"][0]["complete"], true);
 
     // TLS works but the password is wrong: still an auth error, not TLS.
-    let out = sizeguard(&args, &[], Some(WRONG_PASSWORD));
-    assert_no_secrets(&out);
+    let out = private(&args).stdin(WRONG_PASSWORD).run();
     out.assert_measure_error(&[&["401", "unauthorized"], &["--username", "password-stdin"]]);
 }
 
@@ -722,21 +683,11 @@ fn verify_diff_ids() {
             "config": {},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         });
-        let (config_digest, config_size) = b.put_blob(&serde_json::to_vec(&config).unwrap());
-        let layers: Vec<Value> = [&l1, &l2, &l3]
-            .iter()
-            .map(|l| json!({"mediaType": l.media_type, "digest": l.blob_digest, "size": l.blob_size}))
-            .collect();
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": MT_OCI_MANIFEST,
-            "config": {"mediaType": MT_OCI_CONFIG, "digest": config_digest, "size": config_size},
-            "layers": layers,
-        });
-        b.add_raw_manifest(
-            &serde_json::to_vec(&manifest).unwrap(),
-            MT_OCI_MANIFEST,
-            Some(Platform::new("linux", "amd64", None)),
+        b.add_image_with_config(
+            &[l1.clone(), l2.clone(), l3.clone()],
+            &config,
+            Platform::new("linux", "amd64", None),
+            false,
         )
     };
     let bad = manifest_with_config(&mut b, vec![&l1.diff_id, &l1.diff_id, &l3.diff_id]);
@@ -802,17 +753,13 @@ fn unreachable_registry() {
     let reference = format!("{addr}/test/img:v1");
 
     let t0 = std::time::Instant::now();
-    let out = sizeguard(
-        &["measure", "-q", &reference, "--insecure-registry", &addr],
-        &[],
-        None,
-    );
+    let out = Run::new(["measure", "-q", &reference, "--insecure-registry", &addr]).run();
     out.assert_measure_error(&[&[&addr]]);
     assert!(out.stdout.is_empty());
 
     // Without --insecure-registry: the loopback probe (HTTPS, then HTTP)
     // fails the same way.
-    let out = sizeguard(&["measure", "-q", &reference], &[], None);
+    let out = Run::new(["measure", "-q", &reference]).run();
     out.assert_measure_error(&[&[&addr]]);
     assert!(
         t0.elapsed() < std::time::Duration::from_secs(30),

@@ -53,39 +53,30 @@ fn build(dir: &Path) -> Built {
     let raw = b.add_layer(&LayerSpec::new().file("plain", 5000), Comp::None);
     let arm_layer = b.add_layer(&LayerSpec::new().file("arm", 1234), Comp::Gzip);
 
-    let MultiPlatform {
-        amd64,
-        arm64,
-        attestation: att,
-        index,
-    } = b.add_multi_platform_index(
+    let multi = b.add_multi_platform_index(
         &[gz.clone(), zst.clone(), raw.clone()],
         std::slice::from_ref(&arm_layer),
         "multi",
     );
-    b.tag_image(&amd64, "amd64");
-    b.tag_image(&arm64, "arm64");
+    b.tag_image(&multi.amd64, "amd64");
+    b.tag_image(&multi.arm64, "arm64");
 
-    let DockerList {
-        image: docker_img,
-        list: docker_list,
-        ..
-    } = b.add_docker_list(
+    let docker = b.add_docker_list(
         &[gz.clone(), raw.clone()],
         &[arm_layer],
         "docker",
         "dockerlist",
     );
     Built {
-        amd64,
-        arm64,
-        att,
-        index,
+        amd64: multi.amd64,
+        arm64: multi.arm64,
+        att: multi.attestation,
+        index: multi.index,
         gz,
         zst,
         raw,
-        docker_img,
-        docker_list,
+        docker_img: docker.image,
+        docker_list: docker.list,
         _b: b,
     }
 }

@@ -2,6 +2,20 @@
 
 use serde_json::Value;
 
+/// The figures of a layer (and of an image's `totals`), in report order;
+/// all but the first describe the unpacked tar, whatever its compression
+/// or transport.
+pub const LAYER_FIGURES: [&str; 8] = [
+    "compressed_bytes",
+    "tar_bytes",
+    "content_bytes",
+    "disk_bytes",
+    "inodes",
+    "whiteouts",
+    "opaque_dirs",
+    "files",
+];
+
 /// A figure that must be an unsigned integer.
 #[track_caller]
 pub fn u(v: &Value) -> u64 {

@@ -688,7 +688,19 @@ impl LayoutBuilder {
         if let Some(v) = variant {
             config["variant"] = json!(v);
         }
-        let (config_digest, config_size) = self.put_json(&config);
+        self.add_image_with_config(layers, &config, platform, docker_media_types)
+    }
+
+    /// Write `config` verbatim (e.g. with diff_ids that do not match the
+    /// layers) and a manifest of it and `layers`. Not tagged.
+    pub fn add_image_with_config(
+        &mut self,
+        layers: &[BuiltLayer],
+        config: &Value,
+        platform: Platform,
+        docker_media_types: bool,
+    ) -> ImageDesc {
+        let (config_digest, config_size) = self.put_json(config);
 
         let (manifest_mt, config_mt) = if docker_media_types {
             (MT_DOCKER_MANIFEST, MT_DOCKER_CONFIG)

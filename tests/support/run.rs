@@ -409,7 +409,8 @@ fn check_failed_step(out: &Out, what: &str) {
     }
 }
 
-/// `Run::new(args)` with extra `env` and an optional `stdin`: the short form.
+/// `Run::new(args)` with extra `env` and an optional `stdin`: the short form
+/// golden.rs uses.
 pub fn sizeguard(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Out {
     let mut run = Run::new(args);
     for (key, value) in env {
