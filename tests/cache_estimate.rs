@@ -3,26 +3,20 @@
 mod support;
 
 use std::path::Path;
-use std::process::Output;
 
 use serde_json::Value;
 use support::layout::{BuiltLayer, Comp, LayerSpec, LayoutBuilder};
 use support::registry::Registry;
-use support::sizeguard;
+use support::run::{Out, Run};
 
-fn run(args: &[&str]) -> Output {
-    let out = sizeguard()
-        .env_remove("SIZEGUARD_NO_CACHE")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
-    out
+/// `sizeguard ARGS` with the layer cache on.
+fn run(args: &[&str]) -> Out {
+    Run::new(args).with_layer_cache().run()
 }
 
-fn json(o: &Output) -> Value {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+/// The JSON report of a run that succeeded.
+fn json(o: &Out) -> Value {
+    o.assert_ok().json()
 }
 
 /// gzip, zstd (streamed: no content size in the frame header), and a
@@ -54,27 +48,35 @@ fn build(dir: &Path) -> (LayoutBuilder, Vec<BuiltLayer>) {
     mm.blob_digest = digest;
     mm.blob_size = size;
     let layers = vec![gz, zst, mm];
-    let img = b.add_image(&layers, "linux", "amd64", None, false);
-    b.tag_image(&img, "v1");
+    b.add_tagged_image(&layers, "v1");
     (b, layers)
 }
 
-fn blob_data(reg: &Registry, digest: &str) -> std::path::PathBuf {
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    reg.storage_dir.join(format!(
-        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
-        &hex[..2]
-    ))
+/// The image of [`build`] pushed to a fresh registry as `repo_and_tag`: the
+/// registry, a temporary directory for the test, the layers, the reference.
+fn pushed(repo_and_tag: &str) -> (Registry, tempfile::TempDir, Vec<BuiltLayer>, String) {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_b, layers) = build(&tmp.path().join("l"));
+    reg.push_layout(&tmp.path().join("l"), "v1", repo_and_tag);
+    let image = reg.reference(repo_and_tag);
+    (reg, tmp, layers, image)
 }
 
 #[test]
 fn warm_cache_never_fetches_a_layer_and_corrupt_entries_are_misses() {
-    let reg = Registry::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let (_b, layers) = build(&tmp.path().join("l"));
-    reg.push_layout(&tmp.path().join("l"), "v1", "c/app:v1");
+    let (reg, tmp, layers, image) = pushed("c/app:v1");
     let cache = tmp.path().join("cache");
-    let image = format!("{}/c/app:v1", reg.addr);
+    let cached_entries = || {
+        json(&run(&[
+            "cache",
+            "stats",
+            "--json",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ]))["entries"]
+            .clone()
+    };
     let args = [
         "measure",
         "--format",
@@ -86,19 +88,12 @@ fn warm_cache_never_fetches_a_layer_and_corrupt_entries_are_misses() {
     ];
 
     let cold = json(&run(&args));
-    let stats = json(&run(&[
-        "cache",
-        "stats",
-        "--json",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]));
-    assert_eq!(stats["entries"], 3);
+    assert_eq!(cached_entries(), 3);
 
     // With every layer blob gone from the registry, a warm run still
     // answers: the layers come from the cache, not the network.
     for l in &layers {
-        std::fs::remove_file(blob_data(&reg, &l.blob_digest)).unwrap();
+        std::fs::remove_file(reg.blob_path(&l.blob_digest)).unwrap();
     }
     let warm = json(&run(&args));
     assert_eq!(warm, cold, "a warm report is the cold report");
@@ -128,12 +123,12 @@ fn warm_cache_never_fetches_a_layer_and_corrupt_entries_are_misses() {
     bytes[n - 3] ^= 0xff;
     std::fs::write(victim, bytes).unwrap();
     let out = run(&args);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&layers[0].blob_digest));
+    assert_eq!(out.code, 3);
+    assert!(out.stderr.contains(&layers[0].blob_digest));
 
     // --no-cache reads nothing from the cache either.
     let out = run(&["measure", "-q", "--no-cache", &image]);
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.code, 3);
 
     // prune empties it.
     let out = run(&[
@@ -144,24 +139,13 @@ fn warm_cache_never_fetches_a_layer_and_corrupt_entries_are_misses() {
         "--cache-dir",
         cache.to_str().unwrap(),
     ]);
-    assert!(out.status.success());
-    let stats = json(&run(&[
-        "cache",
-        "stats",
-        "--json",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]));
-    assert_eq!(stats["entries"], 0);
+    assert_eq!(out.code, 0);
+    assert_eq!(cached_entries(), 0);
 }
 
 #[test]
 fn estimate_is_exact_for_single_member_gzip_and_streams_the_rest() {
-    let reg = Registry::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let (_b, layers) = build(&tmp.path().join("l"));
-    reg.push_layout(&tmp.path().join("l"), "v1", "e/app:v1");
-    let image = format!("{}/e/app:v1", reg.addr);
+    let (_reg, tmp, layers, image) = pushed("e/app:v1");
 
     let r = json(&run(&[
         "measure",
@@ -197,11 +181,7 @@ fn estimate_is_exact_for_single_member_gzip_and_streams_the_rest() {
     // With a warm cache, every layer is exact and the report is complete.
     let cache = tmp.path().join("cache");
     let c = cache.to_str().unwrap();
-    assert!(
-        run(&["measure", "-q", "--cache-dir", c, &image])
-            .status
-            .success()
-    );
+    assert_eq!(run(&["measure", "-q", "--cache-dir", c, &image]).code, 0);
     let r = json(&run(&[
         "measure",
         "--estimate",
@@ -221,6 +201,6 @@ fn estimate_is_exact_for_single_member_gzip_and_streams_the_rest() {
 
     // The table marks what it does not know.
     let out = run(&["measure", "--estimate", "--no-cache", &image]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = &out.stdout;
     assert!(text.contains('?') && text.contains("estimated:"), "{text}");
 }

@@ -4,12 +4,13 @@
 mod support;
 
 use std::path::Path;
-use std::process::Output;
 
 use serde_json::Value;
+use support::fixture::demo;
+use support::json::u;
 use support::layout::{Comp, LayerSpec, LayoutBuilder};
 use support::registry::Registry;
-use support::sizeguard;
+use support::run::Run;
 
 /// The real node of the issue: kubelet `/stats/summary`, `node.runtime.imageFs`.
 const CAPACITY: u64 = 21_462_233_088;
@@ -35,37 +36,9 @@ fn summary(name: &str, capacity: u64, available: u64) -> Value {
     })
 }
 
-fn run(args: &[&str], cwd: Option<&Path>, env: &[(&str, &str)]) -> Output {
-    let mut cmd = sizeguard();
-    cmd.arg("check").args(args).env_remove("GITHUB_ACTIONS");
-    if let Some(d) = cwd {
-        cmd.current_dir(d);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run sizeguard");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    out
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exit code")
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
-
-fn fixture(tag: &str) -> String {
-    format!("oci:{}/fixtures/demo:{tag}", env!("CARGO_MANIFEST_DIR"))
+/// `sizeguard check ARGS`.
+fn check(args: &[&str]) -> Run {
+    Run::new(["check"]).args(args)
 }
 
 /// A baseline and a candidate that adds a ~600 MB layer (compressible in
@@ -92,10 +65,8 @@ fn build_pair(dir: &Path) -> LayoutBuilder {
             .file_compressible("usr/local/cuda/lib64/libcublasLt.so.12", 480 << 20),
         Comp::Gzip,
     );
-    let v1 = b.add_image(&[base.clone(), deps.clone()], "linux", "amd64", None, false);
-    let v2 = b.add_image(&[base, deps, cuda], "linux", "amd64", None, false);
-    b.tag_image(&v1, "v1");
-    b.tag_image(&v2, "v2");
+    b.add_tagged_image(&[base.clone(), deps.clone()], "v1");
+    b.add_tagged_image(&[base, deps, cuda], "v2");
     b
 }
 
@@ -118,13 +89,11 @@ fn growth_and_node_budget_on_a_real_registry() {
     ];
 
     // 10% growth: fails, exit 1.
-    let out = run(
-        &[&pair[..], &["--max-growth", "10%", "--format", "json"]].concat(),
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 1, "{}", String::from_utf8_lossy(&out.stderr));
-    let report = json(&out);
+    let out = check(&pair)
+        .args(["--max-growth", "10%", "--format", "json"])
+        .run();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let report = out.json();
     assert_eq!(report["verdict"], "fail");
     let p = &report["platforms"][0];
     let growth = p["growth"]["disk_bytes"].as_i64().unwrap();
@@ -150,13 +119,11 @@ fn growth_and_node_budget_on_a_real_registry() {
     );
 
     // 2 GiB growth: passes, exit 0.
-    let out = run(
-        &[&pair[..], &["--max-growth", "2GiB", "--format", "json"]].concat(),
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(json(&out)["verdict"], "pass");
+    let out = check(&pair)
+        .args(["--max-growth", "2GiB", "--format", "json"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["verdict"], "pass");
 
     // A node from the test vector, scaled down so the rollout cost exceeds
     // its GC headroom by one byte.
@@ -166,24 +133,18 @@ fn growth_and_node_budget_on_a_real_registry() {
     let floor = (16 * capacity as u128).div_ceil(100) as u64;
     let tight = (floor + rollout - 1).to_string();
     let cap = capacity.to_string();
-    let out = run(
-        &[
-            &pair[..],
-            &[
-                "--node-capacity",
-                &cap,
-                "--node-available",
-                &tight,
-                "--format",
-                "json",
-            ],
-        ]
-        .concat(),
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 1, "{}", String::from_utf8_lossy(&out.stderr));
-    let report = json(&out);
+    let out = check(&pair)
+        .args([
+            "--node-capacity",
+            &cap,
+            "--node-available",
+            &tight,
+            "--format",
+            "json",
+        ])
+        .run();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let report = out.json();
     assert_eq!(report["node"]["gc_headroom"].as_u64(), Some(rollout - 1));
     let f = &report["findings"][0];
     assert_eq!(f["rule"], "gc_headroom");
@@ -194,97 +155,74 @@ fn growth_and_node_budget_on_a_real_registry() {
     );
 
     // Softened to a warning: exit 0, verdict warn.
-    let out = run(
-        &[
-            &pair[..],
-            &[
-                "--node-capacity",
-                &cap,
-                "--node-available",
-                &tight,
-                "--gc-headroom-level",
-                "warn",
-                "--format",
-                "json",
-            ],
-        ]
-        .concat(),
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 0);
-    assert_eq!(json(&out)["verdict"], "warn");
+    let out = check(&pair)
+        .args([
+            "--node-capacity",
+            &cap,
+            "--node-available",
+            &tight,
+            "--gc-headroom-level",
+            "warn",
+            "--format",
+            "json",
+        ])
+        .run();
+    assert_eq!(out.code, 0);
+    assert_eq!(out.json()["verdict"], "warn");
 
     // A larger node: passes.
     let roomy = (floor + rollout + (1 << 30)).to_string();
-    let out = run(
-        &[
-            &pair[..],
-            &["--node-capacity", &cap, "--node-available", &roomy],
-        ]
-        .concat(),
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = check(&pair)
+        .args(["--node-capacity", &cap, "--node-available", &roomy])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = &out.stdout;
     assert!(text.starts_with("✅ app grew +"), "{text}");
     assert!(text.contains("verdict: pass"), "{text}");
 
     // Exit codes: configuration error 2, unmeasurable 3.
-    let out = run(
-        &[&pair[..], &["--gc-high", "80", "--gc-low", "90"]].concat(),
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 2);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = check(&pair)
+        .args(["--gc-high", "80", "--gc-low", "90"])
+        .run();
+    assert_eq!(out.code, 2);
+    let err = &out.stderr;
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let missing = format!("{}/team/app:nope", reg.addr);
-    let out = run(
-        &[
-            "--candidate",
-            &missing,
-            "--baseline",
-            &base,
-            "-q",
-            "--no-config",
-        ],
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 3);
+    let out = check(&[
+        "--candidate",
+        &missing,
+        "--baseline",
+        &base,
+        "-q",
+        "--no-config",
+    ])
+    .run();
+    assert_eq!(out.code, 3);
     // A baseline that does not exist yet: an error, or a warning when optional.
-    let out = run(
-        &[
-            "--candidate",
-            &cand,
-            "--baseline",
-            &missing,
-            "-q",
-            "--no-config",
-        ],
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 3, "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(
-        &[
-            "--candidate",
-            &cand,
-            "--baseline",
-            &missing,
-            "--baseline-optional",
-            "-q",
-            "--no-config",
-            "--format",
-            "json",
-        ],
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let report = json(&out);
+    let out = check(&[
+        "--candidate",
+        &cand,
+        "--baseline",
+        &missing,
+        "-q",
+        "--no-config",
+    ])
+    .run();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let out = check(&[
+        "--candidate",
+        &cand,
+        "--baseline",
+        &missing,
+        "--baseline-optional",
+        "-q",
+        "--no-config",
+        "--format",
+        "json",
+    ])
+    .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = out.json();
     assert_eq!(report["verdict"], "warn");
     assert_eq!(report["findings"][0]["rule"], "baseline_missing");
 }
@@ -298,7 +236,7 @@ fn test_vector_gives_the_stated_gc_headroom() {
         serde_json::to_vec(&summary("ip-10-0-1-23", CAPACITY, AVAILABLE)).unwrap(),
     )
     .unwrap();
-    let (c1, c2) = (fixture("v2"), fixture("v1"));
+    let (c1, c2) = (demo("v2"), demo("v1"));
     let base = [
         "--candidate",
         c1.as_str(),
@@ -309,43 +247,33 @@ fn test_vector_gives_the_stated_gc_headroom() {
         "--no-config",
     ];
 
-    let out = run(
-        &[&base[..], &["--node-stats", stats.to_str().unwrap()]].concat(),
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let node = &json(&out)["node"];
+    let out = check(&base)
+        .args(["--node-stats", stats.to_str().unwrap()])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let node = &out.json()["node"];
     assert_eq!(node["gc_headroom"].as_i64(), Some(GC_HEADROOM));
     assert_eq!(node["usage_percent"], 20);
     assert_eq!(node["name"], "ip-10-0-1-23");
     assert_eq!(node["inode_headroom"].as_i64(), Some(10_375_082 - 524_236));
 
     let (c, a) = (CAPACITY.to_string(), AVAILABLE.to_string());
-    let out = run(
-        &[&base[..], &["--node-capacity", &c, "--node-available", &a]].concat(),
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 0);
+    let out = check(&base)
+        .args(["--node-capacity", &c, "--node-available", &a])
+        .run();
+    assert_eq!(out.code, 0);
     assert_eq!(
-        json(&out)["node"]["gc_headroom"].as_i64(),
+        out.json()["node"]["gc_headroom"].as_i64(),
         Some(GC_HEADROOM)
     );
 
     // Quantities: 20Gi capacity, 5Gi used.
-    let out = run(
-        &[
-            &base[..],
-            &["--node-capacity", "20Gi", "--node-used", "5Gi"],
-        ]
-        .concat(),
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 0);
+    let out = check(&base)
+        .args(["--node-capacity", "20Gi", "--node-used", "5Gi"])
+        .run();
+    assert_eq!(out.code, 0);
     assert_eq!(
-        json(&out)["node"]["available_bytes"].as_u64(),
+        out.json()["node"]["available_bytes"].as_u64(),
         Some(15 << 30)
     );
 
@@ -360,59 +288,49 @@ fn test_vector_gives_the_stated_gc_headroom() {
         .unwrap(),
     )
     .unwrap();
-    let out = run(
-        &[&base[..], &["--node-stats", many.to_str().unwrap()]].concat(),
-        None,
-        &[],
-    );
-    let report = json(&out);
+    let out = check(&base)
+        .args(["--node-stats", many.to_str().unwrap()])
+        .run();
+    let report = out.json();
     assert_eq!(report["node"]["name"], "tight");
     assert_eq!(report["node"]["nodes_considered"], 2);
     // From standard input too.
-    let mut cmd = sizeguard();
-    cmd.arg("check")
-        .args(base)
+    let out = check(&base)
         .args(["--node-stats", "-"])
-        .env_remove("GITHUB_ACTIONS");
-    cmd.stdin(std::fs::File::open(&stats).unwrap());
-    let out = cmd.output().unwrap();
+        .stdin(std::fs::read_to_string(&stats).unwrap())
+        .run();
     assert_eq!(
-        json(&out)["node"]["gc_headroom"].as_i64(),
+        out.json()["node"]["gc_headroom"].as_i64(),
         Some(GC_HEADROOM)
     );
 
     // A stats file that is not one: exit 2, one line.
     std::fs::write(&stats, b"{\"node\": {}}").unwrap();
-    let out = run(
-        &[&base[..], &["--node-stats", stats.to_str().unwrap()]].concat(),
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 2);
+    let out = check(&base)
+        .args(["--node-stats", stats.to_str().unwrap()])
+        .run();
+    assert_eq!(out.code, 2);
 }
 
 /// Figures recomputed from `measure`'s JSON, independently of `check`.
 fn pull_and_disk(reference: &str) -> (u64, u64, u64) {
-    let out = sizeguard()
-        .args(["measure", "--format", "json", "-q", reference])
-        .output()
-        .unwrap();
-    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = Run::new(["measure", "--format", "json", "-q", reference])
+        .run()
+        .json();
     let img = &m["images"][0];
-    let pull = img["manifest_bytes"].as_u64().unwrap()
-        + img["config_bytes"].as_u64().unwrap()
-        + img["totals"]["compressed_bytes"].as_u64().unwrap();
+    let pull =
+        u(&img["manifest_bytes"]) + u(&img["config_bytes"]) + u(&img["totals"]["compressed_bytes"]);
     let layers = img["layers"].as_array().unwrap().len() as u64;
     (
         pull,
-        img["totals"]["disk_bytes"].as_u64().unwrap(),
-        img["totals"]["inodes"].as_u64().unwrap() + layers + 2,
+        u(&img["totals"]["disk_bytes"]),
+        u(&img["totals"]["inodes"]) + layers + 2,
     )
 }
 
 #[test]
 fn json_and_markdown_reports_carry_the_figures() {
-    let (c, b) = (fixture("v2"), fixture("v1"));
+    let (c, b) = (demo("v2"), demo("v1"));
     let args = [
         "--candidate",
         c.as_str(),
@@ -424,9 +342,9 @@ fn json_and_markdown_reports_carry_the_figures() {
         "--warn-growth",
         "node_bytes=100KiB",
     ];
-    let out = run(&[&args[..], &["--format", "json"]].concat(), None, &[]);
-    assert_eq!(code(&out), 1);
-    let r = json(&out);
+    let out = check(&args).args(["--format", "json"]).run();
+    assert_eq!(out.code, 1);
+    let r = out.json();
     assert_eq!(r["schema_version"], 1);
     assert_eq!(r["kind"], "check");
     let p = &r["platforms"][0];
@@ -479,9 +397,9 @@ fn json_and_markdown_reports_carry_the_figures() {
         )
     );
 
-    let out = run(&[&args[..], &["--format", "markdown"]].concat(), None, &[]);
-    assert_eq!(code(&out), 1);
-    let md = String::from_utf8(out.stdout).unwrap();
+    let out = check(&args).args(["--format", "markdown"]).run();
+    assert_eq!(out.code, 1);
+    let md = out.stdout;
     let first = md.lines().next().unwrap();
     let growth_kib = (cp + cd - bp - bd) as f64 / 1024.0;
     assert!(first.starts_with("❌ **demo** grew +"), "{first}");
@@ -505,10 +423,8 @@ fn github_actions_outputs_summary_and_annotations() {
     let tmp = tempfile::tempdir().unwrap();
     let output = tmp.path().join("output");
     let summary = tmp.path().join("summary.md");
-    let (c, b) = (fixture("v2"), fixture("v1"));
-    let mut cmd = sizeguard();
-    cmd.args([
-        "check",
+    let (c, b) = (demo("v2"), demo("v1"));
+    let out = check(&[
         "--candidate",
         &c,
         "--baseline",
@@ -520,9 +436,9 @@ fn github_actions_outputs_summary_and_annotations() {
     .args(["--node-capacity", "20Gi", "--node-available", "10Gi"])
     .env("GITHUB_ACTIONS", "true")
     .env("GITHUB_OUTPUT", &output)
-    .env("GITHUB_STEP_SUMMARY", &summary);
-    let out = cmd.output().unwrap();
-    assert_eq!(code(&out), 1);
+    .env("GITHUB_STEP_SUMMARY", &summary)
+    .run();
+    assert_eq!(out.code, 1);
     let outputs = std::fs::read_to_string(&output).unwrap();
     let kv: std::collections::HashMap<&str, &str> =
         outputs.lines().filter_map(|l| l.split_once('=')).collect();
@@ -536,7 +452,7 @@ fn github_actions_outputs_summary_and_annotations() {
     assert!(headroom > 0 && headroom < 10 << 30);
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.starts_with("❌ **demo** grew"), "{md}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = &out.stderr;
     assert!(
         stderr.contains("::error title=sizeguard growth::pull_bytes grew"),
         "{stderr}"
@@ -553,7 +469,7 @@ fn policy_file_profiles_and_unknown_keys() {
         "warn-growth = \"5%\"\n\n[nodes.gpu]\ncapacity = \"100Gi\"\navailable = \"16Gi\"\n\n[nodes.cpu]\ncapacity = \"50Gi\"\nused = \"10Gi\"\n",
     )
     .unwrap();
-    let (c, b) = (fixture("v2"), fixture("v1"));
+    let (c, b) = (demo("v2"), demo("v1"));
     let args = [
         "--candidate",
         c.as_str(),
@@ -563,49 +479,38 @@ fn policy_file_profiles_and_unknown_keys() {
         "json",
     ];
     // Found in a parent directory; the warn rule applies.
-    let out = run(&args, Some(&nested), &[]);
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let r = json(&out);
+    let out = check(&args).cwd(&nested).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let r = out.json();
     assert_eq!(r["verdict"], "warn");
     assert!(r["node"].is_null());
     // A profile: 16Gi of 100Gi available is exactly the GC floor, so no headroom.
-    let out = run(
-        &[&args[..], &["--node-profile", "gpu"]].concat(),
-        Some(&nested),
-        &[],
-    );
-    assert_eq!(code(&out), 1);
-    let r = json(&out);
+    let out = check(&args)
+        .args(["--node-profile", "gpu"])
+        .cwd(&nested)
+        .run();
+    assert_eq!(out.code, 1);
+    let r = out.json();
     assert_eq!(r["node"]["label"], "gpu");
     assert_eq!(r["node"]["gc_headroom"], 0);
-    let out = run(
-        &[
-            &args[..],
-            &["--node-profile", "cpu", "--warn-growth", "1000%"],
-        ]
-        .concat(),
-        Some(&nested),
-        &[],
-    );
-    assert_eq!(code(&out), 0);
-    assert_eq!(json(&out)["verdict"], "pass", "flags override the file");
+    let out = check(&args)
+        .args(["--node-profile", "cpu", "--warn-growth", "1000%"])
+        .cwd(&nested)
+        .run();
+    assert_eq!(out.code, 0);
+    assert_eq!(out.json()["verdict"], "pass", "flags override the file");
     // Unknown profile and unknown keys: exit 2, named.
-    let out = run(
-        &[&args[..], &["--node-profile", "tpu"]].concat(),
-        Some(&nested),
-        &[],
-    );
-    assert_eq!(code(&out), 2);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cpu, gpu"));
+    let out = check(&args)
+        .args(["--node-profile", "tpu"])
+        .cwd(&nested)
+        .run();
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("cpu, gpu"));
     let bad = tmp.path().join("bad.toml");
     std::fs::write(&bad, "max-grwoth = \"10%\"\n").unwrap();
-    let out = run(
-        &[&args[..], &["--config", bad.to_str().unwrap()]].concat(),
-        None,
-        &[],
-    );
-    assert_eq!(code(&out), 2);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = check(&args).args(["--config", bad.to_str().unwrap()]).run();
+    assert_eq!(out.code, 2);
+    let err = &out.stderr;
     assert!(err.contains("max-grwoth"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

@@ -6,39 +6,29 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use serde_json::{Value, json};
+use support::fixture::demo;
 use support::github_standin::{GithubStandin, Limit, Request};
+use support::run::{Out, Run};
 
 const TOKEN: &str = "ghs_s3cr3tT0kenForTests";
 const REPO: &str = "octo-org/shop";
 const MARKER: &str = "<!-- sizeguard:demo -->";
 
-fn fixture(tag: &str) -> String {
-    format!("oci:{}/fixtures/demo:{tag}", env!("CARGO_MANIFEST_DIR"))
-}
-
 /// A real `check --format json` report of the demo fixtures; `fail` adds a
 /// growth limit the candidate exceeds.
 fn report(dir: &Path, fail: bool) -> PathBuf {
     let path = dir.join(if fail { "fail.json" } else { "pass.json" });
-    let mut cmd = sizeguard();
-    cmd.args(["check", "--no-config", "--format", "json", "-o"])
+    let mut run = sizeguard(&["check", "--no-config", "--format", "json", "-o"])
         .arg(&path)
-        .args(["--candidate", &fixture("v2"), "--baseline", &fixture("v1")])
-        .env_remove("GITHUB_ACTIONS");
+        .args(["--candidate", &demo("v2"), "--baseline", &demo("v1")]);
     if fail {
-        cmd.args(["--max-growth", "10%"]);
+        run = run.args(["--max-growth", "10%"]);
     }
-    let out = cmd.output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(if fail { 1 } else { 0 }),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run.run();
+    assert_eq!(out.code, if fail { 1 } else { 0 }, "{}", out.stderr);
     path
 }
 
@@ -57,52 +47,32 @@ fn pr_event(dir: &Path, n: u64) -> PathBuf {
     )
 }
 
-/// `support::sizeguard()`, the layer cache off in the spelling clap's bool
+/// `sizeguard ARGS`, the layer cache off in the spelling clap's bool
 /// parser takes.
-fn sizeguard() -> Command {
-    let mut cmd = support::sizeguard();
-    cmd.env("SIZEGUARD_NO_CACHE", "true");
-    cmd
+fn sizeguard(args: &[&str]) -> Run {
+    Run::new(args).env("SIZEGUARD_NO_CACHE", "true")
 }
 
-/// `sizeguard ARGS` with the GitHub environment pointed at the stand-in.
-fn github_cmd(api: &GithubStandin, event: &Path, args: &[&str]) -> Command {
-    let mut cmd = sizeguard();
-    cmd.args(args)
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GH_TOKEN")
+/// `sizeguard ARGS` with the GitHub environment pointed at the stand-in;
+/// the token is never printed.
+fn github(api: &GithubStandin, event: &Path, args: &[&str]) -> Run {
+    sizeguard(args)
         .env("GITHUB_API_URL", api.url())
         .env("GITHUB_TOKEN", TOKEN)
         .env("GITHUB_REPOSITORY", REPO)
         .env("GITHUB_EVENT_PATH", event)
-        .env("SIZEGUARD_GITHUB_MAX_WAIT", "5");
-    cmd
+        .env("SIZEGUARD_GITHUB_MAX_WAIT", "5")
+        .secret(TOKEN)
 }
 
-fn run(mut cmd: Command) -> Output {
-    let out = cmd.output().expect("run sizeguard");
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!all.contains("panicked"), "{all}");
-    assert!(!all.contains(TOKEN), "the token was printed: {all}");
-    out
-}
-
-fn comment(api: &GithubStandin, event: &Path, report: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["comment", "--report", report.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    run(github_cmd(api, event, &args))
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: &Output) {
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(o));
+fn comment(api: &GithubStandin, event: &Path, report: &Path, extra: &[&str]) -> Out {
+    github(
+        api,
+        event,
+        &["comment", "--report", report.to_str().unwrap()],
+    )
+    .args(extra)
+    .run()
 }
 
 fn writes(reqs: &[Request]) -> Vec<&Request> {
@@ -140,11 +110,11 @@ fn first_run_creates_the_comment_and_the_second_edits_it_in_place() {
     let pass = report(dir.path(), false);
 
     let out = comment(&api, &ev, &pass, &[]);
-    ok(&out);
+    out.assert_ok();
     assert!(
-        stderr(&out).contains("comment created on #42"),
+        out.stderr.contains("comment created on #42"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
     let reqs = api.requests();
     for r in &reqs {
@@ -176,11 +146,11 @@ fn first_run_creates_the_comment_and_the_second_edits_it_in_place() {
     api.clear_requests();
     let fail = report(dir.path(), true);
     let out = comment(&api, &ev, &fail, &[]);
-    ok(&out); // the comment command does not judge: the check did
+    out.assert_ok(); // the comment command does not judge: the check did
     assert!(
-        stderr(&out).contains("comment updated on #42"),
+        out.stderr.contains("comment updated on #42"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
     let reqs = api.requests();
     for r in &reqs {
@@ -214,25 +184,25 @@ fn on_change_leaves_an_unchanged_comment_alone() {
     let api = GithubStandin::start(TOKEN);
     let ev = pr_event(dir.path(), 5);
     let pass = report(dir.path(), false);
-    ok(&comment(&api, &ev, &pass, &["--mode", "on-change"]));
+    comment(&api, &ev, &pass, &["--mode", "on-change"]).assert_ok();
     assert_eq!(writes(&api.requests()).len(), 1);
 
     api.clear_requests();
     let out = comment(&api, &ev, &pass, &["--mode", "on-change"]);
-    ok(&out);
-    assert!(stderr(&out).contains("unchanged"), "{}", stderr(&out));
+    out.assert_ok();
+    assert!(out.stderr.contains("unchanged"), "{}", out.stderr);
     assert!(writes(&api.requests()).is_empty(), "{:#?}", api.requests());
 
     // A changed report is written.
     api.clear_requests();
     let fail = report(dir.path(), true);
-    ok(&comment(&api, &ev, &fail, &["--mode", "on-change"]));
+    comment(&api, &ev, &fail, &["--mode", "on-change"]).assert_ok();
     assert_eq!(writes(&api.requests()).len(), 1);
     assert_eq!(api.comments(5).len(), 1);
 
     // `always` edits even an identical report (one call, still one comment).
     api.clear_requests();
-    ok(&comment(&api, &ev, &fail, &[]));
+    comment(&api, &ev, &fail, &[]).assert_ok();
     assert_eq!(writes(&api.requests()).len(), 1);
     assert_eq!(api.comments(5).len(), 1);
 }
@@ -246,22 +216,22 @@ fn on_failure_comments_only_on_failure_but_keeps_an_old_comment_current() {
     let fail = report(dir.path(), true);
 
     let out = comment(&api, &ev, &pass, &["--mode", "on-failure"]);
-    ok(&out);
-    assert!(stderr(&out).contains("no comment"), "{}", stderr(&out));
+    out.assert_ok();
+    assert!(out.stderr.contains("no comment"), "{}", out.stderr);
     assert!(api.comments(9).is_empty());
 
-    ok(&comment(&api, &ev, &fail, &["--mode", "on-failure"]));
+    comment(&api, &ev, &fail, &["--mode", "on-failure"]).assert_ok();
     assert_eq!(api.comments(9).len(), 1);
     assert!(api.comments(9)[0].body.contains("❌"));
 
     // Fixed: the failing comment must not stay stale.
-    ok(&comment(&api, &ev, &pass, &["--mode", "on-failure"]));
+    comment(&api, &ev, &pass, &["--mode", "on-failure"]).assert_ok();
     let c = api.comments(9);
     assert_eq!(c.len(), 1);
     assert!(c[0].body.contains("✅"), "{}", c[0].body);
 
     api.clear_requests();
-    ok(&comment(&api, &ev, &fail, &["--mode", "never"]));
+    comment(&api, &ev, &fail, &["--mode", "never"]).assert_ok();
     assert!(api.requests().is_empty());
 }
 
@@ -273,11 +243,11 @@ fn a_read_only_fork_token_degrades_to_one_notice() {
     let ev = pr_event(dir.path(), 77);
     let fail = report(dir.path(), true);
 
-    let mut cmd = github_cmd(&api, &ev, &["comment", "--report", fail.to_str().unwrap()]);
-    cmd.env("GITHUB_ACTIONS", "true");
-    let out = run(cmd);
-    ok(&out);
-    let err = stderr(&out);
+    let out = github(&api, &ev, &["comment", "--report", fail.to_str().unwrap()])
+        .env("GITHUB_ACTIONS", "true")
+        .run();
+    out.assert_ok();
+    let err = &out.stderr;
     let notices: Vec<&str> = err.lines().filter(|l| l.starts_with("::notice")).collect();
     assert_eq!(notices.len(), 1, "{err}");
     assert!(notices[0].contains("403"), "{err}");
@@ -289,16 +259,16 @@ fn a_read_only_fork_token_degrades_to_one_notice() {
 
     // `check --comment` keeps the verdict's exit code (1) and still wrote its report.
     let json = dir.path().join("r.json");
-    let mut cmd = github_cmd(
+    let out = github(
         &api,
         &ev,
         &[
             "check",
             "--no-config",
             "--candidate",
-            &fixture("v2"),
+            &demo("v2"),
             "--baseline",
-            &fixture("v1"),
+            &demo("v1"),
             "--max-growth",
             "10%",
             "--format",
@@ -307,15 +277,15 @@ fn a_read_only_fork_token_degrades_to_one_notice() {
             json.to_str().unwrap(),
             "--comment",
         ],
-    );
-    cmd.env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_OUTPUT", dir.path().join("out"))
-        .env("GITHUB_STEP_SUMMARY", dir.path().join("summary"));
-    let out = run(cmd);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    )
+    .env("GITHUB_ACTIONS", "true")
+    .env("GITHUB_OUTPUT", dir.path().join("out"))
+    .env("GITHUB_STEP_SUMMARY", dir.path().join("summary"))
+    .run();
+    assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(json.exists());
     assert_eq!(
-        stderr(&out)
+        out.stderr
             .lines()
             .filter(|l| l.starts_with("::notice"))
             .count(),
@@ -335,7 +305,7 @@ fn the_marker_is_found_on_the_second_page() {
     let ev = pr_event(dir.path(), 3);
     let pass = report(dir.path(), false);
 
-    ok(&comment(&api, &ev, &pass, &[]));
+    comment(&api, &ev, &pass, &[]).assert_ok();
     let reqs = api.requests();
     let gets: Vec<&Request> = reqs.iter().filter(|r| r.method == "GET").collect();
     assert_eq!(gets.len(), 2, "{gets:#?}");
@@ -351,7 +321,7 @@ fn the_marker_is_found_on_the_second_page() {
     // Smaller pages (GitHub may cap per_page): three pages, same result.
     api.state().page_size = Some(50);
     api.clear_requests();
-    ok(&comment(&api, &ev, &pass, &[]));
+    comment(&api, &ev, &pass, &[]).assert_ok();
     let reqs = api.requests();
     assert_eq!(reqs.iter().filter(|r| r.method == "GET").count(), 3);
     assert_eq!(
@@ -372,9 +342,9 @@ fn rate_limits_are_waited_out_and_retried() {
     api.state().limits = vec![Limit::Primary { secs: 1 }];
     let t = Instant::now();
     let out = comment(&api, &ev, &pass, &[]);
-    ok(&out);
+    out.assert_ok();
     assert!(t.elapsed().as_secs_f64() >= 1.0, "{:?}", t.elapsed());
-    assert_eq!(api.comments(11).len(), 1, "{}", stderr(&out));
+    assert_eq!(api.comments(11).len(), 1, "{}", out.stderr);
     let reqs = api.requests();
     assert_eq!(reqs.len(), 3, "{reqs:#?}"); // limited GET, GET, POST
     assert_eq!(reqs[0].path, reqs[1].path);
@@ -385,21 +355,24 @@ fn rate_limits_are_waited_out_and_retried() {
         s.limits = vec![Limit::Secondary { secs: 1 }, Limit::Secondary { secs: 1 }];
     }
     let t = Instant::now();
-    ok(&comment(&api, &ev, &pass, &[]));
+    comment(&api, &ev, &pass, &[]).assert_ok();
     assert!(t.elapsed().as_secs_f64() >= 2.0, "{:?}", t.elapsed());
     assert_eq!(api.comments(11).len(), 1);
     assert_eq!(api.requests().len(), 4); // 429, 429, GET, PATCH
 
-    // Bounded: a limit that does not lift is an error (exit 3), not a hang.
+    // Bounded: a limit that does not lift is an error (exit 3), not a hang;
+    // each wait before it was announced on a notice line of its own.
     api.state().limits = vec![Limit::Secondary { secs: 1 }; 10];
-    let out = comment(&api, &ev, &pass, &[]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("rate limited"), "{}", stderr(&out));
+    let out = github(&api, &ev, &["comment", "--report", pass.to_str().unwrap()])
+        .failure_may_also_print("sizeguard: notice: GitHub API rate limit (429): waiting ")
+        .run();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("rate limited"), "{}", out.stderr);
     // A reset further away than we wait fails at once.
     api.state().limits = vec![Limit::Primary { secs: 3600 }];
     let t = Instant::now();
     let out = comment(&api, &ev, &pass, &[]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(t.elapsed().as_secs() < 5);
 }
 
@@ -408,27 +381,25 @@ fn github_enterprise_api_prefix_and_check_comment_with_pr_flag() {
     let api = GithubStandin::start_with_prefix(TOKEN, "/api/v3");
     api.seed(1, "someone", "first");
     // No event file: outside Actions, `--pr` says where.
-    let mut cmd = sizeguard();
-    cmd.args([
+    let out = sizeguard(&[
         "check",
         "--no-config",
         "--candidate",
-        &fixture("v2"),
+        &demo("v2"),
         "--baseline",
-        &fixture("v1"),
+        &demo("v1"),
         "--comment",
         "--pr",
         "1",
     ])
-    .env_remove("GITHUB_ACTIONS")
-    .env_remove("GITHUB_EVENT_PATH")
     .env("GITHUB_API_URL", api.url())
     .env("GITHUB_TOKEN", TOKEN)
-    .env("GITHUB_REPOSITORY", REPO);
-    let out = run(cmd);
-    ok(&out);
+    .env("GITHUB_REPOSITORY", REPO)
+    .secret(TOKEN)
+    .run();
+    out.assert_ok();
     // The table still goes to stdout.
-    assert!(String::from_utf8_lossy(&out.stdout).contains("demo"));
+    assert!(out.stdout.contains("demo"));
     let reqs = api.requests();
     assert!(
         reqs.iter()
@@ -455,7 +426,7 @@ fn workflow_run_posts_on_the_pull_request_of_the_event_even_from_a_fork() {
             "head_repository": {"owner": {"login": "octo-org"}},
             "pull_requests": [{"number": 21}]}}),
     );
-    ok(&comment(&api, &listed, &pass, &[]));
+    comment(&api, &listed, &pass, &[]).assert_ok();
     assert_eq!(api.comments(21).len(), 1);
 
     // A fork: GitHub lists no pull request; it is found by head owner:branch and sha.
@@ -471,7 +442,7 @@ fn workflow_run_posts_on_the_pull_request_of_the_event_even_from_a_fork() {
     );
     api.clear_requests();
     let out = comment(&api, &fork, &pass, &[]);
-    ok(&out);
+    out.assert_ok();
     let reqs = api.requests();
     assert_eq!(reqs[0].path, "/repos/octo-org/shop/pulls");
     assert!(
@@ -479,7 +450,7 @@ fn workflow_run_posts_on_the_pull_request_of_the_event_even_from_a_fork() {
         "{}",
         reqs[0].query
     );
-    assert_eq!(api.comments(31).len(), 1, "{}", stderr(&out));
+    assert_eq!(api.comments(31).len(), 1, "{}", out.stderr);
 }
 
 #[test]
@@ -489,26 +460,26 @@ fn missing_settings_are_usage_errors_and_bad_tokens_are_named() {
     let pass = report(dir.path(), false);
     let ev = pr_event(dir.path(), 2);
 
-    let mut cmd = github_cmd(&api, &ev, &["comment", "--report", pass.to_str().unwrap()]);
-    cmd.env_remove("GITHUB_TOKEN");
-    let out = run(cmd);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("GITHUB_TOKEN"), "{}", stderr(&out));
+    let out = github(&api, &ev, &["comment", "--report", pass.to_str().unwrap()])
+        .env_remove("GITHUB_TOKEN")
+        .run();
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("GITHUB_TOKEN"), "{}", out.stderr);
 
     let push = event(dir.path(), json!({"ref": "refs/heads/main"}));
     let out = comment(&api, &push, &pass, &[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--pr"), "{}", stderr(&out));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--pr"), "{}", out.stderr);
 
-    let mut cmd = github_cmd(&api, &ev, &["comment", "--report", pass.to_str().unwrap()]);
-    cmd.env("GITHUB_TOKEN", "ghs_wrongWrongWrong");
-    let out = run(cmd);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
-    assert!(!stderr(&out).contains("ghs_wrongWrongWrong"));
+    let out = github(&api, &ev, &["comment", "--report", pass.to_str().unwrap()])
+        .env("GITHUB_TOKEN", "ghs_wrongWrongWrong")
+        .run();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("401"), "{}", out.stderr);
+    assert!(!out.stderr.contains("ghs_wrongWrongWrong"));
 
     // The token can come on standard input instead.
-    let mut cmd = github_cmd(
+    let out = github(
         &api,
         &ev,
         &[
@@ -517,27 +488,17 @@ fn missing_settings_are_usage_errors_and_bad_tokens_are_named() {
             pass.to_str().unwrap(),
             "--github-token-stdin",
         ],
-    );
-    cmd.env_remove("GITHUB_TOKEN").stdin(Stdio::piped());
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{TOKEN}\n").as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    ok(&out);
+    )
+    .env_remove("GITHUB_TOKEN")
+    .stdin(format!("{TOKEN}\n"))
+    .run();
+    out.assert_ok();
     assert_eq!(api.comments(2).len(), 1);
 
     // Not a check report.
     let junk = dir.path().join("junk.json");
     std::fs::write(&junk, "{\"schema_version\": 1, \"images\": []}").unwrap();
     let out = comment(&api, &ev, &junk, &[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("kind"), "{}", stderr(&out));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("kind"), "{}", out.stderr);
 }

@@ -10,11 +10,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use support::fixture::{DEMO, demo, demo_dir};
 use support::ground_truth::unpack_and_measure;
 use support::layout::{BuiltLayer, Comp, LayerSpec, LayoutBuilder};
-use support::sizeguard;
-
-const FIXTURE: &str = "fixtures/demo";
+use support::run::Run;
 
 /// v1: a small base and a library layer; v2 adds an application layer that
 /// also deletes and shadows files of the base.
@@ -53,16 +52,8 @@ fn build(dir: &Path) -> (LayoutBuilder, Vec<BuiltLayer>) {
             .file_compressible("app/assets.pak", 64 * 1024),
         Comp::Gzip,
     );
-    let v1 = b.add_image(&[base.clone(), lib.clone()], "linux", "amd64", None, false);
-    let v2 = b.add_image(
-        &[base.clone(), lib.clone(), app.clone()],
-        "linux",
-        "amd64",
-        None,
-        false,
-    );
-    b.tag_image(&v1, "v1");
-    b.tag_image(&v2, "v2");
+    b.add_tagged_image(&[base.clone(), lib.clone()], "v1");
+    b.add_tagged_image(&[base.clone(), lib.clone(), app.clone()], "v2");
     (b, vec![base, lib, app])
 }
 
@@ -87,8 +78,7 @@ fn files_under(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 #[test]
 fn committed_fixture_is_reproducible_and_measured_right() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fixture = root.join(FIXTURE);
+    let fixture = demo_dir();
     let tmp = tempfile::tempdir().unwrap();
     let fresh = tmp.path().join("demo");
     let (_b, layers) = build(&fresh);
@@ -103,20 +93,12 @@ fn committed_fixture_is_reproducible_and_measured_right() {
     }
     assert!(
         files_under(&fixture) == files_under(&fresh),
-        "{FIXTURE} differs from what the builder makes; regenerate with SIZEGUARD_REGEN_FIXTURES=1 cargo test --test fixtures"
+        "{DEMO} differs from what the builder makes; regenerate with SIZEGUARD_REGEN_FIXTURES=1 cargo test --test fixtures"
     );
 
-    let out = sizeguard()
-        .args(["measure", "--format", "json", "-q"])
-        .arg(format!("oci:{}:v2", fixture.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = Run::new(["measure", "--format", "json", "-q", &demo("v2")]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = out.json();
     let got = report["images"][0]["layers"].as_array().unwrap();
     assert_eq!(got.len(), 3);
     for (l, b) in got.iter().zip(&layers) {

@@ -6,13 +6,13 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 use support::ground_truth::{Truth, unpack_and_measure};
+use support::json::{LAYER_FIGURES, u, within_pct};
 use support::layout::{BuiltLayer, Comp, LayerSpec, LayoutBuilder};
 use support::registry::{Registry, copy_to_docker_archive, copy_to_oci_archive};
-use support::sizeguard;
+use support::run::Run;
 
 /// A Debian-like base: thousands of small files in a deep tree, symlinks
 /// short and long, hard links.
@@ -81,8 +81,7 @@ fn build(dir: &Path, comp: Comp, library_mb: u64) -> Image {
         b.add_layer(&library_spec(library_mb), comp),
         b.add_layer(&change_spec(), comp),
     ];
-    let img = b.add_image(&layers, "linux", "amd64", None, false);
-    b.tag_image(&img, "v1");
+    b.add_tagged_image(&layers, "v1");
     Image {
         layers,
         _builder: b,
@@ -90,21 +89,11 @@ fn build(dir: &Path, comp: Comp, library_mb: u64) -> Image {
 }
 
 fn measure_json(args: &[&str]) -> Value {
-    let out = sizeguard()
-        .args(["measure", "--format", "json", "-q"])
+    let out = Run::new(["measure", "--format", "json", "-q"])
         .args(args)
-        .output()
-        .expect("run sizeguard");
-    assert!(
-        out.status.success(),
-        "sizeguard {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON report")
-}
-
-fn within(actual: u64, truth: u64, pct: f64) -> bool {
-    (actual as f64 - truth as f64).abs() <= truth as f64 * pct / 100.0
+        .run();
+    assert_eq!(out.code, 0, "sizeguard {args:?} failed: {}", out.stderr);
+    out.json()
 }
 
 /// The opaque marker `.wh..wh..opq` is a file to GNU tar but no inode to
@@ -143,14 +132,14 @@ fn check_against_truth(
             expected_inodes(t, l)
         );
         assert!(
-            within(disk, t.disk_bytes, 1.0),
+            within_pct(disk, t.disk_bytes, 1),
             "{form} layer {i}: disk {disk} vs du {}",
             t.disk_bytes
         );
         let inodes = l["inodes"].as_u64().unwrap();
         let want = expected_inodes(t, l);
         assert!(
-            within(inodes, want, 1.0),
+            within_pct(inodes, want, 1),
             "{form} layer {i}: inodes {inodes} vs {want}"
         );
     }
@@ -175,20 +164,7 @@ fn unpacked_figures(report: &Value) -> Vec<Vec<u64>> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| {
-            [
-                "tar_bytes",
-                "content_bytes",
-                "disk_bytes",
-                "inodes",
-                "whiteouts",
-                "opaque_dirs",
-                "files",
-            ]
-            .iter()
-            .map(|k| l[*k].as_u64().unwrap())
-            .collect()
-        })
+        .map(|l| LAYER_FIGURES[1..].iter().map(|k| u(&l[*k])).collect())
         .collect()
 }
 
@@ -216,9 +192,9 @@ fn big_image_matches_gnu_tar_and_du_in_every_form() {
     let oci_archive = tmp.path().join("oci.tar");
     copy_to_oci_archive(&tmp.path().join("gz"), "v1", &oci_archive);
 
-    let registry_gz = measure_json(&[&format!("{}/big/app:gz", reg.addr)]);
+    let registry_gz = measure_json(&[&reg.reference("big/app:gz")]);
     check_against_truth(&registry_gz, &gz.layers, &truths, "registry gzip", true);
-    let registry_zst = measure_json(&[&format!("{}/big/app:zst", reg.addr)]);
+    let registry_zst = measure_json(&[&reg.reference("big/app:zst")]);
     check_against_truth(&registry_zst, &zst.layers, &truths, "registry zstd", true);
     let layout = measure_json(&[&format!("oci:{}:v1", tmp.path().join("gz").display())]);
     check_against_truth(&layout, &gz.layers, &truths, "oci layout", true);
@@ -263,26 +239,29 @@ fn big_image_matches_gnu_tar_and_du_in_every_form() {
     );
 }
 
-/// Peak RSS of one `sizeguard measure` run, from GNU time.
+/// Peak RSS of one `sizeguard measure` run, from GNU time (which writes its
+/// figures to a file, so that sizeguard's stderr stays its own).
 fn peak_rss_kib(reference: &str) -> u64 {
-    support::require_tool("/usr/bin/time", "time");
-    let out = Command::new("/usr/bin/time")
-        .arg("-v")
-        .arg(env!("CARGO_BIN_EXE_sizeguard"))
-        .env("SIZEGUARD_NO_CACHE", "1")
-        .args(["measure", "-q", "--format", "json", reference])
-        .output()
-        .expect("run /usr/bin/time");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "measure failed: {stderr}");
-    stderr
+    let time = support::require_tool("/usr/bin/time", "apt-get install time");
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let out = Run::new(["measure", "-q", "--format", "json", reference])
+        .wrapped_in([
+            time.as_os_str(),
+            "-v".as_ref(),
+            "-o".as_ref(),
+            report.path().as_os_str(),
+        ])
+        .run();
+    assert_eq!(out.code, 0, "measure failed: {}", out.stderr);
+    let figures = std::fs::read_to_string(report.path()).unwrap();
+    figures
         .lines()
         .find_map(|l| {
             l.trim()
                 .strip_prefix("Maximum resident set size (kbytes): ")
         })
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak RSS in: {stderr}"))
+        .unwrap_or_else(|| panic!("no peak RSS in: {figures}"))
 }
 
 #[test]
@@ -293,8 +272,8 @@ fn peak_memory_is_flat_and_under_64_mib() {
     let _large = build(&tmp.path().join("large"), Comp::Gzip, 600);
     reg.push_layout(&tmp.path().join("small"), "v1", "mem/app:small");
     reg.push_layout(&tmp.path().join("large"), "v1", "mem/app:large");
-    let small = peak_rss_kib(&format!("{}/mem/app:small", reg.addr));
-    let large = peak_rss_kib(&format!("{}/mem/app:large", reg.addr));
+    let small = peak_rss_kib(&reg.reference("mem/app:small"));
+    let large = peak_rss_kib(&reg.reference("mem/app:large"));
     eprintln!("peak RSS: small image {small} KiB, large image {large} KiB");
     assert!(large < 64 * 1024, "peak RSS {large} KiB is over 64 MiB");
     // Flat: a 20x larger image may not cost more than a few MiB more (the

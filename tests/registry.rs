@@ -11,13 +11,14 @@ mod support;
 use std::fs;
 use std::path::Path;
 
-use base64::Engine;
 use serde_json::{Value, json};
 
+use support::credentials::{basic_auth, write_auth_file, write_docker_config};
 use support::ground_truth::unpack_and_measure;
+use support::json::{LAYER_FIGURES, u, within_pct};
 use support::layout::*;
 use support::registry::{Registry, RegistryOpts};
-use support::run::{Out, sizeguard};
+use support::run::{Out, Run};
 
 // ---------------------------------------------------------------------------
 // Running sizeguard
@@ -25,35 +26,9 @@ use support::run::{Out, sizeguard};
 
 /// `measure --format json -q` of one reference, extra args appended.
 fn measure_json(reference: &str, extra: &[&str]) -> Out {
-    let mut args = vec!["measure", "--format", "json", "-q", reference];
-    args.extend_from_slice(extra);
-    sizeguard(&args, &[], None)
-}
-
-fn within_pct(actual: u64, expected: u64, pct: u64) -> bool {
-    actual.abs_diff(expected) * 100 <= expected * pct
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64()
-        .unwrap_or_else(|| panic!("expected an unsigned integer, got {v}"))
-}
-
-/// Path of a blob in the registry's filesystem storage.
-fn registry_blob(reg: &Registry, digest: &str) -> std::path::PathBuf {
-    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
-    let p = reg
-        .storage_dir
-        .join("docker/registry/v2/blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .join("data");
-    assert!(
-        p.is_file(),
-        "blob {digest} not in registry storage at {}",
-        p.display()
-    );
-    p
+    Run::new(["measure", "--format", "json", "-q", reference])
+        .args(extra)
+        .run()
 }
 
 fn image_platform(img: &Value) -> String {
@@ -116,13 +91,12 @@ fn plain_http_layers_match_ground_truth() {
         Comp::None,
     );
     let built = [gz, zst, raw];
-    let img = b.add_image(&built, "linux", "amd64", None, false);
-    b.tag_image(&img, "v1");
+    let img = b.add_tagged_image(&built, "v1");
 
     let reg = Registry::start();
     reg.push_layout(&dir, "v1", "test/plain:v1");
 
-    let reference = format!("{}/test/plain:v1", reg.addr);
+    let reference = reg.reference("test/plain:v1");
     let out = measure_json(&reference, &[]);
     out.assert_ok();
     let doc = out.json();
@@ -134,7 +108,7 @@ fn plain_http_layers_match_ground_truth() {
         image["reference"]
             .as_str()
             .unwrap()
-            .contains(&format!("{}/test/plain", reg.addr)),
+            .contains(&reg.reference("test/plain")),
         "reference: {}",
         image["reference"]
     );
@@ -155,17 +129,7 @@ fn plain_http_layers_match_ground_truth() {
 
     let layers = image["layers"].as_array().unwrap();
     assert_eq!(layers.len(), built.len());
-    let figure_names = [
-        "compressed_bytes",
-        "tar_bytes",
-        "content_bytes",
-        "disk_bytes",
-        "inodes",
-        "whiteouts",
-        "opaque_dirs",
-        "files",
-    ];
-    let mut sums = [0u64; 8];
+    let mut sums = [0u64; LAYER_FIGURES.len()];
     // (compression, opaque markers, whiteouts, regular files) per layer
     let expected = [("gzip", 1, 1, 4), ("zstd", 0, 1, 2), ("tar", 1, 0, 2)];
     for (i, (l, want)) in layers.iter().zip(&built).enumerate() {
@@ -212,11 +176,11 @@ fn plain_http_layers_match_ground_truth() {
             l["disk_bytes"],
             truth.disk_bytes
         );
-        for (k, name) in figure_names.iter().enumerate() {
+        for (k, name) in LAYER_FIGURES.iter().enumerate() {
             sums[k] += u(&l[*name]);
         }
     }
-    for (k, name) in figure_names.iter().enumerate() {
+    for (k, name) in LAYER_FIGURES.iter().enumerate() {
         assert_eq!(u(&image["totals"][*name]), sums[k], "totals.{name}");
     }
     // The merged view: usr/zeros is deleted by layer 2, tool and blob are
@@ -250,34 +214,15 @@ fn index_platform_selection() {
     let mut b = LayoutBuilder::new(&dir);
     let amd_layer = b.add_layer(&LayerSpec::new().file("amd", 30_000), Comp::Gzip);
     let arm_layer = b.add_layer(&LayerSpec::new().file("arm", 20_000), Comp::Gzip);
-    let amd64 = b.add_image(
+    let multi = b.add_multi_platform_index(
         std::slice::from_ref(&amd_layer),
-        "linux",
-        "amd64",
-        None,
-        false,
-    );
-    let arm64 = b.add_image(
         std::slice::from_ref(&arm_layer),
-        "linux",
-        "arm64",
-        Some("v8"),
-        false,
-    );
-    let att = b.add_attestation(&amd64);
-    let index = b.tag_index(
-        &[
-            (amd64.clone(), None),
-            (arm64.clone(), None),
-            (att.clone(), None),
-        ],
         "multi",
-        false,
     );
 
     let reg = Registry::start();
     reg.push_layout(&dir, "multi", "test/multi:v1");
-    let reference = format!("{}/test/multi:v1", reg.addr);
+    let reference = reg.reference("test/multi:v1");
 
     // Default: linux/amd64 only.
     let out = measure_json(&reference, &[]);
@@ -285,8 +230,8 @@ fn index_platform_selection() {
     let doc = out.json();
     let images = doc["images"].as_array().unwrap();
     assert_eq!(images.len(), 1, "{doc:#}");
-    assert_eq!(images[0]["digest"], amd64.digest.as_str());
-    assert_eq!(images[0]["index_digest"], index.digest.as_str());
+    assert_eq!(images[0]["digest"], multi.amd64.digest.as_str());
+    assert_eq!(images[0]["index_digest"], multi.index.digest.as_str());
     assert_eq!(image_platform(&images[0]), "linux/amd64");
     assert_eq!(
         images[0]["layers"][0]["digest"],
@@ -299,7 +244,7 @@ fn index_platform_selection() {
     let doc = out.json();
     let images = doc["images"].as_array().unwrap();
     assert_eq!(images.len(), 1, "{doc:#}");
-    assert_eq!(images[0]["digest"], arm64.digest.as_str());
+    assert_eq!(images[0]["digest"], multi.arm64.digest.as_str());
     assert_eq!(image_platform(&images[0]), "linux/arm64/v8");
     assert_eq!(
         images[0]["layers"][0]["digest"],
@@ -321,17 +266,20 @@ fn index_platform_selection() {
     assert_eq!(
         got,
         vec![
-            ("linux/amd64".to_string(), amd64.digest.clone()),
-            ("linux/arm64/v8".to_string(), arm64.digest.clone()),
+            ("linux/amd64".to_string(), multi.amd64.digest.clone()),
+            ("linux/arm64/v8".to_string(), multi.arm64.digest.clone()),
         ]
     );
-    assert!(!out.stdout.contains(&att.digest), "attestation measured");
+    assert!(
+        !out.stdout.contains(&multi.attestation.digest),
+        "attestation measured"
+    );
     assert!(
         !out.stdout.contains(MT_IN_TOTO),
         "attestation layer measured"
     );
     for i in images {
-        assert_eq!(i["index_digest"], index.digest.as_str());
+        assert_eq!(i["index_digest"], multi.index.digest.as_str());
     }
 
     // A platform the index does not have: exit 3, naming what it has.
@@ -364,22 +312,15 @@ fn docker_media_types() {
     );
     let raw = b.add_layer(&LayerSpec::new().file("plain", 3000), Comp::None);
     let arm_layer = b.add_layer(&LayerSpec::new().file("arm", 7000), Comp::Gzip);
-    let img = b.add_image(&[gz.clone(), raw.clone()], "linux", "amd64", None, true);
-    b.tag_image(&img, "docker");
-    let arm = b.add_image(
+    let DockerList {
+        image: img,
+        arm64: arm,
+        list,
+    } = b.add_docker_list(
+        &[gz.clone(), raw.clone()],
         std::slice::from_ref(&arm_layer),
-        "linux",
-        "arm64",
-        Some("v8"),
-        true,
-    );
-    let list = b.tag_index(
-        &[
-            (img.clone(), None),
-            (arm.clone(), Some(("linux", "arm64", Some("v8")))),
-        ],
+        "docker",
         "dockerlist",
-        true,
     );
 
     let reg = Registry::start();
@@ -387,7 +328,7 @@ fn docker_media_types() {
     reg.push_layout(&dir, "dockerlist", "test/dockerlist:v1");
 
     // Schema 2 image manifest.
-    let out = measure_json(&format!("{}/test/docker:v1", reg.addr), &[]);
+    let out = measure_json(&reg.reference("test/docker:v1"), &[]);
     out.assert_ok();
     let doc = out.json();
     let image = &doc["images"][0];
@@ -410,7 +351,7 @@ fn docker_media_types() {
     assert_eq!(u(&layers[1]["content_bytes"]), 3000);
 
     // Manifest list: default platform, then the arm64 instance.
-    let reference = format!("{}/test/dockerlist:v1", reg.addr);
+    let reference = reg.reference("test/dockerlist:v1");
     let out = measure_json(&reference, &[]);
     out.assert_ok();
     let doc = out.json();
@@ -444,209 +385,140 @@ const USER: &str = "alice";
 const PASSWORD: &str = "pw-Qx7Zr2-not-in-any-output";
 const WRONG_PASSWORD: &str = "wrong-Jk4Lm9-also-secret";
 
-fn small_image(dir: &Path, tag: &str) -> ImageDesc {
-    let mut b = LayoutBuilder::new(dir);
+/// A registry that wants `USER`/`PASSWORD` (over TLS when `tls`) holding one
+/// small image at `repo_and_tag`: the registry, the image, its reference.
+fn private_image(tmp: &Path, tls: bool, repo_and_tag: &str) -> (Registry, ImageDesc, String) {
+    let dir = tmp.join("layout");
+    let mut b = LayoutBuilder::new(&dir);
     let l = b.add_layer(
         &LayerSpec::new().dir("etc").file("etc/data", 20_000),
         Comp::Gzip,
     );
-    let img = b.add_image(&[l], "linux", "amd64", None, false);
-    b.tag_image(&img, tag);
-    img
-}
-
-fn auth_registry(tls: bool) -> Registry {
-    Registry::start_with(RegistryOpts {
+    let img = b.add_tagged_image(&[l], "v1");
+    let reg = Registry::start_with(RegistryOpts {
         htpasswd: Some((USER.into(), PASSWORD.into())),
         tls,
         ..Default::default()
-    })
+    });
+    reg.push_layout(&dir, "v1", repo_and_tag);
+    let reference = reg.reference(repo_and_tag);
+    (reg, img, reference)
 }
 
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-/// A docker-style config.json / containers auth.json with `auths` for `addr`.
-fn auths_json(addr: &str, user: &str, pass: &str) -> String {
-    json!({"auths": {addr: {"auth": b64(&format!("{user}:{pass}"))}}}).to_string()
-}
-
-/// No secret (in clear or base64) in anything sizeguard printed.
-#[track_caller]
-fn assert_no_secrets(out: &Out) {
+/// `sizeguard ARGS` against a private registry: no secret (in clear or
+/// base64) may appear in anything it prints.
+fn private(args: &[&str]) -> Run {
+    let mut run = Run::new(args);
     for secret in [PASSWORD, WRONG_PASSWORD] {
-        for s in [secret.to_string(), b64(&format!("{USER}:{secret}"))] {
-            assert!(
-                !out.stdout.contains(&s) && !out.stderr.contains(&s),
-                "a secret leaked into the output:\nstdout: {}\nstderr: {}",
-                out.stdout,
-                out.stderr
-            );
-        }
+        run = run.secret(secret).secret(&basic_auth(USER, secret));
     }
+    run
 }
 
 #[test]
 fn basic_auth_plain_http() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("layout");
-    let img = small_image(&dir, "v1");
-    let reg = auth_registry(false);
-    reg.push_layout(&dir, "v1", "private/img:v1");
-    let reference = format!("{}/private/img:v1", reg.addr);
+    let (reg, img, reference) = private_image(tmp.path(), false, "private/img:v1");
     let base = ["measure", "--format", "json", "-q", reference.as_str()];
 
     // No credentials anywhere: 401, and the message says it went anonymous.
-    let out = sizeguard(&base, &[], None);
-    assert_no_secrets(&out);
+    let out = private(&base).run();
     out.assert_measure_error(&[&["401", "unauthorized"], &["anonymous"]]);
 
     // --username / --password-stdin.
     let mut args = base.to_vec();
     args.extend(["--username", USER, "--password-stdin"]);
-    let out = sizeguard(&args, &[], Some(&format!("{PASSWORD}\n")));
-    assert_no_secrets(&out);
+    let out = private(&args).stdin(format!("{PASSWORD}\n")).run();
     out.assert_ok();
     assert_eq!(out.json()["images"][0]["digest"], img.digest.as_str());
 
     // Wrong password on stdin: 401 naming the flags as the source.
-    let out = sizeguard(&args, &[], Some(WRONG_PASSWORD));
-    assert_no_secrets(&out);
+    let out = private(&args).stdin(WRONG_PASSWORD).run();
     out.assert_measure_error(&[&["401", "unauthorized"], &["--username", "password-stdin"]]);
 
     // $DOCKER_CONFIG/config.json auths.
-    let docker_cfg = tmp.path().join("docker-config");
-    fs::create_dir_all(&docker_cfg).unwrap();
-    fs::write(
-        docker_cfg.join("config.json"),
-        auths_json(&reg.addr, USER, PASSWORD),
-    )
-    .unwrap();
-    let docker_cfg_s = docker_cfg.display().to_string();
-    let out = sizeguard(&base, &[("DOCKER_CONFIG", &docker_cfg_s)], None);
-    assert_no_secrets(&out);
+    let docker_cfg =
+        write_docker_config(&tmp.path().join("docker-config"), &reg.addr, USER, PASSWORD);
+    let out = private(&base).env("DOCKER_CONFIG", &docker_cfg).run();
     out.assert_ok();
     assert_eq!(out.json()["images"][0]["digest"], img.digest.as_str());
 
     // The same, under the `http://HOST:PORT` key spelling docker also writes.
-    let docker_cfg2 = tmp.path().join("docker-config-url-key");
-    fs::create_dir_all(&docker_cfg2).unwrap();
-    fs::write(
-        docker_cfg2.join("config.json"),
-        auths_json(&format!("http://{}", reg.addr), USER, PASSWORD),
-    )
-    .unwrap();
-    let out = sizeguard(
-        &base,
-        &[("DOCKER_CONFIG", &docker_cfg2.display().to_string())],
-        None,
+    let docker_cfg2 = write_docker_config(
+        &tmp.path().join("docker-config-url-key"),
+        &format!("http://{}", reg.addr),
+        USER,
+        PASSWORD,
     );
-    assert_no_secrets(&out);
+    let out = private(&base).env("DOCKER_CONFIG", &docker_cfg2).run();
     out.assert_ok();
 
     // $HOME/.docker/config.json when DOCKER_CONFIG is unset.
     let home = tmp.path().join("home");
-    fs::create_dir_all(home.join(".docker")).unwrap();
-    fs::write(
-        home.join(".docker/config.json"),
-        auths_json(&reg.addr, USER, PASSWORD),
-    )
-    .unwrap();
-    let out = sizeguard(&base, &[("HOME", &home.display().to_string())], None);
-    assert_no_secrets(&out);
+    write_docker_config(&home.join(".docker"), &reg.addr, USER, PASSWORD);
+    let out = private(&base).env("HOME", &home).run();
     out.assert_ok();
 
     // Wrong password in config.json: 401 naming that file.
-    let bad_cfg = tmp.path().join("docker-config-bad");
-    fs::create_dir_all(&bad_cfg).unwrap();
-    fs::write(
-        bad_cfg.join("config.json"),
-        auths_json(&reg.addr, USER, WRONG_PASSWORD),
-    )
-    .unwrap();
-    let out = sizeguard(
-        &base,
-        &[("DOCKER_CONFIG", &bad_cfg.display().to_string())],
-        None,
+    let bad_cfg = write_docker_config(
+        &tmp.path().join("docker-config-bad"),
+        &reg.addr,
+        USER,
+        WRONG_PASSWORD,
     );
-    assert_no_secrets(&out);
+    let out = private(&base).env("DOCKER_CONFIG", &bad_cfg).run();
     out.assert_measure_error(&[
         &["401", "unauthorized"],
         &[&bad_cfg.join("config.json").display().to_string()],
     ]);
 
     // --username/--password-stdin wins over a config file with a wrong password.
-    let out = sizeguard(
-        &args,
-        &[("DOCKER_CONFIG", &bad_cfg.display().to_string())],
-        Some(PASSWORD),
-    );
-    assert_no_secrets(&out);
+    let out = private(&args)
+        .env("DOCKER_CONFIG", &bad_cfg)
+        .stdin(PASSWORD)
+        .run();
     out.assert_ok();
 }
 
 #[test]
 fn registry_auth_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("layout");
-    let img = small_image(&dir, "v1");
-    let reg = auth_registry(false);
-    reg.push_layout(&dir, "v1", "private/img:v1");
-    let reference = format!("{}/private/img:v1", reg.addr);
+    let (reg, img, reference) = private_image(tmp.path(), false, "private/img:v1");
     let base = ["measure", "--format", "json", "-q", reference.as_str()];
 
     // $REGISTRY_AUTH_FILE (containers auth.json: the same `auths` format).
-    let auth_file = tmp.path().join("auth.json");
-    fs::write(&auth_file, auths_json(&reg.addr, USER, PASSWORD)).unwrap();
-    let auth_file_s = auth_file.display().to_string();
-    let out = sizeguard(&base, &[("REGISTRY_AUTH_FILE", &auth_file_s)], None);
-    assert_no_secrets(&out);
+    let auth_file = write_auth_file(&tmp.path().join("auth.json"), &reg.addr, USER, PASSWORD);
+    let out = private(&base).env("REGISTRY_AUTH_FILE", &auth_file).run();
     out.assert_ok();
     assert_eq!(out.json()["images"][0]["digest"], img.digest.as_str());
 
     // It is consulted before Docker's config.json (which has a wrong password).
-    let bad_cfg = tmp.path().join("docker-config-bad");
-    fs::create_dir_all(&bad_cfg).unwrap();
-    fs::write(
-        bad_cfg.join("config.json"),
-        auths_json(&reg.addr, USER, WRONG_PASSWORD),
-    )
-    .unwrap();
-    let bad_cfg_s = bad_cfg.display().to_string();
-    let out = sizeguard(
-        &base,
-        &[
-            ("REGISTRY_AUTH_FILE", &auth_file_s),
-            ("DOCKER_CONFIG", &bad_cfg_s),
-        ],
-        None,
+    let bad_cfg = write_docker_config(
+        &tmp.path().join("docker-config-bad"),
+        &reg.addr,
+        USER,
+        WRONG_PASSWORD,
     );
-    assert_no_secrets(&out);
+    let out = private(&base)
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .env("DOCKER_CONFIG", &bad_cfg)
+        .run();
     out.assert_ok();
 
     // A wrong password in it: 401 naming the auth file.
-    let bad_auth = tmp.path().join("bad-auth.json");
-    fs::write(&bad_auth, auths_json(&reg.addr, USER, WRONG_PASSWORD)).unwrap();
-    let bad_auth_s = bad_auth.display().to_string();
-    let out = sizeguard(&base, &[("REGISTRY_AUTH_FILE", &bad_auth_s)], None);
-    assert_no_secrets(&out);
-    out.assert_measure_error(&[&["401", "unauthorized"], &[&bad_auth_s]]);
+    let bad_auth = write_auth_file(
+        &tmp.path().join("bad-auth.json"),
+        &reg.addr,
+        USER,
+        WRONG_PASSWORD,
+    );
+    let out = private(&base).env("REGISTRY_AUTH_FILE", &bad_auth).run();
+    out.assert_measure_error(&[&["401", "unauthorized"], &[&bad_auth.display().to_string()]]);
 
     // $XDG_CONFIG_HOME/containers/auth.json (podman/skopeo default location).
     let xdg = tmp.path().join("xdg-config");
-    fs::create_dir_all(xdg.join("containers")).unwrap();
-    fs::write(
-        xdg.join("containers/auth.json"),
-        auths_json(&reg.addr, USER, PASSWORD),
-    )
-    .unwrap();
-    let out = sizeguard(
-        &base,
-        &[("XDG_CONFIG_HOME", &xdg.display().to_string())],
-        None,
-    );
-    assert_no_secrets(&out);
+    write_auth_file(&xdg.join("containers/auth.json"), &reg.addr, USER, PASSWORD);
+    let out = private(&base).env("XDG_CONFIG_HOME", &xdg).run();
     out.assert_ok();
 }
 
@@ -657,12 +529,8 @@ fn registry_auth_file() {
 #[test]
 fn tls_with_private_ca() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("layout");
-    let img = small_image(&dir, "v1");
-    let reg = auth_registry(true);
-    reg.push_layout(&dir, "v1", "secure/img:v1");
+    let (reg, img, reference) = private_image(tmp.path(), true, "secure/img:v1");
     let ca = reg.ca_cert.as_ref().unwrap().display().to_string();
-    let reference = format!("{}/secure/img:v1", reg.addr);
     let mut args = vec![
         "measure",
         "--format",
@@ -676,28 +544,27 @@ fn tls_with_private_ca() {
 
     // Without the CA: the certificate cannot be verified. The probe must not
     // silently fall back to plain HTTP either.
-    let out = sizeguard(&args, &[], Some(PASSWORD));
-    assert_no_secrets(&out);
+    let out = private(&args).stdin(PASSWORD).run();
     out.assert_measure_error(&[&["certificate", "unknownissuer", "unknown issuer"]]);
 
     // SSL_CERT_FILE=CA instead of --ca-file.
-    let out = sizeguard(&args, &[("SSL_CERT_FILE", &ca)], Some(PASSWORD));
-    assert_no_secrets(&out);
+    let out = private(&args)
+        .env("SSL_CERT_FILE", &ca)
+        .stdin(PASSWORD)
+        .run();
     out.assert_ok();
     assert_eq!(out.json()["images"][0]["digest"], img.digest.as_str());
 
     // --ca-file CA.
     args.extend(["--ca-file", ca.as_str()]);
-    let out = sizeguard(&args, &[], Some(PASSWORD));
-    assert_no_secrets(&out);
+    let out = private(&args).stdin(PASSWORD).run();
     out.assert_ok();
     let doc = out.json();
     assert_eq!(doc["images"][0]["digest"], img.digest.as_str());
     assert_eq!(doc["images"][0]["complete"], true);
 
     // TLS works but the password is wrong: still an auth error, not TLS.
-    let out = sizeguard(&args, &[], Some(WRONG_PASSWORD));
-    assert_no_secrets(&out);
+    let out = private(&args).stdin(WRONG_PASSWORD).run();
     out.assert_measure_error(&[&["401", "unauthorized"], &["--username", "password-stdin"]]);
 }
 
@@ -723,20 +590,13 @@ fn corrupt_registry_storage() {
         (&trunc, "trunc"),
         (&gone, "gone"),
     ] {
-        let img = b.add_image(
-            &[base.clone(), layer.clone()],
-            "linux",
-            "amd64",
-            None,
-            false,
-        );
-        b.tag_image(&img, tag);
+        b.add_tagged_image(&[base.clone(), layer.clone()], tag);
     }
     let reg = Registry::start();
     for tag in ["raw", "gz", "trunc", "gone"] {
         reg.push_layout(&dir, tag, &format!("test/corrupt:{tag}"));
     }
-    let reference = |tag: &str| format!("{}/test/corrupt:{tag}", reg.addr);
+    let reference = |tag: &str| reg.reference(&format!("test/corrupt:{tag}"));
     // Sanity: intact before the damage.
     measure_json(&reference("raw"), &[]).assert_ok();
 
@@ -744,7 +604,7 @@ fn corrupt_registry_storage() {
     // digest can tell. (oci-client verifies the digest of the stream itself
     // and says "Invalid digest. Expected .., got .."; the analyzer says
     // "digest mismatch": either wording is fine.)
-    let path = registry_blob(&reg, &raw.blob_digest);
+    let path = reg.blob_path(&raw.blob_digest);
     let mut data = fs::read(&path).unwrap();
     for i in [2000usize, 20_000, 40_000] {
         data[i] ^= 0xff;
@@ -760,7 +620,7 @@ fn corrupt_registry_storage() {
 
     // Flipped bytes in a gzip layer: the digest (or the gzip CRC, whichever
     // is noticed first) fails.
-    let path = registry_blob(&reg, &gz.blob_digest);
+    let path = reg.blob_path(&gz.blob_digest);
     let mut data = fs::read(&path).unwrap();
     let mid = data.len() / 2;
     for i in [mid, mid + 1, mid + 2] {
@@ -773,7 +633,7 @@ fn corrupt_registry_storage() {
     ]);
 
     // Layer blob missing from storage: named, not found.
-    let path = registry_blob(&reg, &gone.blob_digest);
+    let path = reg.blob_path(&gone.blob_digest);
     fs::remove_file(&path).unwrap();
     measure_json(&reference("gone"), &[])
         .assert_measure_error(&[&[&gone.blob_digest], &["not found", "unknown", "404"]]);
@@ -781,7 +641,7 @@ fn corrupt_registry_storage() {
     // Missing tag / missing repository.
     measure_json(&reference("no-such-tag"), &[])
         .assert_measure_error(&[&["not found", "manifest unknown"], &["no-such-tag"]]);
-    measure_json(&format!("{}/no/such-repo:v1", reg.addr), &[]).assert_measure_error(&[&[
+    measure_json(&reg.reference("no/such-repo:v1"), &[]).assert_measure_error(&[&[
         "not found",
         "manifest unknown",
         "name unknown",
@@ -792,7 +652,7 @@ fn corrupt_registry_storage() {
     // fewer bytes than the descriptor's size; the analyzer has a dedicated
     // "blob is truncated: got N of M bytes" error so that a user can tell a
     // short blob from a corrupt one; a bare digest error is not enough).
-    let path = registry_blob(&reg, &trunc.blob_digest);
+    let path = reg.blob_path(&trunc.blob_digest);
     let data = fs::read(&path).unwrap();
     fs::write(&path, &data[..data.len() / 2]).unwrap();
     measure_json(&reference("trunc"), &[]).assert_measure_error(&[
@@ -813,14 +673,7 @@ fn verify_diff_ids() {
     let l1 = b.add_layer(&LayerSpec::new().file("one", 20_000), Comp::Gzip);
     let l2 = b.add_layer(&LayerSpec::new().file("two", 20_000), Comp::Zstd);
     let l3 = b.add_layer(&LayerSpec::new().file("three", 5000), Comp::None);
-    let good = b.add_image(
-        &[l1.clone(), l2.clone(), l3.clone()],
-        "linux",
-        "amd64",
-        None,
-        false,
-    );
-    b.tag_image(&good, "good");
+    b.add_tagged_image(&[l1.clone(), l2.clone(), l3.clone()], "good");
 
     // The same layers, but the config's second diff_id is the first layer's.
     let manifest_with_config = |b: &mut LayoutBuilder, diff_ids: Vec<&str>| {
@@ -830,21 +683,11 @@ fn verify_diff_ids() {
             "config": {},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         });
-        let (config_digest, config_size) = b.put_blob(&serde_json::to_vec(&config).unwrap());
-        let layers: Vec<Value> = [&l1, &l2, &l3]
-            .iter()
-            .map(|l| json!({"mediaType": l.media_type, "digest": l.blob_digest, "size": l.blob_size}))
-            .collect();
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": MT_OCI_MANIFEST,
-            "config": {"mediaType": MT_OCI_CONFIG, "digest": config_digest, "size": config_size},
-            "layers": layers,
-        });
-        b.add_raw_manifest(
-            &serde_json::to_vec(&manifest).unwrap(),
-            MT_OCI_MANIFEST,
-            Some(Platform::new("linux", "amd64", None)),
+        b.add_image_with_config(
+            &[l1.clone(), l2.clone(), l3.clone()],
+            &config,
+            Platform::new("linux", "amd64", None),
+            false,
         )
     };
     let bad = manifest_with_config(&mut b, vec![&l1.diff_id, &l1.diff_id, &l3.diff_id]);
@@ -856,7 +699,7 @@ fn verify_diff_ids() {
     for tag in ["good", "bad", "short"] {
         reg.push_layout(&dir, tag, &format!("test/diffids:{tag}"));
     }
-    let reference = |tag: &str| format!("{}/test/diffids:{tag}", reg.addr);
+    let reference = |tag: &str| reg.reference(&format!("test/diffids:{tag}"));
 
     let out = measure_json(&reference("good"), &["--verify-diff-ids"]);
     out.assert_ok();
@@ -910,17 +753,13 @@ fn unreachable_registry() {
     let reference = format!("{addr}/test/img:v1");
 
     let t0 = std::time::Instant::now();
-    let out = sizeguard(
-        &["measure", "-q", &reference, "--insecure-registry", &addr],
-        &[],
-        None,
-    );
+    let out = Run::new(["measure", "-q", &reference, "--insecure-registry", &addr]).run();
     out.assert_measure_error(&[&[&addr]]);
     assert!(out.stdout.is_empty());
 
     // Without --insecure-registry: the loopback probe (HTTPS, then HTTP)
     // fails the same way.
-    let out = sizeguard(&["measure", "-q", &reference], &[], None);
+    let out = Run::new(["measure", "-q", &reference]).run();
     out.assert_measure_error(&[&[&addr]]);
     assert!(
         t0.elapsed() < std::time::Duration::from_secs(30),
@@ -945,12 +784,11 @@ fn failing_layer_while_others_stream() {
     // streaming when the other layer's 404 arrives.
     let big = b.add_layer(&LayerSpec::new().file("big", 16 << 20), Comp::Gzip);
     let gone = b.add_layer(&LayerSpec::new().file("gone", 1000), Comp::Gzip);
-    let img = b.add_image(&[big.clone(), gone.clone()], "linux", "amd64", None, false);
-    b.tag_image(&img, "v1");
+    b.add_tagged_image(&[big.clone(), gone.clone()], "v1");
     let reg = Registry::start();
     reg.push_layout(&dir, "v1", "test/partial:v1");
-    fs::remove_file(registry_blob(&reg, &gone.blob_digest)).unwrap();
-    let reference = format!("{}/test/partial:v1", reg.addr);
+    fs::remove_file(reg.blob_path(&gone.blob_digest)).unwrap();
+    let reference = reg.reference("test/partial:v1");
     // The race is lost most of the time; a few runs make it show reliably.
     for _ in 0..5 {
         measure_json(&reference, &["-j", "2"])

@@ -2,11 +2,13 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use support::credentials::{basic_auth, write_auth_file, write_docker_config};
 use support::ground_truth::unpack_and_measure;
 use support::layout::*;
 use support::registry::{self, Registry, RegistryOpts, http_status};
+use support::run::Run;
 
 const LONG_TARGET: &str = "../../usr/share/some/really/long/target/path/for/a/symlink/entry/ab.so"; // 70 chars
 
@@ -51,54 +53,30 @@ fn build(dir: &Path) -> Built {
     let raw = b.add_layer(&LayerSpec::new().file("plain", 5000), Comp::None);
     let arm_layer = b.add_layer(&LayerSpec::new().file("arm", 1234), Comp::Gzip);
 
-    let amd64 = b.add_image(
+    let multi = b.add_multi_platform_index(
         &[gz.clone(), zst.clone(), raw.clone()],
-        "linux",
-        "amd64",
-        None,
-        false,
-    );
-    let arm64 = b.add_image(
         std::slice::from_ref(&arm_layer),
-        "linux",
-        "arm64",
-        Some("v8"),
-        false,
-    );
-    let att = b.add_attestation(&amd64);
-    let index = b.tag_index(
-        &[
-            (amd64.clone(), None),
-            (arm64.clone(), None),
-            (att.clone(), None),
-        ],
         "multi",
-        false,
     );
-    b.tag_image(&amd64, "amd64");
-    b.tag_image(&arm64, "arm64");
+    b.tag_image(&multi.amd64, "amd64");
+    b.tag_image(&multi.arm64, "arm64");
 
-    let docker_img = b.add_image(&[gz.clone(), raw.clone()], "linux", "amd64", None, true);
-    b.tag_image(&docker_img, "docker");
-    let docker_arm = b.add_image(&[arm_layer], "linux", "arm64", Some("v8"), true);
-    let docker_list = b.tag_index(
-        &[
-            (docker_img.clone(), None),
-            (docker_arm, Some(("linux", "arm64", Some("v8")))),
-        ],
+    let docker = b.add_docker_list(
+        &[gz.clone(), raw.clone()],
+        &[arm_layer],
+        "docker",
         "dockerlist",
-        true,
     );
     Built {
-        amd64,
-        arm64,
-        att,
-        index,
+        amd64: multi.amd64,
+        arm64: multi.arm64,
+        att: multi.attestation,
+        index: multi.index,
         gz,
         zst,
         raw,
-        docker_img,
-        docker_list,
+        docker_img: docker.image,
+        docker_list: docker.list,
         _b: b,
     }
 }
@@ -282,5 +260,83 @@ fn archives() {
             .unwrap();
         println!("{}:\n{}", f.display(), String::from_utf8_lossy(&out.stdout));
         assert!(out.status.success());
+    }
+}
+
+/// A bash script in `dir` for [`Run::script`].
+fn script(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("script.sh");
+    std::fs::write(&path, format!("set -euo pipefail\n{body}\n")).unwrap();
+    path
+}
+
+/// Whether `run` fails one of the runner's checks.
+fn rejected(run: Run) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.run())).is_err()
+}
+
+#[test]
+fn runner_isolates_home_and_puts_the_binary_on_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real_home = std::env::var("HOME").unwrap_or_default();
+    let out = Run::script(script(
+        tmp.path(),
+        r#"[ -z "$(ls -A "$HOME")" ] || { echo "HOME not empty"; exit 1; }
+[ "$HOME" != "$REAL_HOME" ] || { echo "real HOME"; exit 1; }
+[ -z "${GITHUB_ACTIONS:-}${GITHUB_TOKEN:-}${DOCKER_CONFIG:-}${REGISTRY_AUTH_FILE:-}" ] || { echo "not scrubbed"; exit 1; }
+[ "$SIZEGUARD_NO_CACHE" = 1 ] || { echo "cache on"; exit 1; }
+[ "$(command -v sizeguard)" = "$SIZEGUARD_BIN" ] || { echo "not on PATH"; exit 1; }
+[ "$(cat)" = "in" ] || { echo "no stdin"; exit 1; }
+pwd"#,
+    ))
+    .env("REAL_HOME", &real_home)
+    .cwd(tmp.path())
+    .stdin("in")
+    .run();
+    out.assert_ok();
+    assert_eq!(
+        Path::new(out.stdout.trim()).canonicalize().unwrap(),
+        tmp.path().canonicalize().unwrap()
+    );
+}
+
+#[test]
+fn runner_rejects_noisy_failures_and_printed_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fails = |body: &str| Run::script(script(tmp.path(), body));
+    // A failed step: one annotation and one sizeguard error line is fine.
+    fails("echo '::error title=t::why'; echo 'sizeguard: error: why' >&2; exit 2").run();
+    assert!(rejected(fails(
+        "echo 'sizeguard: error: a' >&2; echo 'sizeguard: error: b' >&2; exit 2"
+    )));
+    assert!(rejected(fails("echo 'oops' >&2; exit 2")));
+    assert!(rejected(fails("exit 3")));
+    assert!(rejected(fails("echo 'thread main panicked at x'; exit 0")));
+    assert!(rejected(fails("echo 's3cret'").secret("s3cret")));
+
+    // sizeguard itself: a failure is one error line (the runner checked).
+    let out = Run::new(["measure", "oci:/nonexistent/layout:v1"]).run();
+    assert!(out.code >= 2, "{}", out.stderr);
+    assert!(
+        out.error().contains("/nonexistent/layout"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn credential_files_use_the_auths_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_docker_config(&tmp.path().join("docker"), "127.0.0.1:5000", "u", "p");
+    let file = write_auth_file(&tmp.path().join("c/auth.json"), "127.0.0.1:5000", "u", "p");
+    assert_eq!(basic_auth("u", "p"), "dTpw");
+    for path in [dir.join("config.json"), file] {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"auths": {"127.0.0.1:5000": {"auth": "dTpw"}}}),
+            "{}",
+            path.display()
+        );
     }
 }

@@ -262,29 +262,7 @@ fn comment_json(addr: SocketAddr, c: &Comment) -> Value {
 
 fn route(req: &Request, addr: SocketAddr, prefix: &str, token: &str, s: &mut State) -> Answer {
     if let Some(limit) = (!s.limits.is_empty()).then(|| s.limits.remove(0)) {
-        return match limit {
-            Limit::Primary { secs } => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs();
-                Answer {
-                    status: 403,
-                    headers: vec![
-                        ("x-ratelimit-limit".into(), "5000".into()),
-                        ("x-ratelimit-remaining".into(), "0".into()),
-                        ("x-ratelimit-used".into(), "5000".into()),
-                        ("x-ratelimit-reset".into(), (now + secs).to_string()),
-                    ],
-                    body: json!({"message": "API rate limit exceeded for installation ID 1."}),
-                }
-            }
-            Limit::Secondary { secs } => Answer {
-                status: 429,
-                headers: vec![("retry-after".into(), secs.to_string())],
-                body: json!({"message": "You have exceeded a secondary rate limit."}),
-            },
-        };
+        return rate_limited(limit);
     }
     let auth = req.header("authorization").unwrap_or_default();
     if auth != format!("Bearer {token}") && auth != format!("token {token}") {
@@ -295,105 +273,144 @@ fn route(req: &Request, addr: SocketAddr, prefix: &str, token: &str, s: &mut Sta
     };
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method.as_str(), seg.as_slice()) {
-        ("GET", ["repos", _, _, "issues", n, "comments"]) => {
-            let Ok(issue) = n.parse::<u64>() else {
-                return answer(404, json!({"message": "Not Found"}));
-            };
-            let per_page = query_param(&req.query, "per_page")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(30)
-                .min(100)
-                .min(s.page_size.unwrap_or(100));
-            let page = query_param(&req.query, "page")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(1)
-                .max(1);
-            let all: Vec<&Comment> = s.comments.iter().filter(|c| c.issue == issue).collect();
-            let items: Vec<Value> = all
-                .iter()
-                .skip((page - 1) * per_page)
-                .take(per_page)
-                .map(|c| comment_json(addr, c))
-                .collect();
-            let last = all.len().div_ceil(per_page).max(1);
-            let mut headers = Vec::new();
-            if page < last {
-                let base = format!(
-                    "http://{addr}{}?per_page={}",
-                    req.path,
-                    query_param(&req.query, "per_page").unwrap_or("30")
-                );
-                headers.push((
-                    "link".into(),
-                    format!(
-                        "<{base}&page={}>; rel=\"next\", <{base}&page={last}>; rel=\"last\"",
-                        page + 1
-                    ),
-                ));
-            }
-            Answer {
-                status: 200,
-                headers,
-                body: Value::Array(items),
-            }
-        }
-        ("POST", ["repos", _, _, "issues", n, "comments"]) => {
-            if s.read_only {
-                return answer(
-                    403,
-                    json!({"message": "Resource not accessible by integration",
-                           "documentation_url": "https://docs.github.com/rest/issues/comments#create-an-issue-comment"}),
-                );
-            }
-            let (Ok(issue), Some(body)) = (
-                n.parse::<u64>(),
-                req.json()["body"].as_str().map(str::to_string),
-            ) else {
-                return answer(422, json!({"message": "Validation Failed"}));
-            };
-            s.next_id += 1;
-            let c = Comment {
-                id: s.next_id,
-                issue,
-                body,
-                user: "github-actions[bot]".into(),
-            };
-            let v = comment_json(addr, &c);
-            s.comments.push(c);
-            answer(201, v)
-        }
+        ("GET", ["repos", _, _, "issues", n, "comments"]) => list_comments(req, addr, n, s),
+        ("POST", ["repos", _, _, "issues", n, "comments"]) => create_comment(req, addr, n, s),
         ("POST" | "PATCH", ["repos", _, _, "issues", "comments", id]) => {
-            if s.read_only {
-                return answer(
-                    403,
-                    json!({"message": "Resource not accessible by integration"}),
-                );
-            }
-            let Some(body) = req.json()["body"].as_str().map(str::to_string) else {
-                return answer(422, json!({"message": "Validation Failed"}));
-            };
-            let id = id.parse::<u64>().unwrap_or(0);
-            match s.comments.iter_mut().find(|c| c.id == id) {
-                Some(c) => {
-                    c.body = body;
-                    let c = c.clone();
-                    answer(200, comment_json(addr, &c))
-                }
-                None => answer(404, json!({"message": "Not Found"})),
-            }
+            edit_comment(req, addr, id, s)
         }
-        ("GET", ["repos", _, _, "pulls"]) => {
-            let head = query_param(&req.query, "head")
-                .map(|h| h.replace("%3A", ":").replace("%3a", ":"))
-                .unwrap_or_default();
-            let items: Vec<Value> = s
-                .pulls
-                .iter()
-                .filter(|(_, label, _)| head.is_empty() || *label == head)
-                .map(|(n, label, sha)| json!({"number": n, "head": {"label": label, "sha": sha}}))
-                .collect();
-            answer(200, Value::Array(items))
-        }
+        ("GET", ["repos", _, _, "pulls"]) => list_pulls(req, s),
         _ => answer(404, json!({"message": "Not Found"})),
     }
+}
+
+/// GitHub's primary (403, reset time) or secondary (429, retry-after) limit.
+fn rate_limited(limit: Limit) -> Answer {
+    match limit {
+        Limit::Primary { secs } => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            Answer {
+                status: 403,
+                headers: vec![
+                    ("x-ratelimit-limit".into(), "5000".into()),
+                    ("x-ratelimit-remaining".into(), "0".into()),
+                    ("x-ratelimit-used".into(), "5000".into()),
+                    ("x-ratelimit-reset".into(), (now + secs).to_string()),
+                ],
+                body: json!({"message": "API rate limit exceeded for installation ID 1."}),
+            }
+        }
+        Limit::Secondary { secs } => Answer {
+            status: 429,
+            headers: vec![("retry-after".into(), secs.to_string())],
+            body: json!({"message": "You have exceeded a secondary rate limit."}),
+        },
+    }
+}
+
+/// One page of an issue's comments, with GitHub's `Link` header.
+fn list_comments(req: &Request, addr: SocketAddr, n: &str, s: &State) -> Answer {
+    let Ok(issue) = n.parse::<u64>() else {
+        return answer(404, json!({"message": "Not Found"}));
+    };
+    let per_page = query_param(&req.query, "per_page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(30)
+        .min(100)
+        .min(s.page_size.unwrap_or(100));
+    let page = query_param(&req.query, "page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let all: Vec<&Comment> = s.comments.iter().filter(|c| c.issue == issue).collect();
+    let items: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|c| comment_json(addr, c))
+        .collect();
+    let last = all.len().div_ceil(per_page).max(1);
+    let mut headers = Vec::new();
+    if page < last {
+        let base = format!(
+            "http://{addr}{}?per_page={}",
+            req.path,
+            query_param(&req.query, "per_page").unwrap_or("30")
+        );
+        headers.push((
+            "link".into(),
+            format!(
+                "<{base}&page={}>; rel=\"next\", <{base}&page={last}>; rel=\"last\"",
+                page + 1
+            ),
+        ));
+    }
+    Answer {
+        status: 200,
+        headers,
+        body: Value::Array(items),
+    }
+}
+
+fn create_comment(req: &Request, addr: SocketAddr, n: &str, s: &mut State) -> Answer {
+    if s.read_only {
+        return answer(
+            403,
+            json!({"message": "Resource not accessible by integration",
+                   "documentation_url": "https://docs.github.com/rest/issues/comments#create-an-issue-comment"}),
+        );
+    }
+    let (Ok(issue), Some(body)) = (
+        n.parse::<u64>(),
+        req.json()["body"].as_str().map(str::to_string),
+    ) else {
+        return answer(422, json!({"message": "Validation Failed"}));
+    };
+    s.next_id += 1;
+    let c = Comment {
+        id: s.next_id,
+        issue,
+        body,
+        user: "github-actions[bot]".into(),
+    };
+    let v = comment_json(addr, &c);
+    s.comments.push(c);
+    answer(201, v)
+}
+
+fn edit_comment(req: &Request, addr: SocketAddr, id: &str, s: &mut State) -> Answer {
+    if s.read_only {
+        return answer(
+            403,
+            json!({"message": "Resource not accessible by integration"}),
+        );
+    }
+    let Some(body) = req.json()["body"].as_str().map(str::to_string) else {
+        return answer(422, json!({"message": "Validation Failed"}));
+    };
+    let id = id.parse::<u64>().unwrap_or(0);
+    match s.comments.iter_mut().find(|c| c.id == id) {
+        Some(c) => {
+            c.body = body;
+            let c = c.clone();
+            answer(200, comment_json(addr, &c))
+        }
+        None => answer(404, json!({"message": "Not Found"})),
+    }
+}
+
+/// Pull requests, filtered by `head=OWNER:BRANCH` as GitHub does.
+fn list_pulls(req: &Request, s: &State) -> Answer {
+    let head = query_param(&req.query, "head")
+        .map(|h| h.replace("%3A", ":").replace("%3a", ":"))
+        .unwrap_or_default();
+    let items: Vec<Value> = s
+        .pulls
+        .iter()
+        .filter(|(_, label, _)| head.is_empty() || *label == head)
+        .map(|(n, label, sha)| json!({"number": n, "head": {"label": label, "sha": sha}}))
+        .collect();
+    answer(200, Value::Array(items))
 }

@@ -22,8 +22,8 @@ pub struct Truth {
 /// Extract `tar_path` (uncompressed tar) into a fresh temp dir with GNU tar and
 /// measure it. Panics with tar's / du's stderr on failure.
 pub fn unpack_and_measure(tar_path: &Path) -> Truth {
-    let tar = require_tool("tar", "tar");
-    let du = require_tool("du", "coreutils");
+    let tar = require_tool("tar", "apt-get install tar");
+    let du = require_tool("du", "apt-get install coreutils");
     let root = tempfile::Builder::new()
         .prefix("sizeguard-truth-")
         .tempdir()

@@ -524,6 +524,23 @@ impl ImageDesc {
     }
 }
 
+/// What [`LayoutBuilder::add_multi_platform_index`] wrote.
+#[derive(Clone, Debug)]
+pub struct MultiPlatform {
+    pub amd64: ImageDesc,
+    pub arm64: ImageDesc,
+    pub attestation: ImageDesc,
+    pub index: ImageDesc,
+}
+
+/// What [`LayoutBuilder::add_docker_list`] wrote.
+#[derive(Clone, Debug)]
+pub struct DockerList {
+    pub image: ImageDesc,
+    pub arm64: ImageDesc,
+    pub list: ImageDesc,
+}
+
 // ---------------------------------------------------------------------------
 // Builder
 // ---------------------------------------------------------------------------
@@ -671,7 +688,19 @@ impl LayoutBuilder {
         if let Some(v) = variant {
             config["variant"] = json!(v);
         }
-        let (config_digest, config_size) = self.put_json(&config);
+        self.add_image_with_config(layers, &config, platform, docker_media_types)
+    }
+
+    /// Write `config` verbatim (e.g. with diff_ids that do not match the
+    /// layers) and a manifest of it and `layers`. Not tagged.
+    pub fn add_image_with_config(
+        &mut self,
+        layers: &[BuiltLayer],
+        config: &Value,
+        platform: Platform,
+        docker_media_types: bool,
+    ) -> ImageDesc {
+        let (config_digest, config_size) = self.put_json(config);
 
         let (manifest_mt, config_mt) = if docker_media_types {
             (MT_DOCKER_MANIFEST, MT_DOCKER_CONFIG)
@@ -827,6 +856,67 @@ impl LayoutBuilder {
         };
         self.tag_image(&desc, tag);
         desc
+    }
+
+    /// A linux/amd64 OCI image of `layers`, tagged `tag`: the image most
+    /// tests need.
+    pub fn add_tagged_image(&mut self, layers: &[BuiltLayer], tag: &str) -> ImageDesc {
+        let img = self.add_image(layers, "linux", "amd64", None, false);
+        self.tag_image(&img, tag);
+        img
+    }
+
+    /// An OCI index, tagged `tag`, of a linux/amd64 image of `amd64`, a
+    /// linux/arm64/v8 image of `arm64` and a buildx attestation of the
+    /// amd64 image (which a platform choice must never pick).
+    pub fn add_multi_platform_index(
+        &mut self,
+        amd64: &[BuiltLayer],
+        arm64: &[BuiltLayer],
+        tag: &str,
+    ) -> MultiPlatform {
+        let amd64 = self.add_image(amd64, "linux", "amd64", None, false);
+        let arm64 = self.add_image(arm64, "linux", "arm64", Some("v8"), false);
+        let attestation = self.add_attestation(&amd64);
+        let index = self.tag_index(
+            &[
+                (amd64.clone(), None),
+                (arm64.clone(), None),
+                (attestation.clone(), None),
+            ],
+            tag,
+            false,
+        );
+        MultiPlatform {
+            amd64,
+            arm64,
+            attestation,
+            index,
+        }
+    }
+
+    /// A Docker schema 2 linux/amd64 image of `amd64`, tagged `image_tag`,
+    /// and a Docker manifest list, tagged `list_tag`, of it and a
+    /// linux/arm64/v8 image of `arm64` (that platform stated in the list).
+    pub fn add_docker_list(
+        &mut self,
+        amd64: &[BuiltLayer],
+        arm64: &[BuiltLayer],
+        image_tag: &str,
+        list_tag: &str,
+    ) -> DockerList {
+        let image = self.add_image(amd64, "linux", "amd64", None, true);
+        self.tag_image(&image, image_tag);
+        let arm64 = self.add_image(arm64, "linux", "arm64", Some("v8"), true);
+        let list = self.tag_index(
+            &[
+                (image.clone(), None),
+                (arm64.clone(), Some(("linux", "arm64", Some("v8")))),
+            ],
+            list_tag,
+            true,
+        );
+        DockerList { image, arm64, list }
     }
 
     fn write_index(&self) {

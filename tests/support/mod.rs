@@ -2,51 +2,46 @@
 //!
 //! Include from a test file with `mod support;`.
 //!
-//! * [`layout`]       – programmatic, deterministic OCI image-layout builder.
-//! * [`ground_truth`] – unpack a layer tar with GNU tar and measure it with `du`.
-//! * [`registry`]     – a real `docker-registry` per test (plain / htpasswd / TLS),
-//!   plus `skopeo` helpers to push layouts and convert them to archives.
+//! * [`run`]            – the one way to run sizeguard (or the action's script): scrubbed environment, temporary `HOME`, the checks every run must pass.
+//! * [`fixture`]        – references to the committed demo fixture (`oci:…/fixtures/demo:v1`, `:v2`).
+//! * [`layout`]         – programmatic, deterministic OCI image-layout builder, and the image shapes several tests share.
+//! * [`registry`]       – a real `docker-registry` per test (plain / htpasswd / TLS), `skopeo` push and archive helpers.
+//! * [`credentials`]    – Docker `config.json` / containers `auth.json` files with a registry's credentials.
+//! * [`json`]           – accessors for report JSON (`u`) and tolerance checks (`within_pct`).
+//! * [`ground_truth`]   – unpack a layer tar with GNU tar and measure it with `du`.
+//! * [`github_standin`] – a local stand-in for the GitHub REST API (issue comments, pull requests).
 #![allow(dead_code)]
 
+pub mod credentials;
+pub mod fixture;
 pub mod github_standin;
 pub mod ground_truth;
+pub mod json;
 pub mod layout;
 pub mod registry;
 pub mod run;
 
 use std::path::PathBuf;
-use std::process::Command;
 
-/// A `Command` for the `sizeguard` binary built by cargo for this test run.
-///
-/// The layer cache is off (`SIZEGUARD_NO_CACHE`), so every run streams its
-/// layers and no test leans on another's results or on the user's cache;
-/// cache tests remove the variable and pass `--cache-dir`.
-pub fn sizeguard() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sizeguard"));
-    cmd.env("SIZEGUARD_NO_CACHE", "1");
-    cmd
-}
-
-/// Locate `tool` on `PATH`, or panic with an installation hint.
+/// Locate `tool` on `PATH` (or at an absolute path), or panic saying how to
+/// install it (`install`: the command, e.g. `apt-get install skopeo`).
 ///
 /// Tests never skip silently: a missing tool is a test failure.
-pub fn require_tool(tool: &str, apt_package: &str) -> PathBuf {
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join(tool);
-            if let Ok(meta) = std::fs::metadata(&candidate) {
-                use std::os::unix::fs::PermissionsExt;
-                if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                    return candidate;
-                }
-            }
-        }
-    }
-    panic!(
-        "{tool} not found: install it with `apt-get install {apt_package}` \
-         (or run scripts/test.sh, which installs every test dependency)"
-    );
+pub fn require_tool(tool: &str, install: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &PathBuf| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(tool))
+        .find(executable)
+        .unwrap_or_else(|| {
+            panic!(
+                "{tool} not found: install it with `{install}` \
+                 (or run scripts/test.sh, which installs every test dependency)"
+            )
+        })
 }
 
 /// Lowercase hex encoding (sha2 0.11 output types do not implement `LowerHex`).

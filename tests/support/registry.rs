@@ -4,7 +4,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::require_tool;
@@ -45,26 +45,27 @@ impl Registry {
     }
 
     pub fn start_with(opts: RegistryOpts) -> Registry {
-        let mut last_err = String::new();
+        let mut last = None;
         // The port is picked by bind(0)+release, so retry on an "address in use" race.
         for _attempt in 0..3 {
             match Self::try_start(&opts) {
                 Ok(reg) => return reg,
-                Err((err, retryable)) => {
-                    last_err = err;
-                    if !retryable {
+                Err(failure) => {
+                    let port_taken = failure.port_taken;
+                    last = Some(failure);
+                    if !port_taken {
                         break;
                     }
                 }
             }
         }
-        panic!("docker-registry failed to start: {last_err}");
+        panic!("docker-registry failed to start: {}", last.unwrap().report);
     }
 
-    fn try_start(opts: &RegistryOpts) -> Result<Registry, (String, bool)> {
-        let bin = require_tool("docker-registry", "docker-registry");
+    fn try_start(opts: &RegistryOpts) -> Result<Registry, StartFailure> {
+        let bin = require_tool("docker-registry", "apt-get install docker-registry");
         // skopeo is what every test uses to populate the registry: fail early.
-        require_tool("skopeo", "skopeo");
+        require_tool("skopeo", "apt-get install skopeo");
         let dir = tempfile::Builder::new()
             .prefix("sizeguard-registry-")
             .tempdir()
@@ -73,7 +74,7 @@ impl Registry {
         fs::create_dir_all(&storage_dir).unwrap();
 
         let htpasswd_file = opts.htpasswd.as_ref().map(|(user, pass)| {
-            let tool = require_tool("htpasswd", "apache2-utils");
+            let tool = require_tool("htpasswd", "apt-get install apache2-utils");
             let out = Command::new(tool)
                 .args(["-Bbn", user, pass])
                 .output()
@@ -153,21 +154,20 @@ impl Registry {
             Ok(()) => Ok(reg),
             Err(e) => {
                 let tail = reg.log_tail(4000);
-                let retryable = tail.contains("address already in use");
                 // Drop kills the child and removes the temp dir.
-                Err((
-                    format!("{e}\nconfig.yml:\n{yaml}\nregistry log tail:\n{tail}"),
-                    retryable,
-                ))
+                Err(StartFailure {
+                    port_taken: tail.contains("address already in use"),
+                    report: format!("{e}\nconfig.yml:\n{yaml}\nregistry log tail:\n{tail}"),
+                })
             }
         }
     }
 
-    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), NotReady> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
-                return Err(format!("docker-registry exited early with {status}"));
+            if let Some(status) = self.child.try_wait().map_err(NotReady::Wait)? {
+                return Err(NotReady::Exited(status));
             }
             if self.tls {
                 if TcpStream::connect(&self.addr).is_ok() {
@@ -179,10 +179,7 @@ impl Registry {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "docker-registry did not answer on {} within {timeout:?}",
-                    self.addr
-                ));
+                return Err(NotReady::Silent(self.addr.clone(), timeout));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -195,6 +192,29 @@ impl Registry {
             if self.tls { "https" } else { "http" },
             self.addr
         )
+    }
+
+    /// `ADDR/REPO:TAG`, the reference sizeguard is given for a pushed image.
+    pub fn reference(&self, repo_and_tag: &str) -> String {
+        format!("{}/{repo_and_tag}", self.addr)
+    }
+
+    /// Path of a blob in the registry's filesystem storage (which tests
+    /// damage or delete); panics if the blob is not there.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+        let p = self
+            .storage_dir
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data");
+        assert!(
+            p.is_file(),
+            "blob {digest} not in registry storage at {}",
+            p.display()
+        );
+        p
     }
 
     /// Last `max` bytes of the registry log.
@@ -242,6 +262,36 @@ impl Registry {
         args.push(format!("docker://{}/{repo_and_tag}", self.addr));
         run_skopeo(&args, Some(self));
     }
+}
+
+/// Why a started `docker-registry` is not serving.
+#[derive(Debug)]
+enum NotReady {
+    Wait(std::io::Error),
+    Exited(ExitStatus),
+    Silent(String, Duration),
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotReady::Wait(e) => write!(f, "waiting for docker-registry: {e}"),
+            NotReady::Exited(status) => write!(f, "docker-registry exited early with {status}"),
+            NotReady::Silent(addr, timeout) => {
+                write!(
+                    f,
+                    "docker-registry did not answer on {addr} within {timeout:?}"
+                )
+            }
+        }
+    }
+}
+
+/// A registry that did not come up: what to show, and whether another port
+/// may do (the one picked was taken in between).
+struct StartFailure {
+    report: String,
+    port_taken: bool,
 }
 
 /// A skopeo source reference for a tag in an OCI layout (see [`Registry::push_layout`]).
@@ -331,7 +381,7 @@ impl Drop for Registry {
 
 /// Run `skopeo --insecure-policy ARGS...`; panic with stderr (and registry log tail) on failure.
 pub fn run_skopeo(args: &[String], registry: Option<&Registry>) -> String {
-    let skopeo = require_tool("skopeo", "skopeo");
+    let skopeo = require_tool("skopeo", "apt-get install skopeo");
     let out = Command::new(&skopeo)
         .arg("--insecure-policy")
         .args(args)
@@ -438,7 +488,7 @@ struct TlsFiles {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let tool = require_tool("openssl", "openssl");
+    let tool = require_tool("openssl", "apt-get install openssl");
     let out = Command::new(tool)
         .current_dir(dir)
         .args(args)
