@@ -24,7 +24,7 @@ use crate::source::registry::RegistryOptions;
 pub fn source_options(
     args: &SourceArgs,
 ) -> Result<(SourceOptions, MeasureOptions, PlatformSelector), Error> {
-    let platforms = PlatformSelector::parse(args.platform.as_deref()).map_err(Error::usage)?;
+    let platforms = PlatformSelector::parse(args.platform.as_deref())?;
     let basic = match (&args.username, args.password_stdin) {
         (Some(user), true) => {
             let mut password = String::new();
