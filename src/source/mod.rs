@@ -6,11 +6,13 @@
 
 pub mod archive;
 pub mod auth;
+pub mod blob_store;
 pub mod layout;
 pub mod manifest;
 pub mod platform;
 pub mod reference;
 pub mod registry;
+pub mod tar_index;
 
 use std::io::Read;
 use std::sync::Arc;
