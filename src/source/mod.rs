@@ -4,9 +4,9 @@
 //! downstream knows which transport it is reading, as go-containerregistry's
 //! `remote`, `layout` and `tarball` packages all serve one `v1.Image`.
 
-pub mod archive;
 pub mod auth;
 pub mod blob_store;
+pub mod docker_archive;
 pub mod layout;
 pub mod manifest;
 pub mod platform;
@@ -20,6 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::digest::Digest;
 use crate::error::Error;
 use crate::source::platform::{Platform, PlatformSelector};
 use crate::source::reference::ImageRef;
@@ -66,11 +67,11 @@ pub struct ResolvedImage {
     pub layers: Vec<LayerDescriptor>,
 }
 
-/// A raw manifest or config blob and its digest.
+/// A raw manifest or config blob and the digest that addressed it.
 #[derive(Debug, Clone)]
 pub struct Blob {
     pub bytes: bytes::Bytes,
-    pub digest: String,
+    pub digest: Digest,
     /// The media type the transport reported (HTTP `Content-Type`, the
     /// descriptor that pointed here), if any.
     pub media_type: Option<String>,
@@ -78,7 +79,8 @@ pub struct Blob {
 
 #[async_trait]
 pub trait ImageSource: Send + Sync {
-    /// The reference as given, normalised, for reports.
+    /// The reference as given, normalised, for reports: the [`ImageRef`]
+    /// the source was opened with, formatted by its `Display`.
     fn reference(&self) -> String;
 
     /// Resolves the reference to one image per selected platform.
@@ -107,15 +109,19 @@ pub trait ImageSource: Send + Sync {
 }
 
 /// Sources that store manifests as content-addressed blobs (a registry, an
-/// OCI layout) share the index-walking logic in [`manifest::resolve`].
+/// OCI layout) share the index walk, and the digest verification, of
+/// [`manifest::resolve`]; they only serve blobs.
 #[async_trait]
-pub trait ManifestStore: Send + Sync {
-    fn reference(&self) -> String;
+pub trait ManifestStore: ImageSource {
     /// The manifest or index the reference points at.
     async fn root(&self) -> Result<Blob, Error>;
-    /// A manifest (by digest, from an index) or a config blob.
-    async fn fetch(&self, digest: &str, media_type: &str, is_manifest: bool)
-    -> Result<Blob, Error>;
+    /// A manifest (by digest, from an index) or a config blob, unverified.
+    async fn fetch(
+        &self,
+        digest: &Digest,
+        media_type: &str,
+        is_manifest: bool,
+    ) -> Result<Blob, Error>;
 }
 
 /// Options every transport may need.
@@ -126,84 +132,21 @@ pub struct SourceOptions {
 
 /// Opens the right transport for a reference.
 pub async fn open(reference: &str, opts: &SourceOptions) -> Result<Arc<dyn ImageSource>, Error> {
-    let parsed = ImageRef::parse(reference).map_err(Error::usage)?;
-    Ok(match parsed {
-        ImageRef::Registry(r) => {
-            Arc::new(registry::RegistrySource::connect(r, &opts.registry).await?)
+    let reference = ImageRef::parse(reference)?;
+    Ok(match reference {
+        ImageRef::Registry(ref r) => {
+            let r = r.clone();
+            Arc::new(registry::RegistrySource::connect(reference, r, &opts.registry).await?)
         }
-        ImageRef::Layout { path, tag } => Arc::new(layout::LayoutSource::open(&path, tag)?),
-        ImageRef::OciArchive { path, tag } => {
-            Arc::new(archive::OciArchiveSource::open(&path, tag)?)
+        ImageRef::Layout { .. } | ImageRef::OciArchive { .. } => {
+            Arc::new(layout::OciLayoutSource::open(reference)?)
         }
-        ImageRef::DockerArchive { path, reference } => {
-            Arc::new(archive::DockerArchiveSource::open(&path, reference)?)
+        ImageRef::DockerArchive { .. } => {
+            Arc::new(docker_archive::DockerArchiveSource::open(reference)?)
         }
     })
 }
 
+/// Kept for callers that hash through `source`; the digest functions live
+/// in [`crate::digest`].
 pub use crate::digest::sha256_digest;
-
-/// Verifies content against the digest that addressed it.
-pub fn verify_digest(what: &str, expected: &str, bytes: &[u8]) -> Result<(), Error> {
-    if !expected.starts_with("sha256:") {
-        return Err(Error::measure(format!(
-            "{what}: unsupported digest algorithm in {expected} (only sha256 is supported)"
-        )));
-    }
-    let actual = sha256_digest(bytes);
-    if actual != expected {
-        return Err(Error::measure(format!(
-            "{what}: digest mismatch: expected {expected}, content is {actual}"
-        )));
-    }
-    Ok(())
-}
-
-/// `len` bytes at `base + offset` of a file (a blob, or a member inside an
-/// archive that starts at `base`).
-pub(crate) fn read_file_range(
-    path: &std::path::Path,
-    base: u64,
-    offset: u64,
-    len: u64,
-) -> std::io::Result<Vec<u8>> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = std::fs::File::open(path)?;
-    f.seek(SeekFrom::Start(base + offset))?;
-    let mut buf = Vec::with_capacity(len as usize);
-    f.take(len).read_to_end(&mut buf)?;
-    Ok(buf)
-}
-
-/// A blocking `Read` over chunks sent by an async task: the bridge between
-/// a download on the runtime and an analyzer on a blocking thread.
-pub(crate) struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
-    chunk: bytes::Bytes,
-}
-
-impl ChannelReader {
-    pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>) -> Self {
-        ChannelReader {
-            rx,
-            chunk: bytes::Bytes::new(),
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(c)) => self.chunk = c,
-                Some(Err(e)) => return Err(e),
-                // The sender finished: end of stream.
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk[..n]);
-        bytes::Buf::advance(&mut self.chunk, n);
-        Ok(n)
-    }
-}
