@@ -3,6 +3,13 @@
 //! layer descriptors) and opens layer blobs as plain byte streams. Nothing
 //! downstream knows which transport it is reading, as go-containerregistry's
 //! `remote`, `layout` and `tarball` packages all serve one `v1.Image`.
+//!
+//! A [`SourceFactory`] opens sources from references and keeps what
+//! registries need between opens. The transports: [`registry`] (with
+//! [`auth`] for credentials), [`layout`] (`oci:` and `oci-archive:`, over a
+//! [`blob_store::BlobStore`]), [`docker_archive`]; [`manifest`] is the walk
+//! they share, [`tar_index`] reads archives in place, [`reference`](mod@reference) and
+//! [`platform`] say what the user asked for.
 
 pub mod auth;
 pub mod blob_store;
@@ -130,23 +137,117 @@ pub struct SourceOptions {
     pub registry: registry::RegistryOptions,
 }
 
-/// Opens the right transport for a reference.
+/// Opens sources for references. One factory keeps what registries need
+/// between opens (certificates, credentials, the loopback probe's answer,
+/// HTTP clients and their connections), so open one per process, or per
+/// set of options, and reuse it.
+pub struct SourceFactory {
+    registries: registry::RegistryPool,
+}
+
+impl SourceFactory {
+    pub fn new(opts: SourceOptions) -> Self {
+        SourceFactory {
+            registries: registry::RegistryPool::new(opts.registry),
+        }
+    }
+
+    /// Parses a reference and opens the right transport for it.
+    pub async fn open(&self, reference: &str) -> Result<Arc<dyn ImageSource>, Error> {
+        self.open_ref(ImageRef::parse(reference)?).await
+    }
+
+    /// Opens the right transport for a parsed reference.
+    pub async fn open_ref(&self, reference: ImageRef) -> Result<Arc<dyn ImageSource>, Error> {
+        Ok(match reference {
+            ImageRef::Registry(ref r) => {
+                let r = r.clone();
+                Arc::new(self.registries.open(reference, r).await?)
+            }
+            ImageRef::Layout { .. } | ImageRef::OciArchive { .. } => {
+                Arc::new(layout::OciLayoutSource::open(reference)?)
+            }
+            ImageRef::DockerArchive { .. } => {
+                Arc::new(docker_archive::DockerArchiveSource::open(reference)?)
+            }
+        })
+    }
+}
+
+/// Opens one reference with a factory of its own: nothing is shared with
+/// other opens. Use a [`SourceFactory`] to open several.
 pub async fn open(reference: &str, opts: &SourceOptions) -> Result<Arc<dyn ImageSource>, Error> {
-    let reference = ImageRef::parse(reference)?;
-    Ok(match reference {
-        ImageRef::Registry(ref r) => {
-            let r = r.clone();
-            Arc::new(registry::RegistrySource::connect(reference, r, &opts.registry).await?)
-        }
-        ImageRef::Layout { .. } | ImageRef::OciArchive { .. } => {
-            Arc::new(layout::OciLayoutSource::open(reference)?)
-        }
-        ImageRef::DockerArchive { .. } => {
-            Arc::new(docker_archive::DockerArchiveSource::open(reference)?)
-        }
-    })
+    SourceFactory::new(opts.clone()).open(reference).await
 }
 
 /// Kept for callers that hash through `source`; the digest functions live
 /// in [`crate::digest`].
 pub use crate::digest::sha256_digest;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry_ref(r: &str) -> oci_client::Reference {
+        match ImageRef::parse(r).unwrap() {
+            ImageRef::Registry(r) => r,
+            other => panic!("{other} is not a registry reference"),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_registry_connection_per_host() {
+        // Plain-HTTP hosts and explicit credentials: opening touches
+        // neither the network nor credential files.
+        let opts = SourceOptions {
+            registry: registry::RegistryOptions {
+                insecure: vec!["127.0.0.1:9".into(), "127.0.0.2:9".into()],
+                basic: Some(("user".into(), "secret".into())),
+                ..Default::default()
+            },
+        };
+        let factory = SourceFactory::new(opts);
+        let pool = &factory.registries;
+        let a = pool
+            .host(&registry_ref("127.0.0.1:9/team/a:v1"))
+            .await
+            .unwrap();
+        let b = pool
+            .host(&registry_ref("127.0.0.1:9/other/b:v2"))
+            .await
+            .unwrap();
+        let c = pool
+            .host(&registry_ref("127.0.0.2:9/team/a:v1"))
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "same host, one connection");
+        assert!(!Arc::ptr_eq(&a, &c), "another host, another connection");
+
+        // Sources opened through the factory share it too.
+        let one = pool
+            .open(
+                ImageRef::parse("127.0.0.1:9/x:1").unwrap(),
+                registry_ref("127.0.0.1:9/x:1"),
+            )
+            .await
+            .unwrap();
+        let two = pool
+            .open(
+                ImageRef::parse("127.0.0.1:9/y:2").unwrap(),
+                registry_ref("127.0.0.1:9/y:2"),
+            )
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(one.host(), &a) && Arc::ptr_eq(two.host(), &a));
+        assert_eq!(one.reference(), "127.0.0.1:9/x:1");
+        let src = factory.open("127.0.0.1:9/team/z:3").await.unwrap();
+        assert_eq!(src.reference(), "127.0.0.1:9/team/z:3");
+    }
+
+    #[tokio::test]
+    async fn references_that_cannot_be_parsed_are_usage_errors() {
+        let factory = SourceFactory::new(SourceOptions::default());
+        let e = factory.open("Not A Ref!").await.err().unwrap();
+        assert_eq!(e.kind(), crate::error::Kind::Usage, "{e}");
+    }
+}

@@ -1,8 +1,16 @@
 //! Registries, through the oci-client crate: no Docker daemon involved.
+//!
+//! What a registry host needs before the first request (CA certificates,
+//! credentials, whether a loopback registry speaks plain HTTP, the HTTP
+//! client and its connection pool) is set up once per host by a
+//! [`RegistryPool`] and shared by every source opened on that host: a
+//! server opening thousands of references against a few registries pays
+//! for it a few times, not thousands.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,6 +20,7 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
+use tokio::sync::OnceCell;
 
 use super::auth::{self, Credential, Secret};
 use super::manifest::ACCEPTED_MANIFESTS;
@@ -191,15 +200,32 @@ fn status_kind(code: u16) -> Option<Kind> {
     }
 }
 
-impl RegistrySource {
-    /// Sets up the connection to a reference's registry host and a source
-    /// on it; `name` is how the reference was given.
-    pub async fn connect(
+/// Connections to registries, one per host, shared by every source opened
+/// through the same pool.
+#[derive(Default)]
+pub struct RegistryPool {
+    opts: RegistryOptions,
+    /// Host → its connection, set up by the first reference that needs it
+    /// (concurrent openers wait for that one set-up). A failed set-up is
+    /// not kept: the next open tries again.
+    hosts: Mutex<HashMap<String, Arc<OnceCell<Arc<RegistryHost>>>>>,
+}
+
+impl RegistryPool {
+    pub fn new(opts: RegistryOptions) -> Self {
+        RegistryPool {
+            opts,
+            hosts: Mutex::default(),
+        }
+    }
+
+    /// A source for a registry reference; `name` is how it was given.
+    pub async fn open(
+        &self,
         name: ImageRef,
         reference: Reference,
-        opts: &RegistryOptions,
-    ) -> Result<Self, Error> {
-        let host = Arc::new(RegistryHost::connect(&reference, opts).await?);
+    ) -> Result<RegistrySource, Error> {
+        let host = self.host(&reference).await?;
         let (client, auth) = host.client_for(&reference).await?;
         Ok(RegistrySource {
             name,
@@ -208,6 +234,25 @@ impl RegistrySource {
             client,
             auth,
         })
+    }
+
+    /// The connection to a reference's registry host, set up on first use.
+    pub async fn host(&self, reference: &Reference) -> Result<Arc<RegistryHost>, Error> {
+        let key = reference.resolve_registry().to_string();
+        let cell = self
+            .hosts
+            .lock()
+            .expect("registry pool lock")
+            .entry(key)
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            RegistryHost::connect(reference, &self.opts)
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
     }
 }
 
