@@ -132,7 +132,7 @@ pub fn lookup(host: &str, explicit: Option<(String, String)>) -> Result<Credenti
             Err(_) => continue,
         };
         let file: ConfigFile = serde_json::from_slice(&raw).map_err(|e| {
-            Error::usage(format!("{}: invalid credentials file: {e}", path.display()))
+            Error::usage(format!("{}: invalid credentials file", path.display())).with_source(e)
         })?;
         if let Some(c) = from_file(&file, host, &path.display().to_string())? {
             return Ok(c);
