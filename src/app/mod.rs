@@ -19,7 +19,7 @@ use crate::config::NodeChoice;
 use crate::error::Error;
 use crate::measure::{ImageReport, MeasureOptions, Measurer};
 use crate::source::platform::PlatformSelector;
-use crate::source::{ImageSource, ResolvedImage, SourceOptions};
+use crate::source::{ImageSource, ResolvedImage, SourceFactory};
 
 /// Opens image references. The real one reuses registry clients and
 /// credentials across requests; tests serve images from memory.
@@ -28,21 +28,10 @@ pub trait Sources: Send + Sync {
     async fn open(&self, reference: &str) -> Result<Arc<dyn ImageSource>, Error>;
 }
 
-/// Every transport sizeguard reads, configured once.
-pub struct TransportSources {
-    options: SourceOptions,
-}
-
-impl TransportSources {
-    pub fn new(options: SourceOptions) -> Self {
-        TransportSources { options }
-    }
-}
-
 #[async_trait]
-impl Sources for TransportSources {
+impl Sources for SourceFactory {
     async fn open(&self, reference: &str) -> Result<Arc<dyn ImageSource>, Error> {
-        crate::source::open(reference, &self.options).await
+        SourceFactory::open(self, reference).await
     }
 }
 
@@ -145,9 +134,7 @@ pub async fn check(services: &Services, req: &CheckRequest) -> Result<CheckRepor
         reports,
         baselines,
         general,
-        req.node
-            .clone()
-            .map(|c| (c.label, c.nodes, req.thresholds)),
+        req.node.clone().map(|c| (c.label, c.nodes, req.thresholds)),
         req.policy.clone(),
     )
     .map_err(Error::usage)

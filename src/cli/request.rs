@@ -6,16 +6,16 @@
 use std::io::{IsTerminal, Read};
 use std::sync::Arc;
 
-use crate::app::{CheckRequest, MeasureRequest, Services, TransportSources};
+use crate::app::{CheckRequest, MeasureRequest, Services};
 use crate::cli::args::{CheckArgs, MeasureArgs, SourceArgs};
 use crate::cli::progress::Bars;
 use crate::config::{NodeConfig, OneOrMany, Settings};
 use crate::error::Error;
 use crate::measure::cache::{LayerCache, default_dir};
 use crate::measure::{MeasureOptions, Measurer};
-use crate::source::SourceOptions;
 use crate::source::platform::PlatformSelector;
 use crate::source::registry::RegistryOptions;
+use crate::source::{SourceFactory, SourceOptions};
 
 /// The services a command's requests share: sources configured by the
 /// flags, the layer cache unless disabled, bars on a terminal.
@@ -37,7 +37,7 @@ pub fn services(args: &SourceArgs) -> Result<Services, Error> {
     };
     let visible = !args.quiet && std::io::stderr().is_terminal();
     Ok(Services {
-        sources: Arc::new(TransportSources::new(options)),
+        sources: Arc::new(SourceFactory::new(options)),
         measurer: Measurer {
             cache,
             progress: Arc::new(Bars::new(visible)),
@@ -62,7 +62,7 @@ fn basic_credentials(args: &SourceArgs) -> Result<Option<(String, String)>, Erro
 }
 
 fn platforms(args: &SourceArgs) -> Result<PlatformSelector, Error> {
-    PlatformSelector::parse(args.platform.as_deref()).map_err(Error::usage)
+    PlatformSelector::parse(args.platform.as_deref())
 }
 
 fn measure_options(args: &SourceArgs, top: usize) -> Result<MeasureOptions, Error> {

@@ -223,7 +223,7 @@ pub enum LayerError {
     Tar { offset: u64, source: io::Error },
     #[error("uncompressed digest mismatch: config diff_id is {expected}, tar stream is {actual}")]
     DiffIdMismatch { expected: String, actual: String },
-    #[error("unsupported digest algorithm in {0} (only sha256 is supported)")]
+    #[error("unsupported digest {0} (sha256 or sha512, lowercase hex)")]
     UnsupportedDigest(String),
 }
 
@@ -231,7 +231,7 @@ pub enum LayerError {
 /// descriptor's size so a truncated or padded blob fails where it happens.
 struct BlobReader<'p, R> {
     inner: R,
-    hasher: Option<Sha256>,
+    hasher: Option<crate::digest::Hasher>,
     count: u64,
     expected_size: Option<u64>,
     failed: bool,
@@ -302,28 +302,25 @@ impl<R: Read> Read for TarCounter<R> {
     }
 }
 
-fn check_algorithm(digest: &str) -> Result<(), LayerError> {
-    if digest.starts_with("sha256:") {
-        Ok(())
-    } else {
-        Err(LayerError::UnsupportedDigest(digest.to_string()))
-    }
-}
-
 /// Measures one layer blob, reading it exactly once.
 pub fn analyze<R: Read>(
     reader: R,
     expected: &Expected,
     progress: Option<&dyn LayerProgress>,
 ) -> Result<LayerMeasurement, LayerError> {
-    if let Some(d) = &expected.digest {
-        check_algorithm(d)?;
-    }
+    // The blob is hashed with the algorithm its digest names; without one,
+    // with sha256, the algorithm blobs are addressed by.
+    let algorithm = match &expected.digest {
+        Some(d) => crate::digest::Digest::parse(d)
+            .map_err(|_| LayerError::UnsupportedDigest(d.clone()))?
+            .algorithm(),
+        None => crate::digest::Algorithm::Sha256,
+    };
     let hash_blob = !(expected.digest_checked_upstream && expected.digest.is_some());
     let hash_tar = expected.verify_diff_id || expected.diff_id.is_none();
     let mut blob = BlobReader {
         inner: reader,
-        hasher: hash_blob.then(Sha256::new),
+        hasher: hash_blob.then(|| algorithm.hasher()),
         count: 0,
         expected_size: expected.size,
         failed: false,
@@ -352,7 +349,7 @@ pub fn analyze<R: Read>(
     }
     let digest = match (blob.hasher, &expected.digest) {
         (Some(h), want) => {
-            let digest = crate::digest::sha256_string(h);
+            let digest = h.finish().to_string();
             if let Some(want) = want
                 && *want != digest
             {
@@ -863,6 +860,33 @@ mod tests {
         assert!(matches!(
             analyze(&data[..], &short, None),
             Err(LayerError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn sha512_digests_are_verified() {
+        let data = tar_of(|b| file(b, "f", 10));
+        let d = crate::digest::Digest::of(crate::digest::Algorithm::Sha512, &data).to_string();
+        let right = Expected {
+            digest: Some(d.clone()),
+            ..Default::default()
+        };
+        assert_eq!(analyze(&data[..], &right, None).unwrap().digest, d);
+        let wrong = Expected {
+            digest: Some(format!("sha512:{}", "0".repeat(128))),
+            ..Default::default()
+        };
+        assert!(matches!(
+            analyze(&data[..], &wrong, None),
+            Err(LayerError::DigestMismatch { .. })
+        ));
+        let unknown = Expected {
+            digest: Some(format!("sha384:{}", "0".repeat(96))),
+            ..Default::default()
+        };
+        assert!(matches!(
+            analyze(&data[..], &unknown, None),
+            Err(LayerError::UnsupportedDigest(_))
         ));
     }
 

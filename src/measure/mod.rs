@@ -553,7 +553,7 @@ mod tests {
         gz.write_all(&tar).unwrap();
         let gz = gz.finish().unwrap();
         let desc = LayerDescriptor {
-            digest: crate::source::sha256_digest(&gz),
+            digest: crate::digest::sha256_digest(&gz),
             size: gz.len() as u64,
             media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
             urls: vec![],

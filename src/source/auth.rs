@@ -132,7 +132,7 @@ pub fn lookup(host: &str, explicit: Option<(String, String)>) -> Result<Credenti
             Err(_) => continue,
         };
         let file: ConfigFile = serde_json::from_slice(&raw).map_err(|e| {
-            Error::usage(format!("{}: invalid credentials file: {e}", path.display()))
+            Error::usage(format!("{}: invalid credentials file", path.display())).with_source(e)
         })?;
         if let Some(c) = from_file(&file, host, &path.display().to_string())? {
             return Ok(c);
@@ -215,26 +215,30 @@ fn run_helper(helper: &str, host: &str) -> Result<Option<Secret>, Error> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::measure(format!("credential helper {program} for {host}: {e}")))?;
+        .map_err(|e| {
+            // The credentials file names a helper this machine does not
+            // have: a set-up problem, not the registry's.
+            Error::usage(format!("credential helper {program} for {host}")).with_source(e)
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(server.as_bytes());
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| Error::measure(format!("credential helper {program}: {e}")))?;
+        .map_err(|e| Error::io(format!("credential helper {program}"), e))?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
         if msg.to_lowercase().contains("not found") {
             return Ok(None);
         }
-        return Err(Error::measure(format!(
+        return Err(Error::unauthorized(format!(
             "credential helper {program} failed for {host}: {}",
             msg.trim()
         )));
     }
     let answer: HelperAnswer = serde_json::from_slice(&out.stdout).map_err(|_| {
-        Error::measure(format!(
+        Error::corrupt(format!(
             "credential helper {program} gave an unreadable answer for {host}"
         ))
     })?;

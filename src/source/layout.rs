@@ -1,169 +1,145 @@
-//! `oci:PATH[:TAG]`: an OCI image layout directory (what `skopeo copy
-//! oci:...`, `umoci` and `buildctl --output type=oci` write).
+//! `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`: an OCI image layout, as a
+//! directory (what `skopeo copy oci:...`, `umoci` and `buildctl --output
+//! type=oci` write) or as a tar of one. One reader serves both over a
+//! [`BlobStore`]: `index.json` is parsed, the tag picked and the manifests
+//! walked the same way, and both serve layer streams and byte ranges.
 
-use std::fs::File;
+use std::collections::HashMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::blob_store::{BlobStore, DirStore};
+use super::manifest::{LocalIndex, pick_tagged};
+use super::tar_index::IndexedTar;
 use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
+use crate::digest::Digest;
 use crate::error::Error;
 use crate::source::platform::PlatformSelector;
+use crate::source::reference::ImageRef;
 
+/// The annotation that tags an image in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 #[derive(Deserialize)]
-pub(crate) struct LayoutIndex {
+struct LayoutIndex {
     #[serde(default)]
-    pub manifests: Vec<LayoutEntry>,
+    manifests: Vec<LayoutEntry>,
 }
 
-#[derive(Deserialize, Clone)]
-pub(crate) struct LayoutEntry {
+#[derive(Deserialize)]
+struct LayoutEntry {
     #[serde(rename = "mediaType", default)]
-    pub media_type: String,
-    pub digest: String,
+    media_type: String,
+    digest: String,
     #[serde(default)]
-    pub annotations: std::collections::HashMap<String, String>,
+    annotations: HashMap<String, String>,
 }
 
-/// Picks the `index.json` entry a tag names; without a tag, the only entry.
-pub(crate) fn pick_entry(
-    what: &str,
-    index: &LayoutIndex,
-    tag: Option<&str>,
-) -> Result<LayoutEntry, Error> {
-    let tags: Vec<&str> = index
-        .manifests
-        .iter()
-        .filter_map(|m| m.annotations.get(REF_NAME).map(String::as_str))
-        .collect();
-    match tag {
-        Some(t) => index
-            .manifests
-            .iter()
-            .find(|m| m.annotations.get(REF_NAME).map(String::as_str) == Some(t))
-            .cloned()
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "{what}: no image tagged {t:?}; tags present: {}",
-                    if tags.is_empty() {
-                        "none".to_string()
-                    } else {
-                        tags.join(", ")
-                    }
-                ))
-            }),
-        None => match index.manifests.as_slice() {
-            [only] => Ok(only.clone()),
-            [] => Err(Error::measure(format!(
-                "{what}: the layout's index.json lists no images"
-            ))),
-            _ => Err(Error::usage(format!(
-                "{what}: the layout holds {} images; name one with :TAG (tags: {})",
-                index.manifests.len(),
-                tags.join(", ")
-            ))),
-        },
-    }
-}
-
-/// `sha256:<64 hex>` and nothing else, so a digest can never name a path
-/// outside `blobs/`.
-pub(crate) fn blob_relpath(digest: &str) -> Result<PathBuf, Error> {
-    let (alg, hex) = digest
-        .split_once(':')
-        .ok_or_else(|| Error::measure(format!("invalid digest {digest:?}")))?;
-    let ok = match alg {
-        "sha256" => hex.len() == 64,
-        "sha512" => hex.len() == 128,
-        _ => false,
-    } && hex
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !ok {
-        return Err(Error::measure(format!("invalid digest {digest:?}")));
-    }
-    Ok(Path::new("blobs").join(alg).join(hex))
-}
-
-pub struct LayoutSource {
-    dir: PathBuf,
+pub struct OciLayoutSource {
+    reference: ImageRef,
     tag: Option<String>,
+    store: Box<dyn BlobStore>,
 }
 
-impl LayoutSource {
-    pub fn open(dir: &Path, tag: Option<String>) -> Result<Self, Error> {
-        if !dir.join("index.json").is_file() {
-            return Err(Error::measure(format!(
-                "oci:{}: not an OCI image layout (no index.json)",
-                dir.display()
+impl OciLayoutSource {
+    /// Opens the layout an `oci:` or `oci-archive:` reference names.
+    pub fn open(reference: ImageRef) -> Result<Self, Error> {
+        let (store, tag): (Box<dyn BlobStore>, _) = match &reference {
+            ImageRef::Layout { path, tag } => (Box::new(DirStore::new(path)), tag.clone()),
+            ImageRef::OciArchive { path, tag } => {
+                let tar = IndexedTar::open(path.clone()).map_err(|e| e.context(&reference))?;
+                (Box::new(tar), tag.clone())
+            }
+            other => {
+                return Err(Error::usage(format!(
+                    "{other}: not an OCI layout reference"
+                )));
+            }
+        };
+        Self::with_store(reference, tag, store)
+    }
+
+    /// A layout kept in any store, named by `reference` in reports and
+    /// messages; `tag` picks the image from `index.json`.
+    pub fn with_store(
+        reference: ImageRef,
+        tag: Option<String>,
+        store: Box<dyn BlobStore>,
+    ) -> Result<Self, Error> {
+        if !store.contains("index.json") {
+            let what = match reference {
+                ImageRef::OciArchive { .. } => "not an OCI archive",
+                _ => "not an OCI image layout",
+            };
+            return Err(Error::corrupt(format!(
+                "{reference}: {what} (no index.json)"
             )));
         }
-        Ok(LayoutSource {
-            dir: dir.to_path_buf(),
+        Ok(OciLayoutSource {
+            reference,
             tag,
+            store,
         })
     }
 
-    fn read_blob(&self, digest: &str) -> Result<Vec<u8>, Error> {
-        let path = self.dir.join(blob_relpath(digest)?);
-        std::fs::read(&path).map_err(|e| {
-            Error::measure(format!(
-                "{}: blob {digest}: {e}",
-                ManifestStore::reference(self)
-            ))
-        })
+    /// Errors of the store, named after the reference.
+    fn named(&self, e: Error) -> Error {
+        e.context(&self.reference)
     }
 }
 
 #[async_trait]
-impl ManifestStore for LayoutSource {
-    fn reference(&self) -> String {
-        let mut s = format!("oci:{}", self.dir.display());
-        if let Some(t) = &self.tag {
-            s.push(':');
-            s.push_str(t);
-        }
-        s
-    }
-
+impl ManifestStore for OciLayoutSource {
     async fn root(&self) -> Result<Blob, Error> {
-        let what = ManifestStore::reference(self);
-        let raw = std::fs::read(self.dir.join("index.json"))
-            .map_err(|e| Error::measure(format!("{what}: index.json: {e}")))?;
+        let what = self.reference.to_string();
+        let raw = self.store.read("index.json").map_err(|e| self.named(e))?;
         let index: LayoutIndex = serde_json::from_slice(&raw)
-            .map_err(|e| Error::measure(format!("{what}: index.json is invalid: {e}")))?;
-        let entry = pick_entry(&what, &index, self.tag.as_deref())?;
-        self.fetch(&entry.digest, &entry.media_type, true).await
+            .map_err(|e| Error::corrupt(format!("{what}: index.json is invalid")).with_source(e))?;
+        let entry = pick_tagged(
+            &what,
+            LocalIndex {
+                noun: "layout",
+                hint: ":TAG",
+            },
+            &index.manifests,
+            |m| {
+                m.annotations
+                    .get(REF_NAME)
+                    .map(String::as_str)
+                    .into_iter()
+                    .collect()
+            },
+            self.tag.as_deref(),
+            |tag, wanted| tag == wanted,
+        )?;
+        let digest = Digest::parse(&entry.digest).map_err(|e| self.named(e))?;
+        self.fetch(&digest, &entry.media_type, true).await
     }
 
     async fn fetch(
         &self,
-        digest: &str,
+        digest: &Digest,
         media_type: &str,
         _is_manifest: bool,
     ) -> Result<Blob, Error> {
-        let bytes = self.read_blob(digest)?;
-        super::verify_digest(
-            &format!("{}: blob", ManifestStore::reference(self)),
-            digest,
-            &bytes,
-        )?;
+        let bytes = self
+            .store
+            .read(&digest.blob_path())
+            .map_err(|e| self.named(e))?;
         Ok(Blob {
             bytes: bytes.into(),
-            digest: digest.to_string(),
+            digest: digest.clone(),
             media_type: (!media_type.is_empty()).then(|| media_type.to_string()),
         })
     }
 }
 
 #[async_trait]
-impl ImageSource for LayoutSource {
+impl ImageSource for OciLayoutSource {
     fn reference(&self) -> String {
-        ManifestStore::reference(self)
+        self.reference.to_string()
     }
 
     async fn resolve(&self, platforms: &PlatformSelector) -> Result<Vec<ResolvedImage>, Error> {
@@ -171,9 +147,21 @@ impl ImageSource for LayoutSource {
     }
 
     async fn open_layer(&self, layer: &LayerDescriptor) -> Result<Box<dyn Read + Send>, Error> {
-        let path = self.dir.join(blob_relpath(&layer.digest)?);
-        let f =
-            File::open(&path).map_err(|e| Error::measure(format!("blob {}: {e}", layer.digest)))?;
-        Ok(Box::new(f))
+        let path = Digest::parse(&layer.digest)?.blob_path();
+        let (reader, _) = self.store.open(&path).map_err(|e| self.named(e))?;
+        Ok(reader)
+    }
+
+    async fn read_range(
+        &self,
+        layer: &LayerDescriptor,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let path = Digest::parse(&layer.digest)?.blob_path();
+        self.store
+            .read_range(&path, offset, len)
+            .map(Some)
+            .map_err(|e| self.named(e))
     }
 }

@@ -1,10 +1,15 @@
 //! Manifest formats and the walk from a reference to per-platform images,
-//! shared by every transport that stores manifests as blobs.
+//! shared by every transport that stores manifests as blobs (a registry, an
+//! OCI layout): index walking, platform selection, digest verification.
+//! The pieces a transport without manifests (docker-archive) needs too live
+//! here as well: config parsing, the single-platform check, picking an
+//! image by tag from a local store.
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::Deserialize;
 
 use super::{Blob, LayerDescriptor, ManifestStore, ResolvedImage};
+use crate::digest::Digest;
 use crate::error::Error;
 use crate::source::platform::{Platform, PlatformSelector};
 
@@ -47,8 +52,9 @@ struct Probe {
 }
 
 fn classify(what: &str, blob: &Blob) -> Result<(Kind, String), Error> {
-    let probe: Probe = serde_json::from_slice(&blob.bytes)
-        .map_err(|e| Error::measure(format!("{what}: manifest is not valid JSON: {e}")))?;
+    let probe: Probe = serde_json::from_slice(&blob.bytes).map_err(|e| {
+        Error::corrupt(format!("{what}: manifest is not valid JSON")).with_source(e)
+    })?;
     let media_type = probe
         .media_type
         .clone()
@@ -58,7 +64,7 @@ fn classify(what: &str, blob: &Blob) -> Result<(Kind, String), Error> {
         || media_type == DOCKER_SCHEMA1
         || media_type == DOCKER_SCHEMA1_SIGNED
     {
-        return Err(Error::measure(format!(
+        return Err(Error::corrupt(format!(
             "{what}: Docker schema 1 manifests are not supported (deprecated since 2017); re-push the image with a current docker or skopeo"
         )));
     }
@@ -68,7 +74,7 @@ fn classify(what: &str, blob: &Blob) -> Result<(Kind, String), Error> {
         _ if probe.manifests.is_some() => Kind::Index,
         _ if probe.layers.is_some() => Kind::Manifest,
         other => {
-            return Err(Error::measure(format!(
+            return Err(Error::corrupt(format!(
                 "{what}: unsupported manifest media type {other:?}"
             )));
         }
@@ -101,6 +107,108 @@ struct RootFs {
     diff_ids: Vec<String>,
 }
 
+/// What an image config says about sizing: the platform it was built for
+/// and the digests of its uncompressed layers.
+pub(crate) struct ImageConfig {
+    pub platform: Platform,
+    pub diff_ids: Vec<String>,
+}
+
+impl ImageConfig {
+    /// Parses an image config blob (OCI or Docker; the same fields).
+    pub(crate) fn parse(reference: &str, digest: &Digest, bytes: &[u8]) -> Result<Self, Error> {
+        let probe: ConfigProbe = serde_json::from_slice(bytes).map_err(|e| {
+            Error::corrupt(format!("{reference}: invalid image config {digest}")).with_source(e)
+        })?;
+        Ok(ImageConfig {
+            platform: Platform::new(&probe.os, &probe.architecture, probe.variant.as_deref()),
+            diff_ids: probe.rootfs.map(|r| r.diff_ids).unwrap_or_default(),
+        })
+    }
+}
+
+/// A single-platform image (no index) is measured whatever the default
+/// platform is; a platform the user asked for must match.
+pub(crate) fn check_single_platform(
+    reference: &str,
+    platform: &Platform,
+    sel: &PlatformSelector,
+) -> Result<(), Error> {
+    match sel {
+        PlatformSelector::One {
+            platform: want,
+            explicit: true,
+        } if !platform.satisfies(want) => Err(Error::not_found(format!(
+            "{reference}: platform {want} not found; the image is single-platform: {platform}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The platform asked for is not among those an index offers.
+fn platform_not_found(reference: &str, want: &Platform, mut present: Vec<String>) -> Error {
+    present.sort();
+    present.dedup();
+    Error::not_found(format!(
+        "{reference}: platform {want} not found; the index has: {}",
+        if present.is_empty() {
+            "no image manifests".to_string()
+        } else {
+            present.join(", ")
+        }
+    ))
+}
+
+/// How a local store (an OCI layout's `index.json`, a docker-archive's
+/// `manifest.json`) names its images, for [`pick_tagged`]'s messages.
+pub(crate) struct LocalIndex<'a> {
+    /// `layout`, `archive`.
+    pub noun: &'a str,
+    /// How a user names one image: `:TAG`, `:REPO:TAG`.
+    pub hint: &'a str,
+}
+
+/// Picks the entry of a local store a tag names; without a tag, the only
+/// entry.
+pub(crate) fn pick_tagged<'e, T>(
+    what: &str,
+    store: LocalIndex<'_>,
+    entries: &'e [T],
+    tags: impl Fn(&T) -> Vec<&str>,
+    wanted: Option<&str>,
+    matches: impl Fn(&str, &str) -> bool,
+) -> Result<&'e T, Error> {
+    let all_tags = || -> Vec<&str> { entries.iter().flat_map(&tags).collect() };
+    let LocalIndex { noun, hint } = store;
+    match wanted {
+        Some(want) => entries
+            .iter()
+            .find(|e| tags(e).into_iter().any(|t| matches(t, want)))
+            .ok_or_else(|| {
+                let present = all_tags();
+                Error::not_found(format!(
+                    "{what}: no image tagged {want:?} in the {noun}; tags present: {}",
+                    if present.is_empty() {
+                        "none".to_string()
+                    } else {
+                        present.join(", ")
+                    }
+                ))
+            }),
+        None => match entries {
+            [only] => Ok(only),
+            [] => Err(Error::not_found(format!(
+                "{what}: the {noun} holds no images"
+            ))),
+            many => Err(Error::usage(format!(
+                "{what}: the {noun} holds {} images; name one with {hint} (tags: {})",
+                many.len(),
+                all_tags().join(", ")
+            ))),
+        },
+    }
+}
+
 fn is_image_manifest_type(mt: &str) -> bool {
     mt == OCI_MANIFEST || mt == DOCKER_MANIFEST
 }
@@ -111,7 +219,7 @@ fn is_index_type(mt: &str) -> bool {
 
 /// Layer media types we can measure: tar, optionally gzip or zstd, in their
 /// OCI, Docker, foreign and non-distributable spellings.
-pub fn check_layer_media_type(mt: &str) -> Result<(), String> {
+pub fn check_layer_media_type(mt: &str) -> Result<(), Error> {
     const KNOWN: &[&str] = &[
         "application/vnd.oci.image.layer.v1.tar",
         "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -128,11 +236,11 @@ pub fn check_layer_media_type(mt: &str) -> Result<(), String> {
     if KNOWN.contains(&mt) {
         Ok(())
     } else if mt.contains("+encrypted") {
-        Err(format!(
+        Err(Error::corrupt(format!(
             "encrypted layer media type {mt} cannot be measured"
-        ))
+        )))
     } else {
-        Err(format!("unsupported layer media type {mt}"))
+        Err(Error::corrupt(format!("unsupported layer media type {mt}")))
     }
 }
 
@@ -146,6 +254,26 @@ fn descriptor_platform(d: &Descriptor) -> Option<Platform> {
     })
 }
 
+/// A manifest or config from the store, checked against the digest that
+/// addressed it: the one place content from any store is verified.
+async fn fetch_verified(
+    store: &dyn ManifestStore,
+    reference: &str,
+    digest: &Digest,
+    media_type: &str,
+    is_manifest: bool,
+) -> Result<Blob, Error> {
+    let blob = store.fetch(digest, media_type, is_manifest).await?;
+    verify(reference, &blob)?;
+    Ok(blob)
+}
+
+fn verify(reference: &str, blob: &Blob) -> Result<(), Error> {
+    blob.digest
+        .verify(&blob.bytes)
+        .map_err(|e| e.context(format!("{reference}: blob")))
+}
+
 /// Resolves the store's root reference to images, one per selected platform.
 pub async fn resolve(
     store: &dyn ManifestStore,
@@ -153,44 +281,34 @@ pub async fn resolve(
 ) -> Result<Vec<ResolvedImage>, Error> {
     let reference = store.reference();
     let root = store.root().await?;
+    verify(&reference, &root)?;
     let (kind, media_type) = classify(&reference, &root)?;
     match kind {
         Kind::Manifest => {
             let image = image_from_manifest(store, &reference, &root, &media_type, None)
                 .await?
                 .ok_or_else(|| {
-                    Error::measure(format!(
+                    Error::corrupt(format!(
                         "{reference}: is not a container image (an OCI artifact?)"
                     ))
                 })?;
-            if let PlatformSelector::One {
-                platform,
-                explicit: true,
-            } = sel
-                && !image.platform.satisfies(platform)
-            {
-                return Err(Error::measure(format!(
-                    "{reference}: platform {platform} not found; the image is single-platform: {}",
-                    image.platform
-                )));
-            }
+            check_single_platform(&reference, &image.platform, sel)?;
             Ok(vec![image])
         }
         Kind::Index => resolve_index(store, &reference, &root, sel).await,
     }
 }
 
-async fn resolve_index(
-    store: &dyn ManifestStore,
+type Candidate<'a> = (&'a Descriptor, Option<Platform>);
+
+/// The entries of an index that may be images a node would run.
+fn image_candidates<'a>(
     reference: &str,
-    root: &Blob,
-    sel: &PlatformSelector,
-) -> Result<Vec<ResolvedImage>, Error> {
-    let index: ImageIndex = serde_json::from_slice(&root.bytes)
-        .map_err(|e| Error::measure(format!("{reference}: invalid image index: {e}")))?;
+    index: &'a ImageIndex,
+) -> Result<Vec<Candidate<'a>>, Error> {
     // Image manifests only: attestations (unknown/unknown), nested indexes
     // and artifacts are not images a node would run.
-    let candidates: Vec<(&Descriptor, Option<Platform>)> = index
+    let candidates: Vec<Candidate<'a>> = index
         .manifests()
         .iter()
         .filter(|d| is_image_manifest_type(d.media_type().as_ref()))
@@ -203,57 +321,61 @@ async fn resolve_index(
             .iter()
             .any(|d| is_index_type(d.media_type().as_ref()))
     {
-        return Err(Error::measure(format!(
+        return Err(Error::corrupt(format!(
             "{reference}: nested image indexes are not supported"
         )));
     }
+    Ok(candidates)
+}
 
-    let chosen: Vec<&(&Descriptor, Option<Platform>)> = match sel {
-        PlatformSelector::All => candidates.iter().collect(),
-        PlatformSelector::One { platform, .. } => {
-            // An exact variant match beats a variant-less one.
-            let exact = candidates
-                .iter()
-                .find(|(_, p)| p.as_ref() == Some(platform));
-            let loose = candidates
-                .iter()
-                .find(|(_, p)| p.as_ref().is_some_and(|p| p.satisfies(platform)));
-            match exact.or(loose) {
-                Some(c) => vec![c],
-                None => {
-                    // Entries without a platform: the config will tell.
-                    let unlabeled: Vec<_> =
-                        candidates.iter().filter(|(_, p)| p.is_none()).collect();
-                    if unlabeled.is_empty() {
-                        let mut present: Vec<String> = candidates
-                            .iter()
-                            .filter_map(|(_, p)| p.as_ref().map(|p| p.to_string()))
-                            .collect();
-                        present.sort();
-                        present.dedup();
-                        return Err(Error::measure(format!(
-                            "{reference}: platform {platform} not found; the index has: {}",
-                            if present.is_empty() {
-                                "no image manifests".to_string()
-                            } else {
-                                present.join(", ")
-                            }
-                        )));
-                    }
-                    unlabeled
-                }
-            }
-        }
+/// The candidates worth fetching for the selection.
+fn choose<'c, 'a>(
+    reference: &str,
+    candidates: &'c [Candidate<'a>],
+    sel: &PlatformSelector,
+) -> Result<Vec<&'c Candidate<'a>>, Error> {
+    let PlatformSelector::One { platform, .. } = sel else {
+        return Ok(candidates.iter().collect());
     };
+    // An exact variant match beats a variant-less one.
+    let exact = candidates
+        .iter()
+        .find(|(_, p)| p.as_ref() == Some(platform));
+    let loose = candidates
+        .iter()
+        .find(|(_, p)| p.as_ref().is_some_and(|p| p.satisfies(platform)));
+    if let Some(c) = exact.or(loose) {
+        return Ok(vec![c]);
+    }
+    // Entries without a platform: the config will tell.
+    let unlabeled: Vec<_> = candidates.iter().filter(|(_, p)| p.is_none()).collect();
+    if unlabeled.is_empty() {
+        let present = candidates
+            .iter()
+            .filter_map(|(_, p)| p.as_ref().map(|p| p.to_string()))
+            .collect();
+        return Err(platform_not_found(reference, platform, present));
+    }
+    Ok(unlabeled)
+}
 
+async fn resolve_index(
+    store: &dyn ManifestStore,
+    reference: &str,
+    root: &Blob,
+    sel: &PlatformSelector,
+) -> Result<Vec<ResolvedImage>, Error> {
+    let index: ImageIndex = serde_json::from_slice(&root.bytes)
+        .map_err(|e| Error::corrupt(format!("{reference}: invalid image index")).with_source(e))?;
+    let candidates = image_candidates(reference, &index)?;
     let mut images = Vec::new();
     let mut seen_platforms = Vec::new();
-    for (desc, _) in chosen {
-        let digest = desc.digest().to_string();
+    for (desc, _) in choose(reference, &candidates, sel)? {
+        let digest = parse_digest(reference, desc.digest().as_ref())?;
         let mt = desc.media_type().to_string();
-        let blob = store.fetch(&digest, &mt, true).await?;
-        if let Some(image) =
-            image_from_manifest(store, reference, &blob, &mt, Some(root.digest.clone())).await?
+        let blob = fetch_verified(store, reference, &digest, &mt, true).await?;
+        let index_digest = Some(root.digest.to_string());
+        if let Some(image) = image_from_manifest(store, reference, &blob, &mt, index_digest).await?
         {
             seen_platforms.push(image.platform.to_string());
             images.push(image);
@@ -263,18 +385,19 @@ async fn resolve_index(
         images.retain(|i| i.platform.satisfies(platform));
         images.truncate(1);
         if images.is_empty() {
-            return Err(Error::measure(format!(
-                "{reference}: platform {platform} not found; the index has: {}",
-                seen_platforms.join(", ")
-            )));
+            return Err(platform_not_found(reference, platform, seen_platforms));
         }
     }
     if images.is_empty() {
-        return Err(Error::measure(format!(
+        return Err(Error::not_found(format!(
             "{reference}: the index lists no container images"
         )));
     }
     Ok(images)
+}
+
+fn parse_digest(reference: &str, digest: &str) -> Result<Digest, Error> {
+    Digest::parse(digest).map_err(|e| e.context(reference))
 }
 
 /// Builds the resolved image from a manifest blob, or `None` when the
@@ -287,30 +410,28 @@ async fn image_from_manifest(
     index_digest: Option<String>,
 ) -> Result<Option<ResolvedImage>, Error> {
     let manifest: ImageManifest = serde_json::from_slice(&blob.bytes).map_err(|e| {
-        Error::measure(format!(
-            "{reference}: invalid image manifest {}: {e}",
+        Error::corrupt(format!(
+            "{reference}: invalid image manifest {}",
             blob.digest
         ))
+        .with_source(e)
     })?;
     let config_desc = manifest.config();
     let config_mt = config_desc.media_type().to_string();
     if config_mt != OCI_CONFIG && config_mt != DOCKER_CONFIG {
         return Ok(None);
     }
-    let config_digest = config_desc.digest().to_string();
-    let config = store.fetch(&config_digest, &config_mt, false).await?;
-    let probe: ConfigProbe = serde_json::from_slice(&config.bytes).map_err(|e| {
-        Error::measure(format!(
-            "{reference}: invalid image config {config_digest}: {e}"
-        ))
-    })?;
+    let config_digest = parse_digest(reference, config_desc.digest().as_ref())?;
+    let config = fetch_verified(store, reference, &config_digest, &config_mt, false).await?;
+    let ImageConfig { platform, diff_ids } =
+        ImageConfig::parse(reference, &config_digest, &config.bytes)?;
     let mut layers = Vec::with_capacity(manifest.layers().len());
     for l in manifest.layers() {
         let mt = l.media_type().to_string();
         check_layer_media_type(&mt)
-            .map_err(|e| Error::measure(format!("{reference}: layer {}: {e}", l.digest())))?;
+            .map_err(|e| e.context(format!("{reference}: layer {}", l.digest())))?;
         layers.push(LayerDescriptor {
-            digest: l.digest().to_string(),
+            digest: parse_digest(reference, l.digest().as_ref())?.to_string(),
             size: l.size(),
             media_type: mt,
             urls: l.urls().clone().unwrap_or_default(),
@@ -318,14 +439,14 @@ async fn image_from_manifest(
     }
     Ok(Some(ResolvedImage {
         reference: reference.to_string(),
-        digest: blob.digest.clone(),
+        digest: blob.digest.to_string(),
         index_digest,
         media_type: media_type.to_string(),
-        platform: Platform::new(&probe.os, &probe.architecture, probe.variant.as_deref()),
+        platform,
         manifest_bytes: blob.bytes.len() as u64,
-        config_digest,
+        config_digest: config_digest.to_string(),
         config_bytes: config.bytes.len() as u64,
-        diff_ids: probe.rootfs.map(|r| r.diff_ids).unwrap_or_default(),
+        diff_ids,
         layers,
     }))
 }

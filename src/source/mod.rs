@@ -3,14 +3,23 @@
 //! layer descriptors) and opens layer blobs as plain byte streams. Nothing
 //! downstream knows which transport it is reading, as go-containerregistry's
 //! `remote`, `layout` and `tarball` packages all serve one `v1.Image`.
+//!
+//! A [`SourceFactory`] opens sources from references and keeps what
+//! registries need between opens. The transports: [`registry`] (with
+//! [`auth`] for credentials), [`layout`] (`oci:` and `oci-archive:`, over a
+//! [`blob_store::BlobStore`]), [`docker_archive`]; [`manifest`] is the walk
+//! they share, [`tar_index`] reads archives in place, [`reference`](mod@reference) and
+//! [`platform`] say what the user asked for.
 
-pub mod archive;
 pub mod auth;
+pub mod blob_store;
+pub mod docker_archive;
 pub mod layout;
 pub mod manifest;
 pub mod platform;
 pub mod reference;
 pub mod registry;
+pub mod tar_index;
 
 use std::io::Read;
 use std::sync::Arc;
@@ -18,6 +27,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::digest::Digest;
 use crate::error::Error;
 use crate::source::platform::{Platform, PlatformSelector};
 use crate::source::reference::ImageRef;
@@ -64,11 +74,11 @@ pub struct ResolvedImage {
     pub layers: Vec<LayerDescriptor>,
 }
 
-/// A raw manifest or config blob and its digest.
+/// A raw manifest or config blob and the digest that addressed it.
 #[derive(Debug, Clone)]
 pub struct Blob {
     pub bytes: bytes::Bytes,
-    pub digest: String,
+    pub digest: Digest,
     /// The media type the transport reported (HTTP `Content-Type`, the
     /// descriptor that pointed here), if any.
     pub media_type: Option<String>,
@@ -76,7 +86,8 @@ pub struct Blob {
 
 #[async_trait]
 pub trait ImageSource: Send + Sync {
-    /// The reference as given, normalised, for reports.
+    /// The reference as given, normalised, for reports: the [`ImageRef`]
+    /// the source was opened with, formatted by its `Display`.
     fn reference(&self) -> String;
 
     /// Resolves the reference to one image per selected platform.
@@ -105,15 +116,19 @@ pub trait ImageSource: Send + Sync {
 }
 
 /// Sources that store manifests as content-addressed blobs (a registry, an
-/// OCI layout) share the index-walking logic in [`manifest::resolve`].
+/// OCI layout) share the index walk, and the digest verification, of
+/// [`manifest::resolve`]; they only serve blobs.
 #[async_trait]
-pub trait ManifestStore: Send + Sync {
-    fn reference(&self) -> String;
+pub trait ManifestStore: ImageSource {
     /// The manifest or index the reference points at.
     async fn root(&self) -> Result<Blob, Error>;
-    /// A manifest (by digest, from an index) or a config blob.
-    async fn fetch(&self, digest: &str, media_type: &str, is_manifest: bool)
-    -> Result<Blob, Error>;
+    /// A manifest (by digest, from an index) or a config blob, unverified.
+    async fn fetch(
+        &self,
+        digest: &Digest,
+        media_type: &str,
+        is_manifest: bool,
+    ) -> Result<Blob, Error>;
 }
 
 /// Options every transport may need.
@@ -122,86 +137,107 @@ pub struct SourceOptions {
     pub registry: registry::RegistryOptions,
 }
 
-/// Opens the right transport for a reference.
-pub async fn open(reference: &str, opts: &SourceOptions) -> Result<Arc<dyn ImageSource>, Error> {
-    let parsed = ImageRef::parse(reference).map_err(Error::usage)?;
-    Ok(match parsed {
-        ImageRef::Registry(r) => {
-            Arc::new(registry::RegistrySource::connect(r, &opts.registry).await?)
-        }
-        ImageRef::Layout { path, tag } => Arc::new(layout::LayoutSource::open(&path, tag)?),
-        ImageRef::OciArchive { path, tag } => {
-            Arc::new(archive::OciArchiveSource::open(&path, tag)?)
-        }
-        ImageRef::DockerArchive { path, reference } => {
-            Arc::new(archive::DockerArchiveSource::open(&path, reference)?)
-        }
-    })
+/// Opens sources for references. One factory keeps what registries need
+/// between opens (certificates, credentials, the loopback probe's answer,
+/// HTTP clients and their connections), so open one per process, or per
+/// set of options, and reuse it.
+pub struct SourceFactory {
+    registries: registry::RegistryPool,
 }
 
-pub use crate::digest::sha256_digest;
-
-/// Verifies content against the digest that addressed it.
-pub fn verify_digest(what: &str, expected: &str, bytes: &[u8]) -> Result<(), Error> {
-    if !expected.starts_with("sha256:") {
-        return Err(Error::measure(format!(
-            "{what}: unsupported digest algorithm in {expected} (only sha256 is supported)"
-        )));
-    }
-    let actual = sha256_digest(bytes);
-    if actual != expected {
-        return Err(Error::measure(format!(
-            "{what}: digest mismatch: expected {expected}, content is {actual}"
-        )));
-    }
-    Ok(())
-}
-
-/// `len` bytes at `base + offset` of a file (a blob, or a member inside an
-/// archive that starts at `base`).
-pub(crate) fn read_file_range(
-    path: &std::path::Path,
-    base: u64,
-    offset: u64,
-    len: u64,
-) -> std::io::Result<Vec<u8>> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = std::fs::File::open(path)?;
-    f.seek(SeekFrom::Start(base + offset))?;
-    let mut buf = Vec::with_capacity(len as usize);
-    f.take(len).read_to_end(&mut buf)?;
-    Ok(buf)
-}
-
-/// A blocking `Read` over chunks sent by an async task: the bridge between
-/// a download on the runtime and an analyzer on a blocking thread.
-pub(crate) struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
-    chunk: bytes::Bytes,
-}
-
-impl ChannelReader {
-    pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>) -> Self {
-        ChannelReader {
-            rx,
-            chunk: bytes::Bytes::new(),
+impl SourceFactory {
+    pub fn new(opts: SourceOptions) -> Self {
+        SourceFactory {
+            registries: registry::RegistryPool::new(opts.registry),
         }
     }
-}
 
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(c)) => self.chunk = c,
-                Some(Err(e)) => return Err(e),
-                // The sender finished: end of stream.
-                None => return Ok(0),
+    /// Parses a reference and opens the right transport for it.
+    pub async fn open(&self, reference: &str) -> Result<Arc<dyn ImageSource>, Error> {
+        self.open_ref(ImageRef::parse(reference)?).await
+    }
+
+    /// Opens the right transport for a parsed reference.
+    pub async fn open_ref(&self, reference: ImageRef) -> Result<Arc<dyn ImageSource>, Error> {
+        Ok(match reference {
+            ImageRef::Registry(ref r) => {
+                let r = r.clone();
+                Arc::new(self.registries.open(reference, r).await?)
             }
+            ImageRef::Layout { .. } | ImageRef::OciArchive { .. } => {
+                Arc::new(layout::OciLayoutSource::open(reference)?)
+            }
+            ImageRef::DockerArchive { .. } => {
+                Arc::new(docker_archive::DockerArchiveSource::open(reference)?)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry_ref(r: &str) -> oci_client::Reference {
+        match ImageRef::parse(r).unwrap() {
+            ImageRef::Registry(r) => r,
+            other => panic!("{other} is not a registry reference"),
         }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk[..n]);
-        bytes::Buf::advance(&mut self.chunk, n);
-        Ok(n)
+    }
+
+    #[tokio::test]
+    async fn one_registry_connection_per_host() {
+        // Plain-HTTP hosts and explicit credentials: opening touches
+        // neither the network nor credential files.
+        let opts = SourceOptions {
+            registry: registry::RegistryOptions {
+                insecure: vec!["127.0.0.1:9".into(), "127.0.0.2:9".into()],
+                basic: Some(("user".into(), "secret".into())),
+                ..Default::default()
+            },
+        };
+        let factory = SourceFactory::new(opts);
+        let pool = &factory.registries;
+        let a = pool
+            .host(&registry_ref("127.0.0.1:9/team/a:v1"))
+            .await
+            .unwrap();
+        let b = pool
+            .host(&registry_ref("127.0.0.1:9/other/b:v2"))
+            .await
+            .unwrap();
+        let c = pool
+            .host(&registry_ref("127.0.0.2:9/team/a:v1"))
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "same host, one connection");
+        assert!(!Arc::ptr_eq(&a, &c), "another host, another connection");
+
+        // Sources opened through the factory share it too.
+        let one = pool
+            .open(
+                ImageRef::parse("127.0.0.1:9/x:1").unwrap(),
+                registry_ref("127.0.0.1:9/x:1"),
+            )
+            .await
+            .unwrap();
+        let two = pool
+            .open(
+                ImageRef::parse("127.0.0.1:9/y:2").unwrap(),
+                registry_ref("127.0.0.1:9/y:2"),
+            )
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(one.host(), &a) && Arc::ptr_eq(two.host(), &a));
+        assert_eq!(one.reference(), "127.0.0.1:9/x:1");
+        let src = factory.open("127.0.0.1:9/team/z:3").await.unwrap();
+        assert_eq!(src.reference(), "127.0.0.1:9/team/z:3");
+    }
+
+    #[tokio::test]
+    async fn references_that_cannot_be_parsed_are_usage_errors() {
+        let factory = SourceFactory::new(SourceOptions::default());
+        let e = factory.open("Not A Ref!").await.err().unwrap();
+        assert_eq!(e.kind(), crate::error::Kind::Usage, "{e}");
     }
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::error::Error;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct Platform {
     pub os: String,
@@ -51,17 +53,17 @@ impl fmt::Display for Platform {
 }
 
 impl std::str::FromStr for Platform {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
             [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform::new(os, arch, None)),
             [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
                 Ok(Platform::new(os, arch, Some(variant)))
             }
-            _ => Err(format!(
+            _ => Err(Error::usage(format!(
                 "invalid platform {s:?}: expected os/arch[/variant], e.g. linux/amd64 or linux/arm/v7, or `all`"
-            )),
+            ))),
         }
     }
 }
@@ -86,7 +88,9 @@ impl Default for PlatformSelector {
 }
 
 impl PlatformSelector {
-    pub fn parse(s: Option<&str>) -> Result<Self, String> {
+    /// `None` (the default platform), `all`, or `os/arch[/variant]`; anything
+    /// else is a usage error.
+    pub fn parse(s: Option<&str>) -> Result<Self, Error> {
         match s {
             None => Ok(PlatformSelector::default()),
             Some("all") => Ok(PlatformSelector::All),

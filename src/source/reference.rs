@@ -9,6 +9,12 @@ use std::path::{Path, PathBuf};
 
 use oci_client::Reference;
 
+use crate::digest::Digest;
+use crate::error::Error;
+
+/// A parsed reference. Its `Display` is the one spelling of a reference in
+/// reports and messages: the transport prefix, the path, the tag; registry
+/// references normalised (`alpine` is `docker.io/library/alpine:latest`).
 #[derive(Debug, Clone)]
 pub enum ImageRef {
     Registry(Reference),
@@ -27,9 +33,10 @@ pub enum ImageRef {
 }
 
 impl ImageRef {
-    pub fn parse(input: &str) -> Result<ImageRef, String> {
+    /// Parses a reference; what cannot be parsed is a usage error.
+    pub fn parse(input: &str) -> Result<ImageRef, Error> {
         if input.trim().is_empty() {
-            return Err("empty image reference".into());
+            return Err(Error::usage("empty image reference"));
         }
         if let Some(rest) = input.strip_prefix("oci:") {
             let (path, tag) = split_path(rest, "oci")?;
@@ -41,22 +48,42 @@ impl ImageRef {
             let (path, reference) = split_path(rest, "docker-archive")?;
             Ok(ImageRef::DockerArchive { path, reference })
         } else if input.starts_with("docker-daemon:") {
-            Err("the docker-daemon: transport is not supported yet; export the image with `docker save IMAGE -o image.tar` and use docker-archive:image.tar".into())
+            Err(Error::usage(
+                "the docker-daemon: transport is not supported yet; export the image with `docker save IMAGE -o image.tar` and use docker-archive:image.tar",
+            ))
         } else {
             let name = input.strip_prefix("docker://").unwrap_or(input);
             if name.contains("://") {
-                return Err(format!(
+                return Err(Error::usage(format!(
                     "unknown transport in {input:?}: use docker://, oci:, oci-archive: or docker-archive:"
-                ));
+                )));
             }
             match parse_common(name) {
                 Some(r) => Ok(ImageRef::Registry(r)),
                 None => name
                     .parse::<Reference>()
                     .map(ImageRef::Registry)
-                    .map_err(|e| format!("invalid image reference {name:?}: {e}")),
+                    .map_err(|e| {
+                        Error::usage(format!("invalid image reference {name:?}")).with_source(e)
+                    }),
             }
         }
+    }
+
+    /// A short name for headings: the repository's last component
+    /// (`ghcr.io/org/app:pr-7` is `app`), or the file or directory name of a
+    /// layout or archive (`oci:fixtures/demo:v2` is `demo`).
+    pub fn short_name(&self) -> String {
+        let name = match self {
+            ImageRef::Registry(r) => r.repository().rsplit('/').next().map(str::to_string),
+            ImageRef::Layout { path, .. }
+            | ImageRef::OciArchive { path, .. }
+            | ImageRef::DockerArchive { path, .. } => {
+                path.file_name().map(|n| n.to_string_lossy().into_owned())
+            }
+        };
+        name.filter(|n| !n.is_empty())
+            .unwrap_or_else(|| self.to_string())
     }
 }
 
@@ -68,19 +95,7 @@ impl ImageRef {
 fn parse_common(s: &str) -> Option<Reference> {
     let (rest, digest) = match s.split_once('@') {
         Some((r, d)) => {
-            let (alg, hex) = d.split_once(':')?;
-            let len = match alg {
-                "sha256" => 64,
-                "sha512" => 128,
-                _ => return None,
-            };
-            if hex.len() != len
-                || !hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
-                return None;
-            }
+            Digest::parse(d).ok()?;
             (r, Some(d))
         }
         None => (s, None),
@@ -91,84 +106,11 @@ fn parse_common(s: &str) -> Option<Reference> {
         Some(i) => (&rest[..slash + i], Some(&rest[slash + i + 1..])),
         None => (rest, None),
     };
-    if let Some(t) = tag {
-        let ok = !t.is_empty()
-            && t.len() <= 128
-            && t.as_bytes()[0] != b'.'
-            && t.as_bytes()[0] != b'-'
-            && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if !ok {
-            return None;
-        }
+    if tag.is_some_and(|t| !tag_ok(t)) {
+        return None;
     }
-    let mut parts = name.split('/');
-    let first = parts.next()?;
-    let has_domain =
-        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    let (domain, path) = if has_domain {
-        let (host, port) = match first.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (first, None),
-        };
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        };
-        if !host.split('.').all(label_ok)
-            || port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return None;
-        }
-        (first, &name[first.len() + 1..])
-    } else {
-        ("docker.io", name)
-    };
-    // Path components: [a-z0-9]+ joined by '.', '_', '__' or runs of '-'.
-    let component_ok = |c: &str| {
-        let b = c.as_bytes();
-        if b.is_empty() || !b[0].is_ascii_lowercase() && !b[0].is_ascii_digit() {
-            return false;
-        }
-        let last = b[b.len() - 1];
-        if !last.is_ascii_lowercase() && !last.is_ascii_digit() {
-            return false;
-        }
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'a'..=b'z' | b'0'..=b'9' => i += 1,
-                b'.' => {
-                    if !b[i + 1].is_ascii_alphanumeric() {
-                        return false;
-                    }
-                    i += 1;
-                }
-                b'_' => {
-                    if b[i + 1] == b'_' {
-                        i += 1;
-                    }
-                    if !b[i + 1].is_ascii_alphanumeric() {
-                        return false;
-                    }
-                    i += 1;
-                }
-                b'-' => {
-                    while b[i] == b'-' {
-                        i += 1;
-                    }
-                    if !b[i].is_ascii_alphanumeric() {
-                        return false;
-                    }
-                }
-                _ => return false,
-            }
-        }
-        true
-    };
-    if path.is_empty() || !path.split('/').all(component_ok) {
+    let (domain, path) = split_domain(name)?;
+    if path.is_empty() || !path.split('/').all(path_component_ok) {
         return None;
     }
     let domain = if domain == "index.docker.io" {
@@ -184,7 +126,7 @@ fn parse_common(s: &str) -> Option<Reference> {
     if repository.len() > 255 {
         return None;
     }
-    let (domain, repository) = (domain.to_string(), repository);
+    let domain = domain.to_string();
     Some(match (tag, digest) {
         (Some(t), Some(d)) => {
             Reference::with_tag_and_digest(domain, repository, t.to_string(), d.to_string())
@@ -195,14 +137,94 @@ fn parse_common(s: &str) -> Option<Reference> {
     })
 }
 
+fn tag_ok(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 128
+        && t.as_bytes()[0] != b'.'
+        && t.as_bytes()[0] != b'-'
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// `host[:port]/path` → (`host[:port]`, `path`); a first component that
+/// does not look like a host is part of a Docker Hub path.
+fn split_domain(name: &str) -> Option<(&str, &str)> {
+    let first = name.split('/').next()?;
+    let has_domain =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if !has_domain {
+        return Some(("docker.io", name));
+    }
+    let (host, port) = match first.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (first, None),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !host.split('.').all(label_ok)
+        || port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    Some((first, &name[first.len() + 1..]))
+}
+
+/// A path component: `[a-z0-9]+` joined by '.', '_', '__' or runs of '-'.
+fn path_component_ok(c: &str) -> bool {
+    let b = c.as_bytes();
+    if b.is_empty() || !b[0].is_ascii_lowercase() && !b[0].is_ascii_digit() {
+        return false;
+    }
+    let last = b[b.len() - 1];
+    if !last.is_ascii_lowercase() && !last.is_ascii_digit() {
+        return false;
+    }
+    // The last byte is alphanumeric, so every separator has a successor.
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'a'..=b'z' | b'0'..=b'9' => i += 1,
+            b'.' => {
+                if !b[i + 1].is_ascii_alphanumeric() {
+                    return false;
+                }
+                i += 1;
+            }
+            b'_' => {
+                if b[i + 1] == b'_' {
+                    i += 1;
+                }
+                if !b[i + 1].is_ascii_alphanumeric() {
+                    return false;
+                }
+                i += 1;
+            }
+            b'-' => {
+                while b[i] == b'-' {
+                    i += 1;
+                }
+                if !b[i].is_ascii_alphanumeric() {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Splits `PATH[:SUFFIX]`. Paths may contain colons, so the longest prefix
 /// that exists on disk wins; the suffix (a tag, or a `repo:tag` for
 /// docker-archive) is what follows it.
-fn split_path(rest: &str, transport: &str) -> Result<(PathBuf, Option<String>), String> {
+fn split_path(rest: &str, transport: &str) -> Result<(PathBuf, Option<String>), Error> {
     if rest.is_empty() {
-        return Err(format!(
+        return Err(Error::usage(format!(
             "{transport}: needs a path, e.g. {transport}:./image"
-        ));
+        )));
     }
     if Path::new(rest).exists() {
         return Ok((PathBuf::from(rest), None));
@@ -216,9 +238,9 @@ fn split_path(rest: &str, transport: &str) -> Result<(PathBuf, Option<String>), 
     }
     // Nothing exists: report the path the user most likely meant.
     let guess = rest.split(':').next().unwrap_or(rest);
-    Err(format!(
+    Err(Error::usage(format!(
         "{transport}:{rest}: {guess}: no such file or directory"
-    ))
+    )))
 }
 
 impl fmt::Display for ImageRef {
@@ -321,6 +343,52 @@ mod tests {
     }
 
     #[test]
+    fn references_display_with_their_transport() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("image.tar");
+        std::fs::write(&file, b"").unwrap();
+        let (d, f) = (dir.path().display(), file.display());
+        for (given, shown) in [
+            (
+                "alpine".to_string(),
+                "docker.io/library/alpine:latest".to_string(),
+            ),
+            (
+                "docker://127.0.0.1:5000/team/app:v1".into(),
+                "127.0.0.1:5000/team/app:v1".into(),
+            ),
+            (format!("oci:{d}"), format!("oci:{d}")),
+            (format!("oci:{d}:v2"), format!("oci:{d}:v2")),
+            (format!("oci-archive:{f}:v1"), format!("oci-archive:{f}:v1")),
+            (format!("docker-archive:{f}"), format!("docker-archive:{f}")),
+            (
+                format!("docker-archive:{f}:app:v1"),
+                format!("docker-archive:{f}:app:v1"),
+            ),
+        ] {
+            assert_eq!(ImageRef::parse(&given).unwrap().to_string(), shown);
+        }
+    }
+
+    #[test]
+    fn short_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = dir.path().join("demo");
+        std::fs::create_dir(&demo).unwrap();
+        let name = |r: &str| ImageRef::parse(r).unwrap().short_name();
+        assert_eq!(name("ghcr.io/org/app:pr-7"), "app");
+        assert_eq!(
+            name(&format!(
+                "127.0.0.1:5000/team/app@sha256:{}",
+                "ab".repeat(32)
+            )),
+            "app"
+        );
+        assert_eq!(name(&format!("oci:{}:v2", demo.display())), "demo");
+        assert_eq!(name("alpine"), "alpine");
+    }
+
+    #[test]
     fn layout_paths_split_on_existing_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("lay:out");
@@ -334,6 +402,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let err = ImageRef::parse("oci:/definitely/not/here:tag").unwrap_err();
-        assert!(err.contains("no such file"), "{err}");
+        assert!(err.to_string().contains("no such file"), "{err}");
+        assert_eq!(err.kind(), crate::error::Kind::Usage);
     }
 }

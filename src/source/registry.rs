@@ -1,22 +1,34 @@
 //! Registries, through the oci-client crate: no Docker daemon involved.
+//!
+//! What a registry host needs before the first request (CA certificates,
+//! credentials, whether a loopback registry speaks plain HTTP, the HTTP
+//! client and its connection pool) is set up once per host by a
+//! [`RegistryPool`] and shared by every source opened on that host: a
+//! server opening thousands of references against a few registries pays
+//! for it a few times, not thousands.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
+use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
+use tokio::sync::OnceCell;
 
 use super::auth::{self, Credential, Secret};
 use super::manifest::ACCEPTED_MANIFESTS;
 use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
-use crate::error::Error;
+use crate::digest::Digest;
+use crate::error::{Error, Kind, chain};
 use crate::source::platform::PlatformSelector;
+use crate::source::reference::ImageRef;
 
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
@@ -28,14 +40,6 @@ pub struct RegistryOptions {
     pub basic: Option<(String, String)>,
 }
 
-pub struct RegistrySource {
-    client: Client,
-    reference: Reference,
-    auth: RegistryAuth,
-    credential: Credential,
-    scheme: &'static str,
-}
-
 fn is_loopback(host: &str) -> bool {
     let name = host.rsplit_once(':').map_or(host, |(h, p)| {
         if p.chars().all(|c| c.is_ascii_digit()) {
@@ -45,22 +49,6 @@ fn is_loopback(host: &str) -> bool {
         }
     });
     name == "localhost" || name.starts_with("127.") || name == "[::1]"
-}
-
-/// The error chain of a request, one line: reqwest's own message alone
-/// ("error sending request") hides the cause (refused, TLS, DNS).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn load_certs(opts: &RegistryOptions) -> Result<Vec<Certificate>, Error> {
@@ -78,7 +66,7 @@ fn load_certs(opts: &RegistryOptions) -> Result<Vec<Certificate>, Error> {
                     encoding: CertificateEncoding::Pem,
                     data,
                 })
-                .map_err(|e| Error::usage(format!("CA file {}: {e}", f.display())))
+                .map_err(|e| Error::usage(format!("CA file {}", f.display())).with_source(e))
         })
         .collect()
 }
@@ -87,7 +75,7 @@ fn http_client(certs: &[Certificate]) -> Result<reqwest::Client, Error> {
     let mut roots = Vec::new();
     for c in certs {
         for cert in reqwest::Certificate::from_pem_bundle(&c.data)
-            .map_err(|e| Error::usage(format!("invalid CA certificate: {e}")))?
+            .map_err(|e| Error::usage("invalid CA certificate").with_source(e))?
         {
             roots.push(cert);
         }
@@ -97,7 +85,7 @@ fn http_client(certs: &[Certificate]) -> Result<reqwest::Client, Error> {
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("sizeguard/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| Error::usage(format!("HTTP client: {}", chain(&e))))
+        .map_err(|e| Error::usage("HTTP client").with_source(e))
 }
 
 /// Loopback registries may speak plain HTTP (as Docker allows them to).
@@ -106,8 +94,7 @@ fn http_client(certs: &[Certificate]) -> Result<reqwest::Client, Error> {
 /// probe to one round trip, with no TLS set-up.
 async fn probe_scheme(host: &str) -> Result<&'static str, Error> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let unreachable =
-        |e: &dyn std::fmt::Display| Error::measure(format!("registry {host} unreachable: {e}"));
+    let unreachable = || Error::transient(format!("registry {host} unreachable"));
     let exchange = async {
         let mut conn = tokio::net::TcpStream::connect(host).await?;
         conn.write_all(
@@ -128,8 +115,8 @@ async fn probe_scheme(host: &str) -> Result<&'static str, Error> {
     };
     let head = tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
-        .map_err(|_| unreachable(&"timed out"))?
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|_| Error::transient(format!("registry {host} unreachable: timed out")))?
+        .map_err(|e| unreachable().with_source(e))?;
     let status = head.split_whitespace().nth(1).unwrap_or("");
     let is_registry = head.starts_with("http/1.")
         && (head.contains("docker-distribution-api-version") || status == "200" || status == "401");
@@ -150,14 +137,14 @@ async fn exchange_identity_token(
         .get(format!("{scheme}://{host}/v2/"))
         .send()
         .await
-        .map_err(|e| Error::measure(format!("registry {host} unreachable: {}", chain(&e))))?;
+        .map_err(|e| Error::transient(format!("registry {host} unreachable")).with_source(e))?;
     let challenge = ping
         .headers()
         .get(reqwest::header::WWW_AUTHENTICATE)
         .and_then(|h| h.to_str().ok())
         .and_then(auth::parse_bearer_challenge)
         .ok_or_else(|| {
-            Error::measure(format!(
+            Error::unauthorized(format!(
                 "{host}: an identity token ({source}) needs a Bearer token service, but the registry offers none"
             ))
         })?;
@@ -176,31 +163,116 @@ async fn exchange_identity_token(
         .form(&form)
         .send()
         .await
-        .map_err(|e| Error::measure(format!("{host}: token service unreachable: {}", chain(&e))))?;
+        .map_err(|e| {
+            Error::transient(format!("{host}: token service unreachable")).with_source(e)
+        })?;
     let status = resp.status();
     if !status.is_success() {
-        return Err(Error::measure(format!(
-            "{host}: identity token from {source} was refused by the token service (HTTP {status})"
-        )));
+        return Err(Error::new(
+            status_kind(status.as_u16()).unwrap_or(Kind::Unauthorized),
+            format!(
+                "{host}: identity token from {source} was refused by the token service (HTTP {status})"
+            ),
+        ));
     }
     #[derive(serde::Deserialize)]
     struct TokenAnswer {
         access_token: Option<String>,
         token: Option<String>,
     }
-    let answer: TokenAnswer = resp
-        .json()
-        .await
-        .map_err(|e| Error::measure(format!("{host}: unreadable token service answer: {e}")))?;
+    let answer: TokenAnswer = resp.json().await.map_err(|e| {
+        Error::corrupt(format!("{host}: unreadable token service answer")).with_source(e)
+    })?;
     answer.access_token.or(answer.token).ok_or_else(|| {
-        Error::measure(format!(
+        Error::corrupt(format!(
             "{host}: the token service returned no access token"
         ))
     })
 }
 
-impl RegistrySource {
-    pub async fn connect(reference: Reference, opts: &RegistryOptions) -> Result<Self, Error> {
+/// What an HTTP status says about the next attempt, when it says anything.
+fn status_kind(code: u16) -> Option<Kind> {
+    match code {
+        401 | 403 => Some(Kind::Unauthorized),
+        404 => Some(Kind::NotFound),
+        429 | 500..=599 => Some(Kind::Transient),
+        _ => None,
+    }
+}
+
+/// Connections to registries, one per host, shared by every source opened
+/// through the same pool.
+#[derive(Default)]
+pub struct RegistryPool {
+    opts: RegistryOptions,
+    /// Host → its connection, set up by the first reference that needs it
+    /// (concurrent openers wait for that one set-up). A failed set-up is
+    /// not kept: the next open tries again.
+    hosts: Mutex<HashMap<String, Arc<OnceCell<Arc<RegistryHost>>>>>,
+}
+
+impl RegistryPool {
+    pub fn new(opts: RegistryOptions) -> Self {
+        RegistryPool {
+            opts,
+            hosts: Mutex::default(),
+        }
+    }
+
+    /// A source for a registry reference; `name` is how it was given.
+    pub async fn open(
+        &self,
+        name: ImageRef,
+        reference: Reference,
+    ) -> Result<RegistrySource, Error> {
+        let host = self.host(&reference).await?;
+        let (client, auth) = host.client_for(&reference).await?;
+        Ok(RegistrySource {
+            name,
+            reference,
+            host,
+            client,
+            auth,
+        })
+    }
+
+    /// The connection to a reference's registry host, set up on first use.
+    pub async fn host(&self, reference: &Reference) -> Result<Arc<RegistryHost>, Error> {
+        let key = reference.resolve_registry().to_string();
+        let cell = self
+            .hosts
+            .lock()
+            .expect("registry pool lock")
+            .entry(key)
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            RegistryHost::connect(reference, &self.opts)
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
+    }
+}
+
+/// Everything about one registry host that does not depend on the
+/// repository: certificates, scheme, credential, the HTTP client.
+pub struct RegistryHost {
+    host: String,
+    scheme: &'static str,
+    credential: Credential,
+    /// Kept for the per-repository clients identity tokens need.
+    certs: Vec<Certificate>,
+    /// The client every source on this host shares (with its connection
+    /// pool and oci-client's token cache).
+    client: Client,
+    /// For the identity-token exchange, which oci-client does not do.
+    http: Option<reqwest::Client>,
+}
+
+impl RegistryHost {
+    async fn connect(reference: &Reference, opts: &RegistryOptions) -> Result<Self, Error> {
         let host = reference.resolve_registry().to_string();
         let certs = load_certs(opts)?;
         let scheme = if opts
@@ -215,113 +287,143 @@ impl RegistrySource {
             "https"
         };
         let credential = auth::lookup(reference.registry(), opts.basic.clone())?;
-        let auth = match &credential.secret {
-            Secret::Anonymous => RegistryAuth::Anonymous,
-            Secret::Basic { username, password } => {
-                RegistryAuth::Basic(username.clone(), password.clone())
-            }
-            Secret::IdentityToken(t) => RegistryAuth::Bearer(
-                exchange_identity_token(
-                    &http_client(&certs)?,
-                    scheme,
-                    &reference,
-                    t,
-                    &credential.source,
-                )
-                .await?,
-            ),
+        let http = match credential.secret {
+            Secret::IdentityToken(_) => Some(http_client(&certs)?),
+            _ => None,
         };
-        let config = ClientConfig {
-            protocol: if scheme == "http" {
-                ClientProtocol::HttpsExcept(vec![host.clone()])
-            } else {
-                ClientProtocol::Https
-            },
-            extra_root_certificates: certs,
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(60)),
-            user_agent: concat!("sizeguard/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
-        };
-        let client =
-            Client::try_from(config).map_err(|e| Error::usage(format!("registry client: {e}")))?;
-        Ok(RegistrySource {
-            client,
-            reference,
-            auth,
-            credential,
+        let client = oci_client(&host, scheme, &certs)?;
+        Ok(RegistryHost {
+            host,
             scheme,
+            credential,
+            certs,
+            client,
+            http,
         })
     }
 
-    /// One line that says what failed, where, and with which credentials.
+    /// The client and authentication for one reference. oci-client keeps
+    /// one authentication per registry, and an identity token is exchanged
+    /// for an access token scoped to one repository, so such a reference
+    /// gets a client of its own (with a fresh token, as tokens expire);
+    /// every other reference shares the host's.
+    async fn client_for(&self, reference: &Reference) -> Result<(Client, RegistryAuth), Error> {
+        Ok(match &self.credential.secret {
+            Secret::Anonymous => (self.client.clone(), RegistryAuth::Anonymous),
+            Secret::Basic { username, password } => (
+                self.client.clone(),
+                RegistryAuth::Basic(username.clone(), password.clone()),
+            ),
+            Secret::IdentityToken(t) => {
+                let http = self
+                    .http
+                    .as_ref()
+                    .expect("an HTTP client for identity tokens");
+                let token = exchange_identity_token(
+                    http,
+                    self.scheme,
+                    reference,
+                    t,
+                    &self.credential.source,
+                )
+                .await?;
+                let client = oci_client(&self.host, self.scheme, &self.certs)?;
+                (client, RegistryAuth::Bearer(token))
+            }
+        })
+    }
+}
+
+fn oci_client(host: &str, scheme: &str, certs: &[Certificate]) -> Result<Client, Error> {
+    let config = ClientConfig {
+        protocol: if scheme == "http" {
+            ClientProtocol::HttpsExcept(vec![host.to_string()])
+        } else {
+            ClientProtocol::Https
+        },
+        extra_root_certificates: certs.to_vec(),
+        connect_timeout: Some(Duration::from_secs(10)),
+        read_timeout: Some(Duration::from_secs(60)),
+        user_agent: concat!("sizeguard/", env!("CARGO_PKG_VERSION")),
+        ..Default::default()
+    };
+    Client::try_from(config).map_err(|e| Error::usage("registry client").with_source(e))
+}
+
+pub struct RegistrySource {
+    name: ImageRef,
+    reference: Reference,
+    host: Arc<RegistryHost>,
+    client: Client,
+    auth: RegistryAuth,
+}
+
+impl RegistrySource {
+    /// One line that says what failed, where, and with which credentials;
+    /// its kind says whether trying again may help.
     fn explain(&self, what: &str, e: OciDistributionError) -> Error {
-        let who = &self.credential.source;
+        let who = &self.host.credential.source;
         let host = self.reference.resolve_registry();
-        let not_found = match &e {
-            OciDistributionError::ImageManifestNotFoundError(_) => true,
-            OciDistributionError::ServerError { code, .. } => *code == 404,
-            OciDistributionError::RegistryError { envelope, .. } => {
-                envelope.errors.iter().any(|e| {
-                    matches!(
-                        format!("{:?}", e.code).as_str(),
-                        "ManifestUnknown" | "NameUnknown" | "NotFound"
-                    )
-                })
-            }
-            _ => false,
-        };
-        let msg = match &e {
-            OciDistributionError::AuthenticationFailure(reason) => {
-                format!("authentication failed at {host} (credentials: {who}): {reason}")
-            }
+        let error = match &e {
+            OciDistributionError::AuthenticationFailure(reason) => Error::unauthorized(format!(
+                "authentication failed at {host} (credentials: {who}): {reason}"
+            )),
             OciDistributionError::UnauthorizedError { url } => {
-                format!("401 unauthorized at {url} (credentials: {who})")
+                Error::unauthorized(format!("401 unauthorized at {url} (credentials: {who})"))
             }
             OciDistributionError::ImageManifestNotFoundError(m) => {
-                format!("manifest unknown (404): {m}")
+                Error::not_found(format!("manifest unknown (404): {m}"))
             }
-            OciDistributionError::ServerError { code, url, message } => match code {
-                401 => format!("401 unauthorized at {url} (credentials: {who}): {message}"),
-                403 => format!("403 denied at {url} (credentials: {who}): {message}"),
-                404 => format!("404 not found at {url}: {message}"),
-                c => format!("HTTP {c} from {url}: {message}"),
-            },
+            OciDistributionError::ServerError { code, url, message } => {
+                let kind = status_kind(*code).unwrap_or(Kind::Corrupt);
+                Error::new(
+                    kind,
+                    match code {
+                        401 => format!("401 unauthorized at {url} (credentials: {who}): {message}"),
+                        403 => format!("403 denied at {url} (credentials: {who}): {message}"),
+                        404 => format!("404 not found at {url}: {message}"),
+                        c => format!("HTTP {c} from {url}: {message}"),
+                    },
+                )
+            }
             OciDistributionError::RegistryError { envelope, url } => {
                 let text = envelope.to_string();
-                let code = envelope
-                    .errors
-                    .first()
-                    .map(|e| format!("{:?}", e.code))
-                    .unwrap_or_default();
-                match code.as_str() {
-                    "Unauthorized" => {
-                        format!("401 unauthorized at {url} (credentials: {who}): {text}")
+                match envelope.errors.first().map(|e| &e.code) {
+                    Some(OciErrorCode::Unauthorized) => Error::unauthorized(format!(
+                        "401 unauthorized at {url} (credentials: {who}): {text}"
+                    )),
+                    Some(OciErrorCode::Denied) => Error::unauthorized(format!(
+                        "403 denied at {url} (credentials: {who}): {text}"
+                    )),
+                    Some(
+                        OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::NotFound
+                        | OciErrorCode::BlobUnknown,
+                    ) => Error::not_found(format!("not found at {url}: {text}")),
+                    Some(OciErrorCode::Toomanyrequests) => {
+                        Error::transient(format!("registry error at {url}: {text}"))
                     }
-                    "Denied" => format!("403 denied at {url} (credentials: {who}): {text}"),
-                    "ManifestUnknown" | "NameUnknown" | "NotFound" | "BlobUnknown" => {
-                        format!("not found at {url}: {text}")
-                    }
-                    _ => format!("registry error at {url}: {text}"),
+                    _ => Error::corrupt(format!("registry error at {url}: {text}")),
                 }
             }
             OciDistributionError::RequestError(r) => {
                 let why = chain(r);
                 if why.contains("certificate") {
-                    format!(
+                    // Trying again cannot make a certificate trusted.
+                    Error::corrupt(format!(
                         "registry {host}: TLS certificate not trusted ({why}); pass its CA with --ca-file or SSL_CERT_FILE"
-                    )
+                    ))
                 } else {
-                    format!("registry {host} unreachable: {why}")
+                    Error::transient(format!("registry {host} unreachable")).with_source(e)
                 }
             }
-            other => chain(other),
+            OciDistributionError::IoError(_) => {
+                Error::transient(format!("registry {host}")).with_source(e)
+            }
+            _ => Error::corrupt(format!("registry {host}")).with_source(e),
         };
-        if not_found {
-            Error::not_found(msg).context(what)
-        } else {
-            Error::measure(msg).context(what)
-        }
+        error.context(what)
     }
 
     fn descriptor(digest: &str, media_type: &str, size: i64) -> OciDescriptor {
@@ -334,14 +436,15 @@ impl RegistrySource {
             ..Default::default()
         }
     }
+
+    /// The registry host's shared connection (tests compare them).
+    pub fn host(&self) -> &Arc<RegistryHost> {
+        &self.host
+    }
 }
 
 #[async_trait]
 impl ManifestStore for RegistrySource {
-    fn reference(&self) -> String {
-        self.reference.whole()
-    }
-
     async fn root(&self) -> Result<Blob, Error> {
         let what = self.reference.whole();
         let (bytes, digest) = self
@@ -351,14 +454,14 @@ impl ManifestStore for RegistrySource {
             .map_err(|e| self.explain(&what, e))?;
         Ok(Blob {
             bytes,
-            digest,
+            digest: Digest::parse(&digest).map_err(|e| e.context(&what))?,
             media_type: None,
         })
     }
 
     async fn fetch(
         &self,
-        digest: &str,
+        digest: &Digest,
         media_type: &str,
         is_manifest: bool,
     ) -> Result<Blob, Error> {
@@ -375,17 +478,16 @@ impl ManifestStore for RegistrySource {
             self.client
                 .pull_blob(
                     &self.reference,
-                    &Self::descriptor(digest, media_type, 0),
+                    &Self::descriptor(&digest.to_string(), media_type, 0),
                     &mut out,
                 )
                 .await
                 .map_err(|e| self.explain(&what, e))?;
             out.into()
         };
-        super::verify_digest(&what, digest, &bytes)?;
         Ok(Blob {
             bytes,
-            digest: digest.to_string(),
+            digest: digest.clone(),
             media_type: Some(media_type.to_string()),
         })
     }
@@ -394,7 +496,7 @@ impl ManifestStore for RegistrySource {
 #[async_trait]
 impl ImageSource for RegistrySource {
     fn reference(&self) -> String {
-        self.reference.whole()
+        self.name.to_string()
     }
 
     async fn resolve(&self, platforms: &PlatformSelector) -> Result<Vec<ResolvedImage>, Error> {
@@ -411,7 +513,7 @@ impl ImageSource for RegistrySource {
         if let Some(len) = stream.content_length
             && len != layer.size
         {
-            return Err(Error::measure(format!(
+            return Err(Error::corrupt(format!(
                 "layer {}: blob is truncated or padded: the registry serves {len} bytes, the descriptor says {}",
                 layer.digest, layer.size
             )));
@@ -444,7 +546,7 @@ impl ImageSource for RegistrySource {
                 }
             }
         });
-        Ok(Box::new(super::ChannelReader::new(rx)))
+        Ok(Box::new(ChannelReader::new(rx)))
     }
 
     async fn read_range(
@@ -471,12 +573,13 @@ impl RegistrySource {
         len: u64,
     ) -> Result<Option<Vec<u8>>, Error> {
         use oci_client::client::BlobResponse;
+        let what = format!("layer {}", layer.digest);
         let desc = Self::descriptor(&layer.digest, &layer.media_type, layer.size as i64);
         let resp = self
             .client
             .pull_blob_stream_partial(&self.reference, &desc, offset, Some(len))
             .await
-            .map_err(|e| self.explain(&format!("layer {}", layer.digest), e))?;
+            .map_err(|e| self.explain(&what, e))?;
         let mut stream = match resp {
             BlobResponse::Partial(s) => s.stream,
             // Dropping the stream closes the connection: nothing more is read.
@@ -484,8 +587,7 @@ impl RegistrySource {
         };
         let mut buf = Vec::with_capacity(len as usize);
         while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| Error::measure(format!("layer {}: {e}", layer.digest)))?;
+            let chunk = chunk.map_err(|e| Error::io(&what, e))?;
             buf.extend_from_slice(&chunk);
             if buf.len() as u64 > len {
                 return Ok(None);
@@ -501,9 +603,42 @@ impl std::fmt::Debug for RegistrySource {
             f,
             "RegistrySource({}, {}, {})",
             self.reference.whole(),
-            self.scheme,
-            self.credential.source
+            self.host.scheme,
+            self.host.credential.source
         )
+    }
+}
+
+/// A blocking `Read` over chunks sent by an async task: the bridge between
+/// a download on the runtime and an analyzer on a blocking thread.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>) -> Self {
+        ChannelReader {
+            rx,
+            chunk: bytes::Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => return Err(e),
+                // The sender finished: end of stream.
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        bytes::Buf::advance(&mut self.chunk, n);
+        Ok(n)
     }
 }
 
@@ -518,5 +653,15 @@ mod tests {
         assert!(is_loopback("[::1]:5000"));
         assert!(!is_loopback("registry.example.com"));
         assert!(!is_loopback("10.0.0.1:5000"));
+    }
+
+    #[test]
+    fn statuses_classify() {
+        assert_eq!(status_kind(401), Some(Kind::Unauthorized));
+        assert_eq!(status_kind(403), Some(Kind::Unauthorized));
+        assert_eq!(status_kind(404), Some(Kind::NotFound));
+        assert_eq!(status_kind(429), Some(Kind::Transient));
+        assert_eq!(status_kind(503), Some(Kind::Transient));
+        assert_eq!(status_kind(400), None);
     }
 }

@@ -1,0 +1,267 @@
+//! Reading members of a plain tar in place: the archive is indexed once, by
+//! seeking over member contents, and a member is then read straight from
+//! its offset. Nothing is extracted to disk.
+//!
+//! The index is built from any `Read + Seek`; the bytes behind it are
+//! anything that can hand out independent readers ([`Seekable`]): a file
+//! (`oci-archive:`, `docker-archive:`), or a buffer a source spooled a
+//! stream into.
+
+use std::collections::HashMap;
+use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+
+use crate::error::Error;
+
+/// A reader that can also seek.
+pub trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
+/// Bytes that several readers may read at once, each from its own offset
+/// (layers stream in parallel).
+pub trait Seekable: Send + Sync {
+    fn reader(&self) -> std::io::Result<Box<dyn ReadSeek>>;
+}
+
+/// A file, opened again for every reader.
+impl Seekable for PathBuf {
+    fn reader(&self) -> std::io::Result<Box<dyn ReadSeek>> {
+        Ok(Box::new(std::fs::File::open(self)?))
+    }
+}
+
+/// A buffer in memory.
+impl Seekable for bytes::Bytes {
+    fn reader(&self) -> std::io::Result<Box<dyn ReadSeek>> {
+        Ok(Box::new(Cursor::new(self.clone())))
+    }
+}
+
+/// Where a member's content lies in the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// Member name → where its content is.
+#[derive(Debug, Default)]
+pub struct TarIndex {
+    members: HashMap<String, Member>,
+    /// Symlink or hard link member → target member: the legacy `docker
+    /// save` format links a layer's `layer.tar` to the first copy of
+    /// identical layers.
+    links: HashMap<String, String>,
+}
+
+impl TarIndex {
+    /// Indexes a plain tar. Compressed archives are refused with a hint:
+    /// reading a member in place needs its offset in the file.
+    pub fn build(mut reader: impl Read + Seek) -> Result<TarIndex, Error> {
+        let io = |e| Error::io("reading the archive", e);
+        let mut magic = [0u8; 4];
+        let n = read_up_to(&mut reader, &mut magic).map_err(io)?;
+        if magic[..n].starts_with(&[0x1f, 0x8b])
+            || magic[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        {
+            return Err(Error::corrupt(
+                "the archive is compressed; decompress it first (e.g. gunzip), as skopeo expects a plain tar",
+            ));
+        }
+        reader.seek(SeekFrom::Start(0)).map_err(io)?;
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive
+            .entries_with_seek()
+            .map_err(|e| Error::corrupt("not a tar archive").with_source(e))?;
+        let mut index = TarIndex::default();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::corrupt("corrupt tar archive").with_source(e))?;
+            index.add(&entry);
+        }
+        Ok(index)
+    }
+
+    fn add<R: Read>(&mut self, entry: &tar::Entry<'_, R>) {
+        let name = normalize_member(&String::from_utf8_lossy(&entry.path_bytes()));
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            if let Some(target) = entry.link_name_bytes() {
+                let target = String::from_utf8_lossy(&target).to_string();
+                // Symlink targets are relative to the link's directory;
+                // hard link targets to the archive root.
+                let resolved = match (kind.is_symlink(), name.rsplit_once('/')) {
+                    (true, Some((dir, _))) if !target.starts_with('/') => {
+                        resolve_relative(dir, &target)
+                    }
+                    _ => normalize_member(&target),
+                };
+                self.links.insert(name, resolved);
+            }
+        } else if kind.is_file() {
+            let member = Member {
+                offset: entry.raw_file_position(),
+                size: entry.size(),
+            };
+            self.members.insert(name, member);
+        }
+    }
+
+    /// Where a member's content is, following links (bounded, so a link
+    /// loop is an error, not a hang).
+    pub fn locate(&self, member: &str) -> Option<Member> {
+        let mut name = normalize_member(member);
+        for _ in 0..16 {
+            if let Some(&m) = self.members.get(&name) {
+                return Some(m);
+            }
+            name = self.links.get(&name)?.clone();
+        }
+        None
+    }
+}
+
+/// `read` until the buffer is full or the stream ends.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// `a/b` + `../c/d` → `a/c/d`.
+fn resolve_relative(dir: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    for p in target.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+/// `./a/b` and `/a/b` are the member `a/b`.
+pub fn normalize_member(name: &str) -> String {
+    name.trim_start_matches("./")
+        .trim_start_matches('/')
+        .to_string()
+}
+
+/// An indexed tar and the bytes it indexes.
+pub struct IndexedTar<S> {
+    bytes: S,
+    index: TarIndex,
+}
+
+impl<S: Seekable> IndexedTar<S> {
+    pub fn open(bytes: S) -> Result<Self, Error> {
+        let reader = bytes
+            .reader()
+            .map_err(|e| Error::io("opening the archive", e))?;
+        let index = TarIndex::build(reader)?;
+        Ok(IndexedTar { bytes, index })
+    }
+
+    pub fn locate(&self, member: &str) -> Option<Member> {
+        self.index.locate(member)
+    }
+
+    fn member(&self, member: &str) -> Result<Member, Error> {
+        self.locate(member)
+            .ok_or_else(|| Error::not_found(format!("archive has no member {member}")))
+    }
+
+    /// A reader over a member's content, and its length.
+    pub fn open_member(&self, member: &str) -> Result<(Box<dyn Read + Send>, u64), Error> {
+        let m = self.member(member)?;
+        Ok((
+            Box::new(self.reader_at(member, m.offset)?.take(m.size)),
+            m.size,
+        ))
+    }
+
+    /// `len` bytes of a member from `offset` (fewer at its end).
+    pub fn read_member_range(&self, member: &str, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
+        let m = self.member(member)?;
+        let len = len.min(m.size.saturating_sub(offset));
+        let mut buf = Vec::with_capacity(len as usize);
+        self.reader_at(member, m.offset + offset.min(m.size))?
+            .take(len)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io(member, e))?;
+        Ok(buf)
+    }
+
+    fn reader_at(&self, member: &str, offset: u64) -> Result<Box<dyn ReadSeek>, Error> {
+        let mut r = self.bytes.reader().map_err(|e| Error::io(member, e))?;
+        r.seek(SeekFrom::Start(offset))
+            .map_err(|e| Error::io(member, e))?;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        add("./index.json", b"{}");
+        let blob: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        add("abc/layer.tar", &blob);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "def/layer.tar", "../abc/layer.tar")
+            .unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn members_and_links_are_read_in_place() {
+        let tar = IndexedTar::open(bytes::Bytes::from(archive())).unwrap();
+        let (mut r, size) = tar.open_member("index.json").unwrap();
+        let mut s = String::new();
+        r.read_to_string(&mut s).unwrap();
+        assert_eq!((s.as_str(), size), ("{}", 2));
+        let direct = tar.locate("abc/layer.tar").unwrap();
+        assert_eq!(tar.locate("./def/layer.tar"), Some(direct));
+        assert_eq!(direct.size, 3000);
+        let e = tar.open_member("nope").err().unwrap();
+        assert!(e.is_not_found(), "{e}");
+    }
+
+    #[test]
+    fn range_reads_stop_at_the_member_end() {
+        let tar = IndexedTar::open(bytes::Bytes::from(archive())).unwrap();
+        let got = tar.read_member_range("def/layer.tar", 10, 5).unwrap();
+        assert_eq!(got, vec![10, 11, 12, 13, 14]);
+        let tail = tar.read_member_range("abc/layer.tar", 2990, 100).unwrap();
+        assert_eq!(tail.len(), 10);
+        assert_eq!(tail[9], (2999 % 251) as u8);
+        assert!(
+            tar.read_member_range("abc/layer.tar", 5000, 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn compressed_archives_are_refused_with_a_hint() {
+        let e = TarIndex::build(Cursor::new(vec![0x1f, 0x8b, 8, 0])).unwrap_err();
+        assert!(e.to_string().contains("gunzip"), "{e}");
+    }
+}
