@@ -7,10 +7,13 @@
 //! - [`kubelet`]: the kubelet's image-GC and eviction arithmetic on an
 //!   imageFS.
 //! - [`rules`]: the policy and its rules, from figures to findings.
-//! - [`verdict`]: one platform's judgement assembled into the report every
-//!   renderer reads.
+//! - [`verdict`]: the levels and the verdict, and every platform's
+//!   judgement assembled into the report every renderer reads.
 
 pub mod cost;
 pub mod kubelet;
 pub mod rules;
 pub mod verdict;
+
+pub use rules::{Finding, Rule};
+pub use verdict::{Level, Verdict};

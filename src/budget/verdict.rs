@@ -1,12 +1,53 @@
 //! The result of `sizeguard check`: what was measured, compared and judged,
-//! in one structure every renderer reads.
+//! in one structure every renderer reads, and the verdict its findings add
+//! up to. Assembling it is the last pure step before rendering.
+
+use std::fmt;
 
 use serde::Serialize;
 
 use crate::budget::cost::{LayerDiffRow, layer_diff};
 use crate::budget::kubelet::{Headroom, NodeFs, Thresholds};
-use crate::budget::rules::{Evaluation, Finding, NodeBudget, Policy, Verdict, evaluate, verdict};
+use crate::budget::rules::{Evaluation, Finding, NodeBudget, Policy, evaluate};
+use crate::error::Error;
 use crate::measure::ImageReport;
+
+/// How severe one finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Comment, don't block.
+    Warn,
+    /// Block.
+    Fail,
+}
+
+/// What a set of findings adds up to: the most severe of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "fail",
+        })
+    }
+}
+
+pub fn verdict(findings: &[Finding]) -> Verdict {
+    match findings.iter().map(|f| f.level).max() {
+        None => Verdict::Pass,
+        Some(Level::Warn) => Verdict::Warn,
+        Some(Level::Fail) => Verdict::Fail,
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct PlatformCheck {
@@ -105,7 +146,7 @@ pub fn assemble(
     general: Vec<Finding>,
     node: Option<(String, Vec<NodeFs>, Thresholds)>,
     policy: Policy,
-) -> Result<CheckReport, String> {
+) -> Result<CheckReport, Error> {
     let node_summary = match node {
         None => None,
         Some((label, nodes, thresholds)) => {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::budget::rules::{Finding, Level};
+use crate::budget::rules::Finding;
 use crate::budget::verdict::{CheckReport, assemble};
 use crate::cli::args::CheckArgs;
 use crate::config::{NodeConfig, OneOrMany, Settings};
@@ -109,16 +109,10 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
     let baseline = match baseline {
         Ok(b) => b.unwrap_or_default(),
         Err(e) if e.is_not_found() && baseline_optional => {
-            general.push(Finding {
-                rule: "baseline_missing".into(),
-                level: Level::Warn,
-                platform: String::new(),
-                figure: String::new(),
-                value: 0,
-                limit: 0,
-                limit_text: String::new(),
-                message: format!("no baseline yet (first release?): {}", e.one_line()),
-            });
+            general.push(Finding::baseline_missing(format!(
+                "no baseline yet (first release?): {}",
+                e.one_line()
+            )));
             Vec::new()
         }
         Err(e) => return Err(e.context("baseline")),
@@ -151,7 +145,7 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
             .map_err(|e| Error::usage(format!("GitHub Actions outputs: {e}")))?;
     }
     let verdict = match report.verdict {
-        crate::budget::rules::Verdict::Fail => ExitCode::PolicyFailed,
+        crate::budget::Verdict::Fail => ExitCode::PolicyFailed,
         _ => ExitCode::Ok,
     };
     if args.comment {

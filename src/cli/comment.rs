@@ -109,7 +109,7 @@ pub async fn after_check(
     let posting = Posting {
         image: report.image_name(),
         markdown: super::check::markdown(report),
-        failing: report.verdict == crate::budget::rules::Verdict::Fail,
+        failing: report.verdict == crate::budget::Verdict::Fail,
     };
     match publish(&posting, github, None, mode).await {
         Ok(()) => Ok(verdict),

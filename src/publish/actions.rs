@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use crate::budget::rules::{Figure, Level};
-use crate::budget::verdict::CheckReport;
+use crate::budget::rules::Figure;
+use crate::budget::verdict::{CheckReport, Level};
 
 pub fn in_actions() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")

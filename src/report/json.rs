@@ -181,8 +181,8 @@ mod check {
     use serde::Serialize;
 
     use crate::budget::cost::{ImageCost, LayerDiffRow};
-    use crate::budget::rules::{Figure, Finding, Policy, Verdict, verdict};
-    use crate::budget::verdict::{CheckReport, NodeSummary};
+    use crate::budget::rules::{Figure, Finding, Policy};
+    use crate::budget::verdict::{CheckReport, NodeSummary, Verdict, verdict};
 
     #[derive(Serialize)]
     pub(super) struct CheckDocument<'a> {

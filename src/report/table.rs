@@ -3,10 +3,9 @@
 use std::fmt::Write;
 
 use super::Renderer;
-use crate::budget::rules::{Level, human_signed};
-use crate::budget::verdict::CheckReport;
+use crate::budget::verdict::{CheckReport, Level};
 use crate::measure::{ImageReport, short_digest};
-use crate::units::{human_bytes, human_delta};
+use crate::units::{human_bytes, human_delta, human_signed};
 
 pub struct Table;
 
