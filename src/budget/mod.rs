@@ -2,8 +2,8 @@
 //! functions over measured figures, with no I/O.
 //!
 //! - [`cost`]: the containerd cost model (blobs + snapshots, chain IDs,
-//!   what a rollout adds to a node that holds the baseline) and the
-//!   per-layer diff of two images.
+//!   what a rollout adds to a node that holds the baseline).
+//! - [`layer_diff`]: the per-layer diff of two images.
 //! - [`kubelet`]: the kubelet's image-GC and eviction arithmetic on an
 //!   imageFS.
 //! - [`rules`]: the policy and its rules, from figures to findings.
@@ -12,6 +12,7 @@
 
 pub mod cost;
 pub mod kubelet;
+pub mod layer_diff;
 pub mod rules;
 pub mod verdict;
 

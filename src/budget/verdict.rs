@@ -6,8 +6,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::budget::cost::{LayerDiffRow, layer_diff};
 use crate::budget::kubelet::{Headroom, NodeFs, Thresholds};
+use crate::budget::layer_diff::{LayerDiffRow, layer_diff};
 use crate::budget::rules::{Evaluation, Finding, NodeBudget, Policy, evaluate};
 use crate::error::Error;
 use crate::measure::ImageReport;

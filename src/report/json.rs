@@ -180,7 +180,8 @@ impl Renderer for Json {
 mod check {
     use serde::Serialize;
 
-    use crate::budget::cost::{ImageCost, LayerDiffRow};
+    use crate::budget::cost::ImageCost;
+    use crate::budget::layer_diff::LayerDiffRow;
     use crate::budget::rules::{Figure, Finding, Policy};
     use crate::budget::verdict::{CheckReport, NodeSummary, Verdict, verdict};
 

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::Renderer;
-use crate::budget::cost::LayerChange;
+use crate::budget::layer_diff::LayerChange;
 use crate::budget::rules::{Figure, Finding, Rule, format_pct};
 use crate::budget::verdict::{CheckReport, Level, PlatformCheck, Verdict};
 use crate::measure::{ImageReport, short_digest};
