@@ -10,7 +10,7 @@ use crate::config::{NodeConfig, OneOrMany, Settings};
 use crate::error::{Error, ExitCode};
 use crate::measure::{ImageReport, measure_images};
 use crate::publish::actions as github;
-use crate::report::{CheckFormat, check_renderer};
+use crate::report::{self, renderer};
 use crate::source::platform::PlatformSelector;
 use crate::source::{self, ImageSource, ResolvedImage, SourceOptions};
 
@@ -138,24 +138,28 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
     )
     .map_err(Error::usage)?;
 
-    let text = check_renderer(args.format).render_check(&report);
+    let text = renderer(args.format.into()).render_check(&report);
     super::emit(&text, args.output.as_deref())?;
     if github::in_actions() {
-        github::publish(&report)
-            .map_err(|e| Error::usage(format!("GitHub Actions outputs: {e}")))?;
+        github::publish(&report)?;
     }
     let verdict = match report.verdict {
         crate::budget::Verdict::Fail => ExitCode::PolicyFailed,
         _ => ExitCode::Ok,
     };
     if args.comment {
-        return super::comment::after_check(&report, &args.github, args.comment_mode, verdict)
-            .await;
+        return super::comment::after_check(
+            &report,
+            &args.github,
+            args.comment_mode.into(),
+            verdict,
+        )
+        .await;
     }
     Ok(verdict)
 }
 
 /// Markdown is what a pull-request comment shows.
 pub fn markdown(report: &CheckReport) -> String {
-    check_renderer(CheckFormat::Markdown).render_check(report)
+    renderer(report::Format::Markdown).render_check(report)
 }

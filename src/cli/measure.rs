@@ -33,6 +33,6 @@ pub async fn run(args: MeasureArgs) -> Result<(), Error> {
         resolved.into_iter().flatten().collect();
 
     let reports = measure_images(images, &measure_opts).await?;
-    let text = renderer(args.format).render_measure(&reports);
+    let text = renderer(args.format.into()).render_measure(&reports);
     super::emit(&text, args.output.as_deref())
 }

@@ -13,6 +13,11 @@
 //! minute for a secondary limit, each wait capped and a bounded number of
 //! times. A 403 that is not a rate limit is a read-only token (a fork's pull
 //! request): the comment is skipped with one notice, never a failure.
+//!
+//! Errors carry their kind: a rejected token is a usage error (the user
+//! configured it), a missing repository or pull request is not found,
+//! connection errors, lasting rate limits and 5xx are transient, and an
+//! answer that is not the JSON GitHub documents is corrupt.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,11 +25,12 @@ use http::HeaderMap;
 use octocrab::Octocrab;
 use serde_json::{Value, json};
 
+use super::actions::notice;
 use super::github::Context;
-use crate::error::Error;
+use crate::error::{Error, Kind, chain};
 
 /// When to comment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Create the comment, or edit it on every run.
     Always,
@@ -191,8 +197,9 @@ struct Reply {
 
 impl Reply {
     fn json(&self, what: &str) -> Result<Value, Error> {
-        serde_json::from_str(&self.body)
-            .map_err(|e| Error::measure(format!("GitHub API {what}: unreadable answer: {e}")))
+        serde_json::from_str(&self.body).map_err(|e| {
+            Error::corrupt(format!("GitHub API {what}: unreadable answer")).with_source(e)
+        })
     }
 
     /// GitHub's `{"message": ...}`, shortened.
@@ -241,7 +248,7 @@ impl Api {
     fn new(ctx: &Context) -> Result<Self, Error> {
         let crab = Octocrab::builder()
             .base_uri(ctx.api_url.as_str())
-            .map_err(|e| Error::usage(format!("GITHUB_API_URL {:?}: {e}", ctx.api_url)))?
+            .map_err(|e| Error::usage(format!("GITHUB_API_URL {:?}", ctx.api_url)).with_source(e))?
             .personal_token(ctx.token.expose().to_string())
             .add_header(
                 http::header::ACCEPT,
@@ -250,7 +257,8 @@ impl Api {
             .set_connect_timeout(Some(Duration::from_secs(15)))
             .set_read_timeout(Some(Duration::from_secs(60)))
             .build()
-            .map_err(|e| Error::measure(format!("GitHub client: {}", chain(&e))))?;
+            // Building the client fails only on local resources (TLS roots).
+            .map_err(|e| Error::transient("GitHub client").with_source(e))?;
         let max_wait = std::env::var("SIZEGUARD_GITHUB_MAX_WAIT")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -272,50 +280,32 @@ impl Api {
         let what = format!("{} {}", method.as_str(), strip_query(uri));
         let mut attempt = 0;
         loop {
-            let sent = match method {
-                Method::Get => self.crab._get(uri).await,
-                Method::Post => self.crab._post(uri, body).await,
-                Method::Patch => self.crab._patch(uri, body).await,
-            };
-            let reply = match sent {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let headers = resp.headers().clone();
-                    match self.crab.body_to_string(resp).await {
-                        Ok(body) => Ok(Reply {
-                            status,
-                            headers,
-                            body,
-                        }),
-                        Err(e) => Err(chain(&e)),
-                    }
-                }
-                Err(e) => Err(chain(&e)),
-            };
-            let reply = match reply {
+            let reply = match self.call(method, uri, body).await {
                 Ok(r) => r,
                 Err(e) if attempt < RETRIES => {
-                    tracing::info!("GitHub API {what}: {e}; retrying");
+                    tracing::info!("GitHub API {what}: {}; retrying", chain(&e));
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                     continue;
                 }
-                Err(e) => return Err(Error::measure(format!("GitHub API {what}: {e}"))),
+                Err(e) => {
+                    return Err(Error::transient(format!("GitHub API {what}")).with_source(e));
+                }
             };
             if let Some(wait) = rate_limit_wait(reply.status, &reply.headers, &reply.body) {
                 if attempt >= RETRIES {
-                    return Err(Error::measure(format!(
+                    return Err(Error::transient(format!(
                         "GitHub API {what}: still rate limited after {RETRIES} retries"
                     )));
                 }
                 if wait > self.max_wait {
-                    return Err(Error::measure(format!(
+                    return Err(Error::transient(format!(
                         "GitHub API {what}: rate limited for another {}s (more than the {}s this tool waits)",
                         wait.as_secs(),
                         self.max_wait.as_secs()
                     )));
                 }
-                super::github::notice(&format!(
+                notice(&format!(
                     "GitHub API rate limit ({}): waiting {}s before retrying {what}",
                     reply.status,
                     wait.as_secs()
@@ -334,6 +324,28 @@ impl Api {
         }
     }
 
+    /// One request and its whole answer; transport errors only.
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, octocrab::Error> {
+        let resp = match method {
+            Method::Get => self.crab._get(uri).await?,
+            Method::Post => self.crab._post(uri, body).await?,
+            Method::Patch => self.crab._patch(uri, body).await?,
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = self.crab.body_to_string(resp).await?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// A non-2xx answer as an error, or the read-only degradation on 403.
     fn judge<T>(&self, what: &str, reply: &Reply) -> Result<Option<Step<T>>, Error> {
         match reply.status {
@@ -345,18 +357,29 @@ impl Api {
                  workflow_run workflow",
                 reply.message()
             )))),
+            // The token is the user's configuration: fixing it is a usage
+            // matter (exit 2), unlike a registry refusing credentials.
             401 => Err(Error::usage(format!(
                 "GitHub API {what}: 401 {}: the token was rejected",
                 reply.message()
             ))),
-            404 => Err(Error::usage(format!(
+            404 => Err(Error::not_found(format!(
                 "GitHub API {what}: 404 {}: check the repository and pull request number, and that the token can see them",
                 reply.message()
             ))),
-            s => Err(Error::measure(format!(
-                "GitHub API {what}: {s} {}",
-                reply.message()
-            ))),
+            s => {
+                // 5xx and 429 outlasted the retries; any other answer means
+                // GitHub will not take this request as it is.
+                let kind = if s == 429 || s >= 500 {
+                    Kind::Transient
+                } else {
+                    Kind::Corrupt
+                };
+                Err(Error::new(
+                    kind,
+                    format!("GitHub API {what}: {s} {}", reply.message()),
+                ))
+            }
         }
     }
 
@@ -369,7 +392,7 @@ impl Api {
             }
             let page = reply.json("listing comments")?;
             let items = page.as_array().ok_or_else(|| {
-                Error::measure("GitHub API listing comments: the answer is not a list")
+                Error::corrupt("GitHub API listing comments: the answer is not a list")
             })?;
             for c in items {
                 let body = c.get("body").and_then(Value::as_str).unwrap_or_default();
@@ -400,7 +423,7 @@ impl Api {
         }
         let v = reply.json("creating the comment")?;
         let id = v.get("id").and_then(Value::as_u64).ok_or_else(|| {
-            Error::measure("GitHub API creating the comment: no id in the answer")
+            Error::corrupt("GitHub API creating the comment: no id in the answer")
         })?;
         Ok(Step::Ok((id, html_url(&v))))
     }
@@ -462,21 +485,6 @@ fn strip_query(uri: &str) -> &str {
 
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500 << attempt.min(6))
-}
-
-/// An error and its causes on one line (octocrab's top level says little).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {

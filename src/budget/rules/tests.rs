@@ -406,7 +406,8 @@ fn limit_rules_fire_one_over_the_limit() {
         warn: None,
         fail: Some(v),
     };
-    let cases: [(Rule, fn(&mut Policy, Levels), u64); 5] = [
+    type SetLimit = fn(&mut Policy, Levels);
+    let cases: [(Rule, SetLimit, u64); 5] = [
         (Rule::PullSize, |p, l| p.pull_size = l, c.pull_bytes),
         (Rule::UnpackedSize, |p, l| p.unpacked_size = l, c.disk_bytes),
         (Rule::LayerSize, |p, l| p.layer_size = l, 500 * MIB),
