@@ -294,21 +294,7 @@ impl Settings {
         };
         let Some(cfg) = cfg else { return Ok(None) };
         if let Some(stats) = &cfg.stats {
-            let raw = if stats.as_os_str() == "-" {
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-                    .map_err(|e| Error::usage("node stats from standard input").with_source(e))?;
-                buf
-            } else {
-                std::fs::read(stats).map_err(|e| {
-                    Error::usage(format!("node stats {}", stats.display())).with_source(e)
-                })?
-            };
-            // The summary itself is corrupt, but the user named the file:
-            // that makes it a usage error (exit 2), with the reason kept.
-            let nodes = kubelet::parse_stats_summary(&raw).map_err(|e| {
-                Error::usage(format!("node stats {}", stats.display())).with_source(e)
-            })?;
+            let nodes = read_stats(stats)?;
             return Ok(Some(NodeChoice { label, nodes }));
         }
         let Some(capacity) = &cfg.capacity else {
@@ -337,6 +323,23 @@ impl Settings {
             nodes: vec![fs],
         }))
     }
+}
+
+/// The nodes of a kubelet stats summary file (`-`: standard input).
+fn read_stats(stats: &Path) -> Result<Vec<NodeFs>, Error> {
+    let raw = if stats.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .map_err(|e| Error::usage("node stats from standard input").with_source(e))?;
+        buf
+    } else {
+        std::fs::read(stats)
+            .map_err(|e| Error::usage(format!("node stats {}", stats.display())).with_source(e))?
+    };
+    // The summary itself is corrupt, but the user named the file: that
+    // makes it a usage error (exit 2), with the reason kept.
+    kubelet::parse_stats_summary(&raw)
+        .map_err(|e| Error::usage(format!("node stats {}", stats.display())).with_source(e))
 }
 
 #[cfg(test)]

@@ -136,6 +136,36 @@ pub fn image_name(reference: &str) -> String {
     }
 }
 
+/// The node that decides (the tightest of `nodes`), as the report shows it
+/// and as the rules judge against it.
+fn tightest_node(
+    label: String,
+    nodes: &[NodeFs],
+    thresholds: Thresholds,
+) -> Result<(NodeSummary, NodeBudget), Error> {
+    let (i, h): (usize, Headroom) = crate::budget::kubelet::tightest(nodes, &thresholds)?;
+    let fs = &nodes[i];
+    let summary = NodeSummary {
+        label,
+        name: fs.name.clone(),
+        capacity_bytes: fs.capacity_bytes,
+        available_bytes: fs.available_bytes,
+        inodes: fs.inodes,
+        inodes_free: fs.inodes_free,
+        nodes_considered: nodes.len(),
+        usage_percent: h.usage_percent,
+        gc_headroom: h.gc_headroom,
+        eviction_headroom: h.eviction_headroom,
+        inode_headroom: h.inode_headroom,
+        thresholds,
+    };
+    let budget = NodeBudget {
+        fs: fs.clone(),
+        headroom: h,
+    };
+    Ok((summary, budget))
+}
+
 /// Judges every candidate platform against the baseline of the same
 /// platform and the tightest node.
 pub fn assemble(
@@ -147,45 +177,16 @@ pub fn assemble(
     node: Option<(String, Vec<NodeFs>, Thresholds)>,
     policy: Policy,
 ) -> Result<CheckReport, Error> {
-    let node_summary = match node {
-        None => None,
-        Some((label, nodes, thresholds)) => {
-            let (i, h): (usize, Headroom) = crate::budget::kubelet::tightest(&nodes, &thresholds)?;
-            let fs = &nodes[i];
-            Some((
-                NodeSummary {
-                    label,
-                    name: fs.name.clone(),
-                    capacity_bytes: fs.capacity_bytes,
-                    available_bytes: fs.available_bytes,
-                    inodes: fs.inodes,
-                    inodes_free: fs.inodes_free,
-                    nodes_considered: nodes.len(),
-                    usage_percent: h.usage_percent,
-                    gc_headroom: h.gc_headroom,
-                    eviction_headroom: h.eviction_headroom,
-                    inode_headroom: h.inode_headroom,
-                    thresholds,
-                },
-                NodeBudget {
-                    fs: fs.clone(),
-                    headroom: h,
-                },
-            ))
-        }
-    };
+    let node = node
+        .map(|(label, nodes, thresholds)| tightest_node(label, &nodes, thresholds))
+        .transpose()?;
     let mut platforms = Vec::new();
     for c in candidates {
         let b = baselines
             .iter()
             .find(|b| b.image.platform == c.image.platform)
             .cloned();
-        let evaluation = evaluate(
-            &policy,
-            &c,
-            b.as_ref(),
-            node_summary.as_ref().map(|(_, n)| n),
-        );
+        let evaluation = evaluate(&policy, &c, b.as_ref(), node.as_ref().map(|(_, n)| n));
         let layers = b.as_ref().map(|b| layer_diff(&c, b)).unwrap_or_default();
         platforms.push(PlatformCheck {
             candidate: c,
@@ -209,7 +210,7 @@ pub fn assemble(
         verdict: verdict(&all),
         general,
         platforms,
-        node: node_summary.map(|(s, _)| s),
+        node: node.map(|(s, _)| s),
         policy,
     })
 }

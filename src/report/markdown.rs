@@ -384,6 +384,45 @@ fn policy_line(r: &CheckReport) -> String {
     }
 }
 
+/// Every rule that fired, naming the platform when there are several.
+fn findings_list(r: &CheckReport, out: &mut String) {
+    let findings: Vec<&Finding> = r.findings().collect();
+    if findings.is_empty() {
+        return;
+    }
+    out.push_str("**Rules fired**\n\n");
+    for f in findings {
+        let platform = if f.platform.is_empty() || r.platforms.len() < 2 {
+            String::new()
+        } else {
+            format!(" ({})", f.platform)
+        };
+        let _ = writeln!(
+            out,
+            "- {} `{}`{platform}: {}",
+            level_icon(f.level),
+            f.rule,
+            f.message
+        );
+    }
+    out.push('\n');
+}
+
+fn largest_files_line(image: &ImageReport, out: &mut String) {
+    let largest = &image.largest_files;
+    if largest.is_empty() {
+        return;
+    }
+    out.push_str("Largest files in the image: ");
+    let list: Vec<String> = largest
+        .iter()
+        .take(5)
+        .map(|f| format!("`/{}` {}", cell(&f.path), human_bytes(f.size)))
+        .collect();
+    out.push_str(&list.join(", "));
+    out.push_str("\n\n");
+}
+
 impl Renderer for Markdown {
     fn render_measure(&self, reports: &[ImageReport]) -> String {
         let mut out = String::new();
@@ -415,40 +454,12 @@ impl Renderer for Markdown {
                 .map(|b| format!(", baseline `{b}`"))
                 .unwrap_or_default()
         );
-        let findings: Vec<&Finding> = r.findings().collect();
-        if !findings.is_empty() {
-            out.push_str("**Rules fired**\n\n");
-            for f in findings {
-                let platform = if f.platform.is_empty() || r.platforms.len() < 2 {
-                    String::new()
-                } else {
-                    format!(" ({})", f.platform)
-                };
-                let _ = writeln!(
-                    out,
-                    "- {} `{}`{platform}: {}",
-                    level_icon(f.level),
-                    f.rule,
-                    f.message
-                );
-            }
-            out.push('\n');
-        }
+        findings_list(r, &mut out);
         for p in &r.platforms {
             let _ = writeln!(out, "#### {}\n", p.evaluation.platform);
             figures_table(p, &mut out);
             layers_table(p, &mut out);
-            let largest = &p.candidate.largest_files;
-            if !largest.is_empty() {
-                out.push_str("Largest files in the image: ");
-                let list: Vec<String> = largest
-                    .iter()
-                    .take(5)
-                    .map(|f| format!("`/{}` {}", cell(&f.path), human_bytes(f.size)))
-                    .collect();
-                out.push_str(&list.join(", "));
-                out.push_str("\n\n");
-            }
+            largest_files_line(&p.candidate, &mut out);
         }
         node_table(r, &mut out);
         let _ = writeln!(out, "Policy: {}\n", policy_line(r));
