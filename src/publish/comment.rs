@@ -210,6 +210,44 @@ impl Reply {
             .unwrap_or_else(|| self.body.clone());
         m.chars().take(200).collect()
     }
+
+    /// A non-2xx answer as an error, or on 403 the reason the comment is
+    /// skipped (a read-only token); `Ok(None)` for a success.
+    fn judge(&self, what: &str) -> Result<Option<String>, Error> {
+        match self.status {
+            200..=299 => Ok(None),
+            403 => Ok(Some(format!(
+                "the GitHub token may not comment on this pull request ({what}: 403 {}); \
+                 a pull request from a fork gets a read-only token: the report is in the step \
+                 summary and the JSON report, and `sizeguard comment` can post it from a \
+                 workflow_run workflow",
+                self.message()
+            ))),
+            // The token is the user's configuration: fixing it is a usage
+            // matter (exit 2), unlike a registry refusing credentials.
+            401 => Err(Error::usage(format!(
+                "GitHub API {what}: 401 {}: the token was rejected",
+                self.message()
+            ))),
+            404 => Err(Error::not_found(format!(
+                "GitHub API {what}: 404 {}: check the repository and pull request number, and that the token can see them",
+                self.message()
+            ))),
+            s => {
+                // 5xx and 429 outlasted the retries; any other answer means
+                // GitHub will not take this request as it is.
+                let kind = if s == 429 || s >= 500 {
+                    Kind::Transient
+                } else {
+                    Kind::Corrupt
+                };
+                Err(Error::new(
+                    kind,
+                    format!("GitHub API {what}: {s} {}", self.message()),
+                ))
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -346,48 +384,11 @@ impl Api {
         })
     }
 
-    /// A non-2xx answer as an error, or the read-only degradation on 403.
-    fn judge<T>(&self, what: &str, reply: &Reply) -> Result<Option<Step<T>>, Error> {
-        match reply.status {
-            200..=299 => Ok(None),
-            403 => Ok(Some(Step::ReadOnly(format!(
-                "the GitHub token may not comment on this pull request ({what}: 403 {}); \
-                 a pull request from a fork gets a read-only token: the report is in the step \
-                 summary and the JSON report, and `sizeguard comment` can post it from a \
-                 workflow_run workflow",
-                reply.message()
-            )))),
-            // The token is the user's configuration: fixing it is a usage
-            // matter (exit 2), unlike a registry refusing credentials.
-            401 => Err(Error::usage(format!(
-                "GitHub API {what}: 401 {}: the token was rejected",
-                reply.message()
-            ))),
-            404 => Err(Error::not_found(format!(
-                "GitHub API {what}: 404 {}: check the repository and pull request number, and that the token can see them",
-                reply.message()
-            ))),
-            s => {
-                // 5xx and 429 outlasted the retries; any other answer means
-                // GitHub will not take this request as it is.
-                let kind = if s == 429 || s >= 500 {
-                    Kind::Transient
-                } else {
-                    Kind::Corrupt
-                };
-                Err(Error::new(
-                    kind,
-                    format!("GitHub API {what}: {s} {}", reply.message()),
-                ))
-            }
-        }
-    }
-
     async fn find_comment(&self, pr: u64, marker: &str) -> Result<Step<Option<Existing>>, Error> {
         let mut uri = format!("{}/issues/{pr}/comments?per_page=100", self.repo_path());
         for _ in 0..MAX_PAGES {
             let reply = self.send(Method::Get, &uri, None).await?;
-            if let Some(Step::ReadOnly(w)) = self.judge::<()>("listing comments", &reply)? {
+            if let Some(w) = reply.judge("listing comments")? {
                 return Ok(Step::ReadOnly(w));
             }
             let page = reply.json("listing comments")?;
@@ -418,7 +419,7 @@ impl Api {
         let reply = self
             .send(Method::Post, &uri, Some(&json!({ "body": body })))
             .await?;
-        if let Some(Step::ReadOnly(w)) = self.judge::<()>("creating the comment", &reply)? {
+        if let Some(w) = reply.judge("creating the comment")? {
             return Ok(Step::ReadOnly(w));
         }
         let v = reply.json("creating the comment")?;
@@ -433,7 +434,7 @@ impl Api {
         let reply = self
             .send(Method::Patch, &uri, Some(&json!({ "body": body })))
             .await?;
-        if let Some(Step::ReadOnly(w)) = self.judge::<()>("editing the comment", &reply)? {
+        if let Some(w) = reply.judge("editing the comment")? {
             return Ok(Step::ReadOnly(w));
         }
         Ok(Step::Ok(html_url(&reply.json("editing the comment")?)))
@@ -452,7 +453,7 @@ impl Api {
             self.repo_path()
         );
         let reply = self.send(Method::Get, &uri, None).await?;
-        if let Some(Step::ReadOnly(w)) = self.judge::<()>("finding the pull request", &reply)? {
+        if let Some(w) = reply.judge("finding the pull request")? {
             return Ok(Found::ReadOnly(w));
         }
         let list = reply.json("finding the pull request")?;
@@ -546,6 +547,41 @@ mod tests {
         assert!(!is_ours(&b, &marker("ap")));
         assert!(!is_ours(&format!("> {b}"), &marker("app")));
         assert!(same(&b.replace('\n', "\r\n"), &b));
+    }
+
+    #[test]
+    fn api_answers_become_errors_of_their_kind() {
+        let reply = |status: u16, body: &str| Reply {
+            status,
+            headers: HeaderMap::new(),
+            body: body.to_string(),
+        };
+        assert!(reply(201, "{}").judge("x").unwrap().is_none());
+        let why = reply(403, r#"{"message": "Resource not accessible"}"#)
+            .judge("x")
+            .unwrap()
+            .unwrap();
+        assert!(why.contains("403 Resource not accessible"), "{why}");
+        for (status, kind) in [
+            (401, Kind::Usage),
+            (404, Kind::NotFound),
+            (429, Kind::Transient),
+            (502, Kind::Transient),
+            (422, Kind::Corrupt),
+        ] {
+            let e = reply(status, r#"{"message": "m"}"#).judge("x").unwrap_err();
+            assert_eq!(e.kind(), kind, "{status}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("GitHub API x: {status} m"))
+            );
+        }
+        let e = reply(200, "<html>").json("x").unwrap_err();
+        assert_eq!(e.kind(), Kind::Corrupt);
+        assert!(
+            e.one_line()
+                .starts_with("GitHub API x: unreadable answer: ")
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Rule tests on synthetic measurements: the arithmetic, not the I/O.
+//! Tests of the budget's pure functions (costs, the layer diff, the rules)
+//! on synthetic measurements: the arithmetic, not the I/O.
 
 use std::sync::Arc;
 
@@ -441,4 +442,30 @@ fn limit_rules_fire_one_over_the_limit() {
     };
     let f = limits::findings(&policy, &wasteful, &c);
     assert_eq!((f[0].rule, f[0].level), (Rule::Wasted, Level::Warn));
+}
+
+#[test]
+fn layer_diff_compares_by_position_and_chain() {
+    use crate::budget::layer_diff::{LayerChange, layer_diff};
+    let (cand, base) = pair();
+    let changes: Vec<LayerChange> = layer_diff(&cand, &base).iter().map(|r| r.change).collect();
+    assert_eq!(
+        changes,
+        [LayerChange::Shared, LayerChange::Shared, LayerChange::Added]
+    );
+    // A new base layer changes the chain of every layer above it.
+    let rebased = image(
+        "sha256:m3",
+        &[
+            ("sha256:x", "sha256:dx", MIB, 2 * MIB, 10),
+            ("sha256:b", "sha256:db", 10 * MIB, 20 * MIB, 100),
+        ],
+    );
+    let rows = layer_diff(&rebased, &base);
+    assert_eq!(rows[0].change, LayerChange::Changed);
+    assert_eq!(rows[1].change, LayerChange::Changed);
+    assert_eq!(rows[0].disk_growth(), 2 * MIB as i128 - 80 * MIB as i128);
+    let rows = layer_diff(&base, &cand);
+    assert_eq!(rows[2].change, LayerChange::Removed);
+    assert_eq!(rows[2].candidate_digest, None);
 }
