@@ -135,8 +135,7 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
         general,
         node.map(|c| (c.label, c.nodes, thresholds)),
         policy,
-    )
-    .map_err(Error::usage)?;
+    )?;
 
     let text = renderer(args.format.into()).render_check(&report);
     super::emit(&text, args.output.as_deref())?;
