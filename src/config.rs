@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use crate::budget::cost::StoreModel;
 use crate::budget::kubelet::{self, NodeFs, Thresholds};
-use crate::budget::rules::{GrowthRule, Level, Levels, Policy};
+use crate::budget::rules::{GrowthRule, Levels, Policy};
+use crate::budget::verdict::Level;
 use crate::error::Error;
 use crate::units::parse_bytes;
 
@@ -88,8 +89,10 @@ pub struct Settings {
 impl Settings {
     /// Reads a policy file.
     pub fn load(path: &Path) -> Result<Settings, Error> {
+        // A policy file the user named (or that was found) and cannot be
+        // read is a usage error, whatever the I/O error says.
         let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::usage(path.display()).with_source(e))?;
         let mut s: Settings = toml::from_str(&text)
             .map_err(|e| Error::usage(format!("{}: {}", path.display(), e.message())))?;
         // Stats paths in the file are relative to the file.
@@ -153,7 +156,7 @@ impl Settings {
 
 fn bytes(key: &str, v: &Option<String>) -> Result<Option<u64>, Error> {
     v.as_deref()
-        .map(|s| parse_bytes(s).map_err(|e| Error::usage(format!("{key}: {e}"))))
+        .map(|s| parse_bytes(s).map_err(|e| e.context(key)))
         .transpose()
 }
 
@@ -174,7 +177,7 @@ fn growth(key: &str, v: &Option<OneOrMany>) -> Result<Vec<GrowthRule>, Error> {
         .map(OneOrMany::into_vec)
         .unwrap_or_default()
         .iter()
-        .map(|s| GrowthRule::parse(s).map_err(|e| Error::usage(format!("{key}: {e}"))))
+        .map(|s| GrowthRule::parse(s).map_err(|e| e.context(key)))
         .collect()
 }
 
@@ -238,7 +241,7 @@ impl Settings {
         let d = Thresholds::default();
         let pct = |key: &str, v: &Option<String>, default: f64| -> Result<f64, Error> {
             v.as_deref()
-                .map(|s| kubelet::parse_percent(s).map_err(|e| Error::usage(format!("{key}: {e}"))))
+                .map(|s| kubelet::parse_percent(s).map_err(|e| e.context(key)))
                 .transpose()
                 .map(|p| p.unwrap_or(default))
         };
@@ -265,7 +268,7 @@ impl Settings {
                 d.eviction_inodes_free_pct,
             )?,
         };
-        t.validate().map_err(Error::usage)?;
+        t.validate()?;
         Ok(t)
     }
 
@@ -292,17 +295,7 @@ impl Settings {
         };
         let Some(cfg) = cfg else { return Ok(None) };
         if let Some(stats) = &cfg.stats {
-            let raw = if stats.as_os_str() == "-" {
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-                    .map_err(|e| Error::usage(format!("node stats from standard input: {e}")))?;
-                buf
-            } else {
-                std::fs::read(stats)
-                    .map_err(|e| Error::usage(format!("node stats {}: {e}", stats.display())))?
-            };
-            let nodes = kubelet::parse_stats_summary(&raw)
-                .map_err(|e| Error::usage(format!("node stats {}: {e}", stats.display())))?;
+            let nodes = read_stats(stats)?;
             return Ok(Some(NodeChoice { label, nodes }));
         }
         let Some(capacity) = &cfg.capacity else {
@@ -320,7 +313,7 @@ impl Settings {
             cfg.inodes,
             cfg.inodes_free,
         )
-        .map_err(|e| Error::usage(format!("node: {e}")))?;
+        .map_err(|e| e.context("node"))?;
         fs.name = if cli_node_given {
             "--node-capacity".to_string()
         } else {
@@ -331,6 +324,23 @@ impl Settings {
             nodes: vec![fs],
         }))
     }
+}
+
+/// The nodes of a kubelet stats summary file (`-`: standard input).
+fn read_stats(stats: &Path) -> Result<Vec<NodeFs>, Error> {
+    let raw = if stats.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .map_err(|e| Error::usage("node stats from standard input").with_source(e))?;
+        buf
+    } else {
+        std::fs::read(stats)
+            .map_err(|e| Error::usage(format!("node stats {}", stats.display())).with_source(e))?
+    };
+    // The summary itself is corrupt, but the user named the file: that
+    // makes it a usage error (exit 2), with the reason kept.
+    kubelet::parse_stats_summary(&raw)
+        .map_err(|e| Error::usage(format!("node stats {}", stats.display())).with_source(e))
 }
 
 #[cfg(test)]

@@ -1,4 +1,8 @@
 //! Byte quantities: binary units for humans, plain integers for machines.
+//! Every size a person types (flags, `sizeguard.toml`) and every size a
+//! report prints goes through here, so the two spellings agree everywhere.
+
+use crate::error::Error;
 
 /// `1536` → `1.5 KiB`; exact below 1 KiB.
 pub fn human_bytes(n: u64) -> String {
@@ -30,11 +34,26 @@ pub fn human_delta(n: i128) -> String {
     )
 }
 
+/// A headroom that may be negative (already crossed): `-3.00 KiB`, or
+/// `612 MiB` without a sign when there is room.
+pub fn human_signed(v: i128) -> String {
+    if v < 0 {
+        human_delta(v)
+    } else {
+        human_bytes(v.min(u64::MAX as i128) as u64)
+    }
+}
+
 /// Parses a byte quantity in Kubernetes syntax (`20Gi`, `500M`, `1.5Gi`,
-/// `1e9`) or with a `B` suffix (`20GiB`, `500MB`, `100B`).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
+/// `1e9`) or with a `B` suffix (`20GiB`, `500MB`, `100B`). A size that
+/// does not parse is a usage error: a person wrote it.
+pub fn parse_bytes(s: &str) -> Result<u64, Error> {
     let t = s.trim();
-    let err = || format!("invalid size {s:?}: expected e.g. 20Gi, 500MiB, 1G or a number of bytes");
+    let err = || {
+        Error::usage(format!(
+            "invalid size {s:?}: expected e.g. 20Gi, 500MiB, 1G or a number of bytes"
+        ))
+    };
     let split = t
         .find(|c: char| {
             !(c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')
@@ -94,6 +113,8 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.50 KiB");
         assert_eq!(human_bytes(612 * 1024 * 1024), "612 MiB");
         assert_eq!(human_delta(-2048), "-2.00 KiB");
+        assert_eq!(human_signed(-2048), "-2.00 KiB");
+        assert_eq!(human_signed(2048), "2.00 KiB");
     }
 
     #[test]
@@ -107,7 +128,9 @@ mod tests {
         assert_eq!(parse_bytes("100B").unwrap(), 100);
         assert_eq!(parse_bytes("12345").unwrap(), 12345);
         assert_eq!(parse_bytes("2Ei").unwrap(), 2 * 1024u64.pow(6));
-        assert!(parse_bytes("12X").is_err());
+        let e = parse_bytes("12X").unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        assert!(e.to_string().starts_with("invalid size \"12X\""), "{e}");
         assert!(parse_bytes("-1Gi").is_err());
         assert!(parse_bytes("").is_err());
     }

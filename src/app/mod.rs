@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::budget::kubelet::Thresholds;
-use crate::budget::rules::{Finding, Level, Policy};
+use crate::budget::rules::{Finding, Policy};
 use crate::budget::verdict::{CheckReport, assemble};
 use crate::config::NodeChoice;
 use crate::error::Error;
@@ -113,7 +113,10 @@ pub async fn check(services: &Services, req: &CheckRequest) -> Result<CheckRepor
     let baseline = match baseline {
         Ok(b) => b.unwrap_or_default(),
         Err(e) if e.is_not_found() && req.baseline_optional => {
-            general.push(baseline_missing(&e));
+            general.push(Finding::baseline_missing(format!(
+                "no baseline yet (first release?): {}",
+                e.one_line()
+            )));
             Vec::new()
         }
         Err(e) => return Err(e.context("baseline")),
@@ -137,18 +140,4 @@ pub async fn check(services: &Services, req: &CheckRequest) -> Result<CheckRepor
         req.node.clone().map(|c| (c.label, c.nodes, req.thresholds)),
         req.policy.clone(),
     )
-    .map_err(Error::usage)
-}
-
-fn baseline_missing(e: &Error) -> Finding {
-    Finding {
-        rule: "baseline_missing".into(),
-        level: Level::Warn,
-        platform: String::new(),
-        figure: String::new(),
-        value: 0,
-        limit: 0,
-        limit_text: String::new(),
-        message: format!("no baseline yet (first release?): {}", e.one_line()),
-    }
 }

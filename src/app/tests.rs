@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::budget::rules::Verdict;
+use crate::budget::{Rule, Verdict};
 use crate::config::{NodeConfig, OneOrMany, Settings};
 use crate::error::Kind;
 use crate::measure::progress::{LayerProgress, Progress};
@@ -279,7 +279,7 @@ async fn growth_over_the_limit_fails_and_under_it_passes() {
     .await
     .unwrap();
     assert_eq!(fail.verdict, Verdict::Fail);
-    assert!(fail.findings().any(|f| f.rule == "growth"));
+    assert!(fail.findings().any(|f| f.rule == Rule::Growth));
     let pass = check(
         &services,
         &check_request("mem/v2", Some("mem/v1"), limit("1GiB")),
@@ -314,7 +314,7 @@ async fn a_node_too_small_for_the_rollout_fails_the_check() {
     .await
     .unwrap();
     assert_eq!(report.verdict, Verdict::Fail);
-    assert!(report.findings().any(|f| f.rule == "gc_headroom"));
+    assert!(report.findings().any(|f| f.rule == Rule::GcHeadroom));
     assert!(report.node.is_some());
 }
 
@@ -343,7 +343,7 @@ async fn a_missing_baseline_is_not_found_unless_optional() {
     .unwrap();
     assert_eq!(report.verdict, Verdict::Warn);
     let finding = report.findings().next().unwrap();
-    assert_eq!(finding.rule, "baseline_missing");
+    assert_eq!(finding.rule, Rule::BaselineMissing);
     assert!(
         finding.message.contains("manifest unknown"),
         "{}",

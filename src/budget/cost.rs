@@ -1,5 +1,6 @@
 //! What an image costs a node, and what a candidate adds to a node that
-//! already holds its baseline.
+//! already holds its baseline: the containerd cost model every node rule
+//! and every report figure is computed from.
 //!
 //! containerd keeps every pulled layer twice unless `discard_unpacked_layers`
 //! is on: the compressed blob in its content store (shared by digest) and the
@@ -12,7 +13,6 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::measure::ImageReport;
-use crate::measure::layer::FileSize;
 
 /// The figures the node model works with, for one image.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -53,7 +53,8 @@ pub fn chain_ids(diff_ids: &[&str]) -> Vec<String> {
     out
 }
 
-fn diff_ids(r: &ImageReport) -> Vec<&str> {
+/// An image's layer diff_ids, bottom-up, for [`chain_ids`].
+pub(crate) fn diff_ids(r: &ImageReport) -> Vec<&str> {
     r.layers
         .iter()
         .map(|l| match &l.measurement {
@@ -145,89 +146,6 @@ pub fn rollout_cost(
         .collect();
     let meta_new = candidate.image.digest != baseline.image.digest;
     cost_of(candidate, &blob_new, &snapshot_new, meta_new, store)
-}
-
-/// How a candidate layer relates to the baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LayerChange {
-    /// Same blob at the same position on the same base: costs nothing new.
-    Shared,
-    /// A layer at a position the baseline also has, with other content.
-    Changed,
-    /// Beyond the baseline's layer count.
-    Added,
-    /// A baseline layer with no counterpart in the candidate.
-    Removed,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LayerDiffRow {
-    pub index: usize,
-    pub change: LayerChange,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub candidate_digest: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub baseline_digest: Option<String>,
-    pub candidate_compressed_bytes: u64,
-    pub baseline_compressed_bytes: u64,
-    pub candidate_disk_bytes: u64,
-    pub baseline_disk_bytes: u64,
-    /// Largest files the candidate layer adds (new and changed layers only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub largest_files: Vec<FileSize>,
-}
-
-impl LayerDiffRow {
-    pub fn disk_growth(&self) -> i128 {
-        self.candidate_disk_bytes as i128 - self.baseline_disk_bytes as i128
-    }
-}
-
-/// Position-by-position comparison of the two layer stacks: images built
-/// from the same Dockerfile keep their layer order, so position is what a
-/// reader of the diff expects ("layer 7 grew by 600 MiB").
-pub fn layer_diff(candidate: &ImageReport, baseline: &ImageReport) -> Vec<LayerDiffRow> {
-    let cand_chains = chain_ids(&diff_ids(candidate));
-    let base_chains: HashSet<String> = chain_ids(&diff_ids(baseline)).into_iter().collect();
-    let n = candidate.layers.len().max(baseline.layers.len());
-    let mut rows = Vec::with_capacity(n);
-    for i in 0..n {
-        let c = candidate.layers.get(i);
-        let b = baseline.layers.get(i);
-        let compressed = |l: Option<&crate::measure::LayerReport>| {
-            l.map_or(0, |l| {
-                l.figures()
-                    .map_or(l.descriptor.size, |f| f.compressed_bytes)
-            })
-        };
-        let disk = |l: Option<&crate::measure::LayerReport>| {
-            l.and_then(|l| l.figures()).map_or(0, |f| f.disk_bytes)
-        };
-        let change = match (c, b) {
-            (Some(_), _) if cand_chains.get(i).is_some_and(|c| base_chains.contains(c)) => {
-                LayerChange::Shared
-            }
-            (Some(_), Some(_)) => LayerChange::Changed,
-            (Some(_), None) => LayerChange::Added,
-            (None, _) => LayerChange::Removed,
-        };
-        rows.push(LayerDiffRow {
-            index: i,
-            change,
-            candidate_digest: c.map(|l| l.descriptor.digest.clone()),
-            baseline_digest: b.map(|l| l.descriptor.digest.clone()),
-            candidate_compressed_bytes: compressed(c),
-            baseline_compressed_bytes: compressed(b),
-            candidate_disk_bytes: disk(c),
-            baseline_disk_bytes: disk(b),
-            largest_files: match (change, c) {
-                (LayerChange::Changed | LayerChange::Added, Some(l)) => l.largest_files.clone(),
-                _ => Vec::new(),
-            },
-        });
-    }
-    rows
 }
 
 #[cfg(test)]

@@ -11,9 +11,12 @@
 //! like "this image fits" has to hold at the last byte.
 //!
 //! Everything here is pure: figures come in as numbers, flags or JSON text.
+//! Bad thresholds, sizes and percentages are usage errors (a person wrote
+//! them); a stats summary that cannot be read is corrupt input.
 
 use serde::Deserialize;
 
+use crate::error::Error;
 use crate::units::parse_bytes;
 
 /// The kubelet settings that turn disk usage into action.
@@ -50,33 +53,33 @@ impl Thresholds {
     /// Rejects settings the kubelet would refuse to start with, so that a
     /// headroom is never computed for a configuration no node can have.
     /// Messages name the kubelet field and flag the user will recognise.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
         if self.gc_high > 100 {
-            return Err(format!(
+            return Err(Error::usage(format!(
                 "imageGCHighThresholdPercent (--image-gc-high-threshold) {} must be between 0 and 100, inclusive",
                 self.gc_high
-            ));
+            )));
         }
         if self.gc_low > 100 {
-            return Err(format!(
+            return Err(Error::usage(format!(
                 "imageGCLowThresholdPercent (--image-gc-low-threshold) {} must be between 0 and 100, inclusive",
                 self.gc_low
-            ));
+            )));
         }
         if self.gc_low >= self.gc_high {
-            return Err(format!(
+            return Err(Error::usage(format!(
                 "imageGCLowThresholdPercent (--image-gc-low-threshold) {} must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) {}",
                 self.gc_low, self.gc_high
-            ));
+            )));
         }
         for (name, v) in [
             ("imagefs.available", self.eviction_available_pct),
             ("imagefs.inodesFree", self.eviction_inodes_free_pct),
         ] {
             if !v.is_finite() || !(0.0..=100.0).contains(&v) {
-                return Err(format!(
+                return Err(Error::usage(format!(
                     "eviction threshold {name} {v}% must be between 0% and 100%"
-                ));
+                )));
             }
         }
         Ok(())
@@ -88,8 +91,12 @@ impl Thresholds {
 ///
 /// Bounds are the kubelet's (0 to 100 inclusive); anything the kubelet
 /// would refuse is refused here rather than silently clamped.
-pub fn parse_percent(s: &str) -> Result<f64, String> {
-    let err = || format!("invalid percentage {s:?}: expected e.g. 15% or 7.5");
+pub fn parse_percent(s: &str) -> Result<f64, Error> {
+    let err = || {
+        Error::usage(format!(
+            "invalid percentage {s:?}: expected e.g. 15% or 7.5"
+        ))
+    };
     let t = s.trim();
     let num = t.strip_suffix('%').unwrap_or(t).trim();
     if num.is_empty() {
@@ -100,10 +107,14 @@ pub fn parse_percent(s: &str) -> Result<f64, String> {
         return Err(err());
     }
     if v < 0.0 {
-        return Err(format!("invalid percentage {s:?}: must be >= 0%"));
+        return Err(Error::usage(format!(
+            "invalid percentage {s:?}: must be >= 0%"
+        )));
     }
     if v > 100.0 {
-        return Err(format!("invalid percentage {s:?}: must be <= 100%"));
+        return Err(Error::usage(format!(
+            "invalid percentage {s:?}: must be <= 100%"
+        )));
     }
     Ok(v)
 }
@@ -119,6 +130,12 @@ pub struct NodeFs {
     pub inodes_free: Option<u64>,
 }
 
+/// A node whose image filesystem has no capacity cannot be judged; the
+/// figures came from the user (flags) or were already checked (stats).
+fn zero_capacity() -> Error {
+    Error::usage("invalid capacity 0 on image filesystem")
+}
+
 /// The kubelet's image-GC usage figure: `100 - int(available*100/capacity)`.
 ///
 /// The truncating division is the whole story: the percentage of space
@@ -129,9 +146,9 @@ pub struct NodeFs {
 /// than a division by zero (the kubelet raises `InvalidDiskCapacity`).
 /// Arithmetic is done in 128 bits, so no real disk size can overflow it
 /// (the kubelet's int64 would overflow past ~92 PB of available space).
-pub fn usage_percent(capacity: u64, available: u64) -> Result<i64, String> {
+pub fn usage_percent(capacity: u64, available: u64) -> Result<i64, Error> {
     if capacity == 0 {
-        return Err("invalid capacity 0 on image filesystem".to_string());
+        return Err(zero_capacity());
     }
     let available = available.min(capacity) as u128;
     let free_pct = available * 100 / capacity as u128;
@@ -172,14 +189,14 @@ pub struct Headroom {
 /// over). Available is clamped to capacity as the kubelet does. This is
 /// the raw formula: it does not know that the kubelet disables GC when
 /// `gc_high` is 100 ([`headroom`] does).
-pub fn gc_headroom_bytes(capacity: u64, available: u64, gc_high: u8) -> Result<i128, String> {
+pub fn gc_headroom_bytes(capacity: u64, available: u64, gc_high: u8) -> Result<i128, Error> {
     if capacity == 0 {
-        return Err("invalid capacity 0 on image filesystem".to_string());
+        return Err(zero_capacity());
     }
     if gc_high > 100 {
-        return Err(format!(
+        return Err(Error::usage(format!(
             "image GC high threshold {gc_high}% must be between 0 and 100"
-        ));
+        )));
     }
     let c = capacity as u128;
     let a = available.min(capacity) as i128;
@@ -236,15 +253,15 @@ fn eviction_headroom_of(capacity: u64, available: u64, pct: f64) -> i128 {
 ///
 /// GC with `gc_high` = 100 is disabled in the kubelet, so its headroom is
 /// then all available space and it is never triggered.
-pub fn headroom(fs: &NodeFs, t: &Thresholds) -> Result<Headroom, String> {
+pub fn headroom(fs: &NodeFs, t: &Thresholds) -> Result<Headroom, Error> {
     t.validate()?;
     let usage = usage_percent(fs.capacity_bytes, fs.available_bytes)
-        .map_err(|e| format!("node {:?}: {e}", fs.name))?;
+        .map_err(|e| e.context(format!("node {:?}", fs.name)))?;
     let (gc_headroom, gc_already_triggered) = if t.gc_high == 100 {
         (fs.available_bytes as i128, false)
     } else {
         let h = gc_headroom_bytes(fs.capacity_bytes, fs.available_bytes, t.gc_high)
-            .map_err(|e| format!("node {:?}: {e}", fs.name))?;
+            .map_err(|e| e.context(format!("node {:?}", fs.name)))?;
         (h, usage >= t.gc_high as i64)
     };
     let eviction_headroom = eviction_headroom_of(
@@ -272,7 +289,7 @@ pub fn headroom(fs: &NodeFs, t: &Thresholds) -> Result<Headroom, String> {
 /// The node with the least room before GC (ties: least room before
 /// eviction), with its headroom. The tightest node decides whether an image
 /// "fits the fleet", since a pod can be scheduled onto any of them.
-pub fn tightest(nodes: &[NodeFs], t: &Thresholds) -> Result<(usize, Headroom), String> {
+pub fn tightest(nodes: &[NodeFs], t: &Thresholds) -> Result<(usize, Headroom), Error> {
     let mut best: Option<(usize, Headroom)> = None;
     for (i, fs) in nodes.iter().enumerate() {
         let h = headroom(fs, t)?;
@@ -286,7 +303,7 @@ pub fn tightest(nodes: &[NodeFs], t: &Thresholds) -> Result<(usize, Headroom), S
             best = Some((i, h));
         }
     }
-    best.ok_or_else(|| "no nodes to compare".to_string())
+    best.ok_or_else(|| Error::usage("no nodes to compare"))
 }
 
 #[derive(Deserialize)]
@@ -326,20 +343,20 @@ struct FsStats {
 /// fallback. An imageFs that is present but incomplete is an error rather
 /// than a fallback: the kubelet itself would not fall back either.
 /// Nodes without a `nodeName` are called `node-1`, `node-2`… by position.
-pub fn parse_stats_summary(json: &[u8]) -> Result<Vec<NodeFs>, String> {
+pub fn parse_stats_summary(json: &[u8]) -> Result<Vec<NodeFs>, Error> {
     let value: serde_json::Value = serde_json::from_slice(json)
-        .map_err(|e| format!("kubelet stats summary is not valid JSON: {e}"))?;
+        .map_err(|e| Error::corrupt("kubelet stats summary is not valid JSON").with_source(e))?;
     let items = match value {
         serde_json::Value::Array(items) => items,
         obj @ serde_json::Value::Object(_) => vec![obj],
         _ => {
-            return Err(
-                "kubelet stats summary must be a JSON object or an array of them".to_string(),
-            );
+            return Err(Error::corrupt(
+                "kubelet stats summary must be a JSON object or an array of them",
+            ));
         }
     };
     if items.is_empty() {
-        return Err("kubelet stats summary array is empty".to_string());
+        return Err(Error::corrupt("kubelet stats summary array is empty"));
     }
     items
         .into_iter()
@@ -348,13 +365,13 @@ pub fn parse_stats_summary(json: &[u8]) -> Result<Vec<NodeFs>, String> {
         .collect()
 }
 
-fn node_from_summary(position: usize, item: serde_json::Value) -> Result<NodeFs, String> {
+fn node_from_summary(position: usize, item: serde_json::Value) -> Result<NodeFs, Error> {
     let summary: Summary = serde_json::from_value(item)
-        .map_err(|e| format!("kubelet stats summary #{position}: {e}"))?;
+        .map_err(|e| Error::corrupt(format!("kubelet stats summary #{position}")).with_source(e))?;
     let node = summary.node.ok_or_else(|| {
-        format!(
+        Error::corrupt(format!(
             "kubelet stats summary #{position} has no \"node\" field (expected the output of /api/v1/nodes/NODE/proxy/stats/summary)"
-        )
+        ))
     })?;
     let name = node
         .node_name
@@ -365,20 +382,22 @@ fn node_from_summary(position: usize, item: serde_json::Value) -> Result<NodeFs,
         None => match node.fs {
             Some(fs) => (fs, "node.fs"),
             None => {
-                return Err(format!(
+                return Err(Error::corrupt(format!(
                     "node {name:?}: stats summary has neither node.runtime.imageFs nor node.fs"
-                ));
+                )));
             }
         },
     };
     let capacity_bytes = fs
         .capacity_bytes
-        .ok_or_else(|| format!("node {name:?}: {source} has no capacityBytes"))?;
+        .ok_or_else(|| Error::corrupt(format!("node {name:?}: {source} has no capacityBytes")))?;
     let available_bytes = fs
         .available_bytes
-        .ok_or_else(|| format!("node {name:?}: {source} has no availableBytes"))?;
+        .ok_or_else(|| Error::corrupt(format!("node {name:?}: {source} has no availableBytes")))?;
     if capacity_bytes == 0 {
-        return Err(format!("node {name:?}: {source} reports a capacity of 0"));
+        return Err(Error::corrupt(format!(
+            "node {name:?}: {source} reports a capacity of 0"
+        )));
     }
     Ok(NodeFs {
         name,
@@ -399,41 +418,47 @@ pub fn from_flags(
     used: Option<&str>,
     inodes: Option<u64>,
     inodes_free: Option<u64>,
-) -> Result<NodeFs, String> {
-    let capacity_bytes = parse_bytes(capacity).map_err(|e| format!("capacity: {e}"))?;
+) -> Result<NodeFs, Error> {
+    let capacity_bytes = parse_bytes(capacity).map_err(|e| e.context("capacity"))?;
     if capacity_bytes == 0 {
-        return Err("capacity must be greater than 0".to_string());
+        return Err(Error::usage("capacity must be greater than 0"));
     }
     let available_bytes = match (available, used) {
         (Some(_), Some(_)) => {
-            return Err("give either available or used space, not both".to_string());
+            return Err(Error::usage(
+                "give either available or used space, not both",
+            ));
         }
-        (None, None) => return Err("give the available or the used space".to_string()),
+        (None, None) => return Err(Error::usage("give the available or the used space")),
         (Some(a), None) => {
-            let a = parse_bytes(a).map_err(|e| format!("available: {e}"))?;
+            let a = parse_bytes(a).map_err(|e| e.context("available"))?;
             if a > capacity_bytes {
-                return Err(format!(
+                return Err(Error::usage(format!(
                     "available space {a} bytes exceeds capacity {capacity_bytes} bytes"
-                ));
+                )));
             }
             a
         }
         (None, Some(u)) => {
-            let u = parse_bytes(u).map_err(|e| format!("used: {e}"))?;
+            let u = parse_bytes(u).map_err(|e| e.context("used"))?;
             if u > capacity_bytes {
-                return Err(format!(
+                return Err(Error::usage(format!(
                     "used space {u} bytes exceeds capacity {capacity_bytes} bytes"
-                ));
+                )));
             }
             capacity_bytes - u
         }
     };
     match (inodes, inodes_free) {
         (Some(total), Some(free)) if free > total => {
-            return Err(format!("free inodes {free} exceed total inodes {total}"));
+            return Err(Error::usage(format!(
+                "free inodes {free} exceed total inodes {total}"
+            )));
         }
         (Some(_), None) | (None, Some(_)) => {
-            return Err("give both the total and the free inode counts, or neither".to_string());
+            return Err(Error::usage(
+                "give both the total and the free inode counts, or neither",
+            ));
         }
         _ => {}
     }
@@ -449,6 +474,7 @@ pub fn from_flags(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
 
     /// A real node's `/stats/summary`, trimmed to the fields that matter.
     const REAL_SUMMARY: &str = r#"{
@@ -499,7 +525,7 @@ mod tests {
         };
         ok(100, 0).validate().unwrap();
         ok(1, 0).validate().unwrap();
-        let e = ok(80, 80).validate().unwrap_err();
+        let e = ok(80, 80).validate().unwrap_err().one_line();
         assert!(
             e.contains("must be less than imageGCHighThresholdPercent"),
             "{e}"
@@ -509,6 +535,7 @@ mod tests {
             ok(101, 80)
                 .validate()
                 .unwrap_err()
+                .one_line()
                 .contains("between 0 and 100")
         );
         assert!(ok(100, 101).validate().is_err());
@@ -532,7 +559,8 @@ mod tests {
             t.validate().unwrap();
         }
         // Errors are one line.
-        assert!(!ok(80, 90).validate().unwrap_err().contains('\n'));
+        assert!(!ok(80, 90).validate().unwrap_err().one_line().contains('\n'));
+        assert_eq!(ok(80, 90).validate().unwrap_err().kind(), Kind::Usage);
     }
 
     #[test]
@@ -548,8 +576,18 @@ mod tests {
         ] {
             assert!(parse_percent(bad).is_err(), "{bad:?} accepted");
         }
-        assert!(parse_percent("-5").unwrap_err().contains(">= 0%"));
-        assert!(parse_percent("150%").unwrap_err().contains("<= 100%"));
+        assert!(
+            parse_percent("-5")
+                .unwrap_err()
+                .one_line()
+                .contains(">= 0%")
+        );
+        assert!(
+            parse_percent("150%")
+                .unwrap_err()
+                .one_line()
+                .contains("<= 100%")
+        );
     }
 
     #[test]
@@ -567,6 +605,7 @@ mod tests {
         assert!(
             usage_percent(0, 0)
                 .unwrap_err()
+                .one_line()
                 .contains("invalid capacity 0")
         );
         // No overflow at the extremes.
@@ -822,7 +861,9 @@ mod tests {
         };
         assert!(headroom(&fs, &bad).is_err());
         fs.capacity_bytes = 0;
-        let e = headroom(&fs, &Thresholds::default()).unwrap_err();
+        let e = headroom(&fs, &Thresholds::default())
+            .unwrap_err()
+            .one_line();
         assert!(e.contains("worker-1") && e.contains("capacity 0"), "{e}");
     }
 
@@ -857,27 +898,32 @@ mod tests {
         let e = parse_stats_summary(
             br#"{"node": {"nodeName": "w9", "runtime": {"imageFs": {"availableBytes": 5}}}}"#,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .one_line();
         assert!(e.contains("w9") && e.contains("capacityBytes"), "{e}");
         assert!(e.contains("node.runtime.imageFs"), "{e}");
         let e = parse_stats_summary(br#"{"node": {"nodeName": "w9", "fs": {"capacityBytes": 5}}}"#)
-            .unwrap_err();
+            .unwrap_err()
+            .one_line();
         assert!(
             e.contains("w9") && e.contains("availableBytes") && e.contains("node.fs"),
             "{e}"
         );
-        let e = parse_stats_summary(br#"{"node": {"nodeName": "w9"}}"#).unwrap_err();
+        let e = parse_stats_summary(br#"{"node": {"nodeName": "w9"}}"#)
+            .unwrap_err()
+            .one_line();
         assert!(e.contains("w9") && e.contains("neither"), "{e}");
         let e = parse_stats_summary(
             br#"{"node": {"nodeName": "z", "fs": {"capacityBytes": 0, "availableBytes": 0}}}"#,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .one_line();
         assert!(e.contains("\"z\"") && e.contains("capacity of 0"), "{e}");
         // Names by position when nodeName is missing.
         let e = parse_stats_summary(
             br#"[{"node": {"fs": {"capacityBytes": 1, "availableBytes": 1}}}, {"node": {"fs": {}}}]"#,
         )
-        .unwrap_err();
+        .unwrap_err().one_line();
         assert!(e.contains("node-2"), "{e}");
         for bad in [
             &b"not json"[..],
@@ -887,12 +933,17 @@ mod tests {
             br#"{"node": {"fs": {"capacityBytes": -1, "availableBytes": 1}}}"#,
             br#"{"node": {"fs": {"capacityBytes": "1Gi", "availableBytes": 1}}}"#,
         ] {
-            let e = parse_stats_summary(bad).unwrap_err();
+            let e = parse_stats_summary(bad).unwrap_err().one_line();
             assert!(!e.contains('\n'), "{e}");
         }
+        assert_eq!(
+            parse_stats_summary(b"not json").unwrap_err().kind(),
+            Kind::Corrupt
+        );
         assert!(
             parse_stats_summary(b"{}")
                 .unwrap_err()
+                .one_line()
                 .contains("no \"node\" field")
         );
     }
@@ -928,7 +979,9 @@ mod tests {
         assert_eq!(tightest(&nodes, &t).unwrap().0, 0);
 
         assert!(tightest(&[], &t).is_err());
-        let e = tightest(&[n("ok", 10, 5), n("broken", 0, 0)], &t).unwrap_err();
+        let e = tightest(&[n("ok", 10, 5), n("broken", 0, 0)], &t)
+            .unwrap_err()
+            .one_line();
         assert!(e.contains("broken"), "{e}");
     }
 
@@ -944,7 +997,7 @@ mod tests {
         let fs = from_flags("1000", None, Some("1000"), None, None).unwrap();
         assert_eq!(fs.available_bytes, 0);
 
-        let err = |c, a, u, i, f| from_flags(c, a, u, i, f).unwrap_err();
+        let err = |c, a, u, i, f| from_flags(c, a, u, i, f).unwrap_err().one_line();
         assert!(err("1G", Some("1"), Some("1"), None, None).contains("not both"));
         assert!(err("1G", None, None, None, None).contains("available or the used"));
         assert!(err("1G", None, Some("2G"), None, None).contains("exceeds capacity"));
@@ -956,6 +1009,8 @@ mod tests {
         assert!(err("1G", Some("1"), None, Some(10), Some(11)).contains("exceed total"));
         assert!(err("1G", Some("1"), None, Some(10), None).contains("both"));
         assert!(err("1G", Some("1"), None, None, Some(10)).contains("both"));
+        let e = from_flags("lots", Some("1"), None, None, None).unwrap_err();
+        assert_eq!(e.kind(), Kind::Usage);
     }
 
     #[test]

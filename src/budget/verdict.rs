@@ -1,12 +1,53 @@
 //! The result of `sizeguard check`: what was measured, compared and judged,
-//! in one structure every renderer reads.
+//! in one structure every renderer reads, and the verdict its findings add
+//! up to. Assembling it is the last pure step before rendering.
+
+use std::fmt;
 
 use serde::Serialize;
 
-use crate::budget::cost::{LayerDiffRow, layer_diff};
 use crate::budget::kubelet::{Headroom, NodeFs, Thresholds};
-use crate::budget::rules::{Evaluation, Finding, NodeBudget, Policy, Verdict, evaluate, verdict};
+use crate::budget::layer_diff::{LayerDiffRow, layer_diff};
+use crate::budget::rules::{Evaluation, Finding, NodeBudget, Policy, evaluate};
+use crate::error::Error;
 use crate::measure::ImageReport;
+
+/// How severe one finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Comment, don't block.
+    Warn,
+    /// Block.
+    Fail,
+}
+
+/// What a set of findings adds up to: the most severe of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "fail",
+        })
+    }
+}
+
+pub fn verdict(findings: &[Finding]) -> Verdict {
+    match findings.iter().map(|f| f.level).max() {
+        None => Verdict::Pass,
+        Some(Level::Warn) => Verdict::Warn,
+        Some(Level::Fail) => Verdict::Fail,
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct PlatformCheck {
@@ -95,6 +136,36 @@ pub fn image_name(reference: &str) -> String {
     }
 }
 
+/// The node that decides (the tightest of `nodes`), as the report shows it
+/// and as the rules judge against it.
+fn tightest_node(
+    label: String,
+    nodes: &[NodeFs],
+    thresholds: Thresholds,
+) -> Result<(NodeSummary, NodeBudget), Error> {
+    let (i, h): (usize, Headroom) = crate::budget::kubelet::tightest(nodes, &thresholds)?;
+    let fs = &nodes[i];
+    let summary = NodeSummary {
+        label,
+        name: fs.name.clone(),
+        capacity_bytes: fs.capacity_bytes,
+        available_bytes: fs.available_bytes,
+        inodes: fs.inodes,
+        inodes_free: fs.inodes_free,
+        nodes_considered: nodes.len(),
+        usage_percent: h.usage_percent,
+        gc_headroom: h.gc_headroom,
+        eviction_headroom: h.eviction_headroom,
+        inode_headroom: h.inode_headroom,
+        thresholds,
+    };
+    let budget = NodeBudget {
+        fs: fs.clone(),
+        headroom: h,
+    };
+    Ok((summary, budget))
+}
+
 /// Judges every candidate platform against the baseline of the same
 /// platform and the tightest node.
 pub fn assemble(
@@ -105,46 +176,17 @@ pub fn assemble(
     general: Vec<Finding>,
     node: Option<(String, Vec<NodeFs>, Thresholds)>,
     policy: Policy,
-) -> Result<CheckReport, String> {
-    let node_summary = match node {
-        None => None,
-        Some((label, nodes, thresholds)) => {
-            let (i, h): (usize, Headroom) = crate::budget::kubelet::tightest(&nodes, &thresholds)?;
-            let fs = &nodes[i];
-            Some((
-                NodeSummary {
-                    label,
-                    name: fs.name.clone(),
-                    capacity_bytes: fs.capacity_bytes,
-                    available_bytes: fs.available_bytes,
-                    inodes: fs.inodes,
-                    inodes_free: fs.inodes_free,
-                    nodes_considered: nodes.len(),
-                    usage_percent: h.usage_percent,
-                    gc_headroom: h.gc_headroom,
-                    eviction_headroom: h.eviction_headroom,
-                    inode_headroom: h.inode_headroom,
-                    thresholds,
-                },
-                NodeBudget {
-                    fs: fs.clone(),
-                    headroom: h,
-                },
-            ))
-        }
-    };
+) -> Result<CheckReport, Error> {
+    let node = node
+        .map(|(label, nodes, thresholds)| tightest_node(label, &nodes, thresholds))
+        .transpose()?;
     let mut platforms = Vec::new();
     for c in candidates {
         let b = baselines
             .iter()
             .find(|b| b.image.platform == c.image.platform)
             .cloned();
-        let evaluation = evaluate(
-            &policy,
-            &c,
-            b.as_ref(),
-            node_summary.as_ref().map(|(_, n)| n),
-        );
+        let evaluation = evaluate(&policy, &c, b.as_ref(), node.as_ref().map(|(_, n)| n));
         let layers = b.as_ref().map(|b| layer_diff(&c, b)).unwrap_or_default();
         platforms.push(PlatformCheck {
             candidate: c,
@@ -168,7 +210,7 @@ pub fn assemble(
         verdict: verdict(&all),
         general,
         platforms,
-        node: node_summary.map(|(s, _)| s),
+        node: node.map(|(s, _)| s),
         policy,
     })
 }

@@ -4,7 +4,64 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::report::{CheckFormat, Format};
+/// `measure --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// `check --format`: also Markdown, the text a pull-request comment uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
+impl From<Format> for crate::report::Format {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => crate::report::Format::Table,
+            Format::Json => crate::report::Format::Json,
+        }
+    }
+}
+
+impl From<CheckFormat> for crate::report::Format {
+    fn from(f: CheckFormat) -> Self {
+        match f {
+            CheckFormat::Table => crate::report::Format::Table,
+            CheckFormat::Json => crate::report::Format::Json,
+            CheckFormat::Markdown => crate::report::Format::Markdown,
+        }
+    }
+}
+
+/// When to comment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CommentMode {
+    /// Create the comment, or edit it on every run.
+    Always,
+    /// Like `always`, but leave the comment alone when the report did not change.
+    OnChange,
+    /// Only when the verdict is fail; an earlier comment is still kept current.
+    OnFailure,
+    /// Never comment.
+    Never,
+}
+
+impl From<CommentMode> for crate::publish::comment::Mode {
+    fn from(m: CommentMode) -> Self {
+        use crate::publish::comment::Mode;
+        match m {
+            CommentMode::Always => Mode::Always,
+            CommentMode::OnChange => Mode::OnChange,
+            CommentMode::OnFailure => Mode::OnFailure,
+            CommentMode::Never => Mode::Never,
+        }
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,7 +116,7 @@ pub struct CommentArgs {
 
     /// When to comment.
     #[arg(long, value_enum, default_value = "always")]
-    pub mode: crate::publish::comment::Mode,
+    pub mode: CommentMode,
 
     #[command(flatten)]
     pub github: GithubArgs,
@@ -230,7 +287,7 @@ pub struct CheckArgs {
         default_value = "always",
         value_name = "MODE"
     )]
-    pub comment_mode: crate::publish::comment::Mode,
+    pub comment_mode: CommentMode,
 
     #[command(flatten)]
     pub github: GithubArgs,

@@ -2,13 +2,13 @@
 //! verdict as the exit code.
 
 use crate::app;
-use crate::budget::rules::Verdict;
+use crate::budget::Verdict;
 use crate::budget::verdict::CheckReport;
 use crate::cli::args::CheckArgs;
 use crate::cli::{output, request};
 use crate::error::{Error, ExitCode};
 use crate::publish::actions;
-use crate::report::{CheckFormat, check_renderer};
+use crate::report::{self, renderer};
 
 /// Runs the check; returns the exit code the verdict maps to.
 pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
@@ -16,24 +16,28 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
     let services = request::services(&args.source)?;
     let report = app::check(&services, &req).await?;
 
-    let text = check_renderer(args.format).render_check(&report);
+    let text = renderer(args.format.into()).render_check(&report);
     output::emit(&text, args.output.as_deref())?;
     if actions::in_actions() {
-        actions::publish(&report)
-            .map_err(|e| Error::usage("GitHub Actions outputs").with_source(e))?;
+        actions::publish(&report)?;
     }
     let verdict = match report.verdict {
         Verdict::Fail => ExitCode::PolicyFailed,
         _ => ExitCode::Ok,
     };
     if args.comment {
-        return super::comment::after_check(&report, &args.github, args.comment_mode, verdict)
-            .await;
+        return super::comment::after_check(
+            &report,
+            &args.github,
+            args.comment_mode.into(),
+            verdict,
+        )
+        .await;
     }
     Ok(verdict)
 }
 
 /// Markdown is what a pull-request comment shows.
 pub fn markdown(report: &CheckReport) -> String {
-    check_renderer(CheckFormat::Markdown).render_check(report)
+    renderer(report::Format::Markdown).render_check(report)
 }

@@ -14,7 +14,7 @@ use crate::budget::verdict::CheckReport;
 use crate::cli::args::{CommentArgs, GithubArgs};
 use crate::error::{Error, ExitCode};
 use crate::publish::comment::{self, Mode, Outcome};
-use crate::publish::github::{self, Context, Overrides, Token};
+use crate::publish::github::{Context, Overrides, Token};
 
 /// What a report needs to become a comment.
 struct Posting {
@@ -79,7 +79,7 @@ async fn publish(
     .await?;
     let line = outcome.describe(pr.unwrap_or_default());
     match outcome {
-        Outcome::ReadOnly(_) => github::notice(&line),
+        Outcome::ReadOnly(_) => crate::publish::actions::notice(&line),
         _ => eprintln!("sizeguard: {line}"),
     }
     Ok(())
@@ -93,7 +93,7 @@ pub async fn run(args: CommentArgs) -> Result<ExitCode, Error> {
     } else {
         None
     };
-    publish(&posting, &args.github, token, args.mode).await?;
+    publish(&posting, &args.github, token, args.mode.into()).await?;
     Ok(ExitCode::Ok)
 }
 
@@ -109,13 +109,13 @@ pub async fn after_check(
     let posting = Posting {
         image: report.image_name(),
         markdown: super::check::markdown(report),
-        failing: report.verdict == crate::budget::rules::Verdict::Fail,
+        failing: report.verdict == crate::budget::Verdict::Fail,
     };
     match publish(&posting, github, None, mode).await {
         Ok(()) => Ok(verdict),
         Err(e) if verdict == ExitCode::Ok => Err(e.context("pull-request comment")),
         Err(e) => {
-            eprintln!("sizeguard: error: pull-request comment: {e}");
+            eprintln!("sizeguard: error: pull-request comment: {}", e.one_line());
             Ok(verdict)
         }
     }

@@ -10,6 +10,6 @@ pub async fn run(args: MeasureArgs) -> Result<(), Error> {
     let req = request::measure_request(&args)?;
     let services = request::services(&args.source)?;
     let reports = app::measure(&services, &req).await?;
-    let text = renderer(args.format).render_measure(&reports);
+    let text = renderer(args.format.into()).render_measure(&reports);
     output::emit(&text, args.output.as_deref())
 }

@@ -1,12 +1,16 @@
-//! GitHub Actions integration of `check`: the Markdown report appended to
-//! the step summary, key figures as step outputs, and one annotation per
-//! fired rule, so the failure shows on the workflow run page.
+//! GitHub Actions integration: the Markdown report appended to the step
+//! summary, key figures as step outputs, and workflow annotations (one per
+//! fired rule, plus the notices and warnings sizeguard gives along the way),
+//! so a failure shows on the workflow run page and later steps can use the
+//! figures. Everything goes through the environment files and workflow
+//! commands the runner documents; nothing here talks to the API.
 
 use std::fmt::Write as _;
 use std::io::Write;
 
-use crate::budget::rules::{Figure, Level};
-use crate::budget::verdict::CheckReport;
+use crate::budget::rules::Figure;
+use crate::budget::verdict::{CheckReport, Level, PlatformCheck};
+use crate::error::Error;
 
 pub fn in_actions() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
@@ -19,12 +23,34 @@ fn escape_data(s: &str) -> String {
         .replace('\n', "%0A")
 }
 
+/// A workflow command that annotates the run: `::error title=T::message`.
+fn annotation(command: &str, title: &str, message: &str) -> String {
+    format!("::{command} title={title}::{}", escape_data(message))
+}
+
+/// One line for the log: a `::notice::` annotation under Actions, else a
+/// `sizeguard: notice:` line on stderr.
+pub fn notice(msg: &str) {
+    if in_actions() {
+        eprintln!("{}", annotation("notice", "sizeguard", msg));
+    } else {
+        eprintln!("sizeguard: notice: {msg}");
+    }
+}
+
+/// Same, as a warning.
+pub fn warning(msg: &str) {
+    if in_actions() {
+        eprintln!("{}", annotation("warning", "sizeguard", msg));
+    } else {
+        eprintln!("sizeguard: warning: {msg}");
+    }
+}
+
 /// The figures a workflow can use in later steps.
 pub fn outputs(r: &CheckReport) -> Vec<(&'static str, String)> {
     // For a multi-platform check, the largest figure across platforms.
-    let max = |f: &dyn Fn(&crate::budget::verdict::PlatformCheck) -> Option<i128>| {
-        r.platforms.iter().filter_map(f).max()
-    };
+    let max = |f: &dyn Fn(&PlatformCheck) -> Option<i128>| r.platforms.iter().filter_map(f).max();
     let mut out = vec![("verdict", r.verdict.to_string())];
     if let Some(v) = max(&|p| Some(p.evaluation.candidate_cost.pull_bytes as i128)) {
         out.push(("pull-bytes", v.to_string()));
@@ -43,19 +69,24 @@ pub fn outputs(r: &CheckReport) -> Vec<(&'static str, String)> {
     out
 }
 
-fn append(var: &str, text: &str) -> std::io::Result<()> {
+/// Appends to the file an environment variable names (`GITHUB_OUTPUT`,
+/// `GITHUB_STEP_SUMMARY`); nothing when it is not set. The runner sets
+/// these: one that cannot be written is the environment's fault, a usage
+/// error.
+fn append(var: &str, text: &str) -> Result<(), Error> {
     let Some(path) = std::env::var_os(var) else {
         return Ok(());
     };
-    let mut f = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .append(true)
         .create(true)
-        .open(path)?;
-    f.write_all(text.as_bytes())
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| Error::usage(format!("GitHub Actions outputs: {var}")).with_source(e))
 }
 
 /// Writes the summary, the outputs and the annotations.
-pub fn publish(r: &CheckReport) -> std::io::Result<()> {
+pub fn publish(r: &CheckReport) -> Result<(), Error> {
     let mut summary = crate::report::markdown::Markdown.render_check_text(r);
     summary.push('\n');
     append("GITHUB_STEP_SUMMARY", &summary)?;
@@ -64,26 +95,31 @@ pub fn publish(r: &CheckReport) -> std::io::Result<()> {
         let _ = writeln!(outs, "{k}={v}");
     }
     append("GITHUB_OUTPUT", &outs)?;
-    let mut stdout = std::io::stderr().lock();
+    let mut log = String::new();
     for f in r.findings() {
-        let kind = match f.level {
+        let command = match f.level {
             Level::Fail => "error",
             Level::Warn => "warning",
         };
-        writeln!(
-            stdout,
-            "::{kind} title=sizeguard {}::{}",
-            f.rule,
-            escape_data(&f.message)
-        )?;
+        let title = format!("sizeguard {}", f.rule);
+        let _ = writeln!(log, "{}", annotation(command, &title, &f.message));
     }
-    Ok(())
+    std::io::stderr()
+        .lock()
+        .write_all(log.as_bytes())
+        .map_err(|e| Error::usage("GitHub Actions annotations").with_source(e))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn workflow_data_is_escaped() {
-        assert_eq!(super::escape_data("50%\nnext"), "50%25%0Anext");
+        assert_eq!(escape_data("50%\nnext"), "50%25%0Anext");
+        assert_eq!(
+            annotation("error", "sizeguard growth", "a\nb"),
+            "::error title=sizeguard growth::a%0Ab"
+        );
     }
 }

@@ -13,6 +13,11 @@
 //! minute for a secondary limit, each wait capped and a bounded number of
 //! times. A 403 that is not a rate limit is a read-only token (a fork's pull
 //! request): the comment is skipped with one notice, never a failure.
+//!
+//! Errors carry their kind: a rejected token is a usage error (the user
+//! configured it), a missing repository or pull request is not found,
+//! connection errors, lasting rate limits and 5xx are transient, and an
+//! answer that is not the JSON GitHub documents is corrupt.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,11 +25,12 @@ use http::HeaderMap;
 use octocrab::Octocrab;
 use serde_json::{Value, json};
 
+use super::actions::notice;
 use super::github::Context;
-use crate::error::Error;
+use crate::error::{Error, Kind, chain};
 
 /// When to comment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Create the comment, or edit it on every run.
     Always,
@@ -191,8 +197,9 @@ struct Reply {
 
 impl Reply {
     fn json(&self, what: &str) -> Result<Value, Error> {
-        serde_json::from_str(&self.body)
-            .map_err(|e| Error::measure(format!("GitHub API {what}: unreadable answer: {e}")))
+        serde_json::from_str(&self.body).map_err(|e| {
+            Error::corrupt(format!("GitHub API {what}: unreadable answer")).with_source(e)
+        })
     }
 
     /// GitHub's `{"message": ...}`, shortened.
@@ -202,6 +209,44 @@ impl Reply {
             .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_else(|| self.body.clone());
         m.chars().take(200).collect()
+    }
+
+    /// A non-2xx answer as an error, or on 403 the reason the comment is
+    /// skipped (a read-only token); `Ok(None)` for a success.
+    fn judge(&self, what: &str) -> Result<Option<String>, Error> {
+        match self.status {
+            200..=299 => Ok(None),
+            403 => Ok(Some(format!(
+                "the GitHub token may not comment on this pull request ({what}: 403 {}); \
+                 a pull request from a fork gets a read-only token: the report is in the step \
+                 summary and the JSON report, and `sizeguard comment` can post it from a \
+                 workflow_run workflow",
+                self.message()
+            ))),
+            // The token is the user's configuration: fixing it is a usage
+            // matter (exit 2), unlike a registry refusing credentials.
+            401 => Err(Error::usage(format!(
+                "GitHub API {what}: 401 {}: the token was rejected",
+                self.message()
+            ))),
+            404 => Err(Error::not_found(format!(
+                "GitHub API {what}: 404 {}: check the repository and pull request number, and that the token can see them",
+                self.message()
+            ))),
+            s => {
+                // 5xx and 429 outlasted the retries; any other answer means
+                // GitHub will not take this request as it is.
+                let kind = if s == 429 || s >= 500 {
+                    Kind::Transient
+                } else {
+                    Kind::Corrupt
+                };
+                Err(Error::new(
+                    kind,
+                    format!("GitHub API {what}: {s} {}", self.message()),
+                ))
+            }
+        }
     }
 }
 
@@ -241,7 +286,7 @@ impl Api {
     fn new(ctx: &Context) -> Result<Self, Error> {
         let crab = Octocrab::builder()
             .base_uri(ctx.api_url.as_str())
-            .map_err(|e| Error::usage(format!("GITHUB_API_URL {:?}: {e}", ctx.api_url)))?
+            .map_err(|e| Error::usage(format!("GITHUB_API_URL {:?}", ctx.api_url)).with_source(e))?
             .personal_token(ctx.token.expose().to_string())
             .add_header(
                 http::header::ACCEPT,
@@ -250,7 +295,8 @@ impl Api {
             .set_connect_timeout(Some(Duration::from_secs(15)))
             .set_read_timeout(Some(Duration::from_secs(60)))
             .build()
-            .map_err(|e| Error::measure(format!("GitHub client: {}", chain(&e))))?;
+            // Building the client fails only on local resources (TLS roots).
+            .map_err(|e| Error::transient("GitHub client").with_source(e))?;
         let max_wait = std::env::var("SIZEGUARD_GITHUB_MAX_WAIT")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -272,50 +318,32 @@ impl Api {
         let what = format!("{} {}", method.as_str(), strip_query(uri));
         let mut attempt = 0;
         loop {
-            let sent = match method {
-                Method::Get => self.crab._get(uri).await,
-                Method::Post => self.crab._post(uri, body).await,
-                Method::Patch => self.crab._patch(uri, body).await,
-            };
-            let reply = match sent {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let headers = resp.headers().clone();
-                    match self.crab.body_to_string(resp).await {
-                        Ok(body) => Ok(Reply {
-                            status,
-                            headers,
-                            body,
-                        }),
-                        Err(e) => Err(chain(&e)),
-                    }
-                }
-                Err(e) => Err(chain(&e)),
-            };
-            let reply = match reply {
+            let reply = match self.call(method, uri, body).await {
                 Ok(r) => r,
                 Err(e) if attempt < RETRIES => {
-                    tracing::info!("GitHub API {what}: {e}; retrying");
+                    tracing::info!("GitHub API {what}: {}; retrying", chain(&e));
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                     continue;
                 }
-                Err(e) => return Err(Error::measure(format!("GitHub API {what}: {e}"))),
+                Err(e) => {
+                    return Err(Error::transient(format!("GitHub API {what}")).with_source(e));
+                }
             };
             if let Some(wait) = rate_limit_wait(reply.status, &reply.headers, &reply.body) {
                 if attempt >= RETRIES {
-                    return Err(Error::measure(format!(
+                    return Err(Error::transient(format!(
                         "GitHub API {what}: still rate limited after {RETRIES} retries"
                     )));
                 }
                 if wait > self.max_wait {
-                    return Err(Error::measure(format!(
+                    return Err(Error::transient(format!(
                         "GitHub API {what}: rate limited for another {}s (more than the {}s this tool waits)",
                         wait.as_secs(),
                         self.max_wait.as_secs()
                     )));
                 }
-                super::github::notice(&format!(
+                notice(&format!(
                     "GitHub API rate limit ({}): waiting {}s before retrying {what}",
                     reply.status,
                     wait.as_secs()
@@ -334,42 +362,38 @@ impl Api {
         }
     }
 
-    /// A non-2xx answer as an error, or the read-only degradation on 403.
-    fn judge<T>(&self, what: &str, reply: &Reply) -> Result<Option<Step<T>>, Error> {
-        match reply.status {
-            200..=299 => Ok(None),
-            403 => Ok(Some(Step::ReadOnly(format!(
-                "the GitHub token may not comment on this pull request ({what}: 403 {}); \
-                 a pull request from a fork gets a read-only token: the report is in the step \
-                 summary and the JSON report, and `sizeguard comment` can post it from a \
-                 workflow_run workflow",
-                reply.message()
-            )))),
-            401 => Err(Error::usage(format!(
-                "GitHub API {what}: 401 {}: the token was rejected",
-                reply.message()
-            ))),
-            404 => Err(Error::usage(format!(
-                "GitHub API {what}: 404 {}: check the repository and pull request number, and that the token can see them",
-                reply.message()
-            ))),
-            s => Err(Error::measure(format!(
-                "GitHub API {what}: {s} {}",
-                reply.message()
-            ))),
-        }
+    /// One request and its whole answer; transport errors only.
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, octocrab::Error> {
+        let resp = match method {
+            Method::Get => self.crab._get(uri).await?,
+            Method::Post => self.crab._post(uri, body).await?,
+            Method::Patch => self.crab._patch(uri, body).await?,
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = self.crab.body_to_string(resp).await?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     async fn find_comment(&self, pr: u64, marker: &str) -> Result<Step<Option<Existing>>, Error> {
         let mut uri = format!("{}/issues/{pr}/comments?per_page=100", self.repo_path());
         for _ in 0..MAX_PAGES {
             let reply = self.send(Method::Get, &uri, None).await?;
-            if let Some(Step::ReadOnly(w)) = self.judge::<()>("listing comments", &reply)? {
+            if let Some(w) = reply.judge("listing comments")? {
                 return Ok(Step::ReadOnly(w));
             }
             let page = reply.json("listing comments")?;
             let items = page.as_array().ok_or_else(|| {
-                Error::measure("GitHub API listing comments: the answer is not a list")
+                Error::corrupt("GitHub API listing comments: the answer is not a list")
             })?;
             for c in items {
                 let body = c.get("body").and_then(Value::as_str).unwrap_or_default();
@@ -395,12 +419,12 @@ impl Api {
         let reply = self
             .send(Method::Post, &uri, Some(&json!({ "body": body })))
             .await?;
-        if let Some(Step::ReadOnly(w)) = self.judge::<()>("creating the comment", &reply)? {
+        if let Some(w) = reply.judge("creating the comment")? {
             return Ok(Step::ReadOnly(w));
         }
         let v = reply.json("creating the comment")?;
         let id = v.get("id").and_then(Value::as_u64).ok_or_else(|| {
-            Error::measure("GitHub API creating the comment: no id in the answer")
+            Error::corrupt("GitHub API creating the comment: no id in the answer")
         })?;
         Ok(Step::Ok((id, html_url(&v))))
     }
@@ -410,7 +434,7 @@ impl Api {
         let reply = self
             .send(Method::Patch, &uri, Some(&json!({ "body": body })))
             .await?;
-        if let Some(Step::ReadOnly(w)) = self.judge::<()>("editing the comment", &reply)? {
+        if let Some(w) = reply.judge("editing the comment")? {
             return Ok(Step::ReadOnly(w));
         }
         Ok(Step::Ok(html_url(&reply.json("editing the comment")?)))
@@ -429,7 +453,7 @@ impl Api {
             self.repo_path()
         );
         let reply = self.send(Method::Get, &uri, None).await?;
-        if let Some(Step::ReadOnly(w)) = self.judge::<()>("finding the pull request", &reply)? {
+        if let Some(w) = reply.judge("finding the pull request")? {
             return Ok(Found::ReadOnly(w));
         }
         let list = reply.json("finding the pull request")?;
@@ -462,21 +486,6 @@ fn strip_query(uri: &str) -> &str {
 
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500 << attempt.min(6))
-}
-
-/// An error and its causes on one line (octocrab's top level says little).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -538,6 +547,41 @@ mod tests {
         assert!(!is_ours(&b, &marker("ap")));
         assert!(!is_ours(&format!("> {b}"), &marker("app")));
         assert!(same(&b.replace('\n', "\r\n"), &b));
+    }
+
+    #[test]
+    fn api_answers_become_errors_of_their_kind() {
+        let reply = |status: u16, body: &str| Reply {
+            status,
+            headers: HeaderMap::new(),
+            body: body.to_string(),
+        };
+        assert!(reply(201, "{}").judge("x").unwrap().is_none());
+        let why = reply(403, r#"{"message": "Resource not accessible"}"#)
+            .judge("x")
+            .unwrap()
+            .unwrap();
+        assert!(why.contains("403 Resource not accessible"), "{why}");
+        for (status, kind) in [
+            (401, Kind::Usage),
+            (404, Kind::NotFound),
+            (429, Kind::Transient),
+            (502, Kind::Transient),
+            (422, Kind::Corrupt),
+        ] {
+            let e = reply(status, r#"{"message": "m"}"#).judge("x").unwrap_err();
+            assert_eq!(e.kind(), kind, "{status}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("GitHub API x: {status} m"))
+            );
+        }
+        let e = reply(200, "<html>").json("x").unwrap_err();
+        assert_eq!(e.kind(), Kind::Corrupt);
+        assert!(
+            e.one_line()
+                .starts_with("GitHub API x: unreadable answer: ")
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! GitHub pull-request integration: where the comment goes (repository,
 //! pull request, API base, token), read from the environment GitHub Actions
 //! sets, so the same code runs in a workflow, in another CI, or by hand.
+//! Anything missing or malformed here is a usage error naming what to set.
 //!
 //! The token is never printed: it lives in a [`Token`] whose `Debug` is
 //! redacted, and no error message quotes it.
@@ -87,7 +88,7 @@ impl Context {
             .trim_end_matches('/')
             .to_string();
         url::Url::parse(&api_url)
-            .map_err(|e| Error::usage(format!("GITHUB_API_URL {api_url:?}: {e}")))?;
+            .map_err(|e| Error::usage(format!("GITHUB_API_URL {api_url:?}")).with_source(e))?;
 
         let event = match var("GITHUB_EVENT_PATH") {
             Some(p) => Some(read_event(Path::new(&p))?),
@@ -131,11 +132,12 @@ fn split_repo(full: &str) -> Result<(String, String), Error> {
     }
 }
 
+/// The event file is the environment's configuration: a missing or
+/// unreadable one is a usage error, like a bad flag.
 fn read_event(path: &Path) -> Result<Value, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::usage(format!("GITHUB_EVENT_PATH {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::usage(format!("GITHUB_EVENT_PATH {}: {e}", path.display())))
+    let what = || Error::usage(format!("GITHUB_EVENT_PATH {}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| what().with_source(e))?;
+    serde_json::from_str(&text).map_err(|e| what().with_source(e))
 }
 
 /// What an event payload says about its pull request.
@@ -186,25 +188,6 @@ pub fn pr_from_event(event: &Value) -> EventPr {
     EventPr {
         number: event.get("number").and_then(num),
         head: None,
-    }
-}
-
-/// One line for the workflow log: `::notice::` under Actions, else a
-/// `sizeguard: notice:` line on stderr.
-pub fn notice(msg: &str) {
-    if crate::publish::actions::in_actions() {
-        eprintln!("::notice title=sizeguard::{}", msg.replace('\n', " "));
-    } else {
-        eprintln!("sizeguard: notice: {msg}");
-    }
-}
-
-/// Same, as a warning.
-pub fn warning(msg: &str) {
-    if crate::publish::actions::in_actions() {
-        eprintln!("::warning title=sizeguard::{}", msg.replace('\n', " "));
-    } else {
-        eprintln!("sizeguard: warning: {msg}");
     }
 }
 

@@ -1,10 +1,14 @@
-//! Where a verdict goes besides the report: GitHub.
+//! Where a verdict goes besides the report: GitHub. The report renderers
+//! produce text; this module delivers it.
 //!
-//! - [`github`]: the token, the repository and pull request a run is about
-//!   (from `GITHUB_*` variables and the event file).
-//! - [`comment`]: the sticky pull-request comment over the REST API.
-//! - [`actions`]: GitHub Actions environment files (step outputs, the step
-//!   summary) and workflow annotations.
+//! - [`github`]: what a run is about: the token, the repository and the
+//!   pull request (from `GITHUB_*` variables, flags and the event file).
+//! - [`comment`]: the sticky pull-request comment over the REST API, found
+//!   again by its marker and edited in place; rate limits and read-only
+//!   tokens handled.
+//! - [`actions`]: the GitHub Actions runner's environment files (step
+//!   outputs, step summary) and workflow commands (annotations for fired
+//!   rules, notices, warnings).
 
 pub mod actions;
 pub mod comment;

@@ -1,5 +1,6 @@
 //! `--format json`: the stable, documented schema (see README, "JSON
-//! schema"). Sizes are plain integers of bytes.
+//! schema") that scripts, the GitHub Action and `sizeguard comment` read.
+//! Sizes are plain integers of bytes; what is not known is null, never 0.
 
 use serde::Serialize;
 
@@ -177,12 +178,15 @@ impl Renderer for Json {
     }
 }
 
+/// The `check` document: the verdict, the findings, the policy, and per
+/// platform the costs and both images as `measure` reports them.
 mod check {
     use serde::Serialize;
 
-    use crate::budget::cost::{ImageCost, LayerDiffRow};
-    use crate::budget::rules::{Figure, Finding, Policy, Verdict, verdict};
-    use crate::budget::verdict::{CheckReport, NodeSummary};
+    use crate::budget::cost::ImageCost;
+    use crate::budget::layer_diff::LayerDiffRow;
+    use crate::budget::rules::{Figure, Finding, Policy};
+    use crate::budget::verdict::{CheckReport, NodeSummary, PlatformCheck, Verdict, verdict};
 
     #[derive(Serialize)]
     pub(super) struct CheckDocument<'a> {
@@ -237,35 +241,35 @@ mod check {
             platforms: r
                 .platforms
                 .iter()
-                .map(|p| {
-                    let e = &p.evaluation;
-                    PlatformJson {
-                        platform: &e.platform,
-                        verdict: verdict(&e.findings),
-                        candidate_digest: &p.candidate.image.digest,
-                        baseline_digest: p.baseline.as_ref().map(|b| b.image.digest.as_str()),
-                        candidate_cost: &e.candidate_cost,
-                        baseline_cost: e.baseline_cost.as_ref(),
-                        rollout_cost: &e.rollout_cost,
-                        growth: e.baseline_cost.map(|_| {
-                            Figure::ALL
-                                .into_iter()
-                                .filter_map(|f| e.growth(f).map(|g| (f.name(), g)))
-                                .collect()
-                        }),
-                        gc_headroom_left: r
-                            .node
-                            .as_ref()
-                            .map(|n| n.gc_headroom - e.rollout_cost.node_bytes as i128),
-                        findings: &e.findings,
-                        layers: &p.layers,
-                        candidate: super::image_json(&p.candidate),
-                        baseline: p.baseline.as_ref().map(super::image_json),
-                    }
-                })
+                .map(|p| platform(p, r.node.as_ref()))
                 .collect(),
             image_name: r.image_name(),
             markdown: crate::report::markdown::Markdown.render_check_text(r),
+        }
+    }
+
+    /// One platform's judgement, with both images in the `measure` shape.
+    fn platform<'a>(p: &'a PlatformCheck, node: Option<&NodeSummary>) -> PlatformJson<'a> {
+        let e = &p.evaluation;
+        PlatformJson {
+            platform: &e.platform,
+            verdict: verdict(&e.findings),
+            candidate_digest: &p.candidate.image.digest,
+            baseline_digest: p.baseline.as_ref().map(|b| b.image.digest.as_str()),
+            candidate_cost: &e.candidate_cost,
+            baseline_cost: e.baseline_cost.as_ref(),
+            rollout_cost: &e.rollout_cost,
+            growth: e.baseline_cost.map(|_| {
+                Figure::ALL
+                    .into_iter()
+                    .filter_map(|f| e.growth(f).map(|g| (f.name(), g)))
+                    .collect()
+            }),
+            gc_headroom_left: node.map(|n| n.gc_headroom - e.rollout_cost.node_bytes as i128),
+            findings: &e.findings,
+            layers: &p.layers,
+            candidate: super::image_json(&p.candidate),
+            baseline: p.baseline.as_ref().map(super::image_json),
         }
     }
 }

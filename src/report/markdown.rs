@@ -5,11 +5,11 @@
 use std::fmt::Write;
 
 use super::Renderer;
-use crate::budget::cost::LayerChange;
-use crate::budget::rules::{Figure, Finding, Level, Verdict, format_pct, human_signed};
-use crate::budget::verdict::{CheckReport, PlatformCheck};
+use crate::budget::layer_diff::LayerChange;
+use crate::budget::rules::{Figure, Finding, Rule, format_pct};
+use crate::budget::verdict::{CheckReport, Level, PlatformCheck, Verdict};
 use crate::measure::{ImageReport, short_digest};
-use crate::units::{human_bytes, human_delta};
+use crate::units::{human_bytes, human_delta, human_signed};
 
 pub struct Markdown;
 
@@ -52,18 +52,41 @@ fn short_reason(f: &Finding, r: &CheckReport) -> String {
         _ => "the node".to_string(),
     };
     let over = (f.value - f.limit).max(0);
-    match f.rule.as_str() {
-        "gc_headroom" => format!(
+    match f.rule {
+        Rule::GcHeadroom => format!(
             "exceeds gc headroom on {node} by {}",
             human_bytes(over as u64)
         ),
-        "eviction_headroom" => format!(
+        Rule::EvictionHeadroom => format!(
             "exceeds eviction headroom on {node} by {}",
             human_bytes(over as u64)
         ),
-        "inode_headroom" => format!("exceeds inode headroom on {node} by {over} inodes"),
-        "growth" => format!("over the {} growth limit", f.limit_text),
-        _ => f.message.clone(),
+        Rule::InodeHeadroom => format!("exceeds inode headroom on {node} by {over} inodes"),
+        Rule::Growth => format!("over the {} growth limit", f.limit_text),
+        Rule::PullSize
+        | Rule::UnpackedSize
+        | Rule::LayerSize
+        | Rule::LayerCount
+        | Rule::Wasted
+        | Rule::BaselineMissing => f.message.clone(),
+    }
+}
+
+/// Which finding the headline names, among the most severe ones: the node
+/// rules first (they say the image does not fit), then growth on the node.
+fn headline_rank(f: &Finding) -> u8 {
+    match f.rule {
+        Rule::EvictionHeadroom => 0,
+        Rule::GcHeadroom => 1,
+        Rule::InodeHeadroom => 2,
+        Rule::Growth if f.figure == Figure::NodeBytes.name() => 3,
+        Rule::Growth => 4,
+        Rule::PullSize
+        | Rule::UnpackedSize
+        | Rule::LayerSize
+        | Rule::LayerCount
+        | Rule::Wasted
+        | Rule::BaselineMissing => 5,
     }
 }
 
@@ -100,14 +123,7 @@ pub fn headline(r: &CheckReport) -> String {
     let worst = r
         .findings()
         .filter(|f| Some(f.level) == r.findings().map(|f| f.level).max())
-        .min_by_key(|f| match f.rule.as_str() {
-            "eviction_headroom" => 0,
-            "gc_headroom" => 1,
-            "inode_headroom" => 2,
-            "growth" if f.figure == "node_bytes" => 3,
-            "growth" => 4,
-            _ => 5,
-        });
+        .min_by_key(|f| headline_rank(f));
     match worst {
         Some(f) => {
             let _ = write!(s, " — {}", short_reason(f, r));
@@ -368,6 +384,45 @@ fn policy_line(r: &CheckReport) -> String {
     }
 }
 
+/// Every rule that fired, naming the platform when there are several.
+fn findings_list(r: &CheckReport, out: &mut String) {
+    let findings: Vec<&Finding> = r.findings().collect();
+    if findings.is_empty() {
+        return;
+    }
+    out.push_str("**Rules fired**\n\n");
+    for f in findings {
+        let platform = if f.platform.is_empty() || r.platforms.len() < 2 {
+            String::new()
+        } else {
+            format!(" ({})", f.platform)
+        };
+        let _ = writeln!(
+            out,
+            "- {} `{}`{platform}: {}",
+            level_icon(f.level),
+            f.rule,
+            f.message
+        );
+    }
+    out.push('\n');
+}
+
+fn largest_files_line(image: &ImageReport, out: &mut String) {
+    let largest = &image.largest_files;
+    if largest.is_empty() {
+        return;
+    }
+    out.push_str("Largest files in the image: ");
+    let list: Vec<String> = largest
+        .iter()
+        .take(5)
+        .map(|f| format!("`/{}` {}", cell(&f.path), human_bytes(f.size)))
+        .collect();
+    out.push_str(&list.join(", "));
+    out.push_str("\n\n");
+}
+
 impl Renderer for Markdown {
     fn render_measure(&self, reports: &[ImageReport]) -> String {
         let mut out = String::new();
@@ -399,40 +454,12 @@ impl Renderer for Markdown {
                 .map(|b| format!(", baseline `{b}`"))
                 .unwrap_or_default()
         );
-        let findings: Vec<&Finding> = r.findings().collect();
-        if !findings.is_empty() {
-            out.push_str("**Rules fired**\n\n");
-            for f in findings {
-                let platform = if f.platform.is_empty() || r.platforms.len() < 2 {
-                    String::new()
-                } else {
-                    format!(" ({})", f.platform)
-                };
-                let _ = writeln!(
-                    out,
-                    "- {} `{}`{platform}: {}",
-                    level_icon(f.level),
-                    f.rule,
-                    f.message
-                );
-            }
-            out.push('\n');
-        }
+        findings_list(r, &mut out);
         for p in &r.platforms {
             let _ = writeln!(out, "#### {}\n", p.evaluation.platform);
             figures_table(p, &mut out);
             layers_table(p, &mut out);
-            let largest = &p.candidate.largest_files;
-            if !largest.is_empty() {
-                out.push_str("Largest files in the image: ");
-                let list: Vec<String> = largest
-                    .iter()
-                    .take(5)
-                    .map(|f| format!("`/{}` {}", cell(&f.path), human_bytes(f.size)))
-                    .collect();
-                out.push_str(&list.join(", "));
-                out.push_str("\n\n");
-            }
+            largest_files_line(&p.candidate, &mut out);
         }
         node_table(r, &mut out);
         let _ = writeln!(out, "Policy: {}\n", policy_line(r));

@@ -1,5 +1,13 @@
 //! One renderer per output format, behind one trait (as hyperfine keeps
-//! its exporters).
+//! its exporters), over the same measured and judged reports: what the
+//! table says, the JSON and the Markdown say too.
+//!
+//! - [`table`]: the default, for a terminal or a CI log.
+//! - [`json`]: the stable, documented schema for machines.
+//! - [`markdown`]: the pull-request comment and the step summary.
+//!
+//! Which formats a command offers is the command line's business; this
+//! module renders any of them.
 
 pub mod json;
 pub mod markdown;
@@ -16,15 +24,9 @@ pub trait Renderer {
     fn render_check(&self, report: &CheckReport) -> String;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    Table,
-    Json,
-}
-
-/// `check` also renders Markdown, the text a pull-request comment uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CheckFormat {
     Table,
     Json,
     Markdown,
@@ -34,13 +36,6 @@ pub fn renderer(format: Format) -> Box<dyn Renderer> {
     match format {
         Format::Table => Box::new(table::Table),
         Format::Json => Box::new(json::Json),
-    }
-}
-
-pub fn check_renderer(format: CheckFormat) -> Box<dyn Renderer> {
-    match format {
-        CheckFormat::Table => Box::new(table::Table),
-        CheckFormat::Json => Box::new(json::Json),
-        CheckFormat::Markdown => Box::new(markdown::Markdown),
+        Format::Markdown => Box::new(markdown::Markdown),
     }
 }

@@ -1,12 +1,14 @@
-//! The default, human-readable report.
+//! `--format table`, the default: a human-readable report for a terminal
+//! or a CI log, columns aligned, one section per image or platform.
 
 use std::fmt::Write;
 
 use super::Renderer;
-use crate::budget::rules::{Level, human_signed};
-use crate::budget::verdict::CheckReport;
-use crate::measure::{ImageReport, short_digest};
-use crate::units::{human_bytes, human_delta};
+use crate::budget::layer_diff::LayerDiffRow;
+use crate::budget::rules::{Evaluation, Figure};
+use crate::budget::verdict::{CheckReport, Level};
+use crate::measure::{ImageReport, LayerReport, short_digest};
+use crate::units::{human_bytes, human_delta, human_signed};
 
 pub struct Table;
 
@@ -46,115 +48,7 @@ impl Renderer for Table {
             if n > 0 {
                 out.push('\n');
             }
-            let _ = writeln!(
-                out,
-                "{}  {}  {}",
-                r.image.reference, r.image.platform, r.image.digest
-            );
-            let mut rows = vec![
-                [
-                    "LAYER",
-                    "TYPE",
-                    "COMPRESSED",
-                    "TAR",
-                    "CONTENT",
-                    "DISK",
-                    "INODES",
-                    "FILES",
-                    "WHITEOUTS",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-            ];
-            for l in &r.layers {
-                let id = short_digest(&l.descriptor.digest).to_string();
-                let probed = l.probed_tar_exact();
-                match (l.figures(), &l.measurement) {
-                    (Some(f), Some(m)) if probed.is_some() => rows.push(vec![
-                        id,
-                        m.compression.name().to_string(),
-                        human_bytes(f.compressed_bytes),
-                        format!(
-                            "{}{}",
-                            if probed == Some(true) { "" } else { "~" },
-                            human_bytes(f.tar_bytes)
-                        ),
-                        "?".into(),
-                        "?".into(),
-                        "?".into(),
-                        "?".into(),
-                        "?".into(),
-                    ]),
-                    (Some(f), Some(m)) => rows.push(vec![
-                        id,
-                        m.compression.name().to_string(),
-                        human_bytes(f.compressed_bytes),
-                        human_bytes(f.tar_bytes),
-                        human_bytes(f.content_bytes),
-                        human_bytes(f.disk_bytes),
-                        f.inodes.to_string(),
-                        f.files.to_string(),
-                        f.whiteouts.to_string(),
-                    ]),
-                    _ => rows.push(vec![
-                        id,
-                        "-".into(),
-                        human_bytes(l.descriptor.size),
-                        format!(
-                            "not measured: {}",
-                            l.not_measured_reason.as_deref().unwrap_or("unknown")
-                        ),
-                    ]),
-                }
-            }
-            let t = &r.totals;
-            let tar_exact = r.layers.iter().all(|l| l.probed_tar_exact() != Some(false));
-            // Under --estimate, a sum over partly unknown layers is unknown.
-            let known = |v: String| if r.estimated { "?".to_string() } else { v };
-            rows.push(vec![
-                format!("TOTAL ({} layers)", r.layers.len()),
-                String::new(),
-                human_bytes(t.compressed_bytes),
-                format!(
-                    "{}{}",
-                    if tar_exact { "" } else { "~" },
-                    human_bytes(t.tar_bytes)
-                ),
-                known(human_bytes(t.content_bytes)),
-                known(human_bytes(t.disk_bytes)),
-                known(t.inodes.to_string()),
-                known(t.files.to_string()),
-                known(t.whiteouts.to_string()),
-            ]);
-            render_table(&rows, &mut out);
-            if r.estimated {
-                let _ = writeln!(
-                    out,
-                    "estimated: `?` needs the layer streamed (run without --estimate); `~` is likely, not exact"
-                );
-                continue;
-            }
-            let _ = writeln!(
-                out,
-                "final filesystem: {} in {} files, {} inodes; wasted (shadowed by upper layers): {}",
-                human_bytes(r.final_fs.content_bytes),
-                r.final_fs.files,
-                r.final_fs.inodes,
-                human_bytes(r.wasted_bytes)
-            );
-            if !r.complete {
-                let _ = writeln!(
-                    out,
-                    "warning: some layers could not be measured; totals are a lower bound"
-                );
-            }
-            if !r.largest_files.is_empty() {
-                let _ = writeln!(out, "largest files:");
-                for f in &r.largest_files {
-                    let _ = writeln!(out, "  {:>10}  /{}", human_bytes(f.size), f.path);
-                }
-            }
+            measure_image(r, &mut out);
         }
         out
     }
@@ -170,138 +64,235 @@ impl Renderer for Table {
             let _ = writeln!(out, "  {level}  {}: {}", f.rule, f.message);
         }
         for p in &r.platforms {
-            let e = &p.evaluation;
             let _ = writeln!(
                 out,
                 "\n{}  candidate {}",
-                e.platform, p.candidate.image.digest
+                p.evaluation.platform, p.candidate.image.digest
             );
-            let mut rows = vec![vec![
-                "FIGURE".to_string(),
-                String::new(),
-                "CANDIDATE".into(),
-                "BASELINE".into(),
-                "GROWTH".into(),
-            ]];
-            let c = e.candidate_cost;
-            for (name, f, v, bytes) in [
-                (
-                    "pull_bytes",
-                    crate::budget::rules::Figure::PullBytes,
-                    c.pull_bytes,
-                    true,
-                ),
-                (
-                    "node_bytes",
-                    crate::budget::rules::Figure::NodeBytes,
-                    c.node_bytes,
-                    true,
-                ),
-                (
-                    "disk_bytes",
-                    crate::budget::rules::Figure::DiskBytes,
-                    c.disk_bytes,
-                    true,
-                ),
-                (
-                    "inodes",
-                    crate::budget::rules::Figure::Inodes,
-                    c.node_inodes,
-                    false,
-                ),
-            ] {
-                let show = |v: u64| if bytes { human_bytes(v) } else { v.to_string() };
-                let (base, growth) = match (e.baseline_cost, e.growth(f)) {
-                    (Some(b), Some(g)) => {
-                        let bv = f.of(&b);
-                        (
-                            show(bv),
-                            if bytes {
-                                human_delta(g)
-                            } else {
-                                format!("{g:+}")
-                            },
-                        )
-                    }
-                    _ => ("-".into(), "-".into()),
-                };
-                rows.push(vec![name.to_string(), String::new(), show(v), base, growth]);
-            }
-            rows.push(vec![
-                "rollout cost".into(),
-                String::new(),
-                human_bytes(e.rollout_cost.node_bytes),
-                String::new(),
-                String::new(),
-            ]);
-            render_table(&rows, &mut out);
+            render_table(&figure_rows(&p.evaluation), &mut out);
             if !p.layers.is_empty() {
-                let mut rows = vec![
-                    [
-                        "#",
-                        "CHANGE",
-                        "LAYER",
-                        "COMPRESSED",
-                        "DISK",
-                        "GROWTH",
-                        "LARGEST NEW FILE",
-                    ]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-                ];
-                for l in &p.layers {
-                    let digest = l
-                        .candidate_digest
-                        .as_deref()
-                        .or(l.baseline_digest.as_deref())
-                        .map(short_digest)
-                        .unwrap_or("")
-                        .to_string();
-                    rows.push(vec![
-                        (l.index + 1).to_string(),
-                        format!("{:?}", l.change).to_lowercase(),
-                        digest,
-                        human_bytes(l.candidate_compressed_bytes),
-                        human_bytes(l.candidate_disk_bytes),
-                        human_delta(l.disk_growth()),
-                        l.largest_files
-                            .first()
-                            .map(|f| format!("/{} {}", f.path, human_bytes(f.size)))
-                            .unwrap_or_default(),
-                    ]);
-                }
-                // The change column is text: left-align the first two.
-                render_table(&rows, &mut out);
+                render_table(&layer_diff_rows(&p.layers), &mut out);
             }
         }
-        if let Some(n) = &r.node {
-            let _ = writeln!(
-                out,
-                "\nnode {}: capacity {}, available {}, usage {}%; gc headroom {}, eviction headroom {}{}",
-                if n.name == n.label {
-                    n.name.clone()
-                } else {
-                    format!("{} ({})", n.name, n.label)
-                },
-                human_bytes(n.capacity_bytes),
-                human_bytes(n.available_bytes),
-                n.usage_percent,
-                human_signed(n.gc_headroom),
-                human_signed(n.eviction_headroom),
-                n.inode_headroom
-                    .map(|h| format!(", inode headroom {h}"))
-                    .unwrap_or_default()
-            );
-            if let Some(left) = r.headroom_left() {
-                let _ = writeln!(
-                    out,
-                    "gc headroom left after the rollout: {}",
-                    human_signed(left)
-                );
-            }
-        }
+        node_lines(r, &mut out);
         let _ = writeln!(out, "verdict: {}", r.verdict);
         out
+    }
+}
+
+fn header(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|s| s.to_string()).collect()
+}
+
+/// One image of `measure`: its layers, the totals, then the final
+/// filesystem and the largest files.
+fn measure_image(r: &ImageReport, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "{}  {}  {}",
+        r.image.reference, r.image.platform, r.image.digest
+    );
+    let mut rows = vec![header(&[
+        "LAYER",
+        "TYPE",
+        "COMPRESSED",
+        "TAR",
+        "CONTENT",
+        "DISK",
+        "INODES",
+        "FILES",
+        "WHITEOUTS",
+    ])];
+    rows.extend(r.layers.iter().map(layer_row));
+    rows.push(totals_row(r));
+    render_table(&rows, out);
+    if r.estimated {
+        let _ = writeln!(
+            out,
+            "estimated: `?` needs the layer streamed (run without --estimate); `~` is likely, not exact"
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "final filesystem: {} in {} files, {} inodes; wasted (shadowed by upper layers): {}",
+        human_bytes(r.final_fs.content_bytes),
+        r.final_fs.files,
+        r.final_fs.inodes,
+        human_bytes(r.wasted_bytes)
+    );
+    if !r.complete {
+        let _ = writeln!(
+            out,
+            "warning: some layers could not be measured; totals are a lower bound"
+        );
+    }
+    if !r.largest_files.is_empty() {
+        let _ = writeln!(out, "largest files:");
+        for f in &r.largest_files {
+            let _ = writeln!(out, "  {:>10}  /{}", human_bytes(f.size), f.path);
+        }
+    }
+}
+
+/// A measured layer, a probed one (`--estimate`: `?` for what only
+/// streaming knows, `~` for a likely tar size), or one not measured.
+fn layer_row(l: &LayerReport) -> Vec<String> {
+    let id = short_digest(&l.descriptor.digest).to_string();
+    let probed = l.probed_tar_exact();
+    match (l.figures(), &l.measurement) {
+        (Some(f), Some(m)) if probed.is_some() => vec![
+            id,
+            m.compression.name().to_string(),
+            human_bytes(f.compressed_bytes),
+            format!(
+                "{}{}",
+                if probed == Some(true) { "" } else { "~" },
+                human_bytes(f.tar_bytes)
+            ),
+            "?".into(),
+            "?".into(),
+            "?".into(),
+            "?".into(),
+            "?".into(),
+        ],
+        (Some(f), Some(m)) => vec![
+            id,
+            m.compression.name().to_string(),
+            human_bytes(f.compressed_bytes),
+            human_bytes(f.tar_bytes),
+            human_bytes(f.content_bytes),
+            human_bytes(f.disk_bytes),
+            f.inodes.to_string(),
+            f.files.to_string(),
+            f.whiteouts.to_string(),
+        ],
+        _ => vec![
+            id,
+            "-".into(),
+            human_bytes(l.descriptor.size),
+            format!(
+                "not measured: {}",
+                l.not_measured_reason.as_deref().unwrap_or("unknown")
+            ),
+        ],
+    }
+}
+
+fn totals_row(r: &ImageReport) -> Vec<String> {
+    let t = &r.totals;
+    let tar_exact = r.layers.iter().all(|l| l.probed_tar_exact() != Some(false));
+    // Under --estimate, a sum over partly unknown layers is unknown.
+    let known = |v: String| if r.estimated { "?".to_string() } else { v };
+    vec![
+        format!("TOTAL ({} layers)", r.layers.len()),
+        String::new(),
+        human_bytes(t.compressed_bytes),
+        format!(
+            "{}{}",
+            if tar_exact { "" } else { "~" },
+            human_bytes(t.tar_bytes)
+        ),
+        known(human_bytes(t.content_bytes)),
+        known(human_bytes(t.disk_bytes)),
+        known(t.inodes.to_string()),
+        known(t.files.to_string()),
+        known(t.whiteouts.to_string()),
+    ]
+}
+
+/// Candidate, baseline and growth of each figure, then the rollout cost.
+fn figure_rows(e: &Evaluation) -> Vec<Vec<String>> {
+    let mut rows = vec![header(&["FIGURE", "", "CANDIDATE", "BASELINE", "GROWTH"])];
+    for f in Figure::ALL {
+        let show = |v: u64| {
+            if f.is_bytes() {
+                human_bytes(v)
+            } else {
+                v.to_string()
+            }
+        };
+        let (base, growth) = match (e.baseline_cost, e.growth(f)) {
+            (Some(b), Some(g)) => (show(f.of(&b)), f.show_delta(g)),
+            _ => ("-".into(), "-".into()),
+        };
+        rows.push(vec![
+            f.name().to_string(),
+            String::new(),
+            show(f.of(&e.candidate_cost)),
+            base,
+            growth,
+        ]);
+    }
+    rows.push(vec![
+        "rollout cost".into(),
+        String::new(),
+        human_bytes(e.rollout_cost.node_bytes),
+        String::new(),
+        String::new(),
+    ]);
+    rows
+}
+
+fn layer_diff_rows(layers: &[LayerDiffRow]) -> Vec<Vec<String>> {
+    let mut rows = vec![header(&[
+        "#",
+        "CHANGE",
+        "LAYER",
+        "COMPRESSED",
+        "DISK",
+        "GROWTH",
+        "LARGEST NEW FILE",
+    ])];
+    for l in layers {
+        let digest = l
+            .candidate_digest
+            .as_deref()
+            .or(l.baseline_digest.as_deref())
+            .map(short_digest)
+            .unwrap_or("")
+            .to_string();
+        rows.push(vec![
+            (l.index + 1).to_string(),
+            format!("{:?}", l.change).to_lowercase(),
+            digest,
+            human_bytes(l.candidate_compressed_bytes),
+            human_bytes(l.candidate_disk_bytes),
+            human_delta(l.disk_growth()),
+            l.largest_files
+                .first()
+                .map(|f| format!("/{} {}", f.path, human_bytes(f.size)))
+                .unwrap_or_default(),
+        ]);
+    }
+    rows
+}
+
+/// The tightest node and what the rollout leaves of its GC headroom.
+fn node_lines(r: &CheckReport, out: &mut String) {
+    let Some(n) = &r.node else { return };
+    let _ = writeln!(
+        out,
+        "\nnode {}: capacity {}, available {}, usage {}%; gc headroom {}, eviction headroom {}{}",
+        if n.name == n.label {
+            n.name.clone()
+        } else {
+            format!("{} ({})", n.name, n.label)
+        },
+        human_bytes(n.capacity_bytes),
+        human_bytes(n.available_bytes),
+        n.usage_percent,
+        human_signed(n.gc_headroom),
+        human_signed(n.eviction_headroom),
+        n.inode_headroom
+            .map(|h| format!(", inode headroom {h}"))
+            .unwrap_or_default()
+    );
+    if let Some(left) = r.headroom_left() {
+        let _ = writeln!(
+            out,
+            "gc headroom left after the rollout: {}",
+            human_signed(left)
+        );
     }
 }

@@ -1,9 +1,11 @@
-//! Rule tests on synthetic measurements: the arithmetic, not the I/O.
+//! Tests of the budget's pure functions (costs, the layer diff, the rules)
+//! on synthetic measurements: the arithmetic, not the I/O.
 
 use std::sync::Arc;
 
 use super::*;
 use crate::budget::kubelet::{NodeFs, Thresholds, headroom};
+use crate::budget::verdict::{Level, Verdict, verdict};
 use crate::measure::layer::{Compression, LayerFigures, LayerMeasurement};
 use crate::measure::merged::FinalFigures;
 use crate::measure::{ImageReport, LayerReport};
@@ -194,11 +196,11 @@ fn node_budget_uses_rollout_cost_and_kubelet_headroom() {
     assert!(
         e.findings
             .iter()
-            .any(|f| f.rule == "gc_headroom" && f.level == Level::Fail),
+            .any(|f| f.rule == Rule::GcHeadroom && f.level == Level::Fail),
         "{:?}",
         e.findings
     );
-    assert!(!e.findings.iter().any(|f| f.rule == "eviction_headroom"));
+    assert!(!e.findings.iter().any(|f| f.rule == Rule::EvictionHeadroom));
     // Softened to a warning.
     let soft = Policy {
         gc_headroom_level: Some(Level::Warn),
@@ -253,15 +255,217 @@ fn absolute_limits() {
         ..Default::default()
     };
     let e = evaluate(&policy, &cand, None, None);
-    let rules: Vec<(&str, Level)> = e
-        .findings
-        .iter()
-        .map(|f| (f.rule.as_str(), f.level))
-        .collect();
+    let rules: Vec<(&str, Level)> = e.findings.iter().map(|f| (f.rule.id(), f.level)).collect();
     assert!(
         rules.contains(&("max_layer_size", Level::Warn)),
         "{rules:?}"
     );
     assert!(rules.contains(&("max_layers", Level::Fail)), "{rules:?}");
     assert!(!rules.iter().any(|(r, _)| *r == "max_pull_size"));
+}
+
+#[test]
+fn rule_ids_serialize_as_published() {
+    let ids: Vec<String> = Rule::ALL
+        .iter()
+        .map(|r| {
+            serde_json::to_value(r)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "gc_headroom",
+            "eviction_headroom",
+            "inode_headroom",
+            "growth",
+            "max_pull_size",
+            "max_unpacked_size",
+            "max_layer_size",
+            "max_layers",
+            "max_wasted",
+            "baseline_missing",
+        ]
+    );
+    for r in Rule::ALL {
+        assert_eq!(r.to_string(), r.id());
+    }
+    let f = Finding::baseline_missing("no baseline yet");
+    let v = serde_json::to_value(&f).unwrap();
+    assert_eq!(v["rule"], "baseline_missing");
+    assert_eq!(v["level"], "warn");
+    assert_eq!(v["platform"], "");
+}
+
+/// A node whose headroom is given directly, in bytes and inodes.
+fn node(gc: i128, eviction: i128, inodes: Option<i128>) -> NodeBudget {
+    NodeBudget {
+        fs: NodeFs {
+            name: "n1".into(),
+            capacity_bytes: 1 << 40,
+            available_bytes: 1 << 39,
+            inodes: None,
+            inodes_free: None,
+        },
+        headroom: crate::budget::kubelet::Headroom {
+            usage_percent: 50,
+            gc_headroom: gc,
+            eviction_headroom: eviction,
+            inode_headroom: inodes,
+            gc_already_triggered: false,
+        },
+    }
+}
+
+fn cost(node_bytes: u64, node_inodes: u64) -> ImageCost {
+    ImageCost {
+        node_bytes,
+        node_inodes,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn headroom_rules_fire_one_over_the_limit() {
+    let rollout = cost(1000, 50);
+    // Exactly the headroom: it fits.
+    let at = node(1000, 1000, Some(50));
+    assert!(headroom::findings(&at, &rollout, "rollout cost", Level::Fail).is_empty());
+    // One byte (one inode) less room: each rule fires.
+    let gc = headroom::findings(&node(999, 1000, Some(50)), &rollout, "x", Level::Warn);
+    assert_eq!(gc.len(), 1);
+    assert_eq!((gc[0].rule, gc[0].level), (Rule::GcHeadroom, Level::Warn));
+    assert_eq!((gc[0].value, gc[0].limit), (1000, 999));
+    assert!(
+        gc[0].message.starts_with("x 1000 B exceeds"),
+        "{}",
+        gc[0].message
+    );
+    let ev = headroom::findings(&node(1000, 999, Some(50)), &rollout, "x", Level::Warn);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        (ev[0].rule, ev[0].level),
+        (Rule::EvictionHeadroom, Level::Fail)
+    );
+    let ino = headroom::findings(&node(1000, 1000, Some(49)), &rollout, "x", Level::Fail);
+    assert_eq!(ino.len(), 1);
+    assert_eq!(
+        (ino[0].rule, ino[0].figure.as_str()),
+        (Rule::InodeHeadroom, "inodes")
+    );
+    // A filesystem without inode figures has no inode rule.
+    assert!(headroom::findings(&node(1000, 1000, None), &rollout, "x", Level::Fail).is_empty());
+}
+
+#[test]
+fn growth_rules_fire_one_over_the_limit() {
+    let base = ImageCost {
+        pull_bytes: 1000,
+        node_bytes: 1000,
+        disk_bytes: 1000,
+        node_inodes: 100,
+        ..Default::default()
+    };
+    let grown = |by: u64| ImageCost {
+        pull_bytes: base.pull_bytes + by,
+        ..base
+    };
+    let amount = [GrowthRule::parse("pull_bytes=100").unwrap()];
+    assert!(growth::findings(&amount, &[], &grown(100), &base).is_empty());
+    let f = growth::findings(&amount, &[], &grown(101), &base);
+    assert_eq!(f.len(), 1);
+    assert_eq!((f[0].rule, f[0].level), (Rule::Growth, Level::Fail));
+    assert_eq!((f[0].value, f[0].limit), (101, 100));
+    assert_eq!(f[0].limit_text, "100 B");
+
+    // 10 % of 1000 is 100: 100 bytes is at the limit, 101 over it.
+    let percent = [GrowthRule::parse("10%").unwrap()];
+    assert!(growth::findings(&[], &percent, &grown(100), &base).is_empty());
+    let f = growth::findings(&[], &percent, &grown(101), &base);
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        (f[0].figure.as_str(), f[0].level),
+        ("pull_bytes", Level::Warn)
+    );
+    assert_eq!(f[0].limit_text, "10%");
+
+    // A figure that fails is not also warned about.
+    let f = growth::findings(&amount, &percent, &grown(500), &base);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].level, Level::Fail);
+}
+
+#[test]
+fn limit_rules_fire_one_over_the_limit() {
+    let (cand, _) = pair();
+    let c = image_cost(&cand, StoreModel::default());
+    let at = |v: u64| Levels {
+        warn: None,
+        fail: Some(v),
+    };
+    type SetLimit = fn(&mut Policy, Levels);
+    let cases: [(Rule, SetLimit, u64); 5] = [
+        (Rule::PullSize, |p, l| p.pull_size = l, c.pull_bytes),
+        (Rule::UnpackedSize, |p, l| p.unpacked_size = l, c.disk_bytes),
+        (Rule::LayerSize, |p, l| p.layer_size = l, 500 * MIB),
+        (Rule::LayerCount, |p, l| p.layers = l, 3),
+        (Rule::Wasted, |p, l| p.wasted = l, cand.wasted_bytes),
+    ];
+    for (rule, set, value) in cases {
+        let mut policy = Policy::default();
+        set(&mut policy, at(value));
+        assert!(
+            limits::findings(&policy, &cand, &c).is_empty(),
+            "{rule} fired at its limit"
+        );
+        if value == 0 {
+            continue;
+        }
+        set(&mut policy, at(value - 1));
+        let f = limits::findings(&policy, &cand, &c);
+        assert_eq!(f.len(), 1, "{rule}: {f:?}");
+        assert_eq!((f[0].rule, f[0].level), (rule, Level::Fail));
+        assert_eq!((f[0].value, f[0].limit), (value as i128, value as i128 - 1));
+    }
+    let mut wasteful = cand.clone();
+    wasteful.wasted_bytes = 10;
+    let policy = Policy {
+        wasted: Levels {
+            warn: Some(9),
+            fail: Some(10),
+        },
+        ..Default::default()
+    };
+    let f = limits::findings(&policy, &wasteful, &c);
+    assert_eq!((f[0].rule, f[0].level), (Rule::Wasted, Level::Warn));
+}
+
+#[test]
+fn layer_diff_compares_by_position_and_chain() {
+    use crate::budget::layer_diff::{LayerChange, layer_diff};
+    let (cand, base) = pair();
+    let changes: Vec<LayerChange> = layer_diff(&cand, &base).iter().map(|r| r.change).collect();
+    assert_eq!(
+        changes,
+        [LayerChange::Shared, LayerChange::Shared, LayerChange::Added]
+    );
+    // A new base layer changes the chain of every layer above it.
+    let rebased = image(
+        "sha256:m3",
+        &[
+            ("sha256:x", "sha256:dx", MIB, 2 * MIB, 10),
+            ("sha256:b", "sha256:db", 10 * MIB, 20 * MIB, 100),
+        ],
+    );
+    let rows = layer_diff(&rebased, &base);
+    assert_eq!(rows[0].change, LayerChange::Changed);
+    assert_eq!(rows[1].change, LayerChange::Changed);
+    assert_eq!(rows[0].disk_growth(), 2 * MIB as i128 - 80 * MIB as i128);
+    let rows = layer_diff(&base, &cand);
+    assert_eq!(rows[2].change, LayerChange::Removed);
+    assert_eq!(rows[2].candidate_digest, None);
 }

@@ -1,0 +1,95 @@
+//! Node headroom rules: whether what the rollout adds to a node crosses
+//! the line where the kubelet starts image garbage collection, evicts pods
+//! for lack of imageFS space, or for lack of inodes. These are the rules
+//! that say "this image does not fit the node", whatever its growth.
+
+use super::{Finding, NodeBudget, Rule};
+use crate::budget::cost::ImageCost;
+use crate::budget::verdict::Level;
+use crate::units::{human_bytes, human_signed};
+
+/// The headroom rules' findings for a rollout that adds `rollout` to the
+/// node. `what` names the cost in messages (`rollout cost` against a
+/// baseline, `node_bytes` for a fresh pull); `gc_level` is the GC rule's
+/// level, which a team may soften to a warning.
+pub fn findings(
+    node: &NodeBudget,
+    rollout: &ImageCost,
+    what: &str,
+    gc_level: Level,
+) -> Vec<Finding> {
+    [
+        gc_headroom(node, rollout, what, gc_level),
+        eviction_headroom(node, rollout, what),
+        inode_headroom(node, rollout),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn gc_headroom(
+    node: &NodeBudget,
+    rollout: &ImageCost,
+    what: &str,
+    level: Level,
+) -> Option<Finding> {
+    let cost = rollout.node_bytes as i128;
+    let room = node.headroom.gc_headroom;
+    (cost > room).then(|| {
+        Finding::new(
+            Rule::GcHeadroom,
+            level,
+            "node_bytes",
+            cost,
+            room,
+            format!(
+                "{what} {} exceeds the image GC headroom of node {} ({}) by {}: pulling it starts image garbage collection",
+                human_bytes(cost as u64),
+                node.fs.name,
+                human_signed(room),
+                human_bytes((cost - room) as u64)
+            ),
+        )
+    })
+}
+
+fn eviction_headroom(node: &NodeBudget, rollout: &ImageCost, what: &str) -> Option<Finding> {
+    let cost = rollout.node_bytes as i128;
+    let room = node.headroom.eviction_headroom;
+    (cost > room).then(|| {
+        Finding::new(
+            Rule::EvictionHeadroom,
+            Level::Fail,
+            "node_bytes",
+            cost,
+            room,
+            format!(
+                "{what} {} exceeds the imagefs.available eviction headroom of node {} ({}) by {}: pods would be evicted",
+                human_bytes(cost as u64),
+                node.fs.name,
+                human_signed(room),
+                human_bytes((cost - room) as u64)
+            ),
+        )
+    })
+}
+
+/// Silent when the filesystem does not report inodes.
+fn inode_headroom(node: &NodeBudget, rollout: &ImageCost) -> Option<Finding> {
+    let room = node.headroom.inode_headroom?;
+    let inodes = rollout.node_inodes as i128;
+    (inodes > room).then(|| {
+        Finding::new(
+            Rule::InodeHeadroom,
+            Level::Fail,
+            "inodes",
+            inodes,
+            room,
+            format!(
+                "{inodes} new inodes exceed the imagefs.inodesFree headroom of node {} ({room})",
+                node.fs.name
+            ),
+        )
+    })
+}

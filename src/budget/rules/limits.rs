@@ -1,0 +1,117 @@
+//! Absolute limits: sizes and counts a candidate may not exceed whatever
+//! its baseline was (pull size, unpacked size, largest layer, layer count,
+//! wasted bytes). They catch the image that was already too big and the
+//! first release, which has no baseline to grow from.
+
+use serde::Serialize;
+
+use super::{Finding, Policy, Rule};
+use crate::budget::cost::ImageCost;
+use crate::budget::verdict::Level;
+use crate::measure::ImageReport;
+use crate::units::human_bytes;
+
+/// A threshold at two levels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Levels {
+    pub warn: Option<u64>,
+    pub fail: Option<u64>,
+}
+
+impl Levels {
+    /// The most severe level whose limit `value` exceeds, and that limit.
+    pub fn exceeded(&self, value: u64) -> Option<(Level, u64)> {
+        match (self.fail, self.warn) {
+            (Some(f), _) if value > f => Some((Level::Fail, f)),
+            (_, Some(w)) if value > w => Some((Level::Warn, w)),
+            _ => None,
+        }
+    }
+}
+
+/// The absolute limits' findings for `candidate`, whose cost is `cost`.
+pub fn findings(policy: &Policy, candidate: &ImageReport, cost: &ImageCost) -> Vec<Finding> {
+    let bytes = &human_bytes;
+    let count = &|v: u64| v.to_string();
+    let layers = candidate.layers.len() as u64;
+    [
+        Limit::new(Rule::PullSize, "pull_bytes", "pull size", bytes)
+            .check(&policy.pull_size, cost.pull_bytes),
+        Limit::new(Rule::UnpackedSize, "disk_bytes", "unpacked size", bytes)
+            .check(&policy.unpacked_size, cost.disk_bytes),
+        Limit::new(Rule::LayerCount, "layers", "layer count", count).check(&policy.layers, layers),
+        Limit::new(
+            Rule::Wasted,
+            "wasted_bytes",
+            "wasted (shadowed) bytes",
+            bytes,
+        )
+        .check(&policy.wasted, candidate.wasted_bytes),
+        largest_layer(policy, candidate),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// One absolute limit: which rule, on which figure, and how it reads.
+struct Limit<'a> {
+    rule: Rule,
+    figure: &'a str,
+    what: String,
+    show: &'a dyn Fn(u64) -> String,
+}
+
+impl<'a> Limit<'a> {
+    fn new(
+        rule: Rule,
+        figure: &'a str,
+        what: impl Into<String>,
+        show: &'a dyn Fn(u64) -> String,
+    ) -> Self {
+        Limit {
+            rule,
+            figure,
+            what: what.into(),
+            show,
+        }
+    }
+
+    fn check(&self, levels: &Levels, value: u64) -> Option<Finding> {
+        let (level, limit) = levels.exceeded(value)?;
+        Some(Finding::new(
+            self.rule,
+            level,
+            self.figure,
+            value as i128,
+            limit as i128,
+            format!(
+                "{} {} is over the {} limit",
+                self.what,
+                (self.show)(value),
+                (self.show)(limit)
+            ),
+        ))
+    }
+}
+
+/// The layer-size limit judges the largest compressed layer (the last of
+/// equals, as `max_by_key` picks), named by position and digest.
+fn largest_layer(policy: &Policy, candidate: &ImageReport) -> Option<Finding> {
+    let size = |l: &crate::measure::LayerReport| {
+        l.figures()
+            .map_or(l.descriptor.size, |f| f.compressed_bytes)
+    };
+    let (i, l) = candidate
+        .layers
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, l)| size(l))?;
+    let what = format!(
+        "layer {} ({})",
+        i + 1,
+        crate::measure::short_digest(&l.descriptor.digest)
+    );
+    Limit::new(Rule::LayerSize, "compressed_bytes", what, &human_bytes)
+        .check(&policy.layer_size, size(l))
+}
