@@ -104,12 +104,6 @@ impl Error {
         Error::new(Kind::Corrupt, msg)
     }
 
-    /// Transitional: the old "could not measure" class, before errors had
-    /// kinds. Every call site is being given its real kind.
-    pub fn measure(msg: impl fmt::Display) -> Self {
-        Error::new(Kind::Corrupt, msg)
-    }
-
     pub fn cancelled() -> Self {
         Error::new(Kind::Cancelled, "cancelled")
     }
