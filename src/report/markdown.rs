@@ -276,7 +276,7 @@ fn layers_table(p: &PlatformView, out: &mut String) {
             .or(row.baseline_digest.as_deref())
             .map(short)
             .unwrap_or_default();
-        let files = file_list(&row.largest_files, 3);
+        let files = file_list(&row.largest_files, 3, true);
         let growth = if row.change == LayerChange::Shared {
             String::new()
         } else {
@@ -301,18 +301,14 @@ fn short(digest: &str) -> String {
     hex.chars().take(12).collect()
 }
 
-/// `/path` size, for the first `n` files, as code spans in a table cell.
-fn file_list(files: &[crate::measure::layer::FileSize], n: usize) -> String {
+/// `/path` size, for the first `n` files, as code spans (escaped for a
+/// table cell when `in_table`).
+fn file_list(files: &[crate::measure::layer::FileSize], n: usize, in_table: bool) -> String {
+    let code = if in_table { md_code_cell } else { md_code };
     files
         .iter()
         .take(n)
-        .map(|f| {
-            format!(
-                "{} {}",
-                md_code_cell(&format!("/{}", f.path)),
-                human_bytes(f.size)
-            )
-        })
+        .map(|f| format!("{} {}", code(&format!("/{}", f.path)), human_bytes(f.size)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -333,7 +329,7 @@ fn layers_of(r: &ImageView, out: &mut String) {
                     i + 1,
                     human_bytes(l.compressed_bytes),
                     human_bytes(disk),
-                    file_list(&l.largest_files, 3)
+                    file_list(&l.largest_files, 3, true)
                 );
             }
             _ => {
@@ -478,7 +474,7 @@ fn largest_files_line(image: &ImageView, out: &mut String) {
         return;
     }
     out.push_str("Largest files in the image: ");
-    out.push_str(&file_list(largest, 5));
+    out.push_str(&file_list(largest, 5, false));
     out.push_str("\n\n");
 }
 
