@@ -761,12 +761,15 @@ fn the_report_markdown_is_never_posted_and_its_texts_render_inert() {
     );
 }
 
+/// A change to a report's JSON.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
 #[test]
 fn reports_that_are_not_check_reports_are_refused_before_any_call() {
     let dir = tempfile::tempdir().unwrap();
     let api = GithubStandin::start(TOKEN);
     let ev = pr_event(dir.path(), 17);
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "verdict",
             Box::new(|v| v["verdict"] = json!("pass\nnode-bytes=0")),
