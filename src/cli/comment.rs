@@ -95,7 +95,8 @@ async fn publish(
     Ok(())
 }
 
-/// `sizeguard comment --report FILE`.
+/// `sizeguard comment --report FILE`. The report is read and validated
+/// whatever the mode: `--mode never` checks a report and posts nothing.
 pub async fn run(args: CommentArgs) -> Result<ExitCode, Error> {
     let posting = read_report(&args.report)?;
     let token = if args.github_token_stdin {
