@@ -773,7 +773,7 @@ fn reports_that_are_not_check_reports_are_refused_before_any_call() {
         (
             "verdict",
             Box::new(|v| v["verdict"] = json!("pass\nnode-bytes=0")),
-            "verdict",
+            "unknown variant `pass\\nnode-bytes=0`",
         ),
         (
             "lie",

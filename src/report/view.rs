@@ -190,7 +190,10 @@ impl CheckView {
                 doc.get("schema_version").unwrap_or(&Value::Null)
             )));
         }
-        let view: CheckView = serde_json::from_value(doc).map_err(|e| invalid(e.to_string()))?;
+        // serde quotes the offending value: the report's text, made one
+        // visible line like any other.
+        let view: CheckView = serde_json::from_value(doc)
+            .map_err(|e| invalid(crate::report::escape::plain(&e.to_string()).into_owned()))?;
         view.validate().map_err(invalid)?;
         Ok(view)
     }
