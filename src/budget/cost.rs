@@ -10,12 +10,12 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::measure::ImageReport;
 
 /// The figures the node model works with, for one image.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageCost {
     /// Manifest + config + compressed layers: what a pull downloads.
     pub pull_bytes: u64,

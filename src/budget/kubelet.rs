@@ -24,7 +24,7 @@ use crate::units::parse_bytes;
 /// Defaults are the kubelet's own: `imageGCHighThresholdPercent: 85`,
 /// `imageGCLowThresholdPercent: 80`, and the Linux hard eviction thresholds
 /// `imagefs.available<15%` and `imagefs.inodesFree<5%`.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Deserialize)]
 pub struct Thresholds {
     /// `imageGCHighThresholdPercent`. 100 disables threshold-driven GC, as
     /// in the kubelet.

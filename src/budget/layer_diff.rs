@@ -4,14 +4,14 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::budget::cost::{chain_ids, diff_ids};
 use crate::measure::layer::FileSize;
 use crate::measure::{ImageReport, LayerReport};
 
 /// How a candidate layer relates to the baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LayerChange {
     /// Same blob at the same position on the same base: costs nothing new.
@@ -24,7 +24,7 @@ pub enum LayerChange {
     Removed,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerDiffRow {
     pub index: usize,
     pub change: LayerChange,
@@ -37,7 +37,7 @@ pub struct LayerDiffRow {
     pub candidate_disk_bytes: u64,
     pub baseline_disk_bytes: u64,
     /// Largest files the candidate layer adds (new and changed layers only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub largest_files: Vec<FileSize>,
 }
 

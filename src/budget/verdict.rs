@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::budget::kubelet::{Headroom, NodeFs, Thresholds};
 use crate::budget::layer_diff::{LayerDiffRow, layer_diff};
@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::measure::ImageReport;
 
 /// How severe one finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Comment, don't block.
@@ -23,7 +23,7 @@ pub enum Level {
 }
 
 /// What a set of findings adds up to: the most severe of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
@@ -57,7 +57,7 @@ pub struct PlatformCheck {
     pub layers: Vec<LayerDiffRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeSummary {
     /// The profile or node name the budget came from.
     pub label: String,

@@ -3,12 +3,11 @@
 
 use crate::app;
 use crate::budget::Verdict;
-use crate::budget::verdict::CheckReport;
 use crate::cli::args::CheckArgs;
 use crate::cli::{output, request};
 use crate::error::{Error, ExitCode};
 use crate::publish::actions;
-use crate::report::{self, renderer};
+use crate::report::renderer;
 
 /// Runs the check; returns the exit code the verdict maps to.
 pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
@@ -35,9 +34,4 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
         .await;
     }
     Ok(verdict)
-}
-
-/// Markdown is what a pull-request comment shows.
-pub fn markdown(report: &CheckReport) -> String {
-    renderer(report::Format::Markdown).render_check(report)
 }

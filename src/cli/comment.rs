@@ -8,13 +8,13 @@
 use std::io::Read;
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::budget::verdict::CheckReport;
 use crate::cli::args::{CommentArgs, GithubArgs};
 use crate::error::{Error, ExitCode};
 use crate::publish::comment::{self, Mode, Outcome};
 use crate::publish::github::{Context, Overrides, Token};
+use crate::report::markdown::Markdown;
+use crate::report::view::{CheckView, MAX_REPORT_BYTES};
 
 /// What a report needs to become a comment.
 struct Posting {
@@ -23,28 +23,38 @@ struct Posting {
     failing: bool,
 }
 
+impl Posting {
+    fn of(view: &CheckView) -> Posting {
+        Posting {
+            image: view.image_name(),
+            markdown: Markdown.render_view(view),
+            failing: view.verdict == crate::budget::Verdict::Fail,
+        }
+    }
+}
+
+/// The report of `comment --report`: in the fork pattern an artifact the
+/// pull request wrote, so it is validated and its figures re-rendered by
+/// sizeguard; its own `markdown` is never posted. A file that is not a
+/// check report (too large, not JSON, not the documented shape) is a usage
+/// error, exit 2.
 fn read_report(path: &Path) -> Result<Posting, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::usage(format!("{}: not a JSON report: {e}", path.display())))?;
-    if v.get("kind").and_then(Value::as_str) != Some("check") {
+    let name = path.display();
+    let file = std::fs::File::open(path).map_err(|e| Error::usage(format!("{name}: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_REPORT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::usage(format!("{name}: {e}")))?;
+    if bytes.len() as u64 > MAX_REPORT_BYTES {
         return Err(Error::usage(format!(
-            "{}: not a `sizeguard check --format json` report (kind is not \"check\")",
-            path.display()
+            "{name}: larger than the {} MiB a sizeguard check report may be",
+            MAX_REPORT_BYTES >> 20
         )));
     }
-    let field = |k: &str| {
-        v.get(k)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| Error::usage(format!("{}: the report has no {k:?}", path.display())))
-    };
-    Ok(Posting {
-        image: field("image_name")?,
-        markdown: field("markdown")?,
-        failing: field("verdict")? == "fail",
-    })
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::usage(format!("{name}: not a JSON report: not UTF-8")))?;
+    let view = CheckView::from_json(&text).map_err(|e| e.context(name))?;
+    Ok(Posting::of(&view))
 }
 
 fn read_token_stdin() -> Result<Token, Error> {
@@ -85,7 +95,8 @@ async fn publish(
     Ok(())
 }
 
-/// `sizeguard comment --report FILE`.
+/// `sizeguard comment --report FILE`. The report is read and validated
+/// whatever the mode: `--mode never` checks a report and posts nothing.
 pub async fn run(args: CommentArgs) -> Result<ExitCode, Error> {
     let posting = read_report(&args.report)?;
     let token = if args.github_token_stdin {
@@ -106,11 +117,7 @@ pub async fn after_check(
     mode: Mode,
     verdict: ExitCode,
 ) -> Result<ExitCode, Error> {
-    let posting = Posting {
-        image: report.image_name(),
-        markdown: super::check::markdown(report),
-        failing: report.verdict == crate::budget::Verdict::Fail,
-    };
+    let posting = Posting::of(&CheckView::from_report(report));
     match publish(&posting, github, None, mode).await {
         Ok(()) => Ok(verdict),
         Err(e) if verdict == ExitCode::Ok => Err(e.context("pull-request comment")),

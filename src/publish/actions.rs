@@ -11,21 +11,20 @@ use std::io::Write;
 use crate::budget::rules::Figure;
 use crate::budget::verdict::{CheckReport, Level, PlatformCheck};
 use crate::error::Error;
+use crate::report::escape::{command_data, command_property, output_entry, plain};
 
 pub fn in_actions() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
-/// Workflow-command data must not contain raw newlines or `%`.
-fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
 /// A workflow command that annotates the run: `::error title=T::message`.
+/// Messages quote image and report text: escaped, they stay one command.
 fn annotation(command: &str, title: &str, message: &str) -> String {
-    format!("::{command} title={title}::{}", escape_data(message))
+    format!(
+        "::{command} title={}::{}",
+        command_property(title),
+        command_data(message)
+    )
 }
 
 /// One line for the log: a `::notice::` annotation under Actions, else a
@@ -34,7 +33,7 @@ pub fn notice(msg: &str) {
     if in_actions() {
         eprintln!("{}", annotation("notice", "sizeguard", msg));
     } else {
-        eprintln!("sizeguard: notice: {msg}");
+        eprintln!("sizeguard: notice: {}", plain(msg));
     }
 }
 
@@ -43,7 +42,7 @@ pub fn warning(msg: &str) {
     if in_actions() {
         eprintln!("{}", annotation("warning", "sizeguard", msg));
     } else {
-        eprintln!("sizeguard: warning: {msg}");
+        eprintln!("sizeguard: warning: {}", plain(msg));
     }
 }
 
@@ -92,7 +91,7 @@ pub fn publish(r: &CheckReport) -> Result<(), Error> {
     append("GITHUB_STEP_SUMMARY", &summary)?;
     let mut outs = String::new();
     for (k, v) in outputs(r) {
-        let _ = writeln!(outs, "{k}={v}");
+        outs.push_str(&output_entry(k, &v)?);
     }
     append("GITHUB_OUTPUT", &outs)?;
     let mut log = String::new();
@@ -116,10 +115,13 @@ mod tests {
 
     #[test]
     fn workflow_data_is_escaped() {
-        assert_eq!(escape_data("50%\nnext"), "50%25%0Anext");
         assert_eq!(
             annotation("error", "sizeguard growth", "a\nb"),
             "::error title=sizeguard growth::a%0Ab"
+        );
+        assert_eq!(
+            annotation("warning", "x::y,z", "50%\n::error::forged"),
+            "::warning title=x%3A%3Ay%2Cz::50%25%0A::error::forged"
         );
     }
 }

@@ -8,6 +8,11 @@
 //! `Link: rel="next"` header), `POST /repos/{o}/{r}/issues/{n}/comments`,
 //! `PATCH /repos/{o}/{r}/issues/comments/{id}`.
 //!
+//! Anyone can write a comment holding the marker, so a comment is ours
+//! only when the token's own identity wrote it and it is not minimized
+//! (hidden by a maintainer): see [`author`]. A planted marker is never
+//! edited, and never taken for the report already posted.
+//!
 //! Rate limits are retried as GitHub documents them: `retry-after` seconds,
 //! else until `x-ratelimit-reset` when `x-ratelimit-remaining` is 0, else a
 //! minute for a secondary limit, each wait capped and a bounded number of
@@ -28,6 +33,8 @@ use serde_json::{Value, json};
 use super::actions::notice;
 use super::github::Context;
 use crate::error::{Error, Kind, chain};
+
+mod author;
 
 /// When to comment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,10 +179,15 @@ pub async fn post(
     Ok((Some(pr), outcome))
 }
 
+/// A comment that carries the marker, and what decides whether it is ours.
 #[derive(Debug)]
 struct Existing {
     id: u64,
     body: String,
+    /// `user.login`.
+    author: String,
+    /// The GraphQL id, to ask whether it is minimized.
+    node_id: Option<String>,
 }
 
 enum Step<T> {
@@ -277,6 +289,9 @@ const MAX_PAGES: usize = 100;
 
 struct Api {
     crab: Octocrab,
+    /// The GraphQL endpoint's client: `{api}/graphql`, or on GitHub
+    /// Enterprise Server `https://HOST/api/graphql` beside `/api/v3`.
+    graphql: Octocrab,
     owner: String,
     repo: String,
     max_wait: Duration,
@@ -284,25 +299,15 @@ struct Api {
 
 impl Api {
     fn new(ctx: &Context) -> Result<Self, Error> {
-        let crab = Octocrab::builder()
-            .base_uri(ctx.api_url.as_str())
-            .map_err(|e| Error::usage(format!("GITHUB_API_URL {:?}", ctx.api_url)).with_source(e))?
-            .personal_token(ctx.token.expose().to_string())
-            .add_header(
-                http::header::ACCEPT,
-                "application/vnd.github+json".to_string(),
-            )
-            .set_connect_timeout(Some(Duration::from_secs(15)))
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .build()
-            // Building the client fails only on local resources (TLS roots).
-            .map_err(|e| Error::transient("GitHub client").with_source(e))?;
+        let crab = client(&ctx.api_url, ctx)?;
+        let graphql = client(author::graphql_base(&ctx.api_url), ctx)?;
         let max_wait = std::env::var("SIZEGUARD_GITHUB_MAX_WAIT")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(MAX_WAIT_SECS);
         Ok(Api {
             crab,
+            graphql,
             owner: ctx.owner.clone(),
             repo: ctx.repo.clone(),
             max_wait: Duration::from_secs(max_wait),
@@ -313,12 +318,24 @@ impl Api {
         format!("/repos/{}/{}", self.owner, self.repo)
     }
 
-    /// One call, retried on rate limits, 5xx and transport errors.
+    /// One REST call, retried on rate limits, 5xx and transport errors.
     async fn send(&self, method: Method, uri: &str, body: Option<&Value>) -> Result<Reply, Error> {
+        self.send_via(&self.crab, method, uri, body).await
+    }
+
+    /// One call through `crab`, retried on rate limits, 5xx and transport
+    /// errors.
+    async fn send_via(
+        &self,
+        crab: &Octocrab,
+        method: Method,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, Error> {
         let what = format!("{} {}", method.as_str(), strip_query(uri));
         let mut attempt = 0;
         loop {
-            let reply = match self.call(method, uri, body).await {
+            let reply = match call(crab, method, uri, body).await {
                 Ok(r) => r,
                 Err(e) if attempt < RETRIES => {
                     tracing::info!("GitHub API {what}: {}; retrying", chain(&e));
@@ -362,30 +379,11 @@ impl Api {
         }
     }
 
-    /// One request and its whole answer; transport errors only.
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        body: Option<&Value>,
-    ) -> Result<Reply, octocrab::Error> {
-        let resp = match method {
-            Method::Get => self.crab._get(uri).await?,
-            Method::Post => self.crab._post(uri, body).await?,
-            Method::Patch => self.crab._patch(uri, body).await?,
-        };
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = self.crab.body_to_string(resp).await?;
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
-    }
-
+    /// Our comment for `marker` on the pull request, if there is one: every
+    /// page is read, then the marked comments are judged by author.
     async fn find_comment(&self, pr: u64, marker: &str) -> Result<Step<Option<Existing>>, Error> {
         let mut uri = format!("{}/issues/{pr}/comments?per_page=100", self.repo_path());
+        let mut marked = Vec::new();
         for _ in 0..MAX_PAGES {
             let reply = self.send(Method::Get, &uri, None).await?;
             if let Some(w) = reply.judge("listing comments")? {
@@ -395,23 +393,13 @@ impl Api {
             let items = page.as_array().ok_or_else(|| {
                 Error::corrupt("GitHub API listing comments: the answer is not a list")
             })?;
-            for c in items {
-                let body = c.get("body").and_then(Value::as_str).unwrap_or_default();
-                if is_ours(body, marker)
-                    && let Some(id) = c.get("id").and_then(Value::as_u64)
-                {
-                    return Ok(Step::Ok(Some(Existing {
-                        id,
-                        body: body.to_string(),
-                    })));
-                }
-            }
+            marked.extend(items.iter().filter_map(|c| marked_comment(c, marker)));
             match next_link(&reply.headers) {
                 Some(next) => uri = next,
-                None => return Ok(Step::Ok(None)),
+                None => break,
             }
         }
-        Ok(Step::Ok(None))
+        Ok(Step::Ok(self.ours(marked).await?))
     }
 
     async fn create(&self, pr: u64, body: &str) -> Result<Step<(u64, String)>, Error> {
@@ -471,6 +459,63 @@ impl Api {
             },
         )
     }
+}
+
+/// A listed comment that carries `marker`, whoever wrote it.
+fn marked_comment(c: &Value, marker: &str) -> Option<Existing> {
+    let body = c.get("body").and_then(Value::as_str)?;
+    if !is_ours(body, marker) {
+        return None;
+    }
+    Some(Existing {
+        id: c.get("id").and_then(Value::as_u64)?,
+        body: body.to_string(),
+        author: c
+            .pointer("/user/login")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        node_id: c.get("node_id").and_then(Value::as_str).map(str::to_string),
+    })
+}
+
+/// A client for the API at `base` with the context's token.
+fn client(base: &str, ctx: &Context) -> Result<Octocrab, Error> {
+    Octocrab::builder()
+        .base_uri(base)
+        .map_err(|e| Error::usage(format!("GITHUB_API_URL {:?}", ctx.api_url)).with_source(e))?
+        .personal_token(ctx.token.expose().to_string())
+        .add_header(
+            http::header::ACCEPT,
+            "application/vnd.github+json".to_string(),
+        )
+        .set_connect_timeout(Some(Duration::from_secs(15)))
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .build()
+        // Building the client fails only on local resources (TLS roots).
+        .map_err(|e| Error::transient("GitHub client").with_source(e))
+}
+
+/// One request and its whole answer; transport errors only.
+async fn call(
+    crab: &Octocrab,
+    method: Method,
+    uri: &str,
+    body: Option<&Value>,
+) -> Result<Reply, octocrab::Error> {
+    let resp = match method {
+        Method::Get => crab._get(uri).await?,
+        Method::Post => crab._post(uri, body).await?,
+        Method::Patch => crab._patch(uri, body).await?,
+    };
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = crab.body_to_string(resp).await?;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn html_url(v: &Value) -> String {

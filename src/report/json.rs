@@ -201,8 +201,8 @@ mod check {
         platforms: Vec<PlatformJson<'a>>,
         /// The short candidate name (`app`), for comment markers.
         image_name: String,
-        /// The Markdown report, so `sizeguard comment` can post it from a
-        /// JSON artifact in another workflow.
+        /// The Markdown report, for whoever reads the JSON. `sizeguard
+        /// comment` never posts it: it renders its own from the figures.
         markdown: String,
     }
 

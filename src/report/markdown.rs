@@ -2,13 +2,16 @@
 //! summary show. The first line is the verdict with the key numbers, so it
 //! reads well in a notification; everything else is inside `<details>`.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use super::Renderer;
+use super::escape::{md_code, md_code_cell, md_text, plain};
+use super::view::{CheckView, ImageView, PlatformView};
 use crate::budget::layer_diff::LayerChange;
 use crate::budget::rules::{Figure, Finding, Rule, format_pct};
-use crate::budget::verdict::{CheckReport, Level, PlatformCheck, Verdict};
-use crate::measure::{ImageReport, short_digest};
+use crate::budget::verdict::{CheckReport, Level, Verdict};
+use crate::measure::ImageReport;
 use crate::units::{human_bytes, human_delta, human_signed};
 
 pub struct Markdown;
@@ -16,6 +19,33 @@ pub struct Markdown;
 impl Markdown {
     pub fn render_check_text(&self, r: &CheckReport) -> String {
         Renderer::render_check(self, r)
+    }
+
+    /// The check report as Markdown, from what the renderer reads of it
+    /// (also a report read back from JSON by `sizeguard comment`).
+    pub fn render_view(&self, r: &CheckView) -> String {
+        let mut out = headline(r, Style::Markdown);
+        out.push_str("\n\n<details><summary>sizeguard report</summary>\n\n");
+        let _ = writeln!(
+            out,
+            "Candidate {}{}\n",
+            md_code(&r.candidate),
+            r.baseline
+                .as_ref()
+                .map(|b| format!(", baseline {}", md_code(b)))
+                .unwrap_or_default()
+        );
+        findings_list(r, &mut out);
+        for p in &r.platforms {
+            let _ = writeln!(out, "#### {}\n", md_text(&p.platform));
+            figures_table(p, &mut out);
+            layers_table(p, &mut out);
+            largest_files_line(&p.candidate, &mut out);
+        }
+        node_table(r, &mut out);
+        let _ = writeln!(out, "Policy: {}\n", policy_line(r));
+        out.push_str("</details>\n");
+        out
     }
 }
 
@@ -34,21 +64,41 @@ fn level_icon(l: Level) -> &'static str {
     }
 }
 
-/// Pipes would end a table cell.
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|")
-}
-
 /// The platform the headline speaks of: the one with the worst finding.
-fn headline_platform(r: &CheckReport) -> Option<&PlatformCheck> {
+fn headline_platform(r: &CheckView) -> Option<&PlatformView> {
     r.platforms
         .iter()
-        .max_by_key(|p| p.evaluation.findings.iter().map(|f| f.level).max())
+        .max_by_key(|p| p.findings.iter().map(|f| f.level).max())
 }
 
-fn short_reason(f: &Finding, r: &CheckReport) -> String {
+/// How a headline is written: Markdown (the image name in bold), or plain
+/// text for a terminal; each escapes what comes from the report its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Markdown,
+    Plain,
+}
+
+impl Style {
+    fn text(self, s: &str) -> Cow<'_, str> {
+        match self {
+            Style::Markdown => md_text(s),
+            Style::Plain => plain(s),
+        }
+    }
+
+    fn bold(self, s: &str) -> String {
+        match self {
+            Style::Markdown => format!("**{}**", md_text(s)),
+            Style::Plain => plain(s).into_owned(),
+        }
+    }
+}
+
+/// Why the headline's verdict: a few words.
+fn short_reason(f: &Finding, r: &CheckView, style: Style) -> String {
     let node = match r.node.as_ref() {
-        Some(n) if n.label != "node" => format!("{} nodes", n.label),
+        Some(n) if n.label != "node" => format!("{} nodes", style.text(&n.label)),
         _ => "the node".to_string(),
     };
     let over = (f.value - f.limit).max(0);
@@ -62,13 +112,13 @@ fn short_reason(f: &Finding, r: &CheckReport) -> String {
             human_bytes(over as u64)
         ),
         Rule::InodeHeadroom => format!("exceeds inode headroom on {node} by {over} inodes"),
-        Rule::Growth => format!("over the {} growth limit", f.limit_text),
+        Rule::Growth => format!("over the {} growth limit", style.text(&f.limit_text)),
         Rule::PullSize
         | Rule::UnpackedSize
         | Rule::LayerSize
         | Rule::LayerCount
         | Rule::Wasted
-        | Rule::BaselineMissing => f.message.clone(),
+        | Rule::BaselineMissing => style.text(&f.message).into_owned(),
     }
 }
 
@@ -90,12 +140,17 @@ fn headline_rank(f: &Finding) -> u8 {
     }
 }
 
-pub fn headline(r: &CheckReport) -> String {
-    let name = r.image_name();
-    let Some(p) = headline_platform(r) else {
-        return format!("{} {name}: nothing measured", icon(r.verdict));
+/// The first line: the verdict, the image and the key numbers.
+pub fn headline(r: &CheckView, style: Style) -> String {
+    let image = r.image_name();
+    let Some(e) = headline_platform(r) else {
+        return format!(
+            "{} {}: nothing measured",
+            icon(r.verdict),
+            style.text(&image)
+        );
     };
-    let e = &p.evaluation;
+    let name = style.bold(&image);
     let mut s = match (e.growth(Figure::NodeBytes), e.baseline_cost) {
         (Some(g), Some(b)) => {
             let pct = if b.node_bytes == 0 {
@@ -105,20 +160,20 @@ pub fn headline(r: &CheckReport) -> String {
             };
             let verb = if g < 0 { "shrank" } else { "grew" };
             format!(
-                "{} **{name}** {verb} {} ({pct})",
+                "{} {name} {verb} {} ({pct})",
                 icon(r.verdict),
                 human_delta(g)
             )
         }
         _ => format!(
-            "{} **{name}** needs {} on a node ({} to pull)",
+            "{} {name} needs {} on a node ({} to pull)",
             icon(r.verdict),
             human_bytes(e.candidate_cost.node_bytes),
             human_bytes(e.candidate_cost.pull_bytes)
         ),
     };
     if r.platforms.len() > 1 {
-        let _ = write!(s, " on {}", e.platform);
+        let _ = write!(s, " on {}", style.text(&e.platform));
     }
     let worst = r
         .findings()
@@ -126,14 +181,14 @@ pub fn headline(r: &CheckReport) -> String {
         .min_by_key(|f| headline_rank(f));
     match worst {
         Some(f) => {
-            let _ = write!(s, " — {}", short_reason(f, r));
+            let _ = write!(s, " — {}", short_reason(f, r, style));
         }
         None => match (&r.node, r.headroom_left()) {
             (Some(n), Some(left)) => {
                 let on = if n.label == "node" {
                     "the node".to_string()
                 } else {
-                    format!("{} nodes", n.label)
+                    format!("{} nodes", style.text(&n.label))
                 };
                 let _ = write!(
                     s,
@@ -147,8 +202,7 @@ pub fn headline(r: &CheckReport) -> String {
     s
 }
 
-fn figures_table(p: &PlatformCheck, out: &mut String) {
-    let e = &p.evaluation;
+fn figures_table(e: &PlatformView, out: &mut String) {
     let c = &e.candidate_cost;
     let _ = writeln!(out, "| | candidate | baseline | growth |");
     let _ = writeln!(out, "|---|---:|---:|---:|");
@@ -189,7 +243,7 @@ fn figures_table(p: &PlatformCheck, out: &mut String) {
         };
         let _ = writeln!(out, "| {label} | {} | {base} | {growth} |", show(v));
     }
-    if p.baseline.is_some() {
+    if e.baseline_cost.is_some() {
         let _ = writeln!(
             out,
             "| **rollout cost** on a node holding the baseline | {} | | |",
@@ -199,7 +253,7 @@ fn figures_table(p: &PlatformCheck, out: &mut String) {
     out.push('\n');
 }
 
-fn layers_table(p: &PlatformCheck, out: &mut String) {
+fn layers_table(p: &PlatformView, out: &mut String) {
     if p.layers.is_empty() {
         layers_of(&p.candidate, out);
         return;
@@ -220,14 +274,9 @@ fn layers_table(p: &PlatformCheck, out: &mut String) {
             .candidate_digest
             .as_deref()
             .or(row.baseline_digest.as_deref())
-            .map(short_digest)
-            .unwrap_or("");
-        let files: Vec<String> = row
-            .largest_files
-            .iter()
-            .take(3)
-            .map(|f| format!("`/{}` {}", cell(&f.path), human_bytes(f.size)))
-            .collect();
+            .map(short)
+            .unwrap_or_default();
+        let files = file_list(&row.largest_files, 3, true);
         let growth = if row.change == LayerChange::Shared {
             String::new()
         } else {
@@ -235,50 +284,61 @@ fn layers_table(p: &PlatformCheck, out: &mut String) {
         };
         let _ = writeln!(
             out,
-            "| {} | `{digest}` | {change} | {} | {} | {growth} | {} |",
+            "| {} | {} | {change} | {} | {} | {growth} | {files} |",
             row.index + 1,
+            md_code_cell(&digest),
             human_bytes(row.candidate_compressed_bytes),
             human_bytes(row.candidate_disk_bytes),
-            files.join(", ")
         );
     }
     out.push('\n');
 }
 
-fn layers_of(r: &ImageReport, out: &mut String) {
+/// The short form of a digest a table shows (its first 12 hex digits),
+/// cut by characters: a digest read back from a report may be any text.
+fn short(digest: &str) -> String {
+    let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
+    hex.chars().take(12).collect()
+}
+
+/// `/path` size, for the first `n` files, as code spans (escaped for a
+/// table cell when `in_table`).
+fn file_list(files: &[crate::measure::layer::FileSize], n: usize, in_table: bool) -> String {
+    let code = if in_table { md_code_cell } else { md_code };
+    files
+        .iter()
+        .take(n)
+        .map(|f| format!("{} {}", code(&format!("/{}", f.path)), human_bytes(f.size)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn layers_of(r: &ImageView, out: &mut String) {
     let _ = writeln!(
         out,
         "| # | layer | compressed | unpacked | inodes | largest files it adds |"
     );
     let _ = writeln!(out, "|---:|---|---:|---:|---:|---|");
     for (i, l) in r.layers.iter().enumerate() {
-        let files: Vec<String> = l
-            .largest_files
-            .iter()
-            .take(3)
-            .map(|f| format!("`/{}` {}", cell(&f.path), human_bytes(f.size)))
-            .collect();
-        match l.figures() {
-            Some(f) => {
+        let digest = md_code_cell(&short(&l.digest));
+        match (l.measured, l.disk_bytes, l.inodes) {
+            (true, Some(disk), Some(inodes)) => {
                 let _ = writeln!(
                     out,
-                    "| {} | `{}` | {} | {} | {} | {} |",
+                    "| {} | {digest} | {} | {} | {inodes} | {} |",
                     i + 1,
-                    short_digest(&l.descriptor.digest),
-                    human_bytes(f.compressed_bytes),
-                    human_bytes(f.disk_bytes),
-                    f.inodes,
-                    files.join(", ")
+                    human_bytes(l.compressed_bytes),
+                    human_bytes(disk),
+                    file_list(&l.largest_files, 3, true)
                 );
             }
-            None => {
+            _ => {
                 let _ = writeln!(
                     out,
-                    "| {} | `{}` | {} | not measured | | {} |",
+                    "| {} | {digest} | {} | not measured | | {} |",
                     i + 1,
-                    short_digest(&l.descriptor.digest),
-                    human_bytes(l.descriptor.size),
-                    cell(l.not_measured_reason.as_deref().unwrap_or(""))
+                    human_bytes(l.compressed_bytes),
+                    md_text(l.not_measured_reason.as_deref().unwrap_or(""))
                 );
             }
         }
@@ -286,12 +346,12 @@ fn layers_of(r: &ImageReport, out: &mut String) {
     out.push('\n');
 }
 
-fn node_table(r: &CheckReport, out: &mut String) {
+fn node_table(r: &CheckView, out: &mut String) {
     let Some(n) = &r.node else { return };
     let _ = writeln!(
         out,
-        "**Node headroom** — `{}`{} (imageFS {} of {} available, {}% used; GC at {}%, eviction below {}%)\n",
-        n.name,
+        "**Node headroom** — {}{} (imageFS {} of {} available, {}% used; GC at {}%, eviction below {}%)\n",
+        md_code(&n.name),
         if n.nodes_considered > 1 {
             format!(", tightest of {} nodes", n.nodes_considered)
         } else {
@@ -309,7 +369,7 @@ fn node_table(r: &CheckReport, out: &mut String) {
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
     for p in &r.platforms {
-        let cost = p.evaluation.rollout_cost;
+        let cost = p.rollout_cost;
         let inode = match n.inode_headroom {
             Some(h) => format!("{} of {h}", cost.node_inodes),
             None => "unknown".to_string(),
@@ -317,7 +377,7 @@ fn node_table(r: &CheckReport, out: &mut String) {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {inode} |",
-            p.evaluation.platform,
+            md_text(&p.platform),
             human_bytes(cost.node_bytes),
             human_signed(n.gc_headroom),
             human_signed(n.gc_headroom - cost.node_bytes as i128),
@@ -327,7 +387,7 @@ fn node_table(r: &CheckReport, out: &mut String) {
     out.push('\n');
 }
 
-fn policy_line(r: &CheckReport) -> String {
+fn policy_line(r: &CheckView) -> String {
     let p = &r.policy;
     let mut parts = Vec::new();
     let growth = |rules: &[crate::budget::rules::GrowthRule]| -> Vec<String> {
@@ -385,7 +445,7 @@ fn policy_line(r: &CheckReport) -> String {
 }
 
 /// Every rule that fired, naming the platform when there are several.
-fn findings_list(r: &CheckReport, out: &mut String) {
+fn findings_list(r: &CheckView, out: &mut String) {
     let findings: Vec<&Finding> = r.findings().collect();
     if findings.is_empty() {
         return;
@@ -395,31 +455,26 @@ fn findings_list(r: &CheckReport, out: &mut String) {
         let platform = if f.platform.is_empty() || r.platforms.len() < 2 {
             String::new()
         } else {
-            format!(" ({})", f.platform)
+            format!(" ({})", md_text(&f.platform))
         };
         let _ = writeln!(
             out,
             "- {} `{}`{platform}: {}",
             level_icon(f.level),
             f.rule,
-            f.message
+            md_text(&f.message)
         );
     }
     out.push('\n');
 }
 
-fn largest_files_line(image: &ImageReport, out: &mut String) {
-    let largest = &image.largest_files;
+fn largest_files_line(image: &ImageView, out: &mut String) {
+    let largest = image.largest_files();
     if largest.is_empty() {
         return;
     }
     out.push_str("Largest files in the image: ");
-    let list: Vec<String> = largest
-        .iter()
-        .take(5)
-        .map(|f| format!("`/{}` {}", cell(&f.path), human_bytes(f.size)))
-        .collect();
-    out.push_str(&list.join(", "));
+    out.push_str(&file_list(largest, 5, false));
     out.push_str("\n\n");
 }
 
@@ -430,40 +485,19 @@ impl Renderer for Markdown {
             let _ = writeln!(
                 out,
                 "**{}** ({}): {} to pull, {} unpacked in {} inodes; {} wasted\n",
-                r.image.reference,
-                r.image.platform,
+                md_text(&r.image.reference),
+                md_text(&r.image.platform.to_string()),
                 human_bytes(r.totals.compressed_bytes),
                 human_bytes(r.totals.disk_bytes),
                 r.totals.inodes,
                 human_bytes(r.wasted_bytes)
             );
-            layers_of(r, &mut out);
+            layers_of(&ImageView::from_image(r), &mut out);
         }
         out
     }
 
     fn render_check(&self, r: &CheckReport) -> String {
-        let mut out = headline(r);
-        out.push_str("\n\n<details><summary>sizeguard report</summary>\n\n");
-        let _ = writeln!(
-            out,
-            "Candidate `{}`{}\n",
-            r.candidate_ref,
-            r.baseline_ref
-                .as_ref()
-                .map(|b| format!(", baseline `{b}`"))
-                .unwrap_or_default()
-        );
-        findings_list(r, &mut out);
-        for p in &r.platforms {
-            let _ = writeln!(out, "#### {}\n", p.evaluation.platform);
-            figures_table(p, &mut out);
-            layers_table(p, &mut out);
-            largest_files_line(&p.candidate, &mut out);
-        }
-        node_table(r, &mut out);
-        let _ = writeln!(out, "Policy: {}\n", policy_line(r));
-        out.push_str("</details>\n");
-        out
+        self.render_view(&CheckView::from_report(r))
     }
 }

@@ -4,14 +4,20 @@
 //!
 //! - [`table`]: the default, for a terminal or a CI log.
 //! - [`json`]: the stable, documented schema for machines.
-//! - [`markdown`]: the pull-request comment and the step summary.
+//! - [`markdown`]: the pull-request comment and the step summary, over
+//!   [`view`]: what it reads of a check, built in process or read back
+//!   from an untrusted JSON report.
+//! - [`escape`]: the one place text from an image or a report is made
+//!   inert for the terminal, Markdown, workflow commands and output files.
 //!
 //! Which formats a command offers is the command line's business; this
 //! module renders any of them.
 
+pub mod escape;
 pub mod json;
 pub mod markdown;
 pub mod table;
+pub mod view;
 
 use crate::budget::verdict::CheckReport;
 use crate::measure::ImageReport;

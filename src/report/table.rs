@@ -4,6 +4,8 @@
 use std::fmt::Write;
 
 use super::Renderer;
+use super::escape::plain;
+use super::markdown::{Style, headline};
 use crate::budget::layer_diff::LayerDiffRow;
 use crate::budget::rules::{Evaluation, Figure};
 use crate::budget::verdict::{CheckReport, Level};
@@ -55,19 +57,21 @@ impl Renderer for Table {
 
     fn render_check(&self, r: &CheckReport) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "{}", super::markdown::headline(r).replace("**", ""));
+        let view = super::view::CheckView::from_report(r);
+        let _ = writeln!(out, "{}", headline(&view, Style::Plain));
         for f in r.findings() {
             let level = match f.level {
                 Level::Warn => "warn",
                 Level::Fail => "FAIL",
             };
-            let _ = writeln!(out, "  {level}  {}: {}", f.rule, f.message);
+            let _ = writeln!(out, "  {level}  {}: {}", f.rule, plain(&f.message));
         }
         for p in &r.platforms {
             let _ = writeln!(
                 out,
                 "\n{}  candidate {}",
-                p.evaluation.platform, p.candidate.image.digest
+                plain(&p.evaluation.platform),
+                plain(&p.candidate.image.digest)
             );
             render_table(&figure_rows(&p.evaluation), &mut out);
             if !p.layers.is_empty() {
@@ -90,7 +94,9 @@ fn measure_image(r: &ImageReport, out: &mut String) {
     let _ = writeln!(
         out,
         "{}  {}  {}",
-        r.image.reference, r.image.platform, r.image.digest
+        plain(&r.image.reference),
+        plain(&r.image.platform.to_string()),
+        plain(&r.image.digest)
     );
     let mut rows = vec![header(&[
         "LAYER",
@@ -130,7 +136,7 @@ fn measure_image(r: &ImageReport, out: &mut String) {
     if !r.largest_files.is_empty() {
         let _ = writeln!(out, "largest files:");
         for f in &r.largest_files {
-            let _ = writeln!(out, "  {:>10}  /{}", human_bytes(f.size), f.path);
+            let _ = writeln!(out, "  {:>10}  /{}", human_bytes(f.size), plain(&f.path));
         }
     }
 }
@@ -173,7 +179,7 @@ fn layer_row(l: &LayerReport) -> Vec<String> {
             human_bytes(l.descriptor.size),
             format!(
                 "not measured: {}",
-                l.not_measured_reason.as_deref().unwrap_or("unknown")
+                plain(l.not_measured_reason.as_deref().unwrap_or("unknown"))
             ),
         ],
     }
@@ -261,7 +267,7 @@ fn layer_diff_rows(layers: &[LayerDiffRow]) -> Vec<Vec<String>> {
             human_delta(l.disk_growth()),
             l.largest_files
                 .first()
-                .map(|f| format!("/{} {}", f.path, human_bytes(f.size)))
+                .map(|f| format!("/{} {}", plain(&f.path), human_bytes(f.size)))
                 .unwrap_or_default(),
         ]);
     }
@@ -275,9 +281,9 @@ fn node_lines(r: &CheckReport, out: &mut String) {
         out,
         "\nnode {}: capacity {}, available {}, usage {}%; gc headroom {}, eviction headroom {}{}",
         if n.name == n.label {
-            n.name.clone()
+            plain(&n.name).into_owned()
         } else {
-            format!("{} ({})", n.name, n.label)
+            format!("{} ({})", plain(&n.name), plain(&n.label))
         },
         human_bytes(n.capacity_bytes),
         human_bytes(n.available_bytes),

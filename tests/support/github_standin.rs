@@ -4,6 +4,16 @@
 //! connection per request (`Connection: close`), every request recorded
 //! (method, path, query, headers, body) for the tests to check.
 //!
+//! Who the token is, as GitHub answers it: `GET /user` names a user's token
+//! ([`State::token_user`]); for an app installation's token (the default,
+//! like a workflow's `GITHUB_TOKEN`) it answers 403 "Resource not accessible
+//! by integration" and GraphQL's `viewer` names the app's bot
+//! ([`State::app_login`]). Comments the token creates are signed by that
+//! identity. GraphQL (`POST /graphql`, or `/api/graphql` beside `/api/v3`)
+//! answers the one query sizeguard sends: `viewer { login }` and
+//! `nodes(ids:) { ... on IssueComment { id isMinimized } }`; comments carry
+//! a `node_id` and can be minimized ([`GithubStandin::minimize`]).
+//!
 //! Behaviours: a read-only token (403 on writes, as GitHub answers a fork's
 //! `GITHUB_TOKEN`), queued rate-limit answers (primary: 403 with
 //! `x-ratelimit-remaining: 0` and a reset time; secondary: 429 with
@@ -46,6 +56,7 @@ pub struct Comment {
     pub issue: u64,
     pub body: String,
     pub user: String,
+    pub minimized: bool,
 }
 
 /// A rate-limit answer given instead of the next request's real one.
@@ -67,6 +78,22 @@ pub struct State {
     /// Open pull requests: `(number, head label "owner:branch", head sha)`.
     pub pulls: Vec<(u64, String, String)>,
     pub requests: Vec<Request>,
+    /// The user a user's token (a PAT) belongs to; `None`: the token is an
+    /// app installation's, and `GET /user` answers 403.
+    pub token_user: Option<String>,
+    /// The bot an installation token writes as (`github-actions[bot]`).
+    pub app_login: String,
+    /// GraphQL answers 502 instead (to test what a missing answer does).
+    pub graphql_down: bool,
+}
+
+impl State {
+    /// Who comments made with the token are signed by.
+    pub fn identity(&self) -> String {
+        self.token_user
+            .clone()
+            .unwrap_or_else(|| self.app_login.clone())
+    }
 }
 
 pub struct GithubStandin {
@@ -88,6 +115,7 @@ impl GithubStandin {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             next_id: 1_000_000,
+            app_login: "github-actions[bot]".into(),
             ..Default::default()
         }));
         let me = GithubStandin {
@@ -136,8 +164,20 @@ impl GithubStandin {
             issue,
             body: body.to_string(),
             user: user.to_string(),
+            minimized: false,
         });
         id
+    }
+
+    /// Hides a comment as a maintainer does ("minimize": outdated, spam...).
+    pub fn minimize(&self, id: u64) {
+        let mut s = self.state();
+        let c = s
+            .comments
+            .iter_mut()
+            .find(|c| c.id == id)
+            .expect("a comment");
+        c.minimized = true;
     }
 
     pub fn comments(&self, issue: u64) -> Vec<Comment> {
@@ -227,6 +267,7 @@ fn serve(
         403 => "Forbidden",
         404 => "Not Found",
         429 => "Too Many Requests",
+        502 => "Bad Gateway",
         _ => "Other",
     };
     let mut head = format!(
@@ -251,11 +292,21 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+fn node_id(id: u64) -> String {
+    format!("IC_kwDO{id}")
+}
+
 fn comment_json(addr: SocketAddr, c: &Comment) -> Value {
+    let kind = if c.user.ends_with("[bot]") {
+        "Bot"
+    } else {
+        "User"
+    };
     json!({
         "id": c.id,
+        "node_id": node_id(c.id),
         "body": c.body,
-        "user": {"login": c.user},
+        "user": {"login": c.user, "type": kind},
         "html_url": format!("http://{addr}/o/r/pull/{}#issuecomment-{}", c.issue, c.id),
     })
 }
@@ -268,6 +319,9 @@ fn route(req: &Request, addr: SocketAddr, prefix: &str, token: &str, s: &mut Sta
     if auth != format!("Bearer {token}") && auth != format!("token {token}") {
         return answer(401, json!({"message": "Bad credentials"}));
     }
+    if req.method == "POST" && req.path == graphql_path(prefix) {
+        return graphql(req, s);
+    }
     let Some(path) = req.path.strip_prefix(prefix) else {
         return answer(404, json!({"message": "Not Found"}));
     };
@@ -279,8 +333,68 @@ fn route(req: &Request, addr: SocketAddr, prefix: &str, token: &str, s: &mut Sta
             edit_comment(req, addr, id, s)
         }
         ("GET", ["repos", _, _, "pulls"]) => list_pulls(req, s),
+        ("GET", ["user"]) => token_user(s),
         _ => answer(404, json!({"message": "Not Found"})),
     }
+}
+
+/// `/graphql` beside the REST root, `/api/graphql` beside `/api/v3`.
+fn graphql_path(prefix: &str) -> String {
+    match prefix.strip_suffix("/v3") {
+        Some(api) if api.ends_with("/api") => format!("{api}/graphql"),
+        _ => format!("{prefix}/graphql"),
+    }
+}
+
+/// `GET /user`: the user of a user's token; 403 for an installation token,
+/// as GitHub answers it.
+fn token_user(s: &State) -> Answer {
+    match &s.token_user {
+        Some(login) => answer(200, json!({"login": login, "type": "User"})),
+        None => answer(
+            403,
+            json!({"message": "Resource not accessible by integration",
+                   "documentation_url": "https://docs.github.com/rest/users/users#get-the-authenticated-user",
+                   "status": "403"}),
+        ),
+    }
+}
+
+/// The one GraphQL query sizeguard sends: the viewer's login and whether
+/// the comments with the given node ids are minimized (`null` for an id
+/// that is no comment). Anything else is a GraphQL error.
+fn graphql(req: &Request, s: &State) -> Answer {
+    if s.graphql_down {
+        return answer(502, json!({"message": "Server Error"}));
+    }
+    let body = req.json();
+    let query = body["query"].as_str().unwrap_or_default();
+    let ids = body.pointer("/variables/ids").and_then(Value::as_array);
+    let understood = query.contains("viewer { login }")
+        && query.contains("nodes(ids: $ids)")
+        && query.contains("... on IssueComment { id isMinimized }");
+    let (true, Some(ids)) = (understood, ids) else {
+        return answer(
+            200,
+            json!({"errors": [{"message": "the stand-in answers only sizeguard's query"}]}),
+        );
+    };
+    let nodes: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            s.comments
+                .iter()
+                .find(|c| Some(node_id(c.id).as_str()) == id.as_str())
+                .map_or(
+                    Value::Null,
+                    |c| json!({"id": node_id(c.id), "isMinimized": c.minimized}),
+                )
+        })
+        .collect();
+    answer(
+        200,
+        json!({"data": {"viewer": {"login": s.identity()}, "nodes": nodes}}),
+    )
 }
 
 /// GitHub's primary (403, reset time) or secondary (429, retry-after) limit.
@@ -373,7 +487,8 @@ fn create_comment(req: &Request, addr: SocketAddr, n: &str, s: &mut State) -> An
         id: s.next_id,
         issue,
         body,
-        user: "github-actions[bot]".into(),
+        user: s.identity(),
+        minimized: false,
     };
     let v = comment_json(addr, &c);
     s.comments.push(c);

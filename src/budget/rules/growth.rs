@@ -3,7 +3,7 @@
 //! `inodes=50000`). Growth is what a reviewer can act on in a pull request,
 //! whatever the image's absolute size.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Finding, Rule};
 use crate::budget::cost::ImageCost;
@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::units::human_delta;
 
 /// The figures growth rules compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Figure {
     PullBytes,
@@ -76,7 +76,7 @@ impl std::str::FromStr for Figure {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrowthLimit {
     Percent(f64),
@@ -85,7 +85,7 @@ pub enum GrowthLimit {
 }
 
 /// A growth rule: `10%`, `200MiB`, or for one figure, `inodes=50000`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GrowthRule {
     /// `None`: every figure the limit applies to (percentages: all four;
     /// byte amounts: the byte figures).

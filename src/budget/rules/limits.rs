@@ -3,7 +3,7 @@
 //! wasted bytes). They catch the image that was already too big and the
 //! first release, which has no baseline to grow from.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Finding, Policy, Rule};
 use crate::budget::cost::ImageCost;
@@ -12,7 +12,7 @@ use crate::measure::ImageReport;
 use crate::units::human_bytes;
 
 /// A threshold at two levels.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Levels {
     pub warn: Option<u64>,
     pub fail: Option<u64>,

@@ -14,7 +14,7 @@ pub mod limits;
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::budget::cost::{ImageCost, StoreModel, image_cost, rollout_cost};
 use crate::budget::kubelet::{Headroom, NodeFs};
@@ -95,7 +95,19 @@ impl Serialize for Rule {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+/// A report read back (`sizeguard comment`) names its rules by id; an
+/// unknown id is an error, not a rule of its own.
+impl<'de> Deserialize<'de> for Rule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = String::deserialize(d)?;
+        Rule::ALL
+            .into_iter()
+            .find(|r| r.id() == id)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown rule id {id:?}")))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Policy {
     pub fail_growth: Vec<GrowthRule>,
     pub warn_growth: Vec<GrowthRule>,
@@ -114,7 +126,7 @@ pub struct Policy {
 }
 
 /// One rule that fired.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
     pub rule: Rule,
     pub level: Level,

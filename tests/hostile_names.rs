@@ -1,0 +1,223 @@
+//! Reports of an image whose file names are chosen by an attacker (as a
+//! pull request chooses them), rendered by GitHub's own Markdown renderer
+//! (`cmark-gfm` with GitHub's extensions): the comment keeps exactly its
+//! headings, tables and rows, shows no HTML, mention or link of the
+//! attacker's, and the terminal report no control character.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use support::github_standin::GithubStandin;
+use support::layout::{Comp, LayerSpec, LayoutBuilder};
+use support::require_tool;
+use support::run::Run;
+
+/// Breaks out of a table cell, a code span, a line; adds HTML, a mention
+/// and a heading that says all is well.
+const BREAKOUT: &str = "a|b`c <img src=x> @user\n## ✅ all clear";
+/// Other ways out: a backslash escaping the cell's pipe escape, a longer
+/// backtick fence and the end of the `<details>` block, a link and
+/// emphasis, a terminal escape, a carriage return and a bidi override.
+const ESCAPE_PIPE: &str = "x\\|y\\";
+const FENCE: &str = "```</details>\n\n# done";
+const LINK: &str = "[click](https://evil.example) *now* &amp; @org/team";
+const TERMINAL: &str = "red\u{1b}[31m\rback\u{202e}txt.exe";
+
+/// `oci:DIR:v1` (a small base) and `oci:DIR:v2` (the base and a layer of
+/// hostile names, each larger than the base's files so that every list of
+/// largest files shows them).
+fn layout(dir: &Path) -> (String, String) {
+    let mut b = LayoutBuilder::new(dir);
+    let base = b.add_layer(
+        &LayerSpec::new().dir("etc").file("etc/hostname", 2_000),
+        Comp::Gzip,
+    );
+    let hostile = b.add_layer(
+        &LayerSpec::new()
+            .file(BREAKOUT, 90_000)
+            .file(ESCAPE_PIPE, 80_000)
+            .file(FENCE, 70_000)
+            .file(LINK, 60_000)
+            .file(TERMINAL, 50_000),
+        Comp::Gzip,
+    );
+    b.add_tagged_image(std::slice::from_ref(&base), "v1");
+    b.add_tagged_image(&[base, hostile], "v2");
+    let d = dir.display();
+    (format!("oci:{d}:v1"), format!("oci:{d}:v2"))
+}
+
+fn check(candidate: &str, baseline: &str, extra: &[&str]) -> String {
+    let out = Run::new(["check", "--no-config", "--candidate", candidate])
+        .args(["--baseline", baseline])
+        .args(extra)
+        .run();
+    out.assert_ok();
+    out.stdout
+}
+
+/// HTML as GitHub renders a comment: cmark-gfm with GitHub's extensions,
+/// raw HTML passed through (GitHub then filters it; here any that got
+/// through shows).
+fn render(markdown: &str) -> String {
+    let cmark = require_tool("cmark-gfm", "apt-get install cmark-gfm");
+    let mut child = Command::new(cmark)
+        .args(["--unsafe", "--to", "html"])
+        .args(["-e", "table", "-e", "autolink", "-e", "strikethrough"])
+        .args(["-e", "tagfilter", "-e", "tasklist"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run cmark-gfm");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(markdown.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The HTML with every `<code>…</code>` taken out: what GitHub scans for
+/// mentions and links.
+fn outside_code(html: &str) -> String {
+    let mut rest = html;
+    let mut out = String::new();
+    while let Some(i) = rest.find("<code>") {
+        out.push_str(&rest[..i]);
+        let end = rest[i..].find("</code>").expect("closed code") + i;
+        rest = &rest[end + "</code>".len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The cells of each row of each table: `<th>`/`<td>` per `<tr>`.
+fn tables(html: &str) -> Vec<Vec<usize>> {
+    html.split("<table>")
+        .skip(1)
+        .map(|t| {
+            let t = &t[..t.find("</table>").expect("closed table")];
+            t.split("<tr>")
+                .skip(1)
+                .map(|row| row.matches("<td").count() + row.matches("<th").count())
+                .collect()
+        })
+        .collect()
+}
+
+/// What every rendering of the hostile image must hold.
+#[track_caller]
+fn assert_inert(markdown: &str) {
+    let html = render(markdown);
+    let tags = |t: &str| html.matches(t).count();
+    // Headings: the platform's only.
+    assert_eq!(tags("<h4>"), 1, "{html}");
+    for h in ["<h1>", "<h2>", "<h3>", "<h5>", "<h6>"] {
+        assert_eq!(tags(h), 0, "{h} in {html}");
+    }
+    assert!(html.contains("<h4>linux/amd64</h4>"), "{html}");
+    // Tables: figures (header + 4 figures + rollout cost) and the layer
+    // diff (header + 2 layers), each row with all its cells.
+    assert_eq!(
+        tables(&html),
+        [vec![4; 6], vec![7; 3]],
+        "tables and cells:\n{html}"
+    );
+    // One <details> block, still open to its end; no attacker HTML, link
+    // or mention.
+    assert_eq!((tags("<details>"), tags("</details>")), (1, 1), "{html}");
+    assert!(html.trim_end().ends_with("</details>"), "{html}");
+    for bad in ["<img", "<a ", "<em>", "<strong>now", "<h2"] {
+        assert!(!html.contains(bad), "{bad} in {html}");
+    }
+    let text = outside_code(&html);
+    for mention in ["@user", "@org"] {
+        assert!(!text.contains(mention), "{mention} outside code: {text}");
+    }
+    // The names are shown whole, in code, line breaks as `\n`.
+    for shown in [
+        "<code>/a|b`c &lt;img src=x&gt; @user\\n## ✅ all clear</code>",
+        "<code>/```&lt;/details&gt;\\n\\n# done</code>",
+        // (The layer's paths are normalised: `//` is one separator.)
+        "<code>/[click](https:/evil.example) *now* &amp;amp; @org/team</code>",
+        "<code>/red\\u{1b}[31m\\rback\\u{202e}txt.exe</code>",
+    ] {
+        assert!(html.contains(shown), "{shown} not in {html}");
+    }
+}
+
+#[test]
+fn hostile_file_names_render_inert_in_the_comment_and_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, v2) = layout(&dir.path().join("layout"));
+
+    let markdown = check(&v2, &v1, &["--format", "markdown"]);
+    assert_inert(&markdown);
+    // A pipe escape escaped by the name's own backslash still ends no cell
+    // (checked by the cell counts above): in a table the name shows one
+    // backslash more, elsewhere as it is.
+    let html = render(&markdown);
+    assert!(html.contains("<td><code>/a|b`c"), "{html}");
+    assert!(
+        html.contains("<code>/x\\\\|y\\</code> 78.1 KiB, <code>/```"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<code>/x\\|y\\</code> 78.1 KiB, <code>/```"),
+        "{html}"
+    );
+
+    // The terminal report: one line per row, no control character.
+    let table = check(&v2, &v1, &[]);
+    assert!(
+        !table
+            .chars()
+            .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+        "{table:?}"
+    );
+    assert!(
+        table.contains("/a|b`c <img src=x> @user\\n## ✅ all clear"),
+        "{table}"
+    );
+    assert!(
+        !table
+            .lines()
+            .any(|l| l.starts_with("::") || l.starts_with("##"))
+    );
+}
+
+#[test]
+fn the_comment_of_a_hostile_image_is_rendered_from_the_json_and_inert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, v2) = layout(&dir.path().join("layout"));
+    let json = dir.path().join("report.json");
+    check(
+        &v2,
+        &v1,
+        &["--format", "json", "-o", json.to_str().unwrap()],
+    );
+    let markdown = check(&v2, &v1, &["--format", "markdown"]);
+
+    let token = "ghs_hostileNamesT0ken";
+    let api = GithubStandin::start(token);
+    Run::new(["comment", "--report", json.to_str().unwrap(), "--pr", "3"])
+        .env("GITHUB_API_URL", api.url())
+        .env("GITHUB_TOKEN", token)
+        .env("GITHUB_REPOSITORY", "octo-org/shop")
+        .secret(token)
+        .run()
+        .assert_ok();
+    let c = api.comments(3);
+    assert_eq!(c.len(), 1);
+    let (marker, body) = c[0].body.split_once('\n').unwrap();
+    assert_eq!(marker, "<!-- sizeguard:layout -->");
+    // Read back from JSON, the report renders exactly as in process.
+    assert_eq!(body, markdown);
+    assert_inert(body);
+}
