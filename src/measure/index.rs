@@ -13,7 +13,7 @@ use serde::ser::{Error as _, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::layer::{BLOCK, EntryKind, FAST_SYMLINK_MAX, FileSize, IndexEntry, LayerFigures};
-use super::tree::{NodeId, PathTree, ROOT, TooLarge};
+use super::tree::{NodeId, PathTree, ROOT, Sizes, TooLarge};
 
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -54,7 +54,7 @@ pub struct LayerIndex {
     tree: PathTree,
     kinds: Vec<u8>,
     /// A file's size, or a symlink target's length.
-    sizes: Vec<u64>,
+    sizes: Sizes,
 }
 
 impl Default for LayerIndex {
@@ -62,7 +62,11 @@ impl Default for LayerIndex {
         LayerIndex {
             tree: PathTree::new(),
             kinds: vec![NONE],
-            sizes: vec![0],
+            sizes: {
+                let mut s = Sizes::default();
+                s.push(0);
+                s
+            },
         }
     }
 }
@@ -184,7 +188,7 @@ impl LayerIndex {
 
     pub(crate) fn view(&self, id: NodeId) -> NodeView {
         let k = self.kinds[id as usize];
-        let size = self.sizes[id as usize];
+        let size = self.sizes.get(id);
         let kind = match k & KIND_MASK {
             FILE => Some(EntryKind::File { size }),
             HARD_LINK => Some(EntryKind::HardLink),
@@ -207,7 +211,7 @@ impl LayerIndex {
     pub fn largest_files(&self, n: usize) -> Vec<FileSize> {
         let files = (0..self.kinds.len())
             .filter(|&i| self.kinds[i] & KIND_MASK == FILE)
-            .map(|i| (i as NodeId, self.sizes[i]));
+            .map(|i| (i as NodeId, self.sizes.get(i as NodeId)));
         top_n(files, n, |&id| self.tree.path(id))
     }
 
@@ -242,7 +246,7 @@ impl LayerIndex {
             *k |= code;
         } else {
             *k = (*k & !KIND_MASK) | code;
-            self.sizes[node as usize] = size;
+            self.sizes.set(node, size);
         }
     }
 }
@@ -304,7 +308,7 @@ impl IndexBuilder {
             if index.kinds[i] & KIND_MASK != PENDING_LINK {
                 continue;
             }
-            let target = index.sizes[i];
+            let target = index.sizes.get(i as NodeId);
             let target_is_file = target > 0
                 && index.kinds[(target - 1) as usize] & KIND_MASK == FILE;
             // A link to a file outside this layer cannot share an inode with
@@ -318,6 +322,8 @@ impl IndexBuilder {
             index.set(i as NodeId, code, size);
         }
         index.tree.freeze();
+        index.kinds.shrink_to_fit();
+        index.sizes.shrink_to_fit();
         let figures = figures(index);
         (figures, self.index)
     }
@@ -328,7 +334,8 @@ fn figures(index: &LayerIndex) -> LayerFigures {
     let mut f = LayerFigures::default();
     // The layer's root directory.
     let mut dirs: u64 = 1;
-    for (i, (&k, &size)) in index.kinds.iter().zip(&index.sizes).enumerate() {
+    for (i, &k) in index.kinds.iter().enumerate() {
+        let size = index.sizes.get(i as NodeId);
         let mut is_dir = false;
         match k & KIND_MASK {
             FILE => {
@@ -414,7 +421,10 @@ impl Serialize for LayerIndex {
                     i.tree
                         .parts()
                         .enumerate()
-                        .map(|(n, (parent, len))| (parent, len, i.kinds[n + 1], i.sizes[n + 1])),
+                        .map(|(n, (parent, len))| {
+                        let id = n + 1;
+                        (parent, len, i.kinds[id], i.sizes.get(id as NodeId))
+                    }),
                 )
             }
         }
@@ -440,7 +450,8 @@ impl<'de> Deserialize<'de> for LayerIndex {
         let tree = PathTree::from_parts(s.names.into_bytes(), &parts)
             .ok_or_else(|| D::Error::custom("inconsistent path tree"))?;
         let mut kinds = vec![s.root];
-        let mut sizes = vec![0];
+        let mut sizes = Sizes::default();
+        sizes.push(0);
         for &(_, _, k, size) in &s.nodes {
             kinds.push(k);
             sizes.push(size);

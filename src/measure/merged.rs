@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::index::{LayerIndex, top_n};
 use super::layer::{EntryKind, FileSize};
-use super::tree::{NodeId, PathTree, ROOT};
+use super::tree::{NodeId, PathTree, ROOT, Sizes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Node {
@@ -29,6 +29,16 @@ impl Node {
         match self {
             Node::File(s) => s,
             _ => 0,
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Node::Absent => 0,
+            Node::File(_) => 1,
+            Node::HardLink => 2,
+            Node::Dir => 3,
+            Node::Other => 4,
         }
     }
 }
@@ -48,7 +58,10 @@ pub struct FinalFigures {
 #[derive(Debug)]
 pub struct MergedFs {
     tree: PathTree,
-    nodes: Vec<Node>,
+    /// Each node's [`Node`] without its size ([`Node::code`]).
+    kinds: Vec<u8>,
+    /// A file node's size.
+    sizes: Sizes,
     /// Children of a node as a linked list (0: none; the root is nobody's
     /// child), to walk a subtree when it is deleted.
     first_child: Vec<NodeId>,
@@ -66,7 +79,12 @@ impl MergedFs {
     pub fn new() -> Self {
         MergedFs {
             tree: PathTree::new(),
-            nodes: vec![Node::Dir],
+            kinds: vec![Node::Dir.code()],
+            sizes: {
+                let mut s = Sizes::default();
+                s.push(0);
+                s
+            },
             first_child: vec![0],
             next_sibling: vec![0],
             wasted_bytes: 0,
@@ -117,13 +135,22 @@ impl MergedFs {
     /// where missing. The layer's parents come before their children.
     fn map_layer(&mut self, index: &LayerIndex) -> Option<Vec<NodeId>> {
         let layer = index.tree();
-        let mut ids: Vec<NodeId> = Vec::with_capacity(layer.len());
+        // Sized for the worst case, where every node is new: growing by
+        // doubling would leave the smaller copies behind in the heap.
+        let n = layer.len();
+        self.tree.reserve(n, layer.names().len());
+        self.kinds.reserve(n);
+        self.sizes.reserve(n);
+        self.first_child.reserve(n);
+        self.next_sibling.reserve(n);
+        let mut ids: Vec<NodeId> = Vec::with_capacity(n);
         ids.push(ROOT);
         for i in 1..layer.len() as NodeId {
             let parent = ids[layer.parent(i) as usize];
             let (id, created) = self.tree.find_or_insert(parent, layer.name(i)).ok()?;
             if created {
-                self.nodes.push(Node::Absent);
+                self.kinds.push(Node::Absent.code());
+                self.sizes.push(0);
                 self.next_sibling.push(self.first_child[parent as usize]);
                 self.first_child.push(0);
                 self.first_child[parent as usize] = id;
@@ -133,8 +160,28 @@ impl MergedFs {
         Some(ids)
     }
 
+    fn get(&self, id: NodeId) -> Node {
+        match self.kinds[id as usize] {
+            1 => Node::File(self.sizes.get(id)),
+            2 => Node::HardLink,
+            3 => Node::Dir,
+            4 => Node::Other,
+            _ => Node::Absent,
+        }
+    }
+
+    /// Sets a node, returning what was there.
+    fn replace(&mut self, id: NodeId, node: Node) -> Node {
+        let old = self.get(id);
+        self.kinds[id as usize] = node.code();
+        if let Node::File(size) = node {
+            self.sizes.set(id, size);
+        }
+        old
+    }
+
     fn put(&mut self, id: NodeId, node: Node) {
-        match self.nodes[id as usize] {
+        match self.get(id) {
             Node::Dir if node == Node::Dir => return,
             Node::Absent => {}
             old => {
@@ -144,7 +191,7 @@ impl MergedFs {
                 }
             }
         }
-        self.nodes[id as usize] = node;
+        self.replace(id, node);
     }
 
     /// Parents of a path are directories; one that was a file below is
@@ -152,7 +199,7 @@ impl MergedFs {
     fn ensure_parents(&mut self, id: NodeId) {
         let mut missing = Vec::new();
         let mut p = self.tree.parent(id);
-        while p != ROOT && self.nodes[p as usize] != Node::Dir {
+        while p != ROOT && self.get(p) != Node::Dir {
             missing.push(p);
             p = self.tree.parent(p);
         }
@@ -164,7 +211,7 @@ impl MergedFs {
     /// Removes a node and everything below it.
     fn remove(&mut self, id: NodeId) {
         self.remove_below(id);
-        let old = std::mem::replace(&mut self.nodes[id as usize], Node::Absent);
+        let old = self.replace(id, Node::Absent);
         self.wasted_bytes += old.file_bytes();
     }
 
@@ -174,7 +221,7 @@ impl MergedFs {
         while let Some(n) = stack.pop() {
             let mut c = self.first_child[n as usize];
             while c != 0 {
-                let old = std::mem::replace(&mut self.nodes[c as usize], Node::Absent);
+                let old = self.replace(c, Node::Absent);
                 if old != Node::Absent {
                     self.wasted_bytes += old.file_bytes();
                     stack.push(c);
@@ -194,10 +241,10 @@ impl MergedFs {
             inodes: 1,
             ..Default::default()
         };
-        for node in &self.nodes[1..] {
-            match node {
+        for id in 1..self.kinds.len() as NodeId {
+            match self.get(id) {
                 Node::File(s) => {
-                    f.content_bytes = f.content_bytes.saturating_add(*s);
+                    f.content_bytes = f.content_bytes.saturating_add(s);
                     f.files += 1;
                     f.inodes += 1;
                 }
@@ -209,8 +256,8 @@ impl MergedFs {
     }
 
     pub fn largest_files(&self, n: usize) -> Vec<FileSize> {
-        let files = self.nodes.iter().enumerate().filter_map(|(i, node)| match node {
-            Node::File(s) => Some((i as NodeId, *s)),
+        let files = (1..self.kinds.len() as NodeId).filter_map(|id| match self.get(id) {
+            Node::File(s) => Some((id, s)),
             _ => None,
         });
         top_n(files, n, |&id| self.tree.path(id))

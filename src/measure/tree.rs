@@ -131,6 +131,22 @@ impl PathTree {
         Ok((id, true))
     }
 
+    /// Room for `n` more nodes (of about `name_bytes` bytes of names in all).
+    pub fn reserve(&mut self, n: usize, name_bytes: usize) {
+        self.names.reserve(name_bytes);
+        self.starts.reserve(n);
+        self.parents.reserve(n);
+        let (names, starts, parents, hasher) =
+            (&self.names, &self.starts, &self.parents, &self.hasher);
+        self.lookup.reserve(n, |&other| {
+            hash_key(
+                hasher,
+                parents[other as usize],
+                name_of(names, starts, other),
+            )
+        });
+    }
+
     /// Frees the child lookup and spare capacity once no node will be
     /// added or looked up by name again.
     pub fn freeze(&mut self) {
@@ -194,6 +210,52 @@ impl PathTree {
     }
 }
 
+/// One size per node, four bytes each: the rare one of 4 GiB or more is
+/// kept aside, so a million small files cost 4 MB here, not 8.
+#[derive(Debug, Clone, Default)]
+pub struct Sizes {
+    small: Vec<u32>,
+    large: std::collections::HashMap<NodeId, u64>,
+}
+
+impl Sizes {
+    const ASIDE: u32 = u32::MAX;
+
+    pub fn push(&mut self, v: u64) {
+        let id = self.small.len() as NodeId;
+        self.small.push(0);
+        self.set(id, v);
+    }
+
+    pub fn set(&mut self, id: NodeId, v: u64) {
+        match u32::try_from(v) {
+            Ok(small) if small != Self::ASIDE => {
+                self.small[id as usize] = small;
+                self.large.remove(&id);
+            }
+            _ => {
+                self.small[id as usize] = Self::ASIDE;
+                self.large.insert(id, v);
+            }
+        }
+    }
+
+    pub fn get(&self, id: NodeId) -> u64 {
+        match self.small[id as usize] {
+            Self::ASIDE => self.large.get(&id).copied().unwrap_or(0),
+            v => u64::from(v),
+        }
+    }
+
+    pub fn reserve(&mut self, n: usize) {
+        self.small.reserve(n);
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.small.shrink_to_fit();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +280,17 @@ mod tests {
         assert_eq!(back.path(bin), "usr/bin");
         assert!(PathTree::from_parts(b"ab".to_vec(), &[(1, 1)]).is_none());
         assert!(PathTree::from_parts(b"ab".to_vec(), &[(0, 3)]).is_none());
+    }
+
+    #[test]
+    fn sizes_past_4_gib_are_kept_aside() {
+        let mut s = Sizes::default();
+        s.push(7);
+        s.push(u64::from(u32::MAX));
+        s.push(1 << 40);
+        assert_eq!((s.get(0), s.get(1), s.get(2)), (7, u64::from(u32::MAX), 1 << 40));
+        s.set(2, 3);
+        assert_eq!(s.get(2), 3);
+        assert!(s.large.len() == 1);
     }
 }
