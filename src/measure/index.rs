@@ -309,8 +309,8 @@ impl IndexBuilder {
                 continue;
             }
             let target = index.sizes.get(i as NodeId);
-            let target_is_file = target > 0
-                && index.kinds[(target - 1) as usize] & KIND_MASK == FILE;
+            let target_is_file =
+                target > 0 && index.kinds[(target - 1) as usize] & KIND_MASK == FILE;
             // A link to a file outside this layer cannot share an inode with
             // it once unpacked: it becomes a file of its own, sized 0 here
             // since the tar carries no content for it.
@@ -417,15 +417,10 @@ impl Serialize for LayerIndex {
         impl Serialize for Nodes<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let i = self.0;
-                s.collect_seq(
-                    i.tree
-                        .parts()
-                        .enumerate()
-                        .map(|(n, (parent, len))| {
-                        let id = n + 1;
-                        (parent, len, i.kinds[id], i.sizes.get(id as NodeId))
-                    }),
-                )
+                s.collect_seq(i.tree.parts().enumerate().map(|(n, (parent, len))| {
+                    let id = n + 1;
+                    (parent, len, i.kinds[id], i.sizes.get(id as NodeId))
+                }))
             }
         }
         let names = std::str::from_utf8(self.tree.names()).map_err(S::Error::custom)?;
@@ -480,19 +475,25 @@ mod tests {
         let mut b = IndexBuilder::default();
         b.add(b"usr/bin/sh", EntryKind::File { size: 5 }).unwrap();
         b.add(b"usr/.wh.lib", EntryKind::File { size: 0 }).unwrap();
-        b.add(b"etc/.wh..wh..opq", EntryKind::File { size: 0 }).unwrap();
+        b.add(b"etc/.wh..wh..opq", EntryKind::File { size: 0 })
+            .unwrap();
         b.add(b"etc/", EntryKind::Dir).unwrap();
         b.add_hard_link(b"usr/bin/bash", b"usr/bin/sh").unwrap();
         let (f, index) = b.finish();
-        assert_eq!((f.files, f.content_bytes, f.whiteouts, f.opaque_dirs), (1, 5, 1, 1));
+        assert_eq!(
+            (f.files, f.content_bytes, f.whiteouts, f.opaque_dirs),
+            (1, 5, 1, 1)
+        );
         let json = serde_json::to_string(&index).unwrap();
         let back: LayerIndex = serde_json::from_str(&json).unwrap();
         assert_eq!(back, index);
         assert_eq!(back.entries().len(), 5);
-        assert!(serde_json::from_str::<LayerIndex>(
-            r#"{"root":0,"names":"ab","nodes":[[1,1,1,0],[0,1,1,0]]}"#
-        )
-        .is_err());
+        assert!(
+            serde_json::from_str::<LayerIndex>(
+                r#"{"root":0,"names":"ab","nodes":[[1,1,1,0],[0,1,1,0]]}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -26,7 +26,6 @@ pub const BLOCK: u64 = 4096;
 /// ("fast symlink"); a longer one costs a data block.
 pub const FAST_SYMLINK_MAX: usize = 60;
 
-
 /// The figures of one layer. Field names are part of the JSON schema.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerFigures {
@@ -135,8 +134,7 @@ impl Compression {
     fn sniff(head: &[u8]) -> Compression {
         if head.starts_with(&[0x1f, 0x8b]) {
             Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) || starts_with_skippable_frame(head)
-        {
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) || starts_with_skippable_frame(head) {
             Compression::Zstd
         } else {
             Compression::None
@@ -501,7 +499,9 @@ fn parse_tar<R: Read>(reader: &mut R) -> Result<IndexBuilder, StreamError> {
                 ));
             }
         };
-        builder.add(&m.name, kind).map_err(|e| member_error(&m, e))?;
+        builder
+            .add(&m.name, kind)
+            .map_err(|e| member_error(&m, e))?;
     }
     Ok(builder)
 }

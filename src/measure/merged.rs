@@ -123,7 +123,9 @@ impl MergedFs {
                 Some(EntryKind::File { size }) => Node::File(size),
                 Some(EntryKind::HardLink) => Node::HardLink,
                 Some(EntryKind::Dir) => Node::Dir,
-                Some(EntryKind::Symlink { .. } | EntryKind::Device | EntryKind::Fifo) => Node::Other,
+                Some(EntryKind::Symlink { .. } | EntryKind::Device | EntryKind::Fifo) => {
+                    Node::Other
+                }
                 Some(EntryKind::Whiteout | EntryKind::Opaque) | None => continue,
             };
             self.ensure_parents(id);

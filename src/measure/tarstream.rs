@@ -41,7 +41,10 @@ pub struct Member {
 pub enum MemberKind {
     /// A regular file; `size` is its apparent size, a sparse file's holes
     /// included.
-    File { size: u64, sparse: bool },
+    File {
+        size: u64,
+        sparse: bool,
+    },
     Dir,
     Symlink,
     HardLink,
@@ -50,9 +53,14 @@ pub enum MemberKind {
     /// A PAX global header: describes the archive, creates nothing.
     Global,
     /// Old GNU sparse (`S`), with its apparent size.
-    OldGnuSparse { size: u64 },
+    OldGnuSparse {
+        size: u64,
+    },
     /// Any other type flag, with the size of its data.
-    Other { typeflag: u8, size: u64 },
+    Other {
+        typeflag: u8,
+        size: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -81,9 +89,7 @@ fn format_error(offset: u64, message: impl Into<String>) -> StreamError {
 /// a terminal nor flood it.
 pub fn printable(bytes: &[u8]) -> String {
     const SHOWN: usize = 120;
-    let mut s: String = bytes[..bytes.len().min(SHOWN)]
-        .escape_ascii()
-        .to_string();
+    let mut s: String = bytes[..bytes.len().min(SHOWN)].escape_ascii().to_string();
     if bytes.len() > SHOWN {
         s.push('…');
     }
@@ -281,9 +287,8 @@ impl<R: Read> TarStream<R> {
         let typeflag = header.entry_type().as_byte();
         let mut size = entry_size(header, header_offset)?;
         if let Some(v) = pax_value(pax, b"size").filter(|v| !v.is_empty()) {
-            size = decimal(v).ok_or_else(|| {
-                format_error(offset, format!("bad PAX size {:?}", printable(v)))
-            })?;
+            size = decimal(v)
+                .ok_or_else(|| format_error(offset, format!("bad PAX size {:?}", printable(v))))?;
         }
         let header_only = matches!(typeflag, b'1'..=b'6');
         let mut kind = match typeflag {
@@ -306,19 +311,26 @@ impl<R: Read> TarStream<R> {
             let record = self.read_record(header, offset)?;
             check_pax(&record, offset)?;
         } else if typeflag == b'S' {
-            let apparent = self.old_gnu_sparse(header, header_offset, size)?;
+            let apparent = self
+                .old_gnu_sparse(header, header_offset, size)
+                .map_err(|e| named(e, &name))?;
             kind = MemberKind::OldGnuSparse { size: apparent };
             self.unread = size + padding(size);
         } else {
             self.unread = if header_only { 0 } else { size + padding(size) };
             if let Some(sparse) = PaxSparse::detect(pax) {
                 if header_only {
-                    return Err(format_error(offset, "a PAX sparse map on a non-file member"));
+                    return Err(format_error(
+                        offset,
+                        "a PAX sparse map on a non-file member",
+                    ));
                 }
                 if let Some(n) = sparse.name.filter(|n| !n.is_empty()) {
                     name = n.to_vec();
                 }
-                let apparent = self.pax_sparse(&sparse, offset, size)?;
+                let apparent = self
+                    .pax_sparse(&sparse, offset, size)
+                    .map_err(|e| named(e, &name))?;
                 kind = match kind {
                     MemberKind::File { .. } => MemberKind::File {
                         size: apparent,
@@ -350,7 +362,10 @@ impl<R: Read> TarStream<R> {
         stored: u64,
     ) -> Result<u64, StreamError> {
         let Some(gnu) = header.as_gnu() else {
-            return Err(format_error(offset, "an old GNU sparse member without GNU magic"));
+            return Err(format_error(
+                offset,
+                "an old GNU sparse member without GNU magic",
+            ));
         };
         let apparent = gnu
             .real_size()
@@ -398,16 +413,11 @@ impl<R: Read> TarStream<R> {
         } else {
             let blocks = decimal(sparse.numblocks.ok_or_else(|| bad("numblocks"))?)
                 .ok_or_else(|| bad("numblocks"))?;
-            let mut fields = 0u64;
-            let mut pair = [0u64; 2];
             for v in sparse.map_values() {
-                pair[(fields % 2) as usize] = decimal(v).ok_or_else(|| bad("map"))?;
-                fields += 1;
-                if fields % 2 == 0 {
-                    map.add(pair[0], pair[1]).map_err(|m| format_error(offset, m))?;
-                }
+                let v = decimal(v).ok_or_else(|| bad("map"))?;
+                map.push(v).map_err(|m| format_error(offset, m))?;
             }
-            if Some(fields) != blocks.checked_mul(2) {
+            if Some(map.numbers) != blocks.checked_mul(2) {
                 return Err(bad("map: its length disagrees with numblocks"));
             }
             stored
@@ -431,10 +441,8 @@ impl<R: Read> TarStream<R> {
         let mut token: Option<u64> = None;
         let mut digits = 0;
         let mut wanted: Option<u64> = None;
-        let mut got = 0u64;
-        let mut pair = [0u64; 2];
         let mut block = [0u8; BLOCK as usize];
-        while wanted.is_none_or(|w| got < w) {
+        while wanted.is_none_or(|w| map.numbers < w) {
             if taken + BLOCK > stored {
                 return Err(bad());
             }
@@ -442,7 +450,7 @@ impl<R: Read> TarStream<R> {
             taken += BLOCK;
             self.unread -= BLOCK;
             for &b in &block {
-                if wanted.is_some_and(|w| got >= w) {
+                if wanted.is_some_and(|w| map.numbers >= w) {
                     break;
                 }
                 match b {
@@ -458,14 +466,7 @@ impl<R: Read> TarStream<R> {
                             None => {
                                 wanted = Some(value.checked_mul(2).ok_or_else(bad)?);
                             }
-                            Some(_) => {
-                                pair[(got % 2) as usize] = value;
-                                got += 1;
-                                if got % 2 == 0 {
-                                    map.add(pair[0], pair[1])
-                                        .map_err(|m| format_error(offset, m))?;
-                                }
-                            }
+                            Some(_) => map.push(value).map_err(|m| format_error(offset, m))?,
                         }
                     }
                     _ => return Err(bad()),
@@ -473,6 +474,17 @@ impl<R: Read> TarStream<R> {
             }
         }
         Ok(taken)
+    }
+}
+
+/// A format error about the member `name`, named.
+fn named(e: StreamError, name: &[u8]) -> StreamError {
+    match e {
+        StreamError::Format { offset, message } => StreamError::Format {
+            offset,
+            message: format!("{}: {message}", printable(name)),
+        },
+        other => other,
     }
 }
 
@@ -503,7 +515,10 @@ fn check_checksum(header: &Header, offset: u64) -> Result<(), StreamError> {
     let signed: i64 = fields.map(|&b| i64::from(b as i8)).sum::<i64>() + 8 * 32;
     match header.cksum() {
         Ok(sum) if i64::from(sum) == unsigned || i64::from(sum) == signed => Ok(()),
-        _ => Err(format_error(offset, "header checksum mismatch (not a tar header)")),
+        _ => Err(format_error(
+            offset,
+            "header checksum mismatch (not a tar header)",
+        )),
     }
 }
 
@@ -552,7 +567,7 @@ fn pax_records(mut buf: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), ()
 /// empty key, a NUL in a name, sparse offsets and lengths out of turn.
 fn check_pax(record: &[u8], offset: u64) -> Result<(), StreamError> {
     let bad = || format_error(offset, "malformed PAX record");
-    let mut sparse_fields = 0;
+    let mut sparse_fields = 0u32;
     for r in pax_records(record) {
         let (k, v) = r.map_err(|()| bad())?;
         let nul_free = match k {
@@ -562,7 +577,7 @@ fn check_pax(record: &[u8], offset: u64) -> Result<(), StreamError> {
         if k.is_empty() || !nul_free {
             return Err(bad());
         }
-        let expected: &[u8] = if sparse_fields % 2 == 0 {
+        let expected: &[u8] = if sparse_fields.is_multiple_of(2) {
             b"GNU.sparse.offset"
         } else {
             b"GNU.sparse.numbytes"
@@ -604,8 +619,8 @@ impl<'a> PaxSparse<'a> {
             (Some(b"0"), Some(b"0" | b"1")) => false,
             (Some(b"1"), Some(b"0")) => true,
             (None, None) => {
-                let has_map = get(b"GNU.sparse.map").is_some()
-                    || get(b"GNU.sparse.offset").is_some();
+                let has_map =
+                    get(b"GNU.sparse.map").is_some() || get(b"GNU.sparse.offset").is_some();
                 if !has_map {
                     return None;
                 }
@@ -648,6 +663,9 @@ struct SparseMap {
     apparent: u64,
     end: u64,
     data: u64,
+    /// Numbers pushed so far, and the offset awaiting its length.
+    numbers: u64,
+    offset: u64,
 }
 
 impl SparseMap {
@@ -656,6 +674,19 @@ impl SparseMap {
             apparent,
             end: 0,
             data: 0,
+            numbers: 0,
+            offset: 0,
+        }
+    }
+
+    /// Takes the map's numbers one at a time: offset, length, offset, ...
+    fn push(&mut self, v: u64) -> Result<(), String> {
+        self.numbers += 1;
+        if self.numbers.is_multiple_of(2) {
+            self.add(self.offset, v)
+        } else {
+            self.offset = v;
+            Ok(())
         }
     }
 

@@ -288,7 +288,10 @@ mod tests {
         s.push(7);
         s.push(u64::from(u32::MAX));
         s.push(1 << 40);
-        assert_eq!((s.get(0), s.get(1), s.get(2)), (7, u64::from(u32::MAX), 1 << 40));
+        assert_eq!(
+            (s.get(0), s.get(1), s.get(2)),
+            (7, u64::from(u32::MAX), 1 << 40)
+        );
         s.set(2, 3);
         assert_eq!(s.get(2), 3);
         assert!(s.large.len() == 1);
