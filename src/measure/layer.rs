@@ -48,15 +48,18 @@ pub struct LayerFigures {
 }
 
 impl LayerFigures {
+    /// Sums saturate: a sparse file may claim an apparent size near
+    /// `u64::MAX`, and a sum that wrapped would read as small.
     pub fn add(&mut self, other: &LayerFigures) {
-        self.compressed_bytes += other.compressed_bytes;
-        self.tar_bytes += other.tar_bytes;
-        self.content_bytes += other.content_bytes;
-        self.disk_bytes += other.disk_bytes;
-        self.inodes += other.inodes;
-        self.whiteouts += other.whiteouts;
-        self.opaque_dirs += other.opaque_dirs;
-        self.files += other.files;
+        let sum = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        sum(&mut self.compressed_bytes, other.compressed_bytes);
+        sum(&mut self.tar_bytes, other.tar_bytes);
+        sum(&mut self.content_bytes, other.content_bytes);
+        sum(&mut self.disk_bytes, other.disk_bytes);
+        sum(&mut self.inodes, other.inodes);
+        sum(&mut self.whiteouts, other.whiteouts);
+        sum(&mut self.opaque_dirs, other.opaque_dirs);
+        sum(&mut self.files, other.files);
     }
 }
 

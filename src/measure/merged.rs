@@ -187,7 +187,7 @@ impl MergedFs {
             Node::Dir if node == Node::Dir => return,
             Node::Absent => {}
             old => {
-                self.wasted_bytes += old.file_bytes();
+                self.wasted_bytes = self.wasted_bytes.saturating_add(old.file_bytes());
                 if old == Node::Dir {
                     self.remove_below(id);
                 }
@@ -214,7 +214,7 @@ impl MergedFs {
     fn remove(&mut self, id: NodeId) {
         self.remove_below(id);
         let old = self.replace(id, Node::Absent);
-        self.wasted_bytes += old.file_bytes();
+        self.wasted_bytes = self.wasted_bytes.saturating_add(old.file_bytes());
     }
 
     /// Removes everything strictly below `dir`.
@@ -225,7 +225,7 @@ impl MergedFs {
             while c != 0 {
                 let old = self.replace(c, Node::Absent);
                 if old != Node::Absent {
-                    self.wasted_bytes += old.file_bytes();
+                    self.wasted_bytes = self.wasted_bytes.saturating_add(old.file_bytes());
                     stack.push(c);
                 }
                 c = self.next_sibling[c as usize];
