@@ -370,13 +370,12 @@ impl<R: Read> TarStream<R> {
         let apparent = gnu
             .real_size()
             .map_err(|_| format_error(offset, "the sparse real-size field is not a number"))?;
-        let mut map = SparseMap::new(apparent);
+        let mut map = SparseMap::new(offset, apparent);
         let add = |map: &mut SparseMap, entries: &[GnuSparseHeader]| -> Result<(), StreamError> {
             // GNU and BSD tar stop at the first entry whose offset is empty.
             for e in entries.iter().take_while(|e| e.offset[0] != 0) {
                 let bad = |_| format_error(offset, "a sparse map entry is not a number");
-                map.add(e.offset().map_err(bad)?, e.length().map_err(bad)?)
-                    .map_err(|m| format_error(offset, m))?;
+                map.add(e.offset().map_err(bad)?, e.length().map_err(bad)?)?;
             }
             Ok(())
         };
@@ -388,7 +387,7 @@ impl<R: Read> TarStream<R> {
             add(&mut map, ext.sparse())?;
             extended = ext.is_extended();
         }
-        map.finish(stored).map_err(|m| format_error(offset, m))?;
+        map.finish(stored)?;
         Ok(apparent)
     }
 
@@ -406,7 +405,7 @@ impl<R: Read> TarStream<R> {
             Some(v) => decimal(v).ok_or_else(|| bad("size"))?,
             None => stored,
         };
-        let mut map = SparseMap::new(apparent);
+        let mut map = SparseMap::new(offset, apparent);
         let data = if sparse.v1 {
             let map_bytes = self.sparse_map_1x0(&mut map, offset, stored)?;
             stored - map_bytes
@@ -415,14 +414,14 @@ impl<R: Read> TarStream<R> {
                 .ok_or_else(|| bad("numblocks"))?;
             for v in sparse.map_values() {
                 let v = decimal(v).ok_or_else(|| bad("map"))?;
-                map.push(v).map_err(|m| format_error(offset, m))?;
+                map.push(v)?;
             }
             if Some(map.numbers) != blocks.checked_mul(2) {
                 return Err(bad("map: its length disagrees with numblocks"));
             }
             stored
         };
-        map.finish(data).map_err(|m| format_error(offset, m))?;
+        map.finish(data)?;
         Ok(apparent)
     }
 
@@ -466,7 +465,7 @@ impl<R: Read> TarStream<R> {
                             None => {
                                 wanted = Some(value.checked_mul(2).ok_or_else(bad)?);
                             }
-                            Some(_) => map.push(value).map_err(|m| format_error(offset, m))?,
+                            Some(_) => map.push(value)?,
                         }
                     }
                     _ => return Err(bad()),
@@ -660,6 +659,8 @@ impl<'a> PaxSparse<'a> {
 /// Checks a sparse map as it streams past, as Go's
 /// `validateSparseEntries` does, and counts the data it refers to.
 struct SparseMap {
+    /// The member's offset, for errors.
+    at: u64,
     apparent: u64,
     end: u64,
     data: u64,
@@ -669,8 +670,9 @@ struct SparseMap {
 }
 
 impl SparseMap {
-    fn new(apparent: u64) -> Self {
+    fn new(at: u64, apparent: u64) -> Self {
         SparseMap {
+            at,
             apparent,
             end: 0,
             data: 0,
@@ -680,7 +682,7 @@ impl SparseMap {
     }
 
     /// Takes the map's numbers one at a time: offset, length, offset, ...
-    fn push(&mut self, v: u64) -> Result<(), String> {
+    fn push(&mut self, v: u64) -> Result<(), StreamError> {
         self.numbers += 1;
         if self.numbers.is_multiple_of(2) {
             self.add(self.offset, v)
@@ -690,15 +692,18 @@ impl SparseMap {
         }
     }
 
-    fn add(&mut self, offset: u64, length: u64) -> Result<(), String> {
+    fn add(&mut self, offset: u64, length: u64) -> Result<(), StreamError> {
         let end = offset
             .checked_add(length)
             .filter(|&e| e <= self.apparent && offset >= self.end && e <= i64::MAX as u64)
             .ok_or_else(|| {
-                format!(
-                    "sparse map entry {offset}+{length} overlaps another or ends past the \
-                     file's {} bytes",
-                    self.apparent
+                format_error(
+                    self.at,
+                    format!(
+                        "sparse map entry {offset}+{length} overlaps another or ends past \
+                         the file's {} bytes",
+                        self.apparent
+                    ),
                 )
             })?;
         self.end = end;
@@ -708,13 +713,16 @@ impl SparseMap {
 
     /// The map must refer to exactly the data stored: Go's reader fails
     /// on either side (`errMissData`, `errUnrefData`).
-    fn finish(self, stored: u64) -> Result<(), String> {
+    fn finish(self, stored: u64) -> Result<(), StreamError> {
         if self.data == stored {
             Ok(())
         } else {
-            Err(format!(
-                "the sparse map refers to {} bytes of data, the member stores {stored}",
-                self.data
+            Err(format_error(
+                self.at,
+                format!(
+                    "the sparse map refers to {} bytes of data, the member stores {stored}",
+                    self.data
+                ),
             ))
         }
     }
