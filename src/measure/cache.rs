@@ -20,7 +20,7 @@ use super::layer::LayerMeasurement;
 use crate::digest::hex;
 
 /// Bump whenever the analyzer's output or this encoding changes meaning.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const MAGIC: &str = "sizeguard-layer-cache";
 
 #[derive(Debug, Clone)]
@@ -175,10 +175,13 @@ impl LayerCache {
     }
 }
 
-/// `MAGIC v<version> <payload sha256>\n` then the zstd-compressed JSON.
+/// `MAGIC v<version> <payload sha256>\n` then the zstd-compressed JSON,
+/// compressed as it is written so a million-path index is never held as
+/// JSON text.
 fn encode(m: &LayerMeasurement) -> std::io::Result<Vec<u8>> {
-    let json = serde_json::to_vec(m)?;
-    let payload = zstd::encode_all(&json[..], 3)?;
+    let mut enc = zstd::Encoder::new(Vec::new(), 3)?;
+    serde_json::to_writer(&mut enc, m)?;
+    let payload = enc.finish()?;
     let mut out = format!(
         "{MAGIC} v{FORMAT_VERSION} {}\n",
         hex(&Sha256::digest(&payload))
@@ -200,14 +203,13 @@ fn decode(raw: &[u8]) -> Option<LayerMeasurement> {
     if hex(&Sha256::digest(payload)) != sum {
         return None;
     }
-    let json = zstd::decode_all(payload).ok()?;
-    serde_json::from_slice(&json).ok()
+    serde_json::from_reader(zstd::Decoder::new(payload).ok()?).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::layer::{Compression, EntryKind, IndexEntry, LayerFigures};
+    use crate::measure::layer::{Compression, EntryKind, IndexEntry, LayerFigures, LayerIndex};
 
     fn sample(digest: &str) -> LayerMeasurement {
         LayerMeasurement {
@@ -225,10 +227,10 @@ mod tests {
             diff_id: "sha256:feed".into(),
             diff_id_verified: true,
             compression: Compression::Gzip,
-            index: vec![IndexEntry {
+            index: LayerIndex::from_entries(&[IndexEntry {
                 path: "etc/hosts".into(),
                 kind: EntryKind::File { size: 10 },
-            }],
+            }]),
         }
     }
 
@@ -279,12 +281,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = LayerCache::new(dir.path());
         let mut big = sample(D);
-        big.index = (0..20_000)
+        let entries: Vec<IndexEntry> = (0..20_000)
             .map(|i| IndexEntry {
                 path: format!("usr/share/doc/{i}"),
                 kind: EntryKind::File { size: i },
             })
             .collect();
+        big.index = LayerIndex::from_entries(&entries);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {

@@ -74,6 +74,9 @@ pub fn tar_bytes(head: &[u8], tail: &[u8], size: u64) -> Result<TarEstimate, Unr
         gzip(tail, size)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         zstd(head, size)
+    } else if super::layer::starts_with_skippable_frame(head) {
+        // The frame header that carries the content size comes later.
+        Err(Unreliable::NoContentSize)
     } else if size.is_multiple_of(512) {
         Ok(TarEstimate {
             method: Method::Uncompressed,

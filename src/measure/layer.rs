@@ -8,13 +8,15 @@
 //! memory does not grow with the layer; what does grow is the per-path index,
 //! one small entry per path, which the merged-filesystem view needs.
 
-use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::index::IndexBuilder;
+pub use super::index::{LayerIndex, top_n};
 use super::progress::LayerProgress;
+use super::tarstream::{self, Member, MemberKind, StreamError, TarStream};
 
 /// The block size of the node filesystems we predict for (ext4 and xfs
 /// default to 4 KiB).
@@ -23,9 +25,6 @@ pub const BLOCK: u64 = 4096;
 /// ext4 stores a symlink target shorter than this inside the inode itself
 /// ("fast symlink"); a longer one costs a data block.
 pub const FAST_SYMLINK_MAX: usize = 60;
-
-const OPAQUE_MARKER: &str = ".wh..wh..opq";
-const WHITEOUT_PREFIX: &str = ".wh.";
 
 /// The figures of one layer. Field names are part of the JSON schema.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,20 +48,23 @@ pub struct LayerFigures {
 }
 
 impl LayerFigures {
+    /// Sums saturate: a sparse file may claim an apparent size near
+    /// `u64::MAX`, and a sum that wrapped would read as small.
     pub fn add(&mut self, other: &LayerFigures) {
-        self.compressed_bytes += other.compressed_bytes;
-        self.tar_bytes += other.tar_bytes;
-        self.content_bytes += other.content_bytes;
-        self.disk_bytes += other.disk_bytes;
-        self.inodes += other.inodes;
-        self.whiteouts += other.whiteouts;
-        self.opaque_dirs += other.opaque_dirs;
-        self.files += other.files;
+        let sum = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        sum(&mut self.compressed_bytes, other.compressed_bytes);
+        sum(&mut self.tar_bytes, other.tar_bytes);
+        sum(&mut self.content_bytes, other.content_bytes);
+        sum(&mut self.disk_bytes, other.disk_bytes);
+        sum(&mut self.inodes, other.inodes);
+        sum(&mut self.whiteouts, other.whiteouts);
+        sum(&mut self.opaque_dirs, other.opaque_dirs);
+        sum(&mut self.files, other.files);
     }
 }
 
 /// What a path in a layer is, reduced to what sizing needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum EntryKind {
     File {
@@ -111,48 +113,16 @@ pub struct LayerMeasurement {
     #[serde(default)]
     pub diff_id_verified: bool,
     pub compression: Compression,
-    /// One entry per path, in path order; whiteouts and opaque markers are
+    /// What the layer puts at each path; whiteouts and opaque markers are
     /// keyed by the path they act on.
-    pub index: Vec<IndexEntry>,
+    pub index: LayerIndex,
 }
 
 impl LayerMeasurement {
     /// The `n` largest regular files this layer adds.
     pub fn largest_files(&self, n: usize) -> Vec<FileSize> {
-        top_n(
-            self.index.iter().filter_map(|e| match e.kind {
-                EntryKind::File { size } => Some((e.path.as_str(), size)),
-                _ => None,
-            }),
-            n,
-        )
+        self.index.largest_files(n)
     }
-}
-
-/// Keeps the `n` largest of `(path, size)` pairs, largest first, ties by path.
-pub fn top_n<'a>(items: impl Iterator<Item = (&'a str, u64)>, n: usize) -> Vec<FileSize> {
-    use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
-    if n == 0 {
-        return Vec::new();
-    }
-    // A min-heap of the best n so far: memory stays O(n) for any layer.
-    let mut heap: BinaryHeap<Reverse<(u64, Reverse<&'a str>)>> = BinaryHeap::with_capacity(n + 1);
-    for (path, size) in items {
-        heap.push(Reverse((size, Reverse(path))));
-        if heap.len() > n {
-            heap.pop();
-        }
-    }
-    let mut out: Vec<FileSize> = heap
-        .into_iter()
-        .map(|Reverse((size, Reverse(path)))| FileSize {
-            path: path.to_string(),
-            size,
-        })
-        .collect();
-    out.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
-    out
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,7 +137,7 @@ impl Compression {
     fn sniff(head: &[u8]) -> Compression {
         if head.starts_with(&[0x1f, 0x8b]) {
             Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) || starts_with_skippable_frame(head) {
             Compression::Zstd
         } else {
             Compression::None
@@ -181,6 +151,12 @@ impl Compression {
             Compression::Zstd => "zstd",
         }
     }
+}
+
+/// A zstd skippable frame (magic `0x184D2A50` to `0x184D2A5F`, little
+/// endian) may open a zstd stream: libzstd skips it, and so must the sniffing.
+pub fn starts_with_skippable_frame(head: &[u8]) -> bool {
+    matches!(head, [0x50..=0x5f, 0x2a, 0x4d, 0x18, ..])
 }
 
 /// What the caller knows about the blob before reading it.
@@ -469,12 +445,15 @@ fn parse_blob<R: Read>(blob: &mut BlobReader<'_, R>, hash_tar: bool) -> Result<P
     };
     let builder = match parse_tar(&mut tar) {
         Ok(b) => b,
-        Err(e) => {
-            return Err(if tar.decoder_failed {
-                Failure::Decode(compression, e)
-            } else {
-                Failure::Tar(tar.count, e)
-            });
+        Err(StreamError::Read(e)) if tar.decoder_failed => {
+            return Err(Failure::Decode(compression, e));
+        }
+        Err(StreamError::Read(e)) => return Err(Failure::Tar(tar.count, e)),
+        Err(StreamError::Format { offset, message }) => {
+            return Err(Failure::Tar(
+                offset,
+                io::Error::new(io::ErrorKind::InvalidData, message),
+            ));
         }
     };
     // Zero blocks and padding after the end-of-archive marker still belong to
@@ -485,38 +464,54 @@ fn parse_blob<R: Read>(blob: &mut BlobReader<'_, R>, hash_tar: bool) -> Result<P
     Ok((compression, tar.count, tar.hasher, builder))
 }
 
-fn parse_tar<R: Read>(reader: &mut R) -> io::Result<IndexBuilder> {
-    let mut archive = tar::Archive::new(reader);
+/// Indexes every member of the tar stream.
+fn parse_tar<R: Read>(reader: &mut R) -> Result<IndexBuilder, StreamError> {
+    let mut stream = TarStream::new(reader);
     let mut builder = IndexBuilder::default();
-    for entry in archive.entries()? {
-        let entry = entry?;
-        let path = normalize(&entry.path_bytes());
-        let header = entry.header();
-        use tar::EntryType as T;
-        let kind = match header.entry_type() {
-            T::Regular | T::Continuous | T::GNUSparse => EntryKind::File { size: entry.size() },
-            T::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| normalize(&t))
-                    .unwrap_or_default();
-                builder.add_hard_link(path, target);
+    while let Some(m) = stream.next_member()? {
+        let kind = match m.kind {
+            MemberKind::File { size, .. } => EntryKind::File { size },
+            // Anything else unknown is treated like a regular file, as GNU
+            // tar does.
+            MemberKind::Other { size, .. } => EntryKind::File { size },
+            MemberKind::Dir => EntryKind::Dir,
+            MemberKind::Symlink => EntryKind::Symlink {
+                target_len: m.link.len(),
+            },
+            MemberKind::Device => EntryKind::Device,
+            MemberKind::Fifo => EntryKind::Fifo,
+            // containerd logs a global header and creates nothing.
+            MemberKind::Global => continue,
+            MemberKind::HardLink => {
+                builder
+                    .add_hard_link(&m.name, &m.link)
+                    .map_err(|e| member_error(&m, e))?;
                 continue;
             }
-            T::Symlink => EntryKind::Symlink {
-                target_len: entry.link_name_bytes().map(|t| t.len()).unwrap_or(0),
-            },
-            T::Directory => EntryKind::Dir,
-            T::Char | T::Block => EntryKind::Device,
-            T::Fifo => EntryKind::Fifo,
-            // PAX/GNU metadata records are consumed by the tar crate; anything
-            // else unknown is treated like a regular file, as GNU tar does.
-            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => continue,
-            _ => EntryKind::File { size: entry.size() },
+            MemberKind::OldGnuSparse { size } => {
+                return Err(member_error(
+                    &m,
+                    format!(
+                        "old GNU sparse file ({size} bytes apparent): containerd cannot \
+                         unpack it (Go's archive/tar keeps its type flag 'S', which \
+                         containerd's createTarFile refuses as an unhandled tar header type)"
+                    ),
+                ));
+            }
         };
-        builder.add(path, kind);
+        builder
+            .add(&m.name, kind)
+            .map_err(|e| member_error(&m, e))?;
     }
     Ok(builder)
+}
+
+/// A member that cannot be measured, named (escaped) with its offset.
+fn member_error(m: &Member, why: impl std::fmt::Display) -> StreamError {
+    StreamError::Format {
+        offset: m.offset,
+        message: format!("{}: {why}", tarstream::printable(&m.name)),
+    }
 }
 
 /// The gzip inflater: ISA-L's igzip where built in (`--features isal`, about
@@ -576,153 +571,6 @@ impl<R: Read> Read for EofGuard<R> {
             }
         }
         Ok(n)
-    }
-}
-
-/// Layer paths are relative to the root: `./usr/bin/` and `usr/bin` are the
-/// same path.
-fn normalize(raw: &[u8]) -> String {
-    let s = String::from_utf8_lossy(raw);
-    let mut out = String::with_capacity(s.len());
-    for part in s.split('/') {
-        if part.is_empty() || part == "." {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push('/');
-        }
-        out.push_str(part);
-    }
-    out
-}
-
-fn split_parent(path: &str) -> (&str, &str) {
-    match path.rfind('/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => ("", path),
-    }
-}
-
-fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
-/// Collects one entry per path (a later entry for the same path replaces an
-/// earlier one, as extraction would) and the set of directories, explicit or
-/// implied by a deeper path.
-#[derive(Default)]
-struct IndexBuilder {
-    entries: Vec<IndexEntry>,
-    by_path: HashMap<String, usize>,
-    /// Hard links, resolved at the end: a link's target may be replaced later
-    /// in the stream, and only links to a file of this layer share its inode.
-    hard_links: Vec<(String, String)>,
-}
-
-impl IndexBuilder {
-    fn add(&mut self, path: String, kind: EntryKind) {
-        let (dir, name) = split_parent(&path);
-        let (path, kind) = if name == OPAQUE_MARKER {
-            (dir.to_string(), EntryKind::Opaque)
-        } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-            (join(dir, hidden), EntryKind::Whiteout)
-        } else {
-            (path, kind)
-        };
-        // A whiteout and a real entry for the same path can both appear (the
-        // marker acts on lower layers); keep them apart by kind.
-        let key = match kind {
-            EntryKind::Whiteout => format!("{path}\0wh"),
-            EntryKind::Opaque => format!("{path}\0opq"),
-            _ => path.clone(),
-        };
-        let entry = IndexEntry { path, kind };
-        match self.by_path.get(&key) {
-            Some(&i) => self.entries[i] = entry,
-            None => {
-                self.by_path.insert(key, self.entries.len());
-                self.entries.push(entry);
-            }
-        }
-    }
-
-    fn add_hard_link(&mut self, path: String, target: String) {
-        self.hard_links.push((path, target));
-    }
-
-    fn finish(mut self) -> (LayerFigures, Vec<IndexEntry>) {
-        for (path, target) in std::mem::take(&mut self.hard_links) {
-            let target_is_file = self
-                .by_path
-                .get(&target)
-                .is_some_and(|&i| matches!(self.entries[i].kind, EntryKind::File { .. }));
-            // A link to a file outside this layer cannot share an inode with
-            // it once unpacked: it becomes a file of its own, sized 0 here
-            // since the tar carries no content for it.
-            let kind = if target_is_file {
-                EntryKind::HardLink
-            } else {
-                EntryKind::File { size: 0 }
-            };
-            self.add(path, kind);
-        }
-
-        let mut figures = LayerFigures::default();
-        let mut dirs: HashSet<&str> = HashSet::new();
-        for e in &self.entries {
-            match e.kind {
-                EntryKind::File { size } => {
-                    figures.files += 1;
-                    figures.content_bytes += size;
-                    figures.disk_bytes += size.div_ceil(BLOCK) * BLOCK;
-                    figures.inodes += 1;
-                }
-                EntryKind::HardLink => {}
-                EntryKind::Dir => {
-                    if !e.path.is_empty() {
-                        dirs.insert(&e.path);
-                    }
-                }
-                EntryKind::Symlink { target_len } => {
-                    figures.inodes += 1;
-                    if target_len >= FAST_SYMLINK_MAX {
-                        figures.disk_bytes += BLOCK;
-                    }
-                }
-                EntryKind::Device | EntryKind::Fifo => figures.inodes += 1,
-                EntryKind::Whiteout => {
-                    figures.whiteouts += 1;
-                    figures.inodes += 1;
-                }
-                EntryKind::Opaque => {
-                    figures.opaque_dirs += 1;
-                    if !e.path.is_empty() {
-                        dirs.insert(&e.path);
-                    }
-                }
-            }
-            // Every ancestor of a path is a directory once unpacked, listed
-            // in the tar or not.
-            let mut p = e.path.as_str();
-            while let Some(i) = p.rfind('/') {
-                p = &p[..i];
-                if !dirs.insert(p) {
-                    break;
-                }
-            }
-        }
-        // +1: the layer's root directory.
-        let dir_count = dirs.len() as u64 + 1;
-        figures.inodes += dir_count;
-        figures.disk_bytes += dir_count * BLOCK;
-
-        let mut entries = self.entries;
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
-        (figures, entries)
     }
 }
 
@@ -792,11 +640,13 @@ mod tests {
         assert_eq!(m.digest, m.diff_id);
         assert!(
             m.index
+                .entries()
                 .iter()
                 .any(|e| e.path == "var/cache" && e.kind == EntryKind::Whiteout)
         );
         assert!(
             m.index
+                .entries()
                 .iter()
                 .any(|e| e.path == "opt" && e.kind == EntryKind::Opaque)
         );
@@ -944,7 +794,7 @@ mod tests {
     #[test]
     fn top_n_keeps_largest() {
         let items = vec![("a", 5u64), ("b", 50), ("c", 1), ("d", 50)];
-        let t = top_n(items.into_iter(), 2);
+        let t = top_n(items.into_iter(), 2, |p| p.to_string());
         assert_eq!(
             t.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
             vec!["b", "d"]

@@ -8,14 +8,16 @@
 //! way is counted once in `wasted_bytes`: it is still pulled and unpacked on
 //! every node, but no container can ever read it.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-use super::layer::{EntryKind, FileSize, IndexEntry, top_n};
+use super::index::{LayerIndex, top_n};
+use super::layer::{EntryKind, FileSize};
+use super::tree::{NodeId, PathTree, ROOT, Sizes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Node {
+    /// Not in the merged filesystem (never added, or deleted since).
+    Absent,
     File(u64),
     HardLink,
     Dir,
@@ -29,6 +31,16 @@ impl Node {
             _ => 0,
         }
     }
+
+    fn code(self) -> u8 {
+        match self {
+            Node::Absent => 0,
+            Node::File(_) => 1,
+            Node::HardLink => 2,
+            Node::Dir => 3,
+            Node::Other => 4,
+        }
+    }
 }
 
 /// Figures of the final merged filesystem.
@@ -39,109 +51,184 @@ pub struct FinalFigures {
     pub files: u64,
 }
 
-#[derive(Debug, Default)]
+/// Every path any layer named, as a tree of components; a path's node
+/// stays (as [`Node::Absent`]) when it is deleted. A present node's
+/// ancestors are all present directories, so a deletion need not descend
+/// below an absent node.
+#[derive(Debug)]
 pub struct MergedFs {
-    /// One entry per visible path (the root is implicit).
-    nodes: BTreeMap<String, Node>,
+    tree: PathTree,
+    /// Each node's [`Node`] without its size ([`Node::code`]).
+    kinds: Vec<u8>,
+    /// A file node's size.
+    sizes: Sizes,
+    /// Children of a node as a linked list (0: none; the root is nobody's
+    /// child), to walk a subtree when it is deleted.
+    first_child: Vec<NodeId>,
+    next_sibling: Vec<NodeId>,
     wasted_bytes: u64,
+}
+
+impl Default for MergedFs {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MergedFs {
     pub fn new() -> Self {
-        Self::default()
+        MergedFs {
+            tree: PathTree::new(),
+            kinds: vec![Node::Dir.code()],
+            sizes: {
+                let mut s = Sizes::default();
+                s.push(0);
+                s
+            },
+            first_child: vec![0],
+            next_sibling: vec![0],
+            wasted_bytes: 0,
+        }
     }
 
     /// Stacks one layer's index (as produced by the analyzer) on top.
-    pub fn apply(&mut self, index: &[IndexEntry]) {
+    pub fn apply(&mut self, index: &LayerIndex) {
+        let Some(ids) = self.map_layer(index) else {
+            // Past 4 GiB of distinct components the analyzer has already
+            // refused the layer; nothing to stack.
+            return;
+        };
         // Deletions act on the lower layers only, so they go first: an entry
         // of this same layer under an opaque directory must survive.
-        for e in index {
-            match e.kind {
-                EntryKind::Opaque => self.remove_below(&e.path),
-                EntryKind::Whiteout => {
-                    self.remove_below(&e.path);
-                    if let Some(old) = self.nodes.remove(&e.path) {
-                        self.wasted_bytes += old.file_bytes();
-                    }
+        for (i, &id) in ids.iter().enumerate() {
+            let v = index.view(i as NodeId);
+            if v.opaque {
+                self.remove_below(id);
+            }
+            if v.whiteout {
+                self.remove_below(id);
+                if id != ROOT {
+                    self.remove(id);
                 }
-                _ => {}
             }
         }
-        for e in index {
-            let node = match e.kind {
-                EntryKind::File { size } => Node::File(size),
-                EntryKind::HardLink => Node::HardLink,
-                EntryKind::Dir => Node::Dir,
-                EntryKind::Symlink { .. } | EntryKind::Device | EntryKind::Fifo => Node::Other,
-                EntryKind::Whiteout => continue,
-                EntryKind::Opaque => {
-                    // The marker also means the directory exists in this layer.
-                    if e.path.is_empty() {
-                        continue;
-                    }
-                    Node::Dir
-                }
-            };
-            if e.path.is_empty() {
-                continue;
+        for (i, &id) in ids.iter().enumerate().skip(1) {
+            let v = index.view(i as NodeId);
+            // The opaque marker also means the directory exists in this layer.
+            if v.opaque {
+                self.ensure_parents(id);
+                self.put(id, Node::Dir);
             }
-            self.ensure_parents(&e.path);
-            self.put(&e.path, node);
+            let node = match v.kind {
+                Some(EntryKind::File { size }) => Node::File(size),
+                Some(EntryKind::HardLink) => Node::HardLink,
+                Some(EntryKind::Dir) => Node::Dir,
+                Some(EntryKind::Symlink { .. } | EntryKind::Device | EntryKind::Fifo) => {
+                    Node::Other
+                }
+                Some(EntryKind::Whiteout | EntryKind::Opaque) | None => continue,
+            };
+            self.ensure_parents(id);
+            self.put(id, node);
         }
     }
 
-    fn put(&mut self, path: &str, node: Node) {
-        match self.nodes.get(path).copied() {
-            Some(Node::Dir) if node == Node::Dir => {}
-            Some(old) => {
-                self.wasted_bytes += old.file_bytes();
-                if old == Node::Dir {
-                    self.remove_below(path);
-                }
-                self.nodes.insert(path.to_string(), node);
+    /// This view's node for each of the layer's nodes, created (absent)
+    /// where missing. The layer's parents come before their children.
+    fn map_layer(&mut self, index: &LayerIndex) -> Option<Vec<NodeId>> {
+        let layer = index.tree();
+        // Sized for the worst case, where every node is new: growing by
+        // doubling would leave the smaller copies behind in the heap.
+        let n = layer.len();
+        self.tree.reserve(n, layer.names().len());
+        self.kinds.reserve(n);
+        self.sizes.reserve(n);
+        self.first_child.reserve(n);
+        self.next_sibling.reserve(n);
+        let mut ids: Vec<NodeId> = Vec::with_capacity(n);
+        ids.push(ROOT);
+        for i in 1..layer.len() as NodeId {
+            let parent = ids[layer.parent(i) as usize];
+            let (id, created) = self.tree.find_or_insert(parent, layer.name(i)).ok()?;
+            if created {
+                self.kinds.push(Node::Absent.code());
+                self.sizes.push(0);
+                self.next_sibling.push(self.first_child[parent as usize]);
+                self.first_child.push(0);
+                self.first_child[parent as usize] = id;
             }
-            None => {
-                self.nodes.insert(path.to_string(), node);
+            ids.push(id);
+        }
+        Some(ids)
+    }
+
+    fn get(&self, id: NodeId) -> Node {
+        match self.kinds[id as usize] {
+            1 => Node::File(self.sizes.get(id)),
+            2 => Node::HardLink,
+            3 => Node::Dir,
+            4 => Node::Other,
+            _ => Node::Absent,
+        }
+    }
+
+    /// Sets a node, returning what was there.
+    fn replace(&mut self, id: NodeId, node: Node) -> Node {
+        let old = self.get(id);
+        self.kinds[id as usize] = node.code();
+        if let Node::File(size) = node {
+            self.sizes.set(id, size);
+        }
+        old
+    }
+
+    fn put(&mut self, id: NodeId, node: Node) {
+        match self.get(id) {
+            Node::Dir if node == Node::Dir => return,
+            Node::Absent => {}
+            old => {
+                self.wasted_bytes = self.wasted_bytes.saturating_add(old.file_bytes());
+                if old == Node::Dir {
+                    self.remove_below(id);
+                }
             }
         }
+        self.replace(id, node);
     }
 
     /// Parents of a path are directories; one that was a file below is
     /// shadowed by the directory.
-    fn ensure_parents(&mut self, path: &str) {
-        let mut ends: Vec<usize> = Vec::new();
-        let mut p = path;
-        while let Some(i) = p.rfind('/') {
-            p = &p[..i];
-            if self.nodes.get(p) == Some(&Node::Dir) {
-                break;
-            }
-            ends.push(i);
+    fn ensure_parents(&mut self, id: NodeId) {
+        let mut missing = Vec::new();
+        let mut p = self.tree.parent(id);
+        while p != ROOT && self.get(p) != Node::Dir {
+            missing.push(p);
+            p = self.tree.parent(p);
         }
-        for &i in ends.iter().rev() {
-            self.put(&path[..i], Node::Dir);
+        for &p in missing.iter().rev() {
+            self.put(p, Node::Dir);
         }
     }
 
-    /// Removes every path strictly below `dir` ("" is the root).
-    fn remove_below(&mut self, dir: &str) {
-        let (lo, hi) = if dir.is_empty() {
-            (String::new(), None)
-        } else {
-            // '0' is the byte after '/', so [dir/, dir0) is exactly the subtree.
-            (format!("{dir}/"), Some(format!("{dir}0")))
-        };
-        let doomed: Vec<String> = match &hi {
-            Some(hi) => self
-                .nodes
-                .range(lo..hi.clone())
-                .map(|(k, _)| k.clone())
-                .collect(),
-            None => self.nodes.keys().cloned().collect(),
-        };
-        for k in doomed {
-            if let Some(old) = self.nodes.remove(&k) {
-                self.wasted_bytes += old.file_bytes();
+    /// Removes a node and everything below it.
+    fn remove(&mut self, id: NodeId) {
+        self.remove_below(id);
+        let old = self.replace(id, Node::Absent);
+        self.wasted_bytes = self.wasted_bytes.saturating_add(old.file_bytes());
+    }
+
+    /// Removes everything strictly below `dir`.
+    fn remove_below(&mut self, dir: NodeId) {
+        let mut stack = vec![dir];
+        while let Some(n) = stack.pop() {
+            let mut c = self.first_child[n as usize];
+            while c != 0 {
+                let old = self.replace(c, Node::Absent);
+                if old != Node::Absent {
+                    self.wasted_bytes = self.wasted_bytes.saturating_add(old.file_bytes());
+                    stack.push(c);
+                }
+                c = self.next_sibling[c as usize];
             }
         }
     }
@@ -156,14 +243,14 @@ impl MergedFs {
             inodes: 1,
             ..Default::default()
         };
-        for node in self.nodes.values() {
-            match node {
+        for id in 1..self.kinds.len() as NodeId {
+            match self.get(id) {
                 Node::File(s) => {
-                    f.content_bytes += s;
+                    f.content_bytes = f.content_bytes.saturating_add(s);
                     f.files += 1;
                     f.inodes += 1;
                 }
-                Node::HardLink => {}
+                Node::HardLink | Node::Absent => {}
                 Node::Dir | Node::Other => f.inodes += 1,
             }
         }
@@ -171,25 +258,27 @@ impl MergedFs {
     }
 
     pub fn largest_files(&self, n: usize) -> Vec<FileSize> {
-        top_n(
-            self.nodes.iter().filter_map(|(p, node)| match node {
-                Node::File(s) => Some((p.as_str(), *s)),
-                _ => None,
-            }),
-            n,
-        )
+        let files = (1..self.kinds.len() as NodeId).filter_map(|id| match self.get(id) {
+            Node::File(s) => Some((id, s)),
+            _ => None,
+        });
+        top_n(files, n, |&id| self.tree.path(id))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::layer::IndexEntry;
 
     fn f(path: &str, size: u64) -> IndexEntry {
         IndexEntry {
             path: path.into(),
             kind: EntryKind::File { size },
         }
+    }
+    fn idx(entries: &[IndexEntry]) -> LayerIndex {
+        LayerIndex::from_entries(entries)
     }
     fn k(path: &str, kind: EntryKind) -> IndexEntry {
         IndexEntry {
@@ -201,8 +290,8 @@ mod tests {
     #[test]
     fn overwrite_counts_lower_copy_as_wasted() {
         let mut m = MergedFs::new();
-        m.apply(&[f("a/b", 100), f("a/c", 5)]);
-        m.apply(&[f("a/b", 300)]);
+        m.apply(&idx(&[f("a/b", 100), f("a/c", 5)]));
+        m.apply(&idx(&[f("a/b", 300)]));
         assert_eq!(m.wasted_bytes(), 100);
         let fig = m.figures();
         assert_eq!(fig.content_bytes, 305);
@@ -213,8 +302,8 @@ mod tests {
     #[test]
     fn whiteout_deletes_subtree() {
         let mut m = MergedFs::new();
-        m.apply(&[f("d/x", 10), f("d/sub/y", 20), f("keep", 1)]);
-        m.apply(&[k("d", EntryKind::Whiteout)]);
+        m.apply(&idx(&[f("d/x", 10), f("d/sub/y", 20), f("keep", 1)]));
+        m.apply(&idx(&[k("d", EntryKind::Whiteout)]));
         assert_eq!(m.wasted_bytes(), 30);
         assert_eq!(m.figures().content_bytes, 1);
         assert_eq!(m.figures().inodes, 2);
@@ -223,8 +312,8 @@ mod tests {
     #[test]
     fn opaque_hides_lower_but_keeps_same_layer() {
         let mut m = MergedFs::new();
-        m.apply(&[f("d/old", 40)]);
-        m.apply(&[k("d", EntryKind::Opaque), f("d/new", 7)]);
+        m.apply(&idx(&[f("d/old", 40)]));
+        m.apply(&idx(&[k("d", EntryKind::Opaque), f("d/new", 7)]));
         assert_eq!(m.wasted_bytes(), 40);
         let fig = m.figures();
         assert_eq!(fig.content_bytes, 7);
@@ -234,8 +323,8 @@ mod tests {
     #[test]
     fn file_replacing_dir_hides_subtree_and_dir_replacing_file() {
         let mut m = MergedFs::new();
-        m.apply(&[f("x/a", 3), f("y", 9)]);
-        m.apply(&[f("x", 1), f("y/z", 2)]);
+        m.apply(&idx(&[f("x/a", 3), f("y", 9)]));
+        m.apply(&idx(&[f("x", 1), f("y/z", 2)]));
         assert_eq!(m.wasted_bytes(), 3 + 9);
         assert_eq!(m.figures().content_bytes, 3);
     }
@@ -243,11 +332,11 @@ mod tests {
     #[test]
     fn hard_links_count_once_and_largest_files() {
         let mut m = MergedFs::new();
-        m.apply(&[
+        m.apply(&idx(&[
             f("big", 1000),
             k("big2", EntryKind::HardLink),
             f("small", 1),
-        ]);
+        ]));
         let fig = m.figures();
         assert_eq!(fig.content_bytes, 1001);
         assert_eq!(fig.inodes, 3);

@@ -3,9 +3,12 @@
 
 pub mod cache;
 pub mod estimate;
+pub mod index;
 pub mod layer;
 pub mod merged;
 pub mod progress;
+pub mod tarstream;
+pub mod tree;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -369,7 +372,7 @@ async fn probe_layer(
             estimate::Method::ZstdFrameHeader => layer::Compression::Zstd,
             estimate::Method::Uncompressed => layer::Compression::None,
         },
-        index: Vec::new(),
+        index: layer::LayerIndex::default(),
     };
     Ok((
         Arc::new(m),

@@ -40,7 +40,7 @@ fn image(digest: &str, layers: &[(&str, &str, u64, u64, u64)]) -> ImageReport {
                     diff_id: diff.into(),
                     diff_id_verified: true,
                     compression: Compression::Gzip,
-                    index: vec![],
+                    index: Default::default(),
                 })),
                 not_measured_reason: None,
                 largest_files: vec![],

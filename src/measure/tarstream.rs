@@ -1,0 +1,729 @@
+//! A layer's tar stream, member by member, read as Go's `archive/tar` reads
+//! it (containerd unpacks layers with it: `pkg/archive/tar.go`,
+//! `applyNaive`), with every metadata record bounded.
+//!
+//! The `tar` crate reads GNU long-name/long-link and PAX records into memory
+//! whole, whatever size they claim, and has no hook to refuse one first; so
+//! the 512-byte blocks are read here, and only the header layouts and their
+//! numeric fields come from the crate. Nothing is held beyond one block and
+//! the pending metadata of the next member (at most three records of
+//! [`MAX_RECORD_BYTES`]); sparse maps are checked as they stream past.
+
+use std::io::{self, Read};
+
+use tar::{GnuExtSparseHeader, GnuSparseHeader, Header};
+
+/// The longest metadata record (PAX `x`/`g`, GNU `L`/`K`) accepted. Go's
+/// `archive/tar` refuses longer ones (`maxSpecialFileSize = 1 << 20` in
+/// `src/archive/tar/format.go`, read by `readSpecialFile` in `reader.go`;
+/// libarchive uses the same limit), so containerd could not unpack a layer
+/// holding one anyway.
+pub const MAX_RECORD_BYTES: u64 = 1 << 20;
+
+/// The most metadata records one member may carry. Writers use at most
+/// three (`x`, `L`, `K`); Go keeps only the last of each kind, so a longer
+/// chain is either junk or an attempt to make the reader spin.
+pub const MAX_RECORDS_PER_MEMBER: usize = 8;
+
+const BLOCK: u64 = 512;
+
+/// One member of the archive, its metadata records applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Offset of its first header block (metadata records included).
+    pub offset: u64,
+    pub name: Vec<u8>,
+    pub link: Vec<u8>,
+    pub kind: MemberKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberKind {
+    /// A regular file; `size` is its apparent size, a sparse file's holes
+    /// included.
+    File {
+        size: u64,
+        sparse: bool,
+    },
+    Dir,
+    Symlink,
+    HardLink,
+    Device,
+    Fifo,
+    /// A PAX global header: describes the archive, creates nothing.
+    Global,
+    /// Old GNU sparse (`S`), with its apparent size.
+    OldGnuSparse {
+        size: u64,
+    },
+    /// Any other type flag, with the size of its data.
+    Other {
+        typeflag: u8,
+        size: u64,
+    },
+}
+
+#[derive(Debug)]
+pub enum StreamError {
+    /// The bytes below could not be read (decoder or transport).
+    Read(io::Error),
+    /// The bytes are not a tar stream Go's reader accepts.
+    Format { offset: u64, message: String },
+}
+
+impl From<io::Error> for StreamError {
+    fn from(e: io::Error) -> Self {
+        StreamError::Read(e)
+    }
+}
+
+fn format_error(offset: u64, message: impl Into<String>) -> StreamError {
+    StreamError::Format {
+        offset,
+        message: message.into(),
+    }
+}
+
+/// Bytes from the archive shown in a message: non-printable ones escaped,
+/// and cut short, so a hostile name can neither write control sequences to
+/// a terminal nor flood it.
+pub fn printable(bytes: &[u8]) -> String {
+    const SHOWN: usize = 120;
+    let mut s: String = bytes[..bytes.len().min(SHOWN)].escape_ascii().to_string();
+    if bytes.len() > SHOWN {
+        s.push('…');
+    }
+    s
+}
+
+/// Metadata records read so far for the next member.
+#[derive(Default)]
+struct Pending {
+    count: usize,
+    pax: Option<Vec<u8>>,
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+}
+
+pub struct TarStream<R> {
+    inner: R,
+    /// Bytes consumed so far.
+    pos: u64,
+    /// Data and padding of the current member not consumed yet.
+    unread: u64,
+}
+
+impl<R: Read> TarStream<R> {
+    pub fn new(inner: R) -> Self {
+        TarStream {
+            inner,
+            pos: 0,
+            unread: 0,
+        }
+    }
+
+    /// The next member, `None` at the end of the archive.
+    pub fn next_member(&mut self) -> Result<Option<Member>, StreamError> {
+        self.skip(self.unread)?;
+        self.unread = 0;
+        let mut pending = Pending::default();
+        let mut first = self.pos;
+        loop {
+            let offset = self.pos;
+            let Some(header) = self.read_header()? else {
+                return match pending.count {
+                    0 => Ok(None),
+                    _ => Err(format_error(
+                        first,
+                        "metadata records at the end of the archive describe no member",
+                    )),
+                };
+            };
+            let typeflag = header.entry_type().as_byte();
+            if !matches!(typeflag, b'x' | b'L' | b'K') {
+                if typeflag == b'g' {
+                    // Go returns a global header as a member of its own: the
+                    // records before it describe nothing.
+                    first = offset;
+                }
+                return self.member(&header, first, pending).map(Some);
+            }
+            pending.count += 1;
+            if pending.count > MAX_RECORDS_PER_MEMBER {
+                return Err(format_error(
+                    first,
+                    format!(
+                        "more than {MAX_RECORDS_PER_MEMBER} metadata records before one member"
+                    ),
+                ));
+            }
+            let record = self.read_record(&header, offset)?;
+            match typeflag {
+                b'x' => {
+                    check_pax(&record, offset)?;
+                    pending.pax = Some(record);
+                }
+                b'L' => pending.long_name = Some(c_string(record)),
+                _ => pending.long_link = Some(c_string(record)),
+            }
+        }
+    }
+
+    /// Reads one header block; `None` at the end of the archive (end of
+    /// input, or two zero blocks, as Go's `readHeader` decides).
+    fn read_header(&mut self) -> Result<Option<Header>, StreamError> {
+        let mut header = Header::new_old();
+        let offset = self.pos;
+        if !self.read_block(header.as_mut_bytes(), true)? {
+            return Ok(None);
+        }
+        if header.as_bytes().iter().all(|&b| b == 0) {
+            if !self.read_block(header.as_mut_bytes(), true)? {
+                return Ok(None);
+            }
+            if header.as_bytes().iter().all(|&b| b == 0) {
+                return Ok(None);
+            }
+            return Err(format_error(
+                offset,
+                "a zero block followed by a header (Go's reader, and so containerd, refuses it)",
+            ));
+        }
+        check_checksum(&header, offset)?;
+        Ok(Some(header))
+    }
+
+    /// Fills `buf` from the stream; `false` if the stream ended before its
+    /// first byte and `eof_ok`.
+    fn read_block(&mut self, buf: &mut [u8], eof_ok: bool) -> Result<bool, StreamError> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.inner.read(&mut buf[got..]) {
+                Ok(0) if got == 0 && eof_ok => return Ok(false),
+                Ok(0) => {
+                    return Err(format_error(
+                        self.pos,
+                        "the archive ends in the middle of a block",
+                    ));
+                }
+                Ok(n) => {
+                    got += n;
+                    self.pos += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StreamError::Read(e)),
+            }
+        }
+        Ok(true)
+    }
+
+    fn skip(&mut self, mut n: u64) -> Result<(), StreamError> {
+        let mut buf = [0u8; 32 * 1024];
+        while n > 0 {
+            let want = n.min(buf.len() as u64) as usize;
+            match self.inner.read(&mut buf[..want]) {
+                Ok(0) => {
+                    return Err(format_error(
+                        self.pos,
+                        format!("the archive ends {n} bytes before its last member does"),
+                    ));
+                }
+                Ok(k) => {
+                    n -= k as u64;
+                    self.pos += k as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StreamError::Read(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// A metadata record's data, refused before it is read when it claims
+    /// more than [`MAX_RECORD_BYTES`].
+    fn read_record(&mut self, header: &Header, offset: u64) -> Result<Vec<u8>, StreamError> {
+        let size = entry_size(header, offset)?;
+        if size > MAX_RECORD_BYTES {
+            return Err(format_error(
+                offset,
+                format!(
+                    "a '{}' metadata record of {size} bytes is over the {MAX_RECORD_BYTES}-byte \
+                     limit (Go's archive/tar, which containerd unpacks with, refuses it too)",
+                    header.entry_type().as_byte().escape_ascii()
+                ),
+            ));
+        }
+        let mut record = vec![0u8; size as usize];
+        self.read_block(&mut record, false)?;
+        self.skip(padding(size))?;
+        Ok(record)
+    }
+
+    /// Applies the pending records to the member header `header`, as Go's
+    /// `Reader.next` does: PAX `path`/`linkpath`/`size` first, then GNU long
+    /// names, then a PAX sparse file's real name and size.
+    fn member(
+        &mut self,
+        header: &Header,
+        offset: u64,
+        pending: Pending,
+    ) -> Result<Member, StreamError> {
+        let header_offset = self.pos - BLOCK;
+        let pax = pending.pax.as_deref().unwrap_or_default();
+        let mut name = header.path_bytes().into_owned();
+        let mut link = header.link_name_bytes().map(|l| l.into_owned());
+        if let Some(p) = pax_value(pax, b"path").filter(|v| !v.is_empty()) {
+            name = p.to_vec();
+        }
+        if let Some(l) = pax_value(pax, b"linkpath").filter(|v| !v.is_empty()) {
+            link = Some(l.to_vec());
+        }
+        if let Some(n) = pending.long_name.filter(|n| !n.is_empty()) {
+            name = n;
+        }
+        if let Some(l) = pending.long_link.filter(|l| !l.is_empty()) {
+            link = Some(l);
+        }
+        let typeflag = header.entry_type().as_byte();
+        let mut size = entry_size(header, header_offset)?;
+        if let Some(v) = pax_value(pax, b"size").filter(|v| !v.is_empty()) {
+            size = decimal(v)
+                .ok_or_else(|| format_error(offset, format!("bad PAX size {:?}", printable(v))))?;
+        }
+        let header_only = matches!(typeflag, b'1'..=b'6');
+        let mut kind = match typeflag {
+            // Old archives mark a directory by a trailing slash alone.
+            b'\0' if name.ends_with(b"/") => MemberKind::Dir,
+            b'0' | b'\0' => MemberKind::File {
+                size,
+                sparse: false,
+            },
+            b'1' => MemberKind::HardLink,
+            b'2' => MemberKind::Symlink,
+            b'3' | b'4' => MemberKind::Device,
+            b'5' => MemberKind::Dir,
+            b'6' => MemberKind::Fifo,
+            b'g' => MemberKind::Global,
+            b'S' => MemberKind::OldGnuSparse { size },
+            _ => MemberKind::Other { typeflag, size },
+        };
+        if typeflag == b'g' {
+            let record = self.read_record(header, offset)?;
+            check_pax(&record, offset)?;
+        } else if typeflag == b'S' {
+            let apparent = self
+                .old_gnu_sparse(header, header_offset, size)
+                .map_err(|e| named(e, &name))?;
+            kind = MemberKind::OldGnuSparse { size: apparent };
+            self.unread = size + padding(size);
+        } else {
+            self.unread = if header_only { 0 } else { size + padding(size) };
+            if let Some(sparse) = PaxSparse::detect(pax) {
+                if header_only {
+                    return Err(format_error(
+                        offset,
+                        "a PAX sparse map on a non-file member",
+                    ));
+                }
+                if let Some(n) = sparse.name.filter(|n| !n.is_empty()) {
+                    name = n.to_vec();
+                }
+                let apparent = self
+                    .pax_sparse(&sparse, offset, size)
+                    .map_err(|e| named(e, &name))?;
+                kind = match kind {
+                    MemberKind::File { .. } => MemberKind::File {
+                        size: apparent,
+                        sparse: true,
+                    },
+                    MemberKind::Other { typeflag, .. } => MemberKind::Other {
+                        typeflag,
+                        size: apparent,
+                    },
+                    other => other,
+                };
+            }
+        }
+        Ok(Member {
+            offset,
+            name,
+            link: link.unwrap_or_default(),
+            kind,
+        })
+    }
+
+    /// Reads an old GNU sparse member's map (in its header, then in
+    /// extension blocks while `isextended` says so), checks it against the
+    /// `stored` bytes of data, and returns the apparent size.
+    fn old_gnu_sparse(
+        &mut self,
+        header: &Header,
+        offset: u64,
+        stored: u64,
+    ) -> Result<u64, StreamError> {
+        let Some(gnu) = header.as_gnu() else {
+            return Err(format_error(
+                offset,
+                "an old GNU sparse member without GNU magic",
+            ));
+        };
+        let apparent = gnu
+            .real_size()
+            .map_err(|_| format_error(offset, "the sparse real-size field is not a number"))?;
+        let mut map = SparseMap::new(offset, apparent);
+        let add = |map: &mut SparseMap, entries: &[GnuSparseHeader]| -> Result<(), StreamError> {
+            // GNU and BSD tar stop at the first entry whose offset is empty.
+            for e in entries.iter().take_while(|e| e.offset[0] != 0) {
+                let bad = |_| format_error(offset, "a sparse map entry is not a number");
+                map.add(e.offset().map_err(bad)?, e.length().map_err(bad)?)?;
+            }
+            Ok(())
+        };
+        add(&mut map, &gnu.sparse)?;
+        let mut extended = gnu.is_extended();
+        while extended {
+            let mut ext = GnuExtSparseHeader::new();
+            self.read_block(ext.as_mut_bytes(), false)?;
+            add(&mut map, ext.sparse())?;
+            extended = ext.is_extended();
+        }
+        map.finish(stored)?;
+        Ok(apparent)
+    }
+
+    /// Checks a PAX sparse member's map (in its records for 0.0 and 0.1, at
+    /// the start of its data for 1.0) against its `stored` bytes of data;
+    /// returns the apparent size.
+    fn pax_sparse(
+        &mut self,
+        sparse: &PaxSparse<'_>,
+        offset: u64,
+        stored: u64,
+    ) -> Result<u64, StreamError> {
+        let bad = |what: &str| format_error(offset, format!("bad PAX sparse {what}"));
+        let apparent = match sparse.size {
+            Some(v) => decimal(v).ok_or_else(|| bad("size"))?,
+            None => stored,
+        };
+        let mut map = SparseMap::new(offset, apparent);
+        let data = if sparse.v1 {
+            let map_bytes = self.sparse_map_1x0(&mut map, offset, stored)?;
+            stored - map_bytes
+        } else {
+            let blocks = decimal(sparse.numblocks.ok_or_else(|| bad("numblocks"))?)
+                .ok_or_else(|| bad("numblocks"))?;
+            for v in sparse.map_values() {
+                let v = decimal(v).ok_or_else(|| bad("map"))?;
+                map.push(v)?;
+            }
+            if Some(map.numbers) != blocks.checked_mul(2) {
+                return Err(bad("map: its length disagrees with numblocks"));
+            }
+            stored
+        };
+        map.finish(data)?;
+        Ok(apparent)
+    }
+
+    /// Streams a 1.0 sparse map (decimal numbers, one per line: the count,
+    /// then offset and length pairs) from the member's data, whole blocks
+    /// at a time as Go's `readGNUSparseMap1x0` does; returns the bytes it
+    /// took from the data.
+    fn sparse_map_1x0(
+        &mut self,
+        map: &mut SparseMap,
+        offset: u64,
+        stored: u64,
+    ) -> Result<u64, StreamError> {
+        let bad = || format_error(offset, "bad PAX 1.0 sparse map");
+        let mut taken = 0u64;
+        let mut token: Option<u64> = None;
+        let mut digits = 0;
+        let mut wanted: Option<u64> = None;
+        let mut block = [0u8; BLOCK as usize];
+        while wanted.is_none_or(|w| map.numbers < w) {
+            if taken + BLOCK > stored {
+                return Err(bad());
+            }
+            self.read_block(&mut block, false)?;
+            taken += BLOCK;
+            self.unread -= BLOCK;
+            for &b in &block {
+                if wanted.is_some_and(|w| map.numbers >= w) {
+                    break;
+                }
+                match b {
+                    b'0'..=b'9' if digits < 19 => {
+                        let t = token.unwrap_or(0) * 10 + u64::from(b - b'0');
+                        token = Some(t);
+                        digits += 1;
+                    }
+                    b'\n' => {
+                        let value = token.take().ok_or_else(bad)?;
+                        digits = 0;
+                        match wanted {
+                            None => {
+                                wanted = Some(value.checked_mul(2).ok_or_else(bad)?);
+                            }
+                            Some(_) => map.push(value)?,
+                        }
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+        }
+        Ok(taken)
+    }
+}
+
+/// A format error about the member `name`, named.
+fn named(e: StreamError, name: &[u8]) -> StreamError {
+    match e {
+        StreamError::Format { offset, message } => StreamError::Format {
+            offset,
+            message: format!("{}: {message}", printable(name)),
+        },
+        other => other,
+    }
+}
+
+fn padding(size: u64) -> u64 {
+    (BLOCK - size % BLOCK) % BLOCK
+}
+
+/// A GNU long name or link: a C string, cut at its first NUL as Go does.
+fn c_string(mut bytes: Vec<u8>) -> Vec<u8> {
+    if let Some(i) = bytes.iter().position(|&b| b == 0) {
+        bytes.truncate(i);
+    }
+    bytes
+}
+
+fn entry_size(header: &Header, offset: u64) -> Result<u64, StreamError> {
+    header
+        .entry_size()
+        .map_err(|_| format_error(offset, "the size field is not a number"))
+}
+
+/// Accepts the sum of the header's bytes taken as unsigned or as signed,
+/// as Go's reader (and GNU tar) do.
+fn check_checksum(header: &Header, offset: u64) -> Result<(), StreamError> {
+    let bytes = header.as_bytes();
+    let fields = bytes[..148].iter().chain(&bytes[156..]);
+    let unsigned: i64 = fields.clone().map(|&b| i64::from(b)).sum::<i64>() + 8 * 32;
+    let signed: i64 = fields.map(|&b| i64::from(b as i8)).sum::<i64>() + 8 * 32;
+    match header.cksum() {
+        Ok(sum) if i64::from(sum) == unsigned || i64::from(sum) == signed => Ok(()),
+        _ => Err(format_error(
+            offset,
+            "header checksum mismatch (not a tar header)",
+        )),
+    }
+}
+
+/// A decimal number as PAX records and sparse maps write them.
+fn decimal(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// The records of a PAX header, `LEN key=value\n` each. Parsed by their
+/// length prefix, as Go's `parsePAXRecord` does: the `tar` crate's
+/// `PaxExtensions` splits at newlines instead, so a value holding one (a
+/// file name may) would be refused.
+fn pax_records(mut buf: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), ()>> {
+    std::iter::from_fn(move || {
+        if buf.is_empty() {
+            return None;
+        }
+        let record = (|| {
+            let sp = buf.iter().position(|&b| b == b' ')?;
+            let len = usize::try_from(decimal(&buf[..sp])?).ok()?;
+            if len < 5 || len > buf.len() || sp + 1 >= len || buf[len - 1] != b'\n' {
+                return None;
+            }
+            let body = &buf[sp + 1..len - 1];
+            let eq = body.iter().position(|&b| b == b'=')?;
+            let rest = &buf[len..];
+            Some(((&body[..eq], &body[eq + 1..]), rest))
+        })();
+        match record {
+            Some((kv, rest)) => {
+                buf = rest;
+                Some(Ok(kv))
+            }
+            None => {
+                buf = &[];
+                Some(Err(()))
+            }
+        }
+    })
+}
+
+/// Refuses a PAX header Go's `parsePAX` refuses: a malformed record, an
+/// empty key, a NUL in a name, sparse offsets and lengths out of turn.
+fn check_pax(record: &[u8], offset: u64) -> Result<(), StreamError> {
+    let bad = || format_error(offset, "malformed PAX record");
+    let mut sparse_fields = 0u32;
+    for r in pax_records(record) {
+        let (k, v) = r.map_err(|()| bad())?;
+        let nul_free = match k {
+            b"path" | b"linkpath" | b"uname" | b"gname" => !v.contains(&0),
+            _ => !k.contains(&0),
+        };
+        if k.is_empty() || !nul_free {
+            return Err(bad());
+        }
+        let expected: &[u8] = if sparse_fields.is_multiple_of(2) {
+            b"GNU.sparse.offset"
+        } else {
+            b"GNU.sparse.numbytes"
+        };
+        if k == b"GNU.sparse.offset" || k == b"GNU.sparse.numbytes" {
+            if k != expected || v.contains(&b',') {
+                return Err(bad());
+            }
+            sparse_fields += 1;
+        }
+    }
+    Ok(())
+}
+
+/// The last value of `key` (a later record overrides an earlier one).
+fn pax_value<'a>(pax: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    pax_records(pax)
+        .filter_map(Result::ok)
+        .filter(|(k, _)| *k == key)
+        .last()
+        .map(|(_, v)| v)
+}
+
+/// The GNU sparse records of a PAX header, found as Go's
+/// `readGNUSparsePAXHeaders` finds them.
+struct PaxSparse<'a> {
+    pax: &'a [u8],
+    v1: bool,
+    name: Option<&'a [u8]>,
+    size: Option<&'a [u8]>,
+    numblocks: Option<&'a [u8]>,
+}
+
+impl<'a> PaxSparse<'a> {
+    fn detect(pax: &'a [u8]) -> Option<PaxSparse<'a>> {
+        let get = |k: &[u8]| pax_value(pax, k).filter(|v| !v.is_empty());
+        let (major, minor) = (get(b"GNU.sparse.major"), get(b"GNU.sparse.minor"));
+        let v1 = match (major, minor) {
+            (Some(b"0"), Some(b"0" | b"1")) => false,
+            (Some(b"1"), Some(b"0")) => true,
+            (None, None) => {
+                let has_map =
+                    get(b"GNU.sparse.map").is_some() || get(b"GNU.sparse.offset").is_some();
+                if !has_map {
+                    return None;
+                }
+                false
+            }
+            // An unknown version: Go reads the member as a plain file.
+            _ => return None,
+        };
+        Some(PaxSparse {
+            pax,
+            v1,
+            name: get(b"GNU.sparse.name"),
+            size: get(b"GNU.sparse.size").or_else(|| get(b"GNU.sparse.realsize")),
+            numblocks: get(b"GNU.sparse.numblocks"),
+        })
+    }
+
+    /// The 0.x map's numbers in order: `GNU.sparse.map` split at commas,
+    /// or (0.0) the `GNU.sparse.offset`/`numbytes` records, which Go folds
+    /// into a map.
+    fn map_values(&self) -> Box<dyn Iterator<Item = &'a [u8]> + 'a> {
+        let pairs: Vec<&'a [u8]> = pax_records(self.pax)
+            .filter_map(Result::ok)
+            .filter(|(k, _)| *k == b"GNU.sparse.offset" || *k == b"GNU.sparse.numbytes")
+            .map(|(_, v)| v)
+            .collect();
+        if !pairs.is_empty() {
+            return Box::new(pairs.into_iter());
+        }
+        match pax_value(self.pax, b"GNU.sparse.map").filter(|m| !m.is_empty()) {
+            Some(m) => Box::new(m.split(|&b| b == b',')),
+            None => Box::new(std::iter::empty()),
+        }
+    }
+}
+
+/// Checks a sparse map as it streams past, as Go's
+/// `validateSparseEntries` does, and counts the data it refers to.
+struct SparseMap {
+    /// The member's offset, for errors.
+    at: u64,
+    apparent: u64,
+    end: u64,
+    data: u64,
+    /// Numbers pushed so far, and the offset awaiting its length.
+    numbers: u64,
+    offset: u64,
+}
+
+impl SparseMap {
+    fn new(at: u64, apparent: u64) -> Self {
+        SparseMap {
+            at,
+            apparent,
+            end: 0,
+            data: 0,
+            numbers: 0,
+            offset: 0,
+        }
+    }
+
+    /// Takes the map's numbers one at a time: offset, length, offset, ...
+    fn push(&mut self, v: u64) -> Result<(), StreamError> {
+        self.numbers += 1;
+        if self.numbers.is_multiple_of(2) {
+            self.add(self.offset, v)
+        } else {
+            self.offset = v;
+            Ok(())
+        }
+    }
+
+    fn add(&mut self, offset: u64, length: u64) -> Result<(), StreamError> {
+        let end = offset
+            .checked_add(length)
+            .filter(|&e| e <= self.apparent && offset >= self.end && e <= i64::MAX as u64)
+            .ok_or_else(|| {
+                format_error(
+                    self.at,
+                    format!(
+                        "sparse map entry {offset}+{length} overlaps another or ends past \
+                         the file's {} bytes",
+                        self.apparent
+                    ),
+                )
+            })?;
+        self.end = end;
+        self.data += length;
+        Ok(())
+    }
+
+    /// The map must refer to exactly the data stored: Go's reader fails
+    /// on either side (`errMissData`, `errUnrefData`).
+    fn finish(self, stored: u64) -> Result<(), StreamError> {
+        if self.data == stored {
+            Ok(())
+        } else {
+            Err(format_error(
+                self.at,
+                format!(
+                    "the sparse map refers to {} bytes of data, the member stores {stored}",
+                    self.data
+                ),
+            ))
+        }
+    }
+}

@@ -1,0 +1,609 @@
+//! Hostile and huge layers: header records past the limit, endless
+//! long-name chains, deep paths, sparse files, a zstd stream behind a
+//! skippable frame, `..` components, and the memory a million files cost.
+//!
+//! Crafted layers go through the analyzer in-process (exact figures or a
+//! clear error, in bounded time); memory is the peak RSS of the `sizeguard`
+//! binary measuring an `oci:` layout, from GNU time, under an address-space
+//! limit so a regression fails instead of exhausting the machine.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use sha2::{Digest as _, Sha256};
+
+use sizeguard::measure::layer::{Expected, LayerError, LayerMeasurement, analyze};
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", sizeguard::digest::hex(&Sha256::digest(bytes)))
+}
+
+fn gzip(tar: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(tar).unwrap();
+    gz.finish().unwrap()
+}
+
+fn measure(blob: &[u8]) -> Result<LayerMeasurement, LayerError> {
+    analyze(blob, &Expected::default(), None)
+}
+
+/// One 512-byte header block: `name`, type `kind`, `size`, GNU magic, and a
+/// valid checksum; `edit` may change any field before the checksum is set.
+fn header(name: &[u8], kind: u8, size: u64, edit: impl FnOnce(&mut tar::Header)) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    let n = name.len().min(100);
+    h.as_old_mut().name[..n].copy_from_slice(&name[..n]);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::new(kind));
+    h.set_size(size);
+    edit(&mut h);
+    h.set_cksum();
+    h.as_bytes().to_vec()
+}
+
+/// A member: its header, then `data` padded to a block.
+fn member(name: &[u8], kind: u8, data: &[u8]) -> Vec<u8> {
+    let mut out = header(name, kind, data.len() as u64, |_| {});
+    out.extend_from_slice(data);
+    out.resize(out.len().next_multiple_of(512), 0);
+    out
+}
+
+/// A PAX `x` record holding `records` (key, value).
+fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (k, v) in records {
+        let rest = k.len() + v.len() + 3; // ' ', '=', '\n'
+        let mut len = rest + 1;
+        while len != rest + len.to_string().len() {
+            len = rest + len.to_string().len();
+        }
+        body.extend_from_slice(format!("{len} {k}=").as_bytes());
+        body.extend_from_slice(v);
+        body.push(b'\n');
+    }
+    member(b"PaxHeaders/x", b'x', &body)
+}
+
+fn end_of_archive() -> Vec<u8> {
+    vec![0u8; 1024]
+}
+
+// ---------------------------------------------------------------------------
+// Images on disk, measured by the binary
+// ---------------------------------------------------------------------------
+
+/// Writes an OCI layout at `dir` holding one image, tagged `v1`, whose
+/// layers are the given gzip blobs.
+fn write_layout(dir: &Path, layers: &[Vec<u8>]) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> (String, u64) {
+        let d = sha256(bytes);
+        std::fs::write(blobs.join(&d["sha256:".len()..]), bytes).unwrap();
+        (d, bytes.len() as u64)
+    };
+    let mut descs = Vec::new();
+    for l in layers {
+        let (digest, size) = put(l);
+        descs.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": digest, "size": size,
+        }));
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": []},
+    });
+    let (cd, cs) = put(&serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": descs,
+    });
+    let (md, ms) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md, "size": ms,
+            "annotations": {"org.opencontainers.image.ref.name": "v1"},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// Runs `sizeguard measure --format json` on the layout under GNU time and
+/// a 2 GiB address-space limit; returns (peak RSS KiB, stdout, stderr, ok).
+fn measure_binary(dir: &Path) -> (u64, String, String, bool) {
+    support::require_tool("/usr/bin/time", "time");
+    let script = format!(
+        "ulimit -v 2097152; exec /usr/bin/time -v '{}' measure -q --format json 'oci:{}:v1'",
+        env!("CARGO_BIN_EXE_sizeguard"),
+        dir.display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("SIZEGUARD_NO_CACHE", "1")
+        .output()
+        .expect("run /usr/bin/time");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let rss = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in: {stderr}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (rss, stdout, stderr, out.status.success())
+}
+
+/// A gzip layer of `dirs` × `per_dir` empty files, streamed into the
+/// encoder (the tar itself is never held).
+fn many_files_layer(dirs: usize, per_dir: usize, prefix: &str) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for d in 0..dirs {
+        for f in 0..per_dir {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(0);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, format!("{prefix}d{d:04}/f{f:06}"), std::io::empty())
+                .unwrap();
+        }
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+fn figure(json: &str, path: &[&str]) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut v = &v["images"][0];
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_u64()
+        .unwrap_or_else(|| panic!("no {path:?} in {json}"))
+}
+
+#[test]
+fn a_million_files_peak_under_100_mib() {
+    let tmp = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let layer = many_files_layer(1000, 1000, "");
+    write_layout(tmp.path(), &[layer]);
+    eprintln!("built in {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    let (rss, stdout, stderr, ok) = measure_binary(tmp.path());
+    eprintln!(
+        "1 000 000 files: peak RSS {rss} KiB, measured in {:?}",
+        started.elapsed()
+    );
+    assert!(ok, "measure failed: {stderr}");
+    assert_eq!(figure(&stdout, &["totals", "files"]), 1_000_000);
+    assert_eq!(figure(&stdout, &["final", "files"]), 1_000_000);
+    // Files, the 1000 directories and the root.
+    assert_eq!(figure(&stdout, &["final", "inodes"]), 1_001_001);
+    assert!(rss < 100 * 1024, "peak RSS {rss} KiB is over 100 MiB");
+}
+
+/// A path of 1 MiB minus a little: ~500 000 components of one letter, in a
+/// PAX record (the longest a record may be).
+fn deep_path() -> Vec<u8> {
+    let depth = ((1 << 20) - 64) / 2;
+    let mut p = b"a/".repeat(depth);
+    p.push(b'f');
+    p
+}
+
+#[test]
+fn a_deep_path_costs_memory_linear_in_its_components() {
+    let mut tar = pax(&[("path", &deep_path())]);
+    tar.extend(member(b"placeholder", b'0', b"hello"));
+    tar.extend(end_of_archive());
+    let layer = gzip(&tar);
+    eprintln!("deep-path layer: {} bytes gzip", layer.len());
+    let tmp = tempfile::tempdir().unwrap();
+    write_layout(tmp.path(), &[layer]);
+    let (rss, stdout, stderr, ok) = measure_binary(tmp.path());
+    eprintln!("deep path: peak RSS {rss} KiB");
+    assert!(ok, "measure failed: {stderr}");
+    let depth = ((1 << 20) - 64) / 2;
+    assert_eq!(figure(&stdout, &["totals", "files"]), 1);
+    assert_eq!(figure(&stdout, &["totals", "content_bytes"]), 5);
+    // The file, its ancestors and the root.
+    assert_eq!(figure(&stdout, &["totals", "inodes"]), 1 + depth as u64 + 1);
+    assert_eq!(figure(&stdout, &["final", "inodes"]), 1 + depth as u64 + 1);
+    assert!(rss < 200 * 1024, "peak RSS {rss} KiB");
+}
+
+// ---------------------------------------------------------------------------
+// Header records: bounded before they are read
+// ---------------------------------------------------------------------------
+
+/// Serves `head`, then `filler` bytes forever (or up to `limit`), counting
+/// what was pulled: a reader that refuses a record must stop early.
+struct Endless {
+    head: Vec<u8>,
+    filler: Box<dyn FnMut(u64) -> Vec<u8>>,
+    served: u64,
+    buf: Vec<u8>,
+}
+
+impl Endless {
+    fn new(head: Vec<u8>, filler: impl FnMut(u64) -> Vec<u8> + 'static) -> Self {
+        Endless {
+            head,
+            filler: Box::new(filler),
+            served: 0,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl std::io::Read for Endless {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.buf.is_empty() {
+            self.buf = if self.head.is_empty() {
+                (self.filler)(self.served)
+            } else {
+                std::mem::take(&mut self.head)
+            };
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf.drain(..n);
+        self.served += n as u64;
+        Ok(n)
+    }
+}
+
+fn analyze_counting(r: &mut Endless) -> Result<LayerMeasurement, LayerError> {
+    analyze(&mut *r, &Expected::default(), None)
+}
+
+#[test]
+fn a_pax_record_claiming_a_gib_is_refused_before_it_is_read() {
+    for kind in [b'x', b'g', b'L', b'K'] {
+        let mut r = Endless::new(header(b"PaxHeaders/x", kind, 1 << 30, |_| {}), |_| {
+            b"30 path=aaaaaaaaaaaaaaaaaaaa\n".repeat(1000)
+        });
+        let started = std::time::Instant::now();
+        let err = analyze_counting(&mut r).unwrap_err().to_string();
+        assert!(
+            err.contains("offset 0")
+                && err.contains("1073741824 bytes")
+                && err.contains("1048576-byte limit"),
+            "{err}"
+        );
+        assert!(
+            r.served < 64 * 1024,
+            "read {} bytes of the record",
+            r.served
+        );
+        assert!(started.elapsed().as_secs() < 2);
+    }
+}
+
+#[test]
+fn a_record_at_the_limit_is_read() {
+    let name = b"n".repeat((1 << 20) - 1);
+    let mut tar = member(b"././@LongLink", b'L', &[&name[..], b"\0"].concat());
+    tar.extend(member(b"short", b'0', b"abc"));
+    tar.extend(end_of_archive());
+    let m = measure(&tar).unwrap();
+    assert_eq!(m.figures.files, 1);
+    assert_eq!(m.largest_files(1)[0].path.len(), name.len());
+}
+
+#[test]
+fn an_endless_chain_of_long_names_is_cut_short() {
+    for kinds in [&[b'L'][..], b"LK", b"xLK"] {
+        let kinds = kinds.to_vec();
+        let mut i = 0;
+        let mut r = Endless::new(Vec::new(), move |_| {
+            let k = kinds[i % kinds.len()];
+            i += 1;
+            if k == b'x' {
+                pax(&[("path", b"some/name")])
+            } else {
+                member(b"././@LongLink", k, b"some/long/name\0")
+            }
+        });
+        let err = analyze_counting(&mut r).unwrap_err().to_string();
+        assert!(
+            err.contains("more than 8 metadata records before one member")
+                && err.contains("offset 0"),
+            "{err}"
+        );
+        assert!(r.served < 64 * 1024, "read {} bytes", r.served);
+    }
+}
+
+#[test]
+fn errors_never_copy_raw_header_bytes() {
+    // A name full of terminal escapes and a PAX sparse map that lies.
+    let name = b"\x1b[2J\x1b]0;owned\x07evil\xff\x00";
+    let mut tar = pax(&[
+        ("path", &name[..name.len() - 1]),
+        ("GNU.sparse.major", b"0"),
+        ("GNU.sparse.minor", b"1"),
+        ("GNU.sparse.size", b"100"),
+        ("GNU.sparse.numblocks", b"1"),
+        ("GNU.sparse.map", b"0,50"),
+    ]);
+    tar.extend(member(b"x", b'0', b"short"));
+    tar.extend(end_of_archive());
+    let err = measure(&tar).unwrap_err().to_string();
+    assert!(err.contains("offset 0"), "{err}");
+    assert!(err.contains("\\x1b[2J"), "{err}");
+    assert!(
+        !err.bytes().any(|b| b.is_ascii_control()),
+        "control bytes in: {err:?}"
+    );
+    // Garbage that is no header at all: the offset, no bytes.
+    let mut garbage = member(b"ok", b'0', b"fine");
+    garbage.extend(b"\x1b[31m\x00\x01\x02".repeat(128));
+    let err = measure(&garbage).unwrap_err().to_string();
+    assert!(
+        err.contains("offset 1024") && err.contains("checksum"),
+        "{err}"
+    );
+    assert!(!err.bytes().any(|b| b.is_ascii_control()), "{err:?}");
+}
+
+#[test]
+fn a_zero_block_then_a_header_is_refused_as_containerd_would() {
+    let mut tar = member(b"a", b'0', b"x");
+    tar.extend([0u8; 512]);
+    tar.extend(member(b"b", b'0', b"y"));
+    tar.extend(end_of_archive());
+    let err = measure(&tar).unwrap_err().to_string();
+    assert!(err.contains("zero block followed by a header"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Compression sniffing, paths
+// ---------------------------------------------------------------------------
+
+#[test]
+fn zstd_behind_a_skippable_frame_is_zstd() {
+    let mut tar = member(b"etc/hosts", b'0', &[b'h'; 300]);
+    tar.extend(end_of_archive());
+    for magic in [0x184D_2A50u32, 0x184D_2A5F] {
+        let mut blob = magic.to_le_bytes().to_vec();
+        blob.extend(6u32.to_le_bytes());
+        blob.extend(b"sizegd");
+        blob.extend(zstd::encode_all(&tar[..], 3).unwrap());
+        let m = measure(&blob).unwrap();
+        assert_eq!(m.compression, sizeguard::measure::layer::Compression::Zstd);
+        assert_eq!(m.figures.content_bytes, 300);
+        assert_eq!(m.figures.tar_bytes, tar.len() as u64);
+        assert_eq!(m.diff_id, sha256(&tar));
+        // Its ends cannot size it: the content size is in the next frame.
+        let head = &blob[..64];
+        let tail = &blob[blob.len() - 64..];
+        assert!(sizeguard::measure::estimate::tar_bytes(head, tail, blob.len() as u64).is_err());
+    }
+}
+
+#[test]
+fn dot_dot_is_resolved_under_the_root_as_containerd_does() {
+    let mut tar = Vec::new();
+    tar.extend(member(b"a/../b", b'0', &[1; 10]));
+    tar.extend(member(b"../../etc/passwd", b'0', &[2; 20]));
+    tar.extend(member(b"x/y/../../../z", b'0', &[3; 30]));
+    tar.extend(member(b"..", b'5', b""));
+    tar.extend(member(b"d/..", b'0', b"ignored: it is the root"));
+    tar.extend(member(b"lib/../lib/./libc.so", b'0', &[4; 40]));
+    tar.extend(member(b"lib/link", b'1', b""));
+    tar.extend(end_of_archive());
+    // The hard link's target goes through `..` too.
+    let link_at = tar.len() - 1024 - 512;
+    let mut h = tar::Header::new_gnu();
+    h.as_mut_bytes()
+        .copy_from_slice(&tar[link_at..link_at + 512]);
+    h.set_link_name("../lib/libc.so").unwrap();
+    h.set_cksum();
+    tar[link_at..link_at + 512].copy_from_slice(h.as_bytes());
+    let m = measure(&tar).unwrap();
+    let mut paths: Vec<String> = m.index.entries().into_iter().map(|e| e.path).collect();
+    paths.sort();
+    assert_eq!(paths, ["b", "etc/passwd", "lib/libc.so", "lib/link", "z"]);
+    let f = m.figures;
+    assert_eq!(f.files, 4);
+    assert_eq!(f.content_bytes, 100);
+    // 4 files + etc + lib + root; the link shares libc.so's inode.
+    assert_eq!(f.inodes, 4 + 2 + 1);
+    let err = measure(&[member(b"d/.wh..", b'0', b""), end_of_archive()].concat())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid whiteout name"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Sparse files, against the node's own allocation
+// ---------------------------------------------------------------------------
+
+const SPARSE_SIZE: u64 = 10 << 20;
+const HOLE_SIZE: u64 = 3 << 20;
+
+/// `sparse.img`: 10 MiB with two 5-byte islands of data; `hole.img`: 3 MiB
+/// with none.
+fn sparse_sources(dir: &Path) {
+    use std::io::{Seek, SeekFrom};
+    std::fs::create_dir_all(dir).unwrap();
+    let mut f = std::fs::File::create(dir.join("sparse.img")).unwrap();
+    f.set_len(SPARSE_SIZE).unwrap();
+    for (at, data) in [(1 << 20, b"hello"), (9_000_000, b"world")] {
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(data).unwrap();
+    }
+    std::fs::File::create(dir.join("hole.img"))
+        .unwrap()
+        .set_len(HOLE_SIZE)
+        .unwrap();
+}
+
+fn gnu_tar(src: &Path, out: &Path, format: &[&str]) -> Vec<u8> {
+    support::require_tool("tar", "tar");
+    let status = Command::new("tar")
+        .args(["--sparse", "-C"])
+        .arg(src)
+        .args(format)
+        .arg("-cf")
+        .arg(out)
+        .args(["sparse.img", "hole.img"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(out).unwrap()
+}
+
+/// Bytes allocated to the files of `dir`, as `du` counts them.
+fn du(dir: &Path) -> u64 {
+    let out = Command::new("du")
+        .args(["-s", "-B1"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    let dir_itself = 4096;
+    s.split_whitespace().next().unwrap().parse::<u64>().unwrap() - dir_itself
+}
+
+/// Unpacks `tar` into `dir` as containerd does: every regular file's data
+/// read through a reader that returns holes as zeros (Python's
+/// `extractfile`, like Go's `tar.Reader.Read`) and written with plain
+/// writes (containerd's `copyBuffered`), no seeking over holes.
+fn unpack_like_containerd(tar: &Path, dir: &Path) {
+    support::require_tool("python3", "python3");
+    std::fs::create_dir_all(dir).unwrap();
+    let script = r#"
+import os, sys, tarfile
+t = tarfile.open(sys.argv[1])
+for m in t.getmembers():
+    if m.isfile():
+        src = t.extractfile(m)
+        with open(os.path.join(sys.argv[2], m.name), "wb") as out:
+            while chunk := src.read(32 * 1024):
+                out.write(chunk)
+"#;
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(tar)
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn pax_sparse_files_cost_their_apparent_size_as_containerd_unpacks_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sparse_sources(&src);
+    for version in ["0.0", "0.1", "1.0"] {
+        let tar_path = tmp.path().join(format!("pax-{version}.tar"));
+        let tar = gnu_tar(
+            &src,
+            &tar_path,
+            &["--format=posix", &format!("--sparse-version={version}")],
+        );
+        let m = measure(&tar).unwrap_or_else(|e| panic!("{version}: {e}"));
+        let paths: Vec<String> = m.index.entries().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["hole.img", "sparse.img"], "{version}");
+        let f = m.figures;
+        assert_eq!(f.files, 2, "{version}");
+        assert_eq!(f.content_bytes, SPARSE_SIZE + HOLE_SIZE, "{version}");
+        // No phantom GNUSparseFile.N directory: the two files and the root.
+        assert_eq!(f.inodes, 3, "{version}");
+        assert_eq!(f.disk_bytes, SPARSE_SIZE + HOLE_SIZE + 4096, "{version}");
+
+        let as_containerd = tmp.path().join(format!("containerd-{version}"));
+        unpack_like_containerd(&tar_path, &as_containerd);
+        assert_eq!(du(&as_containerd), f.disk_bytes - 4096, "{version}");
+
+        // GNU tar recreates the holes (with or without --sparse): not what
+        // a node does.
+        let as_gnu_tar = tmp.path().join(format!("gnutar-{version}"));
+        std::fs::create_dir_all(&as_gnu_tar).unwrap();
+        let status = Command::new("tar")
+            .arg("-xf")
+            .arg(&tar_path)
+            .arg("-C")
+            .arg(&as_gnu_tar)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(du(&as_gnu_tar) < 64 * 1024, "{version}");
+        eprintln!(
+            "PAX {version}: apparent {} B, containerd-style unpack {} B (du), GNU tar unpack {} B (du), modelled disk_bytes {} B",
+            f.content_bytes,
+            du(&as_containerd),
+            du(&as_gnu_tar),
+            f.disk_bytes - 4096
+        );
+    }
+}
+
+#[test]
+fn old_gnu_sparse_files_are_refused_as_containerd_refuses_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sparse_sources(&src);
+    let tar = gnu_tar(&src, &tmp.path().join("gnu.tar"), &["--format=gnu"]);
+    let err = measure(&tar).unwrap_err().to_string();
+    assert!(
+        err.contains("sparse.img")
+            && err.contains("old GNU sparse file (10485760 bytes apparent)")
+            && err.contains("containerd cannot unpack it"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sparse_maps_that_lie_are_refused() {
+    let records = |map: &'static [u8], size: &'static [u8]| {
+        vec![
+            ("GNU.sparse.major", &b"0"[..]),
+            ("GNU.sparse.minor", b"1"),
+            ("GNU.sparse.name", b"real"),
+            ("GNU.sparse.size", size),
+            ("GNU.sparse.numblocks", b"2"),
+            ("GNU.sparse.map", map),
+        ]
+    };
+    for (map, size, stored, why) in [
+        (&b"0,5,100,5"[..], &b"200"[..], 10, None),
+        (b"0,5,100,5", b"104", 10, Some("ends past")),
+        (b"100,5,0,5", b"200", 10, Some("overlaps")),
+        (b"0,5,100,5", b"200", 9, Some("refers to 10 bytes of data")),
+        (b"0,5,100", b"200", 10, Some("disagrees with numblocks")),
+        (b"0,5,x,5", b"200", 10, Some("bad PAX sparse map")),
+    ] {
+        let mut tar = pax(&records(map, size));
+        tar.extend(member(b"GNUSparseFile.1/real", b'0', &vec![7u8; stored]));
+        tar.extend(end_of_archive());
+        match (measure(&tar), why) {
+            (Ok(m), None) => {
+                assert_eq!(m.figures.content_bytes, 200);
+                assert_eq!(m.largest_files(1)[0].path, "real");
+            }
+            (Err(e), Some(why)) => {
+                let e = e.to_string();
+                assert!(e.contains(why) && e.contains("real"), "{e}");
+            }
+            (other, why) => panic!("{why:?}: {other:?}"),
+        }
+    }
+}
