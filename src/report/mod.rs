@@ -5,6 +5,7 @@
 //! - [`table`]: the default, for a terminal or a CI log.
 //! - [`json`]: the stable, documented schema for machines.
 //! - [`markdown`]: the pull-request comment and the step summary.
+//! - [`terminal`]: the verdict in a few lines, for the pre-push hook.
 //!
 //! Which formats a command offers is the command line's business; this
 //! module renders any of them.
@@ -12,6 +13,7 @@
 pub mod json;
 pub mod markdown;
 pub mod table;
+pub mod terminal;
 
 use crate::budget::verdict::CheckReport;
 use crate::measure::ImageReport;
@@ -30,6 +32,7 @@ pub enum Format {
     Table,
     Json,
     Markdown,
+    Short,
 }
 
 pub fn renderer(format: Format) -> Box<dyn Renderer> {
@@ -37,5 +40,6 @@ pub fn renderer(format: Format) -> Box<dyn Renderer> {
         Format::Table => Box::new(table::Table),
         Format::Json => Box::new(json::Json),
         Format::Markdown => Box::new(markdown::Markdown),
+        Format::Short => Box::new(terminal::Terminal::default()),
     }
 }
