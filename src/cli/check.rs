@@ -60,6 +60,9 @@ fn short(args: &CheckArgs) -> Terminal {
     if let Some(config) = &args.config {
         full.push_str(&format!(" --config {}", config.display()));
     }
+    if args.no_config {
+        full.push_str(" --no-config");
+    }
     full.push_str(" --format table");
     Terminal {
         color,

@@ -184,7 +184,7 @@ sizeguard={exe}
 [ -x "$sizeguard" ] || sizeguard=sizeguard
 status=0
 {previous}cd "$(git rev-parse --show-toplevel)" || exit 1
-if ! "$sizeguard" check --format short{candidate} </dev/null; then
+if ! "$sizeguard" check --format short{candidate} </dev/null >&2; then
     echo "sizeguard: push stopped by the image size check (git push --no-verify skips it)" >&2
     status=1
 fi

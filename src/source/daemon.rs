@@ -300,7 +300,7 @@ fn sniff_layer(head: &[u8], size: u64) -> Option<&'static str> {
         Some(LAYER_ZSTD)
     } else if head.get(257..262) == Some(b"ustar".as_slice())
         // An empty layer: nothing but the end-of-archive blocks.
-        || (size >= 1024 && size % 512 == 0 && head.len() == 512 && head.iter().all(|&b| b == 0))
+        || (size >= 1024 && size.is_multiple_of(512) && head.len() == 512 && head.iter().all(|&b| b == 0))
     {
         Some(LAYER_TAR)
     } else {
