@@ -81,7 +81,7 @@ impl DaemonSource {
         Ok(DaemonSource {
             engine: *engine,
             name: name.clone(),
-            socket: socket_path(*engine)?,
+            socket: socket_path(*engine, |var| std::env::var_os(var))?,
             reference,
             client: tokio::sync::OnceCell::new(),
         })
@@ -137,13 +137,18 @@ impl DaemonSource {
 }
 
 /// The engine's socket: `DOCKER_HOST` (or, for Podman, `CONTAINER_HOST`)
-/// when it names a unix socket, else the engine's usual place.
-fn socket_path(engine: Engine) -> Result<PathBuf, Error> {
+/// when it names a unix socket, else the engine's usual place. `env` reads
+/// the environment.
+fn socket_path(
+    engine: Engine,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<PathBuf, Error> {
     let var = match engine {
         Engine::Docker => "DOCKER_HOST",
         Engine::Podman => "CONTAINER_HOST",
     };
-    if let Some(host) = std::env::var(var).ok().filter(|h| !h.is_empty()) {
+    let host = env(var).map(|h| h.to_string_lossy().into_owned());
+    if let Some(host) = host.filter(|h| !h.is_empty()) {
         return match host.strip_prefix("unix://") {
             Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
             _ => Err(Error::usage(format!(
@@ -154,7 +159,7 @@ fn socket_path(engine: Engine) -> Result<PathBuf, Error> {
     }
     Ok(match engine {
         Engine::Docker => PathBuf::from(DOCKER_SOCKET),
-        Engine::Podman => std::env::var_os("XDG_RUNTIME_DIR")
+        Engine::Podman => env("XDG_RUNTIME_DIR")
             .map(|d| Path::new(&d).join("podman/podman.sock"))
             .filter(|p| p.exists())
             .unwrap_or_else(|| PathBuf::from(PODMAN_ROOT_SOCKET)),

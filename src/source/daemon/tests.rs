@@ -133,7 +133,6 @@ fn legacy_export_as_podman_writes_it() {
 #[test]
 fn legacy_export_naming_layers_through_links() {
     let l = two_layers();
-    let (h0, h1) = (hex(&l.diff_ids[0]), hex(&l.diff_ids[1]));
     // Docker before 25: `<id>/layer.tar`, a repeated layer as a link.
     let manifest = serde_json::to_vec(&serde_json::json!([{
         "Config": "cfg.json", "RepoTags": null,
@@ -159,7 +158,6 @@ fn legacy_export_naming_layers_through_links() {
     );
     assert_eq!(streamed.image.layers[2].digest, l.diff_ids[0]);
     assert_eq!(seen.len(), 2, "a linked layer passes once: {seen:?}");
-    let _ = (h0, h1);
 }
 
 /// Docker 25+: an OCI layout, with `manifest.json` beside `index.json`.
@@ -271,25 +269,26 @@ fn an_export_without_its_layers_is_corrupt() {
 
 #[test]
 fn sockets_come_from_the_environment_or_the_engine_default() {
-    // One test touches the variables, so no other test sees them change.
-    // SAFETY: no other thread of this test binary reads DOCKER_HOST or
-    // CONTAINER_HOST (this is the only test that does).
-    unsafe {
-        std::env::set_var("DOCKER_HOST", "unix:///tmp/d.sock");
-        std::env::set_var("CONTAINER_HOST", "tcp://10.0.0.1:2375");
-    }
-    assert_eq!(
-        socket_path(Engine::Docker).unwrap(),
-        PathBuf::from("/tmp/d.sock")
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |var: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| std::ffi::OsString::from(v))
+        }
+    };
+    let docker = socket_path(
+        Engine::Docker,
+        env(&[("DOCKER_HOST", "unix:///tmp/d.sock")]),
     );
-    let e = socket_path(Engine::Podman).unwrap_err();
-    assert_eq!(e.kind(), Kind::Usage, "{e}");
-    unsafe {
-        std::env::remove_var("DOCKER_HOST");
-        std::env::remove_var("CONTAINER_HOST");
-    }
-    assert_eq!(
-        socket_path(Engine::Docker).unwrap(),
-        PathBuf::from(DOCKER_SOCKET)
+    assert_eq!(docker.unwrap(), PathBuf::from("/tmp/d.sock"));
+    let tcp = socket_path(
+        Engine::Podman,
+        env(&[("CONTAINER_HOST", "tcp://10.0.0.1:2375")]),
     );
+    assert_eq!(tcp.unwrap_err().kind(), Kind::Usage);
+    let none = socket_path(Engine::Docker, env(&[("DOCKER_HOST", "")]));
+    assert_eq!(none.unwrap(), PathBuf::from(DOCKER_SOCKET));
+    let podman = socket_path(Engine::Podman, env(&[("XDG_RUNTIME_DIR", "/nonexistent")]));
+    assert_eq!(podman.unwrap(), PathBuf::from(PODMAN_ROOT_SOCKET));
 }
