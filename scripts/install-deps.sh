@@ -9,6 +9,10 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have docker-registry || need+=(docker-registry)
 have skopeo || need+=(skopeo)
 have umoci || need+=(umoci)
+# The engine behind `docker-daemon:` in tests/daemon.rs (as root: its API
+# service over a private store, no systemd needed); git for tests/hook.rs.
+have podman || need+=(podman)
+have git || need+=(git)
 have htpasswd || need+=(apache2-utils)
 have openssl || need+=(openssl)
 have zstd || need+=(zstd)

@@ -58,6 +58,12 @@ impl NodeConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
+    /// The image a local check judges (`--candidate`): what the pre-push
+    /// hook checks, e.g. `docker-daemon:ghcr.io/org/app:dev`.
+    pub image: Option<String>,
+    /// The image it replaces (`--baseline`): the last published one,
+    /// e.g. `ghcr.io/org/app:main`.
+    pub baseline: Option<String>,
     pub max_growth: Option<OneOrMany>,
     pub warn_growth: Option<OneOrMany>,
     pub max_pull_size: Option<String>,
@@ -95,7 +101,7 @@ impl Settings {
             .map_err(|e| Error::usage(path.display()).with_source(e))?;
         let mut s: Settings = toml::from_str(&text)
             .map_err(|e| Error::usage(format!("{}: {}", path.display(), e.message())))?;
-        // Stats paths in the file are relative to the file.
+        // Stats paths and image files in the file are relative to the file.
         let base = path.parent().unwrap_or(Path::new("."));
         for n in s.node.iter_mut().chain(s.nodes.values_mut()) {
             if let Some(p) = &n.stats
@@ -103,6 +109,9 @@ impl Settings {
             {
                 n.stats = Some(base.join(p));
             }
+        }
+        for r in [&mut s.image, &mut s.baseline].into_iter().flatten() {
+            *r = relative_to(base, r);
         }
         Ok(s)
     }
@@ -120,6 +129,8 @@ impl Settings {
         let mut nodes = base.nodes;
         nodes.extend(self.nodes);
         Settings {
+            image: self.image.or(base.image),
+            baseline: self.baseline.or(base.baseline),
             max_growth: self.max_growth.or(base.max_growth),
             warn_growth: self.warn_growth.or(base.warn_growth),
             max_pull_size: self.max_pull_size.or(base.max_pull_size),
@@ -152,6 +163,20 @@ impl Settings {
             nodes,
         }
     }
+}
+
+/// A reference to an image file or directory (`oci:`, `oci-archive:`,
+/// `docker-archive:`) with a relative path, made relative to `base`; any
+/// other reference as it is.
+fn relative_to(base: &Path, reference: &str) -> String {
+    for transport in ["oci:", "oci-archive:", "docker-archive:"] {
+        if let Some(rest) = reference.strip_prefix(transport)
+            && Path::new(rest).is_relative()
+        {
+            return format!("{transport}{}", base.join(rest).display());
+        }
+    }
+    reference.to_string()
 }
 
 fn bytes(key: &str, v: &Option<String>) -> Result<Option<u64>, Error> {
@@ -377,6 +402,32 @@ mod tests {
         };
         let err = bad.node_choice(false).err().unwrap();
         assert!(err.to_string().contains("gpu"), "{err}");
+    }
+
+    #[test]
+    fn image_paths_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(FILE_NAME);
+        std::fs::write(
+            &file,
+            "image = \"oci:build/app:dev\"\nbaseline = \"ghcr.io/org/app:main\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(&file).unwrap();
+        let image = format!("oci:{}:dev", dir.path().join("build/app").display());
+        assert_eq!(s.image.as_deref(), Some(image.as_str()));
+        assert_eq!(s.baseline.as_deref(), Some("ghcr.io/org/app:main"));
+        let flags = Settings {
+            baseline: Some("oci:/elsewhere:v1".into()),
+            ..Default::default()
+        };
+        let merged = flags.over(s);
+        assert_eq!(merged.baseline.as_deref(), Some("oci:/elsewhere:v1"));
+        assert_eq!(merged.image.as_deref(), Some(image.as_str()));
+        assert_eq!(
+            relative_to(Path::new("/repo"), "docker-daemon:app:dev"),
+            "docker-daemon:app:dev"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! environment variables, terminals or HTTP: those are the callers' business,
 //! and so are rendering and publishing the answer.
 
+mod published;
 #[cfg(test)]
 mod tests;
 
@@ -131,6 +132,9 @@ pub async fn check(services: &Services, req: &CheckRequest) -> Result<CheckRepor
         )
         .await?;
     let baselines = reports.split_off(n_candidate);
+    for candidate in &mut reports {
+        published::adopt_published_blobs(candidate, &baselines);
+    }
     assemble(
         req.candidate.clone(),
         req.baseline.clone(),

@@ -122,7 +122,12 @@ pub fn image_name(reference: &str) -> String {
         .or_else(|| {
             reference
                 .split_once(':')
-                .filter(|(t, _)| matches!(*t, "oci" | "oci-archive" | "docker-archive"))
+                .filter(|(t, _)| {
+                    matches!(
+                        *t,
+                        "oci" | "oci-archive" | "docker-archive" | "docker-daemon" | "podman"
+                    )
+                })
                 .map(|(_, r)| r)
         })
         .unwrap_or(reference);
@@ -224,5 +229,6 @@ mod tests {
         assert_eq!(image_name("127.0.0.1:5000/team/app@sha256:abc"), "app");
         assert_eq!(image_name("oci:fixtures/demo:v2"), "demo");
         assert_eq!(image_name("alpine"), "alpine");
+        assert_eq!(image_name("docker-daemon:localhost/app:dev"), "app");
     }
 }

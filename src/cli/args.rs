@@ -11,12 +11,14 @@ pub enum Format {
     Json,
 }
 
-/// `check --format`: also Markdown, the text a pull-request comment uses.
+/// `check --format`: also Markdown, the text a pull-request comment uses,
+/// and a verdict short enough for a terminal (what the pre-push hook shows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CheckFormat {
     Table,
     Json,
     Markdown,
+    Short,
 }
 
 impl From<Format> for crate::report::Format {
@@ -34,6 +36,7 @@ impl From<CheckFormat> for crate::report::Format {
             CheckFormat::Table => crate::report::Format::Table,
             CheckFormat::Json => crate::report::Format::Json,
             CheckFormat::Markdown => crate::report::Format::Markdown,
+            CheckFormat::Short => crate::report::Format::Short,
         }
     }
 }
@@ -94,6 +97,35 @@ pub enum Command {
     /// Post a `check --format json` report as the sticky pull-request
     /// comment (e.g. from a `workflow_run` workflow, for fork pull requests).
     Comment(CommentArgs),
+    /// Install or remove the git pre-push hook that checks the local image
+    /// with the repository's sizeguard.toml before every push.
+    Hook(HookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    #[command(subcommand)]
+    pub action: HookAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookAction {
+    /// Write `.git/hooks/pre-push` (or under `core.hooksPath`). An existing
+    /// hook is moved aside and still runs first, with git's arguments and
+    /// ref lines, whatever the check decides.
+    Install {
+        /// The image to check, e.g. `docker-daemon:ghcr.io/org/app:dev`
+        /// (default: `image` in sizeguard.toml, read at every push).
+        #[arg(long, value_name = "REF")]
+        image: Option<String>,
+
+        /// Replace an existing hook instead of chaining to it (it is kept
+        /// aside, and `hook uninstall` restores it).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove the hook and put back the one it moved aside, if any.
+    Uninstall,
 }
 
 /// Where a pull-request comment goes (the rest comes from GITHUB_* variables).
@@ -234,11 +266,13 @@ pub struct MeasureArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The image that wants to ship.
+    /// The image that wants to ship (default: `image` in sizeguard.toml).
+    /// `docker-daemon:IMAGE` reads it from the local engine.
     #[arg(long, value_name = "REF")]
-    pub candidate: String,
+    pub candidate: Option<String>,
 
-    /// The image it replaces (what nodes already hold).
+    /// The image it replaces, what nodes already hold (default: `baseline`
+    /// in sizeguard.toml).
     #[arg(long, value_name = "REF")]
     pub baseline: Option<String>,
 
@@ -249,7 +283,9 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 
-    /// Output format (`github` is implied under GitHub Actions for the step summary).
+    /// Output format (`github` is implied under GitHub Actions for the step
+    /// summary). `short`: the verdict, the top reasons and the largest new
+    /// files, coloured on a terminal.
     #[arg(long, value_enum, default_value = "table")]
     pub format: CheckFormat,
 

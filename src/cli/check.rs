@@ -3,11 +3,13 @@
 
 use crate::app;
 use crate::budget::Verdict;
-use crate::cli::args::CheckArgs;
+use crate::budget::verdict::CheckReport;
+use crate::cli::args::{CheckArgs, CheckFormat};
 use crate::cli::{output, request};
 use crate::error::{Error, ExitCode};
 use crate::publish::actions;
-use crate::report::renderer;
+use crate::report::terminal::Terminal;
+use crate::report::{self, Renderer, renderer};
 
 /// Runs the check; returns the exit code the verdict maps to.
 pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
@@ -15,7 +17,10 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
     let services = request::services(&args.source)?;
     let report = app::check(&services, &req).await?;
 
-    let text = renderer(args.format.into()).render_check(&report);
+    let text = match args.format {
+        CheckFormat::Short => short(&args).render_check(&report),
+        format => renderer(format.into()).render_check(&report),
+    };
     output::emit(&text, args.output.as_deref())?;
     if actions::in_actions() {
         actions::publish(&report)?;
@@ -34,4 +39,38 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
         .await;
     }
     Ok(verdict)
+}
+
+/// The short verdict: coloured when it goes to a terminal (and `NO_COLOR`
+/// is unset), ending with the command that shows the full report.
+fn short(args: &CheckArgs) -> Terminal {
+    use std::io::IsTerminal;
+    let color = args.output.is_none()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::io::stdout().is_terminal();
+    let mut full = String::from("sizeguard check");
+    for (flag, value) in [
+        ("--candidate", args.candidate.as_deref()),
+        ("--baseline", args.baseline.as_deref()),
+    ] {
+        if let Some(v) = value {
+            full.push_str(&format!(" {flag} {v}"));
+        }
+    }
+    if let Some(config) = &args.config {
+        full.push_str(&format!(" --config {}", config.display()));
+    }
+    if args.no_config {
+        full.push_str(" --no-config");
+    }
+    full.push_str(" --format table");
+    Terminal {
+        color,
+        full_report: Some(full),
+    }
+}
+
+/// Markdown is what a pull-request comment shows.
+pub fn markdown(report: &CheckReport) -> String {
+    renderer(report::Format::Markdown).render_check(report)
 }

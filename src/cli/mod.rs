@@ -1,11 +1,13 @@
 //! The command line: clap's definitions ([`args`]), their mapping to the
 //! app layer's requests ([`request`]), and one module per command that runs
-//! a request and presents the answer (render, publish, exit code).
+//! a request and presents the answer (render, publish, exit code); [`hook`]
+//! installs the git pre-push hook that runs `check`.
 
 pub mod args;
 pub mod cache;
 pub mod check;
 pub mod comment;
+pub mod hook;
 pub mod measure;
 mod output;
 mod progress;
@@ -46,6 +48,7 @@ pub fn run() -> i32 {
             args::Command::Check(args) => check::run(*args).await,
             args::Command::Cache(args) => cache::run(args).map(|()| ExitCode::Ok),
             args::Command::Comment(args) => comment::run(args).await,
+            args::Command::Hook(args) => hook::run(args),
         }
     });
     match result {

@@ -97,9 +97,12 @@ pub fn check_request(args: &CheckArgs) -> Result<CheckRequest, Error> {
     let thresholds = settings.thresholds()?;
     let cli_node = args.node.node_stats.is_some() || args.node.node_capacity.is_some();
     let node = settings.node_choice(cli_node)?;
+    let candidate = settings.image.clone().ok_or_else(|| {
+        Error::usage("no candidate: give --candidate REF, or `image` in sizeguard.toml")
+    })?;
     Ok(CheckRequest {
-        candidate: args.candidate.clone(),
-        baseline: args.baseline.clone(),
+        candidate,
+        baseline: settings.baseline.clone(),
         baseline_optional: settings.baseline_optional.unwrap_or(false),
         platforms: platforms(&args.source)?,
         policy,
@@ -135,6 +138,8 @@ fn flag_settings(args: &CheckArgs) -> Settings {
     let p = &args.policy;
     let many = |v: &Vec<String>| (!v.is_empty()).then(|| OneOrMany::Many(v.clone()));
     Settings {
+        image: args.candidate.clone(),
+        baseline: args.baseline.clone(),
         max_growth: many(&p.max_growth),
         warn_growth: many(&p.warn_growth),
         max_pull_size: p.max_pull_size.clone(),

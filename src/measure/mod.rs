@@ -6,6 +6,7 @@ pub mod estimate;
 pub mod index;
 pub mod layer;
 pub mod merged;
+mod one_pass;
 pub mod progress;
 pub mod tarstream;
 pub mod tree;
@@ -74,6 +75,9 @@ pub enum EstimateNote {
     /// Streamed after all, every figure exact, because the ends could not be
     /// trusted.
     Streamed { reason: String },
+    /// An engine's uncompressed layer: `compressed_bytes` estimates what a
+    /// push would upload (see `one_pass`); every other figure is exact.
+    Recompressed,
 }
 
 impl EstimateNote {
@@ -83,6 +87,11 @@ impl EstimateNote {
 }
 
 impl LayerReport {
+    /// Whether `compressed_bytes` is an estimate rather than a blob's size.
+    pub fn compressed_estimated(&self) -> bool {
+        self.estimate == Some(EstimateNote::Recompressed)
+    }
+
     pub fn figures(&self) -> Option<&LayerFigures> {
         self.measurement.as_ref().map(|m| &m.figures)
     }
@@ -113,6 +122,14 @@ pub struct ImageReport {
     /// True when some layer was only probed (`--estimate`): the final view,
     /// the wasted bytes and the unknown figures are not reported.
     pub estimated: bool,
+}
+
+impl ImageReport {
+    /// Whether some layer's compressed size, and so the pull size, is an
+    /// estimate.
+    pub fn compressed_estimated(&self) -> bool {
+        self.layers.iter().any(LayerReport::compressed_estimated)
+    }
 }
 
 /// How one layer came out: measured (streamed, cached or probed), or not
@@ -156,6 +173,9 @@ fn plan(
     let mut jobs: Vec<Job> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (source, image) in images {
+        if source.one_pass().is_some() {
+            continue;
+        }
         if opts.verify_diff_ids && image.diff_ids.len() != image.layers.len() {
             return Err(Error::corrupt(format!(
                 "{}: the config lists {} diff_ids for {} layers",
@@ -183,28 +203,57 @@ impl Measurer {
     /// several images share it.
     pub async fn measure_images(
         &self,
-        images: Vec<(Arc<dyn ImageSource>, ResolvedImage)>,
+        mut images: Vec<(Arc<dyn ImageSource>, ResolvedImage)>,
         opts: &MeasureOptions,
     ) -> Result<Vec<ImageReport>, Error> {
         let jobs = plan(&images, opts)?;
         // When one layer fails the others stop at their next read, and every
         // job is awaited before returning, so no analyzer outlives the runtime.
         let cancel = Arc::new(AtomicBool::new(false));
-        let outcomes: Vec<Result<(String, LayerOutcome), Error>> = futures::stream::iter(jobs)
+        let layer_jobs = futures::stream::iter(jobs)
             .map(|job| self.run_job(job, opts, &cancel))
             .buffer_unordered(opts.jobs.max(1))
-            .collect()
-            .await;
+            .collect::<Vec<_>>();
+        // One-pass sources stream whole images, beside the layer jobs.
+        let streams = futures::future::join_all(
+            images
+                .iter()
+                .enumerate()
+                .filter(|(_, (source, _))| source.one_pass().is_some())
+                .map(|(i, (source, image))| {
+                    let streamed = one_pass::measure(
+                        self.progress.clone(),
+                        source.clone(),
+                        image.clone(),
+                        cancel.clone(),
+                    );
+                    async move { streamed.await.map(|s| (i, s)) }
+                }),
+        );
+        let (outcomes, streamed) = tokio::join!(layer_jobs, streams);
         let mut by_digest = HashMap::with_capacity(outcomes.len());
         let mut first_error: Option<Error> = None;
+        let mut keep_first = |e: Error| {
+            // The layer that failed first explains; the ones it cancelled don't.
+            if first_error.is_none() && !e.is_cancelled() {
+                first_error = Some(e);
+            }
+        };
         for o in outcomes {
             match o {
                 Ok((digest, outcome)) => {
                     by_digest.insert(digest, outcome);
                 }
-                // The layer that failed first explains; the ones it cancelled don't.
-                Err(e) if first_error.is_none() && !e.is_cancelled() => first_error = Some(e),
-                Err(_) => {}
+                Err(e) => keep_first(e),
+            }
+        }
+        for s in streamed {
+            match s {
+                Ok((i, s)) => {
+                    by_digest.extend(s.outcomes);
+                    images[i].1 = s.image;
+                }
+                Err(e) => keep_first(e),
             }
         }
         if let Some(e) = first_error {

@@ -7,6 +7,7 @@
 //! - [`markdown`]: the pull-request comment and the step summary, over
 //!   [`view`]: what it reads of a check, built in process or read back
 //!   from an untrusted JSON report.
+//! - [`terminal`]: the verdict in a few lines, for the pre-push hook.
 //! - [`escape`]: the one place text from an image or a report is made
 //!   inert for the terminal, Markdown, workflow commands and output files.
 //!
@@ -17,6 +18,7 @@ pub mod escape;
 pub mod json;
 pub mod markdown;
 pub mod table;
+pub mod terminal;
 pub mod view;
 
 use crate::budget::verdict::CheckReport;
@@ -36,6 +38,7 @@ pub enum Format {
     Table,
     Json,
     Markdown,
+    Short,
 }
 
 pub fn renderer(format: Format) -> Box<dyn Renderer> {
@@ -43,5 +46,6 @@ pub fn renderer(format: Format) -> Box<dyn Renderer> {
         Format::Table => Box::new(table::Table),
         Format::Json => Box::new(json::Json),
         Format::Markdown => Box::new(markdown::Markdown),
+        Format::Short => Box::new(terminal::Terminal::default()),
     }
 }

@@ -7,12 +7,17 @@
 //! A [`SourceFactory`] opens sources from references and keeps what
 //! registries need between opens. The transports: [`registry`] (with
 //! [`auth`] for credentials), [`layout`] (`oci:` and `oci-archive:`, over a
-//! [`blob_store::BlobStore`]), [`docker_archive`]; [`manifest`] is the walk
-//! they share, [`tar_index`] reads archives in place, [`reference`](mod@reference) and
-//! [`platform`] say what the user asked for.
+//! [`blob_store::BlobStore`]), [`docker_archive`], [`daemon`]; [`manifest`]
+//! is the walk they share, [`tar_index`] reads archives in place,
+//! [`reference`](mod@reference) and [`platform`] say what the user asked for.
+//!
+//! A daemon cannot serve one layer on request: it exports a whole image as
+//! one stream. Such a source is a [`OnePassSource`]: the measurer asks it to
+//! stream every layer once instead of opening them one by one.
 
 pub mod auth;
 pub mod blob_store;
+pub mod daemon;
 pub mod docker_archive;
 pub mod layout;
 pub mod manifest;
@@ -113,6 +118,49 @@ pub trait ImageSource: Send + Sync {
     ) -> Result<Option<Vec<u8>>, Error> {
         Ok(None)
     }
+
+    /// A source that delivers an image's layers all at once, in one stream,
+    /// rather than one blob at a time: the measurer then streams it instead
+    /// of calling `open_layer`.
+    fn one_pass(&self) -> Option<&dyn OnePassSource> {
+        None
+    }
+}
+
+/// A blob of a one-pass stream as it passes, not yet known to be a layer of
+/// the image: the stream says which blob is which layer only at its end.
+pub struct PassingBlob<'a> {
+    /// Its name in the stream (an archive member), as
+    /// [`StreamedImage::layer_blobs`] names it.
+    pub name: &'a str,
+    /// Its length in bytes.
+    pub size: u64,
+    pub reader: &'a mut dyn Read,
+}
+
+/// What is done with each blob as it passes; called on a blocking thread.
+pub type BlobVisitor = Box<dyn FnMut(PassingBlob<'_>) -> Result<(), Error> + Send>;
+
+/// What a one-pass stream turned out to hold.
+#[derive(Debug, Clone)]
+pub struct StreamedImage {
+    /// The image as the stream describes it: its config, its layers with
+    /// their sizes, in order.
+    pub image: ResolvedImage,
+    /// For each of `image.layers`, the name of the blob that held it.
+    pub layer_blobs: Vec<String>,
+}
+
+#[async_trait]
+pub trait OnePassSource: Send + Sync {
+    /// Streams the image `resolve` returned once, handing every blob that
+    /// may be a layer to `visit` as it passes, and says at the end which
+    /// blob was which layer.
+    async fn stream(
+        &self,
+        image: &ResolvedImage,
+        visit: BlobVisitor,
+    ) -> Result<StreamedImage, Error>;
 }
 
 /// Sources that store manifests as content-addressed blobs (a registry, an
@@ -170,6 +218,7 @@ impl SourceFactory {
             ImageRef::DockerArchive { .. } => {
                 Arc::new(docker_archive::DockerArchiveSource::open(reference)?)
             }
+            ImageRef::Daemon { .. } => Arc::new(daemon::DaemonSource::open(reference)?),
         })
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! `docker://` or no prefix: a registry; `oci:PATH[:TAG]`: an OCI image
 //! layout directory; `oci-archive:FILE[:TAG]`: a tar of one;
-//! `docker-archive:FILE[:REF]`: the output of `docker save`.
+//! `docker-archive:FILE[:REF]`: the output of `docker save`;
+//! `docker-daemon:IMAGE`: an image in a local Docker engine (or any engine
+//! that serves the Docker Engine API, Podman's included: `DOCKER_HOST`);
+//! `podman:IMAGE`: the same through Podman's own socket.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,29 @@ pub enum ImageRef {
         path: PathBuf,
         reference: Option<String>,
     },
+    /// An image in a local engine, by the name or ID the engine knows it by.
+    Daemon {
+        engine: Engine,
+        name: String,
+    },
+}
+
+/// Which engine a daemon reference names, and so which socket is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `docker-daemon:`: `DOCKER_HOST`, else `/var/run/docker.sock`.
+    Docker,
+    /// `podman:`: `CONTAINER_HOST`, else Podman's socket for this user.
+    Podman,
+}
+
+impl Engine {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker-daemon",
+            Engine::Podman => "podman",
+        }
+    }
 }
 
 impl ImageRef {
@@ -47,15 +73,15 @@ impl ImageRef {
         } else if let Some(rest) = input.strip_prefix("docker-archive:") {
             let (path, reference) = split_path(rest, "docker-archive")?;
             Ok(ImageRef::DockerArchive { path, reference })
-        } else if input.starts_with("docker-daemon:") {
-            Err(Error::usage(
-                "the docker-daemon: transport is not supported yet; export the image with `docker save IMAGE -o image.tar` and use docker-archive:image.tar",
-            ))
+        } else if let Some(rest) = input.strip_prefix("docker-daemon:") {
+            daemon_ref(Engine::Docker, rest)
+        } else if let Some(rest) = input.strip_prefix("podman:") {
+            daemon_ref(Engine::Podman, rest)
         } else {
             let name = input.strip_prefix("docker://").unwrap_or(input);
             if name.contains("://") {
                 return Err(Error::usage(format!(
-                    "unknown transport in {input:?}: use docker://, oci:, oci-archive: or docker-archive:"
+                    "unknown transport in {input:?}: use docker://, oci:, oci-archive:, docker-archive:, docker-daemon: or podman:"
                 )));
             }
             match parse_common(name) {
@@ -76,6 +102,11 @@ impl ImageRef {
     pub fn short_name(&self) -> String {
         let name = match self {
             ImageRef::Registry(r) => r.repository().rsplit('/').next().map(str::to_string),
+            ImageRef::Daemon { name, .. } => {
+                let repo = name.split('@').next().unwrap_or(name);
+                let last = repo.rsplit('/').next().unwrap_or(repo);
+                last.split(':').next().map(str::to_string)
+            }
             ImageRef::Layout { path, .. }
             | ImageRef::OciArchive { path, .. }
             | ImageRef::DockerArchive { path, .. } => {
@@ -85,6 +116,30 @@ impl ImageRef {
         name.filter(|n| !n.is_empty())
             .unwrap_or_else(|| self.to_string())
     }
+}
+
+/// The name an engine knows an image by (`app:dev`, `localhost/app:dev`,
+/// `repo@sha256:…`, an image ID) goes into the API's URL path as given: the
+/// engine resolves it as `docker run` would. So only what could not be part
+/// of such a name, or would change the URL, is refused.
+fn daemon_ref(engine: Engine, name: &str) -> Result<ImageRef, Error> {
+    let prefix = engine.prefix();
+    if name.is_empty() {
+        return Err(Error::usage(format!(
+            "{prefix}: needs an image name, e.g. {prefix}:app:dev"
+        )));
+    }
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '@');
+    if !name.chars().all(allowed) || name.starts_with('/') || name.contains("..") {
+        return Err(Error::usage(format!(
+            "{prefix}:{name}: not an image name or ID"
+        )));
+    }
+    Ok(ImageRef::Daemon {
+        engine,
+        name: name.to_string(),
+    })
 }
 
 /// Parses the references people write (ASCII names, tags, sha256/sha512
@@ -259,6 +314,7 @@ impl fmt::Display for ImageRef {
             ImageRef::DockerArchive { path, reference } => {
                 with(f, "docker-archive", path, reference)
             }
+            ImageRef::Daemon { engine, name } => write!(f, "{}:{name}", engine.prefix()),
         }
     }
 }
@@ -284,7 +340,39 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(ImageRef::parse("Not A Ref!").is_err());
-        assert!(ImageRef::parse("docker-daemon:app:latest").is_err());
+    }
+
+    #[test]
+    fn daemon_references_keep_the_engine_name() {
+        let parsed = |r: &str| match ImageRef::parse(r).unwrap() {
+            ImageRef::Daemon { engine, name } => (engine, name),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            parsed("docker-daemon:app:latest"),
+            (Engine::Docker, "app:latest".to_string())
+        );
+        assert_eq!(
+            parsed("podman:localhost/app:dev"),
+            (Engine::Podman, "localhost/app:dev".to_string())
+        );
+        let id = format!("docker-daemon:sha256:{}", "ab".repeat(32));
+        assert_eq!(ImageRef::parse(&id).unwrap().to_string(), id);
+        assert_eq!(
+            ImageRef::parse("docker-daemon:ghcr.io/org/app:dev")
+                .unwrap()
+                .short_name(),
+            "app"
+        );
+        for bad in [
+            "docker-daemon:",
+            "docker-daemon:app dev",
+            "podman:../x",
+            "docker-daemon:a?b",
+        ] {
+            let e = ImageRef::parse(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::error::Kind::Usage, "{bad}: {e}");
+        }
     }
 
     #[test]

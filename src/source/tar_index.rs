@@ -133,7 +133,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// `a/b` + `../c/d` → `a/c/d`.
-fn resolve_relative(dir: &str, target: &str) -> String {
+pub(crate) fn resolve_relative(dir: &str, target: &str) -> String {
     let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
     for p in target.split('/') {
         match p {

@@ -200,6 +200,29 @@ impl Evaluation {
     }
 }
 
+/// What a finding adds when the figure it judged rests on compressed sizes
+/// that are estimates (a local engine's uncompressed layers).
+pub const ESTIMATED: &str = " (estimated: the local image's layers are uncompressed; what a push uploads is a gzip estimate)";
+
+/// Whether a finding's figure includes compressed layer sizes: pull sizes,
+/// and what the node stores unless it discards the blobs once unpacked.
+fn reads_compressed_sizes(f: &Finding, store: StoreModel) -> bool {
+    let blobs_kept = !store.discard_unpacked_layers;
+    match f.rule {
+        Rule::PullSize | Rule::LayerSize => true,
+        Rule::GcHeadroom | Rule::EvictionHeadroom => blobs_kept,
+        Rule::Growth => {
+            f.figure == Figure::PullBytes.name()
+                || (f.figure == Figure::NodeBytes.name() && blobs_kept)
+        }
+        Rule::InodeHeadroom
+        | Rule::UnpackedSize
+        | Rule::LayerCount
+        | Rule::Wasted
+        | Rule::BaselineMissing => false,
+    }
+}
+
 /// Applies every rule to one platform's candidate (and baseline).
 pub fn evaluate(
     policy: &Policy,
@@ -234,8 +257,12 @@ pub fn evaluate(
     }
     findings.extend(limits::findings(policy, candidate, &cand));
     let platform = candidate.image.platform.to_string();
+    let estimated = candidate.compressed_estimated();
     for f in &mut findings {
         f.platform.clone_from(&platform);
+        if estimated && reads_compressed_sizes(f, policy.store) {
+            f.message.push_str(ESTIMATED);
+        }
     }
     Evaluation {
         platform,

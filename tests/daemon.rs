@@ -1,0 +1,363 @@
+//! `docker-daemon:` against a real engine: Podman's Docker-compatible API
+//! service on a temporary socket, over a store of its own, holding images
+//! that are also pushed to a loopback registry. Read from the engine, an
+//! image measures exactly as its registry copy does, compressed sizes
+//! aside (the engine exports layers uncompressed: those are estimates).
+
+mod support;
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::json::{LAYER_FIGURES, u};
+use support::layout::{Comp, LayerSpec, LayoutBuilder};
+use support::registry::{Registry, SkopeoSource, run_skopeo};
+use support::require_tool;
+use support::run::Run;
+
+/// A Podman store in a temporary directory and, once started, its API
+/// service. Dropping it stops the service and unmounts what the overlay
+/// driver mounted, whether the test passed or not.
+struct Podman {
+    dir: tempfile::TempDir,
+    driver: &'static str,
+    service: Option<Child>,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        require_tool("podman", "apt-get install podman");
+        require_tool("skopeo", "apt-get install skopeo");
+        let dir = tempfile::Builder::new()
+            .prefix("sizeguard-podman-")
+            .tempdir()
+            .unwrap();
+        for sub in ["root", "runroot", "tmp"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        Podman {
+            dir,
+            driver: "overlay",
+            service: None,
+        }
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.path("api.sock")
+    }
+
+    /// `unix://…`, for `DOCKER_HOST`.
+    fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    fn storage(&self, name: &str) -> String {
+        format!(
+            "containers-storage:[{}@{}+{}]{name}",
+            self.driver,
+            self.path("root").display(),
+            self.path("runroot").display()
+        )
+    }
+
+    /// Copies an image of an OCI layout into the store. The first copy
+    /// falls back to the vfs driver where overlay cannot mount.
+    fn load(&mut self, layout: &Path, tag: &str, name: &str) {
+        let src = SkopeoSource::new(layout, tag).reference;
+        let skopeo = require_tool("skopeo", "apt-get install skopeo");
+        let copy = |dest: String| {
+            Command::new(&skopeo)
+                .args(["--insecure-policy", "copy", &src, &dest])
+                .output()
+                .expect("spawn skopeo")
+        };
+        let out = copy(self.storage(name));
+        if !out.status.success() && self.driver == "overlay" && self.service.is_none() {
+            eprintln!(
+                "overlay storage failed, using vfs: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            self.unmount();
+            self.driver = "vfs";
+            run_skopeo(&["copy".into(), src.clone(), self.storage(name)], None);
+            return;
+        }
+        assert!(
+            out.status.success(),
+            "skopeo copy {src} {}: {}",
+            self.storage(name),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts `podman system service` on the socket and waits until it
+    /// accepts connections.
+    fn serve(&mut self) {
+        let podman = require_tool("podman", "apt-get install podman");
+        let log = std::fs::File::create(self.path("service.log")).unwrap();
+        let child = Command::new(podman)
+            .arg("--root")
+            .arg(self.path("root"))
+            .arg("--runroot")
+            .arg(self.path("runroot"))
+            .arg("--tmpdir")
+            .arg(self.path("tmp"))
+            .args(["--storage-driver", self.driver])
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args(["system", "service", "--time=0", &self.host()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn podman system service");
+        self.service = Some(child);
+        for _ in 0..300 {
+            if UnixStream::connect(self.socket()).is_ok() {
+                return;
+            }
+            if let Some(status) = self.service.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "podman system service exited ({status}):\n{}",
+                    std::fs::read_to_string(self.path("service.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("podman system service did not listen on {}", self.host());
+    }
+
+    /// Unmounts every mount under the store, deepest first.
+    fn unmount(&self) {
+        let root = self.dir.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&root))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = Command::new("umount").arg(p).status();
+        }
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.service.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.unmount();
+    }
+}
+
+/// A base, a layer that deletes and hides some of it, and an application
+/// layer of mixed content, so that every figure has something to count.
+fn build(dir: &Path) {
+    let mut b = LayoutBuilder::new(dir);
+    let mut base = LayerSpec::new().dir("etc").dir("usr").dir("usr/lib");
+    for i in 0..40 {
+        base = base.file(&format!("usr/lib/lib{i}.so"), 3_000 + i * 997);
+    }
+    let base = b.add_layer(
+        &base
+            .file_bytes("etc/os-release", b"ID=test\n")
+            .symlink("usr/lib/libcurrent.so", "lib0.so")
+            .hardlink("usr/lib/lib0-again.so", "usr/lib/lib0.so")
+            .dir("var")
+            .dir("var/cache")
+            .file("var/cache/big.bin", 300_000),
+        Comp::Gzip,
+    );
+    let trim = b.add_layer(
+        &LayerSpec::new()
+            .dir("var")
+            .whiteout("var/cache")
+            .dir("usr/lib")
+            .opaque("usr/lib")
+            .file("usr/lib/only.so", 5_000),
+        Comp::Gzip,
+    );
+    let text: Vec<u8> = b"GET /index.html 200 OK\n".repeat(120_000);
+    let app = b.add_layer(
+        &LayerSpec::new()
+            .dir("app")
+            .file("app/server", 2_000_000)
+            .file_bytes("app/access.log", &text)
+            .file_compressible("app/zeros", 1_000_000),
+        Comp::Gzip,
+    );
+    b.add_tagged_image(&[base.clone(), trim.clone()], "v1");
+    b.add_tagged_image(&[base, trim, app], "v2");
+}
+
+fn measure(reference: &str, host: Option<(&str, &str)>) -> Value {
+    let mut run = Run::new(["measure", "--format", "json", reference]);
+    if let Some((var, value)) = host {
+        run = run.env(var, value);
+    }
+    let out = run.run();
+    out.assert_ok();
+    out.json()
+}
+
+/// Every figure of the two reports is the same, compressed sizes aside;
+/// the daemon's compressed sizes are marked as estimates, and near the
+/// registry's.
+fn assert_same_but_compressed(daemon: &Value, registry: &Value) {
+    let (d, r) = (&daemon["images"][0], &registry["images"][0]);
+    for key in [
+        "platform",
+        "config_digest",
+        "config_bytes",
+        "final",
+        "wasted_bytes",
+    ] {
+        assert_eq!(d[key], r[key], "{key}");
+    }
+    assert_eq!(d["complete"], true);
+    for figure in &LAYER_FIGURES[1..] {
+        assert_eq!(d["totals"][figure], r["totals"][figure], "totals {figure}");
+    }
+    let (dl, rl) = (
+        d["layers"].as_array().unwrap(),
+        r["layers"].as_array().unwrap(),
+    );
+    assert_eq!(dl.len(), rl.len());
+    for (i, (d, r)) in dl.iter().zip(rl).enumerate() {
+        for key in LAYER_FIGURES[1..]
+            .iter()
+            .chain(&["diff_id", "largest_files", "measured"])
+        {
+            assert_eq!(d[key], r[key], "layer {i} {key}");
+        }
+        // The engine's layers are named by their diff_ids.
+        assert_eq!(d["digest"], r["diff_id"], "layer {i}");
+        assert_eq!(d["estimate"]["source"], "recompressed", "layer {i}");
+        let (estimate, real) = (u(&d["compressed_bytes"]), u(&r["compressed_bytes"]));
+        assert!(
+            estimate.abs_diff(real) <= real / 4 + 4096,
+            "layer {i}: compressed estimate {estimate}, the registry's gzip blob {real}"
+        );
+    }
+}
+
+#[test]
+fn daemon_images_measure_and_check_like_their_registry_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    build(&layout);
+    let reg = Registry::start();
+    reg.push_layout(&layout, "v1", "team/app:v1");
+    reg.push_layout(&layout, "v2", "team/app:v2");
+    let mut podman = Podman::new();
+    podman.load(&layout, "v1", "localhost/app:v1");
+    podman.load(&layout, "v2", "localhost/app:v2");
+    podman.serve();
+    let host = podman.host();
+    let docker_host = Some(("DOCKER_HOST", host.as_str()));
+
+    let registry = measure(&reg.reference("team/app:v2"), None);
+    let daemon = measure("docker-daemon:localhost/app:v2", docker_host);
+    assert_same_but_compressed(&daemon, &registry);
+    // Podman's own prefix, through CONTAINER_HOST, reads the same image.
+    let podman_ref = measure(
+        "podman:localhost/app:v2",
+        Some(("CONTAINER_HOST", host.as_str())),
+    );
+    assert_eq!(
+        podman_ref["images"][0]["layers"],
+        daemon["images"][0]["layers"]
+    );
+
+    check_against_the_registry_baseline(&reg, &host);
+
+    let missing = Run::new(["measure", "docker-daemon:localhost/app:nope"])
+        .env("DOCKER_HOST", &host)
+        .run();
+    missing.assert_measure_error(&[&["docker-daemon:localhost/app:nope"], &["no such image"]]);
+}
+
+/// A check of the local candidate against the published baseline judges
+/// as one of the pushed candidate: shared layers are the registry's blobs
+/// (exact sizes), only the new layer's compressed size is an estimate, and
+/// findings that rest on it say so.
+fn check_against_the_registry_baseline(reg: &Registry, host: &str) {
+    let baseline = reg.reference("team/app:v1");
+    let check = |candidate: &str| {
+        let out = Run::new(["check", "--format", "json", "--no-config"])
+            .args(["--candidate", candidate, "--baseline", &baseline])
+            .args(["--max-growth", "disk_bytes=1MiB", "--max-pull-size", "1KiB"])
+            .env("DOCKER_HOST", host)
+            .run();
+        assert_eq!(out.code, 1, "the policy fails: {}", out.stderr);
+        out.json()
+    };
+    let daemon = check("docker-daemon:localhost/app:v2");
+    let pushed = check(&reg.reference("team/app:v2"));
+    let (d, p) = (&daemon["platforms"][0], &pushed["platforms"][0]);
+    for figure in ["disk_bytes", "node_inodes", "layers"] {
+        for cost in ["candidate_cost", "rollout_cost"] {
+            assert_eq!(d[cost][figure], p[cost][figure], "{cost} {figure}");
+        }
+    }
+    let rows = |v: &Value| -> Vec<(Value, Value)> {
+        v["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["change"].clone(), l["candidate_disk_bytes"].clone()))
+            .collect()
+    };
+    assert_eq!(rows(d), rows(p));
+    let layers = |v: &Value| v["candidate"]["layers"].as_array().unwrap().clone();
+    let (dl, pl) = (layers(d), layers(p));
+    for i in 0..2 {
+        assert_eq!(dl[i]["digest"], pl[i]["digest"], "shared layer {i}");
+        assert_eq!(dl[i]["compressed_bytes"], pl[i]["compressed_bytes"]);
+        assert!(dl[i].get("estimate").is_none(), "{}", dl[i]);
+    }
+    assert_eq!(dl[2]["estimate"]["source"], "recompressed");
+    let verdicts = |v: &Value| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["rule"].clone(), f["level"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(verdicts(&daemon), verdicts(&pushed));
+    let pull = daemon["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "max_pull_size")
+        .expect("the pull-size rule fires");
+    assert!(
+        pull["message"].as_str().unwrap().contains("(estimated"),
+        "{pull}"
+    );
+}
+
+#[test]
+fn an_engine_that_is_not_there_is_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("none.sock");
+    let out = Run::new(["measure", "docker-daemon:app:dev"])
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .run();
+    out.assert_measure_error(&[&["cannot talk to the engine"], &["none.sock"]]);
+    let out = Run::new(["measure", "docker-daemon:app:dev"])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:2375")
+        .run();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.error().contains("unix"), "{}", out.stderr);
+}
