@@ -315,9 +315,9 @@ impl<R: Read> TarStream<R> {
                 .old_gnu_sparse(header, header_offset, size)
                 .map_err(|e| named(e, &name))?;
             kind = MemberKind::OldGnuSparse { size: apparent };
-            self.unread = size + padding(size);
+            self.unread = size.saturating_add(padding(size));
         } else {
-            self.unread = if header_only { 0 } else { size + padding(size) };
+            self.unread = if header_only { 0 } else { size.saturating_add(padding(size)) };
             if let Some(sparse) = PaxSparse::detect(pax) {
                 if header_only {
                     return Err(format_error(
@@ -758,6 +758,20 @@ mod tests {
         tar.extend(block("f", b'0', 0));
         let names: Vec<_> = members(&tar).unwrap().into_iter().map(|m| m.name).collect();
         assert_eq!(names, [b"d/".to_vec(), b"f".to_vec()]);
+    }
+
+    #[test]
+    fn a_size_near_u64_max_is_an_error_not_an_overflow() {
+        let mut tar = block("f", b'0', 0);
+        // Base-256: a set high bit, then the value.
+        let size_field = &mut tar[124..136];
+        size_field.fill(0xff);
+        let mut h = Header::new_old();
+        h.as_mut_bytes().copy_from_slice(&tar[..512]);
+        h.set_cksum();
+        tar[..512].copy_from_slice(h.as_bytes());
+        assert!(h.entry_size().unwrap() > u64::MAX - 512);
+        assert!(members(&tar).is_err());
     }
 
     #[test]
