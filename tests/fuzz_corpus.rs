@@ -1,10 +1,15 @@
 //! Replays the saved fuzz corpus (and any crash kept in `fuzz/artifacts`)
 //! through the layer analyzer on the stable toolchain, exactly as the
-//! `layer_analyzer` fuzz target feeds it: no input may panic.
+//! `layer_analyzer` fuzz target feeds it, then mutations of it with a fixed
+//! seed: no input may panic. The test build keeps overflow checks, which the
+//! fuzz build leaves out, so the two catch different things.
+//! `SIZEGUARD_MUTATIONS=N` runs N mutations instead of the default.
 
 use std::io::Write;
 use std::path::Path;
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use sizeguard::measure::layer::{Expected, analyze};
 use sizeguard::measure::merged::MergedFs;
 
@@ -54,5 +59,72 @@ fn layer_analyzer_corpus_replays_without_a_panic() {
         let data = std::fs::read(path).unwrap();
         let outcome = std::panic::catch_unwind(|| run_layer_analyzer(&data));
         assert!(outcome.is_ok(), "{} panics the analyzer", path.display());
+    }
+}
+
+/// One libFuzzer-style mutation of `input` (its first byte, the mode, kept).
+fn mutate(rng: &mut StdRng, input: &[u8], other: &[u8]) -> Vec<u8> {
+    const INTERESTING: &[u8] = b"\x00\xff\x80 0179=\n/.xgLKS5";
+    let mut out = input.to_vec();
+    if out.len() < 2 {
+        return out;
+    }
+    for _ in 0..rng.random_range(1..4) {
+        let at = rng.random_range(1..out.len());
+        match rng.random_range(0..6) {
+            0 => out[at] ^= 1 << rng.random_range(0..8),
+            1 => out[at] = INTERESTING[rng.random_range(0..INTERESTING.len())],
+            2 => out.truncate(at.max(2)),
+            // A header field's worth of one byte, where numbers live.
+            3 => {
+                let end = (at + 12).min(out.len());
+                let b = INTERESTING[rng.random_range(0..INTERESTING.len())];
+                out[at..end].fill(b);
+            }
+            4 => {
+                let n = rng.random_range(1..1024).min(other.len());
+                let from = rng.random_range(0..=other.len() - n);
+                out.splice(at..at, other[from..from + n].iter().copied());
+            }
+            _ => {
+                let block = at / 512 * 512;
+                let end = (block + 512).min(out.len());
+                let copy = out[block.max(1)..end].to_vec();
+                out.splice(end..end, copy);
+            }
+        }
+        if out.len() < 2 {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn mutations_of_the_corpus_never_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/layer_analyzer");
+    let corpus: Vec<Vec<u8>> = inputs(&root)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .filter(|d| d.len() > 1)
+        .collect();
+    let runs: usize = std::env::var("SIZEGUARD_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    for i in 0..runs {
+        let input = &corpus[rng.random_range(0..corpus.len())];
+        let other = &corpus[rng.random_range(0..corpus.len())];
+        let data = mutate(&mut rng, input, other);
+        let outcome = std::panic::catch_unwind(|| run_layer_analyzer(&data));
+        if outcome.is_err() {
+            let keep = std::env::temp_dir().join(format!("sizeguard-mutation-{i}"));
+            std::fs::write(&keep, &data).unwrap();
+            panic!(
+                "mutation {i} panics the analyzer; kept in {}",
+                keep.display()
+            );
+        }
     }
 }

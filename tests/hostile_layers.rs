@@ -120,11 +120,12 @@ fn write_layout(dir: &Path, layers: &[Vec<u8>]) {
 }
 
 /// Runs `sizeguard measure --format json` on the layout under GNU time and
-/// a 2 GiB address-space limit; returns (peak RSS KiB, stdout, stderr, ok).
+/// a 4 GiB address-space limit (room for the allocator's per-thread arenas,
+/// none for a runaway); returns (peak RSS KiB, stdout, stderr, ok).
 fn measure_binary(dir: &Path) -> (u64, String, String, bool) {
     support::require_tool("/usr/bin/time", "time");
     let script = format!(
-        "ulimit -v 2097152; exec /usr/bin/time -v '{}' measure -q --format json 'oci:{}:v1'",
+        "ulimit -v 4194304; exec /usr/bin/time -v '{}' measure -q --jobs 2 --format json 'oci:{}:v1'",
         env!("CARGO_BIN_EXE_sizeguard"),
         dir.display()
     );

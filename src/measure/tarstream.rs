@@ -315,9 +315,9 @@ impl<R: Read> TarStream<R> {
                 .old_gnu_sparse(header, header_offset, size)
                 .map_err(|e| named(e, &name))?;
             kind = MemberKind::OldGnuSparse { size: apparent };
-            self.unread = size + padding(size);
+            self.unread = size.saturating_add(padding(size));
         } else {
-            self.unread = if header_only { 0 } else { size + padding(size) };
+            self.unread = if header_only { 0 } else { size.saturating_add(padding(size)) };
             if let Some(sparse) = PaxSparse::detect(pax) {
                 if header_only {
                     return Err(format_error(
@@ -725,5 +725,81 @@ impl SparseMap {
                 ),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(name: &str, kind: u8, size: u64) -> Vec<u8> {
+        let mut h = Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_size(size);
+        h.set_cksum();
+        h.as_bytes().to_vec()
+    }
+
+    fn members(tar: &[u8]) -> Result<Vec<Member>, StreamError> {
+        let mut s = TarStream::new(tar);
+        let mut out = Vec::new();
+        while let Some(m) = s.next_member()? {
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn header_only_types_have_no_data_whatever_their_size_says() {
+        // Go's reader (isHeaderOnlyType) reads the next header right after
+        // a directory's, so the "data" below is the next member.
+        let mut tar = block("d/", b'5', 512);
+        tar.extend(block("f", b'0', 0));
+        let names: Vec<_> = members(&tar).unwrap().into_iter().map(|m| m.name).collect();
+        assert_eq!(names, [b"d/".to_vec(), b"f".to_vec()]);
+    }
+
+    #[test]
+    fn a_size_near_u64_max_is_an_error_not_an_overflow() {
+        let mut tar = block("f", b'0', 0);
+        // Base-256: a set high bit, then the value.
+        let size_field = &mut tar[124..136];
+        size_field.fill(0xff);
+        let mut h = Header::new_old();
+        h.as_mut_bytes().copy_from_slice(&tar[..512]);
+        h.set_cksum();
+        tar[..512].copy_from_slice(h.as_bytes());
+        assert!(h.entry_size().unwrap() > u64::MAX - 512);
+        assert!(members(&tar).is_err());
+    }
+
+    #[test]
+    fn one_zero_block_then_the_end_is_an_end() {
+        let mut tar = block("f", b'0', 0);
+        tar.extend([0u8; 512]);
+        assert_eq!(members(&tar).unwrap().len(), 1);
+        tar.extend([0u8; 100]);
+        assert!(members(&tar).is_err(), "a partial block after a zero block");
+    }
+
+    #[test]
+    fn pax_records_are_read_by_their_length() {
+        let recs: Vec<_> = pax_records(b"18 path=a\nb/c.txt\n10 size=5\n").collect();
+        assert_eq!(
+            recs,
+            [
+                Ok((&b"path"[..], &b"a\nb/c.txt"[..])),
+                Ok((&b"size"[..], &b"5"[..]))
+            ]
+        );
+        assert!(check_pax(b"8 path=a\n", 0).is_err());
+        assert!(check_pax(b"12 path=a\0b\n", 0).is_err());
+    }
+
+    #[test]
+    fn printable_escapes_and_cuts() {
+        assert_eq!(printable(b"a\x1b[0m\n"), "a\\x1b[0m\\n");
+        assert!(printable(&[b'x'; 500]).ends_with('…'));
     }
 }
