@@ -162,6 +162,10 @@ fn the_pre_push_hook_stops_a_failing_image_and_chains_the_previous_hook() {
     );
     assert!(stderr.contains("full report: sizeguard check"), "{stderr}");
     assert!(stderr.contains("push stopped"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "colours outside a terminal: {stderr}"
+    );
     assert_eq!(repo.remote_main(), None);
     let zeros = "0".repeat(40);
     assert_eq!(repo.logged("args"), "origin ../remote.git\n");
@@ -228,4 +232,35 @@ fn the_hook_follows_core_hooks_path_and_checks_what_install_names() {
     assert_eq!(repo.logged("args"), "");
     repo.sizeguard(&["uninstall"]).assert_ok();
     assert!(!hook.exists());
+}
+
+#[test]
+fn a_forced_install_keeps_the_previous_hook_aside_without_running_it() {
+    let repo = repo();
+    let original = std::fs::read_to_string(repo.work.join(".git/hooks/pre-push")).unwrap();
+    repo.sizeguard(&["install", "--force", "--image", &demo("v2")])
+        .assert_ok();
+    repo.commit("a");
+    let (pushed, output) = repo.push();
+    assert!(pushed, "{output}");
+    assert_eq!(repo.logged("args"), "", "the replaced hook ran");
+    // Installing again over a foreign hook while one is kept aside would
+    // lose one of them: refused.
+    let hooks = repo.work.join(".git/hooks");
+    std::fs::write(hooks.join("pre-push"), "#!/bin/sh\nexit 0\n").unwrap();
+    let out = repo.sizeguard(&["install", "--image", &demo("v2")]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.error().contains("move one of them away"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(hooks.join("pre-push")).unwrap();
+    repo.sizeguard(&["install", "--image", &demo("v2")])
+        .assert_ok();
+    repo.sizeguard(&["uninstall"]).assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(hooks.join("pre-push")).unwrap(),
+        original
+    );
 }

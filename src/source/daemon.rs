@@ -34,7 +34,6 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -234,18 +233,15 @@ impl OnePassSource for DaemonSource {
     ) -> Result<StreamedImage, Error> {
         let what = self.reference.to_string();
         let body = self.client().await?.export_image(&self.name);
-        let mut reader = ExportReader {
-            handle: tokio::runtime::Handle::current(),
-            body: Box::pin(body),
-            chunk: Bytes::new(),
-            failure: None,
-        };
+        let (mut reader, pump) = ExportReader::start(body);
         let walked = tokio::task::spawn_blocking(move || {
             let walked = walk(&mut reader, visit);
             (walked, reader.failure.take())
         })
-        .await
-        .map_err(|e| {
+        .await;
+        // The walk is over, whether the body is or not.
+        pump.abort();
+        let walked = walked.map_err(|e| {
             Error::corrupt(format!("{what}: reading the export crashed")).with_source(e)
         })?;
         let walked = match walked {
@@ -262,21 +258,53 @@ impl OnePassSource for DaemonSource {
     }
 }
 
+/// Chunks of the export read ahead of the walk. The engine writes the tar
+/// as fast as it reads its store while the walk hashes and parses it; with
+/// no read-ahead the two take turns (an HTTP body holds one chunk). Chunks
+/// are at most some tens of KiB, so this bounds memory to a few MiB.
+const READ_AHEAD_CHUNKS: usize = 256;
+
+type Chunk = Result<Bytes, bollard::errors::Error>;
+
 /// The engine's export body as a blocking `Read`, for the tar walk on a
-/// blocking thread: each read that needs bytes waits for the next chunk.
+/// blocking thread, fed by a task that reads the body ahead of it.
 struct ExportReader {
-    handle: tokio::runtime::Handle,
-    body: Pin<Box<dyn Stream<Item = Result<Bytes, bollard::errors::Error>> + Send>>,
+    chunks: tokio::sync::mpsc::Receiver<Chunk>,
     chunk: Bytes,
     /// The engine's own error, kept whole to tell a missing image from a
     /// broken connection.
     failure: Option<bollard::errors::Error>,
 }
 
+impl ExportReader {
+    /// The reader, and the task that feeds it (it stops when the body ends,
+    /// fails, or the reader is dropped).
+    fn start(
+        body: impl Stream<Item = Chunk> + Send + 'static,
+    ) -> (ExportReader, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
+        let pump = tokio::spawn(async move {
+            let mut body = std::pin::pin!(body);
+            while let Some(chunk) = body.next().await {
+                let failed = chunk.is_err();
+                if tx.send(chunk).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let reader = ExportReader {
+            chunks: rx,
+            chunk: Bytes::new(),
+            failure: None,
+        };
+        (reader, pump)
+    }
+}
+
 impl Read for ExportReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.handle.block_on(self.body.next()) {
+            match self.chunks.blocking_recv() {
                 None => return Ok(0),
                 Some(Ok(chunk)) => self.chunk = chunk,
                 Some(Err(e)) => {
