@@ -66,8 +66,8 @@ struct Repo {
     log: PathBuf,
 }
 
-/// A bare remote, a work tree pushing to it, and the work tree's own
-/// pre-push hook that logs what git hands it.
+/// A bare remote, a clone of it, and the clone's own pre-push hook that
+/// logs what git hands it.
 fn repo() -> Repo {
     let tmp = tempfile::tempdir().unwrap();
     let (home, remote, work, log) = (
@@ -76,12 +76,16 @@ fn repo() -> Repo {
         tmp.path().join("work"),
         tmp.path().join("log"),
     );
-    for d in [&home, &work, &log] {
+    for d in [&home, &log] {
         std::fs::create_dir(d).unwrap();
     }
-    git_ok(tmp.path(), &home, &["init", "-q", "--bare", "remote.git"]);
-    git_ok(&work, &home, &["init", "-q", "-b", "main"]);
-    git_ok(&work, &home, &["remote", "add", "origin", "../remote.git"]);
+    git_ok(
+        tmp.path(),
+        &home,
+        &["init", "-q", "--bare", "-b", "main", "remote.git"],
+    );
+    git_ok(tmp.path(), &home, &["clone", "-q", "remote.git", "work"]);
+    git_ok(&work, &home, &["symbolic-ref", "HEAD", "refs/heads/main"]);
     let hook = work.join(".git/hooks/pre-push");
     std::fs::write(
         &hook,
@@ -168,7 +172,8 @@ fn the_pre_push_hook_stops_a_failing_image_and_chains_the_previous_hook() {
     );
     assert_eq!(repo.remote_main(), None);
     let zeros = "0".repeat(40);
-    assert_eq!(repo.logged("args"), "origin ../remote.git\n");
+    let url = git_ok(&repo.work, &repo.home, &["remote", "get-url", "origin"]);
+    assert_eq!(repo.logged("args"), format!("origin {url}\n"));
     assert_eq!(
         repo.logged("stdin"),
         format!("refs/heads/main {first} refs/heads/main {zeros}\n")

@@ -62,7 +62,7 @@ pub(super) async fn measure(
         // The other images' layers stop at their next read.
         cancel.store(true, Ordering::Relaxed);
     })?;
-    let mut seen = std::mem::take(&mut *seen.lock().map_err(|_| poisoned())?);
+    let seen = std::mem::take(&mut *seen.lock().map_err(|_| poisoned())?);
     let image = streamed.image;
     let mut outcomes = Vec::with_capacity(image.layers.len());
     for (i, (desc, blob)) in image.layers.iter().zip(&streamed.layer_blobs).enumerate() {
@@ -85,7 +85,6 @@ pub(super) async fn measure(
             LayerOutcome::Measured(Arc::new(m), note),
         ));
     }
-    seen.clear();
     Ok(Streamed { image, outcomes })
 }
 

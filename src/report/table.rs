@@ -133,6 +133,12 @@ fn measure_image(r: &ImageReport, out: &mut String) {
             "warning: some layers could not be measured; totals are a lower bound"
         );
     }
+    if r.compressed_estimated() {
+        let _ = writeln!(
+            out,
+            "compressed sizes are estimates: the local engine's layers are uncompressed, a push gzips them"
+        );
+    }
     if !r.largest_files.is_empty() {
         let _ = writeln!(out, "largest files:");
         for f in &r.largest_files {

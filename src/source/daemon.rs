@@ -57,8 +57,10 @@ const PODMAN_ROOT_SOCKET: &str = "/run/podman/podman.sock";
 
 /// Members that are not layers and are at most this long are kept in
 /// memory until the archive's manifest says what they are: manifests and
-/// configs (a config with a long history is some hundred KiB).
+/// configs (a config with a long history is some hundred KiB); and at most
+/// this much of them in all, whatever the export holds.
 const KEEP_LIMIT: u64 = 16 << 20;
+const KEEP_TOTAL: u64 = 64 << 20;
 
 /// How long the engine may take to answer a request (not to stream it).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
@@ -366,6 +368,7 @@ fn walk(reader: &mut dyn Read, visit: BlobVisitor) -> Result<Walked, Error> {
         kept: HashMap::new(),
         links: HashMap::new(),
     };
+    let mut kept_bytes = 0;
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
@@ -401,7 +404,8 @@ fn walk(reader: &mut dyn Read, visit: BlobVisitor) -> Result<Walked, Error> {
                 reader: &mut reader,
             })?;
             walked.passed.insert(name, Passed { size, media_type });
-        } else if size <= KEEP_LIMIT {
+        } else if size <= KEEP_LIMIT && kept_bytes + size <= KEEP_TOTAL {
+            kept_bytes += size;
             entry.read_to_end(&mut head).map_err(corrupt)?;
             walked.kept.insert(name, head);
         }
