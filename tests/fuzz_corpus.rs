@@ -3,7 +3,8 @@
 //! `layer_analyzer` fuzz target feeds it, then mutations of it with a fixed
 //! seed: no input may panic. The test build keeps overflow checks, which the
 //! fuzz build leaves out, so the two catch different things.
-//! `SIZEGUARD_MUTATIONS=N` runs N mutations instead of the default.
+//! `SIZEGUARD_MUTATIONS=N` runs N mutations instead of the default,
+//! `SIZEGUARD_MUTATION_SEED=S` another sequence.
 
 use std::io::Write;
 use std::path::Path;
@@ -112,7 +113,11 @@ fn mutations_of_the_corpus_never_panic() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let mut rng = StdRng::seed_from_u64(0x5eed);
+    let seed = std::env::var("SIZEGUARD_MUTATION_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed);
+    let mut rng = StdRng::seed_from_u64(seed);
     for i in 0..runs {
         let input = &corpus[rng.random_range(0..corpus.len())];
         let other = &corpus[rng.random_range(0..corpus.len())];
