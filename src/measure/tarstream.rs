@@ -317,7 +317,11 @@ impl<R: Read> TarStream<R> {
             kind = MemberKind::OldGnuSparse { size: apparent };
             self.unread = size.saturating_add(padding(size));
         } else {
-            self.unread = if header_only { 0 } else { size.saturating_add(padding(size)) };
+            self.unread = if header_only {
+                0
+            } else {
+                size.saturating_add(padding(size))
+            };
             if let Some(sparse) = PaxSparse::detect(pax) {
                 if header_only {
                     return Err(format_error(
