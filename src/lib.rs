@@ -30,6 +30,7 @@ pub mod error;
 pub mod measure;
 pub mod publish;
 pub mod report;
+pub mod serve;
 pub mod source;
 pub mod units;
 

@@ -1,0 +1,5 @@
+//! `sizeguard serve`: the registry webhook validator. Receivers turn
+//! registry notifications into queued work; workers judge each pushed
+//! image through the same app layer as `check`.
+
+pub mod events;
