@@ -199,6 +199,21 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     Digest::sha256(bytes).to_string()
 }
 
+/// Digests travel as their `algorithm:hex` text (queue rows, verdict JSON);
+/// reading one back validates it like any other digest.
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Digest, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Digest::parse(&text).map_err(|e| serde::de::Error::custom(e.one_line()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,5 +51,8 @@ pub enum Incoming {
     Push(Push),
     /// Acknowledged and dropped; `reason` is a short metric label
     /// (`blob`, `pull`, `mount`, `delete`, `not_a_manifest`, ...).
-    Ignored { event_id: String, reason: &'static str },
+    Ignored {
+        event_id: String,
+        reason: &'static str,
+    },
 }
