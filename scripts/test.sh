@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
+# The streaming tests write images of a few hundred MB in several forms;
+# when a shared disk runs short they fail with ENOSPC, and this line in
+# the log says why.
+df -h . "${TMPDIR:-/tmp}"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --features isal -- -D warnings
