@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod platform;
 pub mod reference;
 pub mod registry;
+pub mod retry;
 pub mod tar_index;
 
 use std::io::Read;
