@@ -627,25 +627,23 @@ fn secrets_never_appear_in_anything_printed() {
     };
     let good = config(REFRESH_TOKEN);
     let bad = config("rt-wrong-but-also-secret");
-    let run = |cfg: &Path, args: &[&str]| {
-        Run::new(args)
+    let run = |cfg: &Path, args: &[&str], log: &str| {
+        guarded(Run::new(args), &[REFRESH_TOKEN, ACCESS_TOKEN, "rt-wrong-but-also-secret"])
             .env("DOCKER_CONFIG", cfg)
-            .secret(REFRESH_TOKEN)
-            .secret(ACCESS_TOKEN)
-            .secret("rt-wrong-but-also-secret")
-            .failure_may_also_print(" INFO")
-            .failure_may_also_print("DEBUG")
+            .env("RUST_LOG", log)
             .run()
     };
     // The JSON report, then the table with every log line there is.
-    let out = run(&good, &["measure", "--format", "json", "-q", &reference]);
+    let out = run(&good, &["measure", "--format", "json", "-q", &reference], "");
     out.assert_ok();
-    let out = run(&good, &["-vv", "measure", &reference]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    // Refused: the error names where the credential came from, not what it is.
-    let out = run(&bad, &["-vv", "measure", "-q", &reference]);
-    assert_eq!(out.code, 3, "{}", out.stderr);
-    assert!(out.stderr.contains("identitytoken"), "{}", out.stderr);
+    for log in ["", "debug", "trace"] {
+        let out = run(&good, &["-vv", "measure", &reference], log);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        // Refused: the error names where the credential came from, not what it is.
+        let out = run(&bad, &["-vv", "measure", "-q", &reference], log);
+        assert_eq!(out.code, 3, "{}", out.stderr);
+        assert!(out.stderr.contains("identitytoken"), "{}", out.stderr);
+    }
     let posted = registry.requests();
     assert!(
         posted
@@ -653,23 +651,46 @@ fn secrets_never_appear_in_anything_printed() {
             .any(|r| r.method == "POST" && r.body.contains("grant_type=refresh_token"))
     );
 
-    // A password, right and wrong, with every log line.
-    let reg = Registry::start_with(RegistryOpts {
-        htpasswd: Some((USER.into(), PASSWORD.into())),
-        ..Default::default()
-    });
-    let reference = reg.reference("none/such:v1");
-    for stdin in [PASSWORD, "wrong-Qm4-secret"] {
-        let out = Run::new(["-vv", "measure", "--format", "json", &reference])
+    // A password, right and wrong, with every log line (htpasswd registry).
+    let (reg, _) = registry_with_image(
+        &tmp.path().join("basic"),
+        RegistryOpts {
+            htpasswd: Some((USER.into(), PASSWORD.into())),
+            ..Default::default()
+        },
+    );
+    let reference = reg.reference("test/img:v1");
+    for log in ["", "debug", "trace"] {
+        for (stdin, code) in [(PASSWORD, 0), ("wrong-Qm4-secret", 3)] {
+            let out = guarded(
+                Run::new(["-vv", "measure", "--format", "json", &reference]),
+                &[stdin],
+            )
             .args(["--username", USER, "--password-stdin"])
             .stdin(stdin)
-            .secret(stdin)
             .secret(&basic_auth(USER, stdin))
-            .failure_may_also_print(" INFO")
-            .failure_may_also_print("DEBUG")
+            .env("RUST_LOG", log)
             .run();
-        assert_eq!(out.code, 3, "{}", out.stderr);
+            assert_eq!(out.code, code, "{}", out.stderr);
+            if code == 0 {
+                assert_eq!(out.json()["images"][0]["complete"], true);
+            }
+        }
     }
+}
+
+/// A run that must print none of `secrets`, nor their base64, and may log.
+fn guarded(mut run: Run, secrets: &[&str]) -> Run {
+    use base64::Engine;
+    for s in secrets {
+        run = run
+            .secret(s)
+            .secret(&base64::engine::general_purpose::STANDARD.encode(s));
+    }
+    for level in [" INFO", "DEBUG", " WARN", "TRACE", "ERROR"] {
+        run = run.failure_may_also_print(level);
+    }
+    run
 }
 
 // ---------------------------------------------------------------------------
