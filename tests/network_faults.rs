@@ -19,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 
 use support::credentials::{basic_auth, write_docker_config};
-use support::proxy::{Fault, FaultProxy, Rule, TlsOnlyRelay, too_many_requests, unavailable};
 use support::layout::*;
+use support::proxy::{Fault, FaultProxy, Rule, TlsOnlyRelay, too_many_requests, unavailable};
 use support::registry::{Registry, RegistryOpts};
 use support::run::{Out, Run};
 use support::standin_registry::{Behaviour, StandIn, TokenService};
@@ -178,13 +178,20 @@ fn retries_give_up_naming_the_status() {
     let out = measure(&format!("{}/test/img:v1", proxy.addr), &[]).run();
     out.assert_measure_error(&[&["503 Service Unavailable"], &["gave up after 5 attempts"]]);
     assert_eq!(proxy.faults(), 5);
-    eprintln!("503 forever on the manifest: 5 attempts, {:?}", t0.elapsed());
+    eprintln!(
+        "503 forever on the manifest: 5 attempts, {:?}",
+        t0.elapsed()
+    );
     assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
 
     // A 429 on a blob, named as such.
     let proxy = FaultProxy::start(
         &reg.addr,
-        vec![Rule::new(&layers[2].blob_digest, 100, too_many_requests("1"))],
+        vec![Rule::new(
+            &layers[2].blob_digest,
+            100,
+            too_many_requests("1"),
+        )],
     );
     let out = measure(&format!("{}/test/img:v1", proxy.addr), &[]).run();
     out.assert_measure_error(&[&["429 Too Many Requests"], &[&layers[2].blob_digest]]);
@@ -197,7 +204,11 @@ fn retries_give_up_naming_the_status() {
         vec![Rule::new("/manifests/", 100, too_many_requests("3600"))],
     );
     let t0 = Instant::now();
-    let out = measure(&format!("{}/test/img:v1", proxy.addr), &["--timeout", "30s"]).run();
+    let out = measure(
+        &format!("{}/test/img:v1", proxy.addr),
+        &["--timeout", "30s"],
+    )
+    .run();
     out.assert_measure_error(&[
         &["429 Too Many Requests"],
         &["not tried again"],
@@ -210,7 +221,11 @@ fn retries_give_up_naming_the_status() {
     let proxy = FaultProxy::start(&reg.addr, vec![]);
     let out = measure(&format!("{}/test/none:v1", proxy.addr), &[]).run();
     out.assert_measure_error(&[&["404", "not found", "unknown"]]);
-    let asked = proxy.seen().iter().filter(|s| s.path.contains("/manifests/")).count();
+    let asked = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/manifests/"))
+        .count();
     assert_eq!(asked, 1);
 }
 
@@ -364,8 +379,15 @@ fn a_range_answered_with_another_range_restarts_once_never_in_a_loop() {
     let t0 = Instant::now();
     let out = measure(&format!("{}/test/img:v1", proxy.addr), &[]).run();
     out.assert_measure_error(&[&[big], &["started again from byte 0 3 times"]]);
-    let requests = proxy.seen().iter().filter(|s| s.path.contains(big.as_str())).count();
-    eprintln!("cut every time, wrong ranges: {requests} requests, {:?}", t0.elapsed());
+    let requests = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains(big.as_str()))
+        .count();
+    eprintln!(
+        "cut every time, wrong ranges: {requests} requests, {:?}",
+        t0.elapsed()
+    );
     assert!(requests <= 6, "{requests} requests");
 }
 
@@ -382,7 +404,14 @@ fn the_deadline_stops_a_trickling_registry() {
     for command in ["measure", "check"] {
         let args: Vec<&str> = match command {
             "measure" => vec!["measure", "-q", "--timeout", "5s"],
-            _ => vec!["check", "--no-config", "-q", "--timeout", "5s", "--candidate"],
+            _ => vec![
+                "check",
+                "--no-config",
+                "-q",
+                "--timeout",
+                "5s",
+                "--candidate",
+            ],
         };
         let t0 = Instant::now();
         let out = Run::new(args).arg(standin.reference("test/img:v1")).run();
@@ -628,13 +657,20 @@ fn secrets_never_appear_in_anything_printed() {
     let good = config(REFRESH_TOKEN);
     let bad = config("rt-wrong-but-also-secret");
     let run = |cfg: &Path, args: &[&str], log: &str| {
-        guarded(Run::new(args), &[REFRESH_TOKEN, ACCESS_TOKEN, "rt-wrong-but-also-secret"])
-            .env("DOCKER_CONFIG", cfg)
-            .env("RUST_LOG", log)
-            .run()
+        guarded(
+            Run::new(args),
+            &[REFRESH_TOKEN, ACCESS_TOKEN, "rt-wrong-but-also-secret"],
+        )
+        .env("DOCKER_CONFIG", cfg)
+        .env("RUST_LOG", log)
+        .run()
     };
     // The JSON report, then the table with every log line there is.
-    let out = run(&good, &["measure", "--format", "json", "-q", &reference], "");
+    let out = run(
+        &good,
+        &["measure", "--format", "json", "-q", &reference],
+        "",
+    );
     out.assert_ok();
     for log in ["", "debug", "trace"] {
         let out = run(&good, &["-vv", "measure", &reference], log);
