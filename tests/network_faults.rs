@@ -260,7 +260,14 @@ fn cut_bodies_resume_where_they_stopped() {
             Rule::new(mid, 1, Fault::CutCloseDelimited { after: 70_000 }),
         ],
     );
+    let t0 = Instant::now();
     let out = measure(&format!("{}/test/img:v1", proxy.addr), &[]).run();
+    eprintln!(
+        "cut twice + close-delimited end: {} requests through the proxy, {} faults, {:?}",
+        proxy.seen().len(),
+        proxy.faults(),
+        t0.elapsed()
+    );
     assert_same_figures(&out, &clean, &proxy.addr, &reg.addr);
     let ranges: Vec<String> = proxy
         .seen()
@@ -285,7 +292,14 @@ fn a_registry_that_ignores_range_is_read_again_from_the_start() {
             Rule::new(big, 1, Fault::CutCloseDelimited { after: 300_000 }),
         ],
     );
+    let t0 = Instant::now();
     let out = measure(&format!("{}/test/img:v1", proxy.addr), &[]).run();
+    eprintln!(
+        "Range ignored, cut twice: {} requests through the proxy, {} faults, {:?}",
+        proxy.seen().len(),
+        proxy.faults(),
+        t0.elapsed()
+    );
     assert_same_figures(&out, &clean, &proxy.addr, &reg.addr);
     let big_requests = proxy.seen().iter().filter(|s| s.path.contains(big)).count();
     assert_eq!(big_requests, 3);
@@ -301,7 +315,14 @@ fn a_truncated_close_delimited_body_is_called_truncated() {
         &reg.addr,
         vec![Rule::new(mid, 1000, Fault::CutCloseDelimited { after: 0 })],
     );
+    let t0 = Instant::now();
     let out = measure(&format!("{}/test/img:v1", proxy.addr), &[]).run();
+    eprintln!(
+        "truncated every time: {} requests through the proxy, {} faults, {:?}",
+        proxy.seen().len(),
+        proxy.faults(),
+        t0.elapsed()
+    );
     out.assert_measure_error(&[&[mid], &["truncated"], &["0 of"]]);
     assert!(!out.error().contains("digest mismatch"), "{}", out.stderr);
 }
@@ -325,11 +346,18 @@ fn a_stalled_body_is_abandoned_and_resumed() {
             },
         )],
     );
+    let t0 = Instant::now();
     let out = measure(
         &format!("{}/test/img:v1", proxy.addr),
         &["--timeout", "20s"],
     )
     .run();
+    eprintln!(
+        "stalled 25s, --timeout 20s: {} requests through the proxy, {} faults, {:?}",
+        proxy.seen().len(),
+        proxy.faults(),
+        t0.elapsed()
+    );
     assert_same_figures(&out, &clean, &proxy.addr, &reg.addr);
     assert!(
         proxy
