@@ -240,7 +240,8 @@ impl Download {
             if progress.bytes > before {
                 backoff.reset();
             }
-            let error = Error::transient(format!("{}: {why}", self.what));
+            // The analyzer names the layer.
+            let error = Error::transient(&why);
             let delay = backoff
                 .next(None)
                 .filter(|_| interruptions < MAX_INTERRUPTIONS);
@@ -279,10 +280,7 @@ impl Download {
     ) -> io::Result<Copied> {
         let size = self.size;
         let Answer { mut body, mut skip } = answer;
-        let downloading = format!(
-            "downloading {} ({} of {size} bytes received)",
-            self.what, progress.bytes
-        );
+        let downloading = format!("downloading {}", self.what);
         loop {
             // Done at the descriptor's size: a verifying stream from
             // oci-client is not polled to its end (the digest is checked

@@ -408,13 +408,17 @@ fn explain(host: &str, who: &str, what: &str, e: OciDistributionError) -> Error 
             let kind = http::status_kind(*code).unwrap_or(Kind::Corrupt);
             let status = reqwest::StatusCode::from_u16(*code)
                 .map_or_else(|_| code.to_string(), |s| s.to_string());
+            let text = match message.trim() {
+                "" => String::new(),
+                m => format!(": {m}"),
+            };
             Error::new(
                 kind,
                 match code {
-                    401 => format!("401 unauthorized at {url} (credentials: {who}): {message}"),
-                    403 => format!("403 denied at {url} (credentials: {who}): {message}"),
-                    404 => format!("404 not found at {url}: {message}"),
-                    _ => format!("HTTP {status} from {url}: {message}"),
+                    401 => format!("401 unauthorized at {url} (credentials: {who}){text}"),
+                    403 => format!("403 denied at {url} (credentials: {who}){text}"),
+                    404 => format!("404 not found at {url}{text}"),
+                    _ => format!("HTTP {status} from {url}{text}"),
                 },
             )
         }
