@@ -230,6 +230,16 @@ fn retries_give_up_naming_the_status() {
 }
 
 #[test]
+fn the_deadline_bounds_local_sources_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _, _) = build_image(tmp.path());
+    let reference = format!("oci:{}:v1", dir.display());
+    measure(&reference, &["--timeout", "10m"]).run().assert_ok();
+    let out = measure(&reference, &["--timeout", "1ms"]).run();
+    out.assert_measure_error(&[&["timed out after 1ms (--timeout) while"]]);
+}
+
+#[test]
 fn timeout_flag_is_checked() {
     for bad in ["0", "soon", "10d"] {
         let out = Run::new(["measure", "--timeout", bad, "oci:/nonexistent"]).run();

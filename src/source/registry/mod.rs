@@ -185,6 +185,11 @@ impl RegistryPool {
         }
     }
 
+    /// The run's deadline.
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
+    }
+
     /// A source for a registry reference; `name` is how it was given.
     /// Nothing is asked of the registry until the source is used.
     pub async fn open(
