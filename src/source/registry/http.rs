@@ -444,7 +444,9 @@ pub async fn fetch_token(
     let status = resp.status();
     if !status.is_success() {
         let mut failed = status_failure(resp, &token_what, &who).await;
-        if status_kind(status.as_u16()) != Some(Kind::Transient) {
+        // A token service that answers anything but a refusal or a
+        // temporary failure refuses the credentials all the same.
+        if status_kind(status.as_u16()).is_none() {
             failed.error =
                 Error::unauthorized(format!("{}; credentials: {who}", failed.error.one_line()));
         }

@@ -534,16 +534,17 @@ impl RegistrySource {
         F: Fn(Auth) -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
-        let auth = self.auth(false).await?;
-        let bearer = matches!(auth.oci, RegistryAuth::Bearer(_));
-        match request(auth.clone()).await {
-            Err(e) if e.kind() == Kind::Unauthorized && bearer => {
-                tracing::info!("{}; asking for a new token", e.one_line());
-                request(self.auth(true).await?).await
-            }
-            Err(e) => Err(Self::with_withheld(e, &auth)),
-            ok => ok,
+        let mut auth = self.auth(false).await?;
+        let mut result = request(auth.clone()).await;
+        if let Err(e) = &result
+            && e.kind() == Kind::Unauthorized
+            && matches!(auth.oci, RegistryAuth::Bearer(_))
+        {
+            tracing::info!("{}; asking for a new token", e.one_line());
+            auth = self.auth(true).await?;
+            result = request(auth.clone()).await;
         }
+        result.map_err(|e| Self::with_withheld(e, &auth))
     }
 
     /// A refusal says why the credentials were not used, if they were not.
