@@ -82,7 +82,9 @@ fn clean_run(reg: &Registry, extra: &[&str]) -> String {
 #[test]
 fn rate_limits_and_server_errors_are_waited_out() {
     let tmp = tempfile::tempdir().unwrap();
-    let (reg, layers) = registry_with_image(tmp.path(), RegistryOpts::default());
+    let (dir, img, layers) = build_image(tmp.path());
+    let reg = Registry::start();
+    reg.push_layout(&dir, "v1", "test/img:v1");
     let clean = clean_run(&reg, &[]);
     // Whole seconds: the date is exactly the instant it names.
     let now = SystemTime::now()
@@ -98,6 +100,7 @@ fn rate_limits_and_server_errors_are_waited_out() {
             Rule::new("/manifests/", 1, unavailable()),
             Rule::new(&layers[0].blob_digest, 1, too_many_requests("1")),
             Rule::new(&layers[1].blob_digest, 2, unavailable()),
+            Rule::new(&img.config_digest, 1, unavailable()),
         ],
     );
     let reference = format!("{}/test/img:v1", proxy.addr);
@@ -105,7 +108,7 @@ fn rate_limits_and_server_errors_are_waited_out() {
     let out = measure(&reference, &[]).run();
     let took = t0.elapsed();
     assert_same_figures(&out, &clean, &proxy.addr, &reg.addr);
-    assert_eq!(proxy.faults(), 6, "{:#?}", proxy.seen());
+    assert_eq!(proxy.faults(), 7, "{:#?}", proxy.seen());
     eprintln!(
         "429/503 faults: {} requests, {} retried, {took:?}",
         proxy.seen().len(),
