@@ -209,6 +209,11 @@ pub struct SourceArgs {
     #[arg(long = "password-stdin", requires = "username")]
     pub password_stdin: bool,
 
+    /// Give up after this long, for the whole run: every request, retry
+    /// and download (e.g. 90s, 10m, 1h30m).
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub timeout: String,
+
     /// Layers streamed at once (default: number of cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,

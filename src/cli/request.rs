@@ -15,6 +15,7 @@ use crate::measure::cache::{LayerCache, default_dir};
 use crate::measure::{MeasureOptions, Measurer};
 use crate::source::platform::PlatformSelector;
 use crate::source::registry::RegistryOptions;
+use crate::source::retry::parse_duration;
 use crate::source::{SourceFactory, SourceOptions};
 
 /// The services a command's requests share: sources configured by the
@@ -25,6 +26,7 @@ pub fn services(args: &SourceArgs) -> Result<Services, Error> {
             insecure: args.insecure_registry.clone(),
             ca_files: args.ca_file.clone(),
             basic: basic_credentials(args)?,
+            timeout: Some(parse_duration(&args.timeout)?),
         },
     };
     let cache = if args.no_cache {

@@ -79,6 +79,13 @@ fn is_docker_hub(host: &str) -> bool {
     )
 }
 
+/// Whether two hosts are names of one service that spans hosts: Docker
+/// Hub's registry and its token service (`auth.docker.io`).
+pub fn same_service(a: &str, b: &str) -> bool {
+    let hub = |h: &str| is_docker_hub(h) || h == "auth.docker.io";
+    hub(a) && hub(b)
+}
+
 /// `https://host:port/v1/` → `host:port`.
 fn normalize_key(key: &str) -> &str {
     let k = key

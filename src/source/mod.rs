@@ -24,7 +24,9 @@ pub mod manifest;
 pub mod platform;
 pub mod reference;
 pub mod registry;
+pub mod retry;
 pub mod tar_index;
+mod timed;
 
 use std::io::Read;
 use std::sync::Arc;
@@ -205,12 +207,14 @@ impl SourceFactory {
         self.open_ref(ImageRef::parse(reference)?).await
     }
 
-    /// Opens the right transport for a parsed reference.
+    /// Opens the right transport for a parsed reference. Every source works
+    /// under the run's deadline (`--timeout`): registries request by
+    /// request, the others through [`timed::Timed`].
     pub async fn open_ref(&self, reference: ImageRef) -> Result<Arc<dyn ImageSource>, Error> {
-        Ok(match reference {
+        let local: Arc<dyn ImageSource> = match reference {
             ImageRef::Registry(ref r) => {
                 let r = r.clone();
-                Arc::new(self.registries.open(reference, r).await?)
+                return Ok(Arc::new(self.registries.open(reference, r).await?));
             }
             ImageRef::Layout { .. } | ImageRef::OciArchive { .. } => {
                 Arc::new(layout::OciLayoutSource::open(reference)?)
@@ -219,7 +223,11 @@ impl SourceFactory {
                 Arc::new(docker_archive::DockerArchiveSource::open(reference)?)
             }
             ImageRef::Daemon { .. } => Arc::new(daemon::DaemonSource::open(reference)?),
-        })
+        };
+        Ok(Arc::new(timed::Timed {
+            inner: local,
+            deadline: self.registries.deadline(),
+        }))
     }
 }
 

@@ -10,6 +10,8 @@
 //! * [`json`]           – accessors for report JSON (`u`) and tolerance checks (`within_pct`).
 //! * [`ground_truth`]   – unpack a layer tar with GNU tar and measure it with `du`.
 //! * [`github_standin`] – a local stand-in for the GitHub REST API (issue comments, pull requests).
+//! * [`proxy`]          – a fault-injecting HTTP proxy (429/503, cut and stalled bodies, `Range` dropped) and a TLS-only relay.
+//! * [`standin_registry`] – small registries that misbehave as asked (trickled, endless, wrong ranges, token services).
 #![allow(dead_code)]
 
 pub mod credentials;
@@ -18,8 +20,10 @@ pub mod github_standin;
 pub mod ground_truth;
 pub mod json;
 pub mod layout;
+pub mod proxy;
 pub mod registry;
 pub mod run;
+pub mod standin_registry;
 
 use std::path::PathBuf;
 

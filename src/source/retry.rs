@@ -1,0 +1,509 @@
+//! How long a run may take and how a failed network exchange is tried
+//! again: the [`Deadline`] every source works under (`--timeout`), the
+//! exponential [`Backoff`] with jitter between attempts, and the
+//! `Retry-After` header a registry may send with a 429 or a 503.
+//!
+//! The policy, documented in the README: up to [`MAX_ATTEMPTS`] attempts
+//! per request, waiting 0.5 s, 1 s, 2 s, 4 s (each between half and all of
+//! that, at random, so that many clients do not retry in step), or what
+//! `Retry-After` asks if that is longer (up to [`MAX_RETRY_AFTER`]: a
+//! registry asking for an hour is not waited for an hour); never past the
+//! deadline. Only errors whose kind says so
+//! ([`crate::error::Kind::is_retryable`]) are tried again.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::Error;
+
+/// The whole run's budget unless `--timeout` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Attempts per request (the first one included).
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The longest `Retry-After` honoured; a longer one is waited this long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+const FIRST_DELAY: Duration = Duration::from_millis(500);
+const MAX_DELAY: Duration = Duration::from_secs(8);
+
+/// A read that delivers nothing for this long is a stalled connection
+/// (unless the deadline is so short that a tenth of it is shorter).
+const MAX_STALL: Duration = Duration::from_secs(30);
+
+/// The point in time a run must be done by.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: tokio::time::Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    /// `budget` from now.
+    pub fn after(budget: Duration) -> Self {
+        let now = Instant::now();
+        let at = now.checked_add(budget).unwrap_or(now + DEFAULT_TIMEOUT);
+        Deadline {
+            at: at.into(),
+            budget,
+        }
+    }
+
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.at
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    pub fn expired(&self) -> bool {
+        self.remaining().is_zero()
+    }
+
+    /// How long one read may deliver nothing before the connection is
+    /// taken for dead and the request tried again: 30 s, or a tenth of the
+    /// budget when that is shorter (at least a second).
+    pub fn stall(&self) -> Duration {
+        (self.budget / 10).clamp(Duration::from_secs(1), MAX_STALL)
+    }
+
+    /// The error for a run that ran out of time `while` doing something.
+    pub fn timed_out(&self, what: impl std::fmt::Display) -> Error {
+        Error::transient(format!(
+            "timed out after {} (--timeout) while {what}",
+            format_duration(self.budget)
+        ))
+    }
+
+    /// Runs `fut` until the deadline.
+    pub async fn run<T>(
+        &self,
+        what: impl std::fmt::Display,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout_at(self.at, fut)
+            .await
+            .map_err(|_| self.timed_out(what))
+    }
+
+    /// Runs `fut` until the deadline or until it has been waiting for
+    /// [`Deadline::stall`]; `Ok(None)` is a stall.
+    pub async fn run_unless_stalled<T>(
+        &self,
+        what: impl std::fmt::Display,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<Option<T>, Error> {
+        self.run(what, tokio::time::timeout(self.stall(), fut))
+            .await
+            .map(Result::ok)
+    }
+
+    /// Sleeps before the next attempt, unless the deadline comes first:
+    /// then the last error is what the run fails with, saying why it was
+    /// not tried again.
+    pub async fn sleep(&self, delay: Duration, last: Error) -> Result<(), Error> {
+        let left = self.remaining();
+        if delay >= left {
+            return Err(Error::new(
+                last.kind(),
+                format!(
+                    "{}; not tried again: waiting {} would pass the --timeout of {} ({} left)",
+                    last.one_line(),
+                    format_duration(delay),
+                    format_duration(self.budget),
+                    format_duration(left)
+                ),
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+}
+
+/// A failed attempt: the error, and the wait the server asked for.
+pub struct Failed {
+    pub error: Error,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
+        Failed {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails with an error that is not
+/// worth trying again, or the attempts or the deadline run out. `what`
+/// names what is fetched, for messages.
+pub async fn retrying<T, F, Fut>(
+    deadline: &Deadline,
+    what: &str,
+    mut attempt: F,
+) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failed>>,
+{
+    let mut backoff = Backoff::new();
+    loop {
+        let failed = match deadline.run(format!("fetching {what}"), attempt()).await? {
+            Ok(v) => return Ok(v),
+            Err(f) => f,
+        };
+        if !failed.error.kind().is_retryable() {
+            return Err(failed.error);
+        }
+        let Some(delay) = backoff.next(failed.retry_after) else {
+            return Err(gave_up(&failed.error, backoff.failures()));
+        };
+        tracing::info!(
+            "{}; trying again in {}",
+            failed.error.one_line(),
+            format_duration(delay)
+        );
+        deadline.sleep(delay, failed.error).await?;
+    }
+}
+
+/// The last error of a request that was tried `attempts` times.
+pub fn gave_up(last: &Error, attempts: u32) -> Error {
+    Error::new(
+        last.kind(),
+        format!("{} (gave up after {attempts} attempts)", last.one_line()),
+    )
+}
+
+/// The delays between the attempts of one request.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    failures: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Backoff {
+    pub fn new() -> Self {
+        Backoff { failures: 0 }
+    }
+
+    /// Attempts that failed so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Forgets earlier failures (a resumed download that made progress).
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    /// Records a failed attempt and says how long to wait before the next
+    /// one, or `None` when the attempts are used up. `asked` is the
+    /// server's `Retry-After`: waited for when longer than the backoff.
+    pub fn next(&mut self, asked: Option<Duration>) -> Option<Duration> {
+        self.failures += 1;
+        if self.failures >= MAX_ATTEMPTS {
+            return None;
+        }
+        let full = FIRST_DELAY
+            .saturating_mul(1 << (self.failures - 1).min(16))
+            .min(MAX_DELAY);
+        let jittered = full.mul_f64(0.5 + 0.5 * random_fraction());
+        let asked = asked.map(|a| a.min(MAX_RETRY_AFTER));
+        Some(asked.map_or(jittered, |a| a.max(jittered)))
+    }
+}
+
+/// A number in `[0, 1)`, different on every call: jitter needs no more.
+fn random_fraction() -> f64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The wait a `Retry-After` value asks for: delay-seconds, or an HTTP date
+/// (then the time from `now` until it; a date in the past asks for none).
+pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = parse_http_date(value)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// An HTTP date in its preferred form (RFC 9110's IMF-fixdate,
+/// `Sun, 06 Nov 1994 08:49:37 GMT`) or the obsolete RFC 850 one
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`). The weekday is not checked.
+fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let (_, rest) = s.split_once(", ")?;
+    let rest = rest.strip_suffix(" GMT")?;
+    let (date, time) = rest.rsplit_once(' ')?;
+    let parts: Vec<&str> = if date.contains('-') {
+        date.split('-').collect()
+    } else {
+        date.split(' ').collect()
+    };
+    let [day, month, year] = parts.as_slice() else {
+        return None;
+    };
+    let day: u64 = day.parse().ok()?;
+    let month = MONTHS.iter().position(|m| m == month)? as u64 + 1;
+    let mut year: u64 = year.parse().ok()?;
+    if year < 100 {
+        // RFC 9110: a two-digit year more than 50 years ahead is in the past.
+        year += if year < 70 { 2000 } else { 1900 };
+    }
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *sec > 60 || !(1970..=9999).contains(&year)
+    {
+        return None;
+    }
+    let secs = days_since_epoch(year, month, day)? * 86_400 + h * 3600 + m * 60 + sec;
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar
+/// (Howard Hinnant's `days_from_civil`).
+fn days_since_epoch(year: u64, month: u64, day: u64) -> Option<u64> {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe).checked_sub(719_468)
+}
+
+/// `10m0s`, `1h2m3s`, `45s`, `1.5s`, `250ms`: Go's spelling, which
+/// `--timeout` accepts too.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let frac = d.subsec_millis();
+    let s = secs % 60;
+    let seconds = if frac == 0 {
+        format!("{s}s")
+    } else {
+        format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0'))
+    };
+    match (secs / 3600, secs / 60 % 60) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
+    }
+}
+
+/// `--timeout`: a sequence of numbers with units (`ms`, `s`, `m`, `h`), as
+/// in `90s`, `10m`, `1h30m`; a bare number is seconds. Zero is refused.
+pub fn parse_duration(s: &str) -> Result<Duration, Error> {
+    let bad = || {
+        Error::usage(format!(
+            "invalid duration {s:?}: expected e.g. 90s, 10m or 1h30m"
+        ))
+    };
+    let text = s.trim();
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return positive(Duration::from_secs(secs), s);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (number, tail) = rest.split_at(digits);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        let scale = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        let part = Duration::try_from_secs_f64(value * scale).map_err(|_| bad())?;
+        total = total.checked_add(part).ok_or_else(bad)?;
+        rest = next;
+    }
+    positive(total, s)
+}
+
+fn positive(d: Duration, s: &str) -> Result<Duration, Error> {
+    if d.is_zero() {
+        return Err(Error::usage(format!(
+            "--timeout {s:?}: must be more than 0"
+        )));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+
+    #[test]
+    fn durations_read_and_print_like_go() {
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        for bad in ["", "0", "0s", "ten", "5d", "m", "-1s", "1.2.3s"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::error::Kind::Usage, "{bad}: {e}");
+        }
+        assert_eq!(format_duration(DEFAULT_TIMEOUT), "10m0s");
+        assert_eq!(format_duration(Duration::from_secs(3)), "3s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_duration(Duration::from_secs(3723)), "1h2m3s");
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:40 GMT", now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            retry_after("Sunday, 06-Nov-94 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        // In the past: no wait.
+        assert_eq!(
+            retry_after("Sat, 05 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after("Thu, 29 Feb 2024 00:00:00 GMT", UNIX_EPOCH),
+            Some(Duration::from_secs(1_709_164_800))
+        );
+        for bad in [
+            "soon",
+            "-1",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994",
+        ] {
+            assert_eq!(retry_after(bad, now), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_honours_retry_after() {
+        let mut b = Backoff::new();
+        let mut delays = Vec::new();
+        while let Some(d) = b.next(None) {
+            delays.push(d);
+        }
+        assert_eq!(delays.len() as u32, MAX_ATTEMPTS - 1);
+        for (i, d) in delays.iter().enumerate() {
+            let full = FIRST_DELAY * (1 << i);
+            assert!(*d >= full / 2 && *d <= full, "attempt {i}: {d:?}");
+        }
+        let mut b = Backoff::new();
+        assert_eq!(
+            b.next(Some(Duration::from_secs(3))),
+            Some(Duration::from_secs(3))
+        );
+        b.reset();
+        assert!(b.next(None).unwrap() <= FIRST_DELAY);
+        // An hour is asked for: a minute is waited.
+        assert_eq!(
+            Backoff::new().next(Some(Duration::from_secs(3600))),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[tokio::test]
+    async fn only_retryable_kinds_are_tried_again_and_attempts_are_bounded() {
+        let deadline = Deadline::after(Duration::from_secs(60));
+        for kind in [
+            Kind::NotFound,
+            Kind::Unauthorized,
+            Kind::Corrupt,
+            Kind::Usage,
+        ] {
+            let mut calls = 0;
+            let e = retrying(&deadline, "x", || {
+                calls += 1;
+                async move { Err::<(), _>(Failed::from(Error::new(kind, "no"))) }
+            })
+            .await
+            .unwrap_err();
+            assert_eq!((calls, e.kind()), (1, kind));
+        }
+        let mut calls = 0;
+        let e = retrying(&deadline, "x", || {
+            calls += 1;
+            async move { Err::<(), _>(Failed::from(Error::transient("HTTP 503"))) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls, MAX_ATTEMPTS);
+        assert!(e.to_string().contains("gave up after 5 attempts"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_deadline_bounds_waits_and_says_what_timed_out() {
+        let d = Deadline::after(Duration::from_millis(50));
+        assert_eq!(d.stall(), Duration::from_secs(1));
+        let e = d
+            .run("fetching X", std::future::pending::<()>())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "timed out after 50ms (--timeout) while fetching X"
+        );
+        assert!(e.kind().is_retryable());
+        let e = Deadline::after(Duration::from_secs(1))
+            .sleep(Duration::from_secs(5), Error::transient("HTTP 429"))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("HTTP 429; not tried again"),
+            "{e}"
+        );
+        assert_eq!(
+            Deadline::after(DEFAULT_TIMEOUT).stall(),
+            Duration::from_secs(30)
+        );
+    }
+}

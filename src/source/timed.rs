@@ -1,0 +1,97 @@
+//! The run's deadline (`--timeout`) for sources that read local files (a
+//! layout, an archive, a daemon's export): registries keep it themselves,
+//! request by request; these get it at every call and every read, so a
+//! decompression bomb in a layout stops there too.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::platform::PlatformSelector;
+use super::retry::Deadline;
+use super::{ImageSource, LayerDescriptor, OnePassSource, ResolvedImage};
+use crate::error::Error;
+
+pub struct Timed {
+    pub inner: Arc<dyn ImageSource>,
+    pub deadline: Deadline,
+}
+
+#[async_trait]
+impl ImageSource for Timed {
+    fn reference(&self) -> String {
+        self.inner.reference()
+    }
+
+    async fn resolve(&self, platforms: &PlatformSelector) -> Result<Vec<ResolvedImage>, Error> {
+        self.expired(|| format!("resolving {}", self.inner.reference()))?;
+        let what = format!("resolving {}", self.inner.reference());
+        self.deadline
+            .run(what, self.inner.resolve(platforms))
+            .await?
+    }
+
+    async fn open_layer(&self, layer: &LayerDescriptor) -> Result<Box<dyn Read + Send>, Error> {
+        let what = format!("reading layer {}", layer.digest);
+        self.expired(|| what.clone())?;
+        let reader = self
+            .deadline
+            .run(&what, self.inner.open_layer(layer))
+            .await??;
+        Ok(Box::new(TimedReader {
+            inner: reader,
+            deadline: self.deadline,
+            what,
+        }))
+    }
+
+    fn verifies_digests(&self) -> bool {
+        self.inner.verifies_digests()
+    }
+
+    async fn read_range(
+        &self,
+        layer: &LayerDescriptor,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let what = format!("reading layer {}", layer.digest);
+        let read = self.inner.read_range(layer, offset, len);
+        self.deadline.run(what, read).await?
+    }
+
+    fn one_pass(&self) -> Option<&dyn OnePassSource> {
+        self.inner.one_pass()
+    }
+}
+
+impl Timed {
+    /// Local work does not always wait on anything a timer can interrupt:
+    /// a deadline already past fails before it starts.
+    fn expired(&self, what: impl FnOnce() -> String) -> Result<(), Error> {
+        match self.deadline.expired() {
+            true => Err(self.deadline.timed_out(what())),
+            false => Ok(()),
+        }
+    }
+}
+
+/// A layer reader that fails once the deadline has passed.
+struct TimedReader {
+    inner: Box<dyn Read + Send>,
+    deadline: Deadline,
+    what: String,
+}
+
+impl Read for TimedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.deadline.expired() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                self.deadline.timed_out(&self.what).to_string(),
+            ));
+        }
+        self.inner.read(buf)
+    }
+}
