@@ -353,6 +353,7 @@ type Candidate<'a> = (&'a Descriptor, Option<Platform>);
 /// The entries of an index that may be images a node would run.
 fn image_candidates<'a>(
     reference: &str,
+    digest: &Digest,
     index: &'a ImageIndex,
 ) -> Result<Vec<Candidate<'a>>, Error> {
     // Image manifests only: attestations (unknown/unknown), nested indexes
@@ -371,7 +372,7 @@ fn image_candidates<'a>(
             .any(|d| is_index_type(d.media_type().as_ref()))
     {
         return Err(Error::corrupt(format!(
-            "{reference}: nested image indexes are not supported"
+            "{reference}: image index {digest}: nested image indexes are not supported"
         )));
     }
     Ok(candidates)
@@ -413,15 +414,17 @@ fn choose<'c, 'a>(
 /// [`MAX_INDEX_IMAGES`] images is refused.
 pub fn index_choices(
     reference: &str,
+    digest: &Digest,
     bytes: &[u8],
     sel: &PlatformSelector,
 ) -> Result<Vec<Descriptor>, Error> {
-    let index: ImageIndex = serde_json::from_slice(bytes)
-        .map_err(|e| Error::corrupt(format!("{reference}: invalid image index")).with_source(e))?;
-    let candidates = image_candidates(reference, &index)?;
+    let index: ImageIndex = serde_json::from_slice(bytes).map_err(|e| {
+        Error::corrupt(format!("{reference}: invalid image index {digest}")).with_source(e)
+    })?;
+    let candidates = image_candidates(reference, digest, &index)?;
     if candidates.len() > MAX_INDEX_IMAGES {
         return Err(Error::corrupt(format!(
-            "{reference}: the image index lists {} image manifests, more than the {MAX_INDEX_IMAGES} sizeguard follows",
+            "{reference}: image index {digest} lists {} image manifests, more than the {MAX_INDEX_IMAGES} sizeguard follows",
             candidates.len()
         )));
     }
@@ -439,7 +442,7 @@ async fn resolve_index(
 ) -> Result<Vec<ResolvedImage>, Error> {
     let mut images = Vec::new();
     let mut seen_platforms = Vec::new();
-    for desc in index_choices(reference, &root.bytes, sel)? {
+    for desc in index_choices(reference, &root.digest, &root.bytes, sel)? {
         let blob = fetch_verified(store, reference, &desc, true).await?;
         // An entry typed as an image that is an index (this one, or
         // another): nested indexes are not followed, so no cycle either.
@@ -558,7 +561,7 @@ pub fn parse_untrusted_document(data: &[u8]) {
         explicit: true,
     };
     for sel in [PlatformSelector::default(), PlatformSelector::All, arm] {
-        let _ = index_choices(what, data, &sel);
+        let _ = index_choices(what, &digest, data, &sel);
     }
     let layers = match manifest_parts(what, &digest, data) {
         Ok(Some(parts)) => {
@@ -852,7 +855,9 @@ mod tests {
         let entries = (0..=MAX_INDEX_IMAGES)
             .map(|i| entry(OCI_MANIFEST, &[i as u8]))
             .collect();
-        let e = index_choices("x", &index(entries), &PlatformSelector::All).unwrap_err();
+        let bytes = index(entries);
+        let e = index_choices("x", &Digest::sha256(&bytes), &bytes, &PlatformSelector::All)
+            .unwrap_err();
         assert!(e.to_string().contains("lists 129 image manifests"), "{e}");
     }
 }
