@@ -209,3 +209,35 @@ impl ImageSource for OciLayoutSource {
             .map_err(|e| self.named(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_layer_stream_ends_one_byte_past_its_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        std::fs::write(dir.path().join("index.json"), b"{}").unwrap();
+        let blob = vec![7u8; 10_000];
+        let digest = Digest::sha256(&blob);
+        std::fs::write(dir.path().join(digest.blob_path()), &blob).unwrap();
+        let reference = ImageRef::Layout {
+            path: dir.path().into(),
+            tag: None,
+        };
+        let source =
+            OciLayoutSource::with_store(reference, None, Box::new(DirStore::new(dir.path())))
+                .unwrap();
+        let layer = LayerDescriptor {
+            digest: digest.to_string(),
+            size: 100,
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            urls: Vec::new(),
+        };
+        let mut read = Vec::new();
+        let mut r = source.open_layer(&layer).await.unwrap();
+        r.read_to_end(&mut read).unwrap();
+        assert_eq!(read.len(), 101);
+    }
+}
