@@ -60,9 +60,12 @@ fn run_reference(data: &[u8]) {
     }
 }
 
+/// What a fuzz target does with one input.
+type Harness = fn(&[u8]);
+
 /// Each parser target, what it does with an input, and the fewest inputs
 /// its saved corpus has.
-const PARSER_TARGETS: &[(&str, fn(&[u8]), usize)] = &[
+const PARSER_TARGETS: &[(&str, Harness, usize)] = &[
     ("documents", parse_untrusted_document, 10),
     ("reference", run_reference, 10),
 ];
