@@ -351,21 +351,46 @@ impl Settings {
     }
 }
 
+/// The most a `--node-stats` file (or standard input) may weigh. One
+/// node's summary is tens to hundreds of KiB (it lists every pod's
+/// volumes); this holds an array of dozens of busy nodes, and keeps a
+/// wrong file (a disk image, `/dev/zero`) from being read whole.
+pub const MAX_NODE_STATS_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The nodes of a kubelet stats summary file (`-`: standard input).
 fn read_stats(stats: &Path) -> Result<Vec<NodeFs>, Error> {
-    let raw = if stats.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-            .map_err(|e| Error::usage("node stats from standard input").with_source(e))?;
-        buf
-    } else {
-        std::fs::read(stats)
-            .map_err(|e| Error::usage(format!("node stats {}", stats.display())).with_source(e))?
+    let what = || {
+        if stats.as_os_str() == "-" {
+            "node stats from standard input".to_string()
+        } else {
+            format!("node stats {}", stats.display())
+        }
     };
+    let reader: Box<dyn std::io::Read> = if stats.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(stats).map_err(|e| Error::usage(what()).with_source(e))?)
+    };
+    let raw = read_at_most(reader, MAX_NODE_STATS_BYTES)
+        .map_err(|e| Error::usage(what()).with_source(e))?
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "{}: more than {} (a kubelet stats summary is far smaller)",
+                what(),
+                crate::units::human_bytes(MAX_NODE_STATS_BYTES)
+            ))
+        })?;
     // The summary itself is corrupt, but the user named the file: that
     // makes it a usage error (exit 2), with the reason kept.
-    kubelet::parse_stats_summary(&raw)
-        .map_err(|e| Error::usage(format!("node stats {}", stats.display())).with_source(e))
+    kubelet::parse_stats_summary(&raw).map_err(|e| Error::usage(what()).with_source(e))
+}
+
+/// All of `reader` if it holds at most `limit` bytes; `None` if it holds
+/// more (read no further than one byte past the limit).
+fn read_at_most(reader: impl std::io::Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut reader.take(limit.saturating_add(1)), &mut buf)?;
+    Ok((buf.len() as u64 <= limit).then_some(buf))
 }
 
 #[cfg(test)]
@@ -428,6 +453,25 @@ mod tests {
             relative_to(Path::new("/repo"), "docker-daemon:app:dev"),
             "docker-daemon:app:dev"
         );
+    }
+
+    #[test]
+    fn node_stats_are_read_no_further_than_the_cap() {
+        assert!(read_at_most(std::io::repeat(0), 1000).unwrap().is_none());
+        assert_eq!(read_at_most(&b"{}"[..], 2).unwrap().unwrap(), b"{}");
+        assert!(read_at_most(&b"{} "[..], 2).unwrap().is_none());
+        let e = read_stats(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        assert!(e.to_string().contains("more than 16.0 MiB"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let stats = dir.path().join("s.json");
+        std::fs::write(
+            &stats,
+            r#"{"node": {"fs": {"capacityBytes": 10, "availableBytes": 11}}}"#,
+        )
+        .unwrap();
+        let e = read_stats(&stats).unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Usage, "{e}");
     }
 
     #[test]

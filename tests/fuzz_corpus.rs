@@ -1,7 +1,8 @@
-//! Replays the saved fuzz corpus (and any crash kept in `fuzz/artifacts`)
-//! through the layer analyzer on the stable toolchain, exactly as the
-//! `layer_analyzer` fuzz target feeds it, then mutations of it with a fixed
-//! seed: no input may panic. The test build keeps overflow checks, which the
+//! Replays the saved fuzz corpora (and any crash kept in `fuzz/artifacts`)
+//! on the stable toolchain, exactly as each fuzz target feeds them: the
+//! layer analyzer (`layer_analyzer`), the image document parsers
+//! (`documents`), the reference parser (`reference`); then mutations of
+//! them with a fixed seed: no input may panic. The test build keeps overflow checks, which the
 //! fuzz build leaves out, so the two catch different things.
 //! `SIZEGUARD_MUTATIONS=N` runs N mutations instead of the default,
 //! `SIZEGUARD_MUTATION_SEED=S` another sequence.
@@ -13,6 +14,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sizeguard::measure::layer::{Expected, analyze};
 use sizeguard::measure::merged::MergedFs;
+use sizeguard::source::manifest::parse_untrusted_document;
+use sizeguard::source::reference::ImageRef;
 
 /// What `fuzz/fuzz_targets/layer_analyzer.rs` does with one input.
 fn run_layer_analyzer(data: &[u8]) {
@@ -34,6 +37,82 @@ fn run_layer_analyzer(data: &[u8]) {
         fs.apply(&m.index);
         fs.apply(&m.index);
         let _ = (fs.figures(), fs.wasted_bytes(), fs.largest_files(3));
+    }
+}
+
+/// What `fuzz/fuzz_targets/reference.rs` does with one input: a registry
+/// or daemon reference that parses prints as one that reads back as itself.
+fn run_reference(data: &[u8]) {
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(parsed) = ImageRef::parse(input) else {
+        return;
+    };
+    let _ = parsed.short_name();
+    if matches!(parsed, ImageRef::Registry(_) | ImageRef::Daemon { .. }) {
+        let printed = parsed.to_string();
+        let again = match ImageRef::parse(&printed) {
+            Ok(r) => r,
+            Err(e) => panic!("{input:?} prints as {printed:?}, which does not parse: {e}"),
+        };
+        assert_eq!(again.to_string(), printed, "{input:?} does not read back");
+    }
+}
+
+/// What a fuzz target does with one input.
+type Harness = fn(&[u8]);
+
+/// Each parser target, what it does with an input, and the fewest inputs
+/// its saved corpus has.
+const PARSER_TARGETS: &[(&str, Harness, usize)] = &[
+    ("documents", parse_untrusted_document, 10),
+    ("reference", run_reference, 10),
+];
+
+#[test]
+fn parser_corpora_replay_without_a_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    for &(target, run, least) in PARSER_TARGETS {
+        let corpus = inputs(&root.join("corpus").join(target));
+        assert!(
+            corpus.len() >= least,
+            "the saved {target} corpus is missing: {} inputs",
+            corpus.len()
+        );
+        let crashes = inputs(&root.join("artifacts").join(target));
+        for path in corpus.iter().chain(&crashes) {
+            let data = std::fs::read(path).unwrap();
+            let outcome = std::panic::catch_unwind(|| run(&data));
+            assert!(outcome.is_ok(), "{} panics {target}", path.display());
+        }
+    }
+}
+
+#[test]
+fn mutations_of_the_parser_corpora_never_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let runs: usize = std::env::var("SIZEGUARD_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    for &(target, run, _) in PARSER_TARGETS {
+        let corpus: Vec<Vec<u8>> = inputs(&root.join(target))
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .filter(|d| d.len() > 1)
+            .collect();
+        let mut rng = StdRng::seed_from_u64(0x5eed);
+        for i in 0..runs {
+            let input = &corpus[rng.random_range(0..corpus.len())];
+            let other = &corpus[rng.random_range(0..corpus.len())];
+            let data = mutate(&mut rng, input, other);
+            if std::panic::catch_unwind(|| run(&data)).is_err() {
+                let keep = std::env::temp_dir().join(format!("sizeguard-{target}-mutation-{i}"));
+                std::fs::write(&keep, &data).unwrap();
+                panic!("mutation {i} panics {target}; kept in {}", keep.display());
+            }
+        }
     }
 }
 

@@ -399,6 +399,8 @@ fn node_from_summary(position: usize, item: serde_json::Value) -> Result<NodeFs,
             "node {name:?}: {source} reports a capacity of 0"
         )));
     }
+    check_free_within_total(available_bytes, capacity_bytes, fs.inodes, fs.inodes_free)
+        .map_err(|e| e.context(format!("node {name:?}: {source}")))?;
     Ok(NodeFs {
         name,
         capacity_bytes,
@@ -406,6 +408,28 @@ fn node_from_summary(position: usize, item: serde_json::Value) -> Result<NodeFs,
         inodes: fs.inodes,
         inodes_free: fs.inodes_free,
     })
+}
+
+/// No filesystem has more free than it holds: the flags and a stats
+/// summary are held to this alike, in the same words (and both are the
+/// user's input, so a usage error).
+fn check_free_within_total(
+    available: u64,
+    capacity: u64,
+    inodes: Option<u64>,
+    inodes_free: Option<u64>,
+) -> Result<(), Error> {
+    if available > capacity {
+        return Err(Error::usage(format!(
+            "available space {available} bytes exceeds capacity {capacity} bytes"
+        )));
+    }
+    match (inodes, inodes_free) {
+        (Some(total), Some(free)) if free > total => Err(Error::usage(format!(
+            "free inodes {free} exceed total inodes {total}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Builds a node from command-line figures, for when there is no cluster
@@ -430,15 +454,7 @@ pub fn from_flags(
             ));
         }
         (None, None) => return Err(Error::usage("give the available or the used space")),
-        (Some(a), None) => {
-            let a = parse_bytes(a).map_err(|e| e.context("available"))?;
-            if a > capacity_bytes {
-                return Err(Error::usage(format!(
-                    "available space {a} bytes exceeds capacity {capacity_bytes} bytes"
-                )));
-            }
-            a
-        }
+        (Some(a), None) => parse_bytes(a).map_err(|e| e.context("available"))?,
         (None, Some(u)) => {
             let u = parse_bytes(u).map_err(|e| e.context("used"))?;
             if u > capacity_bytes {
@@ -449,12 +465,8 @@ pub fn from_flags(
             capacity_bytes - u
         }
     };
+    check_free_within_total(available_bytes, capacity_bytes, inodes, inodes_free)?;
     match (inodes, inodes_free) {
-        (Some(total), Some(free)) if free > total => {
-            return Err(Error::usage(format!(
-                "free inodes {free} exceed total inodes {total}"
-            )));
-        }
         (Some(_), None) | (None, Some(_)) => {
             return Err(Error::usage(
                 "give both the total and the free inode counts, or neither",
@@ -919,6 +931,28 @@ mod tests {
         .unwrap_err()
         .one_line();
         assert!(e.contains("\"z\"") && e.contains("capacity of 0"), "{e}");
+        // More free than there is: refused in the words the flags get.
+        let flags = from_flags("1000", Some("1001"), None, None, None)
+            .unwrap_err()
+            .one_line();
+        let e = parse_stats_summary(
+            br#"{"node": {"nodeName": "z", "runtime": {"imageFs": {"capacityBytes": 1000, "availableBytes": 1001}}}}"#,
+        )
+        .unwrap_err();
+        assert!(e.one_line().ends_with(&flags), "{e} / {flags}");
+        assert_eq!(e.kind(), Kind::Usage);
+        let flags = from_flags("1000", Some("10"), None, Some(5), Some(6))
+            .unwrap_err()
+            .one_line();
+        let e = parse_stats_summary(
+            br#"{"node": {"fs": {"capacityBytes": 1000, "availableBytes": 10, "inodes": 5, "inodesFree": 6}}}"#,
+        )
+        .unwrap_err()
+        .one_line();
+        assert!(
+            e.contains("node.fs") && e.ends_with(&flags),
+            "{e} / {flags}"
+        );
         // Names by position when nodeName is missing.
         let e = parse_stats_summary(
             br#"[{"node": {"fs": {"capacityBytes": 1, "availableBytes": 1}}}, {"node": {"fs": {}}}]"#,

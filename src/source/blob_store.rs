@@ -14,10 +14,6 @@ use std::path::PathBuf;
 use super::tar_index::{IndexedTar, Seekable};
 use crate::error::Error;
 
-/// Manifests, configs and `index.json` are small; a store refuses to hold
-/// more than this of one in memory.
-const MAX_SMALL_FILE: u64 = 64 * 1024 * 1024;
-
 pub trait BlobStore: Send + Sync {
     /// Whether the layout has this file.
     fn contains(&self, path: &str) -> bool;
@@ -28,16 +24,25 @@ pub trait BlobStore: Send + Sync {
     /// `len` bytes of a file from `offset` (fewer at its end).
     fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, Error>;
 
-    /// A whole small file: an index, a manifest, a config.
-    fn read(&self, path: &str) -> Result<Vec<u8>, Error> {
-        let (mut r, size) = self.open(path)?;
-        if size > MAX_SMALL_FILE {
+    /// A whole small file (an index, a manifest, a config), read no
+    /// further than one byte past `limit`: the length a store reports is
+    /// not trusted to bound the read.
+    fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, Error> {
+        let (r, size) = self.open(path)?;
+        if size > limit {
             return Err(Error::corrupt(format!(
-                "{path}: unexpectedly large ({size} bytes)"
+                "{path} is {size} bytes, more than the {limit} it may have"
             )));
         }
         let mut buf = Vec::with_capacity(size as usize);
-        r.read_to_end(&mut buf).map_err(|e| Error::io(path, e))?;
+        r.take(limit.saturating_add(1))
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io(path, e))?;
+        if buf.len() as u64 > limit {
+            return Err(Error::corrupt(format!(
+                "{path} holds more than the {limit} bytes it may have"
+            )));
+        }
         Ok(buf)
     }
 }
@@ -52,8 +57,16 @@ impl DirStore {
         DirStore { root: root.into() }
     }
 
+    /// A regular file of the layout (symlinks followed). Anything else is
+    /// refused before it is opened: a FIFO would block the open, a device
+    /// (`/dev/zero`) never ends and reports no length.
     fn file(&self, path: &str) -> Result<std::fs::File, Error> {
-        std::fs::File::open(self.root.join(path)).map_err(|e| Error::io(path, e))
+        let full = self.root.join(path);
+        let meta = std::fs::metadata(&full).map_err(|e| Error::io(path, e))?;
+        if !meta.is_file() {
+            return Err(Error::corrupt(format!("{path} is not a regular file")));
+        }
+        std::fs::File::open(full).map_err(|e| Error::io(path, e))
     }
 }
 
@@ -125,7 +138,9 @@ mod tests {
         for (name, store) in stores(dir.path()) {
             assert!(store.contains("index.json"), "{name}");
             assert!(!store.contains("blobs/sha256/01"), "{name}");
-            assert_eq!(store.read("index.json").unwrap(), b"{}", "{name}");
+            assert_eq!(store.read("index.json", 2).unwrap(), b"{}", "{name}");
+            let e = store.read("index.json", 1).unwrap_err();
+            assert!(e.to_string().contains("more than the 1"), "{name}: {e}");
             let (mut r, size) = store.open(BLOB).unwrap();
             let mut all = Vec::new();
             r.read_to_end(&mut all).unwrap();
@@ -137,5 +152,46 @@ mod tests {
             let e = store.open("blobs/sha256/01").err().unwrap();
             assert!(e.is_not_found(), "{name}: {e}");
         }
+    }
+
+    #[test]
+    fn devices_and_fifos_in_a_layout_are_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("blobs/sha256/zero")).unwrap();
+        let fifo = dir.path().join("blobs/sha256/fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let store = DirStore::new(dir.path());
+        for path in ["blobs/sha256/zero", "blobs/sha256/fifo"] {
+            let e = store.read(path, 1024).unwrap_err();
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+            assert!(store.open(path).is_err());
+            assert!(store.read_range(path, 0, 16).is_err());
+        }
+    }
+
+    /// A store whose length says nothing of its content, as a device's.
+    struct Endless;
+
+    impl BlobStore for Endless {
+        fn contains(&self, _: &str) -> bool {
+            true
+        }
+        fn open(&self, _: &str) -> Result<(Box<dyn Read + Send>, u64), Error> {
+            Ok((Box::new(std::io::repeat(b' ')), 0))
+        }
+        fn read_range(&self, _: &str, _: u64, _: u64) -> Result<Vec<u8>, Error> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_small_file_is_read_no_further_than_its_limit() {
+        let e = Endless.read("index.json", 4096).unwrap_err();
+        assert!(e.to_string().contains("more than the 4096 bytes"), "{e}");
     }
 }

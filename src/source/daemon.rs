@@ -41,7 +41,9 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 
-use super::manifest::{DOCKER_MANIFEST, ImageConfig, check_single_platform};
+use super::manifest::{
+    DOCKER_MANIFEST, ImageConfig, check_diff_ids, check_document_size, check_single_platform,
+};
 use super::reference::{Engine, ImageRef};
 use super::tar_index::{normalize_member, resolve_relative};
 use super::{
@@ -445,6 +447,14 @@ impl Walked {
             .ok_or_else(|| Error::corrupt(format!("{what}: the export has no {member}")))
     }
 
+    /// A JSON document of the export (`manifest.json`, `index.json`, a
+    /// manifest, a config), held to the cap every image document has.
+    fn document(&self, what: &str, member: &str) -> Result<&[u8], Error> {
+        let bytes = self.kept(what, member)?;
+        check_document_size(what, member, bytes.len() as u64)?;
+        Ok(bytes)
+    }
+
     /// The image the archive describes: its config member and its layer
     /// members, in order, from `manifest.json`, else from `index.json`.
     fn saved_image(&self, what: &str, name: &str) -> Result<SavedImage, Error> {
@@ -453,12 +463,12 @@ impl Walked {
         };
         if self.kept.contains_key("manifest.json") {
             let entries: Vec<SavedImage> =
-                serde_json::from_slice(self.kept(what, "manifest.json")?)
+                serde_json::from_slice(self.document(what, "manifest.json")?)
                     .map_err(|e| invalid("manifest.json", e))?;
             return pick_saved(what, name, entries);
         }
         let index: oci_spec::image::ImageIndex =
-            serde_json::from_slice(self.kept(what, "index.json").map_err(|_| {
+            serde_json::from_slice(self.document(what, "index.json").map_err(|_| {
                 Error::corrupt(format!(
                     "{what}: the export has neither manifest.json nor index.json"
                 ))
@@ -473,7 +483,7 @@ impl Walked {
                 .blob_path())
         };
         let manifest: oci_spec::image::ImageManifest =
-            serde_json::from_slice(self.kept(what, &blob(first.digest())?)?)
+            serde_json::from_slice(self.document(what, &blob(first.digest())?)?)
                 .map_err(|e| invalid("image manifest", e))?;
         Ok(SavedImage {
             config: blob(manifest.config().digest())?,
@@ -489,9 +499,10 @@ impl Walked {
     /// Matches the members that passed to the layers the archive names.
     fn describe(mut self, what: &str, name: &str) -> Result<StreamedImage, Error> {
         let saved = self.saved_image(what, name)?;
-        let config = self.kept(what, &saved.config)?.to_vec();
+        let config = self.document(what, &saved.config)?.to_vec();
         let config_digest = Digest::sha256(&config);
         let ImageConfig { platform, diff_ids } = ImageConfig::parse(what, &config_digest, &config)?;
+        check_diff_ids(what, &config_digest, &diff_ids, saved.layers.len())?;
         let mut layers = Vec::with_capacity(saved.layers.len());
         let mut layer_blobs = Vec::with_capacity(saved.layers.len());
         for (i, member) in saved.layers.iter().enumerate() {

@@ -12,7 +12,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::manifest::{ImageConfig, LocalIndex, check_single_platform, pick_tagged};
+use super::manifest::{
+    ImageConfig, LocalIndex, MAX_DOCUMENT_BYTES, check_diff_ids, check_single_platform, pick_tagged,
+};
 use super::tar_index::{IndexedTar, normalize_member};
 use super::{ImageSource, LayerDescriptor, ResolvedImage};
 use crate::digest::Digest;
@@ -31,6 +33,19 @@ struct DockerManifestEntry {
     repo_tags: Option<Vec<String>>,
     #[serde(rename = "Layers")]
     layers: Vec<String>,
+}
+
+/// Parses an archive's `manifest.json`; `what` names the archive in errors.
+fn parse_manifest_json(what: &str, raw: &[u8]) -> Result<Vec<DockerManifestEntry>, Error> {
+    serde_json::from_slice(raw)
+        .map_err(|e| Error::corrupt(format!("{what}: manifest.json is invalid")).with_source(e))
+}
+
+/// What the fuzz targets feed a docker-archive's `manifest.json` parser:
+/// it must answer, never panic.
+#[doc(hidden)]
+pub fn parse_archive_manifest(raw: &[u8]) -> Result<usize, Error> {
+    parse_manifest_json("fuzz", raw).map(|m| m.len())
 }
 
 pub struct DockerArchiveSource {
@@ -71,7 +86,9 @@ impl DockerArchiveSource {
     fn member_of(&self, layer: &LayerDescriptor) -> Result<String, Error> {
         self.members
             .lock()
-            .expect("members lock")
+            // Entries are inserted whole: a poisoned lock still holds a
+            // valid map.
+            .unwrap_or_else(|p| p.into_inner())
             .get(&layer.digest)
             .cloned()
             .ok_or_else(|| {
@@ -83,7 +100,7 @@ impl DockerArchiveSource {
     }
 
     fn read(&self, member: &str) -> Result<Vec<u8>, Error> {
-        super::blob_store::BlobStore::read(&self.tar, member)
+        super::blob_store::BlobStore::read(&self.tar, member, MAX_DOCUMENT_BYTES)
             .map_err(|e| e.context(&self.reference))
     }
 
@@ -97,7 +114,7 @@ impl DockerArchiveSource {
     ) -> Result<Vec<LayerDescriptor>, Error> {
         let what = &self.reference;
         let mut layers = Vec::with_capacity(entry.layers.len());
-        let mut members = self.members.lock().expect("members lock");
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
         for (i, member) in entry.layers.iter().enumerate() {
             let stored = self.tar.locate(member).ok_or_else(|| {
                 Error::not_found(format!("{what}: archive has no layer {member}"))
@@ -141,9 +158,7 @@ impl ImageSource for DockerArchiveSource {
     async fn resolve(&self, platforms: &PlatformSelector) -> Result<Vec<ResolvedImage>, Error> {
         let what = self.reference.to_string();
         let raw = self.read("manifest.json")?;
-        let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&raw).map_err(|e| {
-            Error::corrupt(format!("{what}: manifest.json is invalid")).with_source(e)
-        })?;
+        let entries = parse_manifest_json(&what, &raw)?;
         let entry = pick_tagged(
             &what,
             LocalIndex {
@@ -161,6 +176,7 @@ impl ImageSource for DockerArchiveSource {
         let ImageConfig { platform, diff_ids } =
             ImageConfig::parse(&what, &config_digest, &config)?;
         check_single_platform(&what, &platform, platforms)?;
+        check_diff_ids(&what, &config_digest, &diff_ids, entry.layers.len())?;
         let layers = self.layers(entry, &diff_ids)?;
         Ok(vec![ResolvedImage {
             reference: what,

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::blob_store::{BlobStore, DirStore};
-use super::manifest::{LocalIndex, pick_tagged};
+use super::manifest::{LocalIndex, MAX_DOCUMENT_BYTES, check_document_size, pick_tagged};
 use super::tar_index::IndexedTar;
 use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
 use crate::digest::Digest;
@@ -33,8 +33,53 @@ struct LayoutEntry {
     #[serde(rename = "mediaType", default)]
     media_type: String,
     digest: String,
+    size: Option<u64>,
     #[serde(default)]
     annotations: HashMap<String, String>,
+}
+
+/// Parses a layout's `index.json`; `what` names the layout in errors.
+fn parse_index(what: &str, raw: &[u8]) -> Result<LayoutIndex, Error> {
+    serde_json::from_slice(raw)
+        .map_err(|e| Error::corrupt(format!("{what}: index.json is invalid")).with_source(e))
+}
+
+/// The entry of `index.json` a tag names (its `ref.name` annotation).
+fn pick_entry<'i>(
+    what: &str,
+    index: &'i LayoutIndex,
+    tag: Option<&str>,
+) -> Result<&'i LayoutEntry, Error> {
+    pick_tagged(
+        what,
+        LocalIndex {
+            noun: "layout",
+            hint: ":TAG",
+        },
+        &index.manifests,
+        |m| {
+            m.annotations
+                .get(REF_NAME)
+                .map(String::as_str)
+                .into_iter()
+                .collect()
+        },
+        tag,
+        |tag, wanted| tag == wanted,
+    )
+}
+
+/// What the fuzz targets feed a layout's `index.json` parser and tag
+/// picking: it must answer, never panic.
+#[doc(hidden)]
+pub fn parse_index_json(raw: &[u8]) -> Result<usize, Error> {
+    let index = parse_index("fuzz", raw)?;
+    for tag in [None, Some("latest")] {
+        if let Ok(entry) = pick_entry("fuzz", &index, tag) {
+            let _ = Digest::parse(&entry.digest);
+        }
+    }
+    Ok(index.manifests.len())
 }
 
 pub struct OciLayoutSource {
@@ -94,28 +139,25 @@ impl OciLayoutSource {
 impl ManifestStore for OciLayoutSource {
     async fn root(&self) -> Result<Blob, Error> {
         let what = self.reference.to_string();
-        let raw = self.store.read("index.json").map_err(|e| self.named(e))?;
-        let index: LayoutIndex = serde_json::from_slice(&raw)
-            .map_err(|e| Error::corrupt(format!("{what}: index.json is invalid")).with_source(e))?;
-        let entry = pick_tagged(
-            &what,
-            LocalIndex {
-                noun: "layout",
-                hint: ":TAG",
-            },
-            &index.manifests,
-            |m| {
-                m.annotations
-                    .get(REF_NAME)
-                    .map(String::as_str)
-                    .into_iter()
-                    .collect()
-            },
-            self.tag.as_deref(),
-            |tag, wanted| tag == wanted,
-        )?;
+        let raw = self
+            .store
+            .read("index.json", MAX_DOCUMENT_BYTES)
+            .map_err(|e| self.named(e))?;
+        let index = parse_index(&what, &raw)?;
+        let entry = pick_entry(&what, &index, self.tag.as_deref())?;
         let digest = Digest::parse(&entry.digest).map_err(|e| self.named(e))?;
-        self.fetch(&digest, &entry.media_type, true).await
+        let noun = format!("manifest {digest}");
+        if let Some(size) = entry.size {
+            check_document_size(&what, &format!("{noun} (by index.json)"), size)?;
+        }
+        let blob = self.fetch(&digest, &entry.media_type, true).await?;
+        let len = blob.bytes.len() as u64;
+        match entry.size {
+            Some(size) if size != len => Err(Error::corrupt(format!(
+                "{what}: {noun}: index.json says {size} bytes, the layout has {len}"
+            ))),
+            _ => Ok(blob),
+        }
     }
 
     async fn fetch(
@@ -126,7 +168,7 @@ impl ManifestStore for OciLayoutSource {
     ) -> Result<Blob, Error> {
         let bytes = self
             .store
-            .read(&digest.blob_path())
+            .read(&digest.blob_path(), MAX_DOCUMENT_BYTES)
             .map_err(|e| self.named(e))?;
         Ok(Blob {
             bytes: bytes.into(),
@@ -149,7 +191,9 @@ impl ImageSource for OciLayoutSource {
     async fn open_layer(&self, layer: &LayerDescriptor) -> Result<Box<dyn Read + Send>, Error> {
         let path = Digest::parse(&layer.digest)?.blob_path();
         let (reader, _) = self.store.open(&path).map_err(|e| self.named(e))?;
-        Ok(reader)
+        // One byte past the descriptor's size, so that a longer blob is
+        // caught as such, and no more is ever read.
+        Ok(Box::new(reader.take(layer.size.saturating_add(1))))
     }
 
     async fn read_range(
@@ -163,5 +207,37 @@ impl ImageSource for OciLayoutSource {
             .read_range(&path, offset, len)
             .map(Some)
             .map_err(|e| self.named(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_layer_stream_ends_one_byte_past_its_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        std::fs::write(dir.path().join("index.json"), b"{}").unwrap();
+        let blob = vec![7u8; 10_000];
+        let digest = Digest::sha256(&blob);
+        std::fs::write(dir.path().join(digest.blob_path()), &blob).unwrap();
+        let reference = ImageRef::Layout {
+            path: dir.path().into(),
+            tag: None,
+        };
+        let source =
+            OciLayoutSource::with_store(reference, None, Box::new(DirStore::new(dir.path())))
+                .unwrap();
+        let layer = LayerDescriptor {
+            digest: digest.to_string(),
+            size: 100,
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            urls: Vec::new(),
+        };
+        let mut read = Vec::new();
+        let mut r = source.open_layer(&layer).await.unwrap();
+        r.read_to_end(&mut read).unwrap();
+        assert_eq!(read.len(), 101);
     }
 }

@@ -22,6 +22,21 @@ pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.man
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
+/// The most a JSON document of an image may weigh: a manifest, an index, an
+/// image config, a layout's `index.json`, a docker-archive's
+/// `manifest.json`. Real ones are a few KiB; the OCI distribution spec has
+/// registries accept manifests of at least 4 MiB and lets them refuse
+/// larger ones. Every reader of such a document, local or over the network,
+/// stops one byte past this, so a wrong or hostile file (`/dev/zero`, a
+/// layer where a config should be) costs at most this much memory.
+pub const MAX_DOCUMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The most image manifests one index may offer for measuring. Real
+/// indexes list a handful of platforms (and attestations, which are not
+/// fetched); each image listed costs a fetch and a resolved image held in
+/// memory, so a hostile index is refused rather than followed.
+pub const MAX_INDEX_IMAGES: usize = 128;
+
 /// Everything a registry may answer with; schema 1 is asked for only so
 /// that it can be refused with a clear message rather than a 404.
 pub const ACCEPTED_MANIFESTS: &[&str] = &[
@@ -109,14 +124,14 @@ struct RootFs {
 
 /// What an image config says about sizing: the platform it was built for
 /// and the digests of its uncompressed layers.
-pub(crate) struct ImageConfig {
+pub struct ImageConfig {
     pub platform: Platform,
     pub diff_ids: Vec<String>,
 }
 
 impl ImageConfig {
     /// Parses an image config blob (OCI or Docker; the same fields).
-    pub(crate) fn parse(reference: &str, digest: &Digest, bytes: &[u8]) -> Result<Self, Error> {
+    pub fn parse(reference: &str, digest: &Digest, bytes: &[u8]) -> Result<Self, Error> {
         let probe: ConfigProbe = serde_json::from_slice(bytes).map_err(|e| {
             Error::corrupt(format!("{reference}: invalid image config {digest}")).with_source(e)
         })?;
@@ -254,18 +269,51 @@ fn descriptor_platform(d: &Descriptor) -> Option<Platform> {
     })
 }
 
-/// A manifest or config from the store, checked against the digest that
-/// addressed it: the one place content from any store is verified.
+/// A document larger than [`MAX_DOCUMENT_BYTES`] is refused, named.
+pub fn check_document_size(what: &str, noun: &str, len: u64) -> Result<(), Error> {
+    if len > MAX_DOCUMENT_BYTES {
+        return Err(Error::corrupt(format!(
+            "{what}: {noun} is {len} bytes, more than the {} an image's JSON documents may have",
+            crate::units::human_bytes(MAX_DOCUMENT_BYTES)
+        )));
+    }
+    Ok(())
+}
+
+/// A manifest or config from the store, checked against the descriptor
+/// that addressed it (its size, then its digest): the one place content
+/// from any store is verified. The digest checked is the one asked for,
+/// not the one the store says it served.
 async fn fetch_verified(
     store: &dyn ManifestStore,
     reference: &str,
-    digest: &Digest,
-    media_type: &str,
+    desc: &Descriptor,
     is_manifest: bool,
 ) -> Result<Blob, Error> {
-    let blob = store.fetch(digest, media_type, is_manifest).await?;
-    verify(reference, &blob)?;
-    Ok(blob)
+    let digest = parse_digest(reference, desc.digest().as_ref())?;
+    let noun = format!(
+        "{} {digest}",
+        if is_manifest { "manifest" } else { "config" }
+    );
+    check_document_size(
+        reference,
+        &format!("{noun} (by its descriptor)"),
+        desc.size(),
+    )?;
+    let media_type = desc.media_type().to_string();
+    let blob = store.fetch(&digest, &media_type, is_manifest).await?;
+    let len = blob.bytes.len() as u64;
+    check_document_size(reference, &noun, len)?;
+    if len != desc.size() {
+        return Err(Error::corrupt(format!(
+            "{reference}: {noun}: the descriptor says {} bytes, the store has {len}",
+            desc.size()
+        )));
+    }
+    digest
+        .verify(&blob.bytes)
+        .map_err(|e| e.context(format!("{reference}: {noun}")))?;
+    Ok(Blob { digest, ..blob })
 }
 
 fn verify(reference: &str, blob: &Blob) -> Result<(), Error> {
@@ -281,6 +329,7 @@ pub async fn resolve(
 ) -> Result<Vec<ResolvedImage>, Error> {
     let reference = store.reference();
     let root = store.root().await?;
+    check_document_size(&reference, "manifest", root.bytes.len() as u64)?;
     verify(&reference, &root)?;
     let (kind, media_type) = classify(&reference, &root)?;
     match kind {
@@ -304,6 +353,7 @@ type Candidate<'a> = (&'a Descriptor, Option<Platform>);
 /// The entries of an index that may be images a node would run.
 fn image_candidates<'a>(
     reference: &str,
+    digest: &Digest,
     index: &'a ImageIndex,
 ) -> Result<Vec<Candidate<'a>>, Error> {
     // Image manifests only: attestations (unknown/unknown), nested indexes
@@ -322,7 +372,7 @@ fn image_candidates<'a>(
             .any(|d| is_index_type(d.media_type().as_ref()))
     {
         return Err(Error::corrupt(format!(
-            "{reference}: nested image indexes are not supported"
+            "{reference}: image index {digest}: nested image indexes are not supported"
         )));
     }
     Ok(candidates)
@@ -359,21 +409,55 @@ fn choose<'c, 'a>(
     Ok(unlabeled)
 }
 
+/// The image manifests of an index worth fetching for the selection, read
+/// from the index's bytes alone. An index offering more than
+/// [`MAX_INDEX_IMAGES`] images is refused.
+pub fn index_choices(
+    reference: &str,
+    digest: &Digest,
+    bytes: &[u8],
+    sel: &PlatformSelector,
+) -> Result<Vec<Descriptor>, Error> {
+    let index: ImageIndex = serde_json::from_slice(bytes).map_err(|e| {
+        Error::corrupt(format!("{reference}: invalid image index {digest}")).with_source(e)
+    })?;
+    let candidates = image_candidates(reference, digest, &index)?;
+    if candidates.len() > MAX_INDEX_IMAGES {
+        return Err(Error::corrupt(format!(
+            "{reference}: image index {digest} lists {} image manifests, more than the {MAX_INDEX_IMAGES} sizeguard follows",
+            candidates.len()
+        )));
+    }
+    Ok(choose(reference, &candidates, sel)?
+        .into_iter()
+        .map(|(d, _)| (*d).clone())
+        .collect())
+}
+
 async fn resolve_index(
     store: &dyn ManifestStore,
     reference: &str,
     root: &Blob,
     sel: &PlatformSelector,
 ) -> Result<Vec<ResolvedImage>, Error> {
-    let index: ImageIndex = serde_json::from_slice(&root.bytes)
-        .map_err(|e| Error::corrupt(format!("{reference}: invalid image index")).with_source(e))?;
-    let candidates = image_candidates(reference, &index)?;
     let mut images = Vec::new();
     let mut seen_platforms = Vec::new();
-    for (desc, _) in choose(reference, &candidates, sel)? {
-        let digest = parse_digest(reference, desc.digest().as_ref())?;
+    for desc in index_choices(reference, &root.digest, &root.bytes, sel)? {
+        let blob = fetch_verified(store, reference, &desc, true).await?;
+        // An entry typed as an image that is an index (this one, or
+        // another): nested indexes are not followed, so no cycle either.
+        if classify(reference, &blob)?.0 == Kind::Index {
+            let which = if blob.digest == root.digest {
+                "lists itself"
+            } else {
+                "lists another index"
+            };
+            return Err(Error::corrupt(format!(
+                "{reference}: image index {} {which} as an image ({}); nested indexes are not supported",
+                root.digest, blob.digest
+            )));
+        }
         let mt = desc.media_type().to_string();
-        let blob = fetch_verified(store, reference, &digest, &mt, true).await?;
         let index_digest = Some(root.digest.to_string());
         if let Some(image) = image_from_manifest(store, reference, &blob, &mt, index_digest).await?
         {
@@ -400,31 +484,28 @@ fn parse_digest(reference: &str, digest: &str) -> Result<Digest, Error> {
     Digest::parse(digest).map_err(|e| e.context(reference))
 }
 
-/// Builds the resolved image from a manifest blob, or `None` when the
-/// manifest is not a container image (an artifact with its own config type).
-async fn image_from_manifest(
-    store: &dyn ManifestStore,
+/// What an image manifest says about sizing: where its config is and its
+/// layers, in order.
+pub struct ManifestParts {
+    pub config: Descriptor,
+    pub layers: Vec<LayerDescriptor>,
+}
+
+/// Reads an image manifest's config descriptor and layers from its bytes
+/// alone; `None` when the manifest is not a container image (an artifact
+/// with its own config type).
+pub fn manifest_parts(
     reference: &str,
-    blob: &Blob,
-    media_type: &str,
-    index_digest: Option<String>,
-) -> Result<Option<ResolvedImage>, Error> {
-    let manifest: ImageManifest = serde_json::from_slice(&blob.bytes).map_err(|e| {
-        Error::corrupt(format!(
-            "{reference}: invalid image manifest {}",
-            blob.digest
-        ))
-        .with_source(e)
+    digest: &Digest,
+    bytes: &[u8],
+) -> Result<Option<ManifestParts>, Error> {
+    let manifest: ImageManifest = serde_json::from_slice(bytes).map_err(|e| {
+        Error::corrupt(format!("{reference}: invalid image manifest {digest}")).with_source(e)
     })?;
-    let config_desc = manifest.config();
-    let config_mt = config_desc.media_type().to_string();
+    let config_mt = manifest.config().media_type().to_string();
     if config_mt != OCI_CONFIG && config_mt != DOCKER_CONFIG {
         return Ok(None);
     }
-    let config_digest = parse_digest(reference, config_desc.digest().as_ref())?;
-    let config = fetch_verified(store, reference, &config_digest, &config_mt, false).await?;
-    let ImageConfig { platform, diff_ids } =
-        ImageConfig::parse(reference, &config_digest, &config.bytes)?;
     let mut layers = Vec::with_capacity(manifest.layers().len());
     for l in manifest.layers() {
         let mt = l.media_type().to_string();
@@ -437,6 +518,86 @@ async fn image_from_manifest(
             urls: l.urls().clone().unwrap_or_default(),
         });
     }
+    Ok(Some(ManifestParts {
+        config: manifest.config().clone(),
+        layers,
+    }))
+}
+
+/// The config names one uncompressed digest per layer, in order; a count
+/// that disagrees would pair layers with the wrong diff_ids.
+pub fn check_diff_ids(
+    reference: &str,
+    config: &Digest,
+    diff_ids: &[String],
+    layers: usize,
+) -> Result<(), Error> {
+    if diff_ids.len() != layers {
+        return Err(Error::corrupt(format!(
+            "{reference}: image config {config} lists {} diff_ids for {layers} layers",
+            diff_ids.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Every parser of an image's JSON documents over one input, as the
+/// `documents` fuzz target and its corpus replay feed them: manifests,
+/// indexes (with platform choice), image configs, a layout's `index.json`,
+/// a docker-archive's `manifest.json`, a kubelet stats summary. Each must
+/// answer, never panic; what they answer is not looked at.
+#[doc(hidden)]
+pub fn parse_untrusted_document(data: &[u8]) {
+    let what = "fuzz";
+    let digest = Digest::sha256(data);
+    let blob = Blob {
+        bytes: bytes::Bytes::copy_from_slice(data),
+        digest: digest.clone(),
+        media_type: None,
+    };
+    let _ = classify(what, &blob);
+    let arm = PlatformSelector::One {
+        platform: Platform::new("linux", "arm64", Some("v8")),
+        explicit: true,
+    };
+    for sel in [PlatformSelector::default(), PlatformSelector::All, arm] {
+        let _ = index_choices(what, &digest, data, &sel);
+    }
+    let layers = match manifest_parts(what, &digest, data) {
+        Ok(Some(parts)) => {
+            let _ = parse_digest(what, parts.config.digest().as_ref());
+            parts.layers.len()
+        }
+        _ => 0,
+    };
+    if let Ok(config) = ImageConfig::parse(what, &digest, data) {
+        let _ = check_diff_ids(what, &digest, &config.diff_ids, layers);
+        let _ = check_single_platform(what, &config.platform, &PlatformSelector::default());
+    }
+    let _ = super::layout::parse_index_json(data);
+    let _ = super::docker_archive::parse_archive_manifest(data);
+    let _ = crate::budget::kubelet::parse_stats_summary(data);
+}
+
+/// Builds the resolved image from a manifest blob, or `None` when the
+/// manifest is not a container image (an artifact with its own config type).
+async fn image_from_manifest(
+    store: &dyn ManifestStore,
+    reference: &str,
+    blob: &Blob,
+    media_type: &str,
+    index_digest: Option<String>,
+) -> Result<Option<ResolvedImage>, Error> {
+    let Some(ManifestParts { config, layers }) =
+        manifest_parts(reference, &blob.digest, &blob.bytes)?
+    else {
+        return Ok(None);
+    };
+    let config = fetch_verified(store, reference, &config, false).await?;
+    let config_digest = config.digest.clone();
+    let ImageConfig { platform, diff_ids } =
+        ImageConfig::parse(reference, &config_digest, &config.bytes)?;
+    check_diff_ids(reference, &config_digest, &diff_ids, layers.len())?;
     Ok(Some(ResolvedImage {
         reference: reference.to_string(),
         digest: blob.digest.to_string(),
@@ -449,4 +610,254 @@ async fn image_from_manifest(
         diff_ids,
         layers,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::io::Read;
+
+    use async_trait::async_trait;
+    use serde_json::json;
+
+    use super::*;
+    use crate::source::ImageSource;
+
+    /// Blobs by digest; `lie` serves the root for every digest asked for.
+    struct Store {
+        root: bytes::Bytes,
+        blobs: HashMap<String, bytes::Bytes>,
+        lie: bool,
+    }
+
+    impl Store {
+        fn of(root: bytes::Bytes, blobs: &[&bytes::Bytes]) -> Store {
+            let blobs = blobs
+                .iter()
+                .map(|b| (Digest::sha256(b).to_string(), (*b).clone()))
+                .collect();
+            Store {
+                root,
+                blobs,
+                lie: false,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl ImageSource for Store {
+        fn reference(&self) -> String {
+            "mem:x".into()
+        }
+        async fn resolve(&self, sel: &PlatformSelector) -> Result<Vec<ResolvedImage>, Error> {
+            resolve(self, sel).await
+        }
+        async fn open_layer(&self, _: &LayerDescriptor) -> Result<Box<dyn Read + Send>, Error> {
+            Err(Error::not_found("no layers here"))
+        }
+    }
+
+    #[async_trait]
+    impl ManifestStore for Store {
+        async fn root(&self) -> Result<Blob, Error> {
+            Ok(Blob {
+                bytes: self.root.clone(),
+                digest: Digest::sha256(&self.root),
+                media_type: None,
+            })
+        }
+        async fn fetch(&self, digest: &Digest, _: &str, _: bool) -> Result<Blob, Error> {
+            let bytes = match self.lie {
+                true => self.root.clone(),
+                false => self
+                    .blobs
+                    .get(&digest.to_string())
+                    .cloned()
+                    .ok_or_else(|| Error::not_found(format!("{digest}")))?,
+            };
+            // The lying store names what it served, not what was asked for:
+            // only checking against the request catches it.
+            let digest = match self.lie {
+                true => Digest::sha256(&bytes),
+                false => digest.clone(),
+            };
+            Ok(Blob {
+                bytes,
+                digest,
+                media_type: None,
+            })
+        }
+    }
+
+    fn entry(media_type: &str, bytes: &[u8]) -> serde_json::Value {
+        json!({
+            "mediaType": media_type,
+            "digest": Digest::sha256(bytes).to_string(),
+            "size": bytes.len(),
+            "platform": {"os": "linux", "architecture": "amd64"},
+        })
+    }
+
+    fn index(entries: Vec<serde_json::Value>) -> bytes::Bytes {
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+            .to_string()
+            .into()
+    }
+
+    const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+    fn config(diff_ids: usize) -> bytes::Bytes {
+        let ids: Vec<String> = (0..diff_ids)
+            .map(|i| Digest::sha256(&[i as u8]).to_string())
+            .collect();
+        json!({"os": "linux", "architecture": "amd64", "rootfs": {"type": "layers", "diff_ids": ids}})
+            .to_string()
+            .into()
+    }
+
+    fn manifest(config: &[u8], layers: usize) -> bytes::Bytes {
+        let layers: Vec<_> = (0..layers)
+            .map(|i| json!({"mediaType": LAYER, "digest": Digest::sha256(&[i as u8]).to_string(), "size": 1}))
+            .collect();
+        json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": Digest::sha256(config).to_string(), "size": config.len()},
+            "layers": layers,
+        })
+        .to_string()
+        .into()
+    }
+
+    async fn resolve_err(store: Store) -> Error {
+        store
+            .resolve(&PlatformSelector::default())
+            .await
+            .err()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_index_listed_as_an_image_is_refused_not_followed() {
+        let inner = index(vec![]);
+        let root = index(vec![entry(OCI_MANIFEST, &inner)]);
+        let e = resolve_err(Store::of(root, &[&inner])).await;
+        assert!(
+            e.to_string().contains("lists another index as an image"),
+            "{e}"
+        );
+        assert_eq!(e.kind(), crate::error::Kind::Corrupt);
+
+        // Entries typed as indexes: not images, and said so.
+        let root = index(vec![entry(OCI_INDEX, &inner)]);
+        let e = resolve_err(Store::of(root, &[])).await;
+        assert!(
+            e.to_string()
+                .contains("nested image indexes are not supported"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cycle_of_indexes_ends_at_the_first_step() {
+        // Two indexes naming each other cannot exist (each digest would
+        // cover the other), so the cycle is a store serving them anyway.
+        let root = index(vec![entry(OCI_MANIFEST, b"{}")]);
+        let e = resolve_err(Store {
+            root: root.clone(),
+            blobs: HashMap::new(),
+            lie: true,
+        })
+        .await;
+        assert!(e.to_string().contains("the descriptor says 2 bytes"), "{e}");
+        // Deep nesting: an index of an index of … is refused at the first.
+        let mut doc = index(vec![]);
+        let mut docs = Vec::new();
+        for _ in 0..1000 {
+            let next = index(vec![entry(OCI_INDEX, &doc)]);
+            docs.push(std::mem::replace(&mut doc, next));
+        }
+        let refs: Vec<_> = docs.iter().collect();
+        let e = resolve_err(Store::of(doc, &refs)).await;
+        assert!(e.to_string().contains("nested image indexes"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_store_serving_the_index_for_every_digest_gets_no_loop() {
+        // With the entry's size the root's own, only the digest tells.
+        let with_size = |n: usize| {
+            let mut e = entry(OCI_MANIFEST, b"{}");
+            e["size"] = json!(n);
+            index(vec![e])
+        };
+        // A fixed point: the length only changes with the number's digits.
+        let mut n = 0;
+        for _ in 0..8 {
+            n = with_size(n).len();
+        }
+        assert_eq!(with_size(n).len(), n);
+        let e = resolve_err(Store {
+            root: with_size(n),
+            blobs: HashMap::new(),
+            lie: true,
+        })
+        .await;
+        assert!(e.to_string().contains("digest mismatch"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn fetched_documents_must_match_their_descriptor_size() {
+        let config = config(0);
+        let manifest = manifest(&config, 0);
+        let mut e = entry(OCI_MANIFEST, &manifest);
+        e["size"] = json!(manifest.len() + 1);
+        let e = resolve_err(Store::of(index(vec![e]), &[&manifest, &config])).await;
+        assert!(e.to_string().contains("the descriptor says"), "{e}");
+        // The whole walk, when sizes and digests agree.
+        let store = Store::of(
+            index(vec![entry(OCI_MANIFEST, &manifest)]),
+            &[&manifest, &config],
+        );
+        let images = store.resolve(&PlatformSelector::default()).await.unwrap();
+        assert_eq!(images.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn documents_past_the_cap_are_refused_by_descriptor_and_by_content() {
+        let config = config(0);
+        let manifest = manifest(&config, 0);
+        let mut e = entry(OCI_MANIFEST, &manifest);
+        e["size"] = json!(MAX_DOCUMENT_BYTES + 1);
+        let e = resolve_err(Store::of(index(vec![e]), &[&manifest, &config])).await;
+        assert!(e.to_string().contains("more than the 4.00 MiB"), "{e}");
+        assert!(e.to_string().contains("(by its descriptor)"), "{e}");
+        // A root past the cap, from a store that did not stop reading.
+        let mut huge = manifest.to_vec();
+        huge.resize(MAX_DOCUMENT_BYTES as usize + 1, b' ');
+        let e = resolve_err(Store::of(huge.into(), &[&config])).await;
+        assert!(e.to_string().contains("manifest is 4194305 bytes"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_config_whose_diff_ids_disagree_with_the_layers_is_refused() {
+        let config = config(1);
+        let manifest = manifest(&config, 2);
+        let e = resolve_err(Store::of(manifest, &[&config])).await;
+        let want = format!(
+            "image config {} lists 1 diff_ids for 2 layers",
+            Digest::sha256(&config)
+        );
+        assert!(e.to_string().contains(&want), "{e}");
+        assert_eq!(e.kind(), crate::error::Kind::Corrupt);
+    }
+
+    #[test]
+    fn an_index_offering_too_many_images_is_refused() {
+        let entries = (0..=MAX_INDEX_IMAGES)
+            .map(|i| entry(OCI_MANIFEST, &[i as u8]))
+            .collect();
+        let bytes = index(entries);
+        let e = index_choices("x", &Digest::sha256(&bytes), &bytes, &PlatformSelector::All)
+            .unwrap_err();
+        assert!(e.to_string().contains("lists 129 image manifests"), "{e}");
+    }
 }

@@ -58,6 +58,15 @@ impl Engine {
     }
 }
 
+/// The prefixes that name a transport other than a registry.
+const TRANSPORTS: [&str; 5] = [
+    "oci:",
+    "oci-archive:",
+    "docker-archive:",
+    "docker-daemon:",
+    "podman:",
+];
+
 impl ImageRef {
     /// Parses a reference; what cannot be parsed is a usage error.
     pub fn parse(input: &str) -> Result<ImageRef, Error> {
@@ -86,12 +95,20 @@ impl ImageRef {
             }
             match parse_common(name) {
                 Some(r) => Ok(ImageRef::Registry(r)),
-                None => name
-                    .parse::<Reference>()
-                    .map(ImageRef::Registry)
-                    .map_err(|e| {
+                None => {
+                    let r = name.parse::<Reference>().map_err(|e| {
                         Error::usage(format!("invalid image reference {name:?}")).with_source(e)
-                    }),
+                    })?;
+                    // oci-spec takes an upper-case first component for a
+                    // Docker Hub path, which no registry (and not its own
+                    // parser, once printed) accepts.
+                    if !r.repository().split('/').all(path_component_ok) {
+                        return Err(Error::usage(format!(
+                            "invalid image reference {name:?}: repository names are lower case"
+                        )));
+                    }
+                    Ok(ImageRef::Registry(r))
+                }
             }
         }
     }
@@ -308,7 +325,17 @@ impl fmt::Display for ImageRef {
             Ok(())
         };
         match self {
-            ImageRef::Registry(r) => write!(f, "{}", r.whole()),
+            ImageRef::Registry(r) => {
+                let whole = r.whole();
+                // A registry host spelt like a transport (`oci-archive:64`)
+                // keeps its `docker://`, or it would read back as a file.
+                let ambiguous = TRANSPORTS.iter().any(|t| whole.starts_with(t));
+                if ambiguous {
+                    write!(f, "docker://{whole}")
+                } else {
+                    write!(f, "{whole}")
+                }
+            }
             ImageRef::Layout { path, tag } => with(f, "oci", path, tag),
             ImageRef::OciArchive { path, tag } => with(f, "oci-archive", path, tag),
             ImageRef::DockerArchive { path, reference } => {
@@ -340,6 +367,17 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(ImageRef::parse("Not A Ref!").is_err());
+        // Found by the reference fuzz target: oci-spec accepted it as a
+        // Docker Hub path that prints as a reference nothing parses.
+        let e = ImageRef::parse("dodockeckerrv-Ddl/tmp/savcshe:en").unwrap_err();
+        assert!(e.to_string().contains("lower case"), "{e}");
+        // Also found by it: a registry host spelt like a transport.
+        for host in ["oci-archive:64", "podman:5000", "oci:1"] {
+            let r = ImageRef::parse(&format!("docker://{host}/v8")).unwrap();
+            assert_eq!(r.to_string(), format!("docker://{host}/v8:latest"));
+            let again = ImageRef::parse(&r.to_string()).unwrap();
+            assert_eq!(again.to_string(), r.to_string());
+        }
     }
 
     #[test]

@@ -268,6 +268,43 @@ fn an_export_without_its_layers_is_corrupt() {
 }
 
 #[test]
+fn export_documents_are_capped_and_diff_ids_counted() {
+    let l = two_layers();
+    let manifest = |config: &str| {
+        serde_json::to_vec(&serde_json::json!([{
+            "Config": config, "Layers": ["one/layer.tar", "two/layer.tar"],
+        }]))
+        .unwrap()
+    };
+    let short = config(&l.diff_ids[..1]);
+    let bytes = archive(&[
+        Member::File("one/layer.tar", &l.tars[0]),
+        Member::File("two/layer.tar", &l.tars[1]),
+        Member::File("cfg.json", &short),
+        Member::File("manifest.json", &manifest("cfg.json")),
+    ]);
+    let e = walk_archive(&bytes).err().unwrap();
+    assert_eq!(e.kind(), Kind::Corrupt, "{e}");
+    assert!(
+        e.to_string().contains("lists 1 diff_ids for 2 layers"),
+        "{e}"
+    );
+    let mut big = manifest("cfg.json");
+    big.resize(4 * 1024 * 1024 + 1, b' ');
+    let bytes = archive(&[
+        Member::File("one/layer.tar", &l.tars[0]),
+        Member::File("two/layer.tar", &l.tars[1]),
+        Member::File("cfg.json", &l.config),
+        Member::File("manifest.json", &big),
+    ]);
+    let e = walk_archive(&bytes).err().unwrap();
+    assert!(
+        e.to_string().contains("manifest.json is 4194305 bytes"),
+        "{e}"
+    );
+}
+
+#[test]
 fn sockets_come_from_the_environment_or_the_engine_default() {
     let env = |pairs: &'static [(&'static str, &'static str)]| {
         move |var: &str| {
