@@ -509,3 +509,255 @@ fn a_report_artifact_cannot_write_outputs_of_its_own() {
         ]
     );
 }
+
+/// The report the last run of the step wrote.
+fn last_report(r: &Runner) -> serde_json::Value {
+    let path = r.outputs()["report-path"].clone();
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn node_kubelet_and_size_inputs_and_args_reach_the_check_and_the_log_shows_the_table() {
+    let r = Runner::new();
+    let (v2, v1) = (demo("v2"), demo("v1"));
+    let pwned = r.path("pwned");
+    // A word a shell would run, given as a value: it stays text.
+    let args = format!(
+        "--top 3 --cache-dir \"$(touch {p}) `touch {p}`;touch {p}\"",
+        p = pwned.display()
+    );
+    let out = r.run(&[
+        ("candidate", &v2),
+        ("baseline", &v1),
+        ("comment", "never"),
+        ("args", &args),
+    ]);
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert!(!pwned.exists(), "args are never evaluated by a shell");
+
+    let out = r.run(&[
+        ("candidate", &v2),
+        ("baseline", &v1),
+        ("comment", "never"),
+        ("node-capacity", "20Gi"),
+        ("node-used", "5Gi"),
+        ("gc-high", "90"),
+        ("gc-low", "70"),
+        ("eviction-imagefs-available", "10"),
+        ("eviction-imagefs-inodes-free", "3"),
+        ("max-pull-size", "1Gi"),
+        ("warn-unpacked-size", "100MiB"),
+        (
+            "args",
+            "--warn-layers 2 --max-growth 'node_bytes=900%' --top \"3\"",
+        ),
+    ]);
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    let json = last_report(&r);
+    let node = &json["node"];
+    assert_eq!(node["thresholds"]["gc_high"], 90, "{node:#}");
+    assert_eq!(node["thresholds"]["gc_low"], 70, "{node:#}");
+    assert_eq!(node["thresholds"]["eviction_available_pct"], 10.0);
+    assert_eq!(node["thresholds"]["eviction_inodes_free_pct"], 3.0);
+    assert_eq!(node["available_bytes"], 15u64 << 30, "{node:#}");
+    let policy = &json["policy"];
+    assert_eq!(policy["pull_size"]["fail"], 1u64 << 30, "{policy:#}");
+    assert_eq!(policy["unpacked_size"]["warn"], 100u64 << 20, "{policy:#}");
+    assert_eq!(policy["layers"]["warn"], 2, "{policy:#}");
+    assert_eq!(
+        policy["fail_growth"][0],
+        json!({"figure": "node_bytes", "limit": {"percent": 900.0}})
+    );
+    assert_eq!(r.outputs()["verdict"], "warn");
+    // The table report is in the log, not only the annotations; the runner
+    // ignores workflow commands inside it.
+    let l = logs(&out);
+    let start = l.find("::stop-commands::").expect("the report is fenced");
+    let token = l[start + "::stop-commands::".len()..]
+        .lines()
+        .next()
+        .unwrap();
+    let end = l.find(&format!("::{token}::")).expect("commands resumed");
+    let table = &l[start..end];
+    assert!(table.contains("FIGURE"), "{l}");
+    assert!(table.contains("node_bytes"), "{l}");
+    assert!(table.contains("max_layers"), "{l}");
+
+    // Flags that are the action's own are refused.
+    for bad in ["--format table", "-o x.json", "--comment"] {
+        let out = r.run(&[("candidate", &v2), ("comment", "never"), ("args", bad)]);
+        assert_eq!(out.code, 2, "{bad}: {}", logs(&out));
+        assert!(logs(&out).contains("set by the action"), "{}", logs(&out));
+    }
+    let out = r.run(&[("candidate", &v2), ("args", "--top '3")]);
+    assert_eq!(out.code, 2, "{}", logs(&out));
+}
+
+#[test]
+fn the_gc_headroom_output_is_described_as_what_is_left_after_the_rollout() {
+    let yml = std::fs::read_to_string(format!("{ROOT}/action.yml")).unwrap();
+    let at = yml.find("\n  gc-headroom:\n").expect("gc-headroom output");
+    let desc = &yml[at..at + 400];
+    for words in ["after the rollout", "negative", "GC high threshold"] {
+        assert!(desc.contains(words), "{words}: {desc}");
+    }
+    // Every input named like a check flag is one of its flags.
+    let help = support::run::sizeguard(&["check", "--help"], &[], None).stdout;
+    for input in [
+        "node-used",
+        "node-profile",
+        "gc-high",
+        "gc-low",
+        "eviction-imagefs-available",
+        "eviction-imagefs-inodes-free",
+        "max-pull-size",
+        "warn-pull-size",
+        "max-unpacked-size",
+        "warn-unpacked-size",
+        "max-layer-size",
+        "warn-layer-size",
+        "max-layers",
+        "warn-layers",
+        "max-wasted",
+        "warn-wasted",
+    ] {
+        assert!(yml.contains(&format!("\n  {input}:\n")), "input {input}");
+        assert!(help.contains(&format!("--{input}")), "flag --{input}");
+    }
+}
+
+#[test]
+fn a_same_repository_403_fails_the_step_and_a_fork_gets_a_notice() {
+    let r = Runner::new();
+    r.api.state().read_only = true;
+    let (v2, v1) = (demo("v2"), demo("v1"));
+    let pr = |head: &str| {
+        json!({"number": 4, "pull_request": {"number": 4,
+            "head": {"sha": "0123456789abcdef0123456789abcdef01234567",
+                     "repo": {"full_name": head}},
+            "base": {"repo": {"full_name": "octo-org/shop"}}}})
+    };
+    r.event(pr("octo-org/shop"));
+    let out = r.run(&[("candidate", &v2), ("baseline", &v1)]);
+    assert_eq!(out.code, 2, "{}", logs(&out));
+    assert!(
+        logs(&out).contains("add `permissions: pull-requests: write`"),
+        "{}",
+        logs(&out)
+    );
+    assert_eq!(r.outputs()["verdict"], "pass", "the check itself passed");
+
+    r.event(pr("forker/shop"));
+    let out = r.run(&[("candidate", &v2), ("baseline", &v1)]);
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert_eq!(logs(&out).matches("::notice").count(), 1, "{}", logs(&out));
+}
+
+#[test]
+fn a_registry_token_reaches_sizeguard_as_a_private_credentials_file_and_never_the_log() {
+    use support::registry::{Registry, RegistryOpts};
+    const USER: &str = "octocat";
+    const SECRET: &str = "ghp_registryT0kenForTests";
+    let reg = Registry::start_with(RegistryOpts {
+        htpasswd: Some((USER.into(), SECRET.into())),
+        ..Default::default()
+    });
+    let fixture = format!("{ROOT}/fixtures/demo");
+    reg.push_layout(Path::new(&fixture), "v2", "octo-org/private:v2");
+    let r = Runner::new();
+    // A wrapper in place of the installed binary: notes the credentials
+    // file sizeguard is given, then runs sizeguard.
+    let seen = r.path("seen");
+    let wrapper = r.path("sizeguard-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/usr/bin/env bash\nif [ -n \"${{REGISTRY_AUTH_FILE:-}}\" ]; then\n  \
+             {{ stat -c %a \"$REGISTRY_AUTH_FILE\"; echo \"$REGISTRY_AUTH_FILE\"; cat \"$REGISTRY_AUTH_FILE\"; echo; }} >>'{}'\nfi\n\
+             exec '{}' \"$@\"\n",
+            seen.display(),
+            env!("CARGO_BIN_EXE_sizeguard")
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let candidate = reg.reference("octo-org/private:v2");
+    let out = r
+        .script(&[
+            ("candidate", &candidate),
+            ("comment", "never"),
+            ("registry", &reg.addr),
+            ("registry-username", USER),
+            ("registry-token", SECRET),
+        ])
+        .env("SIZEGUARD_BIN", &wrapper)
+        .secret(SECRET)
+        .run();
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    let l = logs(&out);
+    assert!(!l.contains(SECRET), "{l}");
+    let basic = support::credentials::basic_auth(USER, SECRET);
+    assert!(!l.contains(&basic), "{l}");
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    let mut lines = seen.lines();
+    assert_eq!(lines.next(), Some("600"), "{seen}");
+    let file = lines.next().unwrap();
+    assert!(
+        file.starts_with(r.path("runner-temp").to_str().unwrap()),
+        "{file}"
+    );
+    let config: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(
+        config,
+        json!({"auths": {reg.addr.clone(): {"auth": basic.clone()}}})
+    );
+    assert!(!Path::new(file).exists(), "removed when the step ends");
+
+    // Without the token the private image cannot be read.
+    let out = r
+        .script(&[("candidate", &candidate), ("comment", "never")])
+        .run();
+    assert_eq!(out.code, 3, "{}", logs(&out));
+}
+
+#[test]
+fn the_layer_cache_is_pruned_to_its_bound_before_it_is_saved() {
+    let r = Runner::new();
+    let (v2, v1) = (demo("v2"), demo("v1"));
+    let cache = r.path("cache");
+    let run = |max: &str| {
+        let out = r
+            .script(&[
+                ("candidate", &v2),
+                ("baseline", &v1),
+                ("cache", "true"),
+                ("cache-dir", cache.to_str().unwrap()),
+                ("cache-max-size", max),
+                ("comment", "never"),
+            ])
+            .with_layer_cache()
+            .run();
+        assert_eq!(out.code, 0, "{}", logs(&out));
+        let stats = support::run::sizeguard(
+            &[
+                "cache",
+                "stats",
+                "--json",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ],
+            &[],
+            None,
+        );
+        let v: serde_json::Value = serde_json::from_str(&stats.stdout).unwrap();
+        v["bytes"].as_u64().unwrap()
+    };
+    assert!(run("1GiB") > 0, "entries kept under a large bound");
+    assert_eq!(run("0"), 0, "pruned to the bound");
+    // The key the action saves under starts with the prefix it restores by.
+    let yml = std::fs::read_to_string(format!("{ROOT}/action.yml")).unwrap();
+    assert!(yml.contains("restore-keys: sizeguard-layers-${{ runner.os }}-\n"));
+    assert!(r.outputs()["cache-key"].starts_with("sizeguard-layers-Linux-"));
+}

@@ -56,7 +56,7 @@ pub fn log_report(text: &str) {
         "sizeguard-report-{:016x}",
         std::collections::hash_map::RandomState::new().hash_one(text)
     );
-    let mut out = std::io::stderr().lock();
+    let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "::stop-commands::{token}");
     let _ = out.write_all(text.as_bytes());
     if !text.ends_with('\n') {
