@@ -761,3 +761,210 @@ fn the_layer_cache_is_pruned_to_its_bound_before_it_is_saved() {
     assert!(yml.contains("restore-keys: sizeguard-layers-${{ runner.os }}-\n"));
     assert!(r.outputs()["cache-key"].starts_with("sizeguard-layers-Linux-"));
 }
+
+/// A loopback stand-in for GitHub's release downloads: serves the files
+/// under `root` by path, 404 otherwise, and counts the requests.
+struct ReleaseStandin {
+    url: String,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ReleaseStandin {
+    fn start(root: PathBuf) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut line = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/");
+                let file = root.join(path.trim_start_matches('/'));
+                let reply = match std::fs::read(&file) {
+                    Ok(body) if !path.contains("..") => {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        r.extend(body);
+                        r
+                    }
+                    _ => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = stream.write_all(&reply);
+            }
+        });
+        ReleaseStandin { url, hits }
+    }
+}
+
+/// A release asset whose `sizeguard` says which release it is.
+fn release_asset(dir: &Path, tag: &str, target: &str) -> Vec<u8> {
+    let stage = dir.join(format!("stage-{tag}"));
+    std::fs::create_dir_all(&stage).unwrap();
+    let bin = stage.join("sizeguard");
+    std::fs::write(
+        &bin,
+        format!("#!/bin/sh\necho \"sizeguard release {tag}\"\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let asset = dir.join(format!("sizeguard-{target}-{tag}.tar.gz"));
+    let ok = Command::new("tar")
+        .arg("-czf")
+        .arg(&asset)
+        .arg("-C")
+        .arg(&stage)
+        .arg("sizeguard")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::read(asset).unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn the_install_step_maps_the_pinned_version_to_a_checked_release_or_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = "x86_64-unknown-linux-musl";
+    let asset = format!("sizeguard-{target}.tar.gz");
+    let releases = dir.path().join("web/octo/sizeguard/releases/download");
+    let good = release_asset(dir.path(), "v0.3.0", target);
+    std::fs::create_dir_all(releases.join("v0.3.0")).unwrap();
+    std::fs::write(releases.join("v0.3.0").join(&asset), &good).unwrap();
+    // v0.4.0's published asset is not what the action carries for it.
+    let tampered = release_asset(dir.path(), "v0.4.0-tampered", target);
+    std::fs::create_dir_all(releases.join("v0.4.0")).unwrap();
+    std::fs::write(releases.join("v0.4.0").join(&asset), &tampered).unwrap();
+    let web = ReleaseStandin::start(dir.path().join("web"));
+
+    // The action's checkout: its version and the checksums it carries
+    // (v0.5.0 is listed but was never uploaded).
+    let action = dir.path().join("action");
+    std::fs::create_dir_all(&action).unwrap();
+    let carried = format!(
+        "# VERSION TARGET SHA256\nv0.3.0 {target} {}\nv0.4.0 {target} {}\nv0.5.0 {target} {}\n",
+        sha256_hex(&good),
+        sha256_hex(&release_asset(dir.path(), "v0.4.0", target)),
+        "0".repeat(64)
+    );
+    std::fs::write(action.join("checksums"), carried).unwrap();
+    // A `cargo` that notes it was asked to build.
+    let bin = dir.path().join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let built = dir.path().join("built");
+    std::fs::write(
+        bin.join("cargo"),
+        format!(
+            "#!/usr/bin/env bash\necho \"$@\" >>'{}'\nwhile [ \"$1\" != --root ]; do shift; done\n\
+             mkdir -p \"$2/bin\"\nprintf '#!/bin/sh\\necho sizeguard from source\\n' >\"$2/bin/sizeguard\"\n\
+             chmod +x \"$2/bin/sizeguard\"\n",
+            built.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("cargo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let install = |cargo_version: &str, reference: &str, version_input: &str| {
+        std::fs::write(
+            action.join("Cargo.toml"),
+            format!("[package]\nname = \"sizeguard\"\nversion = \"{cargo_version}\"\n"),
+        )
+        .unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let _ = std::fs::remove_file(&built);
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Run::script(format!("{ROOT}/scripts/action-install.sh"))
+            .env("PATH", path)
+            .env("ACTION_PATH", &action)
+            .env("ACTION_REPO", "octo/sizeguard")
+            .env("ACTION_REF", reference)
+            .env("INPUT_VERSION", version_input)
+            .env("GITHUB_SERVER_URL", &web.url)
+            .env("RUNNER_OS", "Linux")
+            .env("RUNNER_ARCH", "X64")
+            .env("RUNNER_TEMP", temp.path())
+            .run();
+        (out, built.exists())
+    };
+    let release = |out: &Out, tag: &str| {
+        assert_eq!(out.code, 0, "{}", logs(out));
+        assert!(
+            out.stdout.contains(&format!("sizeguard release {tag}")),
+            "{}",
+            logs(out)
+        );
+    };
+
+    // An exact tag, the version input, the major tag and a commit of a
+    // release: the carried checksum's release.
+    let (out, built_it) = install("0.3.0", "v0.3.0", "");
+    release(&out, "v0.3.0");
+    assert!(!built_it);
+    let (out, _) = install("0.9.9", "main", "0.3.0");
+    release(&out, "v0.3.0");
+    let (out, _) = install("0.3.0", "v0", "");
+    release(&out, "v0.3.0");
+    let (out, built_it) = install("0.3.0", &"a".repeat(40), "");
+    release(&out, "v0.3.0");
+    assert!(!built_it);
+
+    // Not a release: a branch, or a commit whose version carries no
+    // checksum, builds the pinned source itself.
+    let (out, built_it) = install("0.3.1-dev", &"b".repeat(40), "");
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert!(built_it && out.stdout.contains("sizeguard from source"));
+    let (out, built_it) = install("0.3.0", "main", "");
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert!(built_it);
+
+    // A pinned release that cannot be had is an error, never a build.
+    let hits = web.hits.load(std::sync::atomic::Ordering::SeqCst);
+    for (cargo_version, reference, input, why) in [
+        ("0.4.0", "v0.4.0", "", "is not the"),
+        ("0.5.0", "v0.5.0", "", "could not be downloaded"),
+        ("0.3.0", "v0.3.0", "0.6.0", "carries no checksum"),
+        ("0.6.0", "v0.6.0", "", "carries no checksum"),
+    ] {
+        let (out, built_it) = install(cargo_version, reference, input);
+        assert_eq!(out.code, 3, "{reference} {input}: {}", logs(&out));
+        assert!(!built_it, "{reference} {input}: built instead");
+        assert!(
+            logs(&out).contains(why),
+            "{reference} {input}: {}",
+            logs(&out)
+        );
+        assert!(!out.stdout.contains("sizeguard release"), "{}", logs(&out));
+    }
+    assert!(web.hits.load(std::sync::atomic::Ordering::SeqCst) > hits);
+}
