@@ -101,8 +101,16 @@ install_source() {
   if ! command -v cargo >/dev/null 2>&1; then
     fail "no release binary for ref '${ref:-local}' and no cargo to build one (add dtolnay/rust-toolchain before this step, or use a release tag)"
   fi
+  # ISA-L builds with autotools (and nasm on x86_64); without them, the
+  # pure-Rust inflate, slower on gzip layers but the same figures.
+  local features=()
+  if ! command -v autoreconf >/dev/null 2>&1 ||
+    { [ "$(uname -m)" = x86_64 ] && ! command -v nasm >/dev/null 2>&1; }; then
+    echo "::notice title=sizeguard::no nasm/autotools on this runner: building the pure-Rust inflate (scripts/install-deps.sh --build installs ISA-L's build tools)"
+    features=(--no-default-features --features pure-rust)
+  fi
   echo "building sizeguard from $action_path (cargo install --locked)"
-  cargo install --locked --quiet --path "$action_path" --root "$build"
+  cargo install --locked --quiet --path "$action_path" --root "$build" ${features[@]+"${features[@]}"}
   mkdir -p "$dest"
   cp "$build/bin/sizeguard" "$dest/sizeguard"
 }

@@ -968,3 +968,34 @@ fn the_install_step_maps_the_pinned_version_to_a_checked_release_or_fails() {
     }
     assert!(web.hits.load(std::sync::atomic::Ordering::SeqCst) > hits);
 }
+
+#[test]
+fn the_release_workflow_attests_records_checksums_and_moves_the_major_tag() {
+    let yml = std::fs::read_to_string(format!("{ROOT}/.github/workflows/release.yml")).unwrap();
+    for needle in [
+        "actions/attest-build-provenance@",
+        "subject-path: dist/sizeguard-*.tar.gz",
+        "id-token: write",
+        "attestations: write",
+        ">>checksums",
+        "git add checksums",
+        "git tag -f \"$major\"",
+        "git push --force origin \"refs/tags/$major\"",
+        "nasm",
+    ] {
+        assert!(yml.contains(needle), "release.yml lacks {needle}");
+    }
+    // The file release.yml appends to is the one the install step reads,
+    // in the format it reads.
+    let carried = std::fs::read_to_string(format!("{ROOT}/checksums")).unwrap();
+    for line in carried.lines().filter(|l| !l.starts_with('#')) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 3, "{line}");
+        assert!(fields[0].starts_with('v') && fields[2].len() == 64, "{line}");
+    }
+    assert!(
+        std::fs::read_to_string(format!("{ROOT}/scripts/action-install.sh"))
+            .unwrap()
+            .contains("$action_path/checksums")
+    );
+}
