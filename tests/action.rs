@@ -991,7 +991,10 @@ fn the_release_workflow_attests_records_checksums_and_moves_the_major_tag() {
     for line in carried.lines().filter(|l| !l.starts_with('#')) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(fields.len(), 3, "{line}");
-        assert!(fields[0].starts_with('v') && fields[2].len() == 64, "{line}");
+        assert!(
+            fields[0].starts_with('v') && fields[2].len() == 64,
+            "{line}"
+        );
     }
     assert!(
         std::fs::read_to_string(format!("{ROOT}/scripts/action-install.sh"))
