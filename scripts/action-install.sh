@@ -10,8 +10,9 @@
 #   an error: never a silent build of some other code.
 # - a moving tag (@v1, @v1.2) or a commit SHA: the version in the action's
 #   Cargo.toml, when the action carries that release's checksums (release.yml
-#   moves the major tag to the commit that adds them, and bumps the version
-#   after it). Then as above, errors included.
+#   moves the major tag to the commit that adds them; a later commit is taken
+#   for that release until Cargo.toml's version changes). Then as above,
+#   errors included.
 # - otherwise (a branch, a commit that is no release, a local `uses: ./`):
 #   the action's own source, `cargo install --locked`.
 #
