@@ -7,7 +7,10 @@
 #
 # Exit: 0 when the verdict is acceptable under fail-on, 1 when it is not,
 # 2/3 when sizeguard could not check (bad input, unmeasurable image) —
-# whatever fail-on says. A comment that cannot be posted never fails the step.
+# whatever fail-on says. A comment that cannot be posted because of the
+# workflow's configuration (a same-repository pull request whose token lacks
+# `pull-requests: write`, a rejected token) fails the step with exit 2; a
+# fork's read-only token is a notice, and an unreachable API a warning.
 set -euo pipefail
 
 # The report's top-level verdict, read as JSON (every runner has python3),
@@ -50,6 +53,14 @@ set_output() {
   esac
 }
 
+# The comment's footer links the README of the sizeguard the workflow
+# pinned (the action's repository at its ref).
+docs_url() {
+  if [ -n "${ACTION_REPO:-}" ] && [ -n "${ACTION_REF:-}" ]; then
+    export SIZEGUARD_DOCS_URL="${GITHUB_SERVER_URL:-https://github.com}/$ACTION_REPO/blob/$ACTION_REF/README.md#reading-the-comment"
+  fi
+}
+
 # `report` mode: post a report made elsewhere (the workflow_run half of
 # the fork pattern) instead of checking. That report is untrusted: sizeguard
 # validates it (`comment --mode never` reads it and posts nothing) before
@@ -73,6 +84,7 @@ if [ -n "${INPUT_REPORT:-}" ]; then
   set_output report-path "$INPUT_REPORT"
   mode="${INPUT_COMMENT:-always}"
   [ "$mode" = never ] && exit 0
+  docs_url
   GITHUB_TOKEN="${INPUT_GITHUB_TOKEN:-${GITHUB_TOKEN:-}}" \
     exec "$bin" comment --report "$INPUT_REPORT" --mode "$mode" </dev/null
 fi
@@ -114,6 +126,26 @@ args=(check --candidate "$INPUT_CANDIDATE" --format json -o "$report" --quiet)
 [ -n "${INPUT_NODE_CAPACITY:-}" ] && args+=(--node-capacity "$INPUT_NODE_CAPACITY")
 [ -n "${INPUT_NODE_AVAILABLE:-}" ] && args+=(--node-available "$INPUT_NODE_AVAILABLE")
 [ -n "${INPUT_NODE_STATS:-}" ] && args+=(--node-stats "$INPUT_NODE_STATS")
+# Inputs named like the flags they set: one value each, given as it is.
+add_flag() {
+  if [ -n "$2" ]; then args+=("--$1" "$2"); fi
+}
+add_flag node-used "${INPUT_NODE_USED:-}"
+add_flag node-profile "${INPUT_NODE_PROFILE:-}"
+add_flag gc-high "${INPUT_GC_HIGH:-}"
+add_flag gc-low "${INPUT_GC_LOW:-}"
+add_flag eviction-imagefs-available "${INPUT_EVICTION_IMAGEFS_AVAILABLE:-}"
+add_flag eviction-imagefs-inodes-free "${INPUT_EVICTION_IMAGEFS_INODES_FREE:-}"
+add_flag max-pull-size "${INPUT_MAX_PULL_SIZE:-}"
+add_flag warn-pull-size "${INPUT_WARN_PULL_SIZE:-}"
+add_flag max-unpacked-size "${INPUT_MAX_UNPACKED_SIZE:-}"
+add_flag warn-unpacked-size "${INPUT_WARN_UNPACKED_SIZE:-}"
+add_flag max-layer-size "${INPUT_MAX_LAYER_SIZE:-}"
+add_flag warn-layer-size "${INPUT_WARN_LAYER_SIZE:-}"
+add_flag max-layers "${INPUT_MAX_LAYERS:-}"
+add_flag warn-layers "${INPUT_WARN_LAYERS:-}"
+add_flag max-wasted "${INPUT_MAX_WASTED:-}"
+add_flag warn-wasted "${INPUT_WARN_WASTED:-}"
 # Growth limits: one per line (or comma-separated). Bash 3 compatible (macOS).
 add_limits() {
   local flag="$1" limit
@@ -125,9 +157,61 @@ add_limits() {
 add_limits --max-growth "${INPUT_MAX_GROWTH:-}"
 add_limits --warn-growth "${INPUT_WARN_GROWTH:-}"
 
+# `args`: more flags for `sizeguard check`, split as a POSIX shell would
+# split words (quotes, backslashes) by Python's shlex, which evaluates
+# nothing: no expansion, no substitution, no globbing. The report's format
+# and file are the action's own.
+if [ -n "${INPUT_ARGS:-}" ]; then
+  if ! python3 -c 'import shlex, sys; shlex.split(sys.argv[1])' "$INPUT_ARGS" 2>/dev/null; then
+    echo "::error title=sizeguard::args: cannot be split into words (an unclosed quote?)"
+    exit 2
+  fi
+  extra=()
+  while IFS= read -r -d '' word; do extra+=("$word"); done < <(
+    python3 -c '
+import shlex, sys
+for w in shlex.split(sys.argv[1]):
+    sys.stdout.write(w + "\0")' "$INPUT_ARGS"
+  )
+  for word in ${extra[@]+"${extra[@]}"}; do
+    case "$word" in
+      --format | --format=* | -o | -o* | --output | --output=* | --comment | --comment=*)
+        echo "::error title=sizeguard::args: $word is set by the action (the JSON report and the comment are its own)"
+        exit 2
+        ;;
+    esac
+  done
+  args+=(${extra[@]+"${extra[@]}"})
+fi
+
 if [ "${INPUT_CACHE:-true}" = "true" ] && [ -n "${INPUT_CACHE_DIR:-}" ]; then
   export SIZEGUARD_CACHE_DIR="$INPUT_CACHE_DIR"
   mkdir -p "$SIZEGUARD_CACHE_DIR"
+fi
+
+# `registry-token`: credentials for one registry (ghcr.io by default), in a
+# file of Docker's config format that only sizeguard reads
+# (REGISTRY_AUTH_FILE, consulted before the Docker config that
+# docker/login-action writes, which is read as well). Created 0600 under
+# RUNNER_TEMP, removed when the step ends, never printed.
+auth_dir=""
+trap '[ -z "$auth_dir" ] || rm -rf "$auth_dir"' EXIT
+if [ -n "${INPUT_REGISTRY_TOKEN:-}" ]; then
+  if [ -z "${INPUT_REGISTRY_USERNAME:-}" ]; then
+    echo "::error title=sizeguard::registry-token needs registry-username (default: github.actor)"
+    exit 2
+  fi
+  auth_dir="$(umask 077 && mktemp -d "$tmp/sizeguard-auth.XXXXXX")"
+  (
+    umask 077
+    SG_USER="$INPUT_REGISTRY_USERNAME" SG_TOKEN="$INPUT_REGISTRY_TOKEN" \
+      SG_HOST="${INPUT_REGISTRY:-ghcr.io}" python3 -c '
+import base64, json, os, sys
+user, token, host = os.environ["SG_USER"], os.environ["SG_TOKEN"], os.environ["SG_HOST"]
+auth = base64.b64encode(("%s:%s" % (user, token)).encode()).decode()
+json.dump({"auths": {host: {"auth": auth}}}, open(sys.argv[1], "w"))' "$auth_dir/auth.json"
+  ) < /dev/null
+  export REGISTRY_AUTH_FILE="$auth_dir/auth.json"
 fi
 
 rc=0
@@ -158,9 +242,24 @@ if [ -n "${SIZEGUARD_CACHE_DIR:-}" ]; then
   set_output cache-key "sizeguard-layers-${RUNNER_OS:-$(uname -s)}-$key"
 fi
 
+# Bounded before actions/cache saves it: the cache then holds what recent
+# images share (the least recently used entries go first).
+if [ -n "${SIZEGUARD_CACHE_DIR:-}" ] && [ -n "${INPUT_CACHE_MAX_SIZE:-}" ]; then
+  "$bin" cache prune --max-size "$INPUT_CACHE_MAX_SIZE" </dev/null ||
+    echo "::warning title=sizeguard::the layer cache could not be pruned to $INPUT_CACHE_MAX_SIZE"
+fi
+
 if [ "$mode" != "never" ]; then
-  if ! GITHUB_TOKEN="${INPUT_GITHUB_TOKEN:-${GITHUB_TOKEN:-}}" \
-    "$bin" comment --report "$report" --mode "$mode" </dev/null; then
+  docs_url
+  crc=0
+  GITHUB_TOKEN="${INPUT_GITHUB_TOKEN:-${GITHUB_TOKEN:-}}" \
+    "$bin" comment --report "$report" --mode "$mode" </dev/null || crc=$?
+  if [ "$crc" -eq 2 ]; then
+    # The workflow's configuration (a missing permission, a rejected
+    # token): fixing it is the user's, and a guard that silently loses its
+    # comment would look green.
+    exit 2
+  elif [ "$crc" -ne 0 ]; then
     echo "::warning title=sizeguard::the pull-request comment was not posted (see above); the report is in the step summary and at $report"
   fi
 fi

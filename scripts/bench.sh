@@ -18,8 +18,9 @@
 #   BENCH_JOBS=$(nproc)   parallelism of sizeguard (--jobs) and of the pipelines
 #   BENCH_WORK_DIR        scratch (default ${TMPDIR:-/tmp}/sizeguard-bench)
 #   SIZEGUARD_BIN         use this binary instead of `cargo build --release`
-#   BENCH_FEATURES        cargo features to build with (e.g. isal), in a target
-#                         dir of its own under the work dir
+#   BENCH_FEATURES        cargo features to build with instead of the default
+#                         (ISA-L) build, e.g. pure-rust (then without default
+#                         features), in a target dir of its own under the work dir
 #   BENCH_SKIP_INSTALL=1  do not install anything (fail if something is missing)
 #
 # Built inputs (root filesystem tarball, wheel, compressed layers, the isal
@@ -54,8 +55,6 @@ install_deps() {
     have debootstrap || [ -s "$CACHE/debian-$SUITE-minbase.tar" ] || need+=(debootstrap)
     have gzip || need+=(gzip)
     python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-    # The optional `isal` cargo feature links Debian's libisal.
-    if [[ ",${BENCH_FEATURES:-}," == *,isal,* ]] && ! dpkg -s libisal-dev >/dev/null 2>&1; then need+=(libisal-dev); fi
     if [ ${#need[@]} -gt 0 ]; then
       log "apt-get install ${need[*]}"
       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
@@ -79,7 +78,7 @@ build_sizeguard() {
   elif [ -n "${BENCH_FEATURES:-}" ]; then
     # Own target dir, so the default binary in target/release is left alone.
     log "cargo build --release --features $BENCH_FEATURES (target dir $WORK/target-features)"
-    (cd "$ROOT" && CARGO_TARGET_DIR=$WORK/target-features cargo build --release --locked -q --features "$BENCH_FEATURES")
+    (cd "$ROOT" && CARGO_TARGET_DIR=$WORK/target-features cargo build --release --locked -q --no-default-features --features "$BENCH_FEATURES")
     SG=$WORK/target-features/release/sizeguard
   else
     log "cargo build --release"

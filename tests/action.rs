@@ -509,3 +509,496 @@ fn a_report_artifact_cannot_write_outputs_of_its_own() {
         ]
     );
 }
+
+/// The report the last run of the step wrote.
+fn last_report(r: &Runner) -> serde_json::Value {
+    let path = r.outputs()["report-path"].clone();
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn node_kubelet_and_size_inputs_and_args_reach_the_check_and_the_log_shows_the_table() {
+    let r = Runner::new();
+    let (v2, v1) = (demo("v2"), demo("v1"));
+    let pwned = r.path("pwned");
+    // A word a shell would run, given as a value: it stays text.
+    let args = format!(
+        "--top 3 --cache-dir \"$(touch {p}) `touch {p}`;touch {p}\"",
+        p = pwned.display()
+    );
+    let out = r.run(&[
+        ("candidate", &v2),
+        ("baseline", &v1),
+        ("comment", "never"),
+        ("args", &args),
+    ]);
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert!(!pwned.exists(), "args are never evaluated by a shell");
+
+    let out = r.run(&[
+        ("candidate", &v2),
+        ("baseline", &v1),
+        ("comment", "never"),
+        ("node-capacity", "20Gi"),
+        ("node-used", "5Gi"),
+        ("gc-high", "90"),
+        ("gc-low", "70"),
+        ("eviction-imagefs-available", "10"),
+        ("eviction-imagefs-inodes-free", "3"),
+        ("max-pull-size", "1Gi"),
+        ("warn-unpacked-size", "100MiB"),
+        (
+            "args",
+            "--warn-layers 2 --max-growth 'node_bytes=900%' --top \"3\"",
+        ),
+    ]);
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    let json = last_report(&r);
+    let node = &json["node"];
+    assert_eq!(node["thresholds"]["gc_high"], 90, "{node:#}");
+    assert_eq!(node["thresholds"]["gc_low"], 70, "{node:#}");
+    assert_eq!(node["thresholds"]["eviction_available_pct"], 10.0);
+    assert_eq!(node["thresholds"]["eviction_inodes_free_pct"], 3.0);
+    assert_eq!(node["available_bytes"], 15u64 << 30, "{node:#}");
+    let policy = &json["policy"];
+    assert_eq!(policy["pull_size"]["fail"], 1u64 << 30, "{policy:#}");
+    assert_eq!(policy["unpacked_size"]["warn"], 100u64 << 20, "{policy:#}");
+    assert_eq!(policy["layers"]["warn"], 2, "{policy:#}");
+    assert_eq!(
+        policy["fail_growth"][0],
+        json!({"figure": "node_bytes", "limit": {"percent": 900.0}})
+    );
+    assert_eq!(r.outputs()["verdict"], "warn");
+    // The table report is in the log, not only the annotations; the runner
+    // ignores workflow commands inside it.
+    let l = logs(&out);
+    let start = l.find("::stop-commands::").expect("the report is fenced");
+    let token = l[start + "::stop-commands::".len()..]
+        .lines()
+        .next()
+        .unwrap();
+    let end = l.find(&format!("::{token}::")).expect("commands resumed");
+    let table = &l[start..end];
+    assert!(table.contains("FIGURE"), "{l}");
+    assert!(table.contains("node_bytes"), "{l}");
+    assert!(table.contains("max_layers"), "{l}");
+
+    // Flags that are the action's own are refused.
+    for bad in ["--format table", "-o x.json", "--comment"] {
+        let out = r.run(&[("candidate", &v2), ("comment", "never"), ("args", bad)]);
+        assert_eq!(out.code, 2, "{bad}: {}", logs(&out));
+        assert!(logs(&out).contains("set by the action"), "{}", logs(&out));
+    }
+    let out = r.run(&[("candidate", &v2), ("args", "--top '3")]);
+    assert_eq!(out.code, 2, "{}", logs(&out));
+}
+
+#[test]
+fn the_gc_headroom_output_is_described_as_what_is_left_after_the_rollout() {
+    let yml = std::fs::read_to_string(format!("{ROOT}/action.yml")).unwrap();
+    let at = yml.find("\n  gc-headroom:\n").expect("gc-headroom output");
+    let desc = &yml[at..at + 400];
+    for words in ["after the rollout", "negative", "GC high threshold"] {
+        assert!(desc.contains(words), "{words}: {desc}");
+    }
+    // Every input named like a check flag is one of its flags.
+    let help = support::run::sizeguard(&["check", "--help"], &[], None).stdout;
+    for input in [
+        "node-used",
+        "node-profile",
+        "gc-high",
+        "gc-low",
+        "eviction-imagefs-available",
+        "eviction-imagefs-inodes-free",
+        "max-pull-size",
+        "warn-pull-size",
+        "max-unpacked-size",
+        "warn-unpacked-size",
+        "max-layer-size",
+        "warn-layer-size",
+        "max-layers",
+        "warn-layers",
+        "max-wasted",
+        "warn-wasted",
+    ] {
+        assert!(yml.contains(&format!("\n  {input}:\n")), "input {input}");
+        assert!(help.contains(&format!("--{input}")), "flag --{input}");
+    }
+}
+
+#[test]
+fn a_same_repository_403_fails_the_step_and_a_fork_gets_a_notice() {
+    let r = Runner::new();
+    r.api.state().read_only = true;
+    let (v2, v1) = (demo("v2"), demo("v1"));
+    let pr = |head: &str| {
+        json!({"number": 4, "pull_request": {"number": 4,
+            "head": {"sha": "0123456789abcdef0123456789abcdef01234567",
+                     "repo": {"full_name": head}},
+            "base": {"repo": {"full_name": "octo-org/shop"}}}})
+    };
+    r.event(pr("octo-org/shop"));
+    let out = r.run(&[("candidate", &v2), ("baseline", &v1)]);
+    assert_eq!(out.code, 2, "{}", logs(&out));
+    assert!(
+        logs(&out).contains("add `permissions: pull-requests: write`"),
+        "{}",
+        logs(&out)
+    );
+    assert_eq!(r.outputs()["verdict"], "pass", "the check itself passed");
+
+    r.event(pr("forker/shop"));
+    let out = r.run(&[("candidate", &v2), ("baseline", &v1)]);
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert_eq!(logs(&out).matches("::notice").count(), 1, "{}", logs(&out));
+}
+
+#[test]
+fn a_registry_token_reaches_sizeguard_as_a_private_credentials_file_and_never_the_log() {
+    use support::registry::{Registry, RegistryOpts};
+    const USER: &str = "octocat";
+    const SECRET: &str = "ghp_registryT0kenForTests";
+    let reg = Registry::start_with(RegistryOpts {
+        htpasswd: Some((USER.into(), SECRET.into())),
+        ..Default::default()
+    });
+    let fixture = format!("{ROOT}/fixtures/demo");
+    reg.push_layout(Path::new(&fixture), "v2", "octo-org/private:v2");
+    let r = Runner::new();
+    // A wrapper in place of the installed binary: notes the credentials
+    // file sizeguard is given, then runs sizeguard.
+    let seen = r.path("seen");
+    let wrapper = r.path("sizeguard-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/usr/bin/env bash\nif [ -n \"${{REGISTRY_AUTH_FILE:-}}\" ]; then\n  \
+             {{ stat -c %a \"$REGISTRY_AUTH_FILE\"; echo \"$REGISTRY_AUTH_FILE\"; cat \"$REGISTRY_AUTH_FILE\"; echo; }} >>'{}'\nfi\n\
+             exec '{}' \"$@\"\n",
+            seen.display(),
+            env!("CARGO_BIN_EXE_sizeguard")
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let candidate = reg.reference("octo-org/private:v2");
+    let out = r
+        .script(&[
+            ("candidate", &candidate),
+            ("comment", "never"),
+            ("registry", &reg.addr),
+            ("registry-username", USER),
+            ("registry-token", SECRET),
+        ])
+        .env("SIZEGUARD_BIN", &wrapper)
+        .secret(SECRET)
+        .run();
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    let l = logs(&out);
+    assert!(!l.contains(SECRET), "{l}");
+    let basic = support::credentials::basic_auth(USER, SECRET);
+    assert!(!l.contains(&basic), "{l}");
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    let mut lines = seen.lines();
+    assert_eq!(lines.next(), Some("600"), "{seen}");
+    let file = lines.next().unwrap();
+    assert!(
+        file.starts_with(r.path("runner-temp").to_str().unwrap()),
+        "{file}"
+    );
+    let config: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(
+        config,
+        json!({"auths": {reg.addr.clone(): {"auth": basic.clone()}}})
+    );
+    assert!(!Path::new(file).exists(), "removed when the step ends");
+
+    // Without the token the private image cannot be read.
+    let out = r
+        .script(&[("candidate", &candidate), ("comment", "never")])
+        .run();
+    assert_eq!(out.code, 3, "{}", logs(&out));
+}
+
+#[test]
+fn the_layer_cache_is_pruned_to_its_bound_before_it_is_saved() {
+    let r = Runner::new();
+    let (v2, v1) = (demo("v2"), demo("v1"));
+    let cache = r.path("cache");
+    let run = |max: &str| {
+        let out = r
+            .script(&[
+                ("candidate", &v2),
+                ("baseline", &v1),
+                ("cache", "true"),
+                ("cache-dir", cache.to_str().unwrap()),
+                ("cache-max-size", max),
+                ("comment", "never"),
+            ])
+            .with_layer_cache()
+            .run();
+        assert_eq!(out.code, 0, "{}", logs(&out));
+        let stats = support::run::sizeguard(
+            &[
+                "cache",
+                "stats",
+                "--json",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ],
+            &[],
+            None,
+        );
+        let v: serde_json::Value = serde_json::from_str(&stats.stdout).unwrap();
+        v["bytes"].as_u64().unwrap()
+    };
+    assert!(run("1GiB") > 0, "entries kept under a large bound");
+    assert_eq!(run("0"), 0, "pruned to the bound");
+    // The key the action saves under starts with the prefix it restores by.
+    let yml = std::fs::read_to_string(format!("{ROOT}/action.yml")).unwrap();
+    assert!(yml.contains("restore-keys: sizeguard-layers-${{ runner.os }}-\n"));
+    assert!(r.outputs()["cache-key"].starts_with("sizeguard-layers-Linux-"));
+}
+
+/// A loopback stand-in for GitHub's release downloads: serves the files
+/// under `root` by path, 404 otherwise, and counts the requests.
+struct ReleaseStandin {
+    url: String,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ReleaseStandin {
+    fn start(root: PathBuf) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut line = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/");
+                let file = root.join(path.trim_start_matches('/'));
+                let reply = match std::fs::read(&file) {
+                    Ok(body) if !path.contains("..") => {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        r.extend(body);
+                        r
+                    }
+                    _ => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = stream.write_all(&reply);
+            }
+        });
+        ReleaseStandin { url, hits }
+    }
+}
+
+/// A release asset whose `sizeguard` says which release it is.
+fn release_asset(dir: &Path, tag: &str, target: &str) -> Vec<u8> {
+    let stage = dir.join(format!("stage-{tag}"));
+    std::fs::create_dir_all(&stage).unwrap();
+    let bin = stage.join("sizeguard");
+    std::fs::write(
+        &bin,
+        format!("#!/bin/sh\necho \"sizeguard release {tag}\"\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let asset = dir.join(format!("sizeguard-{target}-{tag}.tar.gz"));
+    let ok = Command::new("tar")
+        .arg("-czf")
+        .arg(&asset)
+        .arg("-C")
+        .arg(&stage)
+        .arg("sizeguard")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::read(asset).unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn the_install_step_maps_the_pinned_version_to_a_checked_release_or_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = "x86_64-unknown-linux-musl";
+    let asset = format!("sizeguard-{target}.tar.gz");
+    let releases = dir.path().join("web/octo/sizeguard/releases/download");
+    let good = release_asset(dir.path(), "v0.3.0", target);
+    std::fs::create_dir_all(releases.join("v0.3.0")).unwrap();
+    std::fs::write(releases.join("v0.3.0").join(&asset), &good).unwrap();
+    // v0.4.0's published asset is not what the action carries for it.
+    let tampered = release_asset(dir.path(), "v0.4.0-tampered", target);
+    std::fs::create_dir_all(releases.join("v0.4.0")).unwrap();
+    std::fs::write(releases.join("v0.4.0").join(&asset), &tampered).unwrap();
+    let web = ReleaseStandin::start(dir.path().join("web"));
+
+    // The action's checkout: its version and the checksums it carries
+    // (v0.5.0 is listed but was never uploaded).
+    let action = dir.path().join("action");
+    std::fs::create_dir_all(&action).unwrap();
+    let carried = format!(
+        "# VERSION TARGET SHA256\nv0.3.0 {target} {}\nv0.4.0 {target} {}\nv0.5.0 {target} {}\n",
+        sha256_hex(&good),
+        sha256_hex(&release_asset(dir.path(), "v0.4.0", target)),
+        "0".repeat(64)
+    );
+    std::fs::write(action.join("checksums"), carried).unwrap();
+    // A `cargo` that notes it was asked to build.
+    let bin = dir.path().join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let built = dir.path().join("built");
+    std::fs::write(
+        bin.join("cargo"),
+        format!(
+            "#!/usr/bin/env bash\necho \"$@\" >>'{}'\nwhile [ \"$1\" != --root ]; do shift; done\n\
+             mkdir -p \"$2/bin\"\nprintf '#!/bin/sh\\necho sizeguard from source\\n' >\"$2/bin/sizeguard\"\n\
+             chmod +x \"$2/bin/sizeguard\"\n",
+            built.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("cargo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let install = |cargo_version: &str, reference: &str, version_input: &str| {
+        std::fs::write(
+            action.join("Cargo.toml"),
+            format!("[package]\nname = \"sizeguard\"\nversion = \"{cargo_version}\"\n"),
+        )
+        .unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let _ = std::fs::remove_file(&built);
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Run::script(format!("{ROOT}/scripts/action-install.sh"))
+            .env("PATH", path)
+            .env("ACTION_PATH", &action)
+            .env("ACTION_REPO", "octo/sizeguard")
+            .env("ACTION_REF", reference)
+            .env("INPUT_VERSION", version_input)
+            .env("GITHUB_SERVER_URL", &web.url)
+            .env("RUNNER_OS", "Linux")
+            .env("RUNNER_ARCH", "X64")
+            .env("RUNNER_TEMP", temp.path())
+            .run();
+        (out, built.exists())
+    };
+    let release = |out: &Out, tag: &str| {
+        assert_eq!(out.code, 0, "{}", logs(out));
+        assert!(
+            out.stdout.contains(&format!("sizeguard release {tag}")),
+            "{}",
+            logs(out)
+        );
+    };
+
+    // An exact tag, the version input, the major tag and a commit of a
+    // release: the carried checksum's release.
+    let (out, built_it) = install("0.3.0", "v0.3.0", "");
+    release(&out, "v0.3.0");
+    assert!(!built_it);
+    let (out, _) = install("0.9.9", "main", "0.3.0");
+    release(&out, "v0.3.0");
+    let (out, _) = install("0.3.0", "v0", "");
+    release(&out, "v0.3.0");
+    let (out, built_it) = install("0.3.0", &"a".repeat(40), "");
+    release(&out, "v0.3.0");
+    assert!(!built_it);
+
+    // Not a release: a branch, or a commit whose version carries no
+    // checksum, builds the pinned source itself.
+    let (out, built_it) = install("0.3.1-dev", &"b".repeat(40), "");
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert!(built_it && out.stdout.contains("sizeguard from source"));
+    let (out, built_it) = install("0.3.0", "main", "");
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert!(built_it);
+
+    // A pinned release that cannot be had is an error, never a build.
+    let hits = web.hits.load(std::sync::atomic::Ordering::SeqCst);
+    for (cargo_version, reference, input, why) in [
+        ("0.4.0", "v0.4.0", "", "is not the"),
+        ("0.5.0", "v0.5.0", "", "could not be downloaded"),
+        ("0.3.0", "v0.3.0", "0.6.0", "carries no checksum"),
+        ("0.6.0", "v0.6.0", "", "carries no checksum"),
+    ] {
+        let (out, built_it) = install(cargo_version, reference, input);
+        assert_eq!(out.code, 3, "{reference} {input}: {}", logs(&out));
+        assert!(!built_it, "{reference} {input}: built instead");
+        assert!(
+            logs(&out).contains(why),
+            "{reference} {input}: {}",
+            logs(&out)
+        );
+        assert!(!out.stdout.contains("sizeguard release"), "{}", logs(&out));
+    }
+    assert!(web.hits.load(std::sync::atomic::Ordering::SeqCst) > hits);
+}
+
+#[test]
+fn the_release_workflow_attests_records_checksums_and_moves_the_major_tag() {
+    let yml = std::fs::read_to_string(format!("{ROOT}/.github/workflows/release.yml")).unwrap();
+    for needle in [
+        "actions/attest-build-provenance@",
+        "subject-path: dist/sizeguard-*.tar.gz",
+        "id-token: write",
+        "attestations: write",
+        ">>checksums",
+        "git add checksums",
+        "git tag -f \"$major\"",
+        "git push --force origin \"refs/tags/$major\"",
+        "nasm",
+    ] {
+        assert!(yml.contains(needle), "release.yml lacks {needle}");
+    }
+    // The file release.yml appends to is the one the install step reads,
+    // in the format it reads.
+    let carried = std::fs::read_to_string(format!("{ROOT}/checksums")).unwrap();
+    for line in carried.lines().filter(|l| !l.starts_with('#')) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 3, "{line}");
+        assert!(
+            fields[0].starts_with('v') && fields[2].len() == 64,
+            "{line}"
+        );
+    }
+    assert!(
+        std::fs::read_to_string(format!("{ROOT}/scripts/action-install.sh"))
+            .unwrap()
+            .contains("$action_path/checksums")
+    );
+}

@@ -32,6 +32,15 @@ fn report(dir: &Path, fail: bool) -> PathBuf {
     path
 }
 
+/// A posted body as the report part (marker and Markdown, ending in a line
+/// break) and the footer line under it.
+fn split_footer(body: &str) -> (&str, &str) {
+    let at = body.rfind("\n\n<sub>").expect("a footer under the report");
+    let footer = &body[at + 2..];
+    assert!(footer.ends_with("</sub>\n"), "{footer:?}");
+    (&body[..at + 1], footer.trim_end())
+}
+
 fn event(dir: &Path, value: Value) -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -148,13 +157,16 @@ fn first_run_creates_the_comment_and_the_second_edits_it_in_place() {
     assert_eq!(comments.len(), 2);
     let ours = &comments[1];
     let json: Value = serde_json::from_str(&std::fs::read_to_string(&pass).unwrap()).unwrap();
+    // The marker, the report's Markdown, then the one-line footer.
+    let (report_part, footer) = split_footer(&ours.body);
     assert_eq!(
-        ours.body,
+        report_part,
         format!(
             "{MARKER}\n{}\n",
             json["markdown"].as_str().unwrap().trim_end()
         )
     );
+    assert!(footer.contains("· updated "), "{footer}");
     let first_line = ours.body.lines().nth(1).unwrap();
     assert!(first_line.starts_with("✅ **demo** grew +"), "{first_line}");
     assert!(ours.body.contains("<details>"));
@@ -841,4 +853,279 @@ fn reports_that_are_not_check_reports_are_refused_before_any_call() {
     );
     assert!(api.requests().is_empty(), "{:#?}", api.requests());
     assert!(api.comments(17).is_empty());
+}
+
+/// HTML as GitHub renders a comment (cmark-gfm with GitHub's extensions,
+/// raw HTML passed through so any that got out of its code span shows).
+fn render(markdown: &str) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let cmark = support::require_tool("cmark-gfm", "apt-get install cmark-gfm");
+    let mut child = Command::new(cmark)
+        .args(["--unsafe", "--to", "html", "-e", "table", "-e", "autolink"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run cmark-gfm");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(markdown.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The HTML without its `<code>` elements: what GitHub scans for mentions.
+fn outside_code(html: &str) -> String {
+    let mut rest = html;
+    let mut out = String::new();
+    while let Some(i) = rest.find("<code>") {
+        out.push_str(&rest[..i]);
+        let end = rest[i..].find("</code>").expect("closed code") + i;
+        rest = &rest[end + "</code>".len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A baseline of one layer and a candidate that adds a second, built by a
+/// hostile Dockerfile step; an `ENV` step (no layer) sits between the two
+/// in the candidate's history.
+fn hostile_history_layout(dir: &Path, step: &str) -> String {
+    use support::layout::{Comp, LayerSpec, LayoutBuilder, Platform};
+    let root = dir.join("layout");
+    let mut b = LayoutBuilder::new(&root);
+    let base = b.add_layer(&LayerSpec::new().file("bin/app", 40_000), Comp::Gzip);
+    let added = b.add_layer(&LayerSpec::new().file("app/big.bin", 90_000), Comp::Gzip);
+    let v1 = b.add_image(std::slice::from_ref(&base), "linux", "amd64", None, false);
+    b.tag_image(&v1, "v1");
+    let config = json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [base.diff_id, added.diff_id]},
+        "history": [
+            {"created_by": "/bin/sh -c #(nop) ADD file:0123 in / "},
+            {"created_by": "/bin/sh -c #(nop)  ENV SECRET_STEP=not-a-layer", "empty_layer": true},
+            {"created_by": step},
+        ],
+    });
+    let v2 = b.add_image_with_config(
+        &[base, added],
+        &config,
+        Platform::new("linux", "amd64", None),
+        false,
+    );
+    b.tag_image(&v2, "v2");
+    root.display().to_string()
+}
+
+#[test]
+fn the_comment_names_the_judged_commit_and_the_build_step_of_each_changed_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    let step = "RUN echo `x`\n\n| @octocat <img src=x> [l](http://e.test) </code></td><td>\
+                a long tail that goes well past sixty characters";
+    let layout = hostile_history_layout(dir.path(), step);
+    let json_path = dir.path().join("r.json");
+    let out = sizeguard(&["check", "--no-config", "--format", "json", "-o"])
+        .arg(&json_path)
+        .args(["--candidate", &format!("oci:{layout}:v2")])
+        .args(["--baseline", &format!("oci:{layout}:v1")])
+        .run();
+    out.assert_ok();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let layers = report
+        .pointer("/platforms/0/candidate/layers")
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("candidate layers in {report:#}"));
+    assert_eq!(
+        layers[0]["created_by"],
+        json!("/bin/sh -c #(nop) ADD file:0123 in / ")
+    );
+    assert_eq!(
+        layers[1]["created_by"],
+        json!(step),
+        "empty_layer steps skipped"
+    );
+
+    // A pull_request run: GITHUB_SHA is the merge commit; the head is judged.
+    let head = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+    let ev = event(
+        dir.path(),
+        json!({"number": 8, "pull_request": {"number": 8, "head": {"sha": head}}}),
+    );
+    let out = github(
+        &api,
+        &ev,
+        &["comment", "--report", json_path.to_str().unwrap()],
+    )
+    .env("GITHUB_SHA", "ffffffffffffffffffffffffffffffffffffffff")
+    .env("GITHUB_SERVER_URL", "https://github.example")
+    .env(
+        "SIZEGUARD_DOCS_URL",
+        "https://github.example/octo/sizeguard/blob/v1/README.md#reading-the-comment",
+    )
+    .run();
+    out.assert_ok();
+    let body = &api.comments(8)[0].body;
+    let (_, footer) = split_footer(body);
+    let expected_start = format!(
+        "<sub>judged [`a1b2c3d`](https://github.example/octo-org/shop/commit/{head}) · sizeguard {} · updated ",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(footer.starts_with(&expected_start), "{footer}");
+    let time = &footer[expected_start.len()..];
+    let stamp: String = time.chars().take(20).collect();
+    assert_eq!(stamp.len(), 20, "{footer}");
+    assert!(
+        stamp.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 | 16 => b == b' ',
+            13 => b == b':',
+            17..=19 => b"UTC".contains(&b),
+            _ => b.is_ascii_digit(),
+        }),
+        "{stamp:?} is not YYYY-MM-DD HH:MM UTC"
+    );
+    assert!(
+        footer.ends_with(
+            " · [how to read this report](https://github.example/octo/sizeguard/blob/v1/README.md#reading-the-comment)</sub>"
+        ),
+        "{footer}"
+    );
+    assert!(
+        !body.contains("ffffffffff"),
+        "the merge commit is not named"
+    );
+
+    // The added layer's row names its step, shortened and inert; the shared
+    // layer's row does not.
+    let html = render(body);
+    let row = html
+        .split("<tr>")
+        .find(|r| r.contains("<strong>added</strong>"))
+        .unwrap_or_else(|| panic!("an added row in {html}"));
+    assert!(
+        row.contains(
+            "<code>RUN echo `x` | @octocat &lt;img src=x&gt; [l](http://e.test) &lt;/co…</code>"
+        ),
+        "{row}"
+    );
+    assert!(row.contains('…'), "shortened: {row}");
+    assert!(!row.contains("long tail"), "{row}");
+    assert!(
+        !html.contains("SECRET_STEP"),
+        "an empty_layer step is no layer's"
+    );
+    let shared = html
+        .split("<tr>")
+        .find(|r| r.contains("<td>shared</td>"))
+        .unwrap_or_else(|| panic!("a shared row in {html}"));
+    assert!(!shared.contains("ADD file"), "{shared}");
+    let outside = outside_code(&html);
+    assert!(!outside.contains("<img"), "{outside}");
+    assert!(!outside.contains("@octocat"), "{outside}");
+    assert!(!outside.contains("e.test"), "{outside}");
+    // Every row of the layer table still has its 8 cells.
+    let table = html
+        .split("<table>")
+        .find(|t| t.contains("created by"))
+        .unwrap_or_else(|| panic!("the layer table in {html}"));
+    let table = &table[..table.find("</table>").unwrap()];
+    for row in table.split("<tr>").skip(2) {
+        assert_eq!(row.matches("<td").count(), 8, "{row}");
+    }
+}
+
+/// A pull_request event with the head and base repositories named.
+fn pr_event_from(dir: &Path, n: u64, head_repo: &str) -> PathBuf {
+    event(
+        dir,
+        json!({"number": n, "pull_request": {"number": n,
+            "head": {"sha": "0123456789abcdef0123456789abcdef01234567",
+                     "repo": {"full_name": head_repo}},
+            "base": {"repo": {"full_name": REPO}}}}),
+    )
+}
+
+#[test]
+fn a_403_on_a_branch_of_the_repository_names_the_missing_permission() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = GithubStandin::start(TOKEN);
+    api.state().read_only = true;
+    let pass = report(dir.path(), false);
+
+    // Same repository: the workflow lacks `pull-requests: write`.
+    let ev = pr_event_from(dir.path(), 12, REPO);
+    let out = github(&api, &ev, &["comment", "--report", pass.to_str().unwrap()])
+        .env("GITHUB_ACTIONS", "true")
+        .run();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let err = out.error();
+    assert!(
+        err.contains("add `permissions: pull-requests: write`"),
+        "{err}"
+    );
+    assert!(!out.stderr.contains("::notice"), "{}", out.stderr);
+
+    // `check --comment` on a passing check: the lost comment fails it.
+    let json = dir.path().join("r.json");
+    let out = github(
+        &api,
+        &ev,
+        &[
+            "check",
+            "--no-config",
+            "--candidate",
+            &demo("v2"),
+            "--baseline",
+            &demo("v1"),
+            "--format",
+            "json",
+            "-o",
+            json.to_str().unwrap(),
+            "--comment",
+        ],
+    )
+    .run();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.error().contains("pull-requests: write"),
+        "{}",
+        out.stderr
+    );
+
+    // A fork's pull request: the same 403 is the read-only token, one notice.
+    let fork = pr_event_from(dir.path(), 13, "forker/shop");
+    let out = github(
+        &api,
+        &fork,
+        &["comment", "--report", pass.to_str().unwrap()],
+    )
+    .env("GITHUB_ACTIONS", "true")
+    .run();
+    out.assert_ok();
+    let notices: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("::notice"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{}", out.stderr);
+    assert!(notices[0].contains("fork"), "{}", out.stderr);
+
+    // workflow_run: posted with the base repository's token; a 403 there
+    // is still told as a notice.
+    let run = event(
+        dir.path(),
+        json!({"workflow_run": {"event": "pull_request", "head_branch": "f", "head_sha": "abc1234",
+            "head_repository": {"owner": {"login": "forker"}},
+            "pull_requests": [{"number": 14}]}}),
+    );
+    let out = github(&api, &run, &["comment", "--report", pass.to_str().unwrap()])
+        .env("GITHUB_ACTIONS", "true")
+        .run();
+    out.assert_ok();
 }

@@ -123,10 +123,11 @@ fn assert_inert(markdown: &str) {
     }
     assert!(html.contains("<h4>linux/amd64</h4>"), "{html}");
     // Tables: figures (header + 4 figures + rollout cost) and the layer
-    // diff (header + 2 layers), each row with all its cells.
+    // diff (header + 2 layers), each row with all its cells (the last one
+    // the build step).
     assert_eq!(
         tables(&html),
-        [vec![4; 6], vec![7; 3]],
+        [vec![4; 6], vec![8; 3]],
         "tables and cells:\n{html}"
     );
     // One <details> block, still open to its end; no attacker HTML, link
@@ -217,7 +218,10 @@ fn the_comment_of_a_hostile_image_is_rendered_from_the_json_and_inert() {
     assert_eq!(c.len(), 1);
     let (marker, body) = c[0].body.split_once('\n').unwrap();
     assert_eq!(marker, "<!-- sizeguard:layout -->");
-    // Read back from JSON, the report renders exactly as in process.
-    assert_eq!(body, markdown);
-    assert_inert(body);
+    // Read back from JSON, the report renders exactly as in process; the
+    // comment's one-line footer follows it.
+    let (report, footer) = body.rsplit_once("\n\n<sub>").unwrap();
+    assert_eq!(format!("{report}\n"), markdown);
+    assert!(footer.starts_with("sizeguard "), "{footer}");
+    assert_inert(report);
 }

@@ -24,6 +24,10 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
     output::emit(&text, args.output.as_deref())?;
     if actions::in_actions() {
         actions::publish(&report)?;
+        // A report written to a file is not in the job log: show the table.
+        if args.output.is_some() {
+            actions::log_report(&renderer(report::Format::Table).render_check(&report));
+        }
     }
     let verdict = match report.verdict {
         Verdict::Fail => ExitCode::PolicyFailed,

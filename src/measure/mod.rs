@@ -620,6 +620,7 @@ mod tests {
             config_digest: "sha256:c".into(),
             config_bytes: 1,
             diff_ids: vec![],
+            created_by: vec![],
             layers: vec![desc],
         };
         let opts = MeasureOptions {

@@ -6,6 +6,7 @@
 //! commands the runner documents; nothing here talks to the API.
 
 use std::fmt::Write as _;
+use std::hash::BuildHasher;
 use std::io::Write;
 
 use crate::budget::rules::Figure;
@@ -44,6 +45,24 @@ pub fn warning(msg: &str) {
     } else {
         eprintln!("sizeguard: warning: {}", plain(msg));
     }
+}
+
+/// The report in the job log, where a reader of the run looks first. The
+/// runner is told to ignore workflow commands until the report has ended
+/// (`::stop-commands::`, with a token the report cannot know), so no text
+/// an image carries can act as one.
+pub fn log_report(text: &str) {
+    let token = format!(
+        "sizeguard-report-{:016x}",
+        std::collections::hash_map::RandomState::new().hash_one(text)
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "::stop-commands::{token}");
+    let _ = out.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "::{token}::");
 }
 
 /// The figures a workflow can use in later steps.

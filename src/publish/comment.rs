@@ -103,13 +103,19 @@ pub fn marker(image: &str) -> String {
 /// GitHub refuses comment bodies over 65 536 characters.
 const MAX_BODY: usize = 65_536;
 
-/// The comment: marker line, then the Markdown report.
-pub fn body(image: &str, markdown: &str) -> String {
+/// The comment: marker line, the Markdown report, then the footer (what
+/// was judged, by which sizeguard, when), which a cut report keeps.
+pub fn body(image: &str, markdown: &str, footer: &str) -> String {
     let marker = marker(image);
     let md = markdown.trim_end();
-    let budget = MAX_BODY - marker.len() - 200;
+    let footer = if footer.is_empty() {
+        String::new()
+    } else {
+        format!("\n{footer}\n")
+    };
+    let budget = MAX_BODY - marker.len() - footer.chars().count() - 200;
     if md.chars().count() <= budget {
-        return format!("{marker}\n{md}\n");
+        return format!("{marker}\n{md}\n{footer}");
     }
     let mut cut: String = md.chars().take(budget).collect();
     if let Some(nl) = cut.rfind('\n') {
@@ -122,8 +128,79 @@ pub fn body(image: &str, markdown: &str) -> String {
     };
     format!(
         "{marker}\n{cut}{close}\n\n_… truncated: GitHub comments hold 65 536 characters; \
-         the whole report is in the step summary and the JSON report._\n"
+         the whole report is in the step summary and the JSON report._\n{footer}"
     )
+}
+
+/// The footer's words before the time of the update, which `on-change`
+/// does not count as a change.
+const UPDATED: &str = " · updated ";
+
+/// One line under the report: the commit judged (short, linked), when the
+/// comment was written (UTC), the sizeguard version, and where the figures
+/// are explained. Every part comes from the workflow's own environment,
+/// checked to be a hexadecimal commit id and http(s) URLs.
+pub fn footer(ctx: &Context, now: SystemTime) -> String {
+    let mut parts = Vec::new();
+    if let Some(sha) = &ctx.commit {
+        let short: String = sha.chars().take(7).collect();
+        parts.push(format!(
+            "judged [`{short}`]({}/{}/{}/commit/{sha})",
+            ctx.server_url, ctx.owner, ctx.repo
+        ));
+    }
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut s = format!(
+        "sizeguard {}{UPDATED}{}",
+        env!("CARGO_PKG_VERSION"),
+        utc_minute(secs)
+    );
+    if !parts.is_empty() {
+        s = format!("{} · {s}", parts.join(" · "));
+    }
+    if let Some(docs) = &ctx.docs_url {
+        s.push_str(&format!(" · [how to read this report]({docs})"));
+    }
+    format!("<sub>{s}</sub>")
+}
+
+/// `YYYY-MM-DD HH:MM UTC` of a Unix time, by the civil-from-days algorithm
+/// (Howard Hinnant's), so no calendar crate is needed for one line.
+fn utc_minute(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// A body without the time of its update: two runs over the same report
+/// and commit are the same comment.
+fn without_update_time(body: &str) -> String {
+    body.lines()
+        .map(
+            |line| match (line.starts_with("<sub>"), line.find(UPDATED)) {
+                (true, Some(at)) => {
+                    let start = at + UPDATED.len();
+                    let end = line[start..].find(" UTC").map_or(line.len(), |e| start + e);
+                    format!("{}{}", &line[..start], &line[end..])
+                }
+                _ => line.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn is_ours(existing: &str, marker: &str) -> bool {
@@ -131,8 +208,21 @@ fn is_ours(existing: &str, marker: &str) -> bool {
 }
 
 fn same(a: &str, b: &str) -> bool {
-    let norm = |s: &str| s.replace("\r\n", "\n").trim_end().to_string();
+    let norm = |s: &str| without_update_time(s.replace("\r\n", "\n").trim_end());
     norm(a) == norm(b)
+}
+
+/// A 403 for a pull request whose head is in this repository is not the
+/// fork's read-only token: the workflow did not grant the permission.
+fn refused(ctx: &Context, why: String) -> Result<Outcome, Error> {
+    if ctx.same_repository {
+        return Err(Error::usage(format!(
+            "the GitHub token may not comment on this pull request from a branch of {}/{} \
+             (403): add `permissions: pull-requests: write` to the workflow or job",
+            ctx.owner, ctx.repo
+        )));
+    }
+    Ok(Outcome::ReadOnly(why))
 }
 
 /// Posts (or edits) the comment for `image` on the context's pull request.
@@ -153,14 +243,14 @@ pub async fn post(
         None => match api.find_pr(ctx).await? {
             Found::Pr(n) => n,
             Found::None(why) => return Ok((None, Outcome::Skipped(why))),
-            Found::ReadOnly(why) => return Ok((None, Outcome::ReadOnly(why))),
+            Found::ReadOnly(why) => return Ok((None, refused(ctx, why)?)),
         },
     };
     let marker = marker(image);
-    let new_body = body(image, markdown);
+    let new_body = body(image, markdown, &footer(ctx, SystemTime::now()));
     let existing = match api.find_comment(pr, &marker).await? {
         Step::Ok(c) => c,
-        Step::ReadOnly(why) => return Ok((Some(pr), Outcome::ReadOnly(why))),
+        Step::ReadOnly(why) => return Ok((Some(pr), refused(ctx, why)?)),
     };
     let outcome = match (existing, mode) {
         (None, Mode::OnFailure) if !failing => Outcome::Skipped(
@@ -169,11 +259,11 @@ pub async fn post(
         (Some(c), Mode::OnChange) if same(&c.body, &new_body) => Outcome::Unchanged { id: c.id },
         (Some(c), _) => match api.update(c.id, &new_body).await? {
             Step::Ok(url) => Outcome::Updated { id: c.id, url },
-            Step::ReadOnly(why) => Outcome::ReadOnly(why),
+            Step::ReadOnly(why) => refused(ctx, why)?,
         },
         (None, _) => match api.create(pr, &new_body).await? {
             Step::Ok((id, url)) => Outcome::Created { id, url },
-            Step::ReadOnly(why) => Outcome::ReadOnly(why),
+            Step::ReadOnly(why) => refused(ctx, why)?,
         },
     };
     Ok((Some(pr), outcome))
@@ -586,7 +676,7 @@ mod tests {
     fn markers_and_bodies() {
         assert_eq!(marker("app"), "<!-- sizeguard:app -->");
         assert_eq!(marker("a-->b c"), "<!-- sizeguard:a--_b_c -->");
-        let b = body("app", "✅ **app** within limits\n\n");
+        let b = body("app", "✅ **app** within limits\n\n", "");
         assert_eq!(b, "<!-- sizeguard:app -->\n✅ **app** within limits\n");
         assert!(is_ours(&b, &marker("app")));
         assert!(!is_ours(&b, &marker("ap")));
@@ -635,10 +725,67 @@ mod tests {
             "verdict\n\n<details>\n\n{}\n</details>\n",
             "| row |\n".repeat(20_000)
         );
-        let b = body("app", &md);
+        let b = body("app", &md, "<sub>the footer</sub>");
         assert!(b.chars().count() <= MAX_BODY, "{}", b.len());
         assert!(b.contains("</details>"));
         assert!(b.contains("truncated"));
+        assert!(
+            b.ends_with("\n<sub>the footer</sub>\n"),
+            "the footer survives the cut"
+        );
+    }
+
+    fn context(commit: Option<&str>, docs: Option<&str>) -> Context {
+        Context {
+            api_url: "https://api.github.com".into(),
+            owner: "octo".into(),
+            repo: "app".into(),
+            pr: Some(1),
+            head: None,
+            token: crate::publish::github::Token::new("t").unwrap(),
+            commit: commit.map(str::to_string),
+            server_url: "https://github.com".into(),
+            docs_url: docs.map(str::to_string),
+            same_repository: true,
+        }
+    }
+
+    #[test]
+    fn the_footer_names_commit_time_version_and_docs() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let f = footer(&context(Some(sha), Some("https://x.test/README.md#r")), at);
+        assert_eq!(
+            f,
+            format!(
+                "<sub>judged [`0123456`](https://github.com/octo/app/commit/{sha}) · sizeguard {} \
+                 · updated 2023-11-14 22:13 UTC · [how to read this report](https://x.test/README.md#r)</sub>",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        let later = footer(&context(Some(sha), None), at + Duration::from_secs(3600));
+        assert!(later.contains("updated 2023-11-14 23:13 UTC"), "{later}");
+        let a = body("app", "report", &f);
+        let b = body(
+            "app",
+            "report",
+            &footer(
+                &context(Some(sha), Some("https://x.test/README.md#r")),
+                at + Duration::from_secs(86_400 * 400),
+            ),
+        );
+        assert_ne!(a, b);
+        assert!(same(&a, &b), "only the update time differs");
+        let other = footer(
+            &context(Some("fedcba9"), Some("https://x.test/README.md#r")),
+            at,
+        );
+        assert!(
+            !same(&a, &body("app", "report", &other)),
+            "another commit is a change"
+        );
+        assert_eq!(utc_minute(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_minute(951_782_400), "2000-02-29 00:00 UTC");
     }
 
     #[test]

@@ -51,6 +51,19 @@ pub struct Context {
     /// to find a fork's pull request through the API.
     pub head: Option<(String, String, String)>,
     pub token: Token,
+    /// The commit the report judged (the pull request's head, not the merge
+    /// commit a `pull_request` run checks out), for the comment's footer.
+    pub commit: Option<String>,
+    /// `GITHUB_SERVER_URL`, to link the commit.
+    pub server_url: String,
+    /// The README section that explains the figures, when known
+    /// (`SIZEGUARD_DOCS_URL`, which the Action sets, or the package's
+    /// repository).
+    pub docs_url: Option<String>,
+    /// The event shows a pull request whose head is in this repository:
+    /// its token is not read-only by design, so a 403 means the workflow
+    /// lacks `pull-requests: write`.
+    pub same_repository: bool,
 }
 
 /// What the command line may say; the rest comes from the environment.
@@ -102,6 +115,29 @@ impl Context {
                  comes from the pull_request or workflow_run event)",
             ));
         }
+        let commit = event
+            .as_ref()
+            .and_then(commit_from_event)
+            .or_else(|| var("GITHUB_SHA"))
+            .filter(|s| is_commit_sha(s));
+        let server_url = var("GITHUB_SERVER_URL")
+            .filter(|u| http_url(u).is_some())
+            .unwrap_or_else(|| DEFAULT_SERVER_URL.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        let docs_url = var("SIZEGUARD_DOCS_URL")
+            .or_else(|| {
+                option_env!("CARGO_PKG_REPOSITORY")
+                    .filter(|r| !r.is_empty())
+                    .map(|r| {
+                        format!(
+                            "{}/blob/v{}/README.md{DOCS_SECTION}",
+                            r.trim_end_matches('/'),
+                            env!("CARGO_PKG_VERSION")
+                        )
+                    })
+            })
+            .and_then(|u| http_url(&u));
         Ok(Context {
             api_url,
             owner,
@@ -109,7 +145,66 @@ impl Context {
             pr,
             head: if pr.is_none() { from_event.head } else { None },
             token,
+            commit,
+            server_url,
+            docs_url,
+            same_repository: event.as_ref().is_some_and(same_repository),
         })
+    }
+}
+
+/// Where a commit is linked when `GITHUB_SERVER_URL` is not set.
+pub const DEFAULT_SERVER_URL: &str = "https://github.com";
+
+/// The README section that explains a report's figures.
+pub const DOCS_SECTION: &str = "#reading-the-comment";
+
+/// `u` as an http(s) URL that is safe as a Markdown link target (no
+/// space, no parenthesis), or `None`.
+fn http_url(u: &str) -> Option<String> {
+    let parsed = url::Url::parse(u.trim()).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return None;
+    }
+    Some(
+        parsed
+            .as_str()
+            .replace('(', "%28")
+            .replace(')', "%29")
+            .replace(' ', "%20"),
+    )
+}
+
+/// A full or abbreviated hexadecimal commit id.
+fn is_commit_sha(s: &str) -> bool {
+    (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The commit a run judged, from its event: a pull request's head (a
+/// `pull_request` run checks out a merge commit, `GITHUB_SHA`, which no
+/// reviewer sees) or a `workflow_run`'s head.
+pub fn commit_from_event(event: &Value) -> Option<String> {
+    ["/pull_request/head/sha", "/workflow_run/head_sha"]
+        .iter()
+        .find_map(|p| event.pointer(p).and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+/// Whether the event is a pull request whose head branch lives in the base
+/// repository. A fork's (head repository elsewhere or deleted), a
+/// `workflow_run`, or an event that does not say are not: their 403 is
+/// the read-only token GitHub gives forks.
+pub fn same_repository(event: &Value) -> bool {
+    if event.get("workflow_run").is_some() {
+        return false;
+    }
+    let name = |p: &str| event.pointer(p).and_then(Value::as_str);
+    match (
+        name("/pull_request/head/repo/full_name"),
+        name("/pull_request/base/repo/full_name"),
+    ) {
+        (Some(head), Some(base)) => head.eq_ignore_ascii_case(base),
+        _ => false,
     }
 }
 
@@ -219,6 +314,38 @@ mod tests {
         assert_eq!(pr_from_event(&comment).number, Some(3));
         let push = json!({"ref": "refs/heads/main"});
         assert_eq!(pr_from_event(&push), EventPr::default());
+    }
+
+    #[test]
+    fn the_judged_commit_and_whether_the_head_is_in_this_repository() {
+        let same = json!({"pull_request": {"number": 1,
+            "head": {"sha": "abc1234def", "repo": {"full_name": "octo/app"}},
+            "base": {"repo": {"full_name": "octo/app"}}}});
+        assert_eq!(commit_from_event(&same).as_deref(), Some("abc1234def"));
+        assert!(same_repository(&same));
+        let fork = json!({"pull_request": {"number": 1,
+            "head": {"sha": "abc1234def", "repo": {"full_name": "forker/app"}},
+            "base": {"repo": {"full_name": "octo/app"}}}});
+        assert!(!same_repository(&fork));
+        let deleted_fork = json!({"pull_request": {"number": 1,
+            "head": {"sha": "abc1234def", "repo": null},
+            "base": {"repo": {"full_name": "octo/app"}}}});
+        assert!(!same_repository(&deleted_fork));
+        let run = json!({"workflow_run": {"head_sha": "0123456789",
+            "pull_requests": [{"number": 3}]}});
+        assert_eq!(commit_from_event(&run).as_deref(), Some("0123456789"));
+        assert!(!same_repository(&run));
+        assert!(!same_repository(
+            &json!({"number": 1, "pull_request": {"number": 1}})
+        ));
+        assert!(is_commit_sha("0123abc"));
+        assert!(!is_commit_sha("0123ab"));
+        assert!(!is_commit_sha("main\n@x"));
+        assert_eq!(
+            http_url("https://example.com/a (b)").as_deref(),
+            Some("https://example.com/a%20%28b%29")
+        );
+        assert_eq!(http_url("javascript:alert(1)"), None);
     }
 
     #[test]

@@ -97,12 +97,15 @@ struct LayerJson<'a> {
     #[serde(flatten)]
     figures: FiguresJson,
     largest_files: &'a [FileSize],
+    /// The build step that made the layer (the config history's
+    /// `created_by`); null when the history does not say.
+    created_by: Option<&'a str>,
     /// Under `--estimate`: how this layer was sized.
     #[serde(skip_serializing_if = "Option::is_none")]
     estimate: Option<&'a crate::measure::EstimateNote>,
 }
 
-fn layer(l: &LayerReport) -> LayerJson<'_> {
+fn layer<'a>(l: &'a LayerReport, created_by: Option<&'a str>) -> LayerJson<'a> {
     // A probed layer (`--estimate`) knows its blob and maybe its tar length;
     // every other figure stays null rather than a guessed 0.
     let probed = l.probed_tar_exact();
@@ -131,6 +134,7 @@ fn layer(l: &LayerReport) -> LayerJson<'_> {
             files: known.map(|f| f.files),
         },
         largest_files: &l.largest_files,
+        created_by,
         estimate: l.estimate.as_ref(),
     }
 }
@@ -151,7 +155,12 @@ fn image(r: &ImageReport) -> ImageJson<'_> {
         config_bytes: r.image.config_bytes,
         complete: r.complete,
         estimated: r.estimated,
-        layers: r.layers.iter().map(layer).collect(),
+        layers: r
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| layer(l, r.image.created_by.get(i).and_then(Option::as_deref)))
+            .collect(),
         totals: totals(r),
         final_fs: (!r.estimated).then_some(FinalJson {
             figures: &r.final_fs,

@@ -260,9 +260,9 @@ fn layers_table(p: &PlatformView, out: &mut String) {
     }
     let _ = writeln!(
         out,
-        "| # | layer | change | compressed | unpacked | growth | largest files it adds |"
+        "| # | layer | change | compressed | unpacked | growth | largest files it adds | created by |"
     );
-    let _ = writeln!(out, "|---:|---|---|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---:|---|---|---:|---:|---:|---|---|");
     for row in &p.layers {
         let change = match row.change {
             LayerChange::Shared => "shared",
@@ -284,14 +284,60 @@ fn layers_table(p: &PlatformView, out: &mut String) {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {change} | {} | {} | {growth} | {files} |",
+            "| {} | {} | {change} | {} | {} | {growth} | {files} | {} |",
             row.index + 1,
             md_code_cell(&digest),
             human_bytes(row.candidate_compressed_bytes),
             human_bytes(row.candidate_disk_bytes),
+            build_step(p, row),
         );
     }
     out.push('\n');
+}
+
+/// The longest build step a layer row shows, in characters.
+const STEP_CHARS: usize = 60;
+
+/// The Dockerfile step that made a changed or added layer, shortened, as a
+/// code span (the image's author wrote it: it is rendered inert). Shared
+/// and removed layers leave the cell empty: the step did not change.
+fn build_step(p: &PlatformView, row: &crate::budget::layer_diff::LayerDiffRow) -> String {
+    if !matches!(row.change, LayerChange::Changed | LayerChange::Added) {
+        return String::new();
+    }
+    let Some(layer) = p.candidate.layers.get(row.index) else {
+        return String::new();
+    };
+    if row.candidate_digest.as_deref() != Some(layer.digest.as_str()) {
+        return String::new();
+    }
+    layer
+        .created_by
+        .as_deref()
+        .map(|s| md_code_cell(&short_step(s)))
+        .unwrap_or_default()
+}
+
+/// A build step as a reader wants it: without the shell and the markers
+/// builders add (`/bin/sh -c #(nop) `, `# buildkit`), whitespace runs as
+/// one space, at most [`STEP_CHARS`] characters.
+pub fn short_step(step: &str) -> String {
+    let mut s = step.trim();
+    for prefix in ["/bin/sh -c #(nop) ", "/bin/sh -c "] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            s = rest.trim_start();
+            break;
+        }
+    }
+    let s = s.strip_suffix("# buildkit").unwrap_or(s);
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let one_line = words.join(" ");
+    if one_line.chars().count() <= STEP_CHARS {
+        return one_line;
+    }
+    let mut cut: String = one_line.chars().take(STEP_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// The short form of a digest a table shows (its first 12 hex digits),

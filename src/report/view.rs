@@ -85,6 +85,9 @@ pub struct LayerView {
     pub disk_bytes: Option<u64>,
     pub inodes: Option<u64>,
     pub largest_files: Vec<FileSize>,
+    /// The build step that made the layer; absent from older reports.
+    #[serde(default)]
+    pub created_by: Option<String>,
 }
 
 impl PlatformView {
@@ -113,7 +116,8 @@ impl ImageView {
         let layers = r
             .layers
             .iter()
-            .map(|l| {
+            .enumerate()
+            .map(|(i, l)| {
                 let f = l.figures();
                 LayerView {
                     digest: l.descriptor.digest.clone(),
@@ -123,6 +127,7 @@ impl ImageView {
                     disk_bytes: f.map(|f| f.disk_bytes),
                     inodes: f.map(|f| f.inodes),
                     largest_files: l.largest_files.clone(),
+                    created_by: r.image.created_by.get(i).cloned().flatten(),
                 }
             })
             .collect();
@@ -264,6 +269,7 @@ impl PlatformView {
             }
             texts.push(("digest", &l.digest));
             texts.extend(l.not_measured_reason.as_deref().map(|r| ("reason", r)));
+            texts.extend(l.created_by.as_deref().map(|c| ("build step", c)));
             texts.extend(l.largest_files.iter().map(|f| ("path", &*f.path)));
         }
         let largest = self.candidate.largest_files();

@@ -213,6 +213,8 @@ impl ImageSource for DaemonSource {
                 })
                 .collect(),
             diff_ids,
+            // The inspect call carries no history; the export's config does.
+            created_by: Vec::new(),
         }])
     }
 
@@ -501,7 +503,11 @@ impl Walked {
         let saved = self.saved_image(what, name)?;
         let config = self.document(what, &saved.config)?.to_vec();
         let config_digest = Digest::sha256(&config);
-        let ImageConfig { platform, diff_ids } = ImageConfig::parse(what, &config_digest, &config)?;
+        let ImageConfig {
+            platform,
+            diff_ids,
+            created_by,
+        } = ImageConfig::parse(what, &config_digest, &config)?;
         check_diff_ids(what, &config_digest, &diff_ids, saved.layers.len())?;
         let mut layers = Vec::with_capacity(saved.layers.len());
         let mut layer_blobs = Vec::with_capacity(saved.layers.len());
@@ -539,6 +545,7 @@ impl Walked {
                 config_digest: config_digest.to_string(),
                 config_bytes: config.len() as u64,
                 diff_ids,
+                created_by,
                 layers,
             },
             layer_blobs,

@@ -173,8 +173,11 @@ impl ImageSource for DockerArchiveSource {
         let config = self.read(&entry.config)?;
         // The image ID: docker-archive has no manifest to take a digest of.
         let config_digest = Digest::sha256(&config);
-        let ImageConfig { platform, diff_ids } =
-            ImageConfig::parse(&what, &config_digest, &config)?;
+        let ImageConfig {
+            platform,
+            diff_ids,
+            created_by,
+        } = ImageConfig::parse(&what, &config_digest, &config)?;
         check_single_platform(&what, &platform, platforms)?;
         check_diff_ids(&what, &config_digest, &diff_ids, entry.layers.len())?;
         let layers = self.layers(entry, &diff_ids)?;
@@ -188,6 +191,7 @@ impl ImageSource for DockerArchiveSource {
             config_digest: config_digest.to_string(),
             config_bytes: config.len() as u64,
             diff_ids,
+            created_by,
             layers,
         }])
     }

@@ -114,6 +114,26 @@ struct ConfigProbe {
     os: String,
     variant: Option<String>,
     rootfs: Option<RootFs>,
+    #[serde(default)]
+    history: Vec<HistoryEntry>,
+}
+
+/// One build step of the config's `history`. Any shape is tolerated: the
+/// history is a label for people, never needed to measure.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct HistoryEntry {
+    created_by: Option<serde_json::Value>,
+    empty_layer: Option<serde_json::Value>,
+}
+
+impl HistoryEntry {
+    fn makes_layer(&self) -> bool {
+        self.empty_layer
+            .as_ref()
+            .and_then(serde_json::Value::as_bool)
+            != Some(true)
+    }
 }
 
 #[derive(Deserialize)]
@@ -127,6 +147,8 @@ struct RootFs {
 pub struct ImageConfig {
     pub platform: Platform,
     pub diff_ids: Vec<String>,
+    /// Per layer, the build step that created it: see [`layer_steps`].
+    pub created_by: Vec<Option<String>>,
 }
 
 impl ImageConfig {
@@ -135,10 +157,34 @@ impl ImageConfig {
         let probe: ConfigProbe = serde_json::from_slice(bytes).map_err(|e| {
             Error::corrupt(format!("{reference}: invalid image config {digest}")).with_source(e)
         })?;
+        let diff_ids = probe.rootfs.map(|r| r.diff_ids).unwrap_or_default();
         Ok(ImageConfig {
             platform: Platform::new(&probe.os, &probe.architecture, probe.variant.as_deref()),
-            diff_ids: probe.rootfs.map(|r| r.diff_ids).unwrap_or_default(),
+            created_by: layer_steps(&probe.history, diff_ids.len()),
+            diff_ids,
         })
+    }
+}
+
+/// The history entries that made a layer (`empty_layer` ones did not),
+/// matched to the layers by order, as builders write them. A history that
+/// does not have one entry per layer cannot be matched reliably, so no
+/// layer gets a step then.
+fn layer_steps(history: &[HistoryEntry], layers: usize) -> Vec<Option<String>> {
+    let steps: Vec<Option<String>> = history
+        .iter()
+        .filter(|h| h.makes_layer())
+        .map(|h| {
+            h.created_by
+                .as_ref()
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
+    if steps.len() == layers {
+        steps
+    } else {
+        vec![None; layers]
     }
 }
 
@@ -595,8 +641,11 @@ async fn image_from_manifest(
     };
     let config = fetch_verified(store, reference, &config, false).await?;
     let config_digest = config.digest.clone();
-    let ImageConfig { platform, diff_ids } =
-        ImageConfig::parse(reference, &config_digest, &config.bytes)?;
+    let ImageConfig {
+        platform,
+        diff_ids,
+        created_by,
+    } = ImageConfig::parse(reference, &config_digest, &config.bytes)?;
     check_diff_ids(reference, &config_digest, &diff_ids, layers.len())?;
     Ok(Some(ResolvedImage {
         reference: reference.to_string(),
@@ -608,6 +657,7 @@ async fn image_from_manifest(
         config_digest: config_digest.to_string(),
         config_bytes: config.bytes.len() as u64,
         diff_ids,
+        created_by,
         layers,
     }))
 }

@@ -77,6 +77,10 @@ pub struct ResolvedImage {
     pub config_bytes: u64,
     #[serde(skip)]
     pub diff_ids: Vec<String>,
+    /// Per layer, the config history's `created_by` (the Dockerfile step),
+    /// `None` where the history does not say: a label for reports only.
+    #[serde(skip)]
+    pub created_by: Vec<Option<String>>,
     #[serde(skip)]
     pub layers: Vec<LayerDescriptor>,
 }

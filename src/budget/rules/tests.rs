@@ -59,6 +59,7 @@ fn image(digest: &str, layers: &[(&str, &str, u64, u64, u64)]) -> ImageReport {
             config_digest: "sha256:c".into(),
             config_bytes: 1500,
             diff_ids: vec![],
+            created_by: vec![],
             layers: vec![],
         },
         layers,
