@@ -3,3 +3,4 @@
 //! image through the same app layer as `check`.
 
 pub mod events;
+pub mod store;
