@@ -3,4 +3,5 @@
 //! image through the same app layer as `check`.
 
 pub mod events;
+pub mod policy;
 pub mod store;
