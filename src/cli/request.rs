@@ -46,7 +46,7 @@ pub fn services(args: &SourceArgs) -> Result<Services, Error> {
 }
 
 /// `--username` with the password from standard input.
-fn basic_credentials(args: &SourceArgs) -> Result<Option<(String, String)>, Error> {
+pub(crate) fn basic_credentials(args: &SourceArgs) -> Result<Option<(String, String)>, Error> {
     let (Some(user), true) = (&args.username, args.password_stdin) else {
         return Ok(None);
     };

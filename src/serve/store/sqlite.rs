@@ -104,6 +104,9 @@ enum Command {
 }
 
 pub struct SqliteStore {
+    /// Held for the store's life: one process per data directory, since
+    /// each one takes back every lease at start.
+    _lock: std::fs::File,
     writer: mpsc::Sender<Command>,
     readers: SqlitePool,
     /// Jobs not judged yet, kept by the writer (the only one that changes it).
@@ -115,6 +118,16 @@ impl SqliteStore {
     pub async fn open(dir: &Path) -> Result<SqliteStore, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("data directory {}", dir.display()), e))?;
+        let lock_path = dir.join("lock");
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| Error::io(format!("{}", lock_path.display()), e))?;
+        lock.try_lock().map_err(|_| {
+            Error::usage(format!(
+                "data directory {} is in use by another sizeguard serve \
+                 (several replicas share a PostgreSQL database instead)",
+                dir.display()
+            ))
+        })?;
         let path = dir.join(FILE_NAME);
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(|e| db_error("options", e))?
@@ -134,6 +147,21 @@ impl SqliteStore {
                 .await
                 .map_err(|e| db_error("creating the schema", e))?;
         }
+        // Only this process uses the file (the lock above): whatever is
+        // leased was leased by a process that died, and is due again now.
+        let released = sqlx::query(
+            "UPDATE jobs SET state = 'queued', lease_until = NULL, worker = NULL \
+             WHERE state = 'leased'",
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(|e| db_error("taking back leases", e))?;
+        if released.rows_affected() > 0 {
+            tracing::info!(
+                jobs = released.rows_affected(),
+                "jobs left leased by a previous run are queued again"
+            );
+        }
         let depth: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state <> 'done'")
             .fetch_one(&mut conn)
             .await
@@ -147,6 +175,7 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(writer(conn, rx, depth.clone()));
         Ok(SqliteStore {
+            _lock: lock,
             writer: tx,
             readers,
             depth,
