@@ -10,6 +10,7 @@
 
 use crate::digest::Digest;
 
+pub mod auth;
 pub mod distribution;
 mod fields;
 pub mod github;
