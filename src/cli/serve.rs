@@ -3,7 +3,6 @@
 //! unreadable secret or no allowed registry stops the start (exit 2).
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use crate::config::{ServeConfig, ServeRegistry, Settings};
 use crate::error::Error;
 use crate::measure::Measurer;
 use crate::measure::cache::{LayerCache, default_dir};
+use crate::serve::events::auth::read_secret_file;
 use crate::serve::policy::{Baseline, Policies, PolicyInputs};
 use crate::serve::sources::{LoggedProgress, RegistrySources};
 use crate::serve::{ServeOptions, StoreChoice};
@@ -63,7 +63,7 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
         .as_ref()
         .or(cfg.secret_file.as_ref())
         .ok_or_else(|| Error::usage("give --secret-file FILE: the secret senders present"))?;
-    let secret = read_secret(secret_file)?;
+    let secret = read_secret_file(secret_file)?;
 
     let mut allowed: HashSet<String> = args
         .allow_registry
@@ -146,22 +146,6 @@ fn default_baseline(args: &ServeArgs, cfg: &ServeConfig) -> Result<Baseline, Err
     })
 }
 
-/// The secret, without the newline `echo` leaves; never empty.
-fn read_secret(path: &Path) -> Result<Vec<u8>, Error> {
-    let mut secret = std::fs::read(path)
-        .map_err(|e| Error::usage(format!("--secret-file {}", path.display())).with_source(e))?;
-    while secret.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
-        secret.pop();
-    }
-    if secret.is_empty() {
-        return Err(Error::usage(format!(
-            "--secret-file {}: the secret is empty",
-            path.display()
-        )));
-    }
-    Ok(secret)
-}
-
 /// One factory per configured registry with credentials of its own, and
 /// one (flags' credentials, else the docker config) for every other.
 fn sources(args: &ServeArgs, cfg: &ServeConfig) -> Result<RegistrySources, Error> {
@@ -200,7 +184,7 @@ fn registry_credentials(r: &ServeRegistry) -> Result<Option<(String, String)>, E
     match (&r.username, &r.password_file) {
         (None, None) => Ok(None),
         (Some(user), Some(file)) => {
-            let password = read_secret(file).map_err(|e| e.context(&r.host))?;
+            let password = read_secret_file(file).map_err(|e| e.context(&r.host))?;
             let password = String::from_utf8(password)
                 .map_err(|_| Error::usage(format!("{}: the password file is not UTF-8", r.host)))?;
             Ok(Some((user.clone(), password)))

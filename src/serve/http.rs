@@ -16,8 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::serve::events::{Incoming, Push, Sender};
-use crate::serve::interim::{auth, distribution, github, harbor};
+use crate::serve::events::{Incoming, Push, Sender, auth, distribution, github, harbor};
 use crate::serve::metrics::Metrics;
 use crate::serve::policy::{is_repository, is_tag};
 use crate::serve::store::{Refused, Store, Verdict, sender_name};

@@ -10,7 +10,6 @@
 
 pub mod events;
 pub mod http;
-mod interim;
 pub mod metrics;
 pub mod policy;
 pub mod sources;
