@@ -126,7 +126,7 @@ impl Policies {
             policy: rules.policy.clone(),
             node: rules.node.clone(),
             thresholds: rules.thresholds,
-            options: self.options.clone(),
+            options: self.options,
         }
     }
 }
