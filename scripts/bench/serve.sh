@@ -45,7 +45,8 @@ if [ ! -s "$LAYOUT/index.json" ]; then
     rm -rf "$d" && mkdir -p "$d/opt/part$i"
     head -c $((128 << 20)) /dev/urandom >"$d/opt/part$i/random.bin"
     # Text that compresses about 4:1, as binaries and libraries do.
-    head -c $((96 << 20)) /dev/urandom | base64 -w 120 | head -c $((128 << 20)) >"$d/opt/part$i/text.txt"
+    head -c $((96 << 20)) /dev/urandom | base64 -w 120 >"$d/opt/part$i/text.txt"
+    truncate -s $((128 << 20)) "$d/opt/part$i/text.txt"
     tar -C "$d" -cf "$WORK/layer$i.tar" .
     sha256sum "$WORK/layer$i.tar" | cut -d' ' -f1 >"$WORK/layer$i.tar.gz.diffid"
     pigz -6 -c "$WORK/layer$i.tar" >"$WORK/layer$i.tar.gz"
