@@ -8,6 +8,7 @@
 //!   tokens handled.
 //! - [`status`]: a commit status on the commit an image names in its
 //!   labels, for images `serve` judges outside a pull request.
+//! - [`notify`]: an optional JSON POST (a chat webhook) on warn and fail.
 //! - [`actions`]: the GitHub Actions runner's environment files (step
 //!   outputs, step summary) and workflow commands (annotations for fired
 //!   rules, notices, warnings).
@@ -15,4 +16,5 @@
 pub mod actions;
 pub mod comment;
 pub mod github;
+pub mod notify;
 pub mod status;
