@@ -473,11 +473,15 @@ mod tests {
     #[test]
     fn provenance_from_config_labels_never_breaks_parsing() {
         let d = Digest::sha256(b"x");
-        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
             "config":{"Labels":{"org.opencontainers.image.source":"https://github.com/o/r",
             "org.opencontainers.image.revision":"0123456789abcdef0123456789abcdef01234567"}}}"#;
         let c = ImageConfig::parse("t", &d, config).unwrap();
-        assert_eq!(c.provenance.source.as_deref(), Some("https://github.com/o/r"));
+        assert_eq!(
+            c.provenance.source.as_deref(),
+            Some("https://github.com/o/r")
+        );
         assert_eq!(
             c.provenance.revision.as_deref(),
             Some("0123456789abcdef0123456789abcdef01234567")
