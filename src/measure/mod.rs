@@ -621,6 +621,7 @@ mod tests {
             config_bytes: 1,
             diff_ids: vec![],
             layers: vec![desc],
+            provenance: Default::default(),
         };
         let opts = MeasureOptions {
             estimate: true,

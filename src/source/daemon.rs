@@ -45,8 +45,8 @@ use super::manifest::{DOCKER_MANIFEST, ImageConfig, check_single_platform};
 use super::reference::{Engine, ImageRef};
 use super::tar_index::{normalize_member, resolve_relative};
 use super::{
-    BlobVisitor, ImageSource, LayerDescriptor, OnePassSource, PassingBlob, ResolvedImage,
-    StreamedImage,
+    BlobVisitor, ImageSource, LayerDescriptor, OnePassSource, PassingBlob, Provenance,
+    ResolvedImage, StreamedImage,
 };
 use crate::digest::Digest;
 use crate::error::{Error, Kind};
@@ -191,6 +191,8 @@ impl ImageSource for DaemonSource {
         );
         check_single_platform(&what, &platform, platforms)?;
         let diff_ids = inspect.root_fs.and_then(|r| r.layers).unwrap_or_default();
+        let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
+        let provenance = Provenance::from_map(|k| labels?.get(k).map(String::as_str));
         let id = inspect.id.unwrap_or_default();
         Ok(vec![ResolvedImage {
             reference: what,
@@ -211,6 +213,7 @@ impl ImageSource for DaemonSource {
                 })
                 .collect(),
             diff_ids,
+            provenance,
         }])
     }
 
@@ -491,7 +494,11 @@ impl Walked {
         let saved = self.saved_image(what, name)?;
         let config = self.kept(what, &saved.config)?.to_vec();
         let config_digest = Digest::sha256(&config);
-        let ImageConfig { platform, diff_ids } = ImageConfig::parse(what, &config_digest, &config)?;
+        let ImageConfig {
+            platform,
+            diff_ids,
+            provenance,
+        } = ImageConfig::parse(what, &config_digest, &config)?;
         let mut layers = Vec::with_capacity(saved.layers.len());
         let mut layer_blobs = Vec::with_capacity(saved.layers.len());
         for (i, member) in saved.layers.iter().enumerate() {
@@ -529,6 +536,7 @@ impl Walked {
                 config_bytes: config.len() as u64,
                 diff_ids,
                 layers,
+                provenance,
             },
             layer_blobs,
         })

@@ -158,8 +158,11 @@ impl ImageSource for DockerArchiveSource {
         let config = self.read(&entry.config)?;
         // The image ID: docker-archive has no manifest to take a digest of.
         let config_digest = Digest::sha256(&config);
-        let ImageConfig { platform, diff_ids } =
-            ImageConfig::parse(&what, &config_digest, &config)?;
+        let ImageConfig {
+            platform,
+            diff_ids,
+            provenance,
+        } = ImageConfig::parse(&what, &config_digest, &config)?;
         check_single_platform(&what, &platform, platforms)?;
         let layers = self.layers(entry, &diff_ids)?;
         Ok(vec![ResolvedImage {
@@ -173,6 +176,7 @@ impl ImageSource for DockerArchiveSource {
             config_bytes: config.len() as u64,
             diff_ids,
             layers,
+            provenance,
         }])
     }
 

@@ -8,7 +8,7 @@
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::Deserialize;
 
-use super::{Blob, LayerDescriptor, ManifestStore, ResolvedImage};
+use super::{Blob, LayerDescriptor, ManifestStore, Provenance, ResolvedImage};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::source::platform::{Platform, PlatformSelector};
@@ -99,6 +99,10 @@ struct ConfigProbe {
     os: String,
     variant: Option<String>,
     rootfs: Option<RootFs>,
+    /// Read as a plain value so that odd labels (not strings, not a map)
+    /// never make an otherwise measurable config unreadable.
+    #[serde(default)]
+    config: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +116,8 @@ struct RootFs {
 pub(crate) struct ImageConfig {
     pub platform: Platform,
     pub diff_ids: Vec<String>,
+    /// From the config's `Labels`.
+    pub provenance: Provenance,
 }
 
 impl ImageConfig {
@@ -120,9 +126,11 @@ impl ImageConfig {
         let probe: ConfigProbe = serde_json::from_slice(bytes).map_err(|e| {
             Error::corrupt(format!("{reference}: invalid image config {digest}")).with_source(e)
         })?;
+        let labels = probe.config.get("Labels");
         Ok(ImageConfig {
             platform: Platform::new(&probe.os, &probe.architecture, probe.variant.as_deref()),
             diff_ids: probe.rootfs.map(|r| r.diff_ids).unwrap_or_default(),
+            provenance: Provenance::from_map(|k| labels?.get(k)?.as_str()),
         })
     }
 }
@@ -423,8 +431,14 @@ async fn image_from_manifest(
     }
     let config_digest = parse_digest(reference, config_desc.digest().as_ref())?;
     let config = fetch_verified(store, reference, &config_digest, &config_mt, false).await?;
-    let ImageConfig { platform, diff_ids } =
-        ImageConfig::parse(reference, &config_digest, &config.bytes)?;
+    let ImageConfig {
+        platform,
+        diff_ids,
+        provenance,
+    } = ImageConfig::parse(reference, &config_digest, &config.bytes)?;
+    let annotations = manifest.annotations().as_ref();
+    let provenance =
+        Provenance::from_map(|k| annotations?.get(k).map(String::as_str)).or(provenance);
     let mut layers = Vec::with_capacity(manifest.layers().len());
     for l in manifest.layers() {
         let mt = l.media_type().to_string();
@@ -448,5 +462,45 @@ async fn image_from_manifest(
         config_bytes: config.bytes.len() as u64,
         diff_ids,
         layers,
+        provenance,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provenance_from_config_labels_never_breaks_parsing() {
+        let d = Digest::sha256(b"x");
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
+            "config":{"Labels":{"org.opencontainers.image.source":"https://github.com/o/r",
+            "org.opencontainers.image.revision":"0123456789abcdef0123456789abcdef01234567"}}}"#;
+        let c = ImageConfig::parse("t", &d, config).unwrap();
+        assert_eq!(
+            c.provenance.source.as_deref(),
+            Some("https://github.com/o/r")
+        );
+        assert_eq!(
+            c.provenance.revision.as_deref(),
+            Some("0123456789abcdef0123456789abcdef01234567")
+        );
+        for odd in [
+            r#"{"os":"linux","config":null}"#,
+            r#"{"os":"linux","config":{"Labels":null}}"#,
+            r#"{"os":"linux","config":{"Labels":["a"]}}"#,
+            r#"{"os":"linux","config":{"Labels":{"org.opencontainers.image.source":7}}}"#,
+            r#"{"os":"linux"}"#,
+        ] {
+            let c = ImageConfig::parse("t", &d, odd.as_bytes()).unwrap();
+            assert_eq!(c.provenance, Provenance::default(), "{odd}");
+        }
+        let long = format!(
+            r#"{{"config":{{"Labels":{{"org.opencontainers.image.source":"{}"}}}}}}"#,
+            "a".repeat(3000)
+        );
+        let c = ImageConfig::parse("t", &d, long.as_bytes()).unwrap();
+        assert_eq!(c.provenance.source, None);
+    }
 }

@@ -60,6 +60,7 @@ fn image(digest: &str, layers: &[(&str, &str, u64, u64, u64)]) -> ImageReport {
             config_bytes: 1500,
             diff_ids: vec![],
             layers: vec![],
+            provenance: Default::default(),
         },
         layers,
         totals,
