@@ -90,6 +90,72 @@ pub struct Settings {
     pub node: Option<NodeConfig>,
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeConfig>,
+    /// `sizeguard serve`: registries, receivers, per-repository policies.
+    /// The keys above are the policy of every repository no entry matches.
+    pub serve: Option<ServeConfig>,
+}
+
+/// The `[serve]` section: what the webhook validator listens on, which
+/// registries it measures from, and the policy of each repository.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeConfig {
+    pub listen: Option<String>,
+    /// Where the embedded queue (SQLite) lives.
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://...`: a shared queue for several replicas instead.
+    pub database_url: Option<String>,
+    /// The shared secret receivers expect (`Authorization: Bearer`), and
+    /// the key of GitHub's signature.
+    pub secret_file: Option<PathBuf>,
+    pub workers: Option<usize>,
+    /// Jobs waiting at most; past that, receivers answer 503.
+    pub max_queue: Option<u64>,
+    /// The baseline of repositories no entry matches, as in an entry.
+    pub baseline: Option<String>,
+    pub baseline_tag: Option<String>,
+    /// The registries images are measured from; events naming any other
+    /// host are refused.
+    #[serde(default)]
+    pub registries: Vec<ServeRegistry>,
+    /// First match wins.
+    #[serde(default)]
+    pub repositories: Vec<ServeRepository>,
+}
+
+/// A registry the validator may measure from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeRegistry {
+    /// `host[:port]`, as the registry's events name it.
+    pub host: String,
+    /// Plain HTTP.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Credentials; without them, the docker config file's (or anonymous).
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// The policy and baseline of the repositories a glob matches.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeRepository {
+    /// Glob over `repository` (`team/*`, `**`): `*` stays within one path
+    /// segment, `**` crosses them, `?` is one character.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// A fixed reference, or a template over `{registry}`, `{repository}`,
+    /// `{tag}` and `{tag_without_suffix}` (`{repository}:{tag_without_suffix}`
+    /// is read in the pushed image's registry).
+    pub baseline: Option<String>,
+    /// The tag of the same repository to compare with (`latest`, `main`,
+    /// `{tag}-base`).
+    pub baseline_tag: Option<String>,
+    /// The policy's keys (as at the top of the file); unset keys are the
+    /// top level's.
+    #[serde(default)]
+    pub policy: Settings,
 }
 
 impl Settings {
@@ -112,6 +178,9 @@ impl Settings {
         }
         for r in [&mut s.image, &mut s.baseline].into_iter().flatten() {
             *r = relative_to(base, r);
+        }
+        if let Some(serve) = &mut s.serve {
+            serve.relative_to(base);
         }
         Ok(s)
     }
@@ -161,6 +230,30 @@ impl Settings {
             // A node given on the command line replaces the file's default.
             node: self.node.filter(|n| !n.is_empty()).or(base.node),
             nodes,
+            serve: self.serve.or(base.serve),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Paths in the file are relative to the file.
+    fn relative_to(&mut self, base: &Path) {
+        let paths = [&mut self.data_dir, &mut self.secret_file]
+            .into_iter()
+            .chain(self.registries.iter_mut().map(|r| &mut r.password_file));
+        for p in paths.flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        for r in &mut self.repositories {
+            for n in r.policy.node.iter_mut().chain(r.policy.nodes.values_mut()) {
+                if let Some(p) = &n.stats
+                    && p.is_relative()
+                {
+                    n.stats = Some(base.join(p));
+                }
+            }
         }
     }
 }

@@ -209,6 +209,7 @@ fn auth_tls_registry_push_image() {
         htpasswd: Some(("alice".into(), "s3cret".into())),
         tls: true,
         notifications: Some("http://127.0.0.1:9/events".into()),
+        ..Default::default()
     });
     println!("registry at {} ca={:?}", reg.url(), reg.ca_cert);
     assert!(reg.ca_cert.as_ref().unwrap().exists());

@@ -86,6 +86,7 @@ impl ImageSource for MemoryImage {
             diff_ids: self.layers.iter().map(|l| l.diff_id.clone()).collect(),
             created_by: vec![],
             layers: self.layers.iter().map(|l| l.descriptor.clone()).collect(),
+            provenance: Default::default(),
         }])
     }
 

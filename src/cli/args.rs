@@ -100,6 +100,100 @@ pub enum Command {
     /// Install or remove the git pre-push hook that checks the local image
     /// with the repository's sizeguard.toml before every push.
     Hook(HookArgs),
+    /// Run the registry webhook validator: receive push notifications,
+    /// judge every pushed image, serve the verdicts.
+    Serve(Box<ServeArgs>),
+}
+
+/// `serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file: the default policy at the top, a `[serve]`
+    /// section with registries and per-repository policies.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Directory of the embedded queue and verdicts (SQLite), and of the
+    /// layer cache unless --cache-dir says otherwise.
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// A PostgreSQL database (`postgres://...`) instead of --data-dir, for
+    /// several replicas sharing one queue.
+    #[arg(long = "database-url", value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// A registry images may be measured from (repeatable), as its events
+    /// name it; events naming any other host are refused.
+    #[arg(long = "allow-registry", value_name = "HOST[:PORT]")]
+    pub allow_registry: Vec<String>,
+
+    /// File holding the shared secret senders present (`Authorization:
+    /// Bearer SECRET`, or GitHub's HMAC key); a final newline is ignored.
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+
+    /// The baseline of every pushed image: a tag of its own repository,
+    /// or a template (`main`, `{tag}-base`, `{tag_without_suffix}`).
+    #[arg(
+        long = "baseline-tag",
+        value_name = "TEMPLATE",
+        conflicts_with = "baseline"
+    )]
+    pub baseline_tag: Option<String>,
+
+    /// The baseline as a reference or reference template
+    /// (`{repository}:{tag_without_suffix}`, `reg.example/app:stable`).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub baseline: Option<String>,
+
+    /// Images judged at once (default 2).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Jobs waiting at most before receivers answer 503 (default 10000).
+    #[arg(long = "max-queue", value_name = "N")]
+    pub max_queue: Option<u64>,
+
+    /// Seconds a job stays leased to a worker without renewal: how soon a
+    /// replica that died is taken over.
+    #[arg(long = "lease", value_name = "SECONDS", default_value_t = 60)]
+    pub lease: u64,
+
+    /// Seconds one judgement may take before it is retried.
+    #[arg(long = "job-timeout", value_name = "SECONDS", default_value_t = 1800)]
+    pub job_timeout: u64,
+
+    /// Seconds judgements in flight may take to finish after SIGTERM.
+    #[arg(long = "shutdown-grace", value_name = "SECONDS", default_value_t = 25)]
+    pub shutdown_grace: u64,
+
+    /// Log lines as text or JSON objects.
+    #[arg(long = "log-format", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Length of the largest-files lists in the reports.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ pub mod measure;
 mod output;
 mod progress;
 mod request;
+pub mod serve;
 
 use clap::Parser;
 
@@ -31,7 +32,10 @@ pub fn run() -> i32 {
             return code;
         }
     };
-    init_logging(cli.verbose);
+    match &cli.command {
+        args::Command::Serve(a) => serve::init_logging(cli.verbose, a.log_format),
+        _ => init_logging(cli.verbose),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,6 +53,7 @@ pub fn run() -> i32 {
             args::Command::Cache(args) => cache::run(args).map(|()| ExitCode::Ok),
             args::Command::Comment(args) => comment::run(args).await,
             args::Command::Hook(args) => hook::run(args),
+            args::Command::Serve(args) => serve::run(*args).await.map(|()| ExitCode::Ok),
         }
     });
     match result {

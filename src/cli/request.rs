@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Read};
 use std::sync::Arc;
 
 use crate::app::{CheckRequest, MeasureRequest, Services};
-use crate::cli::args::{CheckArgs, MeasureArgs, SourceArgs};
+use crate::cli::args::{CheckArgs, MeasureArgs, NodeArgs, PolicyArgs, SourceArgs};
 use crate::cli::progress::Bars;
 use crate::config::{NodeConfig, OneOrMany, Settings};
 use crate::error::Error;
@@ -48,7 +48,7 @@ pub fn services(args: &SourceArgs) -> Result<Services, Error> {
 }
 
 /// `--username` with the password from standard input.
-fn basic_credentials(args: &SourceArgs) -> Result<Option<(String, String)>, Error> {
+pub(crate) fn basic_credentials(args: &SourceArgs) -> Result<Option<(String, String)>, Error> {
     let (Some(user), true) = (&args.username, args.password_stdin) else {
         return Ok(None);
     };
@@ -63,11 +63,11 @@ fn basic_credentials(args: &SourceArgs) -> Result<Option<(String, String)>, Erro
     Ok(Some((user.clone(), password)))
 }
 
-fn platforms(args: &SourceArgs) -> Result<PlatformSelector, Error> {
+pub(crate) fn platforms(args: &SourceArgs) -> Result<PlatformSelector, Error> {
     PlatformSelector::parse(args.platform.as_deref())
 }
 
-fn measure_options(args: &SourceArgs, top: usize) -> Result<MeasureOptions, Error> {
+pub(crate) fn measure_options(args: &SourceArgs, top: usize) -> Result<MeasureOptions, Error> {
     if args.jobs == Some(0) {
         return Err(Error::usage("--jobs must be at least 1"));
     }
@@ -136,12 +136,21 @@ fn settings(args: &CheckArgs) -> Result<Settings, Error> {
 
 /// The command line as a [`Settings`] layer over the policy file.
 fn flag_settings(args: &CheckArgs) -> Settings {
-    let n = &args.node;
-    let p = &args.policy;
-    let many = |v: &Vec<String>| (!v.is_empty()).then(|| OneOrMany::Many(v.clone()));
     Settings {
         image: args.candidate.clone(),
         baseline: args.baseline.clone(),
+        baseline_optional: args.baseline_optional.then_some(true),
+        ..rule_settings(&args.node, &args.policy)
+    }
+}
+
+/// The rule and node flags (shared by `check` and `serve`) as a
+/// [`Settings`] layer.
+pub(crate) fn rule_settings(n: &NodeArgs, p: &PolicyArgs) -> Settings {
+    let many = |v: &Vec<String>| (!v.is_empty()).then(|| OneOrMany::Many(v.clone()));
+    Settings {
+        image: None,
+        baseline: None,
         max_growth: many(&p.max_growth),
         warn_growth: many(&p.warn_growth),
         max_pull_size: p.max_pull_size.clone(),
@@ -157,7 +166,7 @@ fn flag_settings(args: &CheckArgs) -> Settings {
         gc_headroom_level: p.gc_headroom_level.clone(),
         fresh_pull: p.fresh_pull.then_some(true),
         discard_unpacked_layers: n.discard_unpacked_layers.then_some(true),
-        baseline_optional: args.baseline_optional.then_some(true),
+        baseline_optional: None,
         gc_high: n.gc_high,
         gc_low: n.gc_low,
         eviction_imagefs_available: n.eviction_imagefs_available.clone(),
@@ -172,5 +181,6 @@ fn flag_settings(args: &CheckArgs) -> Settings {
             inodes_free: n.node_inodes_free,
         }),
         nodes: Default::default(),
+        serve: None,
     }
 }

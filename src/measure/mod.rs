@@ -622,6 +622,7 @@ mod tests {
             diff_ids: vec![],
             created_by: vec![],
             layers: vec![desc],
+            provenance: Default::default(),
         };
         let opts = MeasureOptions {
             estimate: true,

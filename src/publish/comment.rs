@@ -291,10 +291,10 @@ enum Found {
     ReadOnly(String),
 }
 
-struct Reply {
-    status: u16,
+pub(super) struct Reply {
+    pub(super) status: u16,
     headers: HeaderMap,
-    body: String,
+    pub(super) body: String,
 }
 
 impl Reply {
@@ -305,7 +305,7 @@ impl Reply {
     }
 
     /// GitHub's `{"message": ...}`, shortened.
-    fn message(&self) -> String {
+    pub(super) fn message(&self) -> String {
         let m = serde_json::from_str::<Value>(&self.body)
             .ok()
             .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
@@ -353,7 +353,7 @@ impl Reply {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Method {
+pub(super) enum Method {
     Get,
     Post,
     Patch,
@@ -377,7 +377,8 @@ const MAX_WAIT_SECS: u64 = 60;
 /// Pages of comments read at most (100 each).
 const MAX_PAGES: usize = 100;
 
-struct Api {
+/// The REST client with its retries, shared with the commit status.
+pub(super) struct Api {
     crab: Octocrab,
     /// The GraphQL endpoint's client: `{api}/graphql`, or on GitHub
     /// Enterprise Server `https://HOST/api/graphql` beside `/api/v3`.
@@ -388,7 +389,7 @@ struct Api {
 }
 
 impl Api {
-    fn new(ctx: &Context) -> Result<Self, Error> {
+    pub(super) fn new(ctx: &Context) -> Result<Self, Error> {
         let crab = client(&ctx.api_url, ctx)?;
         let graphql = client(author::graphql_base(&ctx.api_url), ctx)?;
         let max_wait = std::env::var("SIZEGUARD_GITHUB_MAX_WAIT")
@@ -404,12 +405,17 @@ impl Api {
         })
     }
 
-    fn repo_path(&self) -> String {
+    pub(super) fn repo_path(&self) -> String {
         format!("/repos/{}/{}", self.owner, self.repo)
     }
 
     /// One REST call, retried on rate limits, 5xx and transport errors.
-    async fn send(&self, method: Method, uri: &str, body: Option<&Value>) -> Result<Reply, Error> {
+    pub(super) async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, Error> {
         self.send_via(&self.crab, method, uri, body).await
     }
 

@@ -6,6 +6,9 @@
 //! - [`comment`]: the sticky pull-request comment over the REST API, found
 //!   again by its marker and edited in place; rate limits and read-only
 //!   tokens handled.
+//! - [`status`]: a commit status on the commit an image names in its
+//!   labels, for images `serve` judges outside a pull request.
+//! - [`notify`]: an optional JSON POST (a chat webhook) on warn and fail.
 //! - [`actions`]: the GitHub Actions runner's environment files (step
 //!   outputs, step summary) and workflow commands (annotations for fired
 //!   rules, notices, warnings).
@@ -13,3 +16,5 @@
 pub mod actions;
 pub mod comment;
 pub mod github;
+pub mod notify;
+pub mod status;

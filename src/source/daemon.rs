@@ -47,8 +47,8 @@ use super::manifest::{
 use super::reference::{Engine, ImageRef};
 use super::tar_index::{normalize_member, resolve_relative};
 use super::{
-    BlobVisitor, ImageSource, LayerDescriptor, OnePassSource, PassingBlob, ResolvedImage,
-    StreamedImage,
+    BlobVisitor, ImageSource, LayerDescriptor, OnePassSource, PassingBlob, Provenance,
+    ResolvedImage, StreamedImage,
 };
 use crate::digest::Digest;
 use crate::error::{Error, Kind};
@@ -193,6 +193,8 @@ impl ImageSource for DaemonSource {
         );
         check_single_platform(&what, &platform, platforms)?;
         let diff_ids = inspect.root_fs.and_then(|r| r.layers).unwrap_or_default();
+        let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
+        let provenance = Provenance::from_map(|k| labels?.get(k).map(String::as_str));
         let id = inspect.id.unwrap_or_default();
         Ok(vec![ResolvedImage {
             reference: what,
@@ -215,6 +217,7 @@ impl ImageSource for DaemonSource {
             diff_ids,
             // The inspect call carries no history; the export's config does.
             created_by: Vec::new(),
+            provenance,
         }])
     }
 
@@ -507,6 +510,7 @@ impl Walked {
             platform,
             diff_ids,
             created_by,
+            provenance,
         } = ImageConfig::parse(what, &config_digest, &config)?;
         check_diff_ids(what, &config_digest, &diff_ids, saved.layers.len())?;
         let mut layers = Vec::with_capacity(saved.layers.len());
@@ -547,6 +551,7 @@ impl Walked {
                 diff_ids,
                 created_by,
                 layers,
+                provenance,
             },
             layer_blobs,
         })

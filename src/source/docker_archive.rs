@@ -177,6 +177,7 @@ impl ImageSource for DockerArchiveSource {
             platform,
             diff_ids,
             created_by,
+            provenance,
         } = ImageConfig::parse(&what, &config_digest, &config)?;
         check_single_platform(&what, &platform, platforms)?;
         check_diff_ids(&what, &config_digest, &diff_ids, entry.layers.len())?;
@@ -193,6 +194,7 @@ impl ImageSource for DockerArchiveSource {
             diff_ids,
             created_by,
             layers,
+            provenance,
         }])
     }
 

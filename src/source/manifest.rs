@@ -8,7 +8,7 @@
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::Deserialize;
 
-use super::{Blob, LayerDescriptor, ManifestStore, ResolvedImage};
+use super::{Blob, LayerDescriptor, ManifestStore, Provenance, ResolvedImage};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::source::platform::{Platform, PlatformSelector};
@@ -116,6 +116,10 @@ struct ConfigProbe {
     rootfs: Option<RootFs>,
     #[serde(default)]
     history: Vec<HistoryEntry>,
+    /// Read as a plain value so that odd labels (not strings, not a map)
+    /// never make an otherwise measurable config unreadable.
+    #[serde(default)]
+    config: serde_json::Value,
 }
 
 /// One build step of the config's `history`. Any shape is tolerated: the
@@ -149,6 +153,8 @@ pub struct ImageConfig {
     pub diff_ids: Vec<String>,
     /// Per layer, the build step that created it: see [`layer_steps`].
     pub created_by: Vec<Option<String>>,
+    /// From the config's `Labels`.
+    pub provenance: Provenance,
 }
 
 impl ImageConfig {
@@ -158,7 +164,9 @@ impl ImageConfig {
             Error::corrupt(format!("{reference}: invalid image config {digest}")).with_source(e)
         })?;
         let diff_ids = probe.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+        let labels = probe.config.get("Labels");
         Ok(ImageConfig {
+            provenance: Provenance::from_map(|k| labels?.get(k)?.as_str()),
             platform: Platform::new(&probe.os, &probe.architecture, probe.variant.as_deref()),
             created_by: layer_steps(&probe.history, diff_ids.len()),
             diff_ids,
@@ -535,6 +543,8 @@ fn parse_digest(reference: &str, digest: &str) -> Result<Digest, Error> {
 pub struct ManifestParts {
     pub config: Descriptor,
     pub layers: Vec<LayerDescriptor>,
+    /// From the manifest's annotations (they win over the config's labels).
+    pub provenance: Provenance,
 }
 
 /// Reads an image manifest's config descriptor and layers from its bytes
@@ -564,8 +574,10 @@ pub fn manifest_parts(
             urls: l.urls().clone().unwrap_or_default(),
         });
     }
+    let annotations = manifest.annotations().as_ref();
     Ok(Some(ManifestParts {
         config: manifest.config().clone(),
+        provenance: Provenance::from_map(|k| annotations?.get(k).map(String::as_str)),
         layers,
     }))
 }
@@ -634,7 +646,11 @@ async fn image_from_manifest(
     media_type: &str,
     index_digest: Option<String>,
 ) -> Result<Option<ResolvedImage>, Error> {
-    let Some(ManifestParts { config, layers }) =
+    let Some(ManifestParts {
+        config,
+        layers,
+        provenance: annotated,
+    }) =
         manifest_parts(reference, &blob.digest, &blob.bytes)?
     else {
         return Ok(None);
@@ -645,8 +661,10 @@ async fn image_from_manifest(
         platform,
         diff_ids,
         created_by,
+        provenance,
     } = ImageConfig::parse(reference, &config_digest, &config.bytes)?;
     check_diff_ids(reference, &config_digest, &diff_ids, layers.len())?;
+    let provenance = annotated.or(provenance);
     Ok(Some(ResolvedImage {
         reference: reference.to_string(),
         digest: blob.digest.to_string(),
@@ -659,6 +677,7 @@ async fn image_from_manifest(
         diff_ids,
         created_by,
         layers,
+        provenance,
     }))
 }
 

@@ -59,6 +59,46 @@ impl LayerDescriptor {
     }
 }
 
+/// Where an image says it was built from: the OCI
+/// `org.opencontainers.image.source` and `org.opencontainers.image.revision`
+/// keys, from the manifest's annotations or else the config's labels. As
+/// the image wrote them, bounded in length but not checked: whoever acts
+/// on them (the commit status) validates them first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    pub source: Option<String>,
+    pub revision: Option<String>,
+}
+
+impl Provenance {
+    pub const SOURCE_KEY: &str = "org.opencontainers.image.source";
+    pub const REVISION_KEY: &str = "org.opencontainers.image.revision";
+    /// Longer values are dropped: a URL or a commit id is far shorter.
+    const MAX_VALUE: usize = 2048;
+
+    /// The two keys from a string map (labels, annotations), each kept
+    /// only when it is a string of sensible length.
+    pub fn from_map<'m>(get: impl Fn(&str) -> Option<&'m str>) -> Provenance {
+        let keep = |k: &str| {
+            get(k)
+                .filter(|v| !v.is_empty() && v.len() <= Self::MAX_VALUE)
+                .map(str::to_string)
+        };
+        Provenance {
+            source: keep(Self::SOURCE_KEY),
+            revision: keep(Self::REVISION_KEY),
+        }
+    }
+
+    /// Each key from `self`, else from `fallback`.
+    pub fn or(self, fallback: Provenance) -> Provenance {
+        Provenance {
+            source: self.source.or(fallback.source),
+            revision: self.revision.or(fallback.revision),
+        }
+    }
+}
+
 /// One image of one platform, ready to measure.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResolvedImage {
@@ -83,6 +123,9 @@ pub struct ResolvedImage {
     pub created_by: Vec<Option<String>>,
     #[serde(skip)]
     pub layers: Vec<LayerDescriptor>,
+    /// Not part of the report: read by `serve` for the commit status.
+    #[serde(skip)]
+    pub provenance: Provenance,
 }
 
 /// A raw manifest or config blob and the digest that addressed it.

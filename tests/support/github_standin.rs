@@ -14,6 +14,10 @@
 //! `nodes(ids:) { ... on IssueComment { id isMinimized } }`; comments carry
 //! a `node_id` and can be minimized ([`GithubStandin::minimize`]).
 //!
+//! Commit statuses (`POST /repos/{o}/{r}/statuses/{sha}`) are recorded in
+//! [`State::statuses`] and answered 201 as GitHub does, 422 for a state or
+//! a description GitHub refuses.
+//!
 //! Behaviours: a read-only token (403 on writes, as GitHub answers a fork's
 //! `GITHUB_TOKEN`), queued rate-limit answers (primary: 403 with
 //! `x-ratelimit-remaining: 0` and a reset time; secondary: 429 with
@@ -85,6 +89,8 @@ pub struct State {
     pub app_login: String,
     /// GraphQL answers 502 instead (to test what a missing answer does).
     pub graphql_down: bool,
+    /// Commit statuses created: `(owner/repo, sha, body)`.
+    pub statuses: Vec<(String, String, Value)>,
 }
 
 impl State {
@@ -333,6 +339,9 @@ fn route(req: &Request, addr: SocketAddr, prefix: &str, token: &str, s: &mut Sta
             edit_comment(req, addr, id, s)
         }
         ("GET", ["repos", _, _, "pulls"]) => list_pulls(req, s),
+        ("POST", ["repos", o, r, "statuses", sha]) => {
+            create_status(req, &format!("{o}/{r}"), sha, s)
+        }
         ("GET", ["user"]) => token_user(s),
         _ => answer(404, json!({"message": "Not Found"})),
     }
@@ -528,4 +537,38 @@ fn list_pulls(req: &Request, s: &State) -> Answer {
         .map(|(n, label, sha)| json!({"number": n, "head": {"label": label, "sha": sha}}))
         .collect();
     answer(200, Value::Array(items))
+}
+
+/// A commit status, validated as GitHub does: a known state, a
+/// description of at most 140 characters, a 40-hex sha.
+fn create_status(req: &Request, repo: &str, sha: &str, s: &mut State) -> Answer {
+    if s.read_only {
+        return answer(
+            403,
+            json!({"message": "Resource not accessible by integration"}),
+        );
+    }
+    let body = req.json();
+    let state_ok = matches!(
+        body["state"].as_str(),
+        Some("error" | "failure" | "pending" | "success")
+    );
+    let description_ok = body["description"]
+        .as_str()
+        .is_none_or(|d| d.chars().count() <= 140);
+    let sha_ok = sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit());
+    if !sha_ok {
+        return answer(
+            422,
+            json!({"message": format!("No commit found for SHA: {sha}")}),
+        );
+    }
+    if !state_ok || !description_ok {
+        return answer(422, json!({"message": "Validation Failed"}));
+    }
+    s.next_id += 1;
+    let mut created = body.clone();
+    created["id"] = s.next_id.into();
+    s.statuses.push((repo.to_string(), sha.to_string(), body));
+    answer(201, created)
 }

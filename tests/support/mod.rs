@@ -64,3 +64,4 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
+pub mod serve;

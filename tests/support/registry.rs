@@ -18,6 +18,8 @@ pub struct RegistryOpts {
     pub tls: bool,
     /// Send registry notifications (webhooks) to this endpoint URL.
     pub notifications: Option<String>,
+    /// Headers every notification carries (`notifications.endpoints[].headers`).
+    pub notification_headers: Vec<(String, String)>,
 }
 
 pub struct Registry {
@@ -125,6 +127,12 @@ impl Registry {
             yaml.push_str(&format!(
                 "notifications:\n  endpoints:\n    - name: test\n      url: {url:?}\n      timeout: 1s\n      threshold: 1\n      backoff: 1s\n"
             ));
+            if !opts.notification_headers.is_empty() {
+                yaml.push_str("      headers:\n");
+                for (name, value) in &opts.notification_headers {
+                    yaml.push_str(&format!("        {name}: [{value:?}]\n"));
+                }
+            }
         }
         let config = dir.path().join("config.yml");
         fs::write(&config, &yaml).unwrap();
@@ -439,7 +447,7 @@ pub fn copy_to_oci_archive(layout_dir: &Path, tag: &str, out_file: &Path) {
     );
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
 }

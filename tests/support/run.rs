@@ -280,7 +280,9 @@ impl Run {
         out
     }
 
-    fn command(&self, home: &Path) -> Command {
+    /// The command [`Run::run`] starts, for a test that runs a long-lived
+    /// process itself (`sizeguard serve`) in the same scrubbed environment.
+    pub fn command(&self, home: &Path) -> Command {
         let bin = OsString::from(env!("CARGO_BIN_EXE_sizeguard"));
         let mut argv = self.wrapper.clone();
         match &self.program {

@@ -61,6 +61,7 @@ fn image(digest: &str, layers: &[(&str, &str, u64, u64, u64)]) -> ImageReport {
             diff_ids: vec![],
             created_by: vec![],
             layers: vec![],
+            provenance: Default::default(),
         },
         layers,
         totals,

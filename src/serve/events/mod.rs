@@ -10,6 +10,12 @@
 
 use crate::digest::Digest;
 
+pub mod auth;
+pub mod distribution;
+mod fields;
+pub mod github;
+pub mod harbor;
+
 /// Who sent the notification; part of the de-duplication key, since two
 /// senders' event ids live in different namespaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -1,0 +1,197 @@
+//! `sizeguard serve`: flags and the `[serve]` section resolved into
+//! [`ServeOptions`], once, before anything listens: a wrong policy, an
+//! unreadable secret or no allowed registry stops the start (exit 2).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::app::Services;
+use crate::cli::args::{LogFormat, ServeArgs};
+use crate::cli::request;
+use crate::config::{ServeConfig, ServeRegistry, Settings};
+use crate::error::Error;
+use crate::measure::Measurer;
+use crate::measure::cache::{LayerCache, default_dir};
+use crate::serve::events::auth::read_secret_file;
+use crate::serve::policy::{Baseline, Policies, PolicyInputs};
+use crate::serve::sources::{LoggedProgress, RegistrySources};
+use crate::serve::{ServeOptions, StoreChoice};
+use crate::source::registry::RegistryOptions;
+
+pub async fn run(args: ServeArgs) -> Result<(), Error> {
+    let options = options(&args)?;
+    crate::serve::run(options).await
+}
+
+/// Logs for a service: info by default, as text or one JSON object a line.
+pub fn init_logging(verbose: u8, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "sizeguard=info",
+        _ => "sizeguard=debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
+    let mut file = match &args.config {
+        Some(path) => Settings::load(path)?,
+        None => Settings::default(),
+    };
+    let cfg = file.serve.take().unwrap_or_default();
+    let store = match (&args.database_url, &cfg.database_url) {
+        (Some(url), _) | (None, Some(url)) => StoreChoice::Database(url.clone()),
+        (None, None) => StoreChoice::DataDir(
+            args.data_dir
+                .clone()
+                .or(cfg.data_dir.clone())
+                .ok_or_else(|| Error::usage("give --data-dir DIR (or --database-url URL)"))?,
+        ),
+    };
+    let secret_file = args
+        .secret_file
+        .as_ref()
+        .or(cfg.secret_file.as_ref())
+        .ok_or_else(|| Error::usage("give --secret-file FILE: the secret senders present"))?;
+    let secret = read_secret_file(secret_file)?;
+
+    let mut allowed: HashSet<String> = args
+        .allow_registry
+        .iter()
+        .chain(cfg.registries.iter().map(|r| &r.host))
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    allowed.retain(|h| !h.is_empty());
+    if allowed.is_empty() {
+        return Err(Error::usage(
+            "no registry allowed: give --allow-registry HOST[:PORT] (or [[serve.registries]])",
+        ));
+    }
+    let cache_dir = args.source.cache_dir.clone().or(match &store {
+        StoreChoice::DataDir(d) => Some(d.join("layer-cache")),
+        StoreChoice::Database(_) => default_dir(),
+    });
+    let services = Services {
+        sources: Arc::new(sources(args, &cfg)?),
+        measurer: Measurer {
+            cache: (!args.source.no_cache)
+                .then_some(cache_dir)
+                .flatten()
+                .map(LayerCache::new),
+            progress: Arc::new(LoggedProgress),
+        },
+    };
+    let flags = request::rule_settings(&args.node, &args.policy);
+    let cli_node = args.node.node_stats.is_some() || args.node.node_capacity.is_some();
+    let policies = Policies::build(
+        PolicyInputs {
+            file: &file,
+            flags: &flags,
+            cli_node,
+            repositories: &cfg.repositories,
+            default_baseline: default_baseline(args, &cfg)?,
+        },
+        request::platforms(&args.source)?,
+        request::measure_options(&args.source, args.top)?,
+    )?;
+    let workers = args.workers.or(cfg.workers).unwrap_or(2);
+    if workers == 0 {
+        return Err(Error::usage("--workers must be at least 1"));
+    }
+    Ok(ServeOptions {
+        listen: args
+            .listen
+            .clone()
+            .or(cfg.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:8080".to_string()),
+        store,
+        secret,
+        allowed,
+        workers,
+        max_queue: args.max_queue.or(cfg.max_queue).unwrap_or(10_000),
+        lease: Duration::from_secs(args.lease.max(1)),
+        timeout: Duration::from_secs(args.job_timeout.max(1)),
+        grace: Duration::from_secs(args.shutdown_grace),
+        services,
+        policies,
+    })
+}
+
+fn default_baseline(args: &ServeArgs, cfg: &ServeConfig) -> Result<Baseline, Error> {
+    let tag = args.baseline_tag.as_ref().or(cfg.baseline_tag.as_ref());
+    let reference = args.baseline.as_ref().or(cfg.baseline.as_ref());
+    Ok(match (tag, reference) {
+        (Some(_), Some(_)) if args.baseline_tag.is_none() && args.baseline.is_none() => {
+            return Err(Error::usage(
+                "serve: baseline and baseline-tag exclude each other",
+            ));
+        }
+        // A flag wins over the file's other kind of baseline.
+        (Some(t), _) if args.baseline_tag.is_some() || args.baseline.is_none() => {
+            Baseline::Tag(t.clone())
+        }
+        (_, Some(r)) => Baseline::Reference(r.clone()),
+        (Some(t), None) => Baseline::Tag(t.clone()),
+        (None, None) => Baseline::None,
+    })
+}
+
+/// One factory per configured registry with credentials of its own, and
+/// one (flags' credentials, else the docker config) for every other.
+fn sources(args: &ServeArgs, cfg: &ServeConfig) -> Result<RegistrySources, Error> {
+    let job_timeout = Duration::from_secs(args.job_timeout.max(1));
+    let mut insecure = args.source.insecure_registry.clone();
+    insecure.extend(
+        cfg.registries
+            .iter()
+            .filter(|r| r.insecure)
+            .map(|r| r.host.clone()),
+    );
+    let base = RegistryOptions {
+        insecure,
+        ca_files: args.source.ca_file.clone(),
+        basic: request::basic_credentials(&args.source)?,
+        // Per image, like the CLI's per run: a judgement gets the whole
+        // job timeout for its registry requests.
+        timeout: Some(job_timeout),
+    };
+    let mut by_host = HashMap::new();
+    for r in &cfg.registries {
+        if let Some(basic) = registry_credentials(r)? {
+            let options = RegistryOptions {
+                basic: Some(basic),
+                ..base.clone()
+            };
+            by_host.insert(r.host.to_ascii_lowercase(), options);
+        }
+    }
+    Ok(RegistrySources {
+        by_host,
+        default: base,
+    })
+}
+
+fn registry_credentials(r: &ServeRegistry) -> Result<Option<(String, String)>, Error> {
+    match (&r.username, &r.password_file) {
+        (None, None) => Ok(None),
+        (Some(user), Some(file)) => {
+            let password = read_secret_file(file).map_err(|e| e.context(&r.host))?;
+            let password = String::from_utf8(password)
+                .map_err(|_| Error::usage(format!("{}: the password file is not UTF-8", r.host)))?;
+            Ok(Some((user.clone(), password)))
+        }
+        _ => Err(Error::usage(format!(
+            "serve.registries {:?}: username and password-file go together",
+            r.host
+        ))),
+    }
+}

@@ -1,0 +1,298 @@
+//! The HTTP side: receivers that authenticate, parse, filter and queue
+//! registry notifications; the verdict API; health and metrics.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::serve::events::{Incoming, Push, Sender, auth, distribution, github, harbor};
+use crate::serve::metrics::Metrics;
+use crate::serve::policy::{is_repository, is_tag};
+use crate::serve::store::{Refused, Store, Verdict, sender_name};
+
+/// Largest delivery read: a Distribution envelope of a few events, a
+/// Harbor or GitHub payload, is a few kB.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// Most verdicts one listing returns.
+const MAX_LIST: u32 = 1000;
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub secret: Vec<u8>,
+    /// `host[:port]`, lower-cased: the only registries measured from.
+    pub allowed: HashSet<String>,
+    pub max_queue: u64,
+    /// Seconds a sender is told to wait when the queue is full.
+    pub retry_after: u64,
+    pub metrics: Arc<Metrics>,
+    /// Workers wait on this when the queue is empty.
+    pub wake: Arc<Notify>,
+    /// False once shutdown began: `/readyz` then says so.
+    pub ready: AtomicBool,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/events/distribution", post(distribution_events))
+        .route("/v1/events/harbor", post(harbor_events))
+        .route("/v1/events/github", post(github_events))
+        .route("/v1/verdicts", get(list_verdicts))
+        .route("/v1/verdicts/{digest}", get(one_verdict))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn distribution_events(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    receive(&s, Sender::Distribution, &headers, body).await
+}
+
+async fn harbor_events(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    receive(&s, Sender::Harbor, &headers, body).await
+}
+
+async fn github_events(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    receive(&s, Sender::Github, &headers, body).await
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+/// Authenticate, parse, filter, queue durably, answer.
+async fn receive(
+    s: &AppState,
+    sender: Sender,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let name = sender_name(sender);
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            s.metrics.rejected(name, "body");
+            return error(e.status(), &e.body_text());
+        }
+    };
+    let authentic = match sender {
+        Sender::Github => auth::github_signature_matches(&s.secret, &body, headers),
+        _ => auth::bearer_matches(&s.secret, headers),
+    };
+    if !authentic {
+        s.metrics.rejected(name, "unauthorized");
+        tracing::warn!(sender = name, "delivery refused: wrong or missing secret");
+        return error(StatusCode::UNAUTHORIZED, "wrong or missing secret");
+    }
+    let parsed = match sender {
+        Sender::Distribution => distribution::parse(&body, headers),
+        Sender::Harbor => harbor::parse(&body, headers),
+        Sender::Github => github::parse(&body, headers),
+    };
+    let incoming = match parsed {
+        Ok(i) => i,
+        Err(e) => {
+            s.metrics.rejected(name, "malformed");
+            tracing::warn!(sender = name, error = %e.one_line(), "delivery refused: malformed");
+            return error(StatusCode::BAD_REQUEST, &e.one_line());
+        }
+    };
+    s.metrics.received(name, incoming.len() as u64);
+    let mut pushes = Vec::new();
+    for i in incoming {
+        match i {
+            Incoming::Ignored { event_id, reason } => {
+                s.metrics.ignored(name, reason);
+                tracing::debug!(sender = name, event_id, reason, "event ignored");
+            }
+            Incoming::Push(push) => {
+                if let Err((status, message)) = admit(s, &push) {
+                    return error(status, &message);
+                }
+                pushes.push(push);
+            }
+        }
+    }
+    if pushes.is_empty() {
+        return (
+            StatusCode::OK,
+            axum::Json(json!({ "queued": 0, "duplicates": 0 })),
+        )
+            .into_response();
+    }
+    enqueue(s, name, pushes).await
+}
+
+/// Whether a push may be queued: its registry is one the configuration
+/// names (the event's own URL is never fetched), and its names are ones a
+/// registry could have sent.
+fn admit(s: &AppState, push: &Push) -> Result<(), (StatusCode, String)> {
+    let name = sender_name(push.sender);
+    if !s.allowed.contains(&push.registry) {
+        s.metrics.rejected(name, "registry_not_allowed");
+        tracing::warn!(
+            sender = name,
+            event_id = push.event_id,
+            registry = push.registry,
+            repository = push.repository,
+            "delivery refused: the event names a registry the configuration does not list"
+        );
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("registry {:?} is not allowed", push.registry),
+        ));
+    }
+    let tag_ok = push.tag.as_deref().is_none_or(is_tag);
+    if !is_repository(&push.repository) || !tag_ok {
+        s.metrics.rejected(name, "malformed");
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "the event's repository or tag is not a valid name".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+async fn enqueue(s: &AppState, name: &'static str, pushes: Vec<Push>) -> Response {
+    match s.store.enqueue(pushes, s.max_queue).await {
+        Ok(Ok(done)) => {
+            s.metrics.queued(name, done.queued as u64);
+            s.metrics.duplicates(name, done.duplicates as u64);
+            for _ in 0..done.queued {
+                s.wake.notify_one();
+            }
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "queued": done.queued, "duplicates": done.duplicates })),
+            )
+                .into_response()
+        }
+        Ok(Err(Refused::QueueFull { depth })) => {
+            s.metrics.rejected(name, "queue_full");
+            tracing::warn!(sender = name, depth, "delivery refused: the queue is full");
+            busy(s.retry_after, "the queue is full")
+        }
+        Err(e) => {
+            s.metrics.rejected(name, "store_error");
+            tracing::error!(sender = name, error = %e.one_line(), "delivery not queued");
+            busy(1, "the queue is unavailable")
+        }
+    }
+}
+
+fn busy(retry_after: u64, message: &str) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    r
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    if !s.ready.load(Ordering::Relaxed) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match s.store.depth().await {
+        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.one_line()),
+    }
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    let depth = s.store.depth().await.unwrap_or(0);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(depth),
+    )
+        .into_response()
+}
+
+async fn one_verdict(State(s): State<Arc<AppState>>, Path(digest): Path<String>) -> Response {
+    match s.store.verdict(&digest).await {
+        Ok(Some(v)) => axum::Json(verdict_json(&v)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no verdict for this digest (yet)"),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.one_line()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    repository: String,
+    limit: Option<u32>,
+}
+
+async fn list_verdicts(
+    State(s): State<Arc<AppState>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "give ?repository=NAME (and optionally &limit=N)",
+        );
+    };
+    let limit = q.limit.unwrap_or(20).clamp(1, MAX_LIST);
+    match s.store.verdicts(&q.repository, limit).await {
+        Ok(list) => axum::Json(json!({
+            "repository": q.repository,
+            "verdicts": list.iter().map(verdict_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.one_line()),
+    }
+}
+
+/// A verdict as the API shows it: the image, the event it came from, and
+/// the `check --format json` document under `report`.
+pub fn verdict_json(v: &Verdict) -> serde_json::Value {
+    let report = v
+        .judgement
+        .report
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok());
+    json!({
+        "verdict": v.judgement.outcome.as_str(),
+        "registry": v.push.registry,
+        "repository": v.push.repository,
+        "tag": v.push.tag,
+        "digest": v.push.digest.to_string(),
+        "media_type": v.push.media_type,
+        "event": {
+            "sender": sender_name(v.push.sender),
+            "id": v.push.event_id,
+            "received_at_ms": v.received_at_ms,
+        },
+        "judged_at_ms": v.judged_at_ms,
+        "duration_ms": v.judgement.duration.as_millis() as u64,
+        "attempts": v.attempts,
+        "error": v.judgement.error,
+        "report": report,
+    })
+}

@@ -1,0 +1,150 @@
+//! Prometheus metrics at `GET /metrics`: what arrived, what was refused
+//! and why, how deep the queue is, how long measuring takes, and what was
+//! decided.
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Registry,
+    received: Family<Labels, Counter>,
+    queued: Family<Labels, Counter>,
+    duplicates: Family<Labels, Counter>,
+    ignored: Family<Labels, Counter>,
+    rejected: Family<Labels, Counter>,
+    depth: Gauge<i64, AtomicI64>,
+    duration: Histogram,
+    verdicts: Family<Labels, Counter>,
+    retries: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("sizeguard");
+        let received = Family::<Labels, Counter>::default();
+        let queued = Family::<Labels, Counter>::default();
+        let duplicates = Family::<Labels, Counter>::default();
+        let ignored = Family::<Labels, Counter>::default();
+        let rejected = Family::<Labels, Counter>::default();
+        let depth = Gauge::<i64, AtomicI64>::default();
+        // From a cached re-check (tens of ms) to a cold multi-GB image.
+        let duration = Histogram::new([
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+        ]);
+        let verdicts = Family::<Labels, Counter>::default();
+        let retries = Counter::default();
+        registry.register(
+            "events_received",
+            "Events in authenticated, well-formed deliveries, by sender",
+            received.clone(),
+        );
+        registry.register(
+            "events_queued",
+            "Pushes written to the queue",
+            queued.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Pushes already queued or judged (re-sent deliveries, the same digest again)",
+            duplicates.clone(),
+        );
+        registry.register(
+            "events_ignored",
+            "Events acknowledged and dropped (blob pushes, pulls, mounts, deletes), by reason",
+            ignored.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Deliveries or events refused, by reason",
+            rejected.clone(),
+        );
+        registry.register("queue_depth", "Jobs queued or being judged", depth.clone());
+        registry.register(
+            "measurement_duration_seconds",
+            "Time to judge one pushed image",
+            duration.clone(),
+        );
+        registry.register("verdicts", "Verdicts recorded, by result", verdicts.clone());
+        registry.register(
+            "job_retries",
+            "Judgements put back in the queue after a transient error",
+            retries.clone(),
+        );
+        Metrics {
+            registry,
+            received,
+            queued,
+            duplicates,
+            ignored,
+            rejected,
+            depth,
+            duration,
+            verdicts,
+            retries,
+        }
+    }
+
+    pub fn received(&self, sender: &'static str, n: u64) {
+        self.received
+            .get_or_create(&vec![("sender", sender)])
+            .inc_by(n);
+    }
+
+    pub fn queued(&self, sender: &'static str, n: u64) {
+        self.queued
+            .get_or_create(&vec![("sender", sender)])
+            .inc_by(n);
+    }
+
+    pub fn duplicates(&self, sender: &'static str, n: u64) {
+        self.duplicates
+            .get_or_create(&vec![("sender", sender)])
+            .inc_by(n);
+    }
+
+    pub fn ignored(&self, sender: &'static str, reason: &'static str) {
+        self.ignored
+            .get_or_create(&vec![("sender", sender), ("reason", reason)])
+            .inc();
+    }
+
+    pub fn rejected(&self, sender: &'static str, reason: &'static str) {
+        self.rejected
+            .get_or_create(&vec![("sender", sender), ("reason", reason)])
+            .inc();
+    }
+
+    pub fn judged(&self, verdict: &'static str, seconds: f64) {
+        self.verdicts
+            .get_or_create(&vec![("verdict", verdict)])
+            .inc();
+        self.duration.observe(seconds);
+    }
+
+    pub fn retried(&self) {
+        self.retries.inc();
+    }
+
+    /// The text exposition, with the queue depth as of now.
+    pub fn render(&self, depth: u64) -> String {
+        self.depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,179 @@
+//! The durable queue and the verdicts, behind one trait so that the
+//! embedded SQLite file and a shared PostgreSQL database are
+//! interchangeable.
+//!
+//! One row per image (registry, repository, digest) holds both the job and,
+//! once judged, its verdict: the same digest pushed twice (or a delivery
+//! retried) finds the row and adds nothing, so an image is measured once
+//! and has at most one verdict. A separate table remembers every event id
+//! that pointed at a row, so a re-sent delivery is recognised even when
+//! its digest field was garbled into another.
+
+pub mod sqlite;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::serve::events::{Push, Sender};
+
+/// What became of a batch handed to [`Store::enqueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Enqueued {
+    /// New jobs, durable when this is returned.
+    pub queued: usize,
+    /// Pushes that were already known (same event id, or same image).
+    pub duplicates: usize,
+}
+
+/// Why an enqueue was refused without any error of the store itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Accepting the batch would put more than the configured number of
+    /// jobs in the queue; nothing of it was written.
+    QueueFull { depth: u64 },
+}
+
+/// A job a worker holds a lease on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub push: Push,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    /// Who holds the lease; completing or failing it needs the same name,
+    /// so a worker whose lease expired cannot overwrite a later attempt.
+    pub worker: String,
+}
+
+/// `pass`, `warn`, `fail`, or `error` when the image could not be judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    Warn,
+    Fail,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Warn => "warn",
+            Outcome::Fail => "fail",
+            Outcome::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Some(match s {
+            "pass" => Outcome::Pass,
+            "warn" => Outcome::Warn,
+            "fail" => Outcome::Fail,
+            "error" => Outcome::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// What a worker hands back for a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    pub outcome: Outcome,
+    /// The `check --format json` document; absent for `error`.
+    pub report: Option<String>,
+    /// Why the image could not be judged (for `error`).
+    pub error: Option<String>,
+    pub duration: Duration,
+}
+
+/// A stored verdict, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub push: Push,
+    pub judgement: Judgement,
+    pub attempts: u32,
+    /// Milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    pub judged_at_ms: i64,
+}
+
+/// The queue and the verdicts.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Writes every new push of a delivery as a job, all or nothing, and
+    /// returns once that is durable. Pushes already known (by sender and
+    /// event id, or by registry, repository and digest) are counted as
+    /// duplicates and not queued again.
+    async fn enqueue(
+        &self,
+        pushes: Vec<Push>,
+        max_depth: u64,
+    ) -> Result<Result<Enqueued, Refused>, Error>;
+
+    /// Leases the oldest job that is due (queued and past its back-off, or
+    /// leased by a worker whose lease ran out) to `worker` for `lease`.
+    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>, Error>;
+
+    /// Extends a lease still held; false when it was lost meanwhile.
+    async fn renew(&self, job: &Job, lease: Duration) -> Result<bool, Error>;
+
+    /// Records the verdict and closes the job; false when the lease was
+    /// lost (another worker judges it, and its verdict is the one kept).
+    async fn complete(&self, job: &Job, judgement: &Judgement) -> Result<bool, Error>;
+
+    /// Gives the job back to the queue, due again after `retry_in`.
+    async fn retry_later(&self, job: &Job, retry_in: Duration, error: &str) -> Result<bool, Error>;
+
+    /// Jobs not judged yet (queued or leased).
+    async fn depth(&self) -> Result<u64, Error>;
+
+    /// The verdict of a digest (the latest, if the same digest was pushed
+    /// to several repositories).
+    async fn verdict(&self, digest: &str) -> Result<Option<Verdict>, Error>;
+
+    /// The latest verdicts of a repository, newest first.
+    async fn verdicts(&self, repository: &str, limit: u32) -> Result<Vec<Verdict>, Error>;
+}
+
+/// Milliseconds since the Unix epoch: the stores keep time as integers,
+/// the same in SQLite and PostgreSQL.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn sender_name(s: Sender) -> &'static str {
+    match s {
+        Sender::Distribution => "distribution",
+        Sender::Harbor => "harbor",
+        Sender::Github => "github",
+    }
+}
+
+pub(crate) fn parse_sender(s: &str) -> Result<Sender, Error> {
+    Ok(match s {
+        "distribution" => Sender::Distribution,
+        "harbor" => Sender::Harbor,
+        "github" => Sender::Github,
+        other => return Err(Error::corrupt(format!("store: unknown sender {other:?}"))),
+    })
+}
+
+/// A database error: the store is unavailable for now (disk full, locked,
+/// connection lost), which the receivers answer with 503.
+pub(crate) fn db_error(what: &str, e: sqlx::Error) -> Error {
+    Error::transient(format!("store: {what}")).with_source(e)
+}
+
+#[cfg(test)]
+mod tests;

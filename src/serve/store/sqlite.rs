@@ -1,0 +1,603 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Every write goes through one writer task that owns the only writing
+//! connection. It takes whatever commands have piled up while the previous
+//! transaction committed, runs them all in one transaction, and answers each
+//! caller only after that commit (group commit): a thousand receivers
+//! waiting on a thousand fsyncs become a few dozen fsyncs. Readers use a
+//! separate pool; WAL lets them read while the writer writes.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Enqueued, Job, Judgement, Outcome, Refused, Store, Verdict, db_error, millis, now_ms,
+    parse_sender, sender_name,
+};
+use crate::digest::Digest;
+use crate::error::Error;
+use crate::serve::events::Push;
+
+pub const FILE_NAME: &str = "sizeguard-serve.db";
+
+/// Commands one transaction takes at most: bounds the latency a large
+/// burst adds to the first caller of a batch.
+const MAX_BATCH: usize = 1024;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS jobs (
+        id INTEGER PRIMARY KEY,
+        registry TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        tag TEXT,
+        media_type TEXT,
+        sender TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        received_at BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due_at BIGINT NOT NULL,
+        lease_until BIGINT,
+        worker TEXT,
+        last_error TEXT,
+        outcome TEXT,
+        report TEXT,
+        error TEXT,
+        duration_ms BIGINT,
+        judged_at BIGINT,
+        UNIQUE (registry, repository, digest)
+    )",
+    "CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (state, due_at)",
+    "CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (state, lease_until)",
+    "CREATE INDEX IF NOT EXISTS jobs_digest ON jobs (digest)",
+    "CREATE INDEX IF NOT EXISTS jobs_repository ON jobs (repository, judged_at)",
+    "CREATE TABLE IF NOT EXISTS events (
+        sender TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        job_id BIGINT NOT NULL,
+        received_at BIGINT NOT NULL,
+        PRIMARY KEY (sender, event_id)
+    )",
+];
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+enum Command {
+    Enqueue {
+        pushes: Vec<Push>,
+        max_depth: u64,
+        reply: Reply<Result<Enqueued, Refused>>,
+    },
+    Claim {
+        worker: String,
+        lease: Duration,
+        reply: Reply<Option<Job>>,
+    },
+    Renew {
+        job: Job,
+        lease: Duration,
+        reply: Reply<bool>,
+    },
+    Complete {
+        job: Job,
+        judgement: Judgement,
+        reply: Reply<bool>,
+    },
+    Retry {
+        job: Job,
+        retry_in: Duration,
+        error: String,
+        reply: Reply<bool>,
+    },
+}
+
+pub struct SqliteStore {
+    /// Held for the store's life: one process per data directory, since
+    /// each one takes back every lease at start.
+    _lock: std::fs::File,
+    writer: mpsc::Sender<Command>,
+    readers: SqlitePool,
+    /// Jobs not judged yet, kept by the writer (the only one that changes it).
+    depth: Arc<AtomicU64>,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the store in `dir`.
+    pub async fn open(dir: &Path) -> Result<SqliteStore, Error> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("data directory {}", dir.display()), e))?;
+        let lock_path = dir.join("lock");
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| Error::io(format!("{}", lock_path.display()), e))?;
+        lock.try_lock().map_err(|_| {
+            Error::usage(format!(
+                "data directory {} is in use by another sizeguard serve \
+                 (several replicas share a PostgreSQL database instead)",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join(FILE_NAME);
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(|e| db_error("options", e))?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the caller is answered, which
+            // is what the 202 promises.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let mut conn = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(|e| db_error(&format!("opening {}", path.display()), e))?;
+        for statement in SCHEMA {
+            sqlx::query(statement)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| db_error("creating the schema", e))?;
+        }
+        // Only this process uses the file (the lock above): whatever is
+        // leased was leased by a process that died, and is due again now.
+        let released = sqlx::query(
+            "UPDATE jobs SET state = 'queued', lease_until = NULL, worker = NULL \
+             WHERE state = 'leased'",
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(|e| db_error("taking back leases", e))?;
+        if released.rows_affected() > 0 {
+            tracing::info!(
+                jobs = released.rows_affected(),
+                "jobs left leased by a previous run are queued again"
+            );
+        }
+        let depth: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state <> 'done'")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| db_error("counting the queue", e))?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(|e| db_error("opening readers", e))?;
+        let depth = Arc::new(AtomicU64::new(depth.max(0) as u64));
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(writer(conn, rx, depth.clone()));
+        Ok(SqliteStore {
+            _lock: lock,
+            writer: tx,
+            readers,
+            depth,
+        })
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::transient("store: the writer stopped"))?;
+        rx.await
+            .map_err(|_| Error::transient("store: the writer stopped"))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn enqueue(
+        &self,
+        pushes: Vec<Push>,
+        max_depth: u64,
+    ) -> Result<Result<Enqueued, Refused>, Error> {
+        self.call(|reply| Command::Enqueue {
+            pushes,
+            max_depth,
+            reply,
+        })
+        .await
+    }
+
+    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>, Error> {
+        let worker = worker.to_string();
+        self.call(|reply| Command::Claim {
+            worker,
+            lease,
+            reply,
+        })
+        .await
+    }
+
+    async fn renew(&self, job: &Job, lease: Duration) -> Result<bool, Error> {
+        let job = job.clone();
+        self.call(|reply| Command::Renew { job, lease, reply })
+            .await
+    }
+
+    async fn complete(&self, job: &Job, judgement: &Judgement) -> Result<bool, Error> {
+        let (job, judgement) = (job.clone(), judgement.clone());
+        self.call(|reply| Command::Complete {
+            job,
+            judgement,
+            reply,
+        })
+        .await
+    }
+
+    async fn retry_later(&self, job: &Job, retry_in: Duration, error: &str) -> Result<bool, Error> {
+        let (job, error) = (job.clone(), error.to_string());
+        self.call(|reply| Command::Retry {
+            job,
+            retry_in,
+            error,
+            reply,
+        })
+        .await
+    }
+
+    async fn depth(&self) -> Result<u64, Error> {
+        Ok(self.depth.load(Ordering::Relaxed))
+    }
+
+    async fn verdict(&self, digest: &str) -> Result<Option<Verdict>, Error> {
+        let row = sqlx::query(&format!(
+            "{SELECT_VERDICT} WHERE digest = ? AND state = 'done' ORDER BY judged_at DESC LIMIT 1"
+        ))
+        .bind(digest)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(|e| db_error("reading a verdict", e))?;
+        row.map(|r| verdict_row(&r)).transpose()
+    }
+
+    async fn verdicts(&self, repository: &str, limit: u32) -> Result<Vec<Verdict>, Error> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_VERDICT} WHERE repository = ? AND state = 'done' \
+             ORDER BY judged_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(repository)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(|e| db_error("listing verdicts", e))?;
+        rows.iter().map(verdict_row).collect()
+    }
+}
+
+/// The writer task: one transaction per batch of commands, each answered
+/// after its batch committed.
+async fn writer(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Command>,
+    depth: Arc<AtomicU64>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut current = depth.load(Ordering::Relaxed);
+        let mut answers = Vec::with_capacity(batch.len());
+        let result = async {
+            let mut tx = conn.begin().await?;
+            for command in batch.drain(..) {
+                answers.push(execute(&mut tx, command, &mut current).await?);
+            }
+            tx.commit().await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                depth.store(current, Ordering::Relaxed);
+                for answer in answers {
+                    answer.send();
+                }
+            }
+            Err(e) => {
+                // The whole batch rolled back; commands not reached yet are
+                // still in `batch` and fail with it.
+                let message = format!("store: writing a batch: {e}");
+                tracing::error!(error = %e, "store: a batch failed and was rolled back");
+                for answer in answers {
+                    answer.fail(&message);
+                }
+                for command in batch.drain(..) {
+                    Answer::of(command).fail(&message);
+                }
+            }
+        }
+    }
+}
+
+/// A command's answer, held until its batch committed.
+enum Answer {
+    Enqueue(Reply<Result<Enqueued, Refused>>, Result<Enqueued, Refused>),
+    Claim(Reply<Option<Job>>, Option<Job>),
+    Flag(Reply<bool>, bool),
+}
+
+impl Answer {
+    fn send(self) {
+        // A caller that gave up waiting (its request was dropped) needs no answer.
+        let _ = match self {
+            Answer::Enqueue(r, v) => r.send(Ok(v)).is_ok(),
+            Answer::Claim(r, v) => r.send(Ok(v)).is_ok(),
+            Answer::Flag(r, v) => r.send(Ok(v)).is_ok(),
+        };
+    }
+
+    fn fail(self, message: &str) {
+        let e = || Error::transient(message);
+        let _ = match self {
+            Answer::Enqueue(r, _) => r.send(Err(e())).is_ok(),
+            Answer::Claim(r, _) => r.send(Err(e())).is_ok(),
+            Answer::Flag(r, _) => r.send(Err(e())).is_ok(),
+        };
+    }
+
+    /// The answer slot of a command that never ran.
+    fn of(command: Command) -> Answer {
+        match command {
+            Command::Enqueue { reply, .. } => Answer::Enqueue(reply, Ok(Enqueued::default())),
+            Command::Claim { reply, .. } => Answer::Claim(reply, None),
+            Command::Renew { reply, .. }
+            | Command::Complete { reply, .. }
+            | Command::Retry { reply, .. } => Answer::Flag(reply, false),
+        }
+    }
+}
+
+async fn execute(
+    conn: &mut SqliteConnection,
+    command: Command,
+    depth: &mut u64,
+) -> Result<Answer, sqlx::Error> {
+    Ok(match command {
+        Command::Enqueue {
+            pushes,
+            max_depth,
+            reply,
+        } => Answer::Enqueue(reply, enqueue(conn, pushes, max_depth, depth).await?),
+        Command::Claim {
+            worker,
+            lease,
+            reply,
+        } => Answer::Claim(reply, claim(conn, &worker, lease).await?),
+        Command::Renew { job, lease, reply } => {
+            let done = sqlx::query(
+                "UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'leased' AND worker = ?",
+            )
+            .bind(now_ms() + millis(lease))
+            .bind(job.id)
+            .bind(&job.worker)
+            .execute(&mut *conn)
+            .await?;
+            Answer::Flag(reply, done.rows_affected() == 1)
+        }
+        Command::Complete {
+            job,
+            judgement,
+            reply,
+        } => {
+            let done = complete(conn, &job, &judgement).await?;
+            if done {
+                *depth = depth.saturating_sub(1);
+            }
+            Answer::Flag(reply, done)
+        }
+        Command::Retry {
+            job,
+            retry_in,
+            error,
+            reply,
+        } => {
+            let done = sqlx::query(
+                "UPDATE jobs SET state = 'queued', due_at = ?, lease_until = NULL, worker = NULL, \
+                 last_error = ? WHERE id = ? AND state = 'leased' AND worker = ?",
+            )
+            .bind(now_ms() + millis(retry_in))
+            .bind(&error)
+            .bind(job.id)
+            .bind(&job.worker)
+            .execute(&mut *conn)
+            .await?;
+            Answer::Flag(reply, done.rows_affected() == 1)
+        }
+    })
+}
+
+/// Whether a push is new: neither its event id nor its image is known.
+/// Returns the job an already-known image has.
+async fn known(
+    conn: &mut SqliteConnection,
+    push: &Push,
+) -> Result<(bool, Option<i64>), sqlx::Error> {
+    let event: Option<i64> =
+        sqlx::query_scalar("SELECT job_id FROM events WHERE sender = ? AND event_id = ?")
+            .bind(sender_name(push.sender))
+            .bind(&push.event_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let job: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE registry = ? AND repository = ? AND digest = ?",
+    )
+    .bind(&push.registry)
+    .bind(&push.repository)
+    .bind(push.digest.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok((event.is_some(), job))
+}
+
+async fn enqueue(
+    conn: &mut SqliteConnection,
+    pushes: Vec<Push>,
+    max_depth: u64,
+    depth: &mut u64,
+) -> Result<Result<Enqueued, Refused>, sqlx::Error> {
+    // Decide first, write after: a refused batch writes nothing.
+    let mut fresh = Vec::new();
+    let mut duplicates = 0;
+    let mut seen = std::collections::HashSet::new();
+    for push in pushes {
+        let (event_known, job) = known(conn, &push).await?;
+        let image = (
+            push.registry.clone(),
+            push.repository.clone(),
+            push.digest.clone(),
+        );
+        if event_known {
+            duplicates += 1;
+        } else if job.is_some() || !seen.insert(image) {
+            duplicates += 1;
+            // A new event for a known image: remember its id, so a retry of
+            // this delivery is recognised by id too.
+            if let Some(job) = job {
+                remember_event(conn, &push, job).await?;
+            }
+        } else {
+            fresh.push(push);
+        }
+    }
+    if !fresh.is_empty() && *depth + fresh.len() as u64 > max_depth {
+        return Ok(Err(Refused::QueueFull { depth: *depth }));
+    }
+    let now = now_ms();
+    for push in &fresh {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO jobs (registry, repository, digest, tag, media_type, sender, event_id, \
+             received_at, state, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?) RETURNING id",
+        )
+        .bind(&push.registry)
+        .bind(&push.repository)
+        .bind(push.digest.to_string())
+        .bind(&push.tag)
+        .bind(&push.media_type)
+        .bind(sender_name(push.sender))
+        .bind(&push.event_id)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+        remember_event(conn, push, id).await?;
+    }
+    *depth += fresh.len() as u64;
+    Ok(Ok(Enqueued {
+        queued: fresh.len(),
+        duplicates,
+    }))
+}
+
+async fn remember_event(
+    conn: &mut SqliteConnection,
+    push: &Push,
+    job: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO events (sender, event_id, job_id, received_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(sender_name(push.sender))
+    .bind(&push.event_id)
+    .bind(job)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+const JOB_COLUMNS: &str = "id, registry, repository, digest, tag, media_type, sender, event_id, \
+                           attempts, received_at";
+
+async fn claim(
+    conn: &mut SqliteConnection,
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<Job>, sqlx::Error> {
+    let now = now_ms();
+    let row = sqlx::query(&format!(
+        "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_until = ?, worker = ? \
+         WHERE id = (SELECT id FROM jobs WHERE (state = 'queued' AND due_at <= ?) \
+                     OR (state = 'leased' AND lease_until < ?) ORDER BY id LIMIT 1) \
+         RETURNING {JOB_COLUMNS}"
+    ))
+    .bind(now + millis(lease))
+    .bind(worker)
+    .bind(now)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let push = push_row(&row).map_err(|e| sqlx::Error::Decode(e.one_line().into()))?;
+    Ok(Some(Job {
+        id: row.try_get("id")?,
+        push,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        worker: worker.to_string(),
+    }))
+}
+
+async fn complete(
+    conn: &mut SqliteConnection,
+    job: &Job,
+    j: &Judgement,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'done', lease_until = NULL, outcome = ?, report = ?, error = ?, \
+         duration_ms = ?, judged_at = ? WHERE id = ? AND state = 'leased' AND worker = ?",
+    )
+    .bind(j.outcome.as_str())
+    .bind(&j.report)
+    .bind(&j.error)
+    .bind(millis(j.duration))
+    .bind(now_ms())
+    .bind(job.id)
+    .bind(&job.worker)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+fn push_row(row: &SqliteRow) -> Result<Push, Error> {
+    let get = |e: sqlx::Error| db_error("reading a job", e);
+    let digest: String = row.try_get("digest").map_err(get)?;
+    let sender: String = row.try_get("sender").map_err(get)?;
+    Ok(Push {
+        event_id: row.try_get("event_id").map_err(get)?,
+        sender: parse_sender(&sender)?,
+        registry: row.try_get("registry").map_err(get)?,
+        repository: row.try_get("repository").map_err(get)?,
+        tag: row.try_get("tag").map_err(get)?,
+        digest: Digest::parse(&digest)?,
+        media_type: row.try_get("media_type").map_err(get)?,
+    })
+}
+
+const SELECT_VERDICT: &str = "SELECT id, registry, repository, digest, tag, media_type, sender, \
+     event_id, attempts, received_at, outcome, report, error, duration_ms, judged_at FROM jobs";
+
+fn verdict_row(row: &SqliteRow) -> Result<Verdict, Error> {
+    let get = |e: sqlx::Error| db_error("reading a verdict", e);
+    let outcome: String = row.try_get("outcome").map_err(get)?;
+    let duration: i64 = row.try_get("duration_ms").map_err(get)?;
+    Ok(Verdict {
+        push: push_row(row)?,
+        judgement: Judgement {
+            outcome: Outcome::parse(&outcome)
+                .ok_or_else(|| Error::corrupt(format!("store: unknown verdict {outcome:?}")))?,
+            report: row.try_get("report").map_err(get)?,
+            error: row.try_get("error").map_err(get)?,
+            duration: Duration::from_millis(duration.max(0) as u64),
+        },
+        attempts: row.try_get::<i64, _>("attempts").map_err(get)?.max(0) as u32,
+        received_at_ms: row.try_get("received_at").map_err(get)?,
+        judged_at_ms: row.try_get("judged_at").map_err(get)?,
+    })
+}

@@ -1,0 +1,277 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::sqlite::SqliteStore;
+use super::*;
+use crate::digest::Digest;
+
+fn push(event: &str, repository: &str, content: &str) -> Push {
+    Push {
+        event_id: event.to_string(),
+        sender: Sender::Distribution,
+        registry: "127.0.0.1:5000".to_string(),
+        repository: repository.to_string(),
+        tag: Some("v1".to_string()),
+        digest: Digest::sha256(content.as_bytes()),
+        media_type: Some("application/vnd.oci.image.manifest.v1+json".to_string()),
+    }
+}
+
+fn judgement(outcome: Outcome) -> Judgement {
+    Judgement {
+        outcome,
+        report: Some("{\"kind\":\"check\"}".to_string()),
+        error: None,
+        duration: Duration::from_millis(12),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn duplicates_by_event_id_and_by_image_are_queued_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let first = store
+        .enqueue(vec![push("e1", "app", "a"), push("e2", "app", "b")], 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first,
+        Enqueued {
+            queued: 2,
+            duplicates: 0
+        }
+    );
+    // The same delivery again, a new event for a known image, the same image
+    // twice in one delivery, and the same digest in another repository.
+    let again = store
+        .enqueue(
+            vec![
+                push("e1", "app", "a"),
+                push("e3", "app", "b"),
+                push("e4", "app", "c"),
+                push("e5", "app", "c"),
+                push("e6", "other", "a"),
+            ],
+            100,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again,
+        Enqueued {
+            queued: 2,
+            duplicates: 3
+        }
+    );
+    assert_eq!(store.depth().await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_the_whole_batch_but_not_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    store
+        .enqueue(vec![push("e1", "app", "a"), push("e2", "app", "b")], 3)
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = store
+        .enqueue(vec![push("e3", "app", "c"), push("e4", "app", "d")], 3)
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(Refused::QueueFull { depth: 2 }));
+    assert_eq!(store.depth().await.unwrap(), 2);
+    // Nothing of the refused batch was written: it is new when re-sent.
+    let resent = store
+        .enqueue(vec![push("e1", "app", "a"), push("e3", "app", "c")], 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        resent,
+        Enqueued {
+            queued: 1,
+            duplicates: 1
+        }
+    );
+    let only_duplicates = store
+        .enqueue(vec![push("e2", "app", "b")], 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        only_duplicates,
+        Ok(Enqueued {
+            queued: 0,
+            duplicates: 1
+        })
+    );
+}
+
+#[tokio::test]
+async fn jobs_are_claimed_in_order_judged_once_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    store
+        .enqueue(vec![push("e1", "app", "a"), push("e2", "app", "b")], 100)
+        .await
+        .unwrap()
+        .unwrap();
+    let a = store.claim("w1", LEASE).await.unwrap().unwrap();
+    let b = store.claim("w2", LEASE).await.unwrap().unwrap();
+    assert_eq!(a.push.event_id, "e1");
+    assert_eq!(b.push.event_id, "e2");
+    assert_eq!(a.attempts, 1);
+    assert!(store.claim("w3", LEASE).await.unwrap().is_none());
+    assert!(
+        store
+            .verdict(&a.push.digest.to_string())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert!(store.complete(&a, &judgement(Outcome::Pass)).await.unwrap());
+    // A second completion of the same lease changes nothing.
+    assert!(!store.complete(&a, &judgement(Outcome::Fail)).await.unwrap());
+    assert!(store.complete(&b, &judgement(Outcome::Fail)).await.unwrap());
+    assert_eq!(store.depth().await.unwrap(), 0);
+
+    let v = store
+        .verdict(&a.push.digest.to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.judgement.outcome, Outcome::Pass);
+    assert_eq!(v.push, a.push);
+    let listed = store.verdicts("app", 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(store.verdicts("app", 1).await.unwrap().len(), 1);
+    assert!(store.verdicts("other", 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_claimed_again_and_the_old_holder_loses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    store
+        .enqueue(vec![push("e1", "app", "a")], 100)
+        .await
+        .unwrap()
+        .unwrap();
+    let crashed = store
+        .claim("w1", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = store.claim("w2", LEASE).await.unwrap().unwrap();
+    assert_eq!(second.id, crashed.id);
+    assert_eq!(second.attempts, 2);
+    assert!(!store.renew(&crashed, LEASE).await.unwrap());
+    assert!(
+        !store
+            .complete(&crashed, &judgement(Outcome::Pass))
+            .await
+            .unwrap()
+    );
+    assert!(store.renew(&second, LEASE).await.unwrap());
+    assert!(
+        store
+            .complete(&second, &judgement(Outcome::Warn))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_retried_job_waits_for_its_back_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    store
+        .enqueue(vec![push("e1", "app", "a")], 100)
+        .await
+        .unwrap()
+        .unwrap();
+    let job = store.claim("w1", LEASE).await.unwrap().unwrap();
+    assert!(
+        store
+            .retry_later(&job, Duration::from_millis(200), "registry unavailable")
+            .await
+            .unwrap()
+    );
+    assert!(store.claim("w1", LEASE).await.unwrap().is_none());
+    assert_eq!(store.depth().await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let again = store.claim("w1", LEASE).await.unwrap().unwrap();
+    assert_eq!(again.attempts, 2);
+}
+
+#[tokio::test]
+async fn the_queue_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        store
+            .enqueue(vec![push("e1", "app", "a"), push("e2", "app", "b")], 100)
+            .await
+            .unwrap()
+            .unwrap();
+        let job = store.claim("w1", LEASE).await.unwrap().unwrap();
+        store
+            .complete(&job, &judgement(Outcome::Pass))
+            .await
+            .unwrap();
+    }
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    assert_eq!(store.depth().await.unwrap(), 1);
+    let job = store.claim("w1", LEASE).await.unwrap().unwrap();
+    assert_eq!(job.push.event_id, "e2");
+    let dup = store
+        .enqueue(vec![push("e1", "app", "a")], 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dup.duplicates, 1);
+}
+
+/// Concurrent enqueues share transactions: many more events than commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_are_committed_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let n = 2000;
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .enqueue(
+                        vec![push(&format!("e{i}"), "app", &format!("{i}"))],
+                        1_000_000,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().unwrap().queued, 1);
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(store.depth().await.unwrap(), n);
+    // One fsync per event would take seconds on most disks; this only
+    // guards against losing the batching altogether.
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn one_process_per_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = SqliteStore::open(dir.path()).await.unwrap();
+    let err = SqliteStore::open(dir.path()).await.err().unwrap();
+    assert!(err.to_string().contains("in use"), "{err}");
+}

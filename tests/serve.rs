@@ -1,0 +1,381 @@
+//! `sizeguard serve` end to end: a real `docker-registry` notifying a
+//! running service, images pushed with skopeo, verdicts read back over
+//! HTTP; crash and restart; the receivers' refusals; a burst of events.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::layout::{Comp, ImageDesc, LayerSpec, LayoutBuilder};
+use support::registry::{Registry, RegistryOpts};
+use support::run::Run;
+use support::serve::{SECRET, Service};
+
+const VERDICT_WAIT: Duration = Duration::from_secs(90);
+
+/// A registry whose notifications go to a service that will listen on `addr`.
+fn notifying_registry(addr: &str) -> Registry {
+    Registry::start_with(RegistryOpts {
+        notifications: Some(format!("http://{addr}/v1/events/distribution")),
+        notification_headers: vec![("Authorization".into(), format!("Bearer {SECRET}"))],
+        ..Default::default()
+    })
+}
+
+/// `v1`: a 2 MB layer; `v2`: the same and a 6 MB one (incompressible).
+fn build_pair(dir: &Path) -> (ImageDesc, ImageDesc) {
+    let mut b = LayoutBuilder::new(dir);
+    let base = b.add_layer(
+        &LayerSpec::new()
+            .dir("usr/bin")
+            .file("usr/bin/app", 2_000_000)
+            .file("etc/conf", 100),
+        Comp::Gzip,
+    );
+    let big = b.add_layer(
+        &LayerSpec::new().dir("opt").file("opt/model.bin", 6_000_000),
+        Comp::Gzip,
+    );
+    let v1 = b.add_tagged_image(std::slice::from_ref(&base), "v1");
+    let v2 = b.add_tagged_image(&[base, big], "v2");
+    (v1, v2)
+}
+
+/// The figures every layer must carry, as `measure --format json` has them.
+fn layer_figures(image: &Value) -> Vec<BTreeMap<&'static str, Value>> {
+    image["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            [
+                "digest",
+                "compressed_bytes",
+                "tar_bytes",
+                "content_bytes",
+                "disk_bytes",
+                "inodes",
+            ]
+            .into_iter()
+            .map(|k| (k, l[k].clone()))
+            .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn pushed_images_are_judged_with_the_figures_measure_gives() {
+    let addr = Service::pick_addr();
+    let reg = notifying_registry(&addr);
+    let mut svc = Service::start(
+        &addr,
+        &[
+            "--allow-registry",
+            &reg.addr,
+            "--baseline-tag",
+            "v1",
+            "--max-growth",
+            "50%",
+            "--workers",
+            "2",
+        ],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let (v1, v2) = build_pair(&layout);
+
+    reg.push_layout(&layout, "v1", "team/app:v1");
+    let first = svc.wait_verdict(&v1.digest, VERDICT_WAIT);
+    reg.push_layout(&layout, "v2", "team/app:v2");
+    let second = svc.wait_verdict(&v2.digest, VERDICT_WAIT);
+
+    assert_eq!(first["verdict"], "pass", "{first:#}");
+    assert_eq!(first["repository"], "team/app");
+    assert_eq!(first["tag"], "v1");
+    assert_eq!(first["digest"], v1.digest.as_str());
+    assert_eq!(first["event"]["sender"], "distribution");
+    // v1 is the baseline tag itself: nothing to compare with.
+    assert_eq!(first["report"]["baseline"], Value::Null);
+
+    // v2 grew by 6 MB over v1's 2 MB: past --max-growth 50%.
+    assert_eq!(second["verdict"], "fail", "{second:#}");
+    assert_eq!(second["tag"], "v2");
+    let baseline = format!("{}/team/app:v1", reg.addr);
+    assert_eq!(second["report"]["baseline"], baseline.as_str());
+    assert_eq!(second["report"]["verdict"], "fail");
+
+    for (verdict, image) in [(&first, &v1), (&second, &v2)] {
+        let reference = format!("{}/team/app@{}", reg.addr, image.digest);
+        let measured = Run::new(["measure", "--format", "json", &reference])
+            .run()
+            .assert_ok()
+            .json();
+        let judged = &verdict["report"]["platforms"][0]["candidate"];
+        assert_eq!(judged["digest"], image.digest.as_str());
+        assert_eq!(
+            layer_figures(judged),
+            layer_figures(&measured["images"][0]),
+            "the service's figures differ from `measure`'s"
+        );
+        assert_eq!(judged["totals"], measured["images"][0]["totals"]);
+    }
+
+    let listed = svc.get("/v1/verdicts?repository=team/app&limit=10").json();
+    let digests: Vec<&str> = listed["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests, [v2.digest.as_str(), v1.digest.as_str()]);
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    assert_eq!(svc.get(&format!("/v1/verdicts/{unknown}")).status, 404);
+
+    assert_eq!(
+        svc.metric("sizeguard_verdicts_total{verdict=\"pass\"}"),
+        1.0
+    );
+    assert_eq!(
+        svc.metric("sizeguard_verdicts_total{verdict=\"fail\"}"),
+        1.0
+    );
+    assert_eq!(
+        svc.metric("sizeguard_measurement_duration_seconds_count"),
+        2.0
+    );
+    // The registry also reported blob pushes and the service's own pulls.
+    let metrics = svc.get("/metrics").body;
+    assert!(
+        metrics.contains("sizeguard_events_ignored_total{"),
+        "{metrics}"
+    );
+
+    // Pushing the same digest again (another tag) measures nothing new.
+    reg.push_layout(&layout, "v1", "team/app:also-v1");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        svc.metric("sizeguard_verdicts_total{verdict=\"pass\"}"),
+        1.0
+    );
+
+    let status = svc.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{}", svc.log());
+}
+
+/// `n` distinct images, each with a 4 MB incompressible layer of its own.
+fn build_many(dir: &Path, n: usize) -> Vec<ImageDesc> {
+    let mut b = LayoutBuilder::new(dir);
+    (0..n)
+        .map(|i| {
+            let layer = b.add_layer(
+                &LayerSpec::new()
+                    .dir("data")
+                    .file(&format!("data/part-{i}.bin"), 4_000_000),
+                Comp::Gzip,
+            );
+            b.add_tagged_image(&[layer], &format!("t{i}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_service_killed_with_work_queued_judges_every_push_once_after_restart() {
+    let n = 8;
+    let addr = Service::pick_addr();
+    let reg = notifying_registry(&addr);
+    let args = ["--allow-registry", &reg.addr, "--workers", "1"];
+    let mut svc = Service::start(&addr, &args);
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let images = build_many(&layout, n);
+    for i in 0..n {
+        reg.push_layout(&layout, &format!("t{i}"), &format!("crash/app:t{i}"));
+    }
+    // Every push acknowledged, then killed while work is left.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while svc.metric("sizeguard_events_queued_total{sender=\"distribution\"}") < n as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "pushes not queued:\n{}",
+            svc.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = svc.metric("sizeguard_queue_depth");
+    svc.kill();
+    assert!(
+        left > 0.0,
+        "everything was judged before the kill: nothing tested"
+    );
+
+    svc.restart();
+    for image in &images {
+        let v = svc.wait_verdict(&image.digest, VERDICT_WAIT);
+        assert_eq!(v["verdict"], "pass", "{v:#}");
+    }
+    let listed = svc
+        .get("/v1/verdicts?repository=crash/app&limit=100")
+        .json();
+    let mut counts = BTreeMap::new();
+    for v in listed["verdicts"].as_array().unwrap() {
+        *counts
+            .entry(v["digest"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(counts.len(), n, "{counts:?}");
+    assert!(counts.values().all(|&c| c == 1), "{counts:?}");
+}
+
+/// A Distribution envelope with one manifest push naming `host`.
+fn envelope(id: &str, host: &str, repository: &str, digest: &str) -> Vec<u8> {
+    json!({"events": [{
+        "id": id,
+        "timestamp": "2024-05-01T10:00:00Z",
+        "action": "push",
+        "target": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "size": 400,
+            "digest": digest,
+            "length": 400,
+            "repository": repository,
+            "url": format!("http://{host}/v2/{repository}/manifests/{digest}"),
+            "tag": "v1"
+        },
+        "request": {"id": "r1", "addr": "127.0.0.1:40000", "host": host, "method": "PUT", "useragent": "skopeo"},
+        "actor": {},
+        "source": {"addr": "registry:5000", "instanceID": "i"}
+    }]})
+    .to_string()
+    .into_bytes()
+}
+
+fn fake_digest(i: usize) -> String {
+    format!("sha256:{:064x}", i + 1)
+}
+
+#[test]
+fn receivers_refuse_what_they_must_and_stay_healthy() {
+    // A listener standing for a registry the configuration does not name:
+    // it counts every connection made to it.
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    let trap_addr = trap.local_addr().unwrap().to_string();
+    trap.set_nonblocking(true).unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    let watcher = std::thread::spawn(move || {
+        while !stopping.load(Ordering::Relaxed) {
+            if trap.accept().is_ok() {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+
+    let addr = Service::pick_addr();
+    // The allowed registry is never reached in this test.
+    let svc = Service::start(
+        &addr,
+        &["--allow-registry", "127.0.0.1:9", "--log-format", "json"],
+    );
+    let body = envelope("e1", "127.0.0.1:9", "team/app", &fake_digest(1));
+
+    let wrong = svc.request(
+        "POST",
+        "/v1/events/distribution",
+        &[("Authorization", "Bearer not-the-secret")],
+        &body,
+    );
+    assert_eq!(wrong.status, 401);
+    let none = svc.request("POST", "/v1/events/distribution", &[], &body);
+    assert_eq!(none.status, 401);
+    let harbor = svc.request(
+        "POST",
+        "/v1/events/harbor",
+        &[("Authorization", "wrong")],
+        b"{}",
+    );
+    assert_eq!(harbor.status, 401);
+    let bad_hmac = svc.request(
+        "POST",
+        "/v1/events/github",
+        &[
+            ("X-Hub-Signature-256", &format!("sha256:{}", "0".repeat(64))),
+            ("X-GitHub-Event", "package"),
+            ("X-GitHub-Delivery", "d1"),
+        ],
+        b"{\"action\":\"published\"}",
+    );
+    assert_eq!(bad_hmac.status, 401);
+
+    // An authenticated event naming an unlisted host, or the same address
+    // spelled as a name the configuration does not list.
+    let port = trap_addr.rsplit_once(':').unwrap().1;
+    for host in [trap_addr.clone(), format!("localhost:{port}")] {
+        let refused = svc.post_event(
+            "distribution",
+            &envelope("e2", &host, "team/app", &fake_digest(2)),
+        );
+        assert_eq!(refused.status, 403, "{host}: {}", refused.body);
+    }
+
+    let too_big = vec![b' '; 2 << 20];
+    assert_eq!(svc.post_event("distribution", &too_big).status, 413);
+    assert_eq!(
+        svc.post_event("distribution", b"{\"events\": [").status,
+        400
+    );
+    assert_eq!(svc.post_event("distribution", b"\xff\xfe").status, 400);
+
+    assert_eq!(svc.get("/healthz").status, 200);
+    assert_eq!(svc.get("/readyz").status, 200);
+    // The one good delivery is accepted, and accepted once.
+    assert_eq!(svc.post_event("distribution", &body).status, 202);
+    let again = svc.post_event("distribution", &body);
+    assert_eq!(again.status, 202);
+    assert_eq!(again.json()["duplicates"], 1);
+
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    assert_eq!(
+        connections.load(Ordering::Relaxed),
+        0,
+        "the unlisted host was contacted"
+    );
+    assert_eq!(
+        svc.metric("sizeguard_events_rejected_total{sender=\"distribution\",reason=\"registry_not_allowed\"}"),
+        2.0
+    );
+    assert_eq!(
+        svc.metric(
+            "sizeguard_events_rejected_total{sender=\"distribution\",reason=\"unauthorized\"}"
+        ),
+        2.0
+    );
+    let verdicts = svc.get("/v1/verdicts?repository=team/app").json();
+    assert_eq!(verdicts["verdicts"], json!([]));
+
+    // Every log line is a JSON object; the refusals name the host.
+    let log = svc.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["registry"] == trap_addr.as_str()
+            && l["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("does not list")),
+        "{log}"
+    );
+}

@@ -1,0 +1,309 @@
+//! `sizeguard serve` as a process of its own: started (the built binary, in
+//! the scrubbed environment of [`super::run`]) on a free loopback port,
+//! killed (SIGTERM or SIGKILL) and restarted on the same data directory;
+//! and a small HTTP/1.1 client to talk to it.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::registry::free_port;
+use super::run::Run;
+
+pub const SECRET: &str = "sizeguard-webhook-test-secret";
+
+pub struct Service {
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub secret_file: PathBuf,
+    pub log_path: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+impl Service {
+    /// The port the service will listen on, for a registry's notification
+    /// URL configured before the service starts.
+    pub fn pick_addr() -> String {
+        format!("127.0.0.1:{}", free_port())
+    }
+
+    /// `sizeguard serve --listen ADDR --data-dir D --secret-file F ARGS`.
+    pub fn start(addr: &str, args: &[&str]) -> Service {
+        let dir = tempfile::Builder::new()
+            .prefix("sizeguard-serve-")
+            .tempdir()
+            .unwrap();
+        let secret_file = dir.path().join("secret");
+        // As `echo` writes it: the final newline is not part of the secret.
+        std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+        let data_dir = dir.path().join("data");
+        let mut service = Service {
+            addr: addr.to_string(),
+            data_dir,
+            secret_file,
+            log_path: dir.path().join("serve.log"),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+            dir,
+        };
+        service.spawn();
+        service
+    }
+
+    /// Starts the process again on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the service is still running");
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let mut args = vec![
+            "serve".to_string(),
+            "--listen".into(),
+            self.addr.clone(),
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+            "--secret-file".into(),
+            self.secret_file.display().to_string(),
+        ];
+        args.extend(self.args.iter().cloned());
+        let home = self.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut cmd = Run::new(&args).with_layer_cache().command(&home);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        cmd.stdout(log.try_clone().unwrap()).stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn sizeguard serve"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(a) = self.try_request("GET", "/healthz", &[], b"")
+                && a.status == 200
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("sizeguard serve exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sizeguard serve did not answer on {}:\n{}",
+                self.addr,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// SIGKILL: no chance to finish or clean anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status (within `within`).
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "sizeguard serve ignored SIGTERM for {within:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// POST with the right secret.
+    pub fn post_event(&self, sender: &str, body: &[u8]) -> Answer {
+        let auth = format!("Bearer {SECRET}");
+        self.request(
+            "POST",
+            &format!("/v1/events/{sender}"),
+            &[
+                ("Authorization", auth.as_str()),
+                (
+                    "Content-Type",
+                    "application/vnd.docker.distribution.events.v1+json",
+                ),
+            ],
+            body,
+        )
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        self.try_request(method, path, headers, body)
+            .unwrap_or_else(|| panic!("{method} {path}: no answer:\n{}", self.log()))
+    }
+
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Option<Answer> {
+        request(&self.addr, method, path, headers, body)
+    }
+
+    /// The verdict of a digest, waiting for it (at most `timeout`).
+    pub fn wait_verdict(&self, digest: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let a = self.get(&format!("/v1/verdicts/{digest}"));
+            match a.status {
+                200 => return a.json(),
+                404 => {}
+                other => panic!("GET verdict: {other}: {}", a.body),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no verdict for {digest} within {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One sample of `/metrics` (`name{labels}` exactly as exposed), or 0.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.get("/metrics").body;
+        text.lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .find(|(name, _)| *name == series)
+            .map_or(0.0, |(_, v)| v.parse().unwrap())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection; `None` if nothing answers.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Answer> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).ok()?;
+    // The server may answer (413) before it read the whole body.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_answer(&raw)
+}
+
+fn parse_answer(raw: &[u8]) -> Option<Answer> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Some(Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&b[start..(start + size).min(b.len())]);
+        b = &b[(start + size + 2).min(b.len())..];
+    }
+    out
+}
