@@ -281,7 +281,10 @@ fn receivers_refuse_what_they_must_and_stay_healthy() {
 
     let addr = Service::pick_addr();
     // The allowed registry is never reached in this test.
-    let svc = Service::start(&addr, &["--allow-registry", "127.0.0.1:9"]);
+    let svc = Service::start(
+        &addr,
+        &["--allow-registry", "127.0.0.1:9", "--log-format", "json"],
+    );
     let body = envelope("e1", "127.0.0.1:9", "team/app", &fake_digest(1));
 
     let wrong = svc.request(
@@ -359,4 +362,20 @@ fn receivers_refuse_what_they_must_and_stay_healthy() {
     );
     let verdicts = svc.get("/v1/verdicts?repository=team/app").json();
     assert_eq!(verdicts["verdicts"], json!([]));
+
+    // Every log line is a JSON object; the refusals name the host.
+    let log = svc.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["registry"] == trap_addr.as_str()
+            && l["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("does not list")),
+        "{log}"
+    );
 }

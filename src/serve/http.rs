@@ -131,8 +131,8 @@ async fn receive(
                 tracing::debug!(sender = name, event_id, reason, "event ignored");
             }
             Incoming::Push(push) => {
-                if let Err(response) = admit(s, &push) {
-                    return response;
+                if let Err((status, message)) = admit(s, &push) {
+                    return error(status, &message);
                 }
                 pushes.push(push);
             }
@@ -151,7 +151,7 @@ async fn receive(
 /// Whether a push may be queued: its registry is one the configuration
 /// names (the event's own URL is never fetched), and its names are ones a
 /// registry could have sent.
-fn admit(s: &AppState, push: &Push) -> Result<(), Response> {
+fn admit(s: &AppState, push: &Push) -> Result<(), (StatusCode, String)> {
     let name = sender_name(push.sender);
     if !s.allowed.contains(&push.registry) {
         s.metrics.rejected(name, "registry_not_allowed");
@@ -162,17 +162,17 @@ fn admit(s: &AppState, push: &Push) -> Result<(), Response> {
             repository = push.repository,
             "delivery refused: the event names a registry the configuration does not list"
         );
-        return Err(error(
+        return Err((
             StatusCode::FORBIDDEN,
-            &format!("registry {:?} is not allowed", push.registry),
+            format!("registry {:?} is not allowed", push.registry),
         ));
     }
     let tag_ok = push.tag.as_deref().is_none_or(is_tag);
     if !is_repository(&push.repository) || !tag_ok {
         s.metrics.rejected(name, "malformed");
-        return Err(error(
+        return Err((
             StatusCode::BAD_REQUEST,
-            "the event's repository or tag is not a valid name",
+            "the event's repository or tag is not a valid name".to_string(),
         ));
     }
     Ok(())

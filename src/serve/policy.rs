@@ -126,7 +126,7 @@ impl Policies {
             policy: rules.policy.clone(),
             node: rules.node.clone(),
             thresholds: rules.thresholds,
-            options: self.options.clone(),
+            options: self.options,
         }
     }
 }
@@ -294,6 +294,70 @@ mod tests {
             None
         );
         assert_eq!(baseline_reference(&Baseline::None, &push(Some("v2"))), None);
+    }
+
+    #[test]
+    fn repositories_get_the_first_matching_policy_over_the_defaults() {
+        let file: Settings = toml::from_str(
+            r#"
+max-growth = "10%"
+[serve]
+baseline-tag = "main"
+[[serve.repositories]]
+match = "ml/**"
+baseline = "{repository}:{tag_without_suffix}"
+[serve.repositories.policy]
+max-growth = "50%"
+max-layers = 40
+[[serve.repositories]]
+match = "ml/legacy"
+baseline-tag = "old"
+"#,
+        )
+        .unwrap();
+        let serve = file.serve.clone().unwrap();
+        let policies = Policies::build(
+            PolicyInputs {
+                file: &file,
+                flags: &Settings::default(),
+                cli_node: false,
+                repositories: &serve.repositories,
+                default_baseline: Baseline::Tag("main".into()),
+            },
+            PlatformSelector::parse(None).unwrap(),
+            MeasureOptions::default(),
+        )
+        .unwrap();
+        let ml = policies.rules("ml/vision/train");
+        assert_eq!(ml.pattern.as_deref(), Some("ml/**"));
+        assert_eq!(ml.policy.layers.fail, Some(40));
+        // First match wins: ml/legacy is under ml/**.
+        assert_eq!(
+            policies.rules("ml/legacy").pattern.as_deref(),
+            Some("ml/**")
+        );
+        let other = policies.rules("team/app");
+        assert!(other.pattern.is_none());
+        assert_eq!(other.policy.layers.fail, None);
+        assert_eq!(other.policy.fail_growth.len(), 1);
+
+        let mut p = push(Some("2.0-rc1"));
+        p.repository = "ml/vision".into();
+        let req = policies.request(&p);
+        assert_eq!(
+            req.candidate,
+            format!("reg.example:5000/ml/vision@{}", p.digest)
+        );
+        assert_eq!(
+            req.baseline.as_deref(),
+            Some("reg.example:5000/ml/vision:2.0")
+        );
+        assert!(req.baseline_optional);
+        let req = policies.request(&push(Some("v2")));
+        assert_eq!(
+            req.baseline.as_deref(),
+            Some("reg.example:5000/team/app:main")
+        );
     }
 
     #[test]

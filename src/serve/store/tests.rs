@@ -267,3 +267,11 @@ async fn concurrent_enqueues_are_committed_together() {
     // guards against losing the batching altogether.
     assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
 }
+
+#[tokio::test]
+async fn one_process_per_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = SqliteStore::open(dir.path()).await.unwrap();
+    let err = SqliteStore::open(dir.path()).await.err().unwrap();
+    assert!(err.to_string().contains("in use"), "{err}");
+}
