@@ -35,6 +35,9 @@ have curl || need+=(curl)
 # igzip, the ISA-L command the benchmark compares with.
 have igzip || need+=(isal)
 have shellcheck || need+=(shellcheck)
+# PostgreSQL, for the shared-store tests of `serve` (tests/support/postgres.rs
+# starts a throwaway cluster with initdb and pg_ctl).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 # GitHub's own Markdown renderer (its cmark fork), to render comments as
 # GitHub would in the hostile-names tests.
 have cmark-gfm || need+=(cmark-gfm)
@@ -47,6 +50,12 @@ if ! have actionlint; then
   # pyenv makes the command visible through a shim.
   if have pyenv; then pyenv rehash || true; fi
 fi
+fi
+
+# initdb refuses to run as root: the PostgreSQL tests run the cluster as
+# this unprivileged system user (with runuser) when the tests run as root.
+if [ "$(id -u)" -eq 0 ] && ! id sizeguard-test >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin sizeguard-test
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -30,6 +30,7 @@ use crate::serve::http::AppState;
 use crate::serve::metrics::Metrics;
 use crate::serve::policy::Policies;
 use crate::serve::store::Store;
+use crate::serve::store::postgres::PostgresStore;
 use crate::serve::store::sqlite::SqliteStore;
 use crate::serve::worker::Workers;
 
@@ -77,9 +78,7 @@ impl Shutdown {
 async fn open_store(choice: &StoreChoice) -> Result<Arc<dyn Store>, Error> {
     match choice {
         StoreChoice::DataDir(dir) => Ok(Arc::new(SqliteStore::open(dir).await?)),
-        StoreChoice::Database(_) => Err(Error::usage(
-            "--database-url: the PostgreSQL store is not part of this build yet",
-        )),
+        StoreChoice::Database(url) => Ok(Arc::new(PostgresStore::open(url).await?)),
     }
 }
 

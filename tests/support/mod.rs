@@ -9,7 +9,8 @@
 //! * [`credentials`]    – Docker `config.json` / containers `auth.json` files with a registry's credentials.
 //! * [`json`]           – accessors for report JSON (`u`) and tolerance checks (`within_pct`).
 //! * [`ground_truth`]   – unpack a layer tar with GNU tar and measure it with `du`.
-//! * [`github_standin`] – a local stand-in for the GitHub REST API (issue comments, pull requests).
+//! * [`github_standin`] – a local stand-in for the GitHub REST API (issue comments, pull requests, commit statuses).
+//! * [`postgres`]       – a throwaway PostgreSQL cluster (initdb + pg_ctl on a free loopback port, as an unprivileged user).
 //! * [`proxy`]          – a fault-injecting HTTP proxy (429/503, cut and stalled bodies, `Range` dropped) and a TLS-only relay.
 //! * [`standin_registry`] – small registries that misbehave as asked (trickled, endless, wrong ranges, token services).
 #![allow(dead_code)]
@@ -20,6 +21,7 @@ pub mod github_standin;
 pub mod ground_truth;
 pub mod json;
 pub mod layout;
+pub mod postgres;
 pub mod proxy;
 pub mod registry;
 pub mod run;

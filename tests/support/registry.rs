@@ -20,6 +20,9 @@ pub struct RegistryOpts {
     pub notifications: Option<String>,
     /// Headers every notification carries (`notifications.endpoints[].headers`).
     pub notification_headers: Vec<(String, String)>,
+    /// More endpoints that get every notification too (same headers): two
+    /// replicas of a service, each sent every event.
+    pub also_notify: Vec<String>,
 }
 
 pub struct Registry {
@@ -124,13 +127,21 @@ impl Registry {
             ));
         }
         if let Some(url) = &opts.notifications {
-            yaml.push_str(&format!(
-                "notifications:\n  endpoints:\n    - name: test\n      url: {url:?}\n      timeout: 1s\n      threshold: 1\n      backoff: 1s\n"
-            ));
-            if !opts.notification_headers.is_empty() {
-                yaml.push_str("      headers:\n");
-                for (name, value) in &opts.notification_headers {
-                    yaml.push_str(&format!("        {name}: [{value:?}]\n"));
+            yaml.push_str("notifications:\n  endpoints:\n");
+            for (i, url) in std::iter::once(url).chain(&opts.also_notify).enumerate() {
+                let name = if i == 0 {
+                    "test".to_string()
+                } else {
+                    format!("test{i}")
+                };
+                yaml.push_str(&format!(
+                    "    - name: {name}\n      url: {url:?}\n      timeout: 1s\n      threshold: 1\n      backoff: 1s\n"
+                ));
+                if !opts.notification_headers.is_empty() {
+                    yaml.push_str("      headers:\n");
+                    for (name, value) in &opts.notification_headers {
+                        yaml.push_str(&format!("        {name}: [{value:?}]\n"));
+                    }
                 }
             }
         }

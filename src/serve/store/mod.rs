@@ -9,6 +9,7 @@
 //! that pointed at a row, so a re-sent delivery is recognised even when
 //! its digest field was garbled into another.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
