@@ -57,6 +57,11 @@ fn run_reference(data: &[u8]) {
             Err(e) => panic!("{input:?} prints as {printed:?}, which does not parse: {e}"),
         };
         assert_eq!(again.to_string(), printed, "{input:?} does not read back");
+        assert_eq!(
+            std::mem::discriminant(&again),
+            std::mem::discriminant(&parsed),
+            "{input:?} prints as {printed:?}, which names another transport"
+        );
     }
 }
 

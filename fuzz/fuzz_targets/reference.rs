@@ -1,6 +1,6 @@
 //! The image reference parser fed arbitrary strings. No input may panic;
 //! a registry or daemon reference that parses must print as a reference
-//! that parses back to itself, since reports and messages name images by
+//! that parses back to itself, on the same transport, since reports and messages name images by
 //! that spelling. (Layout and archive references depend on which paths
 //! exist, so only their parsing is exercised.)
 
@@ -24,5 +24,10 @@ fuzz_target!(|data: &[u8]| {
             Err(e) => panic!("{input:?} prints as {printed:?}, which does not parse: {e}"),
         };
         assert_eq!(again.to_string(), printed, "{input:?} does not read back");
+        assert_eq!(
+            std::mem::discriminant(&again),
+            std::mem::discriminant(&parsed),
+            "{input:?} prints as {printed:?}, which names another transport"
+        );
     }
 });
