@@ -650,8 +650,7 @@ async fn image_from_manifest(
         config,
         layers,
         provenance: annotated,
-    }) =
-        manifest_parts(reference, &blob.digest, &blob.bytes)?
+    }) = manifest_parts(reference, &blob.digest, &blob.bytes)?
     else {
         return Ok(None);
     };
