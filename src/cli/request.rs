@@ -156,6 +156,7 @@ fn flag_settings(args: &CheckArgs) -> Settings {
         fresh_pull: p.fresh_pull.then_some(true),
         discard_unpacked_layers: n.discard_unpacked_layers.then_some(true),
         baseline_optional: args.baseline_optional.then_some(true),
+        default_rules: p.no_default_rules.then_some(false),
         gc_high: n.gc_high,
         gc_low: n.gc_low,
         eviction_imagefs_available: n.eviction_imagefs_available.clone(),
@@ -168,6 +169,8 @@ fn flag_settings(args: &CheckArgs) -> Settings {
             used: n.node_used.clone(),
             inodes: n.node_inodes,
             inodes_free: n.node_inodes_free,
+            name: n.node_name.clone(),
+            system_reserved: n.node_system_reserved.clone(),
         }),
         nodes: Default::default(),
     }

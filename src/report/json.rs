@@ -22,7 +22,6 @@ struct Document<'a> {
 struct ImageJson<'a> {
     reference: &'a str,
     digest: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     index_digest: Option<&'a str>,
     media_type: &'a str,
     platform: &'a Platform,
@@ -84,21 +83,16 @@ struct LayerJson<'a> {
     digest: &'a str,
     media_type: &'a str,
     measured: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     not_measured_reason: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     compression: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     diff_id: Option<&'a str>,
     /// Whether `diff_id` was computed from the tar (`--verify-diff-ids`, an
     /// uncompressed layer) or taken from the image config.
-    #[serde(skip_serializing_if = "Option::is_none")]
     diff_id_verified: Option<bool>,
     #[serde(flatten)]
     figures: FiguresJson,
     largest_files: &'a [FileSize],
     /// Under `--estimate`: how this layer was sized.
-    #[serde(skip_serializing_if = "Option::is_none")]
     estimate: Option<&'a crate::measure::EstimateNote>,
 }
 
@@ -133,10 +127,6 @@ fn layer(l: &LayerReport) -> LayerJson<'_> {
         largest_files: &l.largest_files,
         estimate: l.estimate.as_ref(),
     }
-}
-
-pub fn image_json(r: &ImageReport) -> serde_json::Value {
-    serde_json::to_value(image(r)).unwrap_or(serde_json::Value::Null)
 }
 
 fn image(r: &ImageReport) -> ImageJson<'_> {
@@ -211,21 +201,21 @@ mod check {
         platform: &'a str,
         verdict: Verdict,
         candidate_digest: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
         baseline_digest: Option<&'a str>,
         candidate_cost: &'a ImageCost,
         baseline_cost: Option<&'a ImageCost>,
         rollout_cost: &'a ImageCost,
-        /// Candidate minus baseline, per figure; absent without a baseline.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        /// Candidate minus baseline, per figure (by the figure names growth
+        /// rules use: `inodes` is the growth of `node_inodes`); null without
+        /// a baseline.
         growth: Option<std::collections::BTreeMap<&'static str, i128>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        /// Null without a node.
         gc_headroom_left: Option<i128>,
         findings: &'a [Finding],
         layers: &'a [LayerDiffRow],
-        candidate: serde_json::Value,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        baseline: Option<serde_json::Value>,
+        /// Both images as `measure` reports them, keys in the same order.
+        candidate: super::ImageJson<'a>,
+        baseline: Option<super::ImageJson<'a>>,
     }
 
     pub(super) fn document(r: &CheckReport) -> CheckDocument<'_> {
@@ -268,8 +258,8 @@ mod check {
             gc_headroom_left: node.map(|n| n.gc_headroom - e.rollout_cost.node_bytes as i128),
             findings: &e.findings,
             layers: &p.layers,
-            candidate: super::image_json(&p.candidate),
-            baseline: p.baseline.as_ref().map(super::image_json),
+            candidate: super::image(&p.candidate),
+            baseline: p.baseline.as_ref().map(super::image),
         }
     }
 }
