@@ -434,6 +434,12 @@ fn policy_line(r: &CheckView) -> String {
             parts.push(format!("warn {name} {}", show(w)));
         }
     }
+    if p.default_rules {
+        parts.push(
+            "default warnings (node_bytes growth over 10%, wasted over 10% of the image)"
+                .to_string(),
+        );
+    }
     if r.node.is_some() {
         parts.push(format!(
             "gc headroom: {}",
