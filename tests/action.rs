@@ -242,7 +242,12 @@ fn a_fork_read_only_token_still_gets_summary_and_report_and_the_verdict_decides(
     let r = Runner::new();
     r.api.state().read_only = true;
     let (v2, v1) = (demo("v2"), demo("v1"));
-    let out = r.run(&[("candidate", &v2), ("baseline", &v1)]);
+    // A generous growth limit: no default growth warning in the log.
+    let out = r.run(&[
+        ("candidate", &v2),
+        ("baseline", &v1),
+        ("warn-growth", "1000%"),
+    ]);
     assert_eq!(out.code, 0, "{}", logs(&out));
     let l = logs(&out);
     assert_eq!(l.matches("::notice").count(), 1, "{l}");
