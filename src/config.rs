@@ -390,7 +390,7 @@ impl Settings {
 /// `20 GiB node` for 20Gi, `2.00 MiB node` otherwise.
 fn capacity_name(capacity: u64) -> String {
     const GIB: u64 = 1 << 30;
-    if capacity >= GIB && capacity % GIB == 0 {
+    if capacity >= GIB && capacity.is_multiple_of(GIB) {
         format!("{} GiB node", capacity / GIB)
     } else {
         format!("{} node", crate::units::human_bytes(capacity))
