@@ -155,7 +155,7 @@ fn a_node_given_by_flags_is_named_by_what_the_user_gave() {
         gc["message"]
             .as_str()
             .unwrap()
-            .contains("node 1.91 MiB node"),
+            .contains("of the 1.91 MiB node"),
         "{gc}"
     );
     let out = check(&[&tight[..], &["--node-name", "ci-small"]].concat());
