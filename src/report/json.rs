@@ -22,6 +22,8 @@ struct Document<'a> {
 struct ImageJson<'a> {
     reference: &'a str,
     digest: &'a str,
+    /// Absent (not null) for an image that was not picked from an index.
+    #[serde(skip_serializing_if = "Option::is_none")]
     index_digest: Option<&'a str>,
     media_type: &'a str,
     platform: &'a Platform,
@@ -92,7 +94,9 @@ struct LayerJson<'a> {
     #[serde(flatten)]
     figures: FiguresJson,
     largest_files: &'a [FileSize],
-    /// Under `--estimate`: how this layer was sized.
+    /// Under `--estimate` (or for a local engine's layer): how this layer
+    /// was sized; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
     estimate: Option<&'a crate::measure::EstimateNote>,
 }
 
