@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::budget::cost::StoreModel;
 use crate::budget::kubelet::{self, NodeFs, Thresholds};
 use crate::budget::rules::{GrowthRule, Levels, Policy};
-use crate::budget::verdict::Level;
+use crate::budget::verdict::{Level, NodeInput, UsedSource};
 use crate::error::Error;
 use crate::units::parse_bytes;
 
@@ -46,6 +46,11 @@ pub struct NodeConfig {
     pub used: Option<String>,
     pub inodes: Option<u64>,
     pub inodes_free: Option<u64>,
+    /// What reports call the node (default: its capacity, `20 GiB node`).
+    pub name: Option<String>,
+    /// imageFS space the system's own images take, counted as used when
+    /// only the capacity is given (default 0).
+    pub system_reserved: Option<String>,
 }
 
 impl NodeConfig {
@@ -80,6 +85,8 @@ pub struct Settings {
     pub fresh_pull: Option<bool>,
     pub discard_unpacked_layers: Option<bool>,
     pub baseline_optional: Option<bool>,
+    /// `false` turns off the default warnings (`--no-default-rules`).
+    pub default_rules: Option<bool>,
     pub gc_high: Option<i64>,
     pub gc_low: Option<i64>,
     pub eviction_imagefs_available: Option<String>,
@@ -218,6 +225,7 @@ impl Settings {
                 .discard_unpacked_layers
                 .or(base.discard_unpacked_layers),
             baseline_optional: self.baseline_optional.or(base.baseline_optional),
+            default_rules: self.default_rules.or(base.default_rules),
             gc_high: self.gc_high.or(base.gc_high),
             gc_low: self.gc_low.or(base.gc_low),
             eviction_imagefs_available: self
@@ -299,12 +307,8 @@ fn growth(key: &str, v: &Option<OneOrMany>) -> Result<Vec<GrowthRule>, Error> {
         .collect()
 }
 
-/// The node the check is judged against, if any: `(label, nodes)`.
-#[derive(Debug, Clone)]
-pub struct NodeChoice {
-    pub label: String,
-    pub nodes: Vec<NodeFs>,
-}
+/// The node the check is judged against, if any.
+pub type NodeChoice = NodeInput;
 
 impl Settings {
     pub fn policy(&self) -> Result<Policy, Error> {
@@ -349,9 +353,15 @@ impl Settings {
                 }
             },
             fresh_pull: self.fresh_pull.unwrap_or(false),
+            default_rules: self.default_rules.unwrap_or(true),
             store: StoreModel {
                 discard_unpacked_layers: self.discard_unpacked_layers.unwrap_or(false),
             },
+            node_expected: self.gc_headroom_level.is_some()
+                || self.gc_high.is_some()
+                || self.gc_low.is_some()
+                || self.eviction_imagefs_available.is_some()
+                || self.eviction_imagefs_inodes_free.is_some(),
         })
     }
 
@@ -412,9 +422,20 @@ impl Settings {
             ("node".to_string(), self.node.clone())
         };
         let Some(cfg) = cfg else { return Ok(None) };
+        let system_reserved_bytes = bytes("node-system-reserved", &cfg.system_reserved)?;
         if let Some(stats) = &cfg.stats {
+            if system_reserved_bytes.is_some() || cfg.name.is_some() {
+                return Err(Error::usage(
+                    "node: a stats summary names its nodes and says what they use; system-reserved and name go with a capacity",
+                ));
+            }
             let nodes = read_stats(stats)?;
-            return Ok(Some(NodeChoice { label, nodes }));
+            return Ok(Some(NodeInput {
+                label,
+                nodes,
+                used_source: UsedSource::Stats,
+                system_reserved_bytes: 0,
+            }));
         }
         let Some(capacity) = &cfg.capacity else {
             if cfg.available.is_some() || cfg.used.is_some() {
@@ -424,22 +445,36 @@ impl Settings {
             }
             return Ok(None);
         };
+        let given = cfg.available.is_some() || cfg.used.is_some();
+        if given && system_reserved_bytes.is_some() {
+            return Err(Error::usage(
+                "node: --node-system-reserved is counted only when the used space is assumed; with --node-used or --node-available it is already in the figure",
+            ));
+        }
         let mut fs = kubelet::from_flags(
             capacity,
             cfg.available.as_deref(),
-            cfg.used.as_deref(),
+            // Capacity only: nothing used yet; what the node is assumed to
+            // hold is added once the baseline is measured.
+            cfg.used.as_deref().or((!given).then_some("0")),
             cfg.inodes,
             cfg.inodes_free,
         )
         .map_err(|e| e.context("node"))?;
-        fs.name = if cli_node_given {
-            "--node-capacity".to_string()
-        } else {
-            label.clone()
+        fs.name = match &cfg.name {
+            Some(name) => name.clone(),
+            None if cli_node_given || label == "node" => capacity_name(fs.capacity_bytes),
+            None => label.clone(),
         };
-        Ok(Some(NodeChoice {
+        Ok(Some(NodeInput {
             label,
             nodes: vec![fs],
+            used_source: if given {
+                UsedSource::Given
+            } else {
+                UsedSource::Assumed
+            },
+            system_reserved_bytes: system_reserved_bytes.unwrap_or(0),
         }))
     }
 }
@@ -449,6 +484,17 @@ impl Settings {
 /// volumes); this holds an array of dozens of busy nodes, and keeps a
 /// wrong file (a disk image, `/dev/zero`) from being read whole.
 pub const MAX_NODE_STATS_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A node given by its figures, named by its capacity as a person says it:
+/// `20 GiB node` for 20Gi, `2.00 MiB node` otherwise.
+fn capacity_name(capacity: u64) -> String {
+    const GIB: u64 = 1 << 30;
+    if capacity >= GIB && capacity.is_multiple_of(GIB) {
+        format!("{} GiB node", capacity / GIB)
+    } else {
+        format!("{} node", crate::units::human_bytes(capacity))
+    }
+}
 
 /// The nodes of a kubelet stats summary file (`-`: standard input).
 fn read_stats(stats: &Path) -> Result<Vec<NodeFs>, Error> {
@@ -565,6 +611,31 @@ mod tests {
         .unwrap();
         let e = read_stats(&stats).unwrap_err();
         assert_eq!(e.kind(), crate::error::Kind::Usage, "{e}");
+    }
+
+    #[test]
+    fn a_capacity_alone_is_an_assumed_node_named_by_its_capacity() {
+        let s: Settings =
+            toml::from_str("[node]\ncapacity = \"20Gi\"\nsystem-reserved = \"1Gi\"\n").unwrap();
+        let n = s.node_choice(false).unwrap().unwrap();
+        assert_eq!(n.used_source, UsedSource::Assumed);
+        assert_eq!(n.system_reserved_bytes, 1 << 30);
+        assert_eq!(n.nodes[0].name, "20 GiB node");
+        assert_eq!(capacity_name(2_000_000), "1.91 MiB node");
+        let s: Settings =
+            toml::from_str("[nodes.small]\ncapacity = \"8Gi\"\nused = \"1Gi\"\n").unwrap();
+        let s = Settings {
+            node_profile: Some("small".into()),
+            ..s
+        };
+        let n = s.node_choice(false).unwrap().unwrap();
+        assert_eq!(n.used_source, UsedSource::Given);
+        assert_eq!(n.nodes[0].name, "small", "a profile keeps its name");
+        let both: Settings = toml::from_str(
+            "[node]\ncapacity = \"8Gi\"\nused = \"1Gi\"\nsystem-reserved = \"1Gi\"\n",
+        )
+        .unwrap();
+        assert!(both.node_choice(false).is_err());
     }
 
     #[test]

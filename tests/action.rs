@@ -242,7 +242,12 @@ fn a_fork_read_only_token_still_gets_summary_and_report_and_the_verdict_decides(
     let r = Runner::new();
     r.api.state().read_only = true;
     let (v2, v1) = (demo("v2"), demo("v1"));
-    let out = r.run(&[("candidate", &v2), ("baseline", &v1)]);
+    // A generous growth limit: no default growth warning in the log.
+    let out = r.run(&[
+        ("candidate", &v2),
+        ("baseline", &v1),
+        ("warn-growth", "1000%"),
+    ]);
     assert_eq!(out.code, 0, "{}", logs(&out));
     let l = logs(&out);
     assert_eq!(l.matches("::notice").count(), 1, "{l}");
@@ -259,9 +264,14 @@ fn a_fork_read_only_token_still_gets_summary_and_report_and_the_verdict_decides(
 fn comments_default_to_pull_requests_and_report_mode_posts_from_workflow_run() {
     let r = Runner::new();
     let (v2, v1) = (demo("v2"), demo("v1"));
-    // A push: no comment by default.
+    // A push: no comment by default. The generous growth limit keeps the
+    // default growth warning out of the verdict.
     let out = r
-        .script(&[("candidate", &v2), ("baseline", &v1)])
+        .script(&[
+            ("candidate", &v2),
+            ("baseline", &v1),
+            ("warn-growth", "1000%"),
+        ])
         .env("GITHUB_EVENT_NAME", "push")
         .run();
     assert_eq!(out.code, 0, "{}", logs(&out));
@@ -461,7 +471,12 @@ fn a_report_artifact_cannot_write_outputs_of_its_own() {
     let r = Runner::new();
     let (v2, v1) = (demo("v2"), demo("v1"));
     let out = r
-        .script(&[("candidate", &v2), ("baseline", &v1), ("comment", "never")])
+        .script(&[
+            ("candidate", &v2),
+            ("baseline", &v1),
+            ("warn-growth", "1000%"),
+            ("comment", "never"),
+        ])
         .env("GITHUB_EVENT_NAME", "push")
         .run();
     assert_eq!(out.code, 0, "{}", logs(&out));

@@ -170,10 +170,16 @@ fn growth_and_node_budget_on_a_real_registry() {
     assert_eq!(out.code, 0);
     assert_eq!(out.json()["verdict"], "warn");
 
-    // A larger node: passes.
+    // A larger node: passes (the node alone judges: no default warnings).
     let roomy = (floor + rollout + (1 << 30)).to_string();
     let out = check(&pair)
-        .args(["--node-capacity", &cap, "--node-available", &roomy])
+        .args([
+            "--node-capacity",
+            &cap,
+            "--node-available",
+            &roomy,
+            "--no-default-rules",
+        ])
         .run();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = &out.stdout;

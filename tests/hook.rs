@@ -50,7 +50,8 @@ fn write_policy(work: &Path, max_growth: &str) {
     std::fs::write(
         work.join("sizeguard.toml"),
         format!(
-            "image = \"{}\"\nbaseline = \"{}\"\nmax-growth = \"disk_bytes={max_growth}\"\n",
+            // Only the growth limit judges: the default warnings are off.
+            "image = \"{}\"\nbaseline = \"{}\"\nmax-growth = \"disk_bytes={max_growth}\"\ndefault-rules = false\n",
             demo("v2"),
             demo("v1")
         ),

@@ -141,7 +141,7 @@ pub async fn check(services: &Services, req: &CheckRequest) -> Result<CheckRepor
         reports,
         baselines,
         general,
-        req.node.clone().map(|c| (c.label, c.nodes, req.thresholds)),
+        req.node.clone().map(|n| (n, req.thresholds)),
         req.policy.clone(),
     )
 }

@@ -270,8 +270,10 @@ async fn growth_over_the_limit_fails_and_under_it_passes() {
             .with("mem/v1", &[&base], Serve::Intact)
             .with("mem/v2", &[&base, &app], Serve::Intact),
     );
+    // Only the limit judges: the default warnings are off.
     let limit = |l: &str| Settings {
         max_growth: Some(OneOrMany::One(l.into())),
+        default_rules: Some(false),
         ..Default::default()
     };
     let fail = check(

@@ -1,5 +1,5 @@
 //! The per-layer diff of a candidate against its baseline: which layers
-//! are shared, changed, added or removed, and what each new one adds. It
+//! are shared, recompressed, changed, added or removed, and what each new one adds. It
 //! is what a reviewer reads to find the layer that grew.
 
 use std::collections::HashSet;
@@ -16,6 +16,10 @@ use crate::measure::{ImageReport, LayerReport};
 pub enum LayerChange {
     /// Same blob at the same position on the same base: costs nothing new.
     Shared,
+    /// The same content on the same base (same chain ID) in a new blob
+    /// (gzip → zstd, another compression level): the blob is pulled and
+    /// stored again, the snapshot is shared.
+    Recompressed,
     /// A layer at a position the baseline also has, with other content.
     Changed,
     /// Beyond the baseline's layer count.
@@ -28,16 +32,16 @@ pub enum LayerChange {
 pub struct LayerDiffRow {
     pub index: usize,
     pub change: LayerChange,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Null for a removed layer.
     pub candidate_digest: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Null for an added layer.
     pub baseline_digest: Option<String>,
     pub candidate_compressed_bytes: u64,
     pub baseline_compressed_bytes: u64,
     pub candidate_disk_bytes: u64,
     pub baseline_disk_bytes: u64,
     /// Largest files the candidate layer adds (new and changed layers only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub largest_files: Vec<FileSize>,
 }
 
@@ -53,6 +57,11 @@ impl LayerDiffRow {
 pub fn layer_diff(candidate: &ImageReport, baseline: &ImageReport) -> Vec<LayerDiffRow> {
     let cand_chains = chain_ids(&diff_ids(candidate));
     let base_chains: HashSet<String> = chain_ids(&diff_ids(baseline)).into_iter().collect();
+    let base_blobs: HashSet<&str> = baseline
+        .layers
+        .iter()
+        .map(|l| l.descriptor.digest.as_str())
+        .collect();
     let n = candidate.layers.len().max(baseline.layers.len());
     let mut rows = Vec::with_capacity(n);
     for i in 0..n {
@@ -67,8 +76,12 @@ pub fn layer_diff(candidate: &ImageReport, baseline: &ImageReport) -> Vec<LayerD
         let disk =
             |l: Option<&LayerReport>| l.and_then(|l| l.figures()).map_or(0, |f| f.disk_bytes);
         let change = match (c, b) {
-            (Some(_), _) if cand_chains.get(i).is_some_and(|c| base_chains.contains(c)) => {
-                LayerChange::Shared
+            (Some(l), _) if cand_chains.get(i).is_some_and(|c| base_chains.contains(c)) => {
+                if base_blobs.contains(l.descriptor.digest.as_str()) {
+                    LayerChange::Shared
+                } else {
+                    LayerChange::Recompressed
+                }
             }
             (Some(_), Some(_)) => LayerChange::Changed,
             (Some(_), None) => LayerChange::Added,

@@ -11,6 +11,7 @@ use crate::budget::layer_diff::{LayerDiffRow, layer_diff};
 use crate::budget::rules::{Evaluation, Finding, NodeBudget, Policy, evaluate};
 use crate::error::Error;
 use crate::measure::ImageReport;
+use crate::units::human_bytes;
 
 /// How severe one finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -57,6 +58,35 @@ pub struct PlatformCheck {
     pub layers: Vec<LayerDiffRow>,
 }
 
+/// Where the node's used space comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsedSource {
+    /// A kubelet stats summary: what the node reported.
+    #[default]
+    Stats,
+    /// The available or used space given with the capacity.
+    Given,
+    /// Only the capacity was given: the node is assumed to hold the
+    /// baseline (still running while the rollout pulls the candidate) and
+    /// the system reserve, nothing else.
+    Assumed,
+}
+
+/// The node a check is judged against, as the request gives it: before the
+/// images are measured, so a capacity-only node does not yet know what it
+/// holds ([`UsedSource::Assumed`]).
+#[derive(Debug, Clone)]
+pub struct NodeInput {
+    /// The profile the node came from, or `node`.
+    pub label: String,
+    pub nodes: Vec<NodeFs>,
+    pub used_source: UsedSource,
+    /// Bytes the system's own images take (`--node-system-reserved`),
+    /// added to the baseline when the used space is assumed.
+    pub system_reserved_bytes: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeSummary {
     /// The profile or node name the budget came from.
@@ -65,17 +95,46 @@ pub struct NodeSummary {
     pub name: String,
     pub capacity_bytes: u64,
     pub available_bytes: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Whether the used space was reported, given, or assumed.
+    #[serde(default)]
+    pub used_source: UsedSource,
+    /// The assumption the used space rests on, in words; null unless assumed.
+    #[serde(default)]
+    pub assumption: Option<String>,
+    /// The system reserve counted as used; null unless assumed.
+    #[serde(default)]
+    pub system_reserved_bytes: Option<u64>,
+    /// The baseline's `node_bytes` counted as used; null unless assumed.
+    #[serde(default)]
+    pub assumed_baseline_bytes: Option<u64>,
+    /// The imageFS's total and free inodes (not an image's `node_inodes`);
+    /// null when the filesystem does not report them.
+    #[serde(default)]
     pub inodes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub inodes_free: Option<u64>,
     pub nodes_considered: usize,
     pub usage_percent: i64,
     pub gc_headroom: i128,
     pub eviction_headroom: i128,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Null when the filesystem does not report inodes.
+    #[serde(default)]
     pub inode_headroom: Option<i128>,
     pub thresholds: Thresholds,
+}
+
+impl NodeSummary {
+    /// Where the used space comes from, in words every format shows.
+    pub fn used_text(&self) -> String {
+        match (self.used_source, &self.assumption) {
+            (UsedSource::Assumed, Some(text)) => text.clone(),
+            (UsedSource::Assumed, None) => "capacity only: the used space is assumed".to_string(),
+            (UsedSource::Given, _) => "used space as given with the capacity".to_string(),
+            (UsedSource::Stats, _) => {
+                "used space as the kubelet stats summary reports it".to_string()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -141,20 +200,68 @@ pub fn image_name(reference: &str) -> String {
     }
 }
 
-/// The node that decides (the tightest of `nodes`), as the report shows it
-/// and as the rules judge against it.
+/// What a capacity-only node is assumed to hold: the largest baseline's
+/// `node_bytes` (none without a baseline) and the system reserve. Returns
+/// the node with that much used, and the assumption in words.
+fn assume_used(
+    node: &NodeInput,
+    baselines: &[ImageReport],
+    store: crate::budget::cost::StoreModel,
+) -> (Vec<NodeFs>, Option<u64>, String) {
+    let baseline = baselines
+        .iter()
+        .map(|b| crate::budget::cost::image_cost(b, store).node_bytes)
+        .max();
+    let reserve = node.system_reserved_bytes;
+    let used = baseline.unwrap_or(0).saturating_add(reserve);
+    let nodes = node
+        .nodes
+        .iter()
+        .map(|fs| NodeFs {
+            available_bytes: fs.capacity_bytes.saturating_sub(used),
+            ..fs.clone()
+        })
+        .collect();
+    let reserve_text = format!("a system reserve of {}", human_bytes(reserve));
+    let text = match baseline {
+        Some(b) => format!(
+            "capacity only: the node is assumed to hold the baseline ({}, blobs and snapshots: the version being replaced still runs during the rollout) and {reserve_text}, nothing else",
+            human_bytes(b)
+        ),
+        None => format!(
+            "capacity only: no baseline, so the node is assumed to hold only {reserve_text}"
+        ),
+    };
+    (nodes, baseline, text)
+}
+
+/// The node that decides (the tightest of its nodes), as the report shows
+/// it and as the rules judge against it.
 fn tightest_node(
-    label: String,
-    nodes: &[NodeFs],
+    node: NodeInput,
+    baselines: &[ImageReport],
+    policy: &Policy,
     thresholds: Thresholds,
 ) -> Result<(NodeSummary, NodeBudget), Error> {
-    let (i, h): (usize, Headroom) = crate::budget::kubelet::tightest(nodes, &thresholds)?;
+    let (nodes, assumed_baseline, assumption) = match node.used_source {
+        UsedSource::Assumed => {
+            let (nodes, baseline, text) = assume_used(&node, baselines, policy.store);
+            (nodes, baseline, Some(text))
+        }
+        UsedSource::Stats | UsedSource::Given => (node.nodes.clone(), None, None),
+    };
+    let (i, h): (usize, Headroom) = crate::budget::kubelet::tightest(&nodes, &thresholds)?;
     let fs = &nodes[i];
+    let assumed = node.used_source == UsedSource::Assumed;
     let summary = NodeSummary {
-        label,
+        label: node.label,
         name: fs.name.clone(),
         capacity_bytes: fs.capacity_bytes,
         available_bytes: fs.available_bytes,
+        used_source: node.used_source,
+        assumption,
+        system_reserved_bytes: assumed.then_some(node.system_reserved_bytes),
+        assumed_baseline_bytes: assumed_baseline,
         inodes: fs.inodes,
         inodes_free: fs.inodes_free,
         nodes_considered: nodes.len(),
@@ -178,12 +285,12 @@ pub fn assemble(
     baseline_ref: Option<String>,
     candidates: Vec<ImageReport>,
     baselines: Vec<ImageReport>,
-    general: Vec<Finding>,
-    node: Option<(String, Vec<NodeFs>, Thresholds)>,
+    mut general: Vec<Finding>,
+    node: Option<(NodeInput, Thresholds)>,
     policy: Policy,
 ) -> Result<CheckReport, Error> {
     let node = node
-        .map(|(label, nodes, thresholds)| tightest_node(label, &nodes, thresholds))
+        .map(|(node, thresholds)| tightest_node(node, &baselines, &policy, thresholds))
         .transpose()?;
     let mut platforms = Vec::new();
     for c in candidates {
@@ -200,6 +307,12 @@ pub fn assemble(
             layers,
         });
     }
+    let evaluations: Vec<&Evaluation> = platforms.iter().map(|p| &p.evaluation).collect();
+    general.extend(crate::budget::rules::unjudged(
+        &policy,
+        node.is_some(),
+        &evaluations,
+    ));
     let all: Vec<Finding> = general
         .iter()
         .cloned()

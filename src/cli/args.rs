@@ -280,6 +280,7 @@ pub enum CacheAction {
 
 /// Options shared by every command that reads images.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Image source")]
 pub struct SourceArgs {
     /// Platform to measure in an index: os/arch[/variant], or `all`.
     #[arg(long, value_name = "PLATFORM")]
@@ -317,7 +318,7 @@ pub struct SourceArgs {
     pub verify_diff_ids: bool,
 
     /// No progress bars.
-    #[arg(long, short = 'q')]
+    #[arg(long, short = 'q', help_heading = "Output")]
     pub quiet: bool,
 
     /// Layer cache directory (default: $SIZEGUARD_CACHE_DIR, else
@@ -367,42 +368,34 @@ pub struct MeasureArgs {
 pub struct CheckArgs {
     /// The image that wants to ship (default: `image` in sizeguard.toml).
     /// `docker-daemon:IMAGE` reads it from the local engine.
-    #[arg(long, value_name = "REF")]
+    #[arg(long, value_name = "REF", help_heading = "Image source")]
     pub candidate: Option<String>,
 
     /// The image it replaces, what nodes already hold (default: `baseline`
     /// in sizeguard.toml).
-    #[arg(long, value_name = "REF")]
+    #[arg(long, value_name = "REF", help_heading = "Image source")]
     pub baseline: Option<String>,
 
     /// A baseline that does not exist yet (first release) is a warning, not an error.
-    #[arg(long = "baseline-optional")]
+    #[arg(long = "baseline-optional", help_heading = "Image source")]
     pub baseline_optional: bool,
 
     #[command(flatten)]
     pub source: SourceArgs,
 
-    /// Output format (`github` is implied under GitHub Actions for the step
-    /// summary). `short`: the verdict, the top reasons and the largest new
-    /// files, coloured on a terminal.
-    #[arg(long, value_enum, default_value = "table")]
+    /// Output format. `short`: the verdict, the top reasons and the largest
+    /// new files, coloured on a terminal; `markdown`: the pull-request
+    /// comment's text.
+    #[arg(long, value_enum, default_value = "table", help_heading = "Output")]
     pub format: CheckFormat,
 
     /// Length of the largest-files lists.
-    #[arg(long, default_value_t = 10, value_name = "N")]
+    #[arg(long, default_value_t = 10, value_name = "N", help_heading = "Output")]
     pub top: usize,
 
     /// Write the report to FILE (atomically) instead of standard output.
-    #[arg(long, short = 'o', value_name = "FILE")]
+    #[arg(long, short = 'o', value_name = "FILE", help_heading = "Output")]
     pub output: Option<PathBuf>,
-
-    /// Policy file (default: sizeguard.toml in the working directory or a parent).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Ignore any sizeguard.toml.
-    #[arg(long = "no-config", conflicts_with = "config")]
-    pub no_config: bool,
 
     #[command(flatten)]
     pub node: NodeArgs,
@@ -410,9 +403,17 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
 
+    /// Policy file (default: sizeguard.toml in the working directory or a parent).
+    #[arg(long, value_name = "FILE", help_heading = "Rules")]
+    pub config: Option<PathBuf>,
+
+    /// Ignore any sizeguard.toml.
+    #[arg(long = "no-config", conflicts_with = "config", help_heading = "Rules")]
+    pub no_config: bool,
+
     /// Post the Markdown report as the sticky pull-request comment (needs
     /// GITHUB_TOKEN, GITHUB_REPOSITORY and --pr or GITHUB_EVENT_PATH).
-    #[arg(long)]
+    #[arg(long, help_heading = "GitHub")]
     pub comment: bool,
 
     /// When to comment.
@@ -420,16 +421,18 @@ pub struct CheckArgs {
         long = "comment-mode",
         value_enum,
         default_value = "always",
-        value_name = "MODE"
+        value_name = "MODE",
+        help_heading = "GitHub"
     )]
     pub comment_mode: CommentMode,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "GitHub")]
     pub github: GithubArgs,
 }
 
 /// Where the node budget comes from.
 #[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Node")]
 pub struct NodeArgs {
     /// A `[nodes.NAME]` profile of the policy file.
     #[arg(long = "node-profile", value_name = "NAME")]
@@ -444,7 +447,8 @@ pub struct NodeArgs {
     )]
     pub node_stats: Option<PathBuf>,
 
-    /// imageFS capacity (Kubernetes quantity: 20Gi, 100G, or bytes).
+    /// imageFS capacity (Kubernetes quantity: 20Gi, 100G, or bytes). Alone,
+    /// the node is assumed to hold the baseline and --node-system-reserved.
     #[arg(long = "node-capacity", value_name = "SIZE")]
     pub node_capacity: Option<String>,
 
@@ -461,6 +465,21 @@ pub struct NodeArgs {
     #[arg(long = "node-used", value_name = "SIZE", requires = "node_capacity")]
     pub node_used: Option<String>,
 
+    /// With --node-capacity alone: imageFS space the system's own images
+    /// take besides the baseline [default: 0].
+    #[arg(
+        long = "node-system-reserved",
+        value_name = "SIZE",
+        requires = "node_capacity",
+        conflicts_with_all = ["node_used", "node_available"]
+    )]
+    pub node_system_reserved: Option<String>,
+
+    /// What reports call a node given by --node-capacity [default: its
+    /// capacity, e.g. `20 GiB node`].
+    #[arg(long = "node-name", value_name = "NAME", requires = "node_capacity")]
+    pub node_name: Option<String>,
+
     /// imageFS inode count.
     #[arg(long = "node-inodes", value_name = "N", requires = "node_inodes_free")]
     pub node_inodes: Option<u64>,
@@ -469,29 +488,46 @@ pub struct NodeArgs {
     #[arg(long = "node-inodes-free", value_name = "N", requires = "node_inodes")]
     pub node_inodes_free: Option<u64>,
 
-    /// Kubelet imageGCHighThresholdPercent.
-    #[arg(long = "gc-high", value_name = "PCT")]
-    pub gc_high: Option<i64>,
-
-    /// Kubelet imageGCLowThresholdPercent.
-    #[arg(long = "gc-low", value_name = "PCT")]
-    pub gc_low: Option<i64>,
-
-    /// Kubelet hard eviction threshold imagefs.available.
-    #[arg(long = "eviction-imagefs-available", value_name = "PCT")]
-    pub eviction_imagefs_available: Option<String>,
-
-    /// Kubelet hard eviction threshold imagefs.inodesFree.
-    #[arg(long = "eviction-imagefs-inodes-free", value_name = "PCT")]
-    pub eviction_imagefs_inodes_free: Option<String>,
-
     /// The node runs containerd with discard_unpacked_layers (blobs deleted after unpacking).
     #[arg(long = "discard-unpacked-layers")]
     pub discard_unpacked_layers: bool,
+
+    /// Kubelet imageGCHighThresholdPercent: image GC starts at this usage [default: 85].
+    #[arg(
+        long = "gc-high",
+        value_name = "PCT",
+        help_heading = "Kubelet thresholds"
+    )]
+    pub gc_high: Option<i64>,
+
+    /// Kubelet imageGCLowThresholdPercent: GC frees down to this usage [default: 80].
+    #[arg(
+        long = "gc-low",
+        value_name = "PCT",
+        help_heading = "Kubelet thresholds"
+    )]
+    pub gc_low: Option<i64>,
+
+    /// Kubelet hard eviction threshold imagefs.available [default: 15%].
+    #[arg(
+        long = "eviction-imagefs-available",
+        value_name = "PCT",
+        help_heading = "Kubelet thresholds"
+    )]
+    pub eviction_imagefs_available: Option<String>,
+
+    /// Kubelet hard eviction threshold imagefs.inodesFree [default: 5%].
+    #[arg(
+        long = "eviction-imagefs-inodes-free",
+        value_name = "PCT",
+        help_heading = "Kubelet thresholds"
+    )]
+    pub eviction_imagefs_inodes_free: Option<String>,
 }
 
 /// The rules. Each `--max-*` fails the check; each `--warn-*` only warns.
 #[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Rules")]
 pub struct PolicyArgs {
     /// Growth versus the baseline that fails: `10%`, `200MiB`, or one figure
     /// (`pull_bytes=`, `node_bytes=`, `disk_bytes=`, `inodes=`). Repeatable.
@@ -502,7 +538,13 @@ pub struct PolicyArgs {
     #[arg(long = "warn-growth", value_name = "LIMIT")]
     pub warn_growth: Vec<String>,
 
-    /// Level of the image-GC headroom rule (the eviction rule always fails).
+    /// Turn off the default warnings: growth of node_bytes over 10% of the
+    /// baseline's, wasted (shadowed) bytes over 10% of the image.
+    #[arg(long = "no-default-rules")]
+    pub no_default_rules: bool,
+
+    /// Level of the image-GC headroom rule (the eviction rule always fails)
+    /// [default: fail].
     #[arg(long = "gc-headroom-level", value_name = "LEVEL", value_parser = ["warn", "fail"])]
     pub gc_headroom_level: Option<String>,
 
@@ -510,27 +552,34 @@ pub struct PolicyArgs {
     #[arg(long = "fresh-pull")]
     pub fresh_pull: bool,
 
+    /// Pull size (manifest + config + compressed layers) that fails.
     #[arg(long = "max-pull-size", value_name = "SIZE")]
     pub max_pull_size: Option<String>,
+    /// Pull size that warns.
     #[arg(long = "warn-pull-size", value_name = "SIZE")]
     pub warn_pull_size: Option<String>,
-    /// Limit on Σ layer disk_bytes.
+    /// Unpacked size (Σ layer disk_bytes) that fails.
     #[arg(long = "max-unpacked-size", value_name = "SIZE")]
     pub max_unpacked_size: Option<String>,
+    /// Unpacked size that warns.
     #[arg(long = "warn-unpacked-size", value_name = "SIZE")]
     pub warn_unpacked_size: Option<String>,
-    /// Limit on any one layer's compressed size.
+    /// Any one layer's compressed size that fails.
     #[arg(long = "max-layer-size", value_name = "SIZE")]
     pub max_layer_size: Option<String>,
+    /// Any one layer's compressed size that warns.
     #[arg(long = "warn-layer-size", value_name = "SIZE")]
     pub warn_layer_size: Option<String>,
+    /// Layer count that fails.
     #[arg(long = "max-layers", value_name = "N")]
     pub max_layers: Option<u64>,
+    /// Layer count that warns.
     #[arg(long = "warn-layers", value_name = "N")]
     pub warn_layers: Option<u64>,
-    /// Limit on bytes shadowed by upper layers.
+    /// Bytes shadowed by upper layers that fail.
     #[arg(long = "max-wasted", value_name = "SIZE")]
     pub max_wasted: Option<String>,
+    /// Bytes shadowed by upper layers that warn (replaces the default 10% warning).
     #[arg(long = "warn-wasted", value_name = "SIZE")]
     pub warn_wasted: Option<String>,
 }

@@ -22,14 +22,14 @@ use crate::error::ExitCode;
 pub fn run() -> i32 {
     let cli = match args::Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                ExitCode::Usage as i32
-            } else {
-                0
-            };
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: clap's own text, exit 0.
             let _ = e.print();
-            return code;
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("sizeguard: error: {}", usage_error_line(&e));
+            return ExitCode::Usage as i32;
         }
     };
     match &cli.command {
@@ -63,6 +63,63 @@ pub fn run() -> i32 {
             e.exit_code() as i32
         }
     }
+}
+
+/// clap's usage error as the one line every sizeguard error is: the error,
+/// its details and tips, and the command whose `--help` explains the flags.
+fn usage_error_line(e: &clap::Error) -> String {
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return format!(
+            "a subcommand is required; see `{} --help`",
+            command_of(None)
+        );
+    }
+    let text = e.render().to_string();
+    let mut out = String::new();
+    let mut usage = None;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("For more information") {
+            continue;
+        }
+        if let Some(u) = line.strip_prefix("Usage:") {
+            usage = Some(u.to_string());
+            continue;
+        }
+        let line = line.strip_prefix("error:").unwrap_or(line).trim();
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(line);
+    }
+    if out.is_empty() {
+        out.push_str("invalid command line");
+    }
+    format!("{out}; see `{} --help`", command_of(usage.as_deref()))
+}
+
+/// `sizeguard SUBCOMMAND…` from clap's usage line, else from the arguments.
+fn command_of(usage: Option<&str>) -> String {
+    if let Some(u) = usage {
+        return u
+            .split_whitespace()
+            .take_while(|w| !w.starts_with(['[', '<', '-']))
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let cmd = <args::Cli as clap::CommandFactory>::command();
+    let mut words = vec!["sizeguard".to_string()];
+    let mut current = &cmd;
+    for arg in std::env::args().skip(1) {
+        match current.find_subcommand(&arg) {
+            Some(sub) => {
+                words.push(arg.clone());
+                current = sub;
+            }
+            None if arg.starts_with('-') => {}
+            None => break,
+        }
+    }
+    words.join(" ")
 }
 
 fn init_logging(verbose: u8) {

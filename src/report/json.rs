@@ -22,6 +22,7 @@ struct Document<'a> {
 struct ImageJson<'a> {
     reference: &'a str,
     digest: &'a str,
+    /// Absent (not null) for an image that was not picked from an index.
     #[serde(skip_serializing_if = "Option::is_none")]
     index_digest: Option<&'a str>,
     media_type: &'a str,
@@ -84,15 +85,11 @@ struct LayerJson<'a> {
     digest: &'a str,
     media_type: &'a str,
     measured: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     not_measured_reason: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     compression: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     diff_id: Option<&'a str>,
     /// Whether `diff_id` was computed from the tar (`--verify-diff-ids`, an
     /// uncompressed layer) or taken from the image config.
-    #[serde(skip_serializing_if = "Option::is_none")]
     diff_id_verified: Option<bool>,
     #[serde(flatten)]
     figures: FiguresJson,
@@ -100,7 +97,8 @@ struct LayerJson<'a> {
     /// The build step that made the layer (the config history's
     /// `created_by`); null when the history does not say.
     created_by: Option<&'a str>,
-    /// Under `--estimate`: how this layer was sized.
+    /// Under `--estimate` (or for a local engine's layer): how this layer
+    /// was sized; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     estimate: Option<&'a crate::measure::EstimateNote>,
 }
@@ -137,10 +135,6 @@ fn layer<'a>(l: &'a LayerReport, created_by: Option<&'a str>) -> LayerJson<'a> {
         created_by,
         estimate: l.estimate.as_ref(),
     }
-}
-
-pub fn image_json(r: &ImageReport) -> serde_json::Value {
-    serde_json::to_value(image(r)).unwrap_or(serde_json::Value::Null)
 }
 
 fn image(r: &ImageReport) -> ImageJson<'_> {
@@ -220,21 +214,21 @@ mod check {
         platform: &'a str,
         verdict: Verdict,
         candidate_digest: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
         baseline_digest: Option<&'a str>,
         candidate_cost: &'a ImageCost,
         baseline_cost: Option<&'a ImageCost>,
         rollout_cost: &'a ImageCost,
-        /// Candidate minus baseline, per figure; absent without a baseline.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        /// Candidate minus baseline, per figure (by the figure names growth
+        /// rules use: `inodes` is the growth of `node_inodes`); null without
+        /// a baseline.
         growth: Option<std::collections::BTreeMap<&'static str, i128>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        /// Null without a node.
         gc_headroom_left: Option<i128>,
         findings: &'a [Finding],
         layers: &'a [LayerDiffRow],
-        candidate: serde_json::Value,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        baseline: Option<serde_json::Value>,
+        /// Both images as `measure` reports them, keys in the same order.
+        candidate: super::ImageJson<'a>,
+        baseline: Option<super::ImageJson<'a>>,
     }
 
     pub(super) fn document(r: &CheckReport) -> CheckDocument<'_> {
@@ -277,8 +271,8 @@ mod check {
             gc_headroom_left: node.map(|n| n.gc_headroom - e.rollout_cost.node_bytes as i128),
             findings: &e.findings,
             layers: &p.layers,
-            candidate: super::image_json(&p.candidate),
-            baseline: p.baseline.as_ref().map(super::image_json),
+            candidate: super::image(&p.candidate),
+            baseline: p.baseline.as_ref().map(super::image),
         }
     }
 }

@@ -118,7 +118,9 @@ fn short_reason(f: &Finding, r: &CheckView, style: Style) -> String {
         | Rule::LayerSize
         | Rule::LayerCount
         | Rule::Wasted
-        | Rule::BaselineMissing => style.text(&f.message).into_owned(),
+        | Rule::BaselineMissing
+        | Rule::NotEvaluated
+        | Rule::NothingJudged => style.text(&f.message).into_owned(),
     }
 }
 
@@ -136,7 +138,9 @@ fn headline_rank(f: &Finding) -> u8 {
         | Rule::LayerSize
         | Rule::LayerCount
         | Rule::Wasted
-        | Rule::BaselineMissing => 5,
+        | Rule::BaselineMissing
+        | Rule::NotEvaluated
+        | Rule::NothingJudged => 5,
     }
 }
 
@@ -266,6 +270,7 @@ fn layers_table(p: &PlatformView, out: &mut String) {
     for row in &p.layers {
         let change = match row.change {
             LayerChange::Shared => "shared",
+            LayerChange::Recompressed => "recompressed (blob pulled again, snapshot shared)",
             LayerChange::Changed => "**changed**",
             LayerChange::Added => "**added**",
             LayerChange::Removed => "removed",
@@ -277,7 +282,7 @@ fn layers_table(p: &PlatformView, out: &mut String) {
             .map(short)
             .unwrap_or_default();
         let files = file_list(&row.largest_files, 3, true);
-        let growth = if row.change == LayerChange::Shared {
+        let growth = if matches!(row.change, LayerChange::Shared | LayerChange::Recompressed) {
             String::new()
         } else {
             human_delta(row.disk_growth())
@@ -409,6 +414,7 @@ fn node_table(r: &CheckView, out: &mut String) {
         n.thresholds.gc_high,
         n.thresholds.eviction_available_pct
     );
+    let _ = writeln!(out, "Node used space: {}\n", md_text(&n.used_text()));
     let _ = writeln!(
         out,
         "| platform | rollout cost | gc headroom | left after rollout | eviction headroom | inode headroom |"
@@ -473,6 +479,12 @@ fn policy_line(r: &CheckView) -> String {
         if let Some(w) = l.warn {
             parts.push(format!("warn {name} {}", show(w)));
         }
+    }
+    if p.default_rules {
+        parts.push(
+            "default warnings (node_bytes growth over 10%, wasted over 10% of the image)"
+                .to_string(),
+        );
     }
     if r.node.is_some() {
         parts.push(format!(

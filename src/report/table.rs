@@ -286,7 +286,7 @@ fn node_lines(r: &CheckReport, out: &mut String) {
     let _ = writeln!(
         out,
         "\nnode {}: capacity {}, available {}, usage {}%; gc headroom {}, eviction headroom {}{}",
-        if n.name == n.label {
+        if n.name == n.label || n.label == "node" {
             plain(&n.name).into_owned()
         } else {
             format!("{} ({})", plain(&n.name), plain(&n.label))
@@ -300,6 +300,7 @@ fn node_lines(r: &CheckReport, out: &mut String) {
             .map(|h| format!(", inode headroom {h}"))
             .unwrap_or_default()
     );
+    let _ = writeln!(out, "{}", plain(&n.used_text()));
     if let Some(left) = r.headroom_left() {
         let _ = writeln!(
             out,

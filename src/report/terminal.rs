@@ -87,6 +87,14 @@ impl Renderer for Terminal {
             figures_line(p, r.platforms.len() > 1, &mut out);
         }
         self.reasons(r, &mut out);
+        if let Some(n) = &r.node {
+            let _ = writeln!(
+                out,
+                "  node {}: {}",
+                crate::report::escape::plain(&n.name),
+                crate::report::escape::plain(&n.used_text())
+            );
+        }
         if let Some(p) = worst_platform(r) {
             files(p, &mut out);
         }

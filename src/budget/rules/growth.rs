@@ -213,3 +213,30 @@ fn over_limit(
     finding.limit_text = limit_text;
     Some(finding)
 }
+
+/// The default growth warning: `node_bytes` over 10 % of the baseline's,
+/// unless a rule of the user judges `node_bytes` already.
+pub fn default_warning(
+    policy: &super::Policy,
+    candidate: &ImageCost,
+    baseline: &ImageCost,
+) -> Option<Finding> {
+    let covered = policy
+        .fail_growth
+        .iter()
+        .chain(&policy.warn_growth)
+        .any(|r| r.figures().contains(&Figure::NodeBytes));
+    if covered {
+        return None;
+    }
+    let rule = GrowthRule {
+        figure: Some(Figure::NodeBytes),
+        limit: GrowthLimit::Percent(DEFAULT_WARN_GROWTH_PCT),
+    };
+    let mut f = over_limit(&rule, Figure::NodeBytes, Level::Warn, candidate, baseline)?;
+    f.message.push_str(super::DEFAULT_NOTE);
+    Some(f)
+}
+
+/// The default growth warning's limit, in percent of the baseline's `node_bytes`.
+pub const DEFAULT_WARN_GROWTH_PCT: f64 = 10.0;

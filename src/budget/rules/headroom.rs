@@ -44,9 +44,9 @@ fn gc_headroom(
             cost,
             room,
             format!(
-                "{what} {} exceeds the image GC headroom of node {} ({}) by {}: pulling it starts image garbage collection",
+                "{what} {} exceeds the image GC headroom of {} ({}) by {}: pulling it starts image garbage collection",
                 human_bytes(cost as u64),
-                node.fs.name,
+                node_phrase(&node.fs.name),
                 human_signed(room),
                 human_bytes((cost - room) as u64)
             ),
@@ -65,9 +65,9 @@ fn eviction_headroom(node: &NodeBudget, rollout: &ImageCost, what: &str) -> Opti
             cost,
             room,
             format!(
-                "{what} {} exceeds the imagefs.available eviction headroom of node {} ({}) by {}: pods would be evicted",
+                "{what} {} exceeds the imagefs.available eviction headroom of {} ({}) by {}: pods would be evicted",
                 human_bytes(cost as u64),
-                node.fs.name,
+                node_phrase(&node.fs.name),
                 human_signed(room),
                 human_bytes((cost - room) as u64)
             ),
@@ -87,9 +87,19 @@ fn inode_headroom(node: &NodeBudget, rollout: &ImageCost) -> Option<Finding> {
             inodes,
             room,
             format!(
-                "{inodes} new inodes exceed the imagefs.inodesFree headroom of node {} ({room})",
-                node.fs.name
+                "{inodes} new inodes exceed the imagefs.inodesFree headroom of {} ({room})",
+                node_phrase(&node.fs.name)
             ),
         )
     })
+}
+
+/// How a message names a node: `node worker-1`, or `the 20 GiB node` for
+/// a name that already says it is a node.
+fn node_phrase(name: &str) -> String {
+    if name.ends_with(" node") {
+        format!("the {name}")
+    } else {
+        format!("node {name}")
+    }
 }

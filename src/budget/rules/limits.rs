@@ -115,3 +115,37 @@ fn largest_layer(policy: &Policy, candidate: &ImageReport) -> Option<Finding> {
     Limit::new(Rule::LayerSize, "compressed_bytes", what, &human_bytes)
         .check(&policy.layer_size, size(l))
 }
+
+/// The default wasted-bytes warning's limit, in percent of the image's
+/// content bytes (Σ layers).
+pub const DEFAULT_WARN_WASTED_PCT: u64 = 10;
+
+/// The default wasted-bytes warning: bytes shadowed by upper layers over
+/// 10 % of the bytes the layers carry, unless a wasted limit is set.
+pub fn default_wasted_warning(policy: &Policy, candidate: &ImageReport) -> Option<Finding> {
+    if policy.wasted.warn.is_some() || policy.wasted.fail.is_some() || candidate.estimated {
+        return None;
+    }
+    let content = candidate.totals.content_bytes;
+    let limit =
+        content / 100 * DEFAULT_WARN_WASTED_PCT + content % 100 * DEFAULT_WARN_WASTED_PCT / 100;
+    let wasted = candidate.wasted_bytes;
+    if wasted <= limit {
+        return None;
+    }
+    let mut f = Finding::new(
+        Rule::Wasted,
+        Level::Warn,
+        "wasted_bytes",
+        wasted as i128,
+        limit as i128,
+        format!(
+            "wasted (shadowed) bytes {} are over {DEFAULT_WARN_WASTED_PCT}% of the {} the layers carry{}",
+            human_bytes(wasted),
+            human_bytes(content),
+            super::DEFAULT_NOTE
+        ),
+    );
+    f.limit_text = format!("{DEFAULT_WARN_WASTED_PCT}% of the image");
+    Some(f)
+}

@@ -49,10 +49,15 @@ pub enum Rule {
     /// An optional baseline does not exist (yet): the check judged the
     /// candidate alone.
     BaselineMissing,
+    /// A configured rule could not be judged (growth without a baseline,
+    /// node settings without a node).
+    NotEvaluated,
+    /// No rule judged the image at all: a pass would mean nothing.
+    NothingJudged,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 12] = [
         Rule::GcHeadroom,
         Rule::EvictionHeadroom,
         Rule::InodeHeadroom,
@@ -63,6 +68,8 @@ impl Rule {
         Rule::LayerCount,
         Rule::Wasted,
         Rule::BaselineMissing,
+        Rule::NotEvaluated,
+        Rule::NothingJudged,
     ];
 
     /// The stable snake_case id. Absolute limits are named after their
@@ -79,6 +86,8 @@ impl Rule {
             Rule::LayerCount => "max_layers",
             Rule::Wasted => "max_wasted",
             Rule::BaselineMissing => "baseline_missing",
+            Rule::NotEvaluated => "not_evaluated",
+            Rule::NothingJudged => "nothing_judged",
         }
     }
 }
@@ -121,8 +130,53 @@ pub struct Policy {
     /// Judge the whole image against the node, as if the node held none of
     /// the baseline.
     pub fresh_pull: bool,
+    /// The default warnings (growth of `node_bytes` over 10 %, wasted bytes
+    /// over 10 % of the image) apply where no rule of the user covers them.
+    #[serde(default)]
+    pub default_rules: bool,
     #[serde(skip)]
     pub store: StoreModel,
+    /// Node settings were given (GC or eviction thresholds, the GC rule's
+    /// level): without a node they judge nothing, and the report says so.
+    #[serde(skip)]
+    pub node_expected: bool,
+}
+
+impl Policy {
+    /// Whether some absolute limit is set (or the default wasted-bytes warning).
+    fn has_limits(&self) -> bool {
+        let set = |l: &Levels| l.warn.is_some() || l.fail.is_some();
+        [
+            &self.pull_size,
+            &self.unpacked_size,
+            &self.layer_size,
+            &self.layers,
+            &self.wasted,
+        ]
+        .into_iter()
+        .any(set)
+            || self.default_rules
+    }
+
+    /// The user's growth rules, as written (`max 10%, warn node_bytes=5%`).
+    fn growth_text(&self) -> String {
+        fn show<'a>(level: &'a str, rules: &'a [GrowthRule]) -> impl Iterator<Item = String> + 'a {
+            rules.iter().map(move |g| {
+                let v = match g.limit {
+                    GrowthLimit::Percent(x) => format!("{x}%"),
+                    GrowthLimit::Amount(x) => crate::units::human_bytes(x),
+                };
+                match g.figure {
+                    Some(f) => format!("{level} {}={v}", f.name()),
+                    None => format!("{level} {v}"),
+                }
+            })
+        }
+        show("max", &self.fail_growth)
+            .chain(show("warn", &self.warn_growth))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// One rule that fired.
@@ -200,6 +254,10 @@ impl Evaluation {
     }
 }
 
+/// What a default warning's message adds: where it comes from and how to
+/// turn it off.
+pub const DEFAULT_NOTE: &str = " (a default warning: --no-default-rules turns it off)";
+
 /// What a finding adds when the figure it judged rests on compressed sizes
 /// that are estimates (a local engine's uncompressed layers).
 pub const ESTIMATED: &str = " (estimated: the local image's layers are uncompressed; what a push uploads is a gzip estimate)";
@@ -219,7 +277,9 @@ fn reads_compressed_sizes(f: &Finding, store: StoreModel) -> bool {
         | Rule::UnpackedSize
         | Rule::LayerCount
         | Rule::Wasted
-        | Rule::BaselineMissing => false,
+        | Rule::BaselineMissing
+        | Rule::NotEvaluated
+        | Rule::NothingJudged => false,
     }
 }
 
@@ -254,8 +314,14 @@ pub fn evaluate(
             &cand,
             b,
         ));
+        if policy.default_rules {
+            findings.extend(growth::default_warning(policy, &cand, b));
+        }
     }
     findings.extend(limits::findings(policy, candidate, &cand));
+    if policy.default_rules {
+        findings.extend(limits::default_wasted_warning(policy, candidate));
+    }
     let platform = candidate.image.platform.to_string();
     let estimated = candidate.compressed_estimated();
     for f in &mut findings {
@@ -271,6 +337,59 @@ pub fn evaluate(
         rollout_cost: rollout,
         findings,
     }
+}
+
+/// What a check could not judge, as findings not tied to a platform: the
+/// user's growth rules where a platform has no baseline, node settings
+/// without a node, and a check where no rule judged anything.
+pub fn unjudged(policy: &Policy, node_given: bool, evaluations: &[&Evaluation]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let user_growth = !policy.fail_growth.is_empty() || !policy.warn_growth.is_empty();
+    let without: Vec<&str> = evaluations
+        .iter()
+        .filter(|e| e.baseline_cost.is_none())
+        .map(|e| e.platform.as_str())
+        .collect();
+    if user_growth && !without.is_empty() {
+        out.push(Finding::new(
+            Rule::NotEvaluated,
+            Level::Warn,
+            "",
+            0,
+            0,
+            format!(
+                "growth rules ({}) not evaluated: no baseline to compare {} with",
+                policy.growth_text(),
+                if evaluations.len() > 1 {
+                    without.join(", ")
+                } else {
+                    "the candidate".to_string()
+                }
+            ),
+        ));
+    }
+    if policy.node_expected && !node_given {
+        out.push(Finding::new(
+            Rule::NotEvaluated,
+            Level::Warn,
+            "",
+            0,
+            0,
+            "node rules (GC and eviction headroom) not evaluated: no node given (--node-capacity, --node-stats or --node-profile)".to_string(),
+        ));
+    }
+    let growth_judged = (user_growth || policy.default_rules) && without.len() < evaluations.len();
+    if !node_given && !growth_judged && !policy.has_limits() {
+        out.push(Finding::new(
+            Rule::NothingJudged,
+            Level::Warn,
+            "",
+            0,
+            0,
+            "no rule judged this image: give a node (--node-capacity), a baseline with growth limits (--baseline, --max-growth) or size limits (--max-pull-size)".to_string(),
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

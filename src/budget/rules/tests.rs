@@ -291,6 +291,8 @@ fn rule_ids_serialize_as_published() {
             "max_layers",
             "max_wasted",
             "baseline_missing",
+            "not_evaluated",
+            "nothing_judged",
         ]
     );
     for r in Rule::ALL {
