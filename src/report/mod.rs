@@ -49,3 +49,15 @@ pub fn renderer(format: Format) -> Box<dyn Renderer> {
         Format::Short => Box::new(terminal::Terminal::default()),
     }
 }
+
+/// How a line names a node: a node given by flags is already called by its
+/// capacity (`20 GiB node`), a profile by its name (`node small`); never
+/// `node 20 GiB node`.
+pub fn node_title(name: &str) -> String {
+    let name = escape::plain(name);
+    if name.ends_with(" node") {
+        name.into_owned()
+    } else {
+        format!("node {name}")
+    }
+}

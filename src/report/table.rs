@@ -285,11 +285,15 @@ fn node_lines(r: &CheckReport, out: &mut String) {
     let Some(n) = &r.node else { return };
     let _ = writeln!(
         out,
-        "\nnode {}: capacity {}, available {}, usage {}%; gc headroom {}, eviction headroom {}{}",
+        "\n{}: capacity {}, available {}, usage {}%; gc headroom {}, eviction headroom {}{}",
         if n.name == n.label || n.label == "node" {
-            plain(&n.name).into_owned()
+            crate::report::node_title(&n.name)
         } else {
-            format!("{} ({})", plain(&n.name), plain(&n.label))
+            format!(
+                "{} ({})",
+                crate::report::node_title(&n.name),
+                plain(&n.label)
+            )
         },
         human_bytes(n.capacity_bytes),
         human_bytes(n.available_bytes),

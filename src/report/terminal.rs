@@ -90,8 +90,8 @@ impl Renderer for Terminal {
         if let Some(n) = &r.node {
             let _ = writeln!(
                 out,
-                "  node {}: {}",
-                crate::report::escape::plain(&n.name),
+                "  {}: {}",
+                crate::report::node_title(&n.name),
                 crate::report::escape::plain(&n.used_text())
             );
         }
