@@ -652,8 +652,15 @@ fn a_same_repository_403_fails_the_step_and_a_fork_gets_a_notice() {
                      "repo": {"full_name": head}},
             "base": {"repo": {"full_name": "octo-org/shop"}}}})
     };
+    // A generous growth warning keeps the check itself at pass, so the
+    // step's only failure is the comment's.
+    let inputs = [
+        ("candidate", v2.as_str()),
+        ("baseline", v1.as_str()),
+        ("warn-growth", "1000%"),
+    ];
     r.event(pr("octo-org/shop"));
-    let out = r.run(&[("candidate", &v2), ("baseline", &v1)]);
+    let out = r.run(&inputs);
     assert_eq!(out.code, 2, "{}", logs(&out));
     assert!(
         logs(&out).contains("add `permissions: pull-requests: write`"),
@@ -663,7 +670,7 @@ fn a_same_repository_403_fails_the_step_and_a_fork_gets_a_notice() {
     assert_eq!(r.outputs()["verdict"], "pass", "the check itself passed");
 
     r.event(pr("forker/shop"));
-    let out = r.run(&[("candidate", &v2), ("baseline", &v1)]);
+    let out = r.run(&inputs);
     assert_eq!(out.code, 0, "{}", logs(&out));
     assert_eq!(logs(&out).matches("::notice").count(), 1, "{}", logs(&out));
 }
