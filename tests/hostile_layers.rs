@@ -88,7 +88,14 @@ fn write_layout(dir: &Path, layers: &[Vec<u8>]) {
         (d, bytes.len() as u64)
     };
     let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
     for l in layers {
+        // The config names each layer's uncompressed digest; a count that
+        // disagrees with the layers is refused before anything is measured.
+        let mut tar = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&l[..]), &mut tar)
+            .unwrap();
+        diff_ids.push(sha256(&tar));
         let (digest, size) = put(l);
         descs.push(serde_json::json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -97,7 +104,7 @@ fn write_layout(dir: &Path, layers: &[Vec<u8>]) {
     }
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": []},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     let (cd, cs) = put(&serde_json::to_vec(&config).unwrap());
     let manifest = serde_json::json!({

@@ -117,13 +117,23 @@ impl Policies {
     /// The check a pushed image gets.
     pub fn request(&self, push: &Push) -> CheckRequest {
         let rules = self.rules(&push.repository);
+        let baseline = baseline_reference(&rules.baseline, push);
+        let mut policy = rules.policy.clone();
+        // Without a baseline only the absolute and node rules judge, by
+        // design of the baseline rule (the baseline tag itself, a rule of
+        // none): its growth rules are not "not evaluated", they do not
+        // apply, and every such push would otherwise warn.
+        if baseline.is_none() {
+            policy.fail_growth.clear();
+            policy.warn_growth.clear();
+        }
         CheckRequest {
             candidate: format!("{}/{}@{}", push.registry, push.repository, push.digest),
-            baseline: baseline_reference(&rules.baseline, push),
+            baseline,
             // The first push of a repository has nothing to compare with.
             baseline_optional: true,
             platforms: self.platforms.clone(),
-            policy: rules.policy.clone(),
+            policy,
             node: rules.node.clone(),
             thresholds: rules.thresholds,
             options: self.options,
@@ -358,6 +368,13 @@ baseline-tag = "old"
             req.baseline.as_deref(),
             Some("reg.example:5000/team/app:main")
         );
+        assert_eq!(req.policy.fail_growth.len(), 1);
+        // A push of the baseline tag itself has no baseline: its growth
+        // rules do not apply (rather than warn that they were not judged).
+        let req = policies.request(&push(Some("main")));
+        assert_eq!(req.baseline, None);
+        assert!(req.policy.fail_growth.is_empty() && req.policy.warn_growth.is_empty());
+        assert_eq!(req.policy.layers.fail, None);
     }
 
     #[test]
