@@ -11,7 +11,7 @@
 # round-robin, sizeguard against the lower bounds (curl | gzip/pigz/igzip with
 # the same parallelism) and the skopeo + `tar -tvzf` status quo. Prints a table
 # (median and min wall time, ratio to curl | igzip, CPU time, peak RSS from
-# /usr/bin/time -v) and PASS/MISS per target of issue 5.
+# /usr/bin/time -v) and PASS/MISS per speed target.
 #
 # Environment (all optional):
 #   BENCH_RUNS=3          timed runs per configuration (median and min reported)

@@ -210,7 +210,7 @@ if cold:
     except (OSError, ValueError, IndexError):
         pass
 
-print("### Targets (issue 5)\n")
+print("### Speed targets\n")
 print("| target | result | figures |")
 print("|---|---|---|")
 for d, r, detail in checks:
