@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
 use crate::error::Error;
 use crate::serve::events::{Push, Sender};
 
@@ -174,6 +175,76 @@ pub(crate) fn parse_sender(s: &str) -> Result<Sender, Error> {
 /// connection lost), which the receivers answer with 503.
 pub(crate) fn db_error(what: &str, e: sqlx::Error) -> Error {
     Error::transient(format!("store: {what}")).with_source(e)
+}
+
+/// A column both stores decode: text, nullable text or a 64-bit integer.
+pub(crate) trait Column<'r, R: sqlx::Row>: Sized {
+    fn get(row: &'r R, name: &str, what: &str) -> Result<Self, Error>;
+}
+
+impl<'r, R, T> Column<'r, R> for T
+where
+    R: sqlx::Row,
+    for<'n> &'n str: sqlx::ColumnIndex<R>,
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn get(row: &'r R, name: &str, what: &str) -> Result<T, Error> {
+        row.try_get(name).map_err(|e| db_error(what, e))
+    }
+}
+
+/// A job row as a push; one reading for SQLite and PostgreSQL, which
+/// share the schema.
+pub(crate) fn push_row<'r, R>(row: &'r R) -> Result<Push, Error>
+where
+    R: sqlx::Row,
+    String: Column<'r, R>,
+    Option<String>: Column<'r, R>,
+{
+    let what = "reading a job";
+    let digest: String = Column::get(row, "digest", what)?;
+    let sender: String = Column::get(row, "sender", what)?;
+    Ok(Push {
+        event_id: Column::get(row, "event_id", what)?,
+        sender: parse_sender(&sender)?,
+        registry: Column::get(row, "registry", what)?,
+        repository: Column::get(row, "repository", what)?,
+        tag: Column::get(row, "tag", what)?,
+        digest: Digest::parse(&digest)?,
+        media_type: Column::get(row, "media_type", what)?,
+    })
+}
+
+/// The columns [`verdict_row`] reads.
+pub(crate) const SELECT_VERDICT: &str = "SELECT id, registry, repository, digest, tag, \
+     media_type, sender, event_id, attempts, received_at, outcome, report, error, duration_ms, \
+     judged_at FROM jobs";
+
+/// A judged job row as a verdict.
+pub(crate) fn verdict_row<'r, R>(row: &'r R) -> Result<Verdict, Error>
+where
+    R: sqlx::Row,
+    String: Column<'r, R>,
+    Option<String>: Column<'r, R>,
+    i64: Column<'r, R>,
+{
+    let what = "reading a verdict";
+    let outcome: String = Column::get(row, "outcome", what)?;
+    let duration: i64 = Column::get(row, "duration_ms", what)?;
+    let attempts: i64 = Column::get(row, "attempts", what)?;
+    Ok(Verdict {
+        push: push_row(row)?,
+        judgement: Judgement {
+            outcome: Outcome::parse(&outcome)
+                .ok_or_else(|| Error::corrupt(format!("store: unknown verdict {outcome:?}")))?,
+            report: Column::get(row, "report", what)?,
+            error: Column::get(row, "error", what)?,
+            duration: Duration::from_millis(duration.max(0) as u64),
+        },
+        attempts: attempts.max(0) as u32,
+        received_at_ms: Column::get(row, "received_at", what)?,
+        judged_at_ms: Column::get(row, "judged_at", what)?,
+    })
 }
 
 #[cfg(test)]

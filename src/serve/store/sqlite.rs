@@ -15,17 +15,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Enqueued, Job, Judgement, Outcome, Refused, Store, Verdict, db_error, millis, now_ms,
-    parse_sender, sender_name,
+    Enqueued, Job, Judgement, Refused, SELECT_VERDICT, Store, Verdict, db_error, millis, now_ms,
+    push_row, sender_name, verdict_row,
 };
-use crate::digest::Digest;
 use crate::error::Error;
 use crate::serve::events::Push;
 
@@ -563,41 +561,4 @@ async fn complete(
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-fn push_row(row: &SqliteRow) -> Result<Push, Error> {
-    let get = |e: sqlx::Error| db_error("reading a job", e);
-    let digest: String = row.try_get("digest").map_err(get)?;
-    let sender: String = row.try_get("sender").map_err(get)?;
-    Ok(Push {
-        event_id: row.try_get("event_id").map_err(get)?,
-        sender: parse_sender(&sender)?,
-        registry: row.try_get("registry").map_err(get)?,
-        repository: row.try_get("repository").map_err(get)?,
-        tag: row.try_get("tag").map_err(get)?,
-        digest: Digest::parse(&digest)?,
-        media_type: row.try_get("media_type").map_err(get)?,
-    })
-}
-
-const SELECT_VERDICT: &str = "SELECT id, registry, repository, digest, tag, media_type, sender, \
-     event_id, attempts, received_at, outcome, report, error, duration_ms, judged_at FROM jobs";
-
-fn verdict_row(row: &SqliteRow) -> Result<Verdict, Error> {
-    let get = |e: sqlx::Error| db_error("reading a verdict", e);
-    let outcome: String = row.try_get("outcome").map_err(get)?;
-    let duration: i64 = row.try_get("duration_ms").map_err(get)?;
-    Ok(Verdict {
-        push: push_row(row)?,
-        judgement: Judgement {
-            outcome: Outcome::parse(&outcome)
-                .ok_or_else(|| Error::corrupt(format!("store: unknown verdict {outcome:?}")))?,
-            report: row.try_get("report").map_err(get)?,
-            error: row.try_get("error").map_err(get)?,
-            duration: Duration::from_millis(duration.max(0) as u64),
-        },
-        attempts: row.try_get::<i64, _>("attempts").map_err(get)?.max(0) as u32,
-        received_at_ms: row.try_get("received_at").map_err(get)?,
-        judged_at_ms: row.try_get("judged_at").map_err(get)?,
-    })
 }
