@@ -7,13 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::Services;
+use crate::budget::verdict::Verdict;
 use crate::cli::args::{LogFormat, ServeArgs};
 use crate::cli::request;
 use crate::config::{ServeConfig, ServeRegistry, Settings};
 use crate::error::Error;
 use crate::measure::Measurer;
 use crate::measure::cache::{LayerCache, default_dir};
+use crate::publish::github::{DEFAULT_API_URL, Token};
+use crate::publish::notify::{DEFAULT_TIMEOUT, Notifier};
+use crate::publish::status::web_host_of_api;
 use crate::serve::events::auth::read_secret_file;
+use crate::serve::outbound::{GithubStatuses, Notifications, Outbound};
 use crate::serve::policy::{Baseline, Policies, PolicyInputs};
 use crate::serve::sources::{LoggedProgress, RegistrySources};
 use crate::serve::{ServeOptions, StoreChoice};
@@ -123,7 +128,123 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
         grace: Duration::from_secs(args.shutdown_grace),
         services,
         policies,
+        outbound: outbound(args, &cfg)?,
     })
+}
+
+/// Commit statuses and notifications, when configured; a half-configured
+/// one stops the start.
+fn outbound(args: &ServeArgs, cfg: &ServeConfig) -> Result<Outbound, Error> {
+    let public_url = args
+        .public_url
+        .clone()
+        .or(cfg.public_url.clone())
+        .map(|u| {
+            let parsed = url::Url::parse(&u)
+                .ok()
+                .filter(|p| matches!(p.scheme(), "http" | "https"));
+            parsed
+                .map(|_| u.trim_end_matches('/').to_string())
+                .ok_or_else(|| Error::usage(format!("--public-url {u:?} is not an http(s) URL")))
+        })
+        .transpose()?;
+    Ok(Outbound {
+        github: github_statuses(args, cfg)?,
+        notify: notifications(args, cfg)?,
+        public_url,
+    })
+}
+
+fn github_statuses(args: &ServeArgs, cfg: &ServeConfig) -> Result<Option<GithubStatuses>, Error> {
+    let file = cfg.github.clone().unwrap_or_default();
+    let api_url = args
+        .github_api_url
+        .clone()
+        .or(file.api_url)
+        .unwrap_or_else(|| DEFAULT_API_URL.to_string())
+        .trim_end_matches('/')
+        .to_string();
+    let Some(token_file) = args.github_token_file.as_ref().or(file.token_file.as_ref()) else {
+        if cfg.github.is_some() || args.github_api_url.is_some() {
+            return Err(Error::usage(
+                "commit statuses need a token: give --github-token-file FILE \
+                 (or token-file in [serve.github])",
+            ));
+        }
+        return Ok(None);
+    };
+    if !url::Url::parse(&api_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+        return Err(Error::usage(format!(
+            "--github-api-url {api_url:?} is not an http(s) URL"
+        )));
+    }
+    let token = read_secret_file(token_file)?;
+    let token = String::from_utf8(token)
+        .ok()
+        .and_then(Token::new)
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "{}: not a GitHub token (empty or not UTF-8)",
+                token_file.display()
+            ))
+        })?;
+    let web_host = file
+        .host
+        .map(|h| h.to_ascii_lowercase())
+        .or_else(|| web_host_of_api(&api_url))
+        .unwrap_or_else(|| "github.com".to_string());
+    tracing::info!(
+        api_url,
+        github_host = web_host,
+        "commit statuses for images whose source label is a repository on the GitHub host"
+    );
+    Ok(Some(GithubStatuses {
+        api_url,
+        token,
+        web_host,
+        context: file.context.unwrap_or_else(|| "sizeguard".to_string()),
+    }))
+}
+
+fn notifications(args: &ServeArgs, cfg: &ServeConfig) -> Result<Option<Notifications>, Error> {
+    let file = cfg.notify.clone().unwrap_or_default();
+    let Some(url) = args.notify_url.as_ref().or(file.url.as_ref()) else {
+        if cfg.notify.is_some() {
+            return Err(Error::usage("[serve.notify] needs a url"));
+        }
+        return Ok(None);
+    };
+    let mut notifier = Notifier::new(url, DEFAULT_TIMEOUT)?;
+    if let Some(secret_file) = &file.secret_file {
+        let secret = read_secret_file(secret_file)?;
+        let secret = String::from_utf8(secret).map_err(|_| {
+            Error::usage(format!(
+                "{}: the secret is not UTF-8",
+                secret_file.display()
+            ))
+        })?;
+        let header = file.header.as_deref().unwrap_or("Authorization");
+        notifier = notifier.with_header(header, &secret)?;
+    } else if file.header.is_some() {
+        return Err(Error::usage(
+            "[serve.notify] header needs secret-file: the file holds its value",
+        ));
+    }
+    let on = match &file.on {
+        None => vec![Verdict::Warn, Verdict::Fail],
+        Some(names) => names
+            .iter()
+            .map(|n| match n.as_str() {
+                "pass" => Ok(Verdict::Pass),
+                "warn" => Ok(Verdict::Warn),
+                "fail" => Ok(Verdict::Fail),
+                other => Err(Error::usage(format!(
+                    "[serve.notify] on: {other:?} is not pass, warn or fail"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Some(Notifications { notifier, on }))
 }
 
 fn default_baseline(args: &ServeArgs, cfg: &ServeConfig) -> Result<Baseline, Error> {
