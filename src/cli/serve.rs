@@ -316,3 +316,105 @@ fn registry_credentials(r: &ServeRegistry) -> Result<Option<(String, String)>, E
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::args::{Cli, Command};
+    use crate::error::Kind;
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["sizeguard", "serve"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(a) => *a,
+            _ => unreachable!("parsed as serve"),
+        }
+    }
+
+    fn serve_config(toml_text: &str) -> ServeConfig {
+        let settings: Settings = toml::from_str(toml_text).unwrap();
+        settings.serve.unwrap_or_default()
+    }
+
+    #[test]
+    fn publishing_from_the_file_and_from_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "ghs_abc\n").unwrap();
+        let hook_secret = dir.path().join("hook");
+        std::fs::write(&hook_secret, "Bearer xyz\n").unwrap();
+        let cfg = serve_config(&format!(
+            r#"
+[serve]
+public-url = "https://sizeguard.example/"
+[serve.github]
+token-file = "{}"
+api-url = "https://ghe.example.com/api/v3"
+context = "images"
+[serve.notify]
+url = "https://hooks.example.com/T/SECRET"
+on = ["fail"]
+secret-file = "{}"
+header = "X-Token"
+"#,
+            token.display(),
+            hook_secret.display()
+        ));
+        let out = outbound(&serve_args(&[]), &cfg).unwrap();
+        let github = out.github.unwrap();
+        assert_eq!(github.api_url, "https://ghe.example.com/api/v3");
+        assert_eq!(github.web_host, "ghe.example.com");
+        assert_eq!(github.context, "images");
+        assert_eq!(github.token.expose(), "ghs_abc");
+        let notify = out.notify.unwrap();
+        assert_eq!(notify.on, [Verdict::Fail]);
+        assert!(!format!("{notify:?}").contains("SECRET"));
+        assert_eq!(out.public_url.as_deref(), Some("https://sizeguard.example"));
+
+        // Flags alone: the public API, github.com, warn and fail.
+        let token_flag = token.display().to_string();
+        let args = serve_args(&[
+            "--github-token-file",
+            &token_flag,
+            "--notify-url",
+            "http://127.0.0.1:9/hook",
+        ]);
+        let out = outbound(&args, &ServeConfig::default()).unwrap();
+        let github = out.github.unwrap();
+        assert_eq!(github.api_url, DEFAULT_API_URL);
+        assert_eq!(github.web_host, "github.com");
+        assert_eq!(github.context, "sizeguard");
+        assert_eq!(out.notify.unwrap().on, [Verdict::Warn, Verdict::Fail]);
+        assert!(out.public_url.is_none());
+
+        // Nothing configured: nothing goes out.
+        let out = outbound(&serve_args(&[]), &ServeConfig::default()).unwrap();
+        assert!(out.github.is_none() && out.notify.is_none());
+    }
+
+    #[test]
+    fn half_configured_publishing_stops_the_start() {
+        let usage = |args: &[&str], toml_text: &str| {
+            let e = outbound(&serve_args(args), &serve_config(toml_text)).unwrap_err();
+            assert_eq!(e.kind(), Kind::Usage, "{toml_text}: {e:?}");
+            e.one_line()
+        };
+        usage(&[], "[serve.github]\ncontext = \"x\"\n");
+        usage(&["--github-api-url", "https://ghe.example.com/api/v3"], "");
+        usage(&[], "[serve.notify]\non = [\"fail\"]\n");
+        usage(
+            &[],
+            "[serve.notify]\nurl = \"https://h.example/x\"\non = [\"error\"]\n",
+        );
+        usage(
+            &[],
+            "[serve.notify]\nurl = \"https://h.example/x\"\nheader = \"X-Token\"\n",
+        );
+        let shown = usage(&["--notify-url", "ftp://h.example/SECRETPATH"], "");
+        assert!(!shown.contains("SECRETPATH"), "{shown}");
+        usage(&["--public-url", "not a url"], "");
+    }
+}
