@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::github_standin::GithubStandin;
+use support::github_standin::{GithubStandin, Limit};
 use support::layout::{Comp, ImageDesc, LayerSpec, LayoutBuilder, Platform};
 use support::registry::{Registry, RegistryOpts};
 use support::serve::{SECRET, Service};
@@ -440,4 +440,61 @@ fn publishing_failures_are_counted_and_never_judge_again() {
     assert!(log.contains("commit status not set"), "{log}");
     assert!(log.contains("notification not sent"), "{log}");
     assert!(!log.contains("SECRETPATH") && !log.contains(TOKEN), "{log}");
+}
+
+/// Run where a GitHub Actions runner reads its output (`GITHUB_ACTIONS=true`)
+/// and rate-limited once, the service still prints no workflow command:
+/// the wait is a log line, and the status is posted after it.
+#[test]
+fn a_rate_limited_status_is_logged_not_announced_as_a_workflow_command() {
+    let github = GithubStandin::start(TOKEN);
+    github.state().limits.push(Limit::Secondary { secs: 1 });
+    let addr = Service::pick_addr();
+    let reg = Registry::start_with(RegistryOpts {
+        notifications: Some(format!("http://{addr}/v1/events/distribution")),
+        notification_headers: vec![("Authorization".into(), format!("Bearer {SECRET}"))],
+        ..Default::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("github-token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let api_url = github.url();
+    let svc = Service::start_with_env(
+        &addr,
+        &[
+            "--allow-registry",
+            &reg.addr,
+            "--github-token-file",
+            token_file.to_str().unwrap(),
+            "--github-api-url",
+            &api_url,
+        ],
+        &[("GITHUB_ACTIONS", "true")],
+    );
+    let layout = tmp.path().join("layout");
+    let mut b = LayoutBuilder::new(&layout);
+    let layer = b.add_layer(&LayerSpec::new().file("app/bin", 100_000), Comp::Gzip);
+    let image = labelled(
+        &mut b,
+        &[layer],
+        "https://github.com/octo-org/shop",
+        SHA_PASS,
+        "v1",
+    );
+    reg.push_layout(&layout, "v1", "team/app:v1");
+    assert_eq!(
+        svc.wait_verdict(&image.digest, Duration::from_secs(90))["verdict"],
+        "pass"
+    );
+    wait_metric(
+        &svc,
+        "sizeguard_publish_total{target=\"github_status\",result=\"ok\"}",
+        1.0,
+    );
+    assert_eq!(github.requests().len(), 2, "one limited, one posted");
+    assert_eq!(github.state().statuses.len(), 1);
+    let log = svc.log();
+    assert!(log.contains("rate limit"), "{log}");
+    assert!(!log.contains("::notice"), "{log}");
+    assert!(!log.lines().any(|l| l.starts_with("::")), "{log}");
 }
