@@ -128,6 +128,42 @@ pub struct ServeConfig {
     /// First match wins.
     #[serde(default)]
     pub repositories: Vec<ServeRepository>,
+    /// The service's address as others reach it: statuses and
+    /// notifications link each verdict under it.
+    pub public_url: Option<String>,
+    /// Commit statuses on the commit an image's labels name.
+    pub github: Option<ServeGithub>,
+    /// A chat webhook told of some verdicts.
+    pub notify: Option<ServeNotify>,
+}
+
+/// `[serve.github]`: commit statuses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeGithub {
+    /// A token allowed to write commit statuses (`repo:status`).
+    pub token_file: Option<PathBuf>,
+    /// Default `https://api.github.com`; GitHub Enterprise Server:
+    /// `https://HOST/api/v3`.
+    pub api_url: Option<String>,
+    /// The web host whose repository URLs get statuses; default the API
+    /// URL's (`github.com` for the public API).
+    pub host: Option<String>,
+    /// Statuses are named `CONTEXT/REPOSITORY`; default `sizeguard`.
+    pub context: Option<String>,
+}
+
+/// `[serve.notify]`: a JSON POST on chosen verdicts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeNotify {
+    pub url: Option<String>,
+    /// Verdicts notified: `pass`, `warn`, `fail`; default warn and fail.
+    pub on: Option<Vec<String>>,
+    /// A file whose content is sent as the value of `header`.
+    pub secret_file: Option<PathBuf>,
+    /// Default `Authorization`.
+    pub header: Option<String>,
 }
 
 /// A registry the validator may measure from.

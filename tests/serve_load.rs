@@ -14,15 +14,21 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::serve::{SECRET, Service};
 
-/// Deliveries in the first burst, all of which fit in the queue.
-const BURST: usize = 4000;
+/// Deliveries sent before the clock starts: they open the connections
+/// and warm the service's paths, so the figure is the sustained rate, not
+/// connection set-up.
+const WARM_UP: usize = 64;
+/// Deliveries in the timed burst, all of which fit in the queue: large
+/// enough that a scheduling hiccup of the shared machine is a small part
+/// of it, small enough to finish in seconds (at the floor, 8 s).
+const BURST: usize = 8000;
 /// The queue's bound: the second burst overflows it.
-const MAX_QUEUE: usize = 5000;
-const OVERFLOW: usize = 2000;
+const MAX_QUEUE: usize = 10_000;
+const OVERFLOW: usize = 3000;
 const CONNECTIONS: usize = 32;
-/// The floor this test enforces: the target is 1000 events/s on the
-/// project's 2-core machine; the floor leaves room for a busy CI host.
-const FLOOR_PER_SECOND: f64 = 500.0;
+/// The target on the project's 2-core machine, shared with other builds:
+/// 1000 accepted events/s, each durable before its 202.
+const FLOOR_PER_SECOND: f64 = 1000.0;
 
 fn delivery(registry: &str, i: usize) -> Vec<u8> {
     let digest = format!("sha256:{:064x}", i + 1);
@@ -55,13 +61,22 @@ struct Tally {
     other: Vec<u16>,
 }
 
-/// Sends deliveries `range` over `CONNECTIONS` kept-alive connections.
-async fn burst(addr: &str, registry: &str, range: std::ops::Range<usize>) -> (Tally, Duration) {
-    let client = reqwest::Client::builder()
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
         .pool_max_idle_per_host(CONNECTIONS)
         .timeout(Duration::from_secs(30))
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Sends deliveries `range` over `CONNECTIONS` kept-alive connections of
+/// `client`; the time is from the first request to the last answer.
+async fn burst(
+    client: &reqwest::Client,
+    addr: &str,
+    registry: &str,
+    range: std::ops::Range<usize>,
+) -> (Tally, Duration) {
     let url = format!("http://{addr}/v1/events/distribution");
     let bodies: Vec<Vec<u8>> = range.map(|i| delivery(registry, i)).collect();
     let started = Instant::now();
@@ -132,7 +147,11 @@ fn a_burst_of_events_is_accepted_durably_and_a_full_queue_says_when_to_retry() {
         .build()
         .unwrap();
 
-    let (first, elapsed) = runtime.block_on(burst(&addr, &registry, 0..BURST));
+    let client = client();
+    let (warm, _) = runtime.block_on(burst(&client, &addr, &registry, 0..WARM_UP));
+    assert_eq!(warm.accepted, WARM_UP, "{warm:?}");
+    let sent = WARM_UP + BURST;
+    let (first, elapsed) = runtime.block_on(burst(&client, &addr, &registry, WARM_UP..sent));
     let rate = first.accepted as f64 / elapsed.as_secs_f64();
     eprintln!(
         "serve load: {} deliveries over {CONNECTIONS} connections in {:.3}s: {rate:.0} accepted events/s ({first:?})",
@@ -145,16 +164,17 @@ fn a_burst_of_events_is_accepted_durably_and_a_full_queue_says_when_to_retry() {
         "{rate:.0} accepted events/s, below {FLOOR_PER_SECOND}"
     );
 
-    let (second, elapsed) = runtime.block_on(burst(&addr, &registry, BURST..BURST + OVERFLOW));
+    let (second, elapsed) =
+        runtime.block_on(burst(&client, &addr, &registry, sent..sent + OVERFLOW));
     eprintln!(
         "serve load: {OVERFLOW} more with room for {}: {} accepted, {} answered 503 in {:.3}s",
-        MAX_QUEUE - BURST,
+        MAX_QUEUE - sent,
         second.accepted,
         second.full,
         elapsed.as_secs_f64()
     );
-    assert_eq!(second.accepted, MAX_QUEUE - BURST, "{second:?}");
-    assert_eq!(second.full, BURST + OVERFLOW - MAX_QUEUE, "{second:?}");
+    assert_eq!(second.accepted, MAX_QUEUE - sent, "{second:?}");
+    assert_eq!(second.full, sent + OVERFLOW - MAX_QUEUE, "{second:?}");
     assert_eq!(second.full_without_retry_after, 0, "{second:?}");
     assert!(second.other.is_empty(), "{second:?}");
     assert_eq!(svc.metric("sizeguard_queue_depth"), MAX_QUEUE as f64);

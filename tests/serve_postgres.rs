@@ -321,3 +321,77 @@ fn two_serve_replicas_on_one_database_judge_each_push_once() {
     let listed = b.get("/v1/verdicts?repository=team/app&limit=50").json();
     assert_eq!(listed["verdicts"].as_array().unwrap().len(), IMAGES);
 }
+
+/// `/readyz` asks the database itself: with PostgreSQL stopped under a
+/// running service it answers 503 and says why, while `/healthz` (the
+/// process is alive) stays 200; once PostgreSQL is back, 200 again and
+/// deliveries are queued.
+#[test]
+fn readyz_follows_the_database_and_healthz_does_not() {
+    use support::serve::Service;
+
+    let pg = Postgres::start();
+    let url = pg.database("ready");
+    let addr = Service::pick_addr();
+    let svc = Service::start(
+        &addr,
+        &[
+            "--database-url",
+            url.as_str(),
+            "--allow-registry",
+            "127.0.0.1:9",
+        ],
+    );
+    assert_eq!(svc.get("/readyz").status, 200, "{}", svc.log());
+
+    /// The first `/readyz` answer with `status` within `within`.
+    fn readyz_until(svc: &Service, status: u16, within: Duration) -> support::serve::Answer {
+        let deadline = Instant::now() + within;
+        loop {
+            let started = Instant::now();
+            let a = svc.get("/readyz");
+            // The probe is bounded: a down database is reported, not waited on.
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "/readyz took {:?}",
+                started.elapsed()
+            );
+            if a.status == status {
+                return a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/readyz still {} {} after {within:?}:\n{}",
+                a.status,
+                a.body,
+                svc.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pg.stop();
+    let down = readyz_until(&svc, 503, Duration::from_secs(20));
+    let reason = down.json()["error"].as_str().unwrap_or("").to_string();
+    assert!(reason.contains("PostgreSQL"), "{reason}");
+    assert!(!reason.contains("postgres://"), "{reason}");
+    assert_eq!(svc.get("/healthz").status, 200);
+
+    pg.start_again();
+    readyz_until(&svc, 200, Duration::from_secs(30));
+    assert_eq!(svc.get("/healthz").status, 200);
+    let digest = format!("sha256:{:064x}", 7);
+    let body = serde_json::json!({"events": [{
+        "id": "after-restart",
+        "action": "push",
+        "target": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "repository": "team/app",
+            "tag": "v1",
+        },
+        "request": {"host": "127.0.0.1:9"},
+    }]});
+    let a = svc.post_event("distribution", body.to_string().as_bytes());
+    assert_eq!(a.status, 202, "{}\n{}", a.body, svc.log());
+}

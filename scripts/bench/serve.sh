@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # How long `sizeguard serve` takes to judge a pushed ~1 GB image, against a
-# cold `sizeguard check` of the same image on the command line.
+# cold `sizeguard check` of the same image on the command line; or, with
+# `load`, the receivers' accepted events per second.
 #
 #   scripts/bench/serve.sh
+#   scripts/bench/serve.sh load
+#
+# `load` runs tests/serve_load.rs BENCH_RUNS times (default 5): 8000
+# single-event deliveries over 32 kept-alive loopback connections to a
+# service with the SQLite store, each answered 202 only once durable; it
+# prints each run's rate and the min and median. The test itself fails
+# below 1000/s.
 #
 # Builds a 4-layer image (each layer 128 MiB of random bytes and 128 MiB of
 # text: ~1 GiB unpacked, ~600 MB gzip), starts a loopback docker-registry
@@ -22,6 +30,24 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=${BENCH_RUNS:-3}
 WORK=${BENCH_WORK_DIR:-${TMPDIR:-/tmp}/sizeguard-serve-bench}
 log() { printf '[serve-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+if [ "${1:-}" = load ]; then
+  cd "$ROOT"
+  cargo test --quiet --features isal --test serve_load --no-run
+  rates=()
+  for run in $(seq "${BENCH_RUNS:-5}"); do
+    line=$(cargo test --quiet --features isal --test serve_load -- --nocapture 2>&1 |
+      grep -oE 'in [0-9.]+s: [0-9]+ accepted events/s' | head -1)
+    [ -n "$line" ] || { echo "run $run: the load test failed" >&2; exit 1; }
+    printf 'run %s (load %s): %s\n' "$run" "$(cut -d' ' -f1 /proc/loadavg)" "$line"
+    rates+=("$(printf '%s' "$line" | grep -oE '[0-9]+ accepted' | cut -d' ' -f1)")
+  done
+  printf '%s\n' "${rates[@]}" | sort -n | python3 -c '
+import sys
+r = [int(l) for l in sys.stdin if l.strip()]
+print("accepted events/s over %d runs: min %d, median %d, max %d" % (len(r), r[0], r[len(r) // 2], r[-1]))'
+  exit 0
+fi
 
 for t in docker-registry skopeo pigz curl python3 tar sha256sum; do
   command -v "$t" >/dev/null || { echo "missing $t (scripts/install-deps.sh)" >&2; exit 1; }

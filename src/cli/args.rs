@@ -178,6 +178,26 @@ pub struct ServeArgs {
     #[arg(long = "shutdown-grace", value_name = "SECONDS", default_value_t = 25)]
     pub shutdown_grace: u64,
 
+    /// The service's address as others reach it: commit statuses and
+    /// notifications link each verdict under it.
+    #[arg(long = "public-url", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Post a commit status on the commit an image's
+    /// `org.opencontainers.image.source`/`.revision` labels name, with the
+    /// token in FILE (`repo:status`).
+    #[arg(long = "github-token-file", value_name = "FILE")]
+    pub github_token_file: Option<PathBuf>,
+
+    /// The GitHub API for commit statuses (default https://api.github.com;
+    /// GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(long = "github-api-url", value_name = "URL")]
+    pub github_api_url: Option<String>,
+
+    /// POST a JSON message (a chat webhook) on warn and fail verdicts.
+    #[arg(long = "notify-url", value_name = "URL")]
+    pub notify_url: Option<String>,
+
     /// Log lines as text or JSON objects.
     #[arg(long = "log-format", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -7,13 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::Services;
+use crate::budget::verdict::Verdict;
 use crate::cli::args::{LogFormat, ServeArgs};
 use crate::cli::request;
 use crate::config::{ServeConfig, ServeRegistry, Settings};
 use crate::error::Error;
 use crate::measure::Measurer;
 use crate::measure::cache::{LayerCache, default_dir};
+use crate::publish::github::{DEFAULT_API_URL, Token};
+use crate::publish::notify::{DEFAULT_TIMEOUT, Notifier};
+use crate::publish::status::web_host_of_api;
 use crate::serve::events::auth::read_secret_file;
+use crate::serve::outbound::{GithubStatuses, Notifications, Outbound};
 use crate::serve::policy::{Baseline, Policies, PolicyInputs};
 use crate::serve::sources::{LoggedProgress, RegistrySources};
 use crate::serve::{ServeOptions, StoreChoice};
@@ -123,7 +128,123 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
         grace: Duration::from_secs(args.shutdown_grace),
         services,
         policies,
+        outbound: outbound(args, &cfg)?,
     })
+}
+
+/// Commit statuses and notifications, when configured; a half-configured
+/// one stops the start.
+fn outbound(args: &ServeArgs, cfg: &ServeConfig) -> Result<Outbound, Error> {
+    let public_url = args
+        .public_url
+        .clone()
+        .or(cfg.public_url.clone())
+        .map(|u| {
+            let parsed = url::Url::parse(&u)
+                .ok()
+                .filter(|p| matches!(p.scheme(), "http" | "https"));
+            parsed
+                .map(|_| u.trim_end_matches('/').to_string())
+                .ok_or_else(|| Error::usage(format!("--public-url {u:?} is not an http(s) URL")))
+        })
+        .transpose()?;
+    Ok(Outbound {
+        github: github_statuses(args, cfg)?,
+        notify: notifications(args, cfg)?,
+        public_url,
+    })
+}
+
+fn github_statuses(args: &ServeArgs, cfg: &ServeConfig) -> Result<Option<GithubStatuses>, Error> {
+    let file = cfg.github.clone().unwrap_or_default();
+    let api_url = args
+        .github_api_url
+        .clone()
+        .or(file.api_url)
+        .unwrap_or_else(|| DEFAULT_API_URL.to_string())
+        .trim_end_matches('/')
+        .to_string();
+    let Some(token_file) = args.github_token_file.as_ref().or(file.token_file.as_ref()) else {
+        if cfg.github.is_some() || args.github_api_url.is_some() {
+            return Err(Error::usage(
+                "commit statuses need a token: give --github-token-file FILE \
+                 (or token-file in [serve.github])",
+            ));
+        }
+        return Ok(None);
+    };
+    if !url::Url::parse(&api_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+        return Err(Error::usage(format!(
+            "--github-api-url {api_url:?} is not an http(s) URL"
+        )));
+    }
+    let token = read_secret_file(token_file)?;
+    let token = String::from_utf8(token)
+        .ok()
+        .and_then(Token::new)
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "{}: not a GitHub token (empty or not UTF-8)",
+                token_file.display()
+            ))
+        })?;
+    let web_host = file
+        .host
+        .map(|h| h.to_ascii_lowercase())
+        .or_else(|| web_host_of_api(&api_url))
+        .unwrap_or_else(|| "github.com".to_string());
+    tracing::info!(
+        api_url,
+        github_host = web_host,
+        "commit statuses for images whose source label is a repository on the GitHub host"
+    );
+    Ok(Some(GithubStatuses {
+        api_url,
+        token,
+        web_host,
+        context: file.context.unwrap_or_else(|| "sizeguard".to_string()),
+    }))
+}
+
+fn notifications(args: &ServeArgs, cfg: &ServeConfig) -> Result<Option<Notifications>, Error> {
+    let file = cfg.notify.clone().unwrap_or_default();
+    let Some(url) = args.notify_url.as_ref().or(file.url.as_ref()) else {
+        if cfg.notify.is_some() {
+            return Err(Error::usage("[serve.notify] needs a url"));
+        }
+        return Ok(None);
+    };
+    let mut notifier = Notifier::new(url, DEFAULT_TIMEOUT)?;
+    if let Some(secret_file) = &file.secret_file {
+        let secret = read_secret_file(secret_file)?;
+        let secret = String::from_utf8(secret).map_err(|_| {
+            Error::usage(format!(
+                "{}: the secret is not UTF-8",
+                secret_file.display()
+            ))
+        })?;
+        let header = file.header.as_deref().unwrap_or("Authorization");
+        notifier = notifier.with_header(header, &secret)?;
+    } else if file.header.is_some() {
+        return Err(Error::usage(
+            "[serve.notify] header needs secret-file: the file holds its value",
+        ));
+    }
+    let on = match &file.on {
+        None => vec![Verdict::Warn, Verdict::Fail],
+        Some(names) => names
+            .iter()
+            .map(|n| match n.as_str() {
+                "pass" => Ok(Verdict::Pass),
+                "warn" => Ok(Verdict::Warn),
+                "fail" => Ok(Verdict::Fail),
+                other => Err(Error::usage(format!(
+                    "[serve.notify] on: {other:?} is not pass, warn or fail"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Some(Notifications { notifier, on }))
 }
 
 fn default_baseline(args: &ServeArgs, cfg: &ServeConfig) -> Result<Baseline, Error> {
@@ -193,5 +314,107 @@ fn registry_credentials(r: &ServeRegistry) -> Result<Option<(String, String)>, E
             "serve.registries {:?}: username and password-file go together",
             r.host
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::args::{Cli, Command};
+    use crate::error::Kind;
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["sizeguard", "serve"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(a) => *a,
+            _ => unreachable!("parsed as serve"),
+        }
+    }
+
+    fn serve_config(toml_text: &str) -> ServeConfig {
+        let settings: Settings = toml::from_str(toml_text).unwrap();
+        settings.serve.unwrap_or_default()
+    }
+
+    #[test]
+    fn publishing_from_the_file_and_from_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "ghs_abc\n").unwrap();
+        let hook_secret = dir.path().join("hook");
+        std::fs::write(&hook_secret, "Bearer xyz\n").unwrap();
+        let cfg = serve_config(&format!(
+            r#"
+[serve]
+public-url = "https://sizeguard.example/"
+[serve.github]
+token-file = "{}"
+api-url = "https://ghe.example.com/api/v3"
+context = "images"
+[serve.notify]
+url = "https://hooks.example.com/T/SECRET"
+on = ["fail"]
+secret-file = "{}"
+header = "X-Token"
+"#,
+            token.display(),
+            hook_secret.display()
+        ));
+        let out = outbound(&serve_args(&[]), &cfg).unwrap();
+        let github = out.github.unwrap();
+        assert_eq!(github.api_url, "https://ghe.example.com/api/v3");
+        assert_eq!(github.web_host, "ghe.example.com");
+        assert_eq!(github.context, "images");
+        assert_eq!(github.token.expose(), "ghs_abc");
+        let notify = out.notify.unwrap();
+        assert_eq!(notify.on, [Verdict::Fail]);
+        assert!(!format!("{notify:?}").contains("SECRET"));
+        assert_eq!(out.public_url.as_deref(), Some("https://sizeguard.example"));
+
+        // Flags alone: the public API, github.com, warn and fail.
+        let token_flag = token.display().to_string();
+        let args = serve_args(&[
+            "--github-token-file",
+            &token_flag,
+            "--notify-url",
+            "http://127.0.0.1:9/hook",
+        ]);
+        let out = outbound(&args, &ServeConfig::default()).unwrap();
+        let github = out.github.unwrap();
+        assert_eq!(github.api_url, DEFAULT_API_URL);
+        assert_eq!(github.web_host, "github.com");
+        assert_eq!(github.context, "sizeguard");
+        assert_eq!(out.notify.unwrap().on, [Verdict::Warn, Verdict::Fail]);
+        assert!(out.public_url.is_none());
+
+        // Nothing configured: nothing goes out.
+        let out = outbound(&serve_args(&[]), &ServeConfig::default()).unwrap();
+        assert!(out.github.is_none() && out.notify.is_none());
+    }
+
+    #[test]
+    fn half_configured_publishing_stops_the_start() {
+        let usage = |args: &[&str], toml_text: &str| {
+            let e = outbound(&serve_args(args), &serve_config(toml_text)).unwrap_err();
+            assert_eq!(e.kind(), Kind::Usage, "{toml_text}: {e:?}");
+            e.one_line()
+        };
+        usage(&[], "[serve.github]\ncontext = \"x\"\n");
+        usage(&["--github-api-url", "https://ghe.example.com/api/v3"], "");
+        usage(&[], "[serve.notify]\non = [\"fail\"]\n");
+        usage(
+            &[],
+            "[serve.notify]\nurl = \"https://h.example/x\"\non = [\"error\"]\n",
+        );
+        usage(
+            &[],
+            "[serve.notify]\nurl = \"https://h.example/x\"\nheader = \"X-Token\"\n",
+        );
+        let shown = usage(&["--notify-url", "ftp://h.example/SECRETPATH"], "");
+        assert!(!shown.contains("SECRETPATH"), "{shown}");
+        usage(&["--public-url", "not a url"], "");
     }
 }

@@ -386,6 +386,10 @@ pub(super) struct Api {
     owner: String,
     repo: String,
     max_wait: Duration,
+    /// Rate-limit waits as `::notice::` lines (the CLI, in a workflow), or
+    /// only through `tracing` (the service: its stderr is a log, and an
+    /// Actions runner reading it must not take text for commands).
+    workflow_commands: bool,
 }
 
 impl Api {
@@ -402,7 +406,15 @@ impl Api {
             owner: ctx.owner.clone(),
             repo: ctx.repo.clone(),
             max_wait: Duration::from_secs(max_wait),
+            workflow_commands: true,
         })
+    }
+
+    /// The same client for a long-running service: nothing is printed,
+    /// everything it would say goes to the log.
+    pub(super) fn without_workflow_commands(mut self) -> Self {
+        self.workflow_commands = false;
+        self
     }
 
     pub(super) fn repo_path(&self) -> String {
@@ -456,11 +468,16 @@ impl Api {
                         self.max_wait.as_secs()
                     )));
                 }
-                notice(&format!(
+                let message = format!(
                     "GitHub API rate limit ({}): waiting {}s before retrying {what}",
                     reply.status,
                     wait.as_secs()
-                ));
+                );
+                if self.workflow_commands {
+                    notice(&message);
+                } else {
+                    tracing::info!("{message}");
+                }
                 tokio::time::sleep(wait).await;
                 attempt += 1;
                 continue;

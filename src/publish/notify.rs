@@ -92,6 +92,9 @@ pub fn wanted(verdict: Verdict) -> bool {
 pub struct Notifier {
     client: reqwest::Client,
     url: url::Url,
+    /// A header the endpoint expects (`Authorization: Bearer …`, an API
+    /// key), from a secret file; never logged.
+    header: Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -129,7 +132,27 @@ impl Notifier {
             .user_agent(concat!("sizeguard/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::transient("notification client").with_source(e))?;
-        Ok(Notifier { client, url })
+        Ok(Notifier {
+            client,
+            url,
+            header: None,
+        })
+    }
+
+    /// Sends `name: value` with every notification. Errors name the header,
+    /// never its value.
+    pub fn with_header(mut self, name: &str, value: &str) -> Result<Notifier, Error> {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            Error::usage(format!("notification header {name:?} is not a header name"))
+        })?;
+        let mut value = reqwest::header::HeaderValue::from_str(value.trim()).map_err(|_| {
+            Error::usage(format!(
+                "notification header {name}: the secret is not a valid header value"
+            ))
+        })?;
+        value.set_sensitive(true);
+        self.header = Some((name, value));
+        Ok(self)
     }
 
     /// Posts `n`, once more after a pause if the first attempt may
@@ -151,10 +174,11 @@ impl Notifier {
 
     async fn attempt(&self, n: &Notification) -> Result<(), Error> {
         let what = || format!("notification to {}", shown(&self.url));
-        let resp = self
-            .client
-            .post(self.url.clone())
-            .json(n)
+        let mut request = self.client.post(self.url.clone()).json(n);
+        if let Some((name, value)) = &self.header {
+            request = request.header(name, value);
+        }
+        let resp = request
             .send()
             .await
             // The transport error's text quotes the URL: keep only its kind.
@@ -307,6 +331,33 @@ mod tests {
                 "verdict",
                 "verdict_url"
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_configured_header_is_sent_and_never_shown() {
+        let l = listener(vec![(Duration::ZERO, 200)]).await;
+        let n = Notifier::new(&l.url, DEFAULT_TIMEOUT)
+            .unwrap()
+            .with_header("X-Hook-Token", "s3cr3t-value\n")
+            .unwrap();
+        assert!(!format!("{n:?}").contains("s3cr3t"));
+        n.send(&sample()).await.unwrap();
+        let (head, _) = l.seen.lock().unwrap()[0].clone();
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("x-hook-token: s3cr3t-value"),
+            "{head}"
+        );
+        let bad = Notifier::new(&l.url, DEFAULT_TIMEOUT)
+            .unwrap()
+            .with_header("X-Hook-Token", "a\u{7f}b-s3cr3t");
+        assert!(!bad.unwrap_err().one_line().contains("s3cr3t"));
+        assert!(
+            Notifier::new(&l.url, DEFAULT_TIMEOUT)
+                .unwrap()
+                .with_header("bad header", "x")
+                .is_err()
         );
     }
 

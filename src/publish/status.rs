@@ -104,6 +104,16 @@ impl Status {
         }
     }
 
+    /// The same status under another context prefix than `sizeguard`
+    /// (`PREFIX/repository`), for several services posting on one commit.
+    pub fn in_context(mut self, prefix: &str, repository: &str) -> Status {
+        self.context = cut(
+            &escape::plain(&format!("{prefix}/{repository}")),
+            MAX_CONTEXT,
+        );
+        self
+    }
+
     fn body(&self) -> Value {
         let mut body = json!({
             "state": self.state.as_str(),
@@ -248,7 +258,8 @@ pub async fn post(
         docs_url: None,
         same_repository: false,
     };
-    let api = Api::new(&ctx)?;
+    // Only `serve` posts statuses: its output is a log, not a workflow's.
+    let api = Api::new(&ctx)?.without_workflow_commands();
     let uri = format!("{}/statuses/{}", api.repo_path(), commit.sha);
     let what = format!(
         "setting status {} on {}/{}@{}",

@@ -216,9 +216,12 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     if !s.ready.load(Ordering::Relaxed) {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    match s.store.depth().await {
-        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.one_line()),
+    match s.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e.one_line(), "not ready: the store does not answer");
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.one_line())
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub struct Metrics {
     duration: Histogram,
     verdicts: Family<Labels, Counter>,
     retries: Counter,
+    publish: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -47,6 +48,7 @@ impl Metrics {
         ]);
         let verdicts = Family::<Labels, Counter>::default();
         let retries = Counter::default();
+        let publish = Family::<Labels, Counter>::default();
         registry.register(
             "events_received",
             "Events in authenticated, well-formed deliveries, by sender",
@@ -84,6 +86,11 @@ impl Metrics {
             "Judgements put back in the queue after a transient error",
             retries.clone(),
         );
+        registry.register(
+            "publish",
+            "Verdicts published (GitHub commit status, notification), by target and result",
+            publish.clone(),
+        );
         Metrics {
             registry,
             received,
@@ -95,6 +102,7 @@ impl Metrics {
             duration,
             verdicts,
             retries,
+            publish,
         }
     }
 
@@ -137,6 +145,15 @@ impl Metrics {
 
     pub fn retried(&self) {
         self.retries.inc();
+    }
+
+    /// One verdict's publication to `target` (`github_status`, `notify`)
+    /// ended as `result` (`ok`, `error`, `refused`: the image's labels
+    /// name nothing a status may be posted on).
+    pub fn published(&self, target: &'static str, result: &'static str) {
+        self.publish
+            .get_or_create(&vec![("target", target), ("result", result)])
+            .inc();
     }
 
     /// The text exposition, with the queue depth as of now.

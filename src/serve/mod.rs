@@ -7,10 +7,12 @@
 //! - [`http`]: receivers, the verdict API, health and metrics.
 //! - [`worker`]: claim, judge, record.
 //! - [`policy`]: which rules and baseline a repository gets.
+//! - [`outbound`]: verdicts out to a GitHub commit status and a chat webhook.
 
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod outbound;
 pub mod policy;
 pub mod sources;
 pub mod store;
@@ -28,6 +30,7 @@ use crate::app::Services;
 use crate::error::Error;
 use crate::serve::http::AppState;
 use crate::serve::metrics::Metrics;
+use crate::serve::outbound::{Outbound, Publisher};
 use crate::serve::policy::Policies;
 use crate::serve::store::Store;
 use crate::serve::store::postgres::PostgresStore;
@@ -58,6 +61,7 @@ pub struct ServeOptions {
     pub grace: Duration,
     pub services: Services,
     pub policies: Policies,
+    pub outbound: Outbound,
 }
 
 /// The shutdown signal, observable by every task.
@@ -111,6 +115,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         services: opts.services,
         policies: Arc::new(opts.policies),
         allowed: opts.allowed,
+        publisher: Arc::new(Publisher::new(opts.outbound, metrics.clone())),
         metrics,
         wake: wake.clone(),
         lease: opts.lease,

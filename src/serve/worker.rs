@@ -12,10 +12,14 @@ use tracing::Instrument;
 
 use crate::app::{self, Services};
 use crate::budget::Verdict as CheckVerdict;
+use crate::budget::verdict::CheckReport;
 use crate::error::Error;
 use crate::report::json::Json;
+use crate::report::markdown::{Style, headline};
+use crate::report::view::CheckView;
 use crate::serve::Shutdown;
 use crate::serve::metrics::Metrics;
+use crate::serve::outbound::{Judged, Publisher};
 use crate::serve::policy::Policies;
 use crate::serve::store::{Job, Judgement, Outcome, Store};
 
@@ -30,6 +34,8 @@ pub struct Workers {
     pub policies: Arc<Policies>,
     pub allowed: HashSet<String>,
     pub metrics: Arc<Metrics>,
+    /// Where a stored verdict goes next (commit status, notification).
+    pub publisher: Arc<Publisher>,
     pub wake: Arc<Notify>,
     /// How long a claimed job stays leased without renewal.
     pub lease: Duration,
@@ -93,13 +99,17 @@ impl Workers {
             self.check_with_lease(&job).await
         };
         let elapsed = started.elapsed();
+        let mut judged = None;
         let judgement = match result {
-            Ok((outcome, report)) => Judgement {
-                outcome,
-                report: Some(report),
-                error: None,
-                duration: elapsed,
-            },
+            Ok((outcome, report, publish)) => {
+                judged = Some(publish);
+                Judgement {
+                    outcome,
+                    report: Some(report),
+                    error: None,
+                    duration: elapsed,
+                }
+            }
             Err(e) if e.kind().is_retryable() && job.attempts < MAX_ATTEMPTS => {
                 let retry_in = self.first_retry * 2u32.pow(job.attempts.saturating_sub(1));
                 tracing::warn!(error = %e.one_line(), ?retry_in, "judging failed; will retry");
@@ -126,14 +136,20 @@ impl Workers {
                     error = judgement.error.as_deref(),
                     "judged"
                 );
+                // Only a verdict this worker stored is published: one whose
+                // lease was lost is another worker's to publish.
+                if let Some(judged) = judged {
+                    self.publisher.spawn(push.clone(), judged);
+                }
             }
             Ok(false) => tracing::warn!("lease lost before the verdict was recorded"),
             Err(e) => tracing::error!(error = %e.one_line(), "recording the verdict failed"),
         }
     }
 
-    /// Runs the check while renewing the job's lease, within the timeout.
-    async fn check_with_lease(&self, job: &Job) -> Result<(Outcome, String), Error> {
+    /// Runs the check while renewing the job's lease, within the timeout:
+    /// the outcome, the report's JSON, and what the verdict is published with.
+    async fn check_with_lease(&self, job: &Job) -> Result<(Outcome, String, Judged), Error> {
         let request = self.policies.request(&job.push);
         tracing::info!(
             candidate = request.candidate,
@@ -155,7 +171,7 @@ impl Workers {
                         CheckVerdict::Warn => Outcome::Warn,
                         CheckVerdict::Fail => Outcome::Fail,
                     };
-                    return Ok((outcome, Json::check_document(&report)));
+                    return Ok((outcome, Json::check_document(&report), judged(&report)));
                 }
                 _ = renew.tick() => {
                     match self.store.renew(job, self.lease).await {
@@ -166,5 +182,27 @@ impl Workers {
                 }
             }
         }
+    }
+}
+
+/// What a verdict is published with: its one-line headline without the
+/// icon, and the labels of the first platform image that names a source.
+fn judged(report: &CheckReport) -> Judged {
+    let line = headline(&CheckView::from_report(report), Style::Plain);
+    let summary = line
+        .split_once(' ')
+        .map_or(line.as_str(), |(_icon, rest)| rest)
+        .to_string();
+    let provenance = report
+        .platforms
+        .iter()
+        .map(|p| &p.candidate.image.provenance)
+        .find(|p| p.source.is_some())
+        .cloned()
+        .unwrap_or_default();
+    Judged {
+        verdict: report.verdict,
+        summary,
+        provenance,
     }
 }

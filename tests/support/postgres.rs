@@ -172,20 +172,7 @@ impl Postgres {
         // A port free now may be taken before the server binds it: retry.
         for attempt in 0..3 {
             let port = free_port();
-            let mut start = as_test_user(&bin.join("pg_ctl"), null.as_deref());
-            start
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(dir.path().join("server.log"))
-                .arg("-o")
-                .arg(format!(
-                    "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
-                     -c max_connections=200",
-                    dir.path().display()
-                ))
-                .args(["-w", "-t", "60", "start"]);
-            let out = start.output().expect("pg_ctl start");
+            let out = pg_ctl_start(&bin, null.as_deref(), dir.path(), port);
             if out.status.success() {
                 return Postgres {
                     dir,
@@ -206,6 +193,27 @@ impl Postgres {
             std::thread::sleep(Duration::from_millis(200));
         }
         unreachable!()
+    }
+
+    /// Stops the server (fast shutdown: connections are closed), keeping
+    /// its data for [`Postgres::start_again`].
+    pub fn stop(&self) {
+        let mut stop = as_test_user(&self.bin.join("pg_ctl"), self.null.as_deref());
+        stop.arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "fast", "-w", "-t", "60", "stop"]);
+        run(stop, "pg_ctl stop");
+    }
+
+    /// Starts a stopped server again on the same port and data.
+    pub fn start_again(&self) {
+        let out = pg_ctl_start(&self.bin, self.null.as_deref(), self.dir.path(), self.port);
+        assert!(
+            out.status.success(),
+            "pg_ctl start (again) failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
     }
 
     /// A new empty database; returns its URL.
@@ -248,6 +256,25 @@ impl Drop for Postgres {
         let _ = stop.output();
         // The directory itself goes with `dir` (TempDir's Drop).
     }
+}
+
+/// `pg_ctl start` of the cluster in `dir` on `port`, waiting until it
+/// accepts connections.
+fn pg_ctl_start(bin: &Path, null: Option<&Path>, dir: &Path, port: u16) -> std::process::Output {
+    let mut start = as_test_user(&bin.join("pg_ctl"), null);
+    start
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-l")
+        .arg(dir.join("server.log"))
+        .arg("-o")
+        .arg(format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
+             -c max_connections=200",
+            dir.display()
+        ))
+        .args(["-w", "-t", "60", "start"]);
+    start.output().expect("pg_ctl start")
 }
 
 fn free_port() -> u16 {

@@ -24,6 +24,7 @@ pub struct Service {
     pub secret_file: PathBuf,
     pub log_path: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
@@ -58,6 +59,12 @@ impl Service {
 
     /// `sizeguard serve --listen ADDR --data-dir D --secret-file F ARGS`.
     pub fn start(addr: &str, args: &[&str]) -> Service {
+        Self::start_with_env(addr, args, &[])
+    }
+
+    /// The same, with variables set in the service's (otherwise scrubbed)
+    /// environment.
+    pub fn start_with_env(addr: &str, args: &[&str], env: &[(&str, &str)]) -> Service {
         let dir = tempfile::Builder::new()
             .prefix("sizeguard-serve-")
             .tempdir()
@@ -72,6 +79,10 @@ impl Service {
             secret_file,
             log_path: dir.path().join("serve.log"),
             args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             dir,
         };
@@ -98,7 +109,11 @@ impl Service {
         args.extend(self.args.iter().cloned());
         let home = self.dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
-        let mut cmd = Run::new(&args).with_layer_cache().command(&home);
+        let mut run = Run::new(&args).with_layer_cache();
+        for (k, v) in &self.env {
+            run = run.env(k, v);
+        }
+        let mut cmd = run.command(&home);
         let log = File::options()
             .create(true)
             .append(true)

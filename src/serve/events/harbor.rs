@@ -1,17 +1,29 @@
-//! Harbor webhooks (the "HTTP" notify type, payload format "Default").
+//! Harbor webhooks, in both payload formats a webhook policy offers.
 //!
-//! Only `PUSH_ARTIFACT` is work: one [`Push`] per entry of
-//! `event_data.resources[]` (a push of several tags of one digest lists
-//! each). Every other event type (pulls, deletes, scans, quota,
-//! replication, Harbor's "Test Endpoint" delivery) is acknowledged and
-//! ignored.
+//! - "Default": `{"type": "PUSH_ARTIFACT", "occur_at": ..., "event_data":
+//!   {"resources": [...], "repository": {...}}}`.
+//! - "CloudEvents" (Harbor 2.10+): a structured-mode CloudEvent,
+//!   `Content-Type: application/cloudevents+json`, `{"specversion": "1.0",
+//!   "id": UUID, "type": "harbor.artifact.pushed", "time": ..., "data":
+//!   {...}}` where `data` is the Default format's `event_data` (Harbor's
+//!   `src/pkg/notifier/formats/cloudevents.go`, `CloudEvents.Format`). The
+//!   binary mode (`ce-type`, `ce-id` headers, `data` as the body) is read
+//!   too, for relays that convert to it.
 //!
-//! Harbor sends no event id. A retried delivery repeats the payload, so
-//! the id is built from what a retry keeps: the event time, the
-//! repository, the digest and the tag. The registry host is the authority
-//! of `resource_url` (`harbor.example.com/project/app:tag`), which Harbor
-//! builds from its configured external URL; the receiver checks it
-//! against the configured registries like any other.
+//! Only an artifact push (`PUSH_ARTIFACT`, `harbor.artifact.pushed`) is
+//! work: one [`Push`] per entry of `resources[]` (a push of several tags of
+//! one digest lists each). Every other event type (pulls, deletes, scans,
+//! quota, replication, Harbor's "Test Endpoint" delivery) is acknowledged
+//! and ignored.
+//!
+//! The Default format has no event id. A retried delivery repeats the
+//! payload, so the id is built from what a retry keeps: the event time,
+//! the repository, the digest and the tag. A CloudEvent's `id` is drawn
+//! once, when Harbor formats the payload, and its webhook job re-sends
+//! that payload unchanged, so it takes the time's place. The registry host
+//! is the authority of `resource_url` (`harbor.example.com/project/app:tag`),
+//! which Harbor builds from its configured external URL; the receiver
+//! checks it against the configured registries like any other.
 //!
 //! Malformed deliveries are errors of kind `Usage` (400); a resource with
 //! a value sizeguard refuses is ignored as `invalid`, the others in the
@@ -25,9 +37,36 @@ use crate::error::Error;
 
 const WHAT: &str = "harbor webhook";
 
-/// Parses one delivery to `/v1/events/harbor`.
-pub fn parse(body: &[u8], _headers: &http::HeaderMap) -> Result<Vec<Incoming>, Error> {
+/// The CloudEvents type of an artifact push (Harbor's `eventTypeMapping`).
+const CE_PUSHED: &str = "harbor.artifact.pushed";
+
+/// Parses one delivery to `/v1/events/harbor`, in either payload format.
+pub fn parse(body: &[u8], headers: &http::HeaderMap) -> Result<Vec<Incoming>, Error> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(kind) = header("ce-type") {
+        if header("ce-specversion").is_none() {
+            return Err(Error::usage(format!(
+                "{WHAT}: a binary-mode CloudEvent without `ce-specversion`"
+            )));
+        }
+        let id = header("ce-id")
+            .ok_or_else(|| Error::usage(format!("{WHAT}: a CloudEvent without `ce-id`")))?;
+        if kind != CE_PUSHED {
+            return Ok(vec![not_a_push(kind, id)]);
+        }
+        let data = Value::Object(fields::parse_object(body, WHAT)?);
+        return pushes(&data, id);
+    }
     let object = Value::Object(fields::parse_object(body, WHAT)?);
+    if object.get("specversion").is_some() {
+        return cloud_event(&object);
+    }
     let kind =
         str_at(&object, &["type"]).ok_or_else(|| Error::usage(format!("{WHAT}: no `type`")))?;
     let occur_at = match object.get("occur_at") {
@@ -36,20 +75,47 @@ pub fn parse(body: &[u8], _headers: &http::HeaderMap) -> Result<Vec<Incoming>, E
         _ => String::new(),
     };
     if kind != "PUSH_ARTIFACT" {
-        let id = fields::event_id(&format!("{kind}/{occur_at}")).unwrap_or_default();
-        return Ok(vec![Incoming::Ignored {
-            event_id: id,
-            reason: "not_a_push",
-        }]);
+        return Ok(vec![not_a_push(kind, &occur_at)]);
     }
     let data = object
         .get("event_data")
         .ok_or_else(|| Error::usage(format!("{WHAT}: PUSH_ARTIFACT without `event_data`")))?;
+    pushes(data, &occur_at)
+}
+
+/// A structured-mode CloudEvent.
+fn cloud_event(object: &Value) -> Result<Vec<Incoming>, Error> {
+    let field = |name: &str| {
+        str_at(object, &[name])
+            .ok_or_else(|| Error::usage(format!("{WHAT}: a CloudEvent without `{name}`")))
+    };
+    let (kind, id) = (field("type")?, field("id")?);
+    if kind != CE_PUSHED {
+        return Ok(vec![not_a_push(kind, id)]);
+    }
+    let data = object
+        .get("data")
+        .filter(|d| d.is_object())
+        .ok_or_else(|| Error::usage(format!("{WHAT}: {CE_PUSHED} without a `data` object")))?;
+    pushes(data, id)
+}
+
+fn not_a_push(kind: &str, id: &str) -> Incoming {
+    Incoming::Ignored {
+        event_id: fields::event_id(&format!("{kind}/{id}")).unwrap_or_default(),
+        reason: "not_a_push",
+    }
+}
+
+/// The pushes of an artifact push's data (`event_data` in the Default
+/// format, `data` in a CloudEvent); `id` is what tells this delivery from
+/// another (the Default format's time, a CloudEvent's id).
+fn pushes(data: &Value, id: &str) -> Result<Vec<Incoming>, Error> {
     let resources = match data.get("resources") {
         Some(Value::Array(r)) => r,
         _ => {
             return Err(Error::usage(format!(
-                "{WHAT}: `event_data.resources` is not an array"
+                "{WHAT}: the artifact push's `resources` is not an array"
             )));
         }
     };
@@ -68,7 +134,7 @@ pub fn parse(body: &[u8], _headers: &http::HeaderMap) -> Result<Vec<Incoming>, E
         });
     Ok(resources
         .iter()
-        .map(|r| resource(r, full_name.as_deref(), &occur_at))
+        .map(|r| resource(r, full_name.as_deref(), id))
         .collect())
 }
 
@@ -172,6 +238,151 @@ mod tests {
         );
         // A retry repeats the payload and so the id.
         assert_eq!(parse_str(DOCS_PUSH).unwrap(), out);
+    }
+
+    /// A CloudEvents delivery as Harbor builds it: the example in the doc
+    /// comment of `CloudEvents.Format` (goharbor/harbor,
+    /// src/pkg/notifier/formats/cloudevents.go; the `data` field as its
+    /// test, cloudevents_test.go, checks it), with the type an artifact
+    /// push gets from `eventTypeMapping` and a pushed tag.
+    const CE_PUSH: &str = r#"{
+   "specversion":"1.0",
+   "requestid": "2eedfab8-61d3-4f3c-8ec3-8f82d1ec4c84",
+   "id":"4b2f89a6-548d-4c12-9993-a1f5790b97d2",
+   "source":"/projects/1/webhook/policies/3",
+   "type":"harbor.artifact.pushed",
+   "datacontenttype":"application/json",
+   "time":"2023-03-06T06:08:43Z",
+   "data":{
+      "resources":[
+         {
+            "digest":"sha256:dde8e930c7b6a490f728e66292bc9bce42efc9bbb5278bae40e4f30f6e00fe8c",
+            "tag":"1.36",
+            "resource_url":"harbor.dev/library/busybox:1.36"
+         }
+      ],
+      "repository":{
+         "date_created":1677053165,
+         "name":"busybox",
+         "namespace":"library",
+         "repo_full_name":"library/busybox",
+         "repo_type":"public"
+      }
+   },
+   "operator":"robot$library+scanner-Trivy-51fe4548-bbe5-11ed-9217-0242ac14000d"
+}"#;
+
+    fn ce_headers() -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "content-type",
+            "application/cloudevents+json".parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn cloud_events_structured_push() {
+        let out = parse(CE_PUSH.as_bytes(), &ce_headers()).unwrap();
+        let [Incoming::Push(p)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(p.sender, Sender::Harbor);
+        assert_eq!(p.registry, "harbor.dev");
+        assert_eq!(p.repository, "library/busybox");
+        assert_eq!(p.tag.as_deref(), Some("1.36"));
+        assert_eq!(
+            p.digest.to_string(),
+            "sha256:dde8e930c7b6a490f728e66292bc9bce42efc9bbb5278bae40e4f30f6e00fe8c"
+        );
+        assert_eq!(
+            p.event_id,
+            "4b2f89a6-548d-4c12-9993-a1f5790b97d2/library/busybox@sha256:dde8e930c7b6a490f728e66292bc9bce42efc9bbb5278bae40e4f30f6e00fe8c/1.36"
+        );
+        // Harbor's webhook job re-sends the formatted payload: same id.
+        assert_eq!(parse(CE_PUSH.as_bytes(), &ce_headers()).unwrap(), out);
+        // The structure decides, not the content type a proxy may rewrite.
+        assert_eq!(parse_str(CE_PUSH).unwrap(), out);
+    }
+
+    #[test]
+    fn cloud_events_other_types_are_acknowledged_and_ignored() {
+        // Harbor's `eventTypeMapping`: everything but the push.
+        for kind in [
+            "harbor.artifact.pulled",
+            "harbor.artifact.deleted",
+            "harbor.quota.exceeded",
+            "harbor.quota.warned",
+            "harbor.replication.status.changed",
+            "harbor.scan.failed",
+            "harbor.scan.completed",
+            "harbor.scan.stopped",
+            "harbor.tag_retention.finished",
+        ] {
+            let body = CE_PUSH.replace(CE_PUSHED, kind);
+            let out = parse(body.as_bytes(), &ce_headers()).unwrap();
+            assert!(
+                matches!(
+                    &out[..],
+                    [Incoming::Ignored {
+                        reason: "not_a_push",
+                        ..
+                    }]
+                ),
+                "{kind}: {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cloud_events_binary_mode() {
+        let v: Value = serde_json::from_str(CE_PUSH).unwrap();
+        let data = v["data"].to_string();
+        let mut h = http::HeaderMap::new();
+        h.insert("ce-specversion", "1.0".parse().unwrap());
+        h.insert("ce-type", CE_PUSHED.parse().unwrap());
+        h.insert(
+            "ce-id",
+            "4b2f89a6-548d-4c12-9993-a1f5790b97d2".parse().unwrap(),
+        );
+        h.insert(
+            "ce-source",
+            "/projects/1/webhook/policies/3".parse().unwrap(),
+        );
+        h.insert("content-type", "application/json".parse().unwrap());
+        let binary = parse(data.as_bytes(), &h).unwrap();
+        assert_eq!(binary, parse(CE_PUSH.as_bytes(), &ce_headers()).unwrap());
+
+        h.insert("ce-type", "harbor.artifact.pulled".parse().unwrap());
+        let out = parse(data.as_bytes(), &h).unwrap();
+        assert!(matches!(
+            &out[..],
+            [Incoming::Ignored {
+                reason: "not_a_push",
+                ..
+            }]
+        ));
+        h.remove("ce-id");
+        assert_eq!(parse(data.as_bytes(), &h).unwrap_err().kind(), Kind::Usage);
+    }
+
+    #[test]
+    fn malformed_cloud_events_are_usage_errors() {
+        let mut no_data: Value = serde_json::from_str(CE_PUSH).unwrap();
+        no_data.as_object_mut().unwrap().remove("data");
+        let mut no_id: Value = serde_json::from_str(CE_PUSH).unwrap();
+        no_id.as_object_mut().unwrap().remove("id");
+        let mut string_data: Value = serde_json::from_str(CE_PUSH).unwrap();
+        string_data["data"] = "{}".into();
+        for bad in [no_data, no_id, string_data] {
+            assert_eq!(
+                parse(bad.to_string().as_bytes(), &ce_headers())
+                    .unwrap_err()
+                    .kind(),
+                Kind::Usage,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

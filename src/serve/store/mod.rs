@@ -133,6 +133,10 @@ pub trait Store: Send + Sync {
     /// Jobs not judged yet (queued or leased).
     async fn depth(&self) -> Result<u64, Error>;
 
+    /// Whether the store answers a trivial query now, within
+    /// [`PING_TIMEOUT`]: what `/readyz` reports. An error says why not.
+    async fn ping(&self) -> Result<(), Error>;
+
     /// The verdict of a digest (the latest, if the same digest was pushed
     /// to several repositories).
     async fn verdict(&self, digest: &str) -> Result<Option<Verdict>, Error>;
@@ -140,6 +144,10 @@ pub trait Store: Send + Sync {
     /// The latest verdicts of a repository, newest first.
     async fn verdicts(&self, repository: &str, limit: u32) -> Result<Vec<Verdict>, Error>;
 }
+
+/// How long a readiness probe waits for the store: a probe that hangs
+/// until the orchestrator's own timeout says nothing about why.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Milliseconds since the Unix epoch: the stores keep time as integers,
 /// the same in SQLite and PostgreSQL.

@@ -27,8 +27,8 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Acquire, Row};
 
 use super::{
-    Enqueued, Job, Judgement, Refused, SELECT_VERDICT, Store, Verdict, db_error, millis, now_ms,
-    push_row, sender_name, verdict_row,
+    Enqueued, Job, Judgement, PING_TIMEOUT, Refused, SELECT_VERDICT, Store, Verdict, db_error,
+    millis, now_ms, push_row, sender_name, verdict_row,
 };
 use crate::error::Error;
 use crate::serve::events::Push;
@@ -233,6 +233,19 @@ impl Store for PostgresStore {
         count_depth(&mut conn)
             .await
             .map_err(|e| db_error("counting the queue", e))
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        // A fresh round-trip, not a pooled connection's last state: a pool
+        // keeps connections to a server that has since gone away.
+        let query = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.pool);
+        match tokio::time::timeout(PING_TIMEOUT, query).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(db_error("probing PostgreSQL", e)),
+            Err(_) => Err(Error::transient(format!(
+                "store: PostgreSQL did not answer within {PING_TIMEOUT:?}"
+            ))),
+        }
     }
 
     async fn verdict(&self, digest: &str) -> Result<Option<Verdict>, Error> {

@@ -21,8 +21,8 @@ use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Enqueued, Job, Judgement, Refused, SELECT_VERDICT, Store, Verdict, db_error, millis, now_ms,
-    push_row, sender_name, verdict_row,
+    Enqueued, Job, Judgement, PING_TIMEOUT, Refused, SELECT_VERDICT, Store, Verdict, db_error,
+    millis, now_ms, push_row, sender_name, verdict_row,
 };
 use crate::error::Error;
 use crate::serve::events::Push;
@@ -245,6 +245,21 @@ impl Store for SqliteStore {
 
     async fn depth(&self) -> Result<u64, Error> {
         Ok(self.depth.load(Ordering::Relaxed))
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        if self.writer.is_closed() {
+            return Err(Error::transient("store: the writer stopped"));
+        }
+        let query = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM jobs WHERE id = 0")
+            .fetch_one(&self.readers);
+        match tokio::time::timeout(PING_TIMEOUT, query).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(db_error("probing the database file", e)),
+            Err(_) => Err(Error::transient(format!(
+                "store: the database file did not answer within {PING_TIMEOUT:?}"
+            ))),
+        }
     }
 
     async fn verdict(&self, digest: &str) -> Result<Option<Verdict>, Error> {

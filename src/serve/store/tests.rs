@@ -275,3 +275,17 @@ async fn one_process_per_data_directory() {
     let err = SqliteStore::open(dir.path()).await.err().unwrap();
     assert!(err.to_string().contains("in use"), "{err}");
 }
+
+#[tokio::test]
+async fn the_readiness_probe_reads_the_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    store.ping().await.unwrap();
+    // What a disk or an operator can do to the file under a running
+    // service: the probe reads it, and says so.
+    let file = dir.path().join(super::sqlite::FILE_NAME);
+    std::fs::write(&file, vec![b'x'; 64 * 1024]).unwrap();
+    let _ = std::fs::remove_file(dir.path().join(format!("{}-wal", super::sqlite::FILE_NAME)));
+    let e = store.ping().await.unwrap_err();
+    assert!(e.one_line().contains("probing the database file"), "{e:?}");
+}

@@ -1,0 +1,259 @@
+//! Verdicts out of the service, after they are stored: a GitHub commit
+//! status on the commit the image names in its labels, and a JSON POST to
+//! a chat webhook on the verdicts the configuration picks.
+//!
+//! Both are side channels. They run on tasks of their own (a few at a
+//! time), so a slow or dead endpoint never holds a worker or the queue; a
+//! failure is logged and counted (`sizeguard_publish_total{target,
+//! result}`), retried a bounded number of times when it may pass, and
+//! never makes the image judged again.
+//!
+//! What an image says is not trusted: its `source` label picks the
+//! repository a status goes to only when it is a repository URL on the
+//! configured GitHub host (see [`crate::publish::status`]), and the token
+//! only ever goes to the configured API URL. The notification URL comes
+//! from the configuration alone.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::budget::verdict::Verdict;
+use crate::error::Error;
+use crate::publish::github::Token;
+use crate::publish::notify::{Notification, Notifier};
+use crate::publish::status::{self, State, Status};
+use crate::serve::events::Push;
+use crate::serve::metrics::Metrics;
+use crate::source::Provenance;
+
+/// Attempts per publication when the failure may pass (a 5xx, a timeout,
+/// a connection refused); each client also retries inside one attempt.
+const ATTEMPTS: u32 = 3;
+
+/// Pause before the second attempt; doubles after.
+const FIRST_PAUSE: Duration = Duration::from_secs(2);
+
+/// Publications under way at once; more wait for a turn.
+const IN_FLIGHT: usize = 8;
+
+/// Commit statuses on GitHub (or GitHub Enterprise Server).
+#[derive(Debug, Clone)]
+pub struct GithubStatuses {
+    /// `https://api.github.com`, or `https://HOST/api/v3`.
+    pub api_url: String,
+    pub token: Token,
+    /// The only host whose repository URLs get a status (`github.com`).
+    pub web_host: String,
+    /// Statuses are named `CONTEXT/REPOSITORY` (default `sizeguard`).
+    pub context: String,
+}
+
+/// A chat webhook, and the verdicts it hears of.
+#[derive(Debug, Clone)]
+pub struct Notifications {
+    pub notifier: Notifier,
+    pub on: Vec<Verdict>,
+}
+
+/// Where verdicts go besides the store.
+#[derive(Debug, Clone, Default)]
+pub struct Outbound {
+    pub github: Option<GithubStatuses>,
+    pub notify: Option<Notifications>,
+    /// The service's address as others reach it (`https://sizeguard.example`):
+    /// statuses and notifications link the verdict under it.
+    pub public_url: Option<String>,
+}
+
+/// What a stored verdict is published with.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub verdict: Verdict,
+    /// One line: what the image needs or how it grew, and why the verdict.
+    pub summary: String,
+    pub provenance: Provenance,
+}
+
+/// Publishes verdicts on tasks of their own.
+pub struct Publisher {
+    outbound: Outbound,
+    metrics: Arc<Metrics>,
+    turns: Arc<Semaphore>,
+}
+
+impl Publisher {
+    pub fn new(outbound: Outbound, metrics: Arc<Metrics>) -> Publisher {
+        Publisher {
+            outbound,
+            metrics,
+            turns: Arc::new(Semaphore::new(IN_FLIGHT)),
+        }
+    }
+
+    /// Starts publishing `judged` and returns at once. The task keeps the
+    /// job's log fields.
+    pub fn spawn(self: &Arc<Self>, push: Push, judged: Judged) {
+        if self.outbound.github.is_none() && self.outbound.notify.is_none() {
+            return;
+        }
+        let me = self.clone();
+        let task = async move {
+            let Ok(_turn) = me.turns.clone().acquire_owned().await else {
+                return;
+            };
+            tokio::join!(me.status(&push, &judged), me.notify(&push, &judged));
+        };
+        tokio::spawn(task.instrument(tracing::Span::current()));
+    }
+
+    fn verdict_url(&self, push: &Push) -> Option<String> {
+        let base = self.outbound.public_url.as_deref()?;
+        Some(format!(
+            "{}/v1/verdicts/{}",
+            base.trim_end_matches('/'),
+            push.digest
+        ))
+    }
+
+    async fn status(&self, push: &Push, judged: &Judged) {
+        let Some(github) = &self.outbound.github else {
+            return;
+        };
+        let commit = match status::commit_of(&judged.provenance, &github.web_host) {
+            Ok(Some(commit)) => commit,
+            Ok(None) => {
+                tracing::debug!("no commit status: the image names no source and revision");
+                return;
+            }
+            Err(e) => {
+                self.metrics.published("github_status", "refused");
+                tracing::warn!(
+                    error = %e.one_line(),
+                    github_host = github.web_host,
+                    "no commit status: the image's labels name no commit on the GitHub host"
+                );
+                return;
+            }
+        };
+        let description = format!("{}: {}", judged.verdict, judged.summary);
+        let url = self.verdict_url(push);
+        let s = Status::new(
+            State::of(judged.verdict),
+            &push.repository,
+            &description,
+            url.as_deref(),
+        )
+        .in_context(&github.context, &push.repository);
+        let posted = retried("commit status", FIRST_PAUSE, || {
+            status::post(&github.api_url, &github.token, &commit, &s)
+        })
+        .await;
+        let on = format!("{}/{}@{}", commit.owner, commit.repo, commit.sha);
+        match posted {
+            Ok(()) => {
+                self.metrics.published("github_status", "ok");
+                tracing::info!(commit = on, state = s.state.as_str(), "commit status set");
+            }
+            Err(e) => {
+                self.metrics.published("github_status", "error");
+                tracing::warn!(commit = on, error = %e.one_line(), "commit status not set");
+            }
+        }
+    }
+
+    async fn notify(&self, push: &Push, judged: &Judged) {
+        let Some(n) = &self.outbound.notify else {
+            return;
+        };
+        if !n.on.contains(&judged.verdict) {
+            return;
+        }
+        let url = self.verdict_url(push);
+        let message = Notification::new(
+            judged.verdict,
+            &push.registry,
+            &push.repository,
+            push.tag.as_deref(),
+            &push.digest.to_string(),
+            &judged.summary,
+            url.as_deref(),
+        );
+        match retried("notification", FIRST_PAUSE, || n.notifier.send(&message)).await {
+            Ok(()) => {
+                self.metrics.published("notify", "ok");
+                tracing::info!("notification sent");
+            }
+            Err(e) => {
+                self.metrics.published("notify", "error");
+                tracing::warn!(error = %e.one_line(), "notification not sent");
+            }
+        }
+    }
+}
+
+/// `attempt` until it succeeds, fails for good, or [`ATTEMPTS`] ran out.
+async fn retried<F, Fut>(what: &str, first_pause: Duration, attempt: F) -> Result<(), Error>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let mut pause = first_pause;
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e) if e.kind().is_retryable() && tries < ATTEMPTS => {
+                tracing::info!(error = %e.one_line(), ?pause, "{what} failed; will retry");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_a_bounded_number_of_times() {
+        let calls = AtomicU32::new(0);
+        let e = retried("x", Duration::from_millis(1), || async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err::<(), _>(Error::transient("down"))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.one_line(), "down");
+        assert_eq!(calls.load(Ordering::Relaxed), ATTEMPTS);
+
+        let calls = AtomicU32::new(0);
+        retried("x", Duration::from_millis(1), || async {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            if n == 0 {
+                Err(Error::transient("once"))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+
+        // A refusal (a bad token, a missing repository) is not retried.
+        let calls = AtomicU32::new(0);
+        let _ = retried("x", Duration::from_millis(1), || async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err::<(), _>(Error::usage("401"))
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+}
