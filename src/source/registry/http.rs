@@ -3,8 +3,9 @@
 //! how a registry wants to be authenticated, the Bearer token request (to
 //! decide which credentials the token service may get, and to see its
 //! status and `Retry-After`), and manifests (read as a stream and cut at
-//! [`MAX_DOCUMENT_BYTES`]; oci-client reads a manifest whole, however
-//! long). Blobs (configs and layers) go through oci-client.
+//! [`MAX_DOCUMENT_BYTES`](crate::source::manifest::MAX_DOCUMENT_BYTES),
+//! the cap every image document has; oci-client
+//! reads a manifest whole, however long). Blobs (configs and layers) go through oci-client.
 //!
 //! Credential rules (the README's "Network behaviour" section):
 //! - Credentials go over plain HTTP only to a host given with
@@ -33,11 +34,6 @@ use reqwest::{Response, StatusCode, Url};
 use crate::error::{Error, Kind, chain};
 use crate::source::auth::{self, Credential, Secret};
 use crate::source::retry::{Deadline, Failed, format_duration, retry_after};
-
-/// The most a manifest, an index or an image config may weigh: 4 MiB,
-/// what the OCI distribution specification suggests registries accept for
-/// manifests. Read as a stream and cut there, never read whole first.
-pub const MAX_DOCUMENT_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A token answer is a small JSON object; more than this is not one.
 const MAX_TOKEN_ANSWER: u64 = 1024 * 1024;

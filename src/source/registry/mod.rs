@@ -12,7 +12,7 @@
 //! oci-client fetches blobs ([`blob`] resumes broken layer downloads);
 //! [`http`] makes the requests oci-client cannot make safely: the `/v2/`
 //! probe, token requests (whose credentials follow the rules there) and
-//! manifests (capped at [`http::MAX_DOCUMENT_BYTES`]).
+//! manifests (capped at [`MAX_DOCUMENT_BYTES`]).
 
 mod blob;
 pub mod http;
@@ -34,9 +34,9 @@ use oci_client::{Client, Reference};
 use reqwest::header::{self, HeaderValue};
 use tokio::sync::OnceCell;
 
-use self::http::{Challenge, CredentialRules, Decision, MAX_DOCUMENT_BYTES};
+use self::http::{Challenge, CredentialRules, Decision};
 use super::auth::{self, Secret};
-use super::manifest::ACCEPTED_MANIFESTS;
+use super::manifest::{ACCEPTED_MANIFESTS, MAX_DOCUMENT_BYTES};
 use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
 use crate::digest::Digest;
 use crate::error::{Error, Kind, chain};
