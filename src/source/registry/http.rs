@@ -251,16 +251,20 @@ pub async fn send(
     }
 }
 
+/// The wait an answer's `Retry-After` asks for (seconds or an HTTP date).
+pub fn retry_after_of(resp: &Response) -> Option<std::time::Duration> {
+    resp.headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, SystemTime::now()))
+}
+
 /// A 429 or 5xx (or any other failure status) as an attempt's failure:
 /// the status named, the `Retry-After` kept. `who` describes the
 /// credentials sent, for 401 and 403.
 pub async fn status_failure(resp: Response, what: &str, who: &str) -> Failed {
     let status = resp.status();
-    let asked = resp
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry_after(v, SystemTime::now()));
+    let asked = retry_after_of(&resp);
     let url = resp.url().clone();
     // A redirect's signed query string is not for logs.
     let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());
