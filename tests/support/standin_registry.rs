@@ -198,19 +198,18 @@ fn handle(
     if req.path == "/token" {
         return token(&mut conn, b, &req, issued);
     }
-    if let Some(t) = &b.tokens {
-        if !authorized(t, req.header("authorization"), issued) {
-            let realm = b.realm.clone().unwrap_or(format!("http://{addr}/token"));
-            let challenge = format!("Bearer realm=\"{realm}\",service=\"standin\"");
-            let body =
-                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
-            return respond(
-                &mut conn,
-                "401 Unauthorized",
-                &[("WWW-Authenticate", challenge)],
-                body,
-            );
-        }
+    if let Some(t) = &b.tokens
+        && !authorized(t, req.header("authorization"), issued)
+    {
+        let realm = b.realm.clone().unwrap_or(format!("http://{addr}/token"));
+        let challenge = format!("Bearer realm=\"{realm}\",service=\"standin\"");
+        let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+        return respond(
+            &mut conn,
+            "401 Unauthorized",
+            &[("WWW-Authenticate", challenge)],
+            body,
+        );
     }
     if req.path == "/v2/" {
         return respond(&mut conn, "200 OK", &[], b"{}");

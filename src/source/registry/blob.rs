@@ -526,11 +526,6 @@ mod tests {
             io::ErrorKind::Other
         );
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn a_part_is_the_one_asked_for_only_if_its_content_range_says_so() {

@@ -1,11 +1,15 @@
 //! The few registry requests sizeguard makes itself, around oci-client,
-//! because oci-client cannot make them safely: the `/v2/` probe that says
-//! how a registry wants to be authenticated, the Bearer token request (to
-//! decide which credentials the token service may get, and to see its
-//! status and `Retry-After`), and manifests (read as a stream and cut at
-//! [`MAX_DOCUMENT_BYTES`](crate::source::manifest::MAX_DOCUMENT_BYTES),
-//! the cap every image document has; oci-client
-//! reads a manifest whole, however long). Blobs (configs and layers) go through oci-client.
+//! because oci-client cannot make them safely or does not show their
+//! answer's headers: the `/v2/` probe that says how a registry wants to be
+//! authenticated, the Bearer token request (to decide which credentials
+//! the token service may get, and to see its status and `Retry-After`),
+//! manifests (read as a stream and cut at
+//! [`MAX_DOCUMENT_BYTES`](crate::source::manifest::MAX_DOCUMENT_BYTES), the
+//! cap every image document has; oci-client reads a manifest whole,
+//! however long), and, for layer downloads (`blob`), the `HEAD`
+//! that learns a throttled blob's `Retry-After` and the requests that
+//! resume a download (for their `Content-Range`). Blobs from byte zero go
+//! through oci-client.
 //!
 //! Credential rules (the README's "Network behaviour" section):
 //! - Credentials go over plain HTTP only to a host given with

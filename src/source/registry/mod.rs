@@ -10,9 +10,11 @@
 //! Every request runs under the run's [`Deadline`] (`--timeout`) and is
 //! tried again on connection errors, stalls, 429 and 5xx ([`retrying`]).
 //! oci-client fetches blobs ([`blob`] resumes broken layer downloads);
-//! [`http`] makes the requests oci-client cannot make safely: the `/v2/`
-//! probe, token requests (whose credentials follow the rules there) and
-//! manifests (capped at [`MAX_DOCUMENT_BYTES`]).
+//! [`http`] makes the requests oci-client cannot make safely, or whose
+//! answer's headers it does not show: the `/v2/` probe, token requests
+//! (whose credentials follow the rules there), manifests (capped at
+//! [`MAX_DOCUMENT_BYTES`]), the `HEAD` that asks a throttled blob's
+//! `Retry-After`, and the resumes of layer downloads.
 
 mod blob;
 pub mod http;
