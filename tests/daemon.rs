@@ -361,3 +361,106 @@ fn an_engine_that_is_not_there_is_one_error_line() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.error().contains("unix"), "{}", out.stderr);
 }
+
+/// An engine on a unix socket that answers the version and inspect calls
+/// and then, asked for the export, sends the start of a tar and nothing
+/// more: a stalled engine. Its export ends (the connection closes) after
+/// `stall`, a bound for the test.
+struct StalledEngine {
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl StalledEngine {
+    fn start(stall: Duration) -> StalledEngine {
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("engine.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        std::thread::spawn(move || {
+            // The run makes a few connections; the listener lives as long
+            // as the test process.
+            for conn in listener.incoming().take(16) {
+                let Ok(conn) = conn else { return };
+                std::thread::spawn(move || serve_stalled(conn, stall));
+            }
+        });
+        StalledEngine { socket, _dir: dir }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+}
+
+/// Answers requests on one connection (keep-alive) until the export.
+fn serve_stalled(mut conn: UnixStream, stall: Duration) {
+    use std::io::{Read, Write};
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    for _ in 0..16 {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            match conn.read(&mut chunk) {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        buf.drain(..end + 4);
+        let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+        let body = if path.ends_with("/_ping") {
+            "OK".to_string()
+        } else if path.ends_with("/version") {
+            r#"{"ApiVersion":"1.41","Version":"20.10.0","Os":"linux","Arch":"amd64"}"#.to_string()
+        } else if path.ends_with("/json") {
+            format!(
+                r#"{{"Id":"sha256:{0}","Os":"linux","Architecture":"amd64","RootFS":{{"Type":"layers","Layers":["sha256:{0}"]}}}}"#,
+                "ab".repeat(32)
+            )
+        } else if path.ends_with("/get") {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n";
+            let _ = conn.write_all(head.as_bytes());
+            // Half a tar header, then nothing.
+            let _ = conn.write_all(b"100\r\n");
+            let _ = conn.write_all(&[b'a'; 256]);
+            let _ = conn.write_all(b"\r\n");
+            let _ = conn.flush();
+            std::thread::sleep(stall);
+            return;
+        } else {
+            let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            continue;
+        };
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if conn.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_stalled_engine_fails_at_the_deadline() {
+    let engine = StalledEngine::start(Duration::from_secs(40));
+    for (reference, var) in [
+        ("docker-daemon:app:dev", "DOCKER_HOST"),
+        ("podman:app:dev", "CONTAINER_HOST"),
+    ] {
+        let t0 = std::time::Instant::now();
+        let out = Run::new(["measure", "-q", "--timeout", "3s", reference])
+            .env(var, engine.host())
+            .run();
+        let took = t0.elapsed();
+        eprintln!("{reference}: export stalled, --timeout 3s: failed after {took:?}");
+        out.assert_measure_error(&[&["timed out after 3s (--timeout)"], &[reference]]);
+        assert!(took >= Duration::from_millis(2900), "{took:?}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
+}

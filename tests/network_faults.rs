@@ -198,7 +198,14 @@ fn retries_give_up_naming_the_status() {
     );
     let out = measure(&format!("{}/test/img:v1", proxy.addr), &[]).run();
     out.assert_measure_error(&[&["429 Too Many Requests"], &[&layers[2].blob_digest]]);
-    assert_eq!(proxy.faults(), 5);
+    // Five attempts; each 429 is followed by a HEAD that asks how long to
+    // wait (throttled too).
+    let gets = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.fault.is_some() && s.method == "GET")
+        .count();
+    assert_eq!(gets, 5);
 
     // A Retry-After past the deadline is not waited for: the 429 is the
     // error, at once.
@@ -230,6 +237,52 @@ fn retries_give_up_naming_the_status() {
         .filter(|s| s.path.contains("/manifests/"))
         .count();
     assert_eq!(asked, 1);
+}
+
+#[test]
+fn a_blob_429_waits_what_its_retry_after_asks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (reg, layers) = registry_with_image(tmp.path(), RegistryOpts::default());
+    let clean = clean_run(&reg, &[]);
+    let raw = &layers[2].blob_digest;
+    // A rate limiter in front of the blob: the GET, and the HEAD that
+    // asks how long to wait, both answered 429 with the same Retry-After,
+    // in seconds and then as an HTTP date 3 to 4 s ahead (whole seconds:
+    // the date is exactly the instant it names).
+    for as_date in [false, true] {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap();
+        let retry_at = SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs() + 4);
+        let asked = match as_date {
+            false => "2".to_string(),
+            true => httpdate(retry_at),
+        };
+        let proxy = FaultProxy::start(
+            &reg.addr,
+            vec![Rule::new(raw, 2, too_many_requests(&asked))],
+        );
+        let out = measure(&format!("{}/test/img:v1", proxy.addr), &[]).run();
+        assert_same_figures(&out, &clean, &proxy.addr, &reg.addr);
+        let asked_blob: Vec<_> = proxy
+            .seen()
+            .into_iter()
+            .filter(|s| s.path.contains(raw.as_str()))
+            .collect();
+        let gets: Vec<_> = asked_blob.iter().filter(|s| s.method == "GET").collect();
+        assert_eq!(gets.len(), 2, "{asked_blob:#?}");
+        let waited = gets[1].at - gets[0].at;
+        eprintln!("blob 429, Retry-After: {asked}: the GET tried again {waited:?} later");
+        if !as_date {
+            assert!(waited >= Duration::from_secs(2), "{waited:?}");
+        } else {
+            assert!(
+                gets[1].wall + Duration::from_millis(50) >= retry_at,
+                "tried again {:?} before the date it was given",
+                retry_at.duration_since(gets[1].wall)
+            );
+        }
+    }
 }
 
 #[test]
@@ -430,6 +483,108 @@ fn a_range_answered_with_another_range_restarts_once_never_in_a_loop() {
         t0.elapsed()
     );
     assert!(requests <= 6, "{requests} requests");
+}
+
+#[test]
+fn a_part_that_starts_at_another_byte_is_caught_by_its_content_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _, layers) = build_image(tmp.path());
+    let reg = Registry::start();
+    reg.push_layout(&dir, "v1", "test/img:v1");
+    let clean = clean_run(&reg, &[]);
+    let big = &layers[0].blob_digest;
+    // A registry that answers every Range past byte 0 with a part of the
+    // right length from byte 0 (the wrong bytes), behind a proxy that cuts
+    // the first answer for the layer.
+    let standin = StandIn::start(Behaviour {
+        layout: Some(dir),
+        shifted_range: true,
+        ..Default::default()
+    });
+    let proxy = FaultProxy::start(
+        &standin.addr,
+        vec![Rule::new(big, 1, Fault::Cut { after: 100_000 })],
+    );
+    let reference = format!("{}/test/img:v1", proxy.addr);
+    let out = Run::new(["-v", "measure", "--format", "json", "-q", &reference]).run();
+    assert_same_figures(&out, &clean, &proxy.addr, &reg.addr);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("Content-Range"))
+        .unwrap_or_else(|| panic!("no line names the Content-Range: {}", out.stderr));
+    eprintln!("{line}");
+    assert!(line.contains("starts at byte 0"), "{line}");
+    assert!(line.contains("reading again from byte 0"), "{line}");
+    let asked: Vec<_> = standin
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains(big.as_str()))
+        .collect();
+    // From 0, the range (refused: the part starts at byte 0), the whole
+    // blob.
+    assert_eq!(asked.len(), 3, "{asked:#?}");
+    assert_eq!(asked[1].header("range"), Some("bytes=100000-"));
+    assert_eq!(asked[2].header("range"), None);
+}
+
+#[test]
+fn an_expired_token_is_renewed_in_the_middle_of_a_resumed_download() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _, layers) = build_image(tmp.path());
+    // Tokens that live a second; an expired one gets a 401 and a challenge.
+    let standin = StandIn::start(Behaviour {
+        layout: Some(dir),
+        tokens: Some(TokenService {
+            token: ACCESS_TOKEN.into(),
+            anonymous: true,
+            expires_in: Some(1),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let clean = measure(&standin.reference("test/img:v1"), &["--timeout", "20s"])
+        .secret(ACCESS_TOKEN)
+        .run();
+    clean.assert_ok();
+    let big = &layers[0].blob_digest;
+    // The big layer stalls long enough (2 s, a tenth of --timeout) for
+    // its token to expire before the download is resumed.
+    let proxy = FaultProxy::start(
+        &standin.addr,
+        vec![Rule::new(
+            big,
+            1,
+            Fault::Stall {
+                after: 150_000,
+                pause: Duration::from_secs(25),
+            },
+        )],
+    );
+    let t0 = Instant::now();
+    let out = measure(
+        &format!("{}/test/img:v1", proxy.addr),
+        &["--timeout", "20s"],
+    )
+    .secret(ACCESS_TOKEN)
+    .run();
+    eprintln!(
+        "token expired during a stalled download: {} requests through the proxy, {:?}",
+        proxy.seen().len(),
+        t0.elapsed()
+    );
+    assert_same_figures(&out, &clean.stdout, &proxy.addr, &standin.addr);
+    let resumes: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.contains(big.as_str()) && s.header("range") == Some("bytes=150000-"))
+        .collect();
+    // Refused with the expired token, then made with a new one.
+    assert_eq!(resumes.len(), 2, "{resumes:#?}");
+    assert_ne!(
+        resumes[0].header("authorization"),
+        resumes[1].header("authorization")
+    );
 }
 
 #[test]

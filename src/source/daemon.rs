@@ -242,6 +242,9 @@ impl OnePassSource for DaemonSource {
     ) -> Result<StreamedImage, Error> {
         let what = self.reference.to_string();
         let body = self.client().await?.export_image(&self.name);
+        // Aborted when this future is dropped too (at the deadline): the
+        // reader then sees the end of the export, and the walk's blocking
+        // thread ends instead of waiting on a stalled engine.
         let (mut reader, pump) = ExportReader::start(body);
         let walked = tokio::task::spawn_blocking(move || {
             let walked = walk(&mut reader, visit);
@@ -249,7 +252,7 @@ impl OnePassSource for DaemonSource {
         })
         .await;
         // The walk is over, whether the body is or not.
-        pump.abort();
+        drop(pump);
         let walked = walked.map_err(|e| {
             Error::corrupt(format!("{what}: reading the export crashed")).with_source(e)
         })?;
@@ -288,9 +291,7 @@ struct ExportReader {
 impl ExportReader {
     /// The reader, and the task that feeds it (it stops when the body ends,
     /// fails, or the reader is dropped).
-    fn start(
-        body: impl Stream<Item = Chunk> + Send + 'static,
-    ) -> (ExportReader, tokio::task::JoinHandle<()>) {
+    fn start(body: impl Stream<Item = Chunk> + Send + 'static) -> (ExportReader, AbortOnDrop) {
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
         let pump = tokio::spawn(async move {
             let mut body = std::pin::pin!(body);
@@ -306,7 +307,16 @@ impl ExportReader {
             chunk: Bytes::new(),
             failure: None,
         };
-        (reader, pump)
+        (reader, AbortOnDrop(pump))
+    }
+}
+
+/// A task that ends with its handle.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,7 +1,9 @@
 //! The run's deadline (`--timeout`) for sources that read local files (a
-//! layout, an archive, a daemon's export): registries keep it themselves,
-//! request by request; these get it at every call and every read, so a
-//! decompression bomb in a layout stops there too.
+//! layout, an archive) or a local engine (`docker-daemon:`, `podman:`):
+//! registries keep it themselves, request by request; these get it at
+//! every call and every read, so a decompression bomb in a layout stops
+//! there too, and so does an engine that stops sending its export (the
+//! one-pass stream runs under the deadline as a whole).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -10,7 +12,9 @@ use async_trait::async_trait;
 
 use super::platform::PlatformSelector;
 use super::retry::Deadline;
-use super::{ImageSource, LayerDescriptor, OnePassSource, ResolvedImage};
+use super::{
+    BlobVisitor, ImageSource, LayerDescriptor, OnePassSource, ResolvedImage, StreamedImage,
+};
 use crate::error::Error;
 
 pub struct Timed {
@@ -61,8 +65,27 @@ impl ImageSource for Timed {
         self.deadline.run(what, read).await?
     }
 
+    /// The inner source's stream, under the deadline.
     fn one_pass(&self) -> Option<&dyn OnePassSource> {
-        self.inner.one_pass()
+        self.inner.one_pass().map(|_| self as &dyn OnePassSource)
+    }
+}
+
+#[async_trait]
+impl OnePassSource for Timed {
+    /// Dropped at the deadline: the inner source stops reading then (an
+    /// engine's export stops at its next chunk, or at once if it stalls).
+    async fn stream(
+        &self,
+        image: &ResolvedImage,
+        visit: BlobVisitor,
+    ) -> Result<StreamedImage, Error> {
+        let what = format!("streaming {}", self.inner.reference());
+        let Some(inner) = self.inner.one_pass() else {
+            return Err(Error::usage(format!("{what}: not a one-pass source")));
+        };
+        self.expired(|| what.clone())?;
+        self.deadline.run(&what, inner.stream(image, visit)).await?
     }
 }
 

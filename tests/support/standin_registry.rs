@@ -2,8 +2,9 @@
 //! fake: small loopback HTTP/1.1 servers (std threads, one request per
 //! connection) that serve an OCI image layout the way the distribution API
 //! does, misbehaving as asked: blobs trickled a byte at a time, manifests
-//! and configs that never end, `Range` ignored, a Bearer token service
-//! (with an identity-token exchange) of their own or one on another host.
+//! and configs that never end, `Range` ignored or answered with another
+//! range, a Bearer token service (with an identity-token exchange, and
+//! tokens that expire) of their own or one on another host.
 //! Every request is recorded (method, path, query, headers, body) so that
 //! tests can check what was sent where.
 
@@ -12,7 +13,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::proxy::{Head, serve};
 
@@ -31,6 +32,10 @@ pub struct TokenService {
     pub token: String,
     /// Whether a token is issued without credentials too (a public image).
     pub anonymous: bool,
+    /// Tokens live this many seconds (`expires_in`): each one issued is
+    /// new (`TOKEN-N`), and one older than this is refused with a 401 and
+    /// a challenge, as an expired token is.
+    pub expires_in: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -55,6 +60,10 @@ pub struct Behaviour {
     /// the whole blob (`Content-Range: bytes 0-…`): another range than
     /// the one asked for.
     pub wrong_range: bool,
+    /// A `Range` from any byte but the first is answered with a 206 of
+    /// the right length that starts at byte 0 (`Content-Range: bytes
+    /// 0-…`, truthfully): the wrong bytes, in a part of the right size.
+    pub shifted_range: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -83,15 +92,19 @@ pub struct StandIn {
     stop: Arc<AtomicBool>,
 }
 
+/// Tokens issued so far, and when (for [`TokenService::expires_in`]).
+type Issued = Mutex<Vec<(String, Instant)>>;
+
 impl StandIn {
     pub fn start(behaviour: Behaviour) -> StandIn {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let log = requests.clone();
         let me = Arc::new(Mutex::new(String::new()));
         let own = me.clone();
+        let issued: Arc<Issued> = Arc::default();
         let (addr, stop) = serve(move |conn| {
             let addr = own.lock().unwrap().clone();
-            let _ = handle(conn, &behaviour, &addr, &log);
+            let _ = handle(conn, &behaviour, &addr, &log, &issued);
         });
         *me.lock().unwrap() = addr.clone();
         StandIn {
@@ -176,28 +189,27 @@ fn handle(
     b: &Behaviour,
     addr: &str,
     log: &Mutex<Vec<Request>>,
+    issued: &Issued,
 ) -> std::io::Result<()> {
     let Some(req) = read_request(&mut conn) else {
         return Ok(());
     };
     log.lock().unwrap().push(req.clone());
     if req.path == "/token" {
-        return token(&mut conn, b, &req);
+        return token(&mut conn, b, &req, issued);
     }
-    if let Some(t) = &b.tokens {
-        let want = format!("Bearer {}", t.token);
-        if req.header("authorization") != Some(want.as_str()) {
-            let realm = b.realm.clone().unwrap_or(format!("http://{addr}/token"));
-            let challenge = format!("Bearer realm=\"{realm}\",service=\"standin\"");
-            let body =
-                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
-            return respond(
-                &mut conn,
-                "401 Unauthorized",
-                &[("WWW-Authenticate", challenge)],
-                body,
-            );
-        }
+    if let Some(t) = &b.tokens
+        && !authorized(t, req.header("authorization"), issued)
+    {
+        let realm = b.realm.clone().unwrap_or(format!("http://{addr}/token"));
+        let challenge = format!("Bearer realm=\"{realm}\",service=\"standin\"");
+        let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+        return respond(
+            &mut conn,
+            "401 Unauthorized",
+            &[("WWW-Authenticate", challenge)],
+            body,
+        );
     }
     if req.path == "/v2/" {
         return respond(&mut conn, "200 OK", &[], b"{}");
@@ -214,7 +226,27 @@ fn handle(
     respond(&mut conn, "404 Not Found", &[], b"")
 }
 
-fn token(conn: &mut TcpStream, b: &Behaviour, req: &Request) -> std::io::Result<()> {
+/// Whether a request carries a token the service issued, still valid.
+fn authorized(t: &TokenService, header: Option<&str>, issued: &Issued) -> bool {
+    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    match t.expires_in {
+        None => given == t.token,
+        Some(secs) => issued
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(token, at)| token == given && at.elapsed() < Duration::from_secs(secs)),
+    }
+}
+
+fn token(
+    conn: &mut TcpStream,
+    b: &Behaviour,
+    req: &Request,
+    issued: &Issued,
+) -> std::io::Result<()> {
     let Some(t) = &b.tokens else {
         return respond(conn, "200 OK", &[], br#"{"token":"anonymous"}"#);
     };
@@ -229,7 +261,16 @@ fn token(conn: &mut TcpStream, b: &Behaviour, req: &Request) -> std::io::Result<
         .is_some_and(|r| req.method == "POST" && req.body.contains(&format!("refresh_token={r}")));
     let anonymous_ok = t.anonymous && req.header("authorization").is_none();
     if basic_ok || refresh_ok || anonymous_ok {
-        let body = format!(r#"{{"access_token":"{}","expires_in":300}}"#, t.token);
+        let (token, expires_in) = match t.expires_in {
+            None => (t.token.clone(), 300),
+            Some(secs) => {
+                let mut issued = issued.lock().unwrap();
+                let token = format!("{}-{}", t.token, issued.len() + 1);
+                issued.push((token.clone(), Instant::now()));
+                (token, secs)
+            }
+        };
+        let body = format!(r#"{{"access_token":"{token}","expires_in":{expires_in}}}"#);
         return respond(conn, "200 OK", &[], body.as_bytes());
     }
     respond(
@@ -345,6 +386,7 @@ fn blob(
         });
     let from = match from {
         Some((a, _)) if a > 0 && b.wrong_range => Some((0, data.len() - 1)),
+        Some((a, z)) if a > 0 && b.shifted_range => Some((0, z - a)),
         other => other,
     };
     let (status, body, extra) = match from {

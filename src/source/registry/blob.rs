@@ -1,27 +1,38 @@
-//! Layer blobs from a registry, through oci-client, streamed to the
-//! analyzer and resumed when a connection breaks off: with a `Range`
-//! request from the byte where it stopped (`pull_blob_stream_partial`),
-//! or, when the registry ignores `Range` (a 200) or answers for another
-//! range, from byte zero again with the bytes already delivered skipped
-//! (a bounded number of times). The digest is checked here, over the bytes
-//! the analyzer got, whichever responses they came from: oci-client checks
-//! only a blob read in one piece.
+//! Layer blobs from a registry, streamed to the analyzer and resumed when a
+//! connection breaks off.
+//!
+//! The first request is oci-client's (`pull_blob_stream_partial` from byte
+//! zero); a 429 or 503 to it waits what the registry asks
+//! ([`Session::blob_failure`]). A resume is a request of sizeguard's own
+//! ([`super::http`]), `Range: bytes=N-` from the byte where the body
+//! stopped, because it needs what oci-client does not show of an answer:
+//! its `Content-Range` (a 206 of the right length that starts at another
+//! byte would otherwise be caught only by the digest at the end), its
+//! `Retry-After`, and a 401 when the token expired during the download
+//! (a new token is asked for, and the resume goes on). When the registry
+//! ignores `Range` (a 200) or answers for another range, the blob is read
+//! again from byte zero without `Range`, the bytes already delivered
+//! skipped (a bounded number of times). The digest is checked here, over
+//! the bytes the analyzer got, whichever answers they came from:
+//! oci-client checks only a blob read in one piece.
 //!
 //! A body that ends before the descriptor's size (a close-delimited body
 //! cut short) is a truncation, resumed like a broken connection, never a
 //! digest mismatch.
 
 use std::io::{self, Read};
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use oci_client::client::BlobResponse;
-use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
-use oci_client::{Client, Reference};
+use reqwest::StatusCode;
+use reqwest::header;
 use tokio::sync::mpsc;
 
+use super::{Session, http};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Kind, chain};
 use crate::source::retry::{Backoff, Deadline, Failed, format_duration, gave_up, retrying};
@@ -35,23 +46,14 @@ const MAX_INTERRUPTIONS: u32 = 100;
 /// already delivered.
 const MAX_RESTARTS: u32 = 3;
 
-/// Turns oci-client's errors into sizeguard's, for one host.
-pub type Explain = fn(&str, &str, &str, OciDistributionError) -> Error;
-
 /// One layer's download.
 pub struct Download {
-    pub client: Client,
-    pub reference: Reference,
+    pub session: Arc<Session>,
     pub desc: OciDescriptor,
     pub size: u64,
     pub digest: Digest,
-    pub deadline: Deadline,
     /// `layer sha256:…`, for messages.
     pub what: String,
-    /// The registry host and where its credentials came from, for messages.
-    pub host: String,
-    pub who: String,
-    pub explain: Explain,
 }
 
 type Body = BoxStream<'static, io::Result<Bytes>>;
@@ -88,13 +90,13 @@ impl Download {
     /// inflates and parses. A few chunks of read-ahead keep both busy
     /// without buffering the layer.
     pub async fn open(self) -> Result<Box<dyn Read + Send>, Error> {
-        let mut progress = Progress {
+        let progress = Progress {
             bytes: 0,
             hasher: self.digest.hasher(),
             range_broken: false,
             restarts: 0,
         };
-        let first = self.request(&mut progress).await?;
+        let first = self.first().await?;
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
         tokio::spawn(async move {
             if let Err(e) = self.pump(first, progress, &tx).await {
@@ -104,72 +106,92 @@ impl Download {
         Ok(Box::new(ChannelReader::new(rx)))
     }
 
-    fn explain(&self, e: OciDistributionError) -> Error {
-        (self.explain)(&self.host, &self.who, &self.what, e)
+    fn deadline(&self) -> &Deadline {
+        self.session.deadline()
+    }
+
+    /// The blob from byte zero, through oci-client, tried again on
+    /// transient failures.
+    async fn first(&self) -> Result<Answer, Error> {
+        let session = &self.session;
+        let answer = retrying(self.deadline(), &self.what, || async {
+            let sent =
+                session
+                    .client
+                    .pull_blob_stream_partial(&session.reference, &self.desc, 0, None);
+            match self.stall_guarded(sent).await? {
+                Ok(answer) => Ok(answer),
+                Err(e) => Err(session.blob_failure(&self.desc.digest, &self.what, e).await),
+            }
+        })
+        .await?;
+        let (BlobResponse::Partial(stream) | BlobResponse::Full(stream)) = answer;
+        if let Some(len) = stream.content_length.filter(|l| *l != self.size) {
+            return Err(self.wrong_length(len));
+        }
+        Ok(Answer {
+            body: stream.stream,
+            skip: 0,
+        })
+    }
+
+    fn wrong_length(&self, len: u64) -> Error {
+        Error::corrupt(format!(
+            "{}: blob is truncated or padded: the registry serves {len} bytes, the descriptor says {}",
+            self.what, self.size
+        ))
     }
 
     /// The blob from byte `progress.bytes` on, tried again on transient
-    /// failures: a range when the registry serves one, else the whole
-    /// blob with the delivered bytes to skip.
-    async fn request(&self, progress: &mut Progress) -> Result<Answer, Error> {
+    /// failures: a range when the registry serves the one asked for, else
+    /// the whole blob with the delivered bytes to skip.
+    async fn resume(&self, progress: &mut Progress) -> Result<Answer, Error> {
         let from = progress.bytes;
-        if from > 0 && progress.range_broken {
+        if progress.range_broken {
             return self.restart(progress).await;
         }
-        let answer = retrying(&self.deadline, &self.what, || async {
-            let sent =
-                self.client
-                    .pull_blob_stream_partial(&self.reference, &self.desc, from, None);
-            self.stall_guarded(sent)
-                .await?
-                .map_err(|e| Failed::from(self.explain(e)))
-        })
-        .await?;
-        let (stream, partial) = match answer {
-            BlobResponse::Partial(s) => (s, true),
-            BlobResponse::Full(s) => (s, false),
-        };
-        let expected = if partial { self.size - from } else { self.size };
-        let length_ok = stream.content_length.is_none_or(|l| l == expected);
-        match (partial, length_ok) {
-            (true, true) => Ok(Answer {
-                body: stream.stream,
+        let resp = self.get(Some(from)).await?;
+        if resp.status() != StatusCode::PARTIAL_CONTENT {
+            tracing::info!(
+                "{}: the registry ignores Range; reading again from byte 0",
+                self.what
+            );
+            progress.range_broken = true;
+            self.count_restart(progress)?;
+            return self.whole(resp, progress);
+        }
+        match served_range(&resp, from, self.size) {
+            Ok(()) => Ok(Answer {
+                body: body_of(resp),
                 skip: 0,
             }),
-            (false, true) => {
-                if from > 0 {
-                    tracing::info!(
-                        "{}: the registry ignores Range; reading again from byte 0",
-                        self.what
-                    );
-                    progress.range_broken = true;
-                    progress.restarts += 1;
-                }
-                Ok(Answer {
-                    body: stream.stream,
-                    skip: from,
-                })
-            }
-            // A part of another length than asked for: another range.
-            (true, false) if from > 0 => {
+            Err(why) => {
                 tracing::info!(
-                    "{}: the registry answered for another range than bytes={from}-; reading again from byte 0",
+                    "{}: asked for bytes={from}-, the registry answered {why}; reading again from byte 0",
                     self.what
                 );
                 progress.range_broken = true;
                 self.restart(progress).await
             }
-            _ => Err(Error::corrupt(format!(
-                "{}: blob is truncated or padded: the registry serves {} bytes, the descriptor says {}",
-                self.what,
-                stream.content_length.unwrap_or(0),
-                self.size
-            ))),
         }
     }
 
     /// The whole blob again, without `Range`, its delivered bytes to skip.
     async fn restart(&self, progress: &mut Progress) -> Result<Answer, Error> {
+        self.count_restart(progress)?;
+        let resp = self.get(None).await?;
+        if resp.status() == StatusCode::PARTIAL_CONTENT
+            && let Err(why) = served_range(&resp, 0, self.size)
+        {
+            return Err(Error::corrupt(format!(
+                "{}: asked for the whole blob, the registry answered {why}",
+                self.what
+            )));
+        }
+        self.whole(resp, progress)
+    }
+
+    fn count_restart(&self, progress: &mut Progress) -> Result<(), Error> {
         progress.restarts += 1;
         if progress.restarts > MAX_RESTARTS {
             return Err(Error::transient(format!(
@@ -177,23 +199,43 @@ impl Download {
                 self.what, progress.bytes, self.size
             )));
         }
-        let stream = retrying(&self.deadline, &self.what, || async {
-            let sent = self.client.pull_blob_stream(&self.reference, &self.desc);
-            self.stall_guarded(sent)
-                .await?
-                .map_err(|e| Failed::from(self.explain(e)))
-        })
-        .await?;
-        if let Some(len) = stream.content_length.filter(|l| *l != self.size) {
-            return Err(Error::corrupt(format!(
-                "{}: blob is truncated or padded: the registry serves {len} bytes, the descriptor says {}",
-                self.what, self.size
-            )));
+        Ok(())
+    }
+
+    /// An answer with the whole blob, its delivered bytes to skip.
+    fn whole(&self, resp: reqwest::Response, progress: &Progress) -> Result<Answer, Error> {
+        if let Some(len) = resp.content_length().filter(|l| *l != self.size) {
+            return Err(self.wrong_length(len));
         }
         Ok(Answer {
-            body: stream.stream,
+            body: body_of(resp),
             skip: progress.bytes,
         })
+    }
+
+    /// A `GET` of the blob (from byte `from`, or whole), with the
+    /// session's authentication (renewed on a 401), tried again on
+    /// transient failures; a 2xx answer.
+    async fn get(&self, from: Option<u64>) -> Result<reqwest::Response, Error> {
+        let session = &self.session;
+        let url = session.blob_url(&self.desc.digest);
+        let what = &self.what;
+        retrying(self.deadline(), what, || async {
+            let resp = session
+                .send_authorized(what, || {
+                    let req = session.host.http.get(&url);
+                    match from {
+                        Some(n) => req.header(header::RANGE, format!("bytes={n}-")),
+                        None => req,
+                    }
+                })
+                .await?;
+            if !resp.status().is_success() {
+                return Err(http::status_failure(resp, what, session.host.who()).await);
+            }
+            Ok(resp)
+        })
+        .await
     }
 
     /// A request's answer, unless it stalls (a transient failure) or the
@@ -203,7 +245,7 @@ impl Download {
         sent: impl std::future::Future<Output = T>,
     ) -> Result<T, Failed> {
         match self
-            .deadline
+            .deadline()
             .run_unless_stalled(format!("downloading {}", self.what), sent)
             .await?
         {
@@ -211,8 +253,8 @@ impl Download {
             None => Err(Error::transient(format!(
                 "{}: registry {} sent no answer for {}",
                 self.what,
-                self.host,
-                format_duration(self.deadline.stall())
+                self.session.host.host,
+                format_duration(self.deadline().stall())
             ))
             .into()),
         }
@@ -254,8 +296,8 @@ impl Download {
                 progress.bytes,
                 format_duration(delay)
             );
-            self.deadline.sleep(delay, error).await.map_err(as_io)?;
-            answer = self.request(&mut progress).await.map_err(as_io)?;
+            self.deadline().sleep(delay, error).await.map_err(as_io)?;
+            answer = self.resume(&mut progress).await.map_err(as_io)?;
         }
         let actual = progress.hasher.finish();
         if actual != self.digest {
@@ -289,7 +331,7 @@ impl Download {
                 return Ok(Copied::Done);
             }
             let next = self
-                .deadline
+                .deadline()
                 .run_unless_stalled(&downloading, body.next())
                 .await
                 .map_err(|e| self.timed_out(e, progress.bytes))?;
@@ -297,7 +339,7 @@ impl Download {
                 None => {
                     return Ok(Copied::Interrupted(format!(
                         "the registry sent nothing for {}",
-                        format_duration(self.deadline.stall())
+                        format_duration(self.deadline().stall())
                     )));
                 }
                 Some(None) => {
@@ -352,6 +394,65 @@ impl Download {
         );
         io::Error::new(io::ErrorKind::TimedOut, message)
     }
+}
+
+/// An answer's body as the analyzer's chunks. reqwest's errors name the
+/// URL, which after a redirect may be a signed one: it is dropped.
+fn body_of(resp: reqwest::Response) -> Body {
+    resp.bytes_stream()
+        .map(|chunk| chunk.map_err(|e| io::Error::other(e.without_url())))
+        .boxed()
+}
+
+/// Whether a 206 is the part asked for, `bytes=FROM-` of a blob of `size`
+/// bytes: its `Content-Range` starts at `from` and ends at the blob's end,
+/// its total (unless `*`) is the blob's size, and its length agrees. If
+/// not, what it is instead.
+fn served_range(resp: &reqwest::Response, from: u64, size: u64) -> Result<(), String> {
+    let value = resp
+        .headers()
+        .get(header::CONTENT_RANGE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    check_range(value.as_deref(), resp.content_length(), from, size)
+}
+
+fn check_range(
+    content_range: Option<&str>,
+    content_length: Option<u64>,
+    from: u64,
+    size: u64,
+) -> Result<(), String> {
+    let Some(value) = content_range else {
+        return Err("a 206 without Content-Range".into());
+    };
+    let Some((start, end, total)) = parse_content_range(value) else {
+        return Err(format!("an unreadable Content-Range {value:?}"));
+    };
+    let why = if start != from {
+        format!("starts at byte {start}")
+    } else if let Some(total) = total.filter(|t| *t != size) {
+        format!("is of a blob of {total} bytes, not {size}")
+    } else if end.checked_add(1) != Some(size) {
+        format!("ends at byte {end}, not at the blob's end")
+    } else if let Some(len) = content_length.filter(|l| Some(*l) != size.checked_sub(from)) {
+        format!("is {len} bytes long")
+    } else {
+        return Ok(());
+    };
+    Err(format!("Content-Range {value:?}, which {why}"))
+}
+
+/// `bytes FIRST-LAST/TOTAL` (TOTAL may be `*`).
+fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last): (u64, u64) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    (first <= last).then_some((first, last, total))
 }
 
 /// Whether a body's error came from the connection (not from oci-client's
@@ -424,5 +525,33 @@ mod tests {
             as_io(Error::transient("reset")).kind(),
             io::ErrorKind::Other
         );
+    }
+
+    #[test]
+    fn a_part_is_the_one_asked_for_only_if_its_content_range_says_so() {
+        let size = 1000;
+        assert_eq!(
+            check_range(Some("bytes 400-999/1000"), Some(600), 400, size),
+            Ok(())
+        );
+        assert_eq!(
+            check_range(Some("bytes 400-999/*"), None, 400, size),
+            Ok(())
+        );
+        for (value, length) in [
+            // The right length, the wrong bytes.
+            (Some("bytes 0-599/1000"), Some(600)),
+            (Some("bytes 400-999/2000"), Some(600)),
+            (Some("bytes 400-899/1000"), Some(500)),
+            (Some("bytes 400-999/1000"), Some(500)),
+            (Some("bytes */1000"), Some(600)),
+            (Some("items 400-999/1000"), Some(600)),
+            (None, Some(600)),
+        ] {
+            let why = check_range(value, length, 400, size).unwrap_err();
+            assert!(!why.is_empty(), "{value:?}");
+        }
+        let why = check_range(Some("bytes 0-599/1000"), Some(600), 400, size).unwrap_err();
+        assert!(why.contains("starts at byte 0"), "{why}");
     }
 }

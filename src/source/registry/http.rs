@@ -1,10 +1,15 @@
 //! The few registry requests sizeguard makes itself, around oci-client,
-//! because oci-client cannot make them safely: the `/v2/` probe that says
-//! how a registry wants to be authenticated, the Bearer token request (to
-//! decide which credentials the token service may get, and to see its
-//! status and `Retry-After`), and manifests (read as a stream and cut at
-//! [`MAX_DOCUMENT_BYTES`]; oci-client reads a manifest whole, however
-//! long). Blobs (configs and layers) go through oci-client.
+//! because oci-client cannot make them safely or does not show their
+//! answer's headers: the `/v2/` probe that says how a registry wants to be
+//! authenticated, the Bearer token request (to decide which credentials
+//! the token service may get, and to see its status and `Retry-After`),
+//! manifests (read as a stream and cut at
+//! [`MAX_DOCUMENT_BYTES`](crate::source::manifest::MAX_DOCUMENT_BYTES), the
+//! cap every image document has; oci-client reads a manifest whole,
+//! however long), and, for layer downloads (`blob`), the `HEAD`
+//! that learns a throttled blob's `Retry-After` and the requests that
+//! resume a download (for their `Content-Range`). Blobs from byte zero go
+//! through oci-client.
 //!
 //! Credential rules (the README's "Network behaviour" section):
 //! - Credentials go over plain HTTP only to a host given with
@@ -33,11 +38,6 @@ use reqwest::{Response, StatusCode, Url};
 use crate::error::{Error, Kind, chain};
 use crate::source::auth::{self, Credential, Secret};
 use crate::source::retry::{Deadline, Failed, format_duration, retry_after};
-
-/// The most a manifest, an index or an image config may weigh: 4 MiB,
-/// what the OCI distribution specification suggests registries accept for
-/// manifests. Read as a stream and cut there, never read whole first.
-pub const MAX_DOCUMENT_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A token answer is a small JSON object; more than this is not one.
 const MAX_TOKEN_ANSWER: u64 = 1024 * 1024;
@@ -255,16 +255,20 @@ pub async fn send(
     }
 }
 
+/// The wait an answer's `Retry-After` asks for (seconds or an HTTP date).
+pub fn retry_after_of(resp: &Response) -> Option<std::time::Duration> {
+    resp.headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, SystemTime::now()))
+}
+
 /// A 429 or 5xx (or any other failure status) as an attempt's failure:
 /// the status named, the `Retry-After` kept. `who` describes the
 /// credentials sent, for 401 and 403.
 pub async fn status_failure(resp: Response, what: &str, who: &str) -> Failed {
     let status = resp.status();
-    let asked = resp
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry_after(v, SystemTime::now()));
+    let asked = retry_after_of(&resp);
     let url = resp.url().clone();
     // A redirect's signed query string is not for logs.
     let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());

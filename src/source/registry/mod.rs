@@ -10,9 +10,11 @@
 //! Every request runs under the run's [`Deadline`] (`--timeout`) and is
 //! tried again on connection errors, stalls, 429 and 5xx ([`retrying`]).
 //! oci-client fetches blobs ([`blob`] resumes broken layer downloads);
-//! [`http`] makes the requests oci-client cannot make safely: the `/v2/`
-//! probe, token requests (whose credentials follow the rules there) and
-//! manifests (capped at [`http::MAX_DOCUMENT_BYTES`]).
+//! [`http`] makes the requests oci-client cannot make safely, or whose
+//! answer's headers it does not show: the `/v2/` probe, token requests
+//! (whose credentials follow the rules there), manifests (capped at
+//! [`MAX_DOCUMENT_BYTES`]), the `HEAD` that asks a throttled blob's
+//! `Retry-After`, and the resumes of layer downloads.
 
 mod blob;
 pub mod http;
@@ -34,9 +36,9 @@ use oci_client::{Client, Reference};
 use reqwest::header::{self, HeaderValue};
 use tokio::sync::OnceCell;
 
-use self::http::{Challenge, CredentialRules, Decision, MAX_DOCUMENT_BYTES};
+use self::http::{Challenge, CredentialRules, Decision};
 use super::auth::{self, Secret};
-use super::manifest::ACCEPTED_MANIFESTS;
+use super::manifest::{ACCEPTED_MANIFESTS, MAX_DOCUMENT_BYTES};
 use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
 use crate::digest::Digest;
 use crate::error::{Error, Kind, chain};
@@ -200,10 +202,12 @@ impl RegistryPool {
         let host = self.host(&reference).await?;
         Ok(RegistrySource {
             name,
-            reference,
-            client: host.client.clone(),
-            host,
-            auth: tokio::sync::Mutex::new(None),
+            session: Arc::new(Session {
+                reference,
+                client: host.client.clone(),
+                host,
+                auth: tokio::sync::Mutex::new(None),
+            }),
         })
     }
 
@@ -469,6 +473,13 @@ fn explain(host: &str, who: &str, what: &str, e: OciDistributionError) -> Error 
 
 pub struct RegistrySource {
     name: ImageRef,
+    session: Arc<Session>,
+}
+
+/// One repository on a registry host and the authentication its requests
+/// carry: shared by a source and its layer downloads (which renew an
+/// expired token in the middle of a resumed download).
+struct Session {
     reference: Reference,
     host: Arc<RegistryHost>,
     client: Client,
@@ -490,41 +501,15 @@ impl RegistrySource {
 
     /// The registry host's shared connection (tests compare them).
     pub fn host(&self) -> &Arc<RegistryHost> {
-        &self.host
+        &self.session.host
     }
 
     fn deadline(&self) -> &Deadline {
-        &self.host.deadline
+        &self.session.host.deadline
     }
 
-    /// The source's authentication, asked for on first use (`renew`:
-    /// asked for again, after a 401), and handed to oci-client's token
-    /// cache for this repository.
     async fn auth(&self, renew: bool) -> Result<Auth, Error> {
-        let mut slot = self.auth.lock().await;
-        if let Some(a) = slot.as_ref().filter(|_| !renew) {
-            return Ok(a.clone());
-        }
-        let auth = self.host.authenticate(&self.reference).await?;
-        let registry = self.reference.resolve_registry();
-        let token = match &auth.oci {
-            RegistryAuth::Bearer(t) => Some(RegistryTokenType::Bearer(RegistryToken::Token {
-                token: t.clone(),
-            })),
-            RegistryAuth::Basic(u, p) => Some(RegistryTokenType::Basic(u.clone(), p.clone())),
-            _ => None,
-        };
-        // Without a stored authentication oci-client sends requests as
-        // they are; with one, it uses the cached token for the repository.
-        if let Some(token) = token {
-            self.client.store_auth_if_needed(registry, &auth.oci).await;
-            self.client
-                .tokens
-                .insert(&self.reference, RegistryOperation::Pull, token)
-                .await;
-        }
-        *slot = Some(auth.clone());
-        Ok(auth)
+        self.session.auth(renew).await
     }
 
     /// Runs a request with the source's authentication; a 401 to a
@@ -567,11 +552,13 @@ impl RegistrySource {
             .unwrap_or("latest")
             .to_string();
         let url = self
+            .session
             .host
             .url(&format!("{}/manifests/{target}", reference.repository()));
         let deadline = self.deadline();
         let (bytes, media_type) = retrying(deadline, &what, || async {
             let mut req = self
+                .session
                 .host
                 .http
                 .get(&url)
@@ -579,9 +566,9 @@ impl RegistrySource {
             if let Some(h) = &auth.header {
                 req = req.header(header::AUTHORIZATION, h.clone());
             }
-            let resp = http::send(req, &what, &self.host.host, deadline).await?;
+            let resp = http::send(req, &what, &self.session.host.host, deadline).await?;
             if !resp.status().is_success() {
-                return Err(http::status_failure(resp, &what, self.host.who()).await);
+                return Err(http::status_failure(resp, &what, self.session.host.who()).await);
             }
             let media_type = resp
                 .headers()
@@ -605,13 +592,19 @@ impl RegistrySource {
 
     /// A config blob, through oci-client, read up to [`MAX_DOCUMENT_BYTES`].
     async fn config(&self, digest: &Digest, media_type: &str) -> Result<bytes::Bytes, Error> {
-        let what = format!("{}@{digest}", self.reference.whole());
+        let what = format!("{}@{digest}", self.session.reference.whole());
         let desc = Self::descriptor(&digest.to_string(), media_type, 0);
         let deadline = self.deadline();
         retrying(deadline, &what, || async {
-            let sent = self.client.pull_blob_stream(&self.reference, &desc);
+            let sent = self
+                .session
+                .client
+                .pull_blob_stream(&self.session.reference, &desc);
             let stream = match deadline.run_unless_stalled(&what, sent).await? {
-                Some(s) => s.map_err(|e| explain(&self.host.host, self.host.who(), &what, e))?,
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    return Err(self.session.blob_failure(&desc.digest, &what, e).await);
+                }
                 None => return Err(Error::transient(format!("{what}: no answer")).into()),
             };
             let cap = MAX_DOCUMENT_BYTES;
@@ -637,6 +630,112 @@ impl RegistrySource {
     }
 }
 
+impl Session {
+    fn deadline(&self) -> &Deadline {
+        &self.host.deadline
+    }
+
+    /// The source's authentication, asked for on first use (`renew`:
+    /// asked for again, after a 401), and handed to oci-client's token
+    /// cache for this repository.
+    async fn auth(&self, renew: bool) -> Result<Auth, Error> {
+        let mut slot = self.auth.lock().await;
+        if let Some(a) = slot.as_ref().filter(|_| !renew) {
+            return Ok(a.clone());
+        }
+        let auth = self.host.authenticate(&self.reference).await?;
+        let registry = self.reference.resolve_registry();
+        let token = match &auth.oci {
+            RegistryAuth::Bearer(t) => Some(RegistryTokenType::Bearer(RegistryToken::Token {
+                token: t.clone(),
+            })),
+            RegistryAuth::Basic(u, p) => Some(RegistryTokenType::Basic(u.clone(), p.clone())),
+            _ => None,
+        };
+        // Without a stored authentication oci-client sends requests as
+        // they are; with one, it uses the cached token for the repository.
+        if let Some(token) = token {
+            self.client.store_auth_if_needed(registry, &auth.oci).await;
+            self.client
+                .tokens
+                .insert(&self.reference, RegistryOperation::Pull, token)
+                .await;
+        }
+        *slot = Some(auth.clone());
+        Ok(auth)
+    }
+
+    /// A request of sizeguard's own to the repository (`build` makes it),
+    /// sent with the session's authentication; a 401 to a Bearer token
+    /// gets a new token and one more try (a token may expire in the middle
+    /// of a download). The answer is returned whatever its status.
+    async fn send_authorized(
+        &self,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Failed> {
+        let send = |auth: &Auth| {
+            let mut req = build();
+            if let Some(h) = &auth.header {
+                req = req.header(header::AUTHORIZATION, h.clone());
+            }
+            http::send(req, what, &self.host.host, self.deadline())
+        };
+        let auth = self.auth(false).await?;
+        let resp = send(&auth).await?;
+        if resp.status() != reqwest::StatusCode::UNAUTHORIZED
+            || !matches!(auth.oci, RegistryAuth::Bearer(_))
+        {
+            return Ok(resp);
+        }
+        tracing::info!("{what}: 401 unauthorized (the token expired?); asking for a new token");
+        let auth = self.auth(true).await?;
+        send(&auth).await
+    }
+
+    /// `SCHEME://HOST/v2/REPOSITORY/blobs/DIGEST`.
+    fn blob_url(&self, digest: &str) -> String {
+        self.host
+            .url(&format!("{}/blobs/{digest}", self.reference.repository()))
+    }
+
+    /// oci-client's error for a blob request as an attempt's failure. A
+    /// 429 or 503 keeps the wait the registry asks for, which oci-client's
+    /// error does not carry: it is learnt from a `HEAD` of the blob (one
+    /// small request, made only then; a registry that throttles the `GET`
+    /// throttles the `HEAD` with it, and one that answers the `HEAD`
+    /// lets the next `GET` through). This keeps oci-client the only reader
+    /// of blob bodies from byte 0.
+    async fn blob_failure(&self, digest: &str, what: &str, e: OciDistributionError) -> Failed {
+        let throttled = match &e {
+            OciDistributionError::ServerError { code, .. } => matches!(code, 429 | 503),
+            OciDistributionError::RegistryError { envelope, .. } => envelope
+                .errors
+                .iter()
+                .any(|e| e.code == OciErrorCode::Toomanyrequests),
+            _ => false,
+        };
+        let error = explain(&self.host.host, self.host.who(), what, e);
+        let retry_after = match throttled {
+            true => self.asked_wait(digest, what).await,
+            false => None,
+        };
+        Failed { error, retry_after }
+    }
+
+    /// The `Retry-After` of a throttled `HEAD` of a blob, if it is one.
+    async fn asked_wait(&self, digest: &str, what: &str) -> Option<Duration> {
+        let url = self.blob_url(digest);
+        let resp = self
+            .send_authorized(what, || self.host.http.head(&url))
+            .await
+            .ok()?;
+        let asked = http::retry_after_of(&resp);
+        tracing::debug!("{what}: HEAD {} asks to wait {asked:?}", resp.status());
+        asked.filter(|_| http::is_retryable(resp.status()))
+    }
+}
+
 fn too_large(what: &str) -> Error {
     Error::corrupt(format!(
         "{what}: larger than the {} a manifest or config may have",
@@ -647,7 +746,7 @@ fn too_large(what: &str) -> Error {
 #[async_trait]
 impl ManifestStore for RegistrySource {
     async fn root(&self) -> Result<Blob, Error> {
-        self.authorized(|auth| self.manifest(&self.reference, auth))
+        self.authorized(|auth| self.manifest(&self.session.reference, auth))
             .await
     }
 
@@ -658,7 +757,7 @@ impl ManifestStore for RegistrySource {
         is_manifest: bool,
     ) -> Result<Blob, Error> {
         let bytes = if is_manifest {
-            let r = self.reference.clone_with_digest(digest.to_string());
+            let r = self.session.reference.clone_with_digest(digest.to_string());
             self.authorized(|auth| self.manifest(&r, auth)).await?.bytes
         } else {
             self.authorized(|_| self.config(digest, media_type)).await?
@@ -685,16 +784,11 @@ impl ImageSource for RegistrySource {
         let digest = Digest::parse(&layer.digest)?;
         self.authorized(|_| {
             let download = blob::Download {
-                client: self.client.clone(),
-                reference: self.reference.clone(),
+                session: self.session.clone(),
                 desc: Self::descriptor(&layer.digest, &layer.media_type, layer.size as i64),
                 size: layer.size,
                 digest: digest.clone(),
-                deadline: *self.deadline(),
                 what: format!("layer {}", layer.digest),
-                host: self.host.host.clone(),
-                who: self.host.who().to_string(),
-                explain,
             };
             download.open()
         })
@@ -730,11 +824,16 @@ impl RegistrySource {
         let desc = Self::descriptor(&layer.digest, &layer.media_type, layer.size as i64);
         let deadline = self.deadline();
         retrying(deadline, &what, || async {
-            let sent =
-                self.client
-                    .pull_blob_stream_partial(&self.reference, &desc, offset, Some(len));
+            let sent = self.session.client.pull_blob_stream_partial(
+                &self.session.reference,
+                &desc,
+                offset,
+                Some(len),
+            );
             let resp = match deadline.run_unless_stalled(&what, sent).await? {
-                Some(r) => r.map_err(|e| explain(&self.host.host, self.host.who(), &what, e))?,
+                Some(r) => r.map_err(|e| {
+                    explain(&self.session.host.host, self.session.host.who(), &what, e)
+                })?,
                 None => return Err(Error::transient(format!("{what}: no answer")).into()),
             };
             let mut stream = match resp {
@@ -765,9 +864,9 @@ impl std::fmt::Debug for RegistrySource {
         write!(
             f,
             "RegistrySource({}, {}, {})",
-            self.reference.whole(),
-            self.host.scheme,
-            self.host.who()
+            self.session.reference.whole(),
+            self.session.host.scheme,
+            self.session.host.who()
         )
     }
 }
