@@ -581,6 +581,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dive_rule_keys_read_numbers_sizes_and_disabled() {
+        let s: Settings = toml::from_str(
+            "lowest-efficiency = 0.95\nhighest-wasted-bytes = \"20MB\"\nhighest-user-wasted-percent = \"disabled\"\n",
+        )
+        .unwrap();
+        let d = s.policy().unwrap().dive;
+        assert_eq!(d.lowest_efficiency, Some(0.95));
+        assert_eq!(d.highest_wasted_bytes, Some(20_000_000));
+        assert_eq!(d.highest_user_wasted_percent, None);
+        let bytes: Settings = toml::from_str("highest-wasted-bytes = 1048576\n").unwrap();
+        assert_eq!(
+            bytes.policy().unwrap().dive.highest_wasted_bytes,
+            Some(1 << 20)
+        );
+        let bad: Settings = toml::from_str("lowest-efficiency = 2\n").unwrap();
+        assert_eq!(bad.policy().unwrap_err().kind(), crate::error::Kind::Usage);
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let err = toml::from_str::<Settings>("max-grwoth = \"10%\"").unwrap_err();
         assert!(err.message().contains("max-grwoth"), "{}", err.message());

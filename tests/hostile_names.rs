@@ -26,8 +26,7 @@ const FENCE: &str = "```</details>\n\n# done";
 const LINK: &str = "[click](https://evil.example) *now* &amp; @org/team";
 const TERMINAL: &str = "red\u{1b}[31m\rback\u{202e}txt.exe";
 /// The build step of the hostile layer, as its author wrote it.
-const HOSTILE_STEP: &str =
-    "/bin/sh -c #(nop) COPY a|b`c <img src=x> @user\n## ✅ all clear [x](https://evil.example) \u{1b}[31m";
+const HOSTILE_STEP: &str = "/bin/sh -c #(nop) COPY a|b`c <img src=x> @user\n## ✅ all clear [x](https://evil.example) \u{1b}[31m";
 
 /// `oci:DIR:v1` (a small base) and `oci:DIR:v2` (the base and a layer of
 /// hostile names, each larger than the base's files so that every list of
@@ -135,7 +134,8 @@ fn assert_inert(markdown: &str) {
     );
     // The hostile build step shows shortened, in code, in both tables.
     assert_eq!(
-        html.matches("<code>COPY a|b`c &lt;img src=x&gt; @user ## ✅ all clear").count(),
+        html.matches("<code>COPY a|b`c &lt;img src=x&gt; @user ## ✅ all clear")
+            .count(),
         6,
         "{html}"
     );

@@ -415,7 +415,7 @@ fn efficiency_line(r: &ImageView, out: &mut String) {
     let Some(a) = &r.efficiency else { return };
     let ratio = a
         .user_wasted_ratio
-        .map(|x| format!(", {} of the user layers' bytes", format_pct(x * 100.0)))
+        .map(|x| format!(", {:.1}% of the user layers' bytes", x * 100.0))
         .unwrap_or_default();
     let _ = writeln!(
         out,

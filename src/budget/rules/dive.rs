@@ -24,7 +24,9 @@
 //! `content_bytes` (a path written twice in one tar counts once, where dive
 //! sums both headers); a directory only implied by its children's paths is
 //! still a directory when a whiteout deletes it; a whiteout of a path the
-//! layers below lack is no visit (dive stops walking that layer there).
+//! layers below lack is no visit (dive stops walking that layer there); an
+//! opaque directory hides the lower layers' content from later whiteouts'
+//! sizes (dive ignores opaque markers).
 
 use std::io::Read;
 use std::path::Path;
