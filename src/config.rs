@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::budget::cost::StoreModel;
 use crate::budget::kubelet::{self, NodeFs, Thresholds};
+use crate::budget::rules::dive::{self, DiveRules};
 use crate::budget::rules::{GrowthRule, Levels, Policy};
 use crate::budget::verdict::{Level, NodeInput, UsedSource};
 use crate::error::Error;
@@ -59,6 +60,23 @@ impl NodeConfig {
     }
 }
 
+/// A setting written as a number or as text (`0.95`, `"disabled"`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Number(f64),
+    Text(String),
+}
+
+impl Scalar {
+    pub fn text(&self) -> String {
+        match self {
+            Scalar::Number(n) => n.to_string(),
+            Scalar::Text(t) => t.clone(),
+        }
+    }
+}
+
 /// Every setting, from the file or the flags; `None` means "not said here".
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -81,6 +99,10 @@ pub struct Settings {
     pub warn_layers: Option<u64>,
     pub max_wasted: Option<String>,
     pub warn_wasted: Option<String>,
+    /// dive's CI rules, as a `.dive-ci` file writes them (`disabled` too).
+    pub lowest_efficiency: Option<Scalar>,
+    pub highest_wasted_bytes: Option<Scalar>,
+    pub highest_user_wasted_percent: Option<Scalar>,
     pub gc_headroom_level: Option<String>,
     pub fresh_pull: Option<bool>,
     pub discard_unpacked_layers: Option<bool>,
@@ -255,6 +277,11 @@ impl Settings {
             warn_layers: self.warn_layers.or(base.warn_layers),
             max_wasted: self.max_wasted.or(base.max_wasted),
             warn_wasted: self.warn_wasted.or(base.warn_wasted),
+            lowest_efficiency: self.lowest_efficiency.or(base.lowest_efficiency),
+            highest_wasted_bytes: self.highest_wasted_bytes.or(base.highest_wasted_bytes),
+            highest_user_wasted_percent: self
+                .highest_user_wasted_percent
+                .or(base.highest_user_wasted_percent),
             gc_headroom_level: self.gc_headroom_level.or(base.gc_headroom_level),
             fresh_pull: self.fresh_pull.or(base.fresh_pull),
             discard_unpacked_layers: self
@@ -390,6 +417,7 @@ impl Settings {
             },
             fresh_pull: self.fresh_pull.unwrap_or(false),
             default_rules: self.default_rules.unwrap_or(true),
+            dive: self.dive_rules()?,
             store: StoreModel {
                 discard_unpacked_layers: self.discard_unpacked_layers.unwrap_or(false),
             },
@@ -398,6 +426,22 @@ impl Settings {
                 || self.gc_low.is_some()
                 || self.eviction_imagefs_available.is_some()
                 || self.eviction_imagefs_inodes_free.is_some(),
+        })
+    }
+
+    fn dive_rules(&self) -> Result<DiveRules, Error> {
+        let text = |v: &Option<Scalar>| v.as_ref().map(Scalar::text);
+        let ratio = |key: &str, v: &Option<Scalar>| {
+            text(v).map_or(Ok(None), |t| dive::parse_ratio(key, &t))
+        };
+        Ok(DiveRules {
+            lowest_efficiency: ratio("lowest-efficiency", &self.lowest_efficiency)?,
+            highest_wasted_bytes: text(&self.highest_wasted_bytes)
+                .map_or(Ok(None), |t| dive::parse_bytes("highest-wasted-bytes", &t))?,
+            highest_user_wasted_percent: ratio(
+                "highest-user-wasted-percent",
+                &self.highest_user_wasted_percent,
+            )?,
         })
     }
 
@@ -571,6 +615,25 @@ fn read_at_most(reader: impl std::io::Read, limit: u64) -> std::io::Result<Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dive_rule_keys_read_numbers_sizes_and_disabled() {
+        let s: Settings = toml::from_str(
+            "lowest-efficiency = 0.95\nhighest-wasted-bytes = \"20MB\"\nhighest-user-wasted-percent = \"disabled\"\n",
+        )
+        .unwrap();
+        let d = s.policy().unwrap().dive;
+        assert_eq!(d.lowest_efficiency, Some(0.95));
+        assert_eq!(d.highest_wasted_bytes, Some(20_000_000));
+        assert_eq!(d.highest_user_wasted_percent, None);
+        let bytes: Settings = toml::from_str("highest-wasted-bytes = 1048576\n").unwrap();
+        assert_eq!(
+            bytes.policy().unwrap().dive.highest_wasted_bytes,
+            Some(1 << 20)
+        );
+        let bad: Settings = toml::from_str("lowest-efficiency = 2\n").unwrap();
+        assert_eq!(bad.policy().unwrap_err().kind(), crate::error::Kind::Usage);
+    }
 
     #[test]
     fn unknown_keys_are_named() {

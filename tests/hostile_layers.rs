@@ -204,6 +204,64 @@ fn a_million_files_peak_under_100_mib() {
     assert!(rss < 100 * 1024, "peak RSS {rss} KiB is over 100 MiB");
 }
 
+/// `sizeguard check` of the candidate layout against the baseline one
+/// under GNU time and the same address-space limit; returns (peak RSS KiB,
+/// stdout, stderr, ok).
+fn check_binary(candidate: &Path, baseline: &Path) -> (u64, String, String, bool) {
+    support::require_tool("/usr/bin/time", "time");
+    let script = format!(
+        "ulimit -v 4194304; exec /usr/bin/time -v '{}' check -q --no-config --jobs 2 --format json --candidate 'oci:{}:v1' --baseline 'oci:{}:v1'",
+        env!("CARGO_BIN_EXE_sizeguard"),
+        candidate.display(),
+        baseline.display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("SIZEGUARD_NO_CACHE", "1")
+        .output()
+        .expect("run /usr/bin/time");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let rss = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in: {stderr}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    // A check that judged a growth exits 0 (warn) or 1 (fail): both ran.
+    let ran = matches!(out.status.code(), Some(0 | 1));
+    (rss, stdout, stderr, ran)
+}
+
+/// The check holds both final trees and the path diff's per-node figures
+/// at once: a candidate of 1 000 000 empty files against a small baseline.
+#[test]
+fn a_million_file_check_with_its_path_diff_peaks_under_200_mib() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cand, base) = (tmp.path().join("cand"), tmp.path().join("base"));
+    std::fs::create_dir_all(&cand).unwrap();
+    std::fs::create_dir_all(&base).unwrap();
+    write_layout(&cand, &[many_files_layer(1000, 1000, "")]);
+    write_layout(&base, &[many_files_layer(10, 10, "")]);
+    let started = std::time::Instant::now();
+    let (rss, stdout, stderr, ran) = check_binary(&cand, &base);
+    eprintln!(
+        "check of 1 000 000 files: peak RSS {rss} KiB, in {:?}",
+        started.elapsed()
+    );
+    assert!(ran, "check failed: {stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let c = &doc["platforms"][0]["candidate"];
+    assert_eq!(c["final"]["files"], 1_000_000);
+    // Empty files grow no content: the diff walks both trees all the same,
+    // and lists nothing.
+    assert_eq!(doc["paths"], serde_json::json!([]));
+    assert!(rss < 200 * 1024, "peak RSS {rss} KiB is over 200 MiB");
+}
+
 /// A path of 1 MiB minus a little: ~500 000 components of one letter, in a
 /// PAX record (the longest a record may be).
 fn deep_path() -> Vec<u8> {

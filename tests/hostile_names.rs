@@ -25,6 +25,8 @@ const ESCAPE_PIPE: &str = "x\\|y\\";
 const FENCE: &str = "```</details>\n\n# done";
 const LINK: &str = "[click](https://evil.example) *now* &amp; @org/team";
 const TERMINAL: &str = "red\u{1b}[31m\rback\u{202e}txt.exe";
+/// The build step of the hostile layer, as its author wrote it.
+const HOSTILE_STEP: &str = "/bin/sh -c #(nop) COPY a|b`c <img src=x> @user\n## ✅ all clear [x](https://evil.example) \u{1b}[31m";
 
 /// `oci:DIR:v1` (a small base) and `oci:DIR:v2` (the base and a layer of
 /// hostile names, each larger than the base's files so that every list of
@@ -45,7 +47,7 @@ fn layout(dir: &Path) -> (String, String) {
         Comp::Gzip,
     );
     b.add_tagged_image(std::slice::from_ref(&base), "v1");
-    b.add_tagged_image(&[base, hostile], "v2");
+    b.add_image_with_steps(&[base, hostile], &["FROM scratch", HOSTILE_STEP], "v2");
     let d = dir.display();
     (format!("oci:{d}:v1"), format!("oci:{d}:v2"))
 }
@@ -122,13 +124,20 @@ fn assert_inert(markdown: &str) {
         assert_eq!(tags(h), 0, "{h} in {html}");
     }
     assert!(html.contains("<h4>linux/amd64</h4>"), "{html}");
-    // Tables: figures (header + 4 figures + rollout cost) and the layer
-    // diff (header + 2 layers), each row with all its cells (the last one
-    // the build step).
+    // Tables: figures (header + 4 figures + rollout cost), the layer diff
+    // (header + 2 layers) and the growth by path (header + the 5 names),
+    // each row with all its cells (the last one the build step).
     assert_eq!(
         tables(&html),
-        [vec![4; 6], vec![8; 3]],
+        [vec![4; 6], vec![8; 3], vec![6; 6]],
         "tables and cells:\n{html}"
+    );
+    // The hostile build step shows shortened, in code, in both tables.
+    assert_eq!(
+        html.matches("<code>COPY a|b`c &lt;img src=x&gt; @user ## ✅ all clear")
+            .count(),
+        6,
+        "{html}"
     );
     // One <details> block, still open to its end; no attacker HTML, link
     // or mention.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::budget::kubelet::Thresholds;
+use crate::budget::paths::{PathOptions, path_diff};
 use crate::budget::rules::{Finding, Policy};
 use crate::budget::verdict::{CheckReport, assemble};
 use crate::config::NodeChoice;
@@ -66,6 +67,8 @@ pub struct CheckRequest {
     pub node: Option<NodeChoice>,
     pub thresholds: Thresholds,
     pub options: MeasureOptions,
+    /// How much of the growth by path to list.
+    pub paths: PathOptions,
 }
 
 type Resolved = Vec<(Arc<dyn ImageSource>, ResolvedImage)>;
@@ -135,7 +138,7 @@ pub async fn check(services: &Services, req: &CheckRequest) -> Result<CheckRepor
     for candidate in &mut reports {
         published::adopt_published_blobs(candidate, &baselines);
     }
-    assemble(
+    let mut report = assemble(
         req.candidate.clone(),
         req.baseline.clone(),
         reports,
@@ -143,5 +146,23 @@ pub async fn check(services: &Services, req: &CheckRequest) -> Result<CheckRepor
         general,
         req.node.clone().map(|n| (n, req.thresholds)),
         req.policy.clone(),
-    )
+    )?;
+    for p in &mut report.platforms {
+        p.paths = growth_by_path(p, req.paths);
+    }
+    Ok(report)
+}
+
+/// The path diff of one platform, and its final filesystems let go: they
+/// are the largest part of a check's memory, and nothing reads them after.
+fn growth_by_path(
+    p: &mut crate::budget::verdict::PlatformCheck,
+    opts: PathOptions,
+) -> Vec<crate::budget::paths::PathGrowth> {
+    let cand = p.candidate.merged.take();
+    let base = p.baseline.as_mut().and_then(|b| b.merged.take());
+    match (cand, base) {
+        (Some(c), Some(b)) => path_diff(&c, &b, &p.candidate.image.created_by, opts),
+        _ => Vec::new(),
+    }
 }

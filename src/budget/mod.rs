@@ -13,6 +13,7 @@
 pub mod cost;
 pub mod kubelet;
 pub mod layer_diff;
+pub mod paths;
 pub mod rules;
 pub mod verdict;
 

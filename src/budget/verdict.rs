@@ -56,6 +56,8 @@ pub struct PlatformCheck {
     pub baseline: Option<ImageReport>,
     pub evaluation: Evaluation,
     pub layers: Vec<LayerDiffRow>,
+    /// Growth by path against the baseline (empty without one).
+    pub paths: Vec<crate::budget::paths::PathGrowth>,
 }
 
 /// Where the node's used space comes from.
@@ -305,6 +307,7 @@ pub fn assemble(
             baseline: b,
             evaluation,
             layers,
+            paths: Vec::new(),
         });
     }
     let evaluations: Vec<&Evaluation> = platforms.iter().map(|p| &p.evaluation).collect();

@@ -409,9 +409,14 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value = "table", help_heading = "Output")]
     pub format: CheckFormat,
 
-    /// Length of the largest-files lists.
+    /// Length of the largest-files lists and of the growth by path.
     #[arg(long, default_value_t = 10, value_name = "N", help_heading = "Output")]
     pub top: usize,
+
+    /// Deepest directory the growth by path drills down to, in path
+    /// components.
+    #[arg(long, default_value_t = 8, value_name = "D", help_heading = "Output")]
+    pub depth: usize,
 
     /// Write the report to FILE (atomically) instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE", help_heading = "Output")]
@@ -430,6 +435,12 @@ pub struct CheckArgs {
     /// Ignore any sizeguard.toml.
     #[arg(long = "no-config", conflicts_with = "config", help_heading = "Rules")]
     pub no_config: bool,
+
+    /// dive's `.dive-ci` file: its rules (lowestEfficiency,
+    /// highestWastedBytes, highestUserWastedPercent) judge the candidate,
+    /// under the flags and over sizeguard.toml.
+    #[arg(long = "dive-ci", value_name = "FILE", help_heading = "Rules")]
+    pub dive_ci: Option<PathBuf>,
 
     /// Post the Markdown report as the sticky pull-request comment (needs
     /// GITHUB_TOKEN, GITHUB_REPOSITORY and --pr or GITHUB_EVENT_PATH).
@@ -602,4 +613,15 @@ pub struct PolicyArgs {
     /// Bytes shadowed by upper layers that warn (replaces the default 10% warning).
     #[arg(long = "warn-wasted", value_name = "SIZE")]
     pub warn_wasted: Option<String>,
+    /// dive's lowestEfficiency: an efficiency score (0 to 1) below this fails.
+    #[arg(long = "lowest-efficiency", value_name = "RATIO")]
+    pub lowest_efficiency: Option<String>,
+    /// dive's highestWastedBytes: dive's wasted bytes above this fail
+    /// (`20MB` is 20 000 000 bytes, as dive reads it).
+    #[arg(long = "highest-wasted-bytes", value_name = "SIZE")]
+    pub highest_wasted_bytes: Option<String>,
+    /// dive's highestUserWastedPercent: wasted bytes over the bytes of the
+    /// layers above the first, as a ratio (0 to 1), above this fail.
+    #[arg(long = "highest-user-wasted-percent", value_name = "RATIO")]
+    pub highest_user_wasted_percent: Option<String>,
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::app::{CheckRequest, MeasureRequest, Services};
 use crate::cli::args::{CheckArgs, MeasureArgs, NodeArgs, PolicyArgs, SourceArgs};
 use crate::cli::progress::Bars;
-use crate::config::{NodeConfig, OneOrMany, Settings};
+use crate::config::{NodeConfig, OneOrMany, Scalar, Settings};
 use crate::error::Error;
 use crate::measure::cache::{LayerCache, default_dir};
 use crate::measure::{MeasureOptions, Measurer};
@@ -111,6 +111,10 @@ pub fn check_request(args: &CheckArgs) -> Result<CheckRequest, Error> {
         node,
         thresholds,
         options: measure_options(&args.source, args.top)?,
+        paths: crate::budget::paths::PathOptions {
+            top: args.top,
+            depth: args.depth,
+        },
     })
 }
 
@@ -131,7 +135,20 @@ fn settings(args: &CheckArgs) -> Result<Settings, Error> {
             }
         }
     };
-    Ok(flag_settings(args).over(file))
+    let dive_ci = match &args.dive_ci {
+        Some(path) => {
+            let f = crate::budget::rules::dive::load_dive_ci(path)?;
+            let text = |v: Option<String>| v.map(crate::config::Scalar::Text);
+            Settings {
+                lowest_efficiency: text(f.lowest_efficiency),
+                highest_wasted_bytes: text(f.highest_wasted_bytes),
+                highest_user_wasted_percent: text(f.highest_user_wasted_percent),
+                ..Settings::default()
+            }
+        }
+        None => Settings::default(),
+    };
+    Ok(flag_settings(args).over(dive_ci.over(file)))
 }
 
 /// The command line as a [`Settings`] layer over the policy file.
@@ -163,6 +180,9 @@ pub(crate) fn rule_settings(n: &NodeArgs, p: &PolicyArgs) -> Settings {
         warn_layers: p.warn_layers,
         max_wasted: p.max_wasted.clone(),
         warn_wasted: p.warn_wasted.clone(),
+        lowest_efficiency: p.lowest_efficiency.clone().map(Scalar::Text),
+        highest_wasted_bytes: p.highest_wasted_bytes.clone().map(Scalar::Text),
+        highest_user_wasted_percent: p.highest_user_wasted_percent.clone().map(Scalar::Text),
         gc_headroom_level: p.gc_headroom_level.clone(),
         fresh_pull: p.fresh_pull.then_some(true),
         discard_unpacked_layers: n.discard_unpacked_layers.then_some(true),

@@ -186,6 +186,11 @@ impl LayerIndex {
         &self.tree
     }
 
+    /// Whether some deeper path of the layer goes through this node.
+    pub(crate) fn has_child(&self, id: NodeId) -> bool {
+        self.kinds[id as usize] & HAS_CHILD != 0
+    }
+
     pub(crate) fn view(&self, id: NodeId) -> NodeView {
         let k = self.kinds[id as usize];
         let size = self.sizes.get(id);

@@ -15,7 +15,7 @@ use super::layer::{EntryKind, FileSize};
 use super::tree::{NodeId, PathTree, ROOT, Sizes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Node {
+pub(crate) enum Node {
     /// Not in the merged filesystem (never added, or deleted since).
     Absent,
     File(u64),
@@ -67,6 +67,41 @@ pub struct MergedFs {
     first_child: Vec<NodeId>,
     next_sibling: Vec<NodeId>,
     wasted_bytes: u64,
+    /// The position of the layer that last put each node, so growth can be
+    /// traced to the build step that made it (`u16::MAX` past 65 534
+    /// layers; OCI runtimes stop far earlier).
+    writers: Vec<u16>,
+    /// The position of the layer [`Self::apply`] stacks next.
+    layer: u16,
+    dive: DiveTally,
+}
+
+/// What dive's efficiency score adds up, per path, over the layers
+/// (`dive/filetree/efficiency.go` in wagoodman/dive): every path a layer
+/// lists as a leaf is a visit with a size, and a path visited more than
+/// once is inefficient. Only paths visited twice need their own sums; the
+/// rest need their first size, kept in four bytes a node.
+#[derive(Debug, Default)]
+struct DiveTally {
+    /// Whether a node was visited (one bit a node).
+    seen: Vec<u64>,
+    /// A node's first visit's size.
+    first: Sizes,
+    /// Sizes of every visit.
+    total: u64,
+    /// For paths visited twice or more: (sum of sizes, smallest size).
+    repeated: std::collections::HashMap<NodeId, (u64, u64)>,
+}
+
+/// dive's figures of an image: its efficiency score and wasted bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiveFigures {
+    /// Σ smallest size per path / Σ sizes of every visit; 1 when nothing
+    /// was visited.
+    pub efficiency: f64,
+    /// Σ sizes of every visit of the paths visited more than once (the
+    /// copy that survives included, as dive counts it).
+    pub wasted_bytes: u64,
 }
 
 impl Default for MergedFs {
@@ -88,6 +123,16 @@ impl MergedFs {
             first_child: vec![0],
             next_sibling: vec![0],
             wasted_bytes: 0,
+            writers: vec![0],
+            layer: 0,
+            dive: DiveTally {
+                first: {
+                    let mut s = Sizes::default();
+                    s.push(0);
+                    s
+                },
+                ..Default::default()
+            },
         }
     }
 
@@ -96,8 +141,10 @@ impl MergedFs {
         let Some(ids) = self.map_layer(index) else {
             // Past 4 GiB of distinct components the analyzer has already
             // refused the layer; nothing to stack.
+            self.skip_layer();
             return;
         };
+        self.tally_dive(index, &ids);
         // Deletions act on the lower layers only, so they go first: an entry
         // of this same layer under an opaque directory must survive.
         for (i, &id) in ids.iter().enumerate() {
@@ -131,6 +178,13 @@ impl MergedFs {
             self.ensure_parents(id);
             self.put(id, node);
         }
+        self.skip_layer();
+    }
+
+    /// Counts a layer that was not stacked (not measured), so the next
+    /// one's position stays its position in the image.
+    pub fn skip_layer(&mut self) {
+        self.layer = self.layer.saturating_add(1);
     }
 
     /// This view's node for each of the layer's nodes, created (absent)
@@ -145,6 +199,8 @@ impl MergedFs {
         self.sizes.reserve(n);
         self.first_child.reserve(n);
         self.next_sibling.reserve(n);
+        self.writers.reserve(n);
+        self.dive.first.reserve(n);
         let mut ids: Vec<NodeId> = Vec::with_capacity(n);
         ids.push(ROOT);
         for i in 1..layer.len() as NodeId {
@@ -153,6 +209,8 @@ impl MergedFs {
             if created {
                 self.kinds.push(Node::Absent.code());
                 self.sizes.push(0);
+                self.writers.push(0);
+                self.dive.first.push(0);
                 self.next_sibling.push(self.first_child[parent as usize]);
                 self.first_child.push(0);
                 self.first_child[parent as usize] = id;
@@ -162,7 +220,55 @@ impl MergedFs {
         Some(ids)
     }
 
-    fn get(&self, id: NodeId) -> Node {
+    /// dive's visits of one layer, before its deletions act (dive sizes a
+    /// whiteout by what the layers below hold at its path): every leaf the
+    /// layer lists, at its size (a file's; 0 for anything else), and every
+    /// whiteout, at the content of the directory it deletes (0 when it
+    /// deletes anything but a directory, as dive counts it). A whiteout of
+    /// a path the layers below lack is not a visit (dive fails the layer's
+    /// walk there).
+    fn tally_dive(&mut self, index: &LayerIndex, ids: &[NodeId]) {
+        for (i, &id) in ids.iter().enumerate().skip(1) {
+            let v = index.view(i as NodeId);
+            if v.whiteout {
+                match self.get(id) {
+                    Node::Absent => {}
+                    Node::Dir => {
+                        let size = self.subtree_content(id);
+                        self.dive.visit(id, size);
+                    }
+                    _ => self.dive.visit(id, 0),
+                }
+            }
+            if !index.has_child(i as NodeId) && (v.kind.is_some() || v.opaque) {
+                let size = match v.kind {
+                    Some(EntryKind::File { size }) => size,
+                    _ => 0,
+                };
+                self.dive.visit(id, size);
+            }
+        }
+    }
+
+    /// Bytes of the files present below `dir`.
+    fn subtree_content(&self, dir: NodeId) -> u64 {
+        let mut sum: u64 = 0;
+        let mut stack = vec![dir];
+        while let Some(n) = stack.pop() {
+            let mut c = self.first_child[n as usize];
+            while c != 0 {
+                match self.get(c) {
+                    Node::Absent => {}
+                    Node::File(s) => sum = sum.saturating_add(s),
+                    _ => stack.push(c),
+                }
+                c = self.next_sibling[c as usize];
+            }
+        }
+        sum
+    }
+
+    pub(crate) fn get(&self, id: NodeId) -> Node {
         match self.kinds[id as usize] {
             1 => Node::File(self.sizes.get(id)),
             2 => Node::HardLink,
@@ -176,6 +282,9 @@ impl MergedFs {
     fn replace(&mut self, id: NodeId, node: Node) -> Node {
         let old = self.get(id);
         self.kinds[id as usize] = node.code();
+        if node != Node::Absent {
+            self.writers[id as usize] = self.layer;
+        }
         if let Node::File(size) = node {
             self.sizes.set(id, size);
         }
@@ -233,6 +342,37 @@ impl MergedFs {
         }
     }
 
+    /// dive's efficiency score and wasted bytes over the layers stacked.
+    pub fn dive(&self) -> DiveFigures {
+        self.dive.figures()
+    }
+
+    /// Number of nodes, absent ones and the root included.
+    pub(crate) fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    pub(crate) fn tree(&self) -> &PathTree {
+        &self.tree
+    }
+
+    /// The position of the layer that last put a node.
+    pub(crate) fn writer(&self, id: NodeId) -> u16 {
+        self.writers[id as usize]
+    }
+
+    /// The nodes directly below `id`, absent ones included.
+    pub(crate) fn children(&self, id: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        let mut c = self.first_child[id as usize];
+        std::iter::from_fn(move || {
+            (c != 0).then(|| {
+                let this = c;
+                c = self.next_sibling[c as usize];
+                this
+            })
+        })
+    }
+
     pub fn wasted_bytes(&self) -> u64 {
         self.wasted_bytes
     }
@@ -263,6 +403,43 @@ impl MergedFs {
             _ => None,
         });
         top_n(files, n, |&id| self.tree.path(id))
+    }
+}
+
+impl DiveTally {
+    fn visit(&mut self, id: NodeId, size: u64) {
+        self.total = self.total.saturating_add(size);
+        let (word, bit) = (id as usize / 64, id % 64);
+        if self.seen.len() <= word {
+            self.seen.resize(word + 1, 0);
+        }
+        if self.seen[word] & (1 << bit) == 0 {
+            self.seen[word] |= 1 << bit;
+            self.first.set(id, size);
+            return;
+        }
+        let first = self.first.get(id);
+        let (sum, min) = self.repeated.entry(id).or_insert((first, first));
+        *sum = sum.saturating_add(size);
+        *min = (*min).min(size);
+    }
+
+    fn figures(&self) -> DiveFigures {
+        let mut wasted: u64 = 0;
+        let mut excess: u64 = 0;
+        for &(sum, min) in self.repeated.values() {
+            wasted = wasted.saturating_add(sum);
+            excess = excess.saturating_add(sum - min);
+        }
+        let efficiency = if self.total == 0 {
+            1.0
+        } else {
+            (self.total - excess.min(self.total)) as f64 / self.total as f64
+        };
+        DiveFigures {
+            efficiency,
+            wasted_bytes: wasted,
+        }
     }
 }
 

@@ -122,6 +122,11 @@ pub struct ImageReport {
     /// True when some layer was only probed (`--estimate`): the final view,
     /// the wasted bytes and the unknown figures are not reported.
     pub estimated: bool,
+    /// dive's efficiency tally; `None` when some layer was only probed.
+    pub dive: Option<merged::DiveFigures>,
+    /// The final filesystem, for the path diff of a check (which drops it
+    /// once done); `None` when some layer was only probed.
+    pub merged: Option<Arc<MergedFs>>,
 }
 
 impl ImageReport {
@@ -526,6 +531,7 @@ fn assemble(
             }
             LayerOutcome::NotMeasured(reason) => {
                 complete = false;
+                fs.skip_layer();
                 LayerReport {
                     descriptor: desc.clone(),
                     measurement: None,
@@ -541,6 +547,8 @@ fn assemble(
         final_fs: fs.figures(),
         wasted_bytes: fs.wasted_bytes(),
         largest_files: fs.largest_files(top),
+        dive: (!estimated).then(|| fs.dive()),
+        merged: (!estimated).then(|| Arc::new(fs)),
         image,
         layers,
         totals,

@@ -39,6 +39,9 @@ struct ImageJson<'a> {
     #[serde(rename = "final")]
     final_fs: Option<FinalJson<'a>>,
     wasted_bytes: Option<u64>,
+    /// dive's efficiency score and waste; null when some layer was only
+    /// probed (`--estimate`).
+    efficiency: Option<crate::budget::rules::dive::DiveAnalysis>,
 }
 
 /// The figures of a layer or of the totals; what is not known (a probed
@@ -161,6 +164,7 @@ fn image(r: &ImageReport) -> ImageJson<'_> {
             largest_files: &r.largest_files,
         }),
         wasted_bytes: (!r.estimated).then_some(r.wasted_bytes),
+        efficiency: crate::budget::rules::dive::analysis(r),
     }
 }
 
@@ -188,6 +192,7 @@ mod check {
 
     use crate::budget::cost::ImageCost;
     use crate::budget::layer_diff::LayerDiffRow;
+    use crate::budget::paths::PathGrowth;
     use crate::budget::rules::{Figure, Finding, Policy};
     use crate::budget::verdict::{CheckReport, NodeSummary, PlatformCheck, Verdict, verdict};
 
@@ -202,11 +207,20 @@ mod check {
         node: Option<&'a NodeSummary>,
         policy: &'a Policy,
         platforms: Vec<PlatformJson<'a>>,
+        /// Growth by path of every platform, each entry naming its platform.
+        paths: Vec<PathJson<'a>>,
         /// The short candidate name (`app`), for comment markers.
         image_name: String,
         /// The Markdown report, for whoever reads the JSON. `sizeguard
         /// comment` never posts it: it renders its own from the figures.
         markdown: String,
+    }
+
+    #[derive(Serialize)]
+    struct PathJson<'a> {
+        platform: &'a str,
+        #[serde(flatten)]
+        growth: &'a PathGrowth,
     }
 
     #[derive(Serialize)]
@@ -245,6 +259,16 @@ mod check {
                 .platforms
                 .iter()
                 .map(|p| platform(p, r.node.as_ref()))
+                .collect(),
+            paths: r
+                .platforms
+                .iter()
+                .flat_map(|p| {
+                    p.paths.iter().map(|growth| PathJson {
+                        platform: &p.evaluation.platform,
+                        growth,
+                    })
+                })
                 .collect(),
             image_name: r.image_name(),
             markdown: crate::report::markdown::Markdown.render_check_text(r),

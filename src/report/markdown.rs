@@ -39,7 +39,9 @@ impl Markdown {
         for p in &r.platforms {
             let _ = writeln!(out, "#### {}\n", md_text(&p.platform));
             figures_table(p, &mut out);
+            efficiency_line(&p.candidate, &mut out);
             layers_table(p, &mut out);
+            paths_table(r, p, &mut out);
             largest_files_line(&p.candidate, &mut out);
         }
         node_table(r, &mut out);
@@ -120,7 +122,10 @@ fn short_reason(f: &Finding, r: &CheckView, style: Style) -> String {
         | Rule::Wasted
         | Rule::BaselineMissing
         | Rule::NotEvaluated
-        | Rule::NothingJudged => style.text(&f.message).into_owned(),
+        | Rule::NothingJudged
+        | Rule::LowestEfficiency
+        | Rule::HighestWastedBytes
+        | Rule::HighestUserWastedPercent => style.text(&f.message).into_owned(),
     }
 }
 
@@ -140,7 +145,10 @@ fn headline_rank(f: &Finding) -> u8 {
         | Rule::Wasted
         | Rule::BaselineMissing
         | Rule::NotEvaluated
-        | Rule::NothingJudged => 5,
+        | Rule::NothingJudged
+        | Rule::LowestEfficiency
+        | Rule::HighestWastedBytes
+        | Rule::HighestUserWastedPercent => 5,
     }
 }
 
@@ -367,16 +375,21 @@ fn file_list(files: &[crate::measure::layer::FileSize], n: usize, in_table: bool
 fn layers_of(r: &ImageView, out: &mut String) {
     let _ = writeln!(
         out,
-        "| # | layer | compressed | unpacked | inodes | largest files it adds |"
+        "| # | layer | compressed | unpacked | inodes | largest files it adds | created by |"
     );
-    let _ = writeln!(out, "|---:|---|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---|---|");
     for (i, l) in r.layers.iter().enumerate() {
         let digest = md_code_cell(&short(&l.digest));
+        let step = l
+            .created_by
+            .as_deref()
+            .map(|s| md_code_cell(&short_step(s)))
+            .unwrap_or_default();
         match (l.measured, l.disk_bytes, l.inodes) {
             (true, Some(disk), Some(inodes)) => {
                 let _ = writeln!(
                     out,
-                    "| {} | {digest} | {} | {} | {inodes} | {} |",
+                    "| {} | {digest} | {} | {} | {inodes} | {} | {step} |",
                     i + 1,
                     human_bytes(l.compressed_bytes),
                     human_bytes(disk),
@@ -386,13 +399,83 @@ fn layers_of(r: &ImageView, out: &mut String) {
             _ => {
                 let _ = writeln!(
                     out,
-                    "| {} | {digest} | {} | not measured | | {} |",
+                    "| {} | {digest} | {} | not measured | | {} | {step} |",
                     i + 1,
                     human_bytes(l.compressed_bytes),
                     md_text(l.not_measured_reason.as_deref().unwrap_or(""))
                 );
             }
         }
+    }
+    out.push('\n');
+}
+
+/// dive's score of the candidate, one line under the figures.
+fn efficiency_line(r: &ImageView, out: &mut String) {
+    let Some(a) = &r.efficiency else { return };
+    let ratio = a
+        .user_wasted_ratio
+        .map(|x| format!(", {:.1}% of the user layers' bytes", x * 100.0))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "Efficiency (dive's score): {:.4}; dive's wasted bytes {}{ratio}\n",
+        a.score,
+        human_bytes(a.wasted_bytes)
+    );
+}
+
+/// Most candidate layers a path's row names.
+const PATH_LAYERS: usize = 3;
+
+/// Growth by path of one platform: a short table.
+fn paths_table(r: &CheckView, p: &PlatformView, out: &mut String) {
+    let mut rows = r
+        .paths
+        .iter()
+        .filter(|e| e.platform == p.platform)
+        .peekable();
+    if rows.peek().is_none() {
+        return;
+    }
+    let _ = writeln!(out, "**Growth by path**\n");
+    let _ = writeln!(
+        out,
+        "| path | growth | baseline | candidate | files | grown by |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|");
+    for e in rows {
+        let files = match (e.files_added, e.files_removed) {
+            (0, 0) => String::new(),
+            (a, 0) => format!("+{a}"),
+            (0, d) => format!("−{d}"),
+            (a, d) => format!("+{a} −{d}"),
+        };
+        let mut layers: Vec<String> = e
+            .layers
+            .iter()
+            .take(PATH_LAYERS)
+            .map(|l| {
+                let step = l
+                    .created_by
+                    .as_deref()
+                    .map(|s| format!(" {}", md_code_cell(&short_step(s))))
+                    .unwrap_or_default();
+                format!("#{}{step}", l.index + 1)
+            })
+            .collect();
+        if e.layers.len() > PATH_LAYERS {
+            layers.push("…".to_string());
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {files} | {} |",
+            md_code_cell(&e.path),
+            human_delta(e.delta_bytes),
+            human_bytes(e.baseline_bytes),
+            human_bytes(e.candidate_bytes),
+            layers.join(", ")
+        );
     }
     out.push('\n');
 }

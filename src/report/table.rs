@@ -5,8 +5,9 @@ use std::fmt::Write;
 
 use super::Renderer;
 use super::escape::plain;
-use super::markdown::{Style, headline};
+use super::markdown::{Style, headline, short_step};
 use crate::budget::layer_diff::LayerDiffRow;
+use crate::budget::paths::PathGrowth;
 use crate::budget::rules::{Evaluation, Figure};
 use crate::budget::verdict::{CheckReport, Level};
 use crate::measure::{ImageReport, LayerReport, short_digest};
@@ -14,9 +15,11 @@ use crate::units::{human_bytes, human_delta, human_signed};
 
 pub struct Table;
 
-fn row(cells: &[String], widths: &[usize], out: &mut String) {
+/// Columns aligned left: the first two and, in tables that end with a
+/// build step or a path, the last.
+fn row(cells: &[String], widths: &[usize], left_last: bool, out: &mut String) {
     for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
-        if i == 0 || i == 1 {
+        if i == 0 || i == 1 || (left_last && i + 1 == widths.len()) {
             let _ = write!(out, "{c:<w$}  ");
         } else {
             let _ = write!(out, "{c:>w$}  ");
@@ -28,6 +31,10 @@ fn row(cells: &[String], widths: &[usize], out: &mut String) {
 }
 
 fn render_table(rows: &[Vec<String>], out: &mut String) {
+    render_table_aligned(rows, false, out);
+}
+
+fn render_table_aligned(rows: &[Vec<String>], left_last: bool, out: &mut String) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|i| {
@@ -39,7 +46,7 @@ fn render_table(rows: &[Vec<String>], out: &mut String) {
         })
         .collect();
     for r in rows {
-        row(r, &widths, out);
+        row(r, &widths, left_last, out);
     }
 }
 
@@ -75,8 +82,11 @@ impl Renderer for Table {
             );
             render_table(&figure_rows(&p.evaluation), &mut out);
             if !p.layers.is_empty() {
-                render_table(&layer_diff_rows(&p.layers), &mut out);
+                let steps = &p.candidate.image.created_by;
+                render_table_aligned(&layer_diff_rows(&p.layers, steps), true, &mut out);
             }
+            efficiency_line(&p.candidate, &mut out);
+            path_lines(&p.paths, &mut out);
         }
         node_lines(r, &mut out);
         let _ = writeln!(out, "verdict: {}", r.verdict);
@@ -108,10 +118,17 @@ fn measure_image(r: &ImageReport, out: &mut String) {
         "INODES",
         "FILES",
         "WHITEOUTS",
+        "CREATED BY",
     ])];
-    rows.extend(r.layers.iter().map(layer_row));
+    rows.extend(r.layers.iter().enumerate().map(|(i, l)| {
+        let mut cells = layer_row(l);
+        if cells.len() == 9 {
+            cells.push(step(&r.image.created_by, i));
+        }
+        cells
+    }));
     rows.push(totals_row(r));
-    render_table(&rows, out);
+    render_table_aligned(&rows, true, out);
     if r.estimated {
         let _ = writeln!(
             out,
@@ -127,6 +144,7 @@ fn measure_image(r: &ImageReport, out: &mut String) {
         r.final_fs.inodes,
         human_bytes(r.wasted_bytes)
     );
+    efficiency_line(r, out);
     if !r.complete {
         let _ = writeln!(
             out,
@@ -246,7 +264,67 @@ fn figure_rows(e: &Evaluation) -> Vec<Vec<String>> {
     rows
 }
 
-fn layer_diff_rows(layers: &[LayerDiffRow]) -> Vec<Vec<String>> {
+/// The build step of layer `i`, shortened and made one visible line.
+fn step(created_by: &[Option<String>], i: usize) -> String {
+    created_by
+        .get(i)
+        .and_then(Option::as_deref)
+        .map(|s| plain(&short_step(s)).into_owned())
+        .unwrap_or_default()
+}
+
+/// dive's figures of an image, on one line.
+fn efficiency_line(r: &ImageReport, out: &mut String) {
+    let Some(a) = crate::budget::rules::dive::analysis(r) else {
+        return;
+    };
+    let ratio = a
+        .user_wasted_ratio
+        .map(|x| format!(", {x:.4} of the user layers' bytes"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "efficiency (dive's score): {:.4}; dive's wasted bytes {}{ratio}",
+        a.score,
+        human_bytes(a.wasted_bytes)
+    );
+}
+
+/// Growth by path: one line a directory or file.
+fn path_lines(paths: &[PathGrowth], out: &mut String) {
+    if paths.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "growth by path:");
+    let mut rows = Vec::new();
+    for p in paths {
+        let files = match (p.files_added, p.files_removed) {
+            (0, 0) => String::new(),
+            (a, 0) => format!("(+{a} files)"),
+            (0, r) => format!("(-{r} files)"),
+            (a, r) => format!("(+{a} -{r} files)"),
+        };
+        let layers = p
+            .layers
+            .iter()
+            .map(|l| match &l.created_by {
+                Some(s) => format!("#{} {}", l.index + 1, plain(&short_step(s))),
+                None => format!("#{}", l.index + 1),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        rows.push(vec![
+            format!("  {}", plain(&p.path)),
+            String::new(),
+            human_delta(p.delta_bytes),
+            files,
+            layers,
+        ]);
+    }
+    render_table_aligned(&rows, true, out);
+}
+
+fn layer_diff_rows(layers: &[LayerDiffRow], created_by: &[Option<String>]) -> Vec<Vec<String>> {
     let mut rows = vec![header(&[
         "#",
         "CHANGE",
@@ -255,6 +333,7 @@ fn layer_diff_rows(layers: &[LayerDiffRow]) -> Vec<Vec<String>> {
         "DISK",
         "GROWTH",
         "LARGEST NEW FILE",
+        "CREATED BY",
     ])];
     for l in layers {
         let digest = l
@@ -275,6 +354,11 @@ fn layer_diff_rows(layers: &[LayerDiffRow]) -> Vec<Vec<String>> {
                 .first()
                 .map(|f| format!("/{} {}", plain(&f.path), human_bytes(f.size)))
                 .unwrap_or_default(),
+            if l.candidate_digest.is_some() {
+                step(created_by, l.index)
+            } else {
+                String::new()
+            },
         ]);
     }
     rows

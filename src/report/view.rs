@@ -17,6 +17,8 @@ use serde_json::Value;
 use super::SCHEMA_VERSION;
 use crate::budget::cost::ImageCost;
 use crate::budget::layer_diff::LayerDiffRow;
+use crate::budget::paths::PathLayer;
+use crate::budget::rules::dive::DiveAnalysis;
 use crate::budget::rules::{Figure, Finding, Policy};
 use crate::budget::verdict::{CheckReport, NodeSummary, PlatformCheck, Verdict, verdict};
 use crate::error::Error;
@@ -33,6 +35,8 @@ const MAX_PLATFORMS: usize = 64;
 const MAX_FINDINGS: usize = 1024;
 const MAX_LAYERS: usize = 1024;
 const MAX_FILES: usize = 100;
+/// Entries of the growth by path, over every platform.
+const MAX_PATHS: usize = 4096;
 /// Every signed figure in a report is a byte count, a count or a
 /// difference of two: within ±u64::MAX.
 const MAX_MAGNITUDE: u128 = u64::MAX as u128;
@@ -47,6 +51,22 @@ pub struct CheckView {
     pub node: Option<NodeSummary>,
     pub policy: Policy,
     pub platforms: Vec<PlatformView>,
+    /// Growth by path of every platform; absent from older reports.
+    #[serde(default)]
+    pub paths: Vec<PathView>,
+}
+
+/// One entry of the growth by path, with the platform it belongs to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PathView {
+    pub platform: String,
+    pub path: String,
+    pub baseline_bytes: u64,
+    pub candidate_bytes: u64,
+    pub delta_bytes: i128,
+    pub files_added: u64,
+    pub files_removed: u64,
+    pub layers: Vec<PathLayer>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +87,9 @@ pub struct ImageView {
     pub layers: Vec<LayerView>,
     #[serde(rename = "final")]
     pub final_fs: Option<FinalView>,
+    /// dive's figures; absent from older reports.
+    #[serde(default)]
+    pub efficiency: Option<DiveAnalysis>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +159,7 @@ impl ImageView {
             final_fs: (!r.estimated).then(|| FinalView {
                 largest_files: r.largest_files.clone(),
             }),
+            efficiency: crate::budget::rules::dive::analysis(r),
         }
     }
 
@@ -154,6 +178,22 @@ impl CheckView {
             node: r.node.clone(),
             policy: r.policy.clone(),
             platforms: r.platforms.iter().map(PlatformView::from_check).collect(),
+            paths: r
+                .platforms
+                .iter()
+                .flat_map(|p| {
+                    p.paths.iter().map(|g| PathView {
+                        platform: p.evaluation.platform.clone(),
+                        path: g.path.clone(),
+                        baseline_bytes: g.baseline_bytes,
+                        candidate_bytes: g.candidate_bytes,
+                        delta_bytes: g.delta_bytes,
+                        files_added: g.files_added,
+                        files_removed: g.files_removed,
+                        layers: g.layers.clone(),
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -230,6 +270,16 @@ impl CheckView {
         }
         for p in &self.platforms {
             p.validate(&mut texts)?;
+        }
+        at_most("paths", self.paths.len(), MAX_PATHS)?;
+        for p in &self.paths {
+            in_range("path growth", p.delta_bytes)?;
+            at_most("layers of a path", p.layers.len(), MAX_LAYERS)?;
+            texts.extend([("platform", &*p.platform), ("path", &*p.path)]);
+            for l in &p.layers {
+                at_most("a layer position", l.index, MAX_LAYERS)?;
+                texts.extend(l.created_by.as_deref().map(|c| ("build step", c)));
+            }
         }
         for (what, text) in texts {
             if text.chars().count() > MAX_TEXT_CHARS {

@@ -137,6 +137,7 @@ impl Policies {
             node: rules.node.clone(),
             thresholds: rules.thresholds,
             options: self.options,
+            paths: Default::default(),
         }
     }
 }

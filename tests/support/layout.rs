@@ -691,6 +691,38 @@ impl LayoutBuilder {
         self.add_image_with_config(layers, &config, platform, docker_media_types)
     }
 
+    /// A linux/amd64 image of `layers` whose config history names each
+    /// layer's build step (`created_by`), tagged `tag`.
+    pub fn add_image_with_steps(
+        &mut self,
+        layers: &[BuiltLayer],
+        steps: &[&str],
+        tag: &str,
+    ) -> ImageDesc {
+        let config = json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "created": FIXED_CREATED,
+            "config": {},
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(),
+            },
+            "history": steps.iter().map(|s| json!({
+                "created": FIXED_CREATED,
+                "created_by": s,
+            })).collect::<Vec<_>>(),
+        });
+        let img = self.add_image_with_config(
+            layers,
+            &config,
+            Platform::new("linux", "amd64", None),
+            false,
+        );
+        self.tag_image(&img, tag);
+        img
+    }
+
     /// Write `config` verbatim (e.g. with diff_ids that do not match the
     /// layers) and a manifest of it and `layers`. Not tagged.
     pub fn add_image_with_config(

@@ -8,6 +8,7 @@
 //! [`evaluate`] runs them in that order, which is the order findings are
 //! reported in.
 
+pub mod dive;
 pub mod growth;
 pub mod headroom;
 pub mod limits;
@@ -54,10 +55,17 @@ pub enum Rule {
     NotEvaluated,
     /// No rule judged the image at all: a pass would mean nothing.
     NothingJudged,
+    /// dive's `lowestEfficiency`: the efficiency score is below it.
+    LowestEfficiency,
+    /// dive's `highestWastedBytes`: its wasted bytes are above it.
+    HighestWastedBytes,
+    /// dive's `highestUserWastedPercent`: wasted bytes over the bytes of
+    /// the layers above the first are above it.
+    HighestUserWastedPercent,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 15] = [
         Rule::GcHeadroom,
         Rule::EvictionHeadroom,
         Rule::InodeHeadroom,
@@ -70,6 +78,9 @@ impl Rule {
         Rule::BaselineMissing,
         Rule::NotEvaluated,
         Rule::NothingJudged,
+        Rule::LowestEfficiency,
+        Rule::HighestWastedBytes,
+        Rule::HighestUserWastedPercent,
     ];
 
     /// The stable snake_case id. Absolute limits are named after their
@@ -88,6 +99,9 @@ impl Rule {
             Rule::BaselineMissing => "baseline_missing",
             Rule::NotEvaluated => "not_evaluated",
             Rule::NothingJudged => "nothing_judged",
+            Rule::LowestEfficiency => "lowest_efficiency",
+            Rule::HighestWastedBytes => "highest_wasted_bytes",
+            Rule::HighestUserWastedPercent => "highest_user_wasted_percent",
         }
     }
 }
@@ -134,6 +148,9 @@ pub struct Policy {
     /// over 10 % of the image) apply where no rule of the user covers them.
     #[serde(default)]
     pub default_rules: bool,
+    /// dive's CI rules (`--lowest-efficiency`, `--dive-ci`).
+    #[serde(default)]
+    pub dive: dive::DiveRules,
     #[serde(skip)]
     pub store: StoreModel,
     /// Node settings were given (GC or eviction thresholds, the GC rule's
@@ -156,6 +173,7 @@ impl Policy {
         .into_iter()
         .any(set)
             || self.default_rules
+            || self.dive.any()
     }
 
     /// The user's growth rules, as written (`max 10%, warn node_bytes=5%`).
@@ -279,7 +297,10 @@ fn reads_compressed_sizes(f: &Finding, store: StoreModel) -> bool {
         | Rule::Wasted
         | Rule::BaselineMissing
         | Rule::NotEvaluated
-        | Rule::NothingJudged => false,
+        | Rule::NothingJudged
+        | Rule::LowestEfficiency
+        | Rule::HighestWastedBytes
+        | Rule::HighestUserWastedPercent => false,
     }
 }
 
@@ -322,6 +343,7 @@ pub fn evaluate(
     if policy.default_rules {
         findings.extend(limits::default_wasted_warning(policy, candidate));
     }
+    findings.extend(dive::findings(&policy.dive, candidate));
     let platform = candidate.image.platform.to_string();
     let estimated = candidate.compressed_estimated();
     for f in &mut findings {

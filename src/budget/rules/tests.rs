@@ -70,6 +70,8 @@ fn image(digest: &str, layers: &[(&str, &str, u64, u64, u64)]) -> ImageReport {
         largest_files: vec![],
         complete: true,
         estimated: false,
+        dive: Some(Default::default()),
+        merged: None,
     }
 }
 
@@ -293,6 +295,9 @@ fn rule_ids_serialize_as_published() {
             "baseline_missing",
             "not_evaluated",
             "nothing_judged",
+            "lowest_efficiency",
+            "highest_wasted_bytes",
+            "highest_user_wasted_percent",
         ]
     );
     for r in Rule::ALL {
@@ -472,4 +477,47 @@ fn layer_diff_compares_by_position_and_chain() {
     let rows = layer_diff(&base, &cand);
     assert_eq!(rows[2].change, LayerChange::Removed);
     assert_eq!(rows[2].candidate_digest, None);
+}
+
+#[test]
+fn dive_rules_fail_on_their_own_definitions() {
+    use crate::budget::rules::dive::DiveRules;
+    use crate::measure::merged::DiveFigures;
+    // Three layers of 10 MiB each; dive counts the first as the base's.
+    let mut img = image(
+        "sha256:i",
+        &[
+            ("sha256:a", "sha256:da", MIB, 10 * MIB, 1),
+            ("sha256:b", "sha256:db", MIB, 10 * MIB, 1),
+            ("sha256:c", "sha256:dc", MIB, 10 * MIB, 1),
+        ],
+    );
+    img.dive = Some(DiveFigures {
+        efficiency: 0.9,
+        wasted_bytes: 5 * MIB,
+    });
+    let a = crate::budget::rules::dive::analysis(&img).unwrap();
+    let user: u64 = img.layers[1..]
+        .iter()
+        .map(|l| l.figures().unwrap().content_bytes)
+        .sum();
+    assert_eq!(a.user_bytes, user);
+    assert_eq!(a.user_wasted_ratio, Some(5.0 * MIB as f64 / user as f64));
+    let policy = Policy {
+        dive: DiveRules {
+            lowest_efficiency: Some(0.95),
+            highest_wasted_bytes: Some(5 * MIB),
+            highest_user_wasted_percent: Some(0.1),
+        },
+        ..Policy::default()
+    };
+    let e = evaluate(&policy, &img, None, None);
+    let rules: Vec<Rule> = e.findings.iter().map(|f| f.rule).collect();
+    // 5 MiB is not above 5 MiB; 0.9 is below 0.95.
+    assert!(rules.contains(&Rule::LowestEfficiency), "{rules:?}");
+    assert!(!rules.contains(&Rule::HighestWastedBytes), "{rules:?}");
+    let f = &e.findings[0];
+    assert_eq!((f.level, f.value, f.limit), (Level::Fail, 9000, 9500));
+    let over_ratio = a.user_wasted_ratio.unwrap() > 0.1;
+    assert_eq!(rules.contains(&Rule::HighestUserWastedPercent), over_ratio);
 }
