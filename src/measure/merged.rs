@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::hidden::{HiddenFile, Origin, Origins};
 use super::index::{LayerIndex, top_n};
 use super::layer::{EntryKind, FileSize};
 use super::tree::{NodeId, PathTree, ROOT, Sizes};
@@ -67,6 +68,7 @@ pub struct MergedFs {
     first_child: Vec<NodeId>,
     next_sibling: Vec<NodeId>,
     wasted_bytes: u64,
+    origins: Origins,
 }
 
 impl Default for MergedFs {
@@ -88,6 +90,7 @@ impl MergedFs {
             first_child: vec![0],
             next_sibling: vec![0],
             wasted_bytes: 0,
+            origins: Origins::default(),
         }
     }
 
@@ -131,6 +134,7 @@ impl MergedFs {
             self.ensure_parents(id);
             self.put(id, node);
         }
+        self.origins.layer_applied(index, &ids);
     }
 
     /// This view's node for each of the layer's nodes, created (absent)
@@ -175,6 +179,9 @@ impl MergedFs {
     /// Sets a node, returning what was there.
     fn replace(&mut self, id: NodeId, node: Node) -> Node {
         let old = self.get(id);
+        if let Node::File(bytes) = old {
+            self.origins.file_hidden(id, bytes);
+        }
         self.kinds[id as usize] = node.code();
         if let Node::File(size) = node {
             self.sizes.set(id, size);
@@ -263,6 +270,43 @@ impl MergedFs {
             _ => None,
         });
         top_n(files, n, |&id| self.tree.path(id))
+    }
+}
+
+/// Where files came from and what was hidden: read by the hints.
+impl MergedFs {
+    /// Names the layer (its index in the image) the next [`Self::apply`]
+    /// stacks, for [`HiddenFile`] and [`Origin`].
+    pub fn set_layer(&mut self, layer: u32) {
+        self.origins.set_layer(layer);
+    }
+
+    /// Every lower layer's file a later layer deleted or overwrote.
+    pub fn hidden_files(&self) -> &[HiddenFile] {
+        self.origins.hidden()
+    }
+
+    /// Every regular file of the final filesystem: node, size, origin.
+    pub fn final_files(&self) -> impl Iterator<Item = (NodeId, u64, Origin)> + '_ {
+        (1..self.kinds.len() as NodeId).filter_map(|id| match self.get(id) {
+            Node::File(s) => Some((id, s, self.origins.origin(id)?)),
+            _ => None,
+        })
+    }
+
+    /// `a/b/c` for a node of this view.
+    pub fn path_of(&self, id: NodeId) -> String {
+        self.tree.path(id)
+    }
+
+    /// Whether the final filesystem holds a regular file (or a hard link
+    /// to one) at `path`.
+    pub fn holds_file(&self, path: &str) -> bool {
+        let node = path
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .try_fold(ROOT, |n, c| self.tree.find(n, c.as_bytes()));
+        node.is_some_and(|id| matches!(self.get(id), Node::File(_) | Node::HardLink))
     }
 }
 

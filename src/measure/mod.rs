@@ -2,7 +2,9 @@
 //! assembled per image with the merged-filesystem view.
 
 pub mod cache;
+pub mod content;
 pub mod estimate;
+pub mod hidden;
 pub mod index;
 pub mod layer;
 pub mod merged;
