@@ -372,13 +372,21 @@ mod tests {
             };
             b[at..at + width].copy_from_slice(&bytes);
         };
-        let (shoff_at, at, word) = if wide { (0x28, 0x3a, 8) } else { (0x20, 0x2e, 4) };
+        let (shoff_at, at, word) = if wide {
+            (0x28, 0x3a, 8)
+        } else {
+            (0x20, 0x2e, 4)
+        };
         put(&mut b, shoff_at, shoff as u64, word);
         put(&mut b, at, ent as u64, 2);
         put(&mut b, at + 2, 4, 2);
         put(&mut b, at + 4, 3, 2);
         b[str_at..shoff].copy_from_slice(&names);
-        let sections = [(1u64, 1u64, text_at, 16), (7, 1, debug_at, debug_len), (19, 3, str_at, names.len())];
+        let sections = [
+            (1u64, 1u64, text_at, 16),
+            (7, 1, debug_at, debug_len),
+            (19, 3, str_at, names.len()),
+        ];
         for (i, (name, kind, off, size)) in sections.into_iter().enumerate() {
             let e = shoff + (i + 1) * ent;
             put(&mut b, e, name, 4);

@@ -3,9 +3,9 @@
 //! duplicate and debug-section hints are priced from. Kept apart from the
 //! stacking itself, which only calls in here.
 
+use super::index::LayerIndex;
 use super::layer::EntryKind;
 use super::tree::NodeId;
-use super::index::LayerIndex;
 
 /// A lower layer's file that an upper layer hid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

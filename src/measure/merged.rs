@@ -298,16 +298,6 @@ impl MergedFs {
     pub fn path_of(&self, id: NodeId) -> String {
         self.tree.path(id)
     }
-
-    /// Whether the final filesystem holds a regular file (or a hard link
-    /// to one) at `path`.
-    pub fn holds_file(&self, path: &str) -> bool {
-        let node = path
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .try_fold(ROOT, |n, c| self.tree.find(n, c.as_bytes()));
-        node.is_some_and(|id| matches!(self.get(id), Node::File(_) | Node::HardLink))
-    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,8 @@ struct ImageJson<'a> {
     #[serde(rename = "final")]
     final_fs: Option<FinalJson<'a>>,
     wasted_bytes: Option<u64>,
+    /// What could be removed, priced, largest saving first.
+    hints: &'a [crate::budget::hints::Hint],
 }
 
 /// The figures of a layer or of the totals; what is not known (a probed
@@ -161,6 +163,7 @@ fn image(r: &ImageReport) -> ImageJson<'_> {
             largest_files: &r.largest_files,
         }),
         wasted_bytes: (!r.estimated).then_some(r.wasted_bytes),
+        hints: &r.hints,
     }
 }
 
