@@ -34,13 +34,13 @@ struct ImageJson<'a> {
     /// True when some layer was only probed (`--estimate`); `final` and
     /// `wasted_bytes` are then null, and totals sum what is known.
     estimated: bool,
+    /// What could be removed, priced, largest saving first.
+    hints: &'a [crate::budget::hints::Hint],
     layers: Vec<LayerJson<'a>>,
     totals: FiguresJson,
     #[serde(rename = "final")]
     final_fs: Option<FinalJson<'a>>,
     wasted_bytes: Option<u64>,
-    /// What could be removed, priced, largest saving first.
-    hints: &'a [crate::budget::hints::Hint],
 }
 
 /// The figures of a layer or of the totals; what is not known (a probed
@@ -151,6 +151,7 @@ fn image(r: &ImageReport) -> ImageJson<'_> {
         config_bytes: r.image.config_bytes,
         complete: r.complete,
         estimated: r.estimated,
+        hints: &r.hints,
         layers: r
             .layers
             .iter()
@@ -163,7 +164,6 @@ fn image(r: &ImageReport) -> ImageJson<'_> {
             largest_files: &r.largest_files,
         }),
         wasted_bytes: (!r.estimated).then_some(r.wasted_bytes),
-        hints: &r.hints,
     }
 }
 

@@ -77,6 +77,7 @@ impl Renderer for Table {
             if !p.layers.is_empty() {
                 render_table(&layer_diff_rows(&p.layers), &mut out);
             }
+            hint_lines(&p.candidate.hints, &mut out);
         }
         node_lines(r, &mut out);
         let _ = writeln!(out, "verdict: {}", r.verdict);
@@ -144,6 +145,18 @@ fn measure_image(r: &ImageReport, out: &mut String) {
         for f in &r.largest_files {
             let _ = writeln!(out, "  {:>10}  /{}", human_bytes(f.size), plain(&f.path));
         }
+    }
+    hint_lines(&r.hints, out);
+}
+
+/// The largest hints, one line each.
+fn hint_lines(hints: &[crate::budget::hints::Hint], out: &mut String) {
+    if hints.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "could be removed (advice, not judged):");
+    for h in hints.iter().take(super::hints::SHOWN) {
+        let _ = writeln!(out, "  {}", super::hints::plain_line(h));
     }
 }
 

@@ -67,6 +67,9 @@ pub struct ImageView {
     pub layers: Vec<LayerView>,
     #[serde(rename = "final")]
     pub final_fs: Option<FinalView>,
+    /// Absent from older reports.
+    #[serde(default)]
+    pub hints: Vec<crate::budget::hints::Hint>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +139,7 @@ impl ImageView {
             final_fs: (!r.estimated).then(|| FinalView {
                 largest_files: r.largest_files.clone(),
             }),
+            hints: r.hints.clone(),
         }
     }
 
