@@ -269,6 +269,14 @@ impl LayerIndex {
         }
     }
 
+    /// Every file with debug sections, by path, and the bytes those take.
+    pub fn debug_sections(&self) -> Vec<(String, u64)> {
+        self.debug
+            .iter()
+            .map(|&(id, bytes)| (self.tree.path(id), bytes))
+            .collect()
+    }
+
     /// Bytes of debug sections in the file at `id`.
     pub fn debug_bytes(&self, id: NodeId) -> u64 {
         self.debug
