@@ -31,6 +31,10 @@ have openssl || need+=(openssl)
 have zstd || need+=(zstd)
 have pigz || need+=(pigz)
 have curl || need+=(curl)
+# tests/hints.rs: gcc -g builds the binary with debug sections (gcc is in
+# the list above), strip gives their ground truth, python3 compiles bytecode.
+have strip || need+=(binutils)
+have python3 || need+=(python3)
 [ -x /usr/bin/time ] || need+=(time)
 # igzip, the ISA-L command the benchmark compares with.
 have igzip || need+=(isal)

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::budget::cost::StoreModel;
+use crate::budget::hints::{HintSettings, rules as hint_rules};
 use crate::budget::kubelet::{self, NodeFs, Thresholds};
 use crate::budget::rules::dive::{self, DiveRules};
 use crate::budget::rules::{GrowthRule, Levels, Policy};
@@ -122,6 +123,66 @@ pub struct Settings {
     /// `sizeguard serve`: registries, receivers, per-repository policies.
     /// The keys above are the policy of every repository no entry matches.
     pub serve: Option<ServeConfig>,
+    /// `[hints]`: which removable-bytes hints `check` shows.
+    pub hints: Option<HintsConfig>,
+}
+
+/// The `[hints]` table:
+///
+/// ```toml
+/// [hints]
+/// disable = ["docs", "locales"]
+/// min-bytes = "1MiB"            # hints saving less are not shown
+/// [hints.rules.apt_lists]
+/// min-bytes = "64KiB"           # this rule's own threshold
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HintsConfig {
+    #[serde(default)]
+    pub disable: Vec<String>,
+    pub min_bytes: Option<String>,
+    #[serde(default)]
+    pub rules: BTreeMap<String, HintRuleConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HintRuleConfig {
+    pub min_bytes: Option<String>,
+}
+
+impl HintsConfig {
+    /// The settings the hints engine takes; an unknown rule id is a usage
+    /// error, so a typo does not silently keep a rule on.
+    pub fn settings(&self) -> Result<HintSettings, Error> {
+        let known = |id: &str| hint_rules::ids().any(|k| k == id);
+        let unknown = self
+            .disable
+            .iter()
+            .chain(self.rules.keys())
+            .find(|id| !known(id));
+        if let Some(id) = unknown {
+            let ids: Vec<&str> = hint_rules::ids().collect();
+            return Err(Error::usage(format!(
+                "[hints]: no rule {id:?} (rules: {})",
+                ids.join(", ")
+            )));
+        }
+        let mut out = HintSettings {
+            disabled: self.disable.iter().cloned().collect(),
+            ..Default::default()
+        };
+        if let Some(min) = bytes("hints.min-bytes", &self.min_bytes)? {
+            out.min_bytes = min;
+        }
+        for (id, rule) in &self.rules {
+            if let Some(min) = bytes(&format!("hints.rules.{id}.min-bytes"), &rule.min_bytes)? {
+                out.rule_min_bytes.insert(id.clone(), min);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The `[serve]` section: what the webhook validator listens on, which
@@ -302,6 +363,7 @@ impl Settings {
             node: self.node.filter(|n| !n.is_empty()).or(base.node),
             nodes,
             serve: self.serve.or(base.serve),
+            hints: self.hints.or(base.hints),
         }
     }
 }

@@ -673,3 +673,45 @@ fn sparse_maps_that_lie_are_refused() {
         }
     }
 }
+
+/// An ELF header claiming section tables past the file, a huge section
+/// count, a name table outside the file, or sizes near `u64::MAX`: the file
+/// is measured, its debug bytes are 0 or at most its size, nothing panics.
+#[test]
+fn hostile_elf_headers_are_measured_without_debug_bytes_or_panics() {
+    let mut elf = vec![0u8; 4096];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2;
+    elf[5] = 1;
+    let cases: Vec<(usize, Vec<u8>)> = vec![
+        // e_shoff far past the end.
+        (0x28, u64::MAX.to_le_bytes().to_vec()),
+        // e_shoff inside the header.
+        (0x28, 8u64.to_le_bytes().to_vec()),
+        // 65535 sections of 64 bytes from offset 64.
+        (0x28, 64u64.to_le_bytes().to_vec()),
+        (0x3a, [64, 0, 0xff, 0xff, 0xfe, 0xff].to_vec()),
+    ];
+    let mut tar = Vec::new();
+    for (i, (at, bytes)) in cases.iter().enumerate() {
+        let mut b = elf.clone();
+        b[*at..*at + bytes.len()].copy_from_slice(bytes);
+        // A table that fits, whose entries claim sizes near u64::MAX.
+        if i == 2 {
+            b[0x3a..0x40].copy_from_slice(&[64, 0, 8, 0, 1, 0]);
+            for e in 0..8 {
+                let at = 64 + e * 64;
+                b[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+                b[at + 0x18..at + 0x20].copy_from_slice(&u64::MAX.to_le_bytes());
+                b[at + 0x20..at + 0x28].copy_from_slice(&(u64::MAX - 7).to_le_bytes());
+            }
+        }
+        tar.extend(member(format!("bin/elf{i}").as_bytes(), b'0', &b));
+    }
+    tar.extend(end_of_archive());
+    let m = measure(&gzip(&tar)).unwrap();
+    assert_eq!(m.figures.files, cases.len() as u64);
+    for (path, bytes) in m.index.debug_sections() {
+        assert!(bytes <= elf.len() as u64, "{path}: {bytes}");
+    }
+}

@@ -85,6 +85,7 @@ impl ImageSource for MemoryImage {
             config_bytes: 300,
             diff_ids: self.layers.iter().map(|l| l.diff_id.clone()).collect(),
             created_by: vec![],
+            locale_env: Vec::new(),
             layers: self.layers.iter().map(|l| l.descriptor.clone()).collect(),
             provenance: Default::default(),
         }])

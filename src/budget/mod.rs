@@ -11,6 +11,7 @@
 //!   judgement assembled into the report every renderer reads.
 
 pub mod cost;
+pub mod hints;
 pub mod kubelet;
 pub mod layer_diff;
 pub mod paths;

@@ -295,13 +295,16 @@ pub fn assemble(
         .map(|(node, thresholds)| tightest_node(node, &baselines, &policy, thresholds))
         .transpose()?;
     let mut platforms = Vec::new();
-    for c in candidates {
+    for mut c in candidates {
         let b = baselines
             .iter()
             .find(|b| b.image.platform == c.image.platform)
             .cloned();
         let evaluation = evaluate(&policy, &c, b.as_ref(), node.as_ref().map(|(_, n)| n));
         let layers = b.as_ref().map(|b| layer_diff(&c, b)).unwrap_or_default();
+        if let Some((summary, _)) = &node {
+            price_hints_on_node(&mut c.hints, &evaluation, summary, policy.store);
+        }
         platforms.push(PlatformCheck {
             candidate: c,
             baseline: b,
@@ -334,6 +337,32 @@ pub fn assemble(
         node: node.map(|(s, _)| s),
         policy,
     })
+}
+
+/// Each hint's saving as a share of the rollout's cost to the node and of
+/// the node's GC headroom.
+fn price_hints_on_node(
+    hints: &mut [crate::budget::hints::Hint],
+    e: &Evaluation,
+    node: &NodeSummary,
+    store: crate::budget::cost::StoreModel,
+) {
+    let percent = |part: u64, whole: f64| (part as f64 * 100.0 / whole * 100.0).round() / 100.0;
+    for h in hints {
+        let blobs = if store.discard_unpacked_layers {
+            0
+        } else {
+            h.pull_bytes_estimate
+        };
+        let saved = h.disk_bytes.saturating_add(blobs);
+        let rollout = e.rollout_cost.node_bytes.max(1) as f64;
+        h.node = Some(crate::budget::hints::NodeShare {
+            node_bytes_estimate: saved,
+            rollout_cost_percent: percent(saved, rollout),
+            gc_headroom_percent: (node.gc_headroom > 0)
+                .then(|| percent(saved, node.gc_headroom as f64)),
+        });
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::app::{CheckRequest, MeasureRequest, Services};
 use crate::cli::args::{CheckArgs, MeasureArgs, NodeArgs, PolicyArgs, SourceArgs};
 use crate::cli::progress::Bars;
-use crate::config::{NodeConfig, OneOrMany, Scalar, Settings};
+use crate::config::{HintsConfig, NodeConfig, OneOrMany, Scalar, Settings};
 use crate::error::Error;
 use crate::measure::cache::{LayerCache, default_dir};
 use crate::measure::{MeasureOptions, Measurer};
@@ -110,7 +110,15 @@ pub fn check_request(args: &CheckArgs) -> Result<CheckRequest, Error> {
         policy,
         node,
         thresholds,
-        options: measure_options(&args.source, args.top)?,
+        options: MeasureOptions {
+            hints: settings
+                .hints
+                .as_ref()
+                .map(HintsConfig::settings)
+                .transpose()?
+                .unwrap_or_default(),
+            ..measure_options(&args.source, args.top)?
+        },
         paths: crate::budget::paths::PathOptions {
             top: args.top,
             depth: args.depth,
@@ -205,5 +213,6 @@ pub(crate) fn rule_settings(n: &NodeArgs, p: &PolicyArgs) -> Settings {
         }),
         nodes: Default::default(),
         serve: None,
+        hints: None,
     }
 }

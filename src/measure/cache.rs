@@ -20,7 +20,7 @@ use super::layer::LayerMeasurement;
 use crate::digest::hex;
 
 /// Bump whenever the analyzer's output or this encoding changes meaning.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const MAGIC: &str = "sizeguard-layer-cache";
 
 #[derive(Debug, Clone)]

@@ -55,6 +55,10 @@ pub struct LayerIndex {
     kinds: Vec<u8>,
     /// A file's size, or a symlink target's length.
     sizes: Sizes,
+    /// A file's content hash (0: none: empty, sparse, or not scanned).
+    hashes: Vec<u64>,
+    /// Files with debug sections and the bytes those take, by node.
+    debug: Vec<(NodeId, u64)>,
 }
 
 impl Default for LayerIndex {
@@ -67,6 +71,8 @@ impl Default for LayerIndex {
                 s.push(0);
                 s
             },
+            hashes: vec![0],
+            debug: Vec::new(),
         }
     }
 }
@@ -74,6 +80,8 @@ impl Default for LayerIndex {
 impl PartialEq for LayerIndex {
     fn eq(&self, other: &Self) -> bool {
         self.entries() == other.entries()
+            && self.hashes == other.hashes
+            && self.debug == other.debug
     }
 }
 
@@ -229,6 +237,7 @@ impl LayerIndex {
             if created {
                 self.kinds.push(NONE);
                 self.sizes.push(0);
+                self.hashes.push(0);
                 self.kinds[parent as usize] |= HAS_CHILD;
             }
             node = id;
@@ -252,7 +261,32 @@ impl LayerIndex {
         } else {
             *k = (*k & !KIND_MASK) | code;
             self.sizes.set(node, size);
+            // A later entry for the path replaces the earlier one's content.
+            self.hashes[node as usize] = 0;
         }
+    }
+
+    /// The content hash of the file at `id` (0: none known).
+    pub fn content_hash(&self, id: NodeId) -> u64 {
+        match self.kinds.get(id as usize) {
+            Some(&k) if k & KIND_MASK == FILE => self.hashes[id as usize],
+            _ => 0,
+        }
+    }
+
+    /// Every file with debug sections, by path, and the bytes those take.
+    pub fn debug_sections(&self) -> Vec<(String, u64)> {
+        self.debug
+            .iter()
+            .map(|&(id, bytes)| (self.tree.path(id), bytes))
+            .collect()
+    }
+
+    /// Bytes of debug sections in the file at `id`.
+    pub fn debug_bytes(&self, id: NodeId) -> u64 {
+        self.debug
+            .binary_search_by_key(&id, |&(n, _)| n)
+            .map_or(0, |i| self.debug[i].1)
     }
 }
 
@@ -260,13 +294,36 @@ impl LayerIndex {
 #[derive(Default)]
 pub struct IndexBuilder {
     index: LayerIndex,
+    /// Debug-section bytes by node; a later entry for a path drops its
+    /// predecessor's.
+    debug: std::collections::HashMap<NodeId, u64>,
 }
 
 impl IndexBuilder {
     /// Adds the member named `raw` (as in the tar). Whiteout and opaque
     /// markers are stored under the path they act on.
     pub fn add(&mut self, raw: &[u8], kind: EntryKind) -> Result<(), IndexError> {
-        self.put(raw, code_of(&kind))
+        self.put(raw, code_of(&kind)).map(drop)
+    }
+
+    /// Adds a regular file with what its content showed.
+    pub fn add_file(
+        &mut self,
+        raw: &[u8],
+        size: u64,
+        facts: super::content::ContentFacts,
+    ) -> Result<(), IndexError> {
+        let Some(node) = self.put(raw, (FILE, size))? else {
+            return Ok(());
+        };
+        // A marker name (`.wh.x`) is not a file, whatever its type flag.
+        if self.index.kinds[node as usize] & KIND_MASK == FILE {
+            self.index.hashes[node as usize] = facts.hash;
+            if facts.debug_bytes > 0 {
+                self.debug.insert(node, facts.debug_bytes);
+            }
+        }
+        Ok(())
     }
 
     /// Adds a hard link `raw` → `target`. Only a link to a file of this
@@ -277,14 +334,15 @@ impl IndexBuilder {
             .index
             .find(&components(target))
             .map_or(0, |id| u64::from(id) + 1);
-        self.put(raw, (PENDING_LINK, target_id))
+        self.put(raw, (PENDING_LINK, target_id)).map(drop)
     }
 
-    fn put(&mut self, raw: &[u8], code: (u8, u64)) -> Result<(), IndexError> {
+    /// The node the member lands on, `None` when it is ignored.
+    fn put(&mut self, raw: &[u8], code: (u8, u64)) -> Result<Option<NodeId>, IndexError> {
         let mut comps = components(raw);
         let Some(&last) = comps.last() else {
             // Resolves to the root: containerd ignores it.
-            return Ok(());
+            return Ok(None);
         };
         let code = if last == OPAQUE_MARKER {
             comps.pop();
@@ -303,7 +361,10 @@ impl IndexBuilder {
         };
         let node = self.index.insert(&comps)?;
         self.index.set(node, code.0, code.1);
-        Ok(())
+        if code.0 & (WHITEOUT | OPAQUE) == 0 {
+            self.debug.remove(&node);
+        }
+        Ok(Some(node))
     }
 
     /// The layer's figures and its index.
@@ -329,6 +390,13 @@ impl IndexBuilder {
         index.tree.freeze();
         index.kinds.shrink_to_fit();
         index.sizes.shrink_to_fit();
+        let mut debug: Vec<(NodeId, u64)> = self
+            .debug
+            .drain()
+            .filter(|&(n, _)| index.kinds[n as usize] & KIND_MASK == FILE)
+            .collect();
+        debug.sort_unstable();
+        index.debug = debug;
         let figures = figures(index);
         (figures, self.index)
     }
@@ -415,7 +483,8 @@ pub fn top_n<K>(
 }
 
 /// Stored as the tree's names in one string and one `[parent, name length,
-/// kind, size]` array per node: a fraction of the size of a path per entry.
+/// kind, size, content hash]` array per node: a fraction of the size of a
+/// path per entry; then the `[node, bytes]` of files with debug sections.
 impl Serialize for LayerIndex {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         struct Nodes<'a>(&'a LayerIndex);
@@ -424,15 +493,22 @@ impl Serialize for LayerIndex {
                 let i = self.0;
                 s.collect_seq(i.tree.parts().enumerate().map(|(n, (parent, len))| {
                     let id = n + 1;
-                    (parent, len, i.kinds[id], i.sizes.get(id as NodeId))
+                    (
+                        parent,
+                        len,
+                        i.kinds[id],
+                        i.sizes.get(id as NodeId),
+                        i.hashes[id],
+                    )
                 }))
             }
         }
         let names = std::str::from_utf8(self.tree.names()).map_err(S::Error::custom)?;
-        let mut st = s.serialize_struct("LayerIndex", 3)?;
+        let mut st = s.serialize_struct("LayerIndex", 4)?;
         st.serialize_field("root", &self.kinds[0])?;
         st.serialize_field("names", names)?;
         st.serialize_field("nodes", &Nodes(self))?;
+        st.serialize_field("debug", &self.debug)?;
         st.end()
     }
 }
@@ -443,23 +519,37 @@ impl<'de> Deserialize<'de> for LayerIndex {
         struct Stored {
             root: u8,
             names: String,
-            nodes: Vec<(NodeId, u32, u8, u64)>,
+            nodes: Vec<(NodeId, u32, u8, u64, u64)>,
+            debug: Vec<(NodeId, u64)>,
         }
         let s = Stored::deserialize(d)?;
         let parts: Vec<(NodeId, u32)> = s.nodes.iter().map(|n| (n.0, n.1)).collect();
+        let nodes = s.nodes.len() + 1;
+        let ordered = s.debug.windows(2).all(|w| w[0].0 < w[1].0);
+        if !ordered || s.debug.iter().any(|&(n, _)| n as usize >= nodes) {
+            return Err(D::Error::custom("inconsistent debug-section list"));
+        }
         let tree = PathTree::from_parts(s.names.into_bytes(), &parts)
             .ok_or_else(|| D::Error::custom("inconsistent path tree"))?;
         let mut kinds = vec![s.root];
         let mut sizes = Sizes::default();
         sizes.push(0);
-        for &(_, _, k, size) in &s.nodes {
+        let mut hashes = vec![0];
+        for &(_, _, k, size, hash) in &s.nodes {
             kinds.push(k);
             sizes.push(size);
+            hashes.push(hash);
         }
         if kinds.iter().any(|&k| k & KIND_MASK > FIFO) {
             return Err(D::Error::custom("unknown entry kind"));
         }
-        Ok(LayerIndex { tree, kinds, sizes })
+        Ok(LayerIndex {
+            tree,
+            kinds,
+            sizes,
+            hashes,
+            debug: s.debug,
+        })
     }
 }
 
@@ -495,7 +585,7 @@ mod tests {
         assert_eq!(back.entries().len(), 5);
         assert!(
             serde_json::from_str::<LayerIndex>(
-                r#"{"root":0,"names":"ab","nodes":[[1,1,1,0],[0,1,1,0]]}"#
+                r#"{"root":0,"names":"ab","nodes":[[1,1,1,0,0],[0,1,1,0,0]],"debug":[]}"#
             )
             .is_err()
         );

@@ -13,6 +13,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::content::{ContentFacts, ContentScan};
 use super::index::IndexBuilder;
 pub use super::index::{LayerIndex, top_n};
 use super::progress::LayerProgress;
@@ -466,14 +467,32 @@ fn parse_blob<R: Read>(blob: &mut BlobReader<'_, R>, hash_tar: bool) -> Result<P
 
 /// Indexes every member of the tar stream.
 fn parse_tar<R: Read>(reader: &mut R) -> Result<IndexBuilder, StreamError> {
+    let scan_content = content_scan_enabled();
     let mut stream = TarStream::new(reader);
     let mut builder = IndexBuilder::default();
     while let Some(m) = stream.next_member()? {
         let kind = match m.kind {
+            // Anything unknown is treated like a regular file, as GNU tar
+            // does.
+            MemberKind::File {
+                size,
+                sparse: false,
+            }
+            | MemberKind::Other { size, .. } => {
+                let facts = if scan_content {
+                    let mut scan = ContentScan::new(size);
+                    stream.read_data(size, |chunk| scan.feed(chunk))?;
+                    scan.finish()
+                } else {
+                    ContentFacts::default()
+                };
+                builder
+                    .add_file(&m.name, size, facts)
+                    .map_err(|e| member_error(&m, e))?;
+                continue;
+            }
+            // A sparse file's stored bytes are not its content.
             MemberKind::File { size, .. } => EntryKind::File { size },
-            // Anything else unknown is treated like a regular file, as GNU
-            // tar does.
-            MemberKind::Other { size, .. } => EntryKind::File { size },
             MemberKind::Dir => EntryKind::Dir,
             MemberKind::Symlink => EntryKind::Symlink {
                 target_len: m.link.len(),
@@ -504,6 +523,14 @@ fn parse_tar<R: Read>(reader: &mut R) -> Result<IndexBuilder, StreamError> {
             .map_err(|e| member_error(&m, e))?;
     }
     Ok(builder)
+}
+
+/// Whether file contents are hashed and scanned for debug sections.
+/// `SIZEGUARD_CONTENT_SCAN=off` turns it off: the A/B switch the benchmark
+/// measures its cost with (identical-file and debug-section hints then find
+/// nothing).
+fn content_scan_enabled() -> bool {
+    std::env::var_os("SIZEGUARD_CONTENT_SCAN").is_none_or(|v| v != "off")
 }
 
 /// A member that cannot be measured, named (escaped) with its offset.

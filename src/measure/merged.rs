@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::hidden::{HiddenFile, Origin, Origins};
 use super::index::{LayerIndex, top_n};
 use super::layer::{EntryKind, FileSize};
 use super::tree::{NodeId, PathTree, ROOT, Sizes};
@@ -74,6 +75,7 @@ pub struct MergedFs {
     /// The position of the layer [`Self::apply`] stacks next.
     layer: u16,
     dive: DiveTally,
+    origins: Origins,
 }
 
 /// What dive's efficiency score adds up, per path, over the layers
@@ -133,6 +135,7 @@ impl MergedFs {
                 },
                 ..Default::default()
             },
+            origins: Origins::default(),
         }
     }
 
@@ -178,6 +181,7 @@ impl MergedFs {
             self.ensure_parents(id);
             self.put(id, node);
         }
+        self.origins.layer_applied(index, &ids);
         self.skip_layer();
     }
 
@@ -281,6 +285,9 @@ impl MergedFs {
     /// Sets a node, returning what was there.
     fn replace(&mut self, id: NodeId, node: Node) -> Node {
         let old = self.get(id);
+        if let Node::File(bytes) = old {
+            self.origins.file_hidden(id, bytes);
+        }
         self.kinds[id as usize] = node.code();
         if node != Node::Absent {
             self.writers[id as usize] = self.layer;
@@ -440,6 +447,33 @@ impl DiveTally {
             efficiency,
             wasted_bytes: wasted,
         }
+    }
+}
+
+/// Where files came from and what was hidden: read by the hints.
+impl MergedFs {
+    /// Names the layer (its index in the image) the next [`Self::apply`]
+    /// stacks, for [`HiddenFile`] and [`Origin`].
+    pub fn set_layer(&mut self, layer: u32) {
+        self.origins.set_layer(layer);
+    }
+
+    /// Every lower layer's file a later layer deleted or overwrote.
+    pub fn hidden_files(&self) -> &[HiddenFile] {
+        self.origins.hidden()
+    }
+
+    /// Every regular file of the final filesystem: node, size, origin.
+    pub fn final_files(&self) -> impl Iterator<Item = (NodeId, u64, Origin)> + '_ {
+        (1..self.kinds.len() as NodeId).filter_map(|id| match self.get(id) {
+            Node::File(s) => Some((id, s, self.origins.origin(id)?)),
+            _ => None,
+        })
+    }
+
+    /// `a/b/c` for a node of this view.
+    pub fn path_of(&self, id: NodeId) -> String {
+        self.tree.path(id)
     }
 }
 

@@ -2,7 +2,9 @@
 //! assembled per image with the merged-filesystem view.
 
 pub mod cache;
+pub mod content;
 pub mod estimate;
+pub mod hidden;
 pub mod index;
 pub mod layer;
 pub mod merged;
@@ -21,9 +23,11 @@ use crate::error::{Error, Kind};
 use crate::source::{ImageSource, LayerDescriptor, ResolvedImage};
 use layer::{Expected, FileSize, LayerFigures, LayerMeasurement};
 use merged::{FinalFigures, MergedFs};
+
+use crate::budget::hints::{self, Facts, HintSettings};
 use progress::{LayerProgress, Progress};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeasureOptions {
     /// Layers in flight at once.
     pub jobs: usize,
@@ -31,6 +35,8 @@ pub struct MeasureOptions {
     pub verify_diff_ids: bool,
     /// Length of the largest-files lists.
     pub top: usize,
+    /// Which hints are looked for, from `[hints]`.
+    pub hints: HintSettings,
     /// Read only each blob's ends (Range requests) where that tells enough;
     /// stream the rest.
     pub estimate: bool,
@@ -42,6 +48,7 @@ impl Default for MeasureOptions {
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             verify_diff_ids: false,
             top: 10,
+            hints: HintSettings::default(),
             estimate: false,
         }
     }
@@ -117,6 +124,9 @@ pub struct ImageReport {
     pub final_fs: FinalFigures,
     pub wasted_bytes: u64,
     pub largest_files: Vec<FileSize>,
+    /// What could be removed, priced; empty when the layers were only
+    /// probed.
+    pub hints: Vec<crate::budget::hints::Hint>,
     /// False when a layer could not be measured: the totals are a lower bound.
     pub complete: bool,
     /// True when some layer was only probed (`--estimate`): the final view,
@@ -266,7 +276,7 @@ impl Measurer {
         }
         Ok(images
             .into_iter()
-            .map(|(_, image)| assemble(image, &by_digest, opts.top))
+            .map(|(_, image)| assemble(image, &by_digest, opts.top, &opts.hints))
             .collect())
     }
 
@@ -505,13 +515,14 @@ fn assemble(
     image: ResolvedImage,
     outcomes: &HashMap<String, LayerOutcome>,
     top: usize,
+    hint_settings: &HintSettings,
 ) -> ImageReport {
     let mut totals = LayerFigures::default();
     let mut fs = MergedFs::new();
     let mut complete = true;
     let mut estimated = false;
     let mut layers = Vec::with_capacity(image.layers.len());
-    for desc in &image.layers {
+    for (i, desc) in image.layers.iter().enumerate() {
         let outcome = outcomes
             .get(&desc.digest)
             .cloned()
@@ -519,6 +530,7 @@ fn assemble(
         let report = match outcome {
             LayerOutcome::Measured(m, note) => {
                 totals.add(&m.figures);
+                fs.set_layer(u32::try_from(i).unwrap_or(u32::MAX));
                 fs.apply(&m.index);
                 estimated |= note.as_ref().is_some_and(EstimateNote::is_probed);
                 LayerReport {
@@ -543,7 +555,15 @@ fn assemble(
         };
         layers.push(report);
     }
+    let hints = if estimated {
+        Vec::new()
+    } else {
+        let measured: Vec<_> = layers.iter().map(|l| l.measurement.as_deref()).collect();
+        let facts = Facts::gather(&fs, &measured, image.locale_env.clone());
+        hints::find(&facts, hint_settings, top)
+    };
     ImageReport {
+        hints,
         final_fs: fs.figures(),
         wasted_bytes: fs.wasted_bytes(),
         largest_files: fs.largest_files(top),
@@ -629,6 +649,7 @@ mod tests {
             config_bytes: 1,
             diff_ids: vec![],
             created_by: vec![],
+            locale_env: Vec::new(),
             layers: vec![desc],
             provenance: Default::default(),
         };

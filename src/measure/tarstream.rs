@@ -217,7 +217,22 @@ impl<R: Read> TarStream<R> {
         Ok(true)
     }
 
-    fn skip(&mut self, mut n: u64) -> Result<(), StreamError> {
+    fn skip(&mut self, n: u64) -> Result<(), StreamError> {
+        self.consume(n, |_| {})
+    }
+
+    /// Hands the current member's first `len` data bytes to `sink` as they
+    /// stream past; its padding is left for [`Self::next_member`] to skip.
+    /// For a member whose data has not been touched yet (not a sparse file,
+    /// whose map may sit in its data), and `len` at most its size.
+    pub fn read_data(&mut self, len: u64, sink: impl FnMut(&[u8])) -> Result<(), StreamError> {
+        let len = len.min(self.unread);
+        self.consume(len, sink)?;
+        self.unread -= len;
+        Ok(())
+    }
+
+    fn consume(&mut self, mut n: u64, mut sink: impl FnMut(&[u8])) -> Result<(), StreamError> {
         let mut buf = [0u8; 32 * 1024];
         while n > 0 {
             let want = n.min(buf.len() as u64) as usize;
@@ -229,6 +244,7 @@ impl<R: Read> TarStream<R> {
                     ));
                 }
                 Ok(k) => {
+                    sink(&buf[..k]);
                     n -= k as u64;
                     self.pos += k as u64;
                 }

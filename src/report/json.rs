@@ -34,6 +34,8 @@ struct ImageJson<'a> {
     /// True when some layer was only probed (`--estimate`); `final` and
     /// `wasted_bytes` are then null, and totals sum what is known.
     estimated: bool,
+    /// What could be removed, priced, largest saving first.
+    hints: &'a [crate::budget::hints::Hint],
     layers: Vec<LayerJson<'a>>,
     totals: FiguresJson,
     #[serde(rename = "final")]
@@ -152,6 +154,7 @@ fn image(r: &ImageReport) -> ImageJson<'_> {
         config_bytes: r.image.config_bytes,
         complete: r.complete,
         estimated: r.estimated,
+        hints: &r.hints,
         layers: r
             .layers
             .iter()

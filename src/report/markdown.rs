@@ -43,6 +43,7 @@ impl Markdown {
             layers_table(p, &mut out);
             paths_table(r, p, &mut out);
             largest_files_line(&p.candidate, &mut out);
+            hints_list(&p.candidate.hints, &mut out);
         }
         node_table(r, &mut out);
         let _ = writeln!(out, "Policy: {}\n", policy_line(r));
@@ -609,6 +610,19 @@ fn findings_list(r: &CheckView, out: &mut String) {
     out.push('\n');
 }
 
+/// The largest hints, one list item each.
+fn hints_list(hints: &[crate::budget::hints::Hint], out: &mut String) {
+    if hints.is_empty() {
+        return;
+    }
+    out.push_str("What could be removed (advice, not judged):\n\n");
+    for h in hints.iter().take(super::hints::SHOWN) {
+        out.push_str(&super::hints::markdown_line(h));
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
 fn largest_files_line(image: &ImageView, out: &mut String) {
     let largest = image.largest_files();
     if largest.is_empty() {
@@ -634,6 +648,7 @@ impl Renderer for Markdown {
                 human_bytes(r.wasted_bytes)
             );
             layers_of(&ImageView::from_image(r), &mut out);
+            hints_list(&r.hints, &mut out);
         }
         out
     }

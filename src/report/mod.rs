@@ -15,6 +15,7 @@
 //! module renders any of them.
 
 pub mod escape;
+pub mod hints;
 pub mod json;
 pub mod markdown;
 pub mod table;

@@ -87,6 +87,7 @@ impl Renderer for Table {
             }
             efficiency_line(&p.candidate, &mut out);
             path_lines(&p.paths, &mut out);
+            hint_lines(&p.candidate.hints, &mut out);
         }
         node_lines(r, &mut out);
         let _ = writeln!(out, "verdict: {}", r.verdict);
@@ -162,6 +163,18 @@ fn measure_image(r: &ImageReport, out: &mut String) {
         for f in &r.largest_files {
             let _ = writeln!(out, "  {:>10}  /{}", human_bytes(f.size), plain(&f.path));
         }
+    }
+    hint_lines(&r.hints, out);
+}
+
+/// The largest hints, one line each.
+fn hint_lines(hints: &[crate::budget::hints::Hint], out: &mut String) {
+    if hints.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "could be removed (advice, not judged):");
+    for h in hints.iter().take(super::hints::SHOWN) {
+        let _ = writeln!(out, "  {}", super::hints::plain_line(h));
     }
 }
 

@@ -90,6 +90,9 @@ pub struct ImageView {
     /// dive's figures; absent from older reports.
     #[serde(default)]
     pub efficiency: Option<DiveAnalysis>,
+    /// Absent from older reports.
+    #[serde(default)]
+    pub hints: Vec<crate::budget::hints::Hint>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +163,7 @@ impl ImageView {
                 largest_files: r.largest_files.clone(),
             }),
             efficiency: crate::budget::rules::dive::analysis(r),
+            hints: r.hints.clone(),
         }
     }
 

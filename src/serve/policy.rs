@@ -136,7 +136,7 @@ impl Policies {
             policy,
             node: rules.node.clone(),
             thresholds: rules.thresholds,
-            options: self.options,
+            options: self.options.clone(),
             paths: Default::default(),
         }
     }

@@ -217,6 +217,7 @@ impl ImageSource for DaemonSource {
             diff_ids,
             // The inspect call carries no history; the export's config does.
             created_by: Vec::new(),
+            locale_env: Vec::new(),
             provenance,
         }])
     }
@@ -521,6 +522,7 @@ impl Walked {
             diff_ids,
             created_by,
             provenance,
+            locale_env,
         } = ImageConfig::parse(what, &config_digest, &config)?;
         check_diff_ids(what, &config_digest, &diff_ids, saved.layers.len())?;
         let mut layers = Vec::with_capacity(saved.layers.len());
@@ -560,6 +562,7 @@ impl Walked {
                 config_bytes: config.len() as u64,
                 diff_ids,
                 created_by,
+                locale_env,
                 layers,
                 provenance,
             },

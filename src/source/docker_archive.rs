@@ -178,6 +178,7 @@ impl ImageSource for DockerArchiveSource {
             diff_ids,
             created_by,
             provenance,
+            locale_env,
         } = ImageConfig::parse(&what, &config_digest, &config)?;
         check_single_platform(&what, &platform, platforms)?;
         check_diff_ids(&what, &config_digest, &diff_ids, entry.layers.len())?;
@@ -193,6 +194,7 @@ impl ImageSource for DockerArchiveSource {
             config_bytes: config.len() as u64,
             diff_ids,
             created_by,
+            locale_env,
             layers,
             provenance,
         }])

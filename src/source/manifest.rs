@@ -155,6 +155,8 @@ pub struct ImageConfig {
     pub created_by: Vec<Option<String>>,
     /// From the config's `Labels`.
     pub provenance: Provenance,
+    /// The locale variables of the config's `Env`.
+    pub locale_env: Vec<String>,
 }
 
 impl ImageConfig {
@@ -169,9 +171,25 @@ impl ImageConfig {
             provenance: Provenance::from_map(|k| labels?.get(k)?.as_str()),
             platform: Platform::new(&probe.os, &probe.architecture, probe.variant.as_deref()),
             created_by: layer_steps(&probe.history, diff_ids.len()),
+            locale_env: locale_env(&probe.config),
             diff_ids,
         })
     }
+}
+
+/// The values of `LANG`, `LC_ALL`, `LC_MESSAGES` and `LANGUAGE` in the
+/// config's `Env` (entries of another shape are skipped).
+fn locale_env(config: &serde_json::Value) -> Vec<String> {
+    const NAMES: [&str; 4] = ["LANG", "LC_ALL", "LC_MESSAGES", "LANGUAGE"];
+    let Some(env) = config.get("Env").and_then(serde_json::Value::as_array) else {
+        return Vec::new();
+    };
+    env.iter()
+        .filter_map(serde_json::Value::as_str)
+        .filter_map(|e| e.split_once('='))
+        .filter(|(k, v)| NAMES.contains(k) && !v.is_empty())
+        .map(|(_, v)| v.to_string())
+        .collect()
 }
 
 /// The history entries that made a layer (`empty_layer` ones did not),
@@ -661,6 +679,7 @@ async fn image_from_manifest(
         diff_ids,
         created_by,
         provenance,
+        locale_env,
     } = ImageConfig::parse(reference, &config_digest, &config.bytes)?;
     check_diff_ids(reference, &config_digest, &diff_ids, layers.len())?;
     let provenance = annotated.or(provenance);
@@ -675,6 +694,7 @@ async fn image_from_manifest(
         config_bytes: config.bytes.len() as u64,
         diff_ids,
         created_by,
+        locale_env,
         layers,
         provenance,
     }))

@@ -121,6 +121,10 @@ pub struct ResolvedImage {
     /// `None` where the history does not say: a label for reports only.
     #[serde(skip)]
     pub created_by: Vec<Option<String>>,
+    /// The config's `LANG`, `LC_ALL`, `LC_MESSAGES` and `LANGUAGE` values:
+    /// which translations the locale hint keeps.
+    #[serde(skip)]
+    pub locale_env: Vec<String>,
     #[serde(skip)]
     pub layers: Vec<LayerDescriptor>,
     /// Not part of the report: read by `serve` for the commit status.

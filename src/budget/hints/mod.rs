@@ -1,0 +1,386 @@
+//! Priced hints: what an image could drop, and what dropping it would save
+//! on a node. Pure functions over the facts the analyzer and the merged
+//! view gathered ([`Facts`]); hints are advice and never change a verdict.
+//!
+//! Each hint prices the files it names three ways:
+//! - `disk_bytes`: their allocation in 4 KiB blocks, as the layer figures
+//!   count it (for debug sections, the blocks the file would shrink by);
+//! - `inodes`: one per file (the directories that would be left empty are
+//!   not counted);
+//! - `pull_bytes_estimate`: their bytes times the compression ratio
+//!   (compressed / tar) of the layer that holds each, an estimate since
+//!   files do not compress alike.
+//!
+//! Only files the final filesystem holds are priced, except by
+//! `deleted_later`, which is about the hidden bytes of lower layers. A file
+//! claimed by a path rule (or the bytecode rule) is not priced again as a
+//! duplicate or for its debug sections, and duplicates count copies in the
+//! final filesystem only (hidden copies are `deleted_later`'s), so the
+//! hints' savings can be added up.
+
+pub mod facts;
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+
+pub use facts::{Facts, FinalFile, HiddenPath};
+use rules::{PATH_RULES, PathRule};
+
+use crate::measure::layer::BLOCK;
+
+/// What `[hints]` in `sizeguard.toml` sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HintSettings {
+    /// Rule ids switched off.
+    pub disabled: BTreeSet<String>,
+    /// A hint saving fewer disk bytes is not shown.
+    pub min_bytes: u64,
+    /// Per-rule thresholds, overriding `min_bytes`.
+    pub rule_min_bytes: BTreeMap<String, u64>,
+}
+
+/// Below this a hint is noise next to any image's size.
+pub const DEFAULT_MIN_BYTES: u64 = 1024 * 1024;
+
+impl Default for HintSettings {
+    fn default() -> Self {
+        HintSettings {
+            disabled: BTreeSet::new(),
+            min_bytes: DEFAULT_MIN_BYTES,
+            rule_min_bytes: BTreeMap::new(),
+        }
+    }
+}
+
+/// The layers a `deleted_later` hint is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerPair {
+    /// Index of the layer that added the bytes.
+    pub added_in: u32,
+    /// Index of the layer that deleted or overwrote them.
+    pub hidden_by: u32,
+}
+
+/// A hint's saving against the node's figures (`check` with a node).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NodeShare {
+    /// What the node would not store: disk bytes plus, when it keeps the
+    /// compressed blobs, the pull-bytes estimate.
+    pub node_bytes_estimate: u64,
+    /// That, as a percentage of what the rollout costs the node.
+    pub rollout_cost_percent: f64,
+    /// That, as a percentage of the node's GC headroom (absent when the
+    /// headroom is not positive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc_headroom_percent: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hint {
+    pub rule: String,
+    pub title: String,
+    pub advice: String,
+    /// The largest matched paths, at most `--top` of them.
+    pub paths: Vec<String>,
+    pub files: u64,
+    pub disk_bytes: u64,
+    pub inodes: u64,
+    pub pull_bytes_estimate: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<LayerPair>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeShare>,
+}
+
+/// A file's allocation in whole blocks.
+pub fn blocks(size: u64) -> u64 {
+    size.div_ceil(BLOCK).saturating_mul(BLOCK)
+}
+
+/// Sums a hint's files as they are added.
+#[derive(Default)]
+struct Tally {
+    paths: Vec<(u64, String)>,
+    files: u64,
+    disk: u64,
+    inodes: u64,
+    pull: f64,
+}
+
+impl Tally {
+    fn add(&mut self, path: &str, size: u64, disk: u64, pull: f64) {
+        self.paths.push((size, path.to_string()));
+        self.files += 1;
+        self.inodes += 1;
+        self.disk = self.disk.saturating_add(disk);
+        self.pull += pull;
+    }
+
+    fn into_hint(mut self, rule: (&str, &str, &str), top: usize) -> Hint {
+        self.paths
+            .sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        self.paths.truncate(top);
+        Hint {
+            rule: rule.0.to_string(),
+            title: rule.1.to_string(),
+            advice: rule.2.to_string(),
+            paths: self.paths.into_iter().map(|(_, p)| p).collect(),
+            files: self.files,
+            disk_bytes: self.disk,
+            inodes: self.inodes,
+            pull_bytes_estimate: self.pull.round() as u64,
+            layers: None,
+            node: None,
+        }
+    }
+}
+
+/// The path rules compiled into one matcher: pattern index → rule index.
+struct Matcher {
+    set: GlobSet,
+    rule_of: Vec<usize>,
+    except: GlobSet,
+}
+
+fn glob(p: &str) -> Option<Glob> {
+    // The table is built in; a pattern that does not compile is a bug the
+    // unit tests catch, not something to stop a measurement for.
+    globset::GlobBuilder::new(p)
+        .literal_separator(true)
+        .build()
+        .ok()
+}
+
+impl Matcher {
+    fn new(rules: &[&PathRule]) -> Matcher {
+        let mut set = GlobSetBuilder::new();
+        let mut except = GlobSetBuilder::new();
+        let mut rule_of = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            for g in r.patterns.iter().filter_map(|p| glob(p)) {
+                set.add(g);
+                rule_of.push(i);
+            }
+            for g in r.except.iter().filter_map(|p| glob(p)) {
+                except.add(g);
+            }
+        }
+        Matcher {
+            set: set.build().unwrap_or_else(|_| GlobSet::empty()),
+            rule_of,
+            except: except.build().unwrap_or_else(|_| GlobSet::empty()),
+        }
+    }
+
+    /// The first rule (in table order) matching `path`.
+    fn rule(&self, path: &str, scratch: &mut Vec<usize>) -> Option<usize> {
+        self.set.matches_into(path, scratch);
+        let first = scratch.iter().map(|&p| self.rule_of[p]).min()?;
+        (!self.except.is_match(path)).then_some(first)
+    }
+}
+
+/// The locale directories kept: `C`/`POSIX` and English (the language
+/// programs fall back to, whose catalogues are tiny), and those the image's
+/// `LANG`, `LC_ALL`, `LC_MESSAGES` and `LANGUAGE` name, each with its
+/// language alone (`de_DE.UTF-8` keeps `de_DE.UTF-8`, `de_DE` and `de`).
+pub fn kept_locales(env_values: &[String]) -> HashSet<String> {
+    let mut kept: HashSet<String> = ["C", "POSIX", "C.UTF-8", "en", "en_US", "en_GB"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    for v in env_values.iter().flat_map(|v| v.split(':')) {
+        let no_modifier = v.split('@').next().unwrap_or(v);
+        let no_codeset = no_modifier.split('.').next().unwrap_or(no_modifier);
+        let language = no_codeset.split('_').next().unwrap_or(no_codeset);
+        for k in [v, no_modifier, no_codeset, language] {
+            if !k.is_empty() {
+                kept.insert(k.to_string());
+            }
+        }
+    }
+    kept
+}
+
+/// `dir/__pycache__/X.cpython-312.pyc` (or `X.opt-1` variants) → `dir/X.py`.
+fn pyc_source(path: &str) -> Option<String> {
+    let (dir, name) = path.rsplit_once("/__pycache__/")?;
+    if name.contains('/') {
+        return None;
+    }
+    let stem = name.strip_suffix(".pyc")?;
+    let (module, tag) = stem.split_once('.')?;
+    if tag.is_empty() || module.is_empty() {
+        return None;
+    }
+    Some(format!("{dir}/{module}.py"))
+}
+
+/// Every hint the facts support, under the settings, largest first.
+pub fn find(facts: &Facts, settings: &HintSettings, top: usize) -> Vec<Hint> {
+    let on = |id: &str| !settings.disabled.contains(id);
+    let (mut out, claimed) = path_hints(facts, &on, top);
+    if on(rules::DUPLICATES.0) {
+        out.extend(duplicates(facts, &claimed, top));
+    }
+    if on(rules::DEBUG_SECTIONS.0) {
+        out.extend(debug_sections(facts, &claimed, top));
+    }
+    if on(rules::DELETED_LATER.0) {
+        out.extend(deleted_later(facts, top));
+    }
+    out.retain(|h| {
+        let min = settings
+            .rule_min_bytes
+            .get(&h.rule)
+            .copied()
+            .unwrap_or(settings.min_bytes);
+        h.disk_bytes > 0 && h.disk_bytes >= min
+    });
+    out.sort_by(|a, b| {
+        b.disk_bytes
+            .cmp(&a.disk_bytes)
+            .then_with(|| a.rule.cmp(&b.rule))
+            .then_with(|| pair(a).cmp(&pair(b)))
+    });
+    out
+}
+
+fn pair(h: &Hint) -> Option<(u32, u32)> {
+    h.layers.map(|l| (l.added_in, l.hidden_by))
+}
+
+/// The path-rule and bytecode hints, and the files they claimed.
+fn path_hints(facts: &Facts, on: &dyn Fn(&str) -> bool, top: usize) -> (Vec<Hint>, HashSet<usize>) {
+    let mut table: Vec<&PathRule> = PATH_RULES.iter().filter(|r| on(r.id)).collect();
+    let locales = on(rules::LOCALES.id);
+    if locales {
+        table.push(&rules::LOCALES);
+    }
+    let locale_rule = table.len().wrapping_sub(1);
+    let kept = kept_locales(&facts.locale_env);
+    let matcher = Matcher::new(&table);
+    let mut tallies: Vec<Tally> = table.iter().map(|_| Tally::default()).collect();
+    let mut pyc = Tally::default();
+    let mut claimed = HashSet::new();
+    let mut scratch = Vec::new();
+    let sources: HashSet<&str> = if on(rules::PYCACHE.0) {
+        facts
+            .files
+            .iter()
+            .filter(|f| f.path.ends_with(".py"))
+            .map(|f| f.path.as_str())
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    for (i, f) in facts.files.iter().enumerate() {
+        let pull = facts.pull_of(f.layer, f.size);
+        if let Some(r) = matcher.rule(&f.path, &mut scratch) {
+            if locales && r == locale_rule && locale_is_kept(&f.path, &kept) {
+                continue;
+            }
+            tallies[r].add(&f.path, f.size, blocks(f.size), pull);
+            claimed.insert(i);
+            continue;
+        }
+        if !sources.is_empty()
+            && pyc_source(&f.path).is_some_and(|src| sources.contains(src.as_str()))
+        {
+            pyc.add(&f.path, f.size, blocks(f.size), pull);
+            claimed.insert(i);
+        }
+    }
+    let mut out: Vec<Hint> = table
+        .iter()
+        .zip(tallies)
+        .filter(|(_, t)| t.files > 0)
+        .map(|(r, t)| t.into_hint((r.id, r.title, r.advice), top))
+        .collect();
+    if pyc.files > 0 {
+        out.push(pyc.into_hint(rules::PYCACHE, top));
+    }
+    (out, claimed)
+}
+
+/// `usr/share/locale/<name>/...`: whether `<name>` is kept.
+fn locale_is_kept(path: &str, kept: &HashSet<String>) -> bool {
+    path.strip_prefix("usr/share/locale/")
+        .and_then(|rest| rest.split('/').next())
+        .is_some_and(|name| kept.contains(name))
+}
+
+/// Identical files (same size and content hash) at several paths of the
+/// final filesystem: every copy but the one in the lowest layer (then the
+/// first path) is removable.
+fn duplicates(facts: &Facts, claimed: &HashSet<usize>, top: usize) -> Option<Hint> {
+    let mut groups: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+    for (i, f) in facts.files.iter().enumerate() {
+        if f.hash != 0 && f.size > 0 && !claimed.contains(&i) {
+            groups.entry((f.hash, f.size)).or_default().push(i);
+        }
+    }
+    let mut tally = Tally::default();
+    for mut copies in groups.into_values().filter(|g| g.len() > 1) {
+        copies.sort_by(|&a, &b| {
+            let (fa, fb) = (&facts.files[a], &facts.files[b]);
+            fa.layer.cmp(&fb.layer).then_with(|| fa.path.cmp(&fb.path))
+        });
+        for &i in &copies[1..] {
+            let f = &facts.files[i];
+            tally.add(
+                &f.path,
+                f.size,
+                blocks(f.size),
+                facts.pull_of(f.layer, f.size),
+            );
+        }
+    }
+    (tally.files > 0).then(|| tally.into_hint(rules::DUPLICATES, top))
+}
+
+/// ELF files with debug sections: what `strip --strip-debug` would save.
+fn debug_sections(facts: &Facts, claimed: &HashSet<usize>, top: usize) -> Option<Hint> {
+    let mut tally = Tally::default();
+    for (i, f) in facts.files.iter().enumerate() {
+        if f.debug_bytes == 0 || claimed.contains(&i) {
+            continue;
+        }
+        let debug = f.debug_bytes.min(f.size);
+        let disk = blocks(f.size) - blocks(f.size - debug);
+        tally.add(&f.path, debug, disk, facts.pull_of(f.layer, debug));
+        // Stripping keeps the file.
+        tally.inodes -= 1;
+    }
+    (tally.files > 0).then(|| tally.into_hint(rules::DEBUG_SECTIONS, top))
+}
+
+/// One hint per (adding layer, hiding layer) pair.
+fn deleted_later(facts: &Facts, top: usize) -> Vec<Hint> {
+    let mut pairs: BTreeMap<(u32, u32), Tally> = BTreeMap::new();
+    for h in &facts.hidden {
+        pairs.entry((h.lower, h.upper)).or_default().add(
+            &h.path,
+            h.size,
+            blocks(h.size),
+            facts.pull_of(h.lower, h.size),
+        );
+    }
+    pairs
+        .into_iter()
+        .map(|((lower, upper), t)| {
+            let mut hint = t.into_hint(rules::DELETED_LATER, top);
+            hint.layers = Some(LayerPair {
+                added_in: lower,
+                hidden_by: upper,
+            });
+            hint
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
