@@ -95,6 +95,12 @@ impl LayerCache {
     /// Stores a measurement. Failures are not errors: the cache is an
     /// optimisation, and a read-only or full disk must not fail a check.
     pub fn put(&self, m: &LayerMeasurement) {
+        // A measurement taken with the content scan off has no hashes or
+        // debug sizes; cached, it would hide those hints from every later
+        // run that has the scan on.
+        if !super::layer::content_scan_enabled() {
+            return;
+        }
         if let Err(e) = self.try_put(m) {
             tracing::warn!("layer cache: could not store {}: {e}", m.digest);
         }

@@ -529,7 +529,7 @@ fn parse_tar<R: Read>(reader: &mut R) -> Result<IndexBuilder, StreamError> {
 /// `SIZEGUARD_CONTENT_SCAN=off` turns it off: the A/B switch the benchmark
 /// measures its cost with (identical-file and debug-section hints then find
 /// nothing).
-fn content_scan_enabled() -> bool {
+pub(crate) fn content_scan_enabled() -> bool {
     std::env::var_os("SIZEGUARD_CONTENT_SCAN").is_none_or(|v| v != "off")
 }
 
