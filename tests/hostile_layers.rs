@@ -126,15 +126,14 @@ fn write_layout(dir: &Path, layers: &[Vec<u8>]) {
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
 }
 
-/// Runs `sizeguard measure --format json` on the layout under GNU time and
-/// a 4 GiB address-space limit (room for the allocator's per-thread arenas,
-/// none for a runaway); returns (peak RSS KiB, stdout, stderr, ok).
-fn measure_binary(dir: &Path) -> (u64, String, String, bool) {
+/// Runs sizeguard with `args` under GNU time and a 4 GiB address-space
+/// limit (room for the allocator's per-thread arenas, none for a runaway);
+/// returns (peak RSS KiB, stdout, stderr, exit code).
+fn run_under_time(args: &str) -> (u64, String, String, Option<i32>) {
     support::require_tool("/usr/bin/time", "time");
     let script = format!(
-        "ulimit -v 4194304; exec /usr/bin/time -v '{}' measure -q --jobs 2 --format json 'oci:{}:v1'",
+        "ulimit -v 4194304; exec /usr/bin/time -v '{}' {args}",
         env!("CARGO_BIN_EXE_sizeguard"),
-        dir.display()
     );
     let out = Command::new("sh")
         .arg("-c")
@@ -152,7 +151,17 @@ fn measure_binary(dir: &Path) -> (u64, String, String, bool) {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no peak RSS in: {stderr}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (rss, stdout, stderr, out.status.success())
+    (rss, stdout, stderr, out.status.code())
+}
+
+/// `sizeguard measure --format json` of the layout under [`run_under_time`];
+/// returns (peak RSS KiB, stdout, stderr, ok).
+fn measure_binary(dir: &Path) -> (u64, String, String, bool) {
+    let (rss, stdout, stderr, code) = run_under_time(&format!(
+        "measure -q --jobs 2 --format json 'oci:{}:v1'",
+        dir.display()
+    ));
+    (rss, stdout, stderr, code == Some(0))
 }
 
 /// A gzip layer of `dirs` × `per_dir` empty files, streamed into the
@@ -205,35 +214,15 @@ fn a_million_files_peak_under_100_mib() {
 }
 
 /// `sizeguard check` of the candidate layout against the baseline one
-/// under GNU time and the same address-space limit; returns (peak RSS KiB,
-/// stdout, stderr, ok).
+/// under [`run_under_time`]; returns (peak RSS KiB, stdout, stderr, ran).
 fn check_binary(candidate: &Path, baseline: &Path) -> (u64, String, String, bool) {
-    support::require_tool("/usr/bin/time", "time");
-    let script = format!(
-        "ulimit -v 4194304; exec /usr/bin/time -v '{}' check -q --no-config --jobs 2 --format json --candidate 'oci:{}:v1' --baseline 'oci:{}:v1'",
-        env!("CARGO_BIN_EXE_sizeguard"),
+    let (rss, stdout, stderr, code) = run_under_time(&format!(
+        "check -q --no-config --jobs 2 --format json --candidate 'oci:{}:v1' --baseline 'oci:{}:v1'",
         candidate.display(),
         baseline.display()
-    );
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .env("SIZEGUARD_NO_CACHE", "1")
-        .output()
-        .expect("run /usr/bin/time");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let rss = stderr
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Maximum resident set size (kbytes): ")
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak RSS in: {stderr}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ));
     // A check that judged a growth exits 0 (warn) or 1 (fail): both ran.
-    let ran = matches!(out.status.code(), Some(0 | 1));
-    (rss, stdout, stderr, ran)
+    (rss, stdout, stderr, matches!(code, Some(0 | 1)))
 }
 
 /// The check holds both final trees and the path diff's per-node figures

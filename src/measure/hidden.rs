@@ -28,10 +28,15 @@ pub struct Origin {
     pub layer_node: NodeId,
 }
 
+/// A node no file of any layer is recorded at.
+const NO_FILE: NodeId = NodeId::MAX;
+
 #[derive(Debug, Default)]
 pub(crate) struct Origins {
-    /// By merged node: the layer and layer node its file came from.
-    by_node: Vec<Option<Origin>>,
+    /// By merged node: the node, in the index of the layer that put it, of
+    /// the file there ([`NO_FILE`]: none). Which layer that is, the merged
+    /// view already keeps for every node; four bytes a node here.
+    by_node: Vec<NodeId>,
     /// The layer being applied.
     layer: u32,
     hidden: Vec<HiddenFile>,
@@ -42,18 +47,18 @@ impl Origins {
         self.layer = layer;
     }
 
-    /// The file at `node`, of `bytes`, was just deleted or overwritten by
-    /// the layer being applied.
-    pub(crate) fn file_hidden(&mut self, node: NodeId, bytes: u64) {
-        let Some(Some(origin)) = self.by_node.get(node as usize).copied() else {
-            return;
-        };
-        self.by_node[node as usize] = None;
+    /// The file at `node`, of `bytes`, put there by layer `lower`, was just
+    /// deleted or overwritten by the layer being applied.
+    pub(crate) fn file_hidden(&mut self, node: NodeId, bytes: u64, lower: u32) {
+        match self.by_node.get_mut(node as usize) {
+            Some(n) if *n != NO_FILE => *n = NO_FILE,
+            _ => return,
+        }
         // A file the same layer puts and hides again (a tar naming `x`, then
         // `x/y`) was never pulled twice; it is not a lower layer's waste.
-        if origin.layer != self.layer {
+        if lower != self.layer {
             self.hidden.push(HiddenFile {
-                lower: origin.layer,
+                lower,
                 upper: self.layer,
                 node,
                 bytes,
@@ -70,17 +75,17 @@ impl Origins {
             }
             let at = id as usize;
             if self.by_node.len() <= at {
-                self.by_node.resize(at + 1, None);
+                self.by_node.resize(at + 1, NO_FILE);
             }
-            self.by_node[at] = Some(Origin {
-                layer: self.layer,
-                layer_node: i as NodeId,
-            });
+            self.by_node[at] = i as NodeId;
         }
     }
 
-    pub(crate) fn origin(&self, node: NodeId) -> Option<Origin> {
-        self.by_node.get(node as usize).copied().flatten()
+    /// Where the file at `node` came from, given the layer that last wrote
+    /// the node.
+    pub(crate) fn origin(&self, node: NodeId, layer: u32) -> Option<Origin> {
+        let layer_node = *self.by_node.get(node as usize)?;
+        (layer_node != NO_FILE).then_some(Origin { layer, layer_node })
     }
 
     pub(crate) fn hidden(&self) -> &[HiddenFile] {

@@ -286,7 +286,8 @@ impl MergedFs {
     fn replace(&mut self, id: NodeId, node: Node) -> Node {
         let old = self.get(id);
         if let Node::File(bytes) = old {
-            self.origins.file_hidden(id, bytes);
+            self.origins
+                .file_hidden(id, bytes, u32::from(self.writers[id as usize]));
         }
         self.kinds[id as usize] = node.code();
         if node != Node::Absent {
@@ -466,7 +467,12 @@ impl MergedFs {
     /// Every regular file of the final filesystem: node, size, origin.
     pub fn final_files(&self) -> impl Iterator<Item = (NodeId, u64, Origin)> + '_ {
         (1..self.kinds.len() as NodeId).filter_map(|id| match self.get(id) {
-            Node::File(s) => Some((id, s, self.origins.origin(id)?)),
+            Node::File(s) => Some((
+                id,
+                s,
+                self.origins
+                    .origin(id, u32::from(self.writers[id as usize]))?,
+            )),
             _ => None,
         })
     }

@@ -21,7 +21,7 @@
 pub mod facts;
 pub mod rules;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,7 @@ pub use facts::{Facts, FinalFile, HiddenPath};
 use rules::{PATH_RULES, PathRule};
 
 use crate::measure::layer::BLOCK;
+use crate::measure::tree::NodeId;
 
 /// What `[hints]` in `sizeguard.toml` sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +102,9 @@ pub fn blocks(size: u64) -> u64 {
 }
 
 /// Sums a hint's files as they are added.
+/// A hint's running sums, and its largest paths: at most a few times `top`
+/// kept at any moment, so a rule matching a million files holds a few
+/// dozen paths, not a million.
 #[derive(Default)]
 struct Tally {
     paths: Vec<(u64, String)>,
@@ -108,21 +112,36 @@ struct Tally {
     disk: u64,
     inodes: u64,
     pull: f64,
+    top: usize,
 }
 
 impl Tally {
+    fn new(top: usize) -> Tally {
+        Tally {
+            top,
+            ..Tally::default()
+        }
+    }
+
     fn add(&mut self, path: &str, size: u64, disk: u64, pull: f64) {
         self.paths.push((size, path.to_string()));
+        if self.paths.len() >= 4 * self.top.max(16) {
+            self.keep_largest();
+        }
         self.files += 1;
         self.inodes += 1;
         self.disk = self.disk.saturating_add(disk);
         self.pull += pull;
     }
 
-    fn into_hint(mut self, rule: (&str, &str, &str), top: usize) -> Hint {
+    fn keep_largest(&mut self) {
         self.paths
             .sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        self.paths.truncate(top);
+        self.paths.truncate(self.top);
+    }
+
+    fn into_hint(mut self, rule: (&str, &str, &str)) -> Hint {
+        self.keep_largest();
         Hint {
             rule: rule.0.to_string(),
             title: rule.1.to_string(),
@@ -254,7 +273,11 @@ fn pair(h: &Hint) -> Option<(u32, u32)> {
 }
 
 /// The path-rule and bytecode hints, and the files they claimed.
-fn path_hints(facts: &Facts, on: &dyn Fn(&str) -> bool, top: usize) -> (Vec<Hint>, HashSet<usize>) {
+fn path_hints(
+    facts: &Facts,
+    on: &dyn Fn(&str) -> bool,
+    top: usize,
+) -> (Vec<Hint>, HashSet<NodeId>) {
     let mut table: Vec<&PathRule> = PATH_RULES.iter().filter(|r| on(r.id)).collect();
     let locales = on(rules::LOCALES.id);
     if locales {
@@ -263,50 +286,47 @@ fn path_hints(facts: &Facts, on: &dyn Fn(&str) -> bool, top: usize) -> (Vec<Hint
     let locale_rule = table.len().wrapping_sub(1);
     let kept = kept_locales(&facts.locale_env);
     let matcher = Matcher::new(&table);
-    let mut tallies: Vec<Tally> = table.iter().map(|_| Tally::default()).collect();
-    let mut pyc = Tally::default();
+    let mut tallies: Vec<Tally> = table.iter().map(|_| Tally::new(top)).collect();
+    let mut pyc = Tally::new(top);
     let mut claimed = HashSet::new();
     let mut scratch = Vec::new();
-    let sources: HashSet<&str> = if on(rules::PYCACHE.0) {
-        facts
-            .files
-            .iter()
-            .filter(|f| f.path.ends_with(".py"))
-            .map(|f| f.path.as_str())
-            .collect()
-    } else {
-        HashSet::new()
-    };
-    for (i, f) in facts.files.iter().enumerate() {
+    let mut sources: HashSet<String> = HashSet::new();
+    if on(rules::PYCACHE.0) {
+        facts.for_each_file(|f| {
+            if f.path.ends_with(".py") {
+                sources.insert(f.path.clone());
+            }
+        });
+    }
+    facts.for_each_file(|f| {
         let pull = facts.pull_of(f.layer, f.size);
         if let Some(r) = matcher.rule(&f.path, &mut scratch) {
             if locales && r == locale_rule && locale_is_kept(&f.path, &kept) {
-                continue;
+                return;
             }
             tallies[r].add(&f.path, f.size, blocks(f.size), pull);
-            claimed.insert(i);
-            continue;
+            claimed.insert(f.node);
+            return;
         }
         if !sources.is_empty()
             && pyc_source(&f.path).is_some_and(|src| sources.contains(src.as_str()))
         {
             pyc.add(&f.path, f.size, blocks(f.size), pull);
-            claimed.insert(i);
+            claimed.insert(f.node);
         }
-    }
+    });
     let mut out: Vec<Hint> = table
         .iter()
         .zip(tallies)
         .filter(|(_, t)| t.files > 0)
-        .map(|(r, t)| t.into_hint((r.id, r.title, r.advice), top))
+        .map(|(r, t)| t.into_hint((r.id, r.title, r.advice)))
         .collect();
     if pyc.files > 0 {
-        out.push(pyc.into_hint(rules::PYCACHE, top));
+        out.push(pyc.into_hint(rules::PYCACHE));
     }
     (out, claimed)
 }
 
-/// `usr/share/locale/<name>/...`: whether `<name>` is kept.
 fn locale_is_kept(path: &str, kept: &HashSet<String>) -> bool {
     path.strip_prefix("usr/share/locale/")
         .and_then(|rest| rest.split('/').next())
@@ -316,63 +336,68 @@ fn locale_is_kept(path: &str, kept: &HashSet<String>) -> bool {
 /// Identical files (same size and content hash) at several paths of the
 /// final filesystem: every copy but the one in the lowest layer (then the
 /// first path) is removable.
-fn duplicates(facts: &Facts, claimed: &HashSet<usize>, top: usize) -> Option<Hint> {
-    let mut groups: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
-    for (i, f) in facts.files.iter().enumerate() {
-        if f.hash != 0 && f.size > 0 && !claimed.contains(&i) {
-            groups.entry((f.hash, f.size)).or_default().push(i);
+fn duplicates(facts: &Facts, claimed: &HashSet<NodeId>, top: usize) -> Option<Hint> {
+    // Sorted by content, then by layer, so each run of equal (hash, size)
+    // is one set of copies with the one to keep first; 24 bytes a
+    // candidate, no map of every file.
+    let mut copies: Vec<(u64, u64, u32, NodeId)> = Vec::new();
+    facts.for_each_file(|f| {
+        if f.hash != 0 && f.size > 0 && !claimed.contains(&f.node) {
+            copies.push((f.hash, f.size, f.layer, f.node));
+        }
+    });
+    copies.sort_unstable();
+    let mut tally = Tally::new(top);
+    for run in copies.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        if run.len() < 2 {
+            continue;
+        }
+        let mut named: Vec<(u32, String, u64)> = run
+            .iter()
+            .map(|&(_, size, layer, node)| (layer, facts.path_of(node), size))
+            .collect();
+        named.sort();
+        for (layer, path, size) in &named[1..] {
+            tally.add(path, *size, blocks(*size), facts.pull_of(*layer, *size));
         }
     }
-    let mut tally = Tally::default();
-    for mut copies in groups.into_values().filter(|g| g.len() > 1) {
-        copies.sort_by(|&a, &b| {
-            let (fa, fb) = (&facts.files[a], &facts.files[b]);
-            fa.layer.cmp(&fb.layer).then_with(|| fa.path.cmp(&fb.path))
-        });
-        for &i in &copies[1..] {
-            let f = &facts.files[i];
-            tally.add(
-                &f.path,
-                f.size,
-                blocks(f.size),
-                facts.pull_of(f.layer, f.size),
-            );
-        }
-    }
-    (tally.files > 0).then(|| tally.into_hint(rules::DUPLICATES, top))
+    (tally.files > 0).then(|| tally.into_hint(rules::DUPLICATES))
 }
 
 /// ELF files with debug sections: what `strip --strip-debug` would save.
-fn debug_sections(facts: &Facts, claimed: &HashSet<usize>, top: usize) -> Option<Hint> {
-    let mut tally = Tally::default();
-    for (i, f) in facts.files.iter().enumerate() {
-        if f.debug_bytes == 0 || claimed.contains(&i) {
-            continue;
+fn debug_sections(facts: &Facts, claimed: &HashSet<NodeId>, top: usize) -> Option<Hint> {
+    let mut tally = Tally::new(top);
+    facts.for_each_file(|f| {
+        if f.debug_bytes == 0 || claimed.contains(&f.node) {
+            return;
         }
         let debug = f.debug_bytes.min(f.size);
         let disk = blocks(f.size) - blocks(f.size - debug);
         tally.add(&f.path, debug, disk, facts.pull_of(f.layer, debug));
         // Stripping keeps the file.
         tally.inodes -= 1;
-    }
-    (tally.files > 0).then(|| tally.into_hint(rules::DEBUG_SECTIONS, top))
+    });
+    (tally.files > 0).then(|| tally.into_hint(rules::DEBUG_SECTIONS))
 }
 
 /// One hint per (adding layer, hiding layer) pair.
 fn deleted_later(facts: &Facts, top: usize) -> Vec<Hint> {
     let mut pairs: BTreeMap<(u32, u32), Tally> = BTreeMap::new();
     for h in &facts.hidden {
-        pairs.entry((h.lower, h.upper)).or_default().add(
-            &h.path,
-            h.size,
-            blocks(h.size),
-            facts.pull_of(h.lower, h.size),
-        );
+        pairs
+            .entry((h.lower, h.upper))
+            .or_insert_with(|| Tally::new(top))
+            .add(
+                &h.path,
+                h.size,
+                blocks(h.size),
+                facts.pull_of(h.lower, h.size),
+            );
     }
     pairs
         .into_iter()
         .map(|((lower, upper), t)| {
-            let mut hint = t.into_hint(rules::DELETED_LATER, top);
+            let mut hint = t.into_hint(rules::DELETED_LATER);
             hint.layers = Some(LayerPair {
                 added_in: lower,
                 hidden_by: upper,

@@ -2,6 +2,7 @@ use super::*;
 
 fn file(path: &str, size: u64, layer: u32, hash: u64) -> FinalFile {
     FinalFile {
+        node: 0,
         path: path.into(),
         size,
         layer,
@@ -10,7 +11,7 @@ fn file(path: &str, size: u64, layer: u32, hash: u64) -> FinalFile {
     }
 }
 
-fn facts(files: Vec<FinalFile>) -> Facts {
+fn facts(files: Vec<FinalFile>) -> Facts<'static> {
     Facts {
         files,
         pull_ratio: vec![0.5, 0.25],
