@@ -241,13 +241,9 @@ fn pyc_source(path: &str) -> Option<String> {
 /// Every hint the facts support, under the settings, largest first.
 pub fn find(facts: &Facts, settings: &HintSettings, top: usize) -> Vec<Hint> {
     let on = |id: &str| !settings.disabled.contains(id);
-    let (mut out, claimed) = path_hints(facts, &on, top);
-    if on(rules::DUPLICATES.0) {
-        out.extend(duplicates(facts, &claimed, top));
-    }
-    if on(rules::DEBUG_SECTIONS.0) {
-        out.extend(debug_sections(facts, &claimed, top));
-    }
+    let (mut out, unclaimed) = path_hints(facts, &on, top);
+    out.extend(duplicates(facts, unclaimed.copies, top));
+    out.extend(debug_sections(facts, &unclaimed.debug, top));
     if on(rules::DELETED_LATER.0) {
         out.extend(deleted_later(facts, top));
     }
@@ -272,12 +268,19 @@ fn pair(h: &Hint) -> Option<(u32, u32)> {
     h.layers.map(|l| (l.added_in, l.hidden_by))
 }
 
-/// The path-rule and bytecode hints, and the files they claimed.
-fn path_hints(
-    facts: &Facts,
-    on: &dyn Fn(&str) -> bool,
-    top: usize,
-) -> (Vec<Hint>, HashSet<NodeId>) {
+/// The files no path rule or the bytecode rule claimed, as the duplicate
+/// and debug-section hints need them (empty for a hint switched off).
+#[derive(Default)]
+struct Unclaimed {
+    /// (hash, size, layer, node) of every non-empty file with a hash.
+    copies: Vec<(u64, u64, u32, NodeId)>,
+    /// (node, size, debug bytes, layer) of every file with debug sections.
+    debug: Vec<(NodeId, u64, u64, u32)>,
+}
+
+/// The path-rule and bytecode hints, and what they left to the others: one
+/// pass over the final files, so each file's path is built once.
+fn path_hints(facts: &Facts, on: &dyn Fn(&str) -> bool, top: usize) -> (Vec<Hint>, Unclaimed) {
     let mut table: Vec<&PathRule> = PATH_RULES.iter().filter(|r| on(r.id)).collect();
     let locales = on(rules::LOCALES.id);
     if locales {
@@ -287,34 +290,54 @@ fn path_hints(
     let kept = kept_locales(&facts.locale_env);
     let matcher = Matcher::new(&table);
     let mut tallies: Vec<Tally> = table.iter().map(|_| Tally::new(top)).collect();
-    let mut pyc = Tally::new(top);
-    let mut claimed = HashSet::new();
+    let (pycache, copies, debug) = (
+        on(rules::PYCACHE.0),
+        on(rules::DUPLICATES.0),
+        on(rules::DEBUG_SECTIONS.0),
+    );
     let mut scratch = Vec::new();
     let mut sources: HashSet<String> = HashSet::new();
-    if on(rules::PYCACHE.0) {
-        facts.for_each_file(|f| {
-            if f.path.ends_with(".py") {
-                sources.insert(f.path.clone());
-            }
-        });
-    }
+    // Bytecode whose source may turn up later in the pass:
+    // (source path, path, size, layer, node).
+    let mut pyc_files: Vec<(String, String, u64, u32, NodeId)> = Vec::new();
+    let mut unclaimed = Unclaimed::default();
     facts.for_each_file(|f| {
-        let pull = facts.pull_of(f.layer, f.size);
-        if let Some(r) = matcher.rule(&f.path, &mut scratch) {
-            if locales && r == locale_rule && locale_is_kept(&f.path, &kept) {
-                return;
-            }
-            tallies[r].add(&f.path, f.size, blocks(f.size), pull);
-            claimed.insert(f.node);
+        if pycache && f.path.ends_with(".py") {
+            sources.insert(f.path.clone());
+        }
+        let rule = matcher.rule(&f.path, &mut scratch);
+        let kept_locale = locales && rule == Some(locale_rule) && locale_is_kept(&f.path, &kept);
+        if let Some(r) = rule.filter(|_| !kept_locale) {
+            tallies[r].add(
+                &f.path,
+                f.size,
+                blocks(f.size),
+                facts.pull_of(f.layer, f.size),
+            );
             return;
         }
-        if !sources.is_empty()
-            && pyc_source(&f.path).is_some_and(|src| sources.contains(src.as_str()))
-        {
-            pyc.add(&f.path, f.size, blocks(f.size), pull);
-            claimed.insert(f.node);
+        if let Some(src) = pyc_source(&f.path).filter(|_| pycache && !kept_locale) {
+            pyc_files.push((src, f.path.clone(), f.size, f.layer, f.node));
+        }
+        if copies && f.hash != 0 && f.size > 0 {
+            unclaimed.copies.push((f.hash, f.size, f.layer, f.node));
+        }
+        if debug && f.debug_bytes > 0 {
+            unclaimed
+                .debug
+                .push((f.node, f.size, f.debug_bytes, f.layer));
         }
     });
+    let mut pyc = Tally::new(top);
+    let mut pyc_claimed = HashSet::new();
+    for (src, path, size, layer, node) in &pyc_files {
+        if sources.contains(src) {
+            pyc.add(path, *size, blocks(*size), facts.pull_of(*layer, *size));
+            pyc_claimed.insert(*node);
+        }
+    }
+    unclaimed.copies.retain(|c| !pyc_claimed.contains(&c.3));
+    unclaimed.debug.retain(|d| !pyc_claimed.contains(&d.0));
     let mut out: Vec<Hint> = table
         .iter()
         .zip(tallies)
@@ -324,7 +347,7 @@ fn path_hints(
     if pyc.files > 0 {
         out.push(pyc.into_hint(rules::PYCACHE));
     }
-    (out, claimed)
+    (out, unclaimed)
 }
 
 fn locale_is_kept(path: &str, kept: &HashSet<String>) -> bool {
@@ -336,16 +359,10 @@ fn locale_is_kept(path: &str, kept: &HashSet<String>) -> bool {
 /// Identical files (same size and content hash) at several paths of the
 /// final filesystem: every copy but the one in the lowest layer (then the
 /// first path) is removable.
-fn duplicates(facts: &Facts, claimed: &HashSet<NodeId>, top: usize) -> Option<Hint> {
+fn duplicates(facts: &Facts, mut copies: Vec<(u64, u64, u32, NodeId)>, top: usize) -> Option<Hint> {
     // Sorted by content, then by layer, so each run of equal (hash, size)
     // is one set of copies with the one to keep first; 24 bytes a
     // candidate, no map of every file.
-    let mut copies: Vec<(u64, u64, u32, NodeId)> = Vec::new();
-    facts.for_each_file(|f| {
-        if f.hash != 0 && f.size > 0 && !claimed.contains(&f.node) {
-            copies.push((f.hash, f.size, f.layer, f.node));
-        }
-    });
     copies.sort_unstable();
     let mut tally = Tally::new(top);
     for run in copies.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
@@ -365,18 +382,20 @@ fn duplicates(facts: &Facts, claimed: &HashSet<NodeId>, top: usize) -> Option<Hi
 }
 
 /// ELF files with debug sections: what `strip --strip-debug` would save.
-fn debug_sections(facts: &Facts, claimed: &HashSet<NodeId>, top: usize) -> Option<Hint> {
+fn debug_sections(facts: &Facts, files: &[(NodeId, u64, u64, u32)], top: usize) -> Option<Hint> {
     let mut tally = Tally::new(top);
-    facts.for_each_file(|f| {
-        if f.debug_bytes == 0 || claimed.contains(&f.node) {
-            return;
-        }
-        let debug = f.debug_bytes.min(f.size);
-        let disk = blocks(f.size) - blocks(f.size - debug);
-        tally.add(&f.path, debug, disk, facts.pull_of(f.layer, debug));
+    for &(node, size, debug_bytes, layer) in files {
+        let debug = debug_bytes.min(size);
+        let disk = blocks(size) - blocks(size - debug);
+        tally.add(
+            &facts.path_of(node),
+            debug,
+            disk,
+            facts.pull_of(layer, debug),
+        );
         // Stripping keeps the file.
         tally.inodes -= 1;
-    });
+    }
     (tally.files > 0).then(|| tally.into_hint(rules::DEBUG_SECTIONS))
 }
 
