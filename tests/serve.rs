@@ -379,3 +379,37 @@ fn receivers_refuse_what_they_must_and_stay_healthy() {
         "{log}"
     );
 }
+
+/// An allow-list entry that a reference would not read back as its host
+/// (`registry` in `registry/team/app` is a Docker Hub path) is refused
+/// before anything listens: its events would be measured from Docker Hub,
+/// with that entry's credentials.
+#[test]
+fn an_allowed_registry_that_reads_back_as_another_host_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let data = dir.path().join("data");
+    for (host, said) in [
+        ("registry", "read as registry \"docker.io\""),
+        ("team", "read as registry \"docker.io\""),
+        ("registry.example.com/path", "read as registry"),
+    ] {
+        let out = Run::new(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--secret-file")
+            .arg(&secret)
+            .args(["--allow-registry", host])
+            .run();
+        assert_eq!(out.code, 2, "{host}: {}", out.stderr);
+        let line = out.error();
+        assert!(line.contains(said), "{host}: {line}");
+    }
+    // With a port it is a host, and the service starts.
+    let mut service = Service::start(
+        &Service::pick_addr(),
+        &["--allow-registry", "registry:5000"],
+    );
+    assert!(service.terminate(Duration::from_secs(10)).success());
+}

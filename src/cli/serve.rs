@@ -19,7 +19,7 @@ use crate::publish::notify::{DEFAULT_TIMEOUT, Notifier};
 use crate::publish::status::web_host_of_api;
 use crate::serve::events::auth::read_secret_file;
 use crate::serve::outbound::{GithubStatuses, Notifications, Outbound};
-use crate::serve::policy::{Baseline, Policies, PolicyInputs};
+use crate::serve::policy::{Baseline, Policies, PolicyInputs, check_registry_host};
 use crate::serve::sources::{LoggedProgress, RegistrySources};
 use crate::serve::{ServeOptions, StoreChoice};
 use crate::source::registry::RegistryOptions;
@@ -76,6 +76,9 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
         .map(|h| h.to_ascii_lowercase())
         .collect();
     allowed.retain(|h| !h.is_empty());
+    for host in &allowed {
+        check_registry_host(host)?;
+    }
     if allowed.is_empty() {
         return Err(Error::usage(
             "no registry allowed: give --allow-registry HOST[:PORT] (or [[serve.registries]])",

@@ -34,7 +34,10 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 const MAX_SUMMARY: usize = 1000;
 
 /// What is posted. Every string is made plain (no control characters):
-/// the repository and tag come from a registry event.
+/// the repository and tag come from a registry event. `text` is also
+/// escaped as Slack's message formatting asks (`&`, `<`, `>`), so a name
+/// from an image cannot write a link (`<https://…|click>`) or a mention
+/// (`<!channel>`) into a chat.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Notification {
     /// One line for chat services: `sizeguard: fail for registry/team/app:v2 (sha256:…): summary`.
@@ -67,10 +70,10 @@ impl Notification {
             None => format!("{}/{}", p(registry), p(repository)),
         };
         Notification {
-            text: format!(
+            text: chat_text(&format!(
                 "sizeguard: {verdict} for {image} ({}): {summary}",
                 p(digest)
-            ),
+            )),
             verdict,
             registry: p(registry),
             repository: p(repository),
@@ -80,6 +83,21 @@ impl Notification {
             verdict_url: verdict_url.map(p),
         }
     }
+}
+
+/// Text with Slack's control characters escaped, as its "Formatting text
+/// for app surfaces" asks: the three it reads as markup, and no other.
+fn chat_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Whether a verdict is worth a notification: warnings and failures.
@@ -287,6 +305,27 @@ mod tests {
             "image grew 40% (limit 10%)",
             Some("http://sizeguard.example/v1/verdicts/sha256:0123"),
         )
+    }
+
+    #[test]
+    fn chat_markup_from_an_image_is_inert() {
+        let n = Notification::new(
+            Verdict::Fail,
+            "registry.example",
+            "team/app",
+            Some("<!channel>"),
+            "sha256:0123",
+            "grew by <https://evil.example|a & b> > limit",
+            None,
+        );
+        assert_eq!(
+            n.text,
+            "sizeguard: fail for registry.example/team/app:&lt;!channel&gt; (sha256:0123): \
+             grew by &lt;https://evil.example|a &amp; b&gt; &gt; limit"
+        );
+        assert!(!n.text.contains('<') && !n.text.contains('>'));
+        // The data fields stay as they were: only the chat text is markup.
+        assert_eq!(n.tag.as_deref(), Some("<!channel>"));
     }
 
     #[tokio::test]

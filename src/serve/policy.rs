@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::measure::MeasureOptions;
 use crate::serve::events::Push;
 use crate::source::platform::PlatformSelector;
+use crate::source::reference::ImageRef;
 
 /// Where a repository's baseline comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +193,35 @@ fn expand(template: &str, push: &Push) -> Option<String> {
     )
 }
 
+/// Refuses a registry host that a reference would not be read back as:
+/// `registry` (no dot, no port, not `localhost`) in `registry/team/app`
+/// is a Docker Hub path, so events from such a host would be measured
+/// from Docker Hub, with that host's credentials.
+pub fn check_registry_host(host: &str) -> Result<(), Error> {
+    let probe = format!("{host}/sizeguard/probe:latest");
+    let read_back = match ImageRef::parse(&probe) {
+        Ok(ImageRef::Registry(r)) => r.registry().to_ascii_lowercase(),
+        _ => String::new(),
+    };
+    if host.is_empty() || read_back != host.to_ascii_lowercase() {
+        let hint = if !host.contains(['.', ':']) {
+            format!(
+                " (a name without a dot or port is a Docker Hub path; give {host}:PORT or its full name)"
+            )
+        } else {
+            String::new()
+        };
+        let read = match read_back.as_str() {
+            "" => "is not a valid reference".to_string(),
+            other => format!("is read as registry {other:?}"),
+        };
+        return Err(Error::usage(format!(
+            "registry {host:?} is not a registry host: a reference beginning with it {read}{hint}"
+        )));
+    }
+    Ok(())
+}
+
 /// A tag as the distribution spec allows it.
 pub fn is_tag(s: &str) -> bool {
     let mut chars = s.chars();
@@ -262,6 +292,36 @@ mod tests {
             digest: Digest::sha256(b"x"),
             media_type: None,
         }
+    }
+
+    #[test]
+    fn registry_hosts_must_read_back_as_themselves() {
+        for ok in [
+            "registry.example.com",
+            "127.0.0.1:5000",
+            "localhost",
+            "localhost:5000",
+            "registry:5000",
+            "ghcr.io",
+        ] {
+            check_registry_host(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        // oci-client's grammar has no bracketed IPv6 hosts: such a registry
+        // could never be read from, so it is refused at start too.
+        for bad in [
+            "registry",
+            "team",
+            "a/b",
+            "registry.example.com/path",
+            "",
+            "[::1]:5000",
+        ] {
+            let e = check_registry_host(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::error::Kind::Usage, "{bad}");
+        }
+        let e = check_registry_host("registry").unwrap_err().one_line();
+        assert!(e.contains("read as registry \"docker.io\""), "{e}");
+        assert!(e.contains("Docker Hub"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use crate::app::Sources;
 use crate::measure::progress::{LayerProgress, Progress};
 use crate::measure::short_digest;
+use crate::source::reference::ImageRef;
 use crate::source::registry::RegistryOptions;
 use crate::source::{ImageSource, SourceFactory, SourceOptions};
 
@@ -31,15 +32,18 @@ pub struct RegistrySources {
 #[async_trait]
 impl Sources for RegistrySources {
     async fn open(&self, reference: &str) -> Result<Arc<dyn ImageSource>, crate::error::Error> {
-        let host = reference
-            .split_once('/')
-            .map(|(h, _)| h.to_ascii_lowercase());
-        let registry = host
-            .and_then(|h| self.by_host.get(&h))
-            .unwrap_or(&self.default)
-            .clone();
+        // The options (credentials among them) are chosen by the registry
+        // the reference is read as, never by how its text begins: a
+        // dotless first component is a Docker Hub path, not a host, and
+        // the credentials of a host named like it must not go there.
+        let parsed = ImageRef::parse(reference)?;
+        let registry = match &parsed {
+            ImageRef::Registry(r) => self.by_host.get(&r.registry().to_ascii_lowercase()),
+            _ => None,
+        };
+        let registry = registry.unwrap_or(&self.default).clone();
         SourceFactory::new(SourceOptions { registry })
-            .open(reference)
+            .open_ref(parsed)
             .await
     }
 }

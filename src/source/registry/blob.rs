@@ -1,20 +1,16 @@
 //! Layer blobs from a registry, streamed to the analyzer and resumed when a
 //! connection breaks off.
 //!
-//! The first request is oci-client's (`pull_blob_stream_partial` from byte
-//! zero); a 429 or 503 to it waits what the registry asks
-//! ([`Session::blob_failure`]). A resume is a request of sizeguard's own
-//! ([`super::http`]), `Range: bytes=N-` from the byte where the body
-//! stopped, because it needs what oci-client does not show of an answer:
-//! its `Content-Range` (a 206 of the right length that starts at another
-//! byte would otherwise be caught only by the digest at the end), its
-//! `Retry-After`, and a 401 when the token expired during the download
-//! (a new token is asked for, and the resume goes on). When the registry
+//! The first request is a `GET` of the whole blob; a 429 or 503 to it
+//! waits what its `Retry-After` asks. A resume is `Range: bytes=N-` from
+//! the byte where the body stopped, checked by its `Content-Range` (a 206
+//! of the right length that starts at another byte would otherwise be
+//! caught only by the digest at the end); a 401 when the token expired
+//! during the download asks for a new token, and the resume goes on. When the registry
 //! ignores `Range` (a 200) or answers for another range, the blob is read
 //! again from byte zero without `Range`, the bytes already delivered
 //! skipped (a bounded number of times). The digest is checked here, over
-//! the bytes the analyzer got, whichever answers they came from:
-//! oci-client checks only a blob read in one piece.
+//! the bytes the analyzer got, whichever answers they came from.
 //!
 //! A body that ends before the descriptor's size (a close-delimited body
 //! cut short) is a truncation, resumed like a broken connection, never a
@@ -26,16 +22,14 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use oci_client::client::BlobResponse;
-use oci_client::manifest::OciDescriptor;
 use reqwest::StatusCode;
 use reqwest::header;
 use tokio::sync::mpsc;
 
-use super::{Session, http};
+use super::Session;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Kind, chain};
-use crate::source::retry::{Backoff, Deadline, Failed, format_duration, gave_up, retrying};
+use crate::source::retry::{Backoff, Deadline, format_duration, gave_up, retrying};
 
 /// Interruptions one download survives, however much each attempt got
 /// through (the deadline bounds the time; this bounds the requests).
@@ -49,7 +43,6 @@ const MAX_RESTARTS: u32 = 3;
 /// One layer's download.
 pub struct Download {
     pub session: Arc<Session>,
-    pub desc: OciDescriptor,
     pub size: u64,
     pub digest: Digest,
     /// `layer sha256:…`, for messages.
@@ -96,7 +89,7 @@ impl Download {
             range_broken: false,
             restarts: 0,
         };
-        let first = self.first().await?;
+        let first = self.whole(self.get(None).await?, &progress)?;
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
         tokio::spawn(async move {
             if let Err(e) = self.pump(first, progress, &tx).await {
@@ -108,31 +101,6 @@ impl Download {
 
     fn deadline(&self) -> &Deadline {
         self.session.deadline()
-    }
-
-    /// The blob from byte zero, through oci-client, tried again on
-    /// transient failures.
-    async fn first(&self) -> Result<Answer, Error> {
-        let session = &self.session;
-        let answer = retrying(self.deadline(), &self.what, || async {
-            let sent =
-                session
-                    .client
-                    .pull_blob_stream_partial(&session.reference, &self.desc, 0, None);
-            match self.stall_guarded(sent).await? {
-                Ok(answer) => Ok(answer),
-                Err(e) => Err(session.blob_failure(&self.desc.digest, &self.what, e).await),
-            }
-        })
-        .await?;
-        let (BlobResponse::Partial(stream) | BlobResponse::Full(stream)) = answer;
-        if let Some(len) = stream.content_length.filter(|l| *l != self.size) {
-            return Err(self.wrong_length(len));
-        }
-        Ok(Answer {
-            body: stream.stream,
-            skip: 0,
-        })
     }
 
     fn wrong_length(&self, len: u64) -> Error {
@@ -218,46 +186,14 @@ impl Download {
     /// transient failures; a 2xx answer.
     async fn get(&self, from: Option<u64>) -> Result<reqwest::Response, Error> {
         let session = &self.session;
-        let url = session.blob_url(&self.desc.digest);
-        let what = &self.what;
-        retrying(self.deadline(), what, || async {
-            let resp = session
-                .send_authorized(what, || {
-                    let req = session.host.http.get(&url);
-                    match from {
-                        Some(n) => req.header(header::RANGE, format!("bytes={n}-")),
-                        None => req,
-                    }
-                })
-                .await?;
-            if !resp.status().is_success() {
-                return Err(http::status_failure(resp, what, session.host.who()).await);
-            }
-            Ok(resp)
+        retrying(self.deadline(), &self.what, || {
+            session.get_blob(
+                &self.digest,
+                from.map(|n| format!("bytes={n}-")),
+                &self.what,
+            )
         })
         .await
-    }
-
-    /// A request's answer, unless it stalls (a transient failure) or the
-    /// deadline passes.
-    async fn stall_guarded<T>(
-        &self,
-        sent: impl std::future::Future<Output = T>,
-    ) -> Result<T, Failed> {
-        match self
-            .deadline()
-            .run_unless_stalled(format!("downloading {}", self.what), sent)
-            .await?
-        {
-            Some(answer) => Ok(answer),
-            None => Err(Error::transient(format!(
-                "{}: registry {} sent no answer for {}",
-                self.what,
-                self.session.host.host,
-                format_duration(self.deadline().stall())
-            ))
-            .into()),
-        }
     }
 
     /// Streams the blob to the analyzer, resuming after interruptions, and
@@ -324,9 +260,8 @@ impl Download {
         let Answer { mut body, mut skip } = answer;
         let downloading = format!("downloading {}", self.what);
         loop {
-            // Done at the descriptor's size: a verifying stream from
-            // oci-client is not polled to its end (the digest is checked
-            // here, over what was delivered).
+            // Done at the descriptor's size (the digest is checked over
+            // what was delivered); a body that goes on is not read.
             if progress.bytes == size && skip == 0 {
                 return Ok(Copied::Done);
             }
@@ -348,19 +283,11 @@ impl Download {
                         progress.bytes
                     )));
                 }
-                Some(Some(Err(e))) if is_transport(&e) => {
+                Some(Some(Err(e))) => {
                     return Ok(Copied::Interrupted(format!(
                         "the connection broke after {} of {size} bytes: {}",
                         progress.bytes,
                         chain(&e)
-                    )));
-                }
-                // oci-client's verifier, complaining about a body that
-                // ended before the descriptor's size: a truncation.
-                Some(Some(Err(_))) => {
-                    return Ok(Copied::Interrupted(format!(
-                        "the body ended early (truncated) after {} of {size} bytes",
-                        progress.bytes
                     )));
                 }
                 Some(Some(Ok(c))) => c,
@@ -453,13 +380,6 @@ fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
         t => Some(t.parse().ok()?),
     };
     (first <= last).then_some((first, last, total))
-}
-
-/// Whether a body's error came from the connection (not from oci-client's
-/// digest check at its end).
-fn is_transport(e: &io::Error) -> bool {
-    e.get_ref()
-        .is_some_and(|inner| inner.is::<reqwest::Error>())
 }
 
 /// An error for the analyzer's reader: its I/O kind carries what matters

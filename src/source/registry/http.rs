@@ -1,15 +1,10 @@
-//! The few registry requests sizeguard makes itself, around oci-client,
-//! because oci-client cannot make them safely or does not show their
-//! answer's headers: the `/v2/` probe that says how a registry wants to be
-//! authenticated, the Bearer token request (to decide which credentials
-//! the token service may get, and to see its status and `Retry-After`),
-//! manifests (read as a stream and cut at
-//! [`MAX_DOCUMENT_BYTES`](crate::source::manifest::MAX_DOCUMENT_BYTES), the
-//! cap every image document has; oci-client reads a manifest whole,
-//! however long), and, for layer downloads (`blob`), the `HEAD`
-//! that learns a throttled blob's `Retry-After` and the requests that
-//! resume a download (for their `Content-Range`). Blobs from byte zero go
-//! through oci-client.
+//! Registry requests and their answers: the `/v2/` probe that says how a
+//! registry wants to be authenticated, the Bearer token request (to decide
+//! which credentials the token service may get, and to see its status and
+//! `Retry-After`), documents read as a stream and cut at
+//! [`MAX_DOCUMENT_BYTES`](crate::source::manifest::MAX_DOCUMENT_BYTES)
+//! (the cap every image document has), and the failures of any of them
+//! as one line with a kind.
 //!
 //! Credential rules (the README's "Network behaviour" section):
 //! - Credentials go over plain HTTP only to a host given with
@@ -24,7 +19,9 @@
 //!
 //! Redirects are followed by reqwest, which drops the `Authorization`
 //! header when the next hop is on another host, port or scheme (a blob
-//! store's signed URL gets no registry credential).
+//! store's signed URL gets no registry credential), and only to the hosts
+//! [`egress`](super::egress) allows; a token service's `realm` is checked
+//! by the same rules.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -35,6 +32,7 @@ use futures::StreamExt;
 use reqwest::header::{self, HeaderValue};
 use reqwest::{Response, StatusCode, Url};
 
+use super::egress::{self, Egress};
 use crate::error::{Error, Kind, chain};
 use crate::source::auth::{self, Credential, Secret};
 use crate::source::retry::{Deadline, Failed, format_duration, retry_after};
@@ -223,6 +221,11 @@ pub fn status_kind(code: u16) -> Option<Kind> {
 /// registry named instead.
 pub fn request_error(e: reqwest::Error, what: &str, host: &str) -> Error {
     let e = e.without_url();
+    // A registry that sends sizeguard where it must not go will send it
+    // there again.
+    if let Some(refused) = egress::refusal_in(&e) {
+        return Error::corrupt(format!("{what}: {refused}"));
+    }
     let why = chain(&e);
     if why.contains("certificate") {
         // Trying again cannot make a certificate trusted.
@@ -414,6 +417,7 @@ struct TokenAnswer {
 /// retries).
 pub async fn fetch_token(
     http: &reqwest::Client,
+    egress: &Egress,
     rules: &CredentialRules,
     challenge: &HashMap<String, String>,
     scope: &str,
@@ -430,6 +434,9 @@ pub async fn fetch_token(
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad_realm().into());
     }
+    egress
+        .check_url(&url)
+        .map_err(|refused| Error::corrupt(format!("{what}: token service: {refused}")))?;
     let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());
     let (credential, withheld) = match rules.decide(&url)? {
         Decision::Send(c) => (c, None),

@@ -1,4 +1,7 @@
-//! Registries, through the oci-client crate: no Docker daemon involved.
+//! Registries, over HTTP: no Docker daemon involved. oci-client's
+//! reference grammar names images; the requests are sizeguard's own, made
+//! with one HTTP client per registry host whose redirect policy and DNS
+//! resolver enforce where a registry may send it ([`egress`]).
 //!
 //! What a registry host needs before the first request (CA certificates,
 //! credentials, whether a loopback registry speaks plain HTTP, the HTTP
@@ -9,14 +12,15 @@
 //!
 //! Every request runs under the run's [`Deadline`] (`--timeout`) and is
 //! tried again on connection errors, stalls, 429 and 5xx ([`retrying`]).
-//! oci-client fetches blobs ([`blob`] resumes broken layer downloads);
-//! [`http`] makes the requests oci-client cannot make safely, or whose
-//! answer's headers it does not show: the `/v2/` probe, token requests
-//! (whose credentials follow the rules there), manifests (capped at
-//! [`MAX_DOCUMENT_BYTES`]), the `HEAD` that asks a throttled blob's
-//! `Retry-After`, and the resumes of layer downloads.
+//! [`http`] holds the request helpers: the `/v2/` probe, token requests
+//! (whose credentials follow the rules there), documents (capped at
+//! [`MAX_DOCUMENT_BYTES`]); [`blob`] streams layers and resumes broken
+//! downloads. oci-client's own client is not used for requests: it cannot
+//! be given a redirect policy or a resolver, and hides the headers
+//! (`Retry-After`, `Content-Range`) the retries need.
 
 mod blob;
+pub mod egress;
 pub mod http;
 
 use std::collections::HashMap;
@@ -27,21 +31,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::token_cache::{RegistryOperation, RegistryToken, RegistryTokenType};
-use oci_client::{Client, Reference};
+use oci_client::Reference;
 use reqwest::header::{self, HeaderValue};
 use tokio::sync::OnceCell;
 
+use self::egress::Egress;
 use self::http::{Challenge, CredentialRules, Decision};
 use super::auth::{self, Secret};
 use super::manifest::{ACCEPTED_MANIFESTS, MAX_DOCUMENT_BYTES};
 use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
 use crate::digest::Digest;
-use crate::error::{Error, Kind, chain};
+use crate::error::{Error, Kind};
 use crate::source::platform::PlatformSelector;
 use crate::source::reference::ImageRef;
 use crate::source::retry::{DEFAULT_TIMEOUT, Deadline, Failed, retrying};
@@ -70,37 +70,37 @@ fn is_loopback(host: &str) -> bool {
     name == "localhost" || name.starts_with("127.") || name == "[::1]"
 }
 
-fn load_certs(opts: &RegistryOptions) -> Result<Vec<Certificate>, Error> {
+/// The CA certificates to trust besides the system store, as read from
+/// their PEM files.
+fn load_certs(opts: &RegistryOptions) -> Result<Vec<reqwest::Certificate>, Error> {
     let mut files = opts.ca_files.clone();
     // rustls does not read SSL_CERT_FILE by itself everywhere; OpenSSL-based
     // tools (curl, skopeo) do, so users expect it.
     if let Some(f) = std::env::var_os("SSL_CERT_FILE") {
         files.push(PathBuf::from(f));
     }
-    files
-        .iter()
-        .map(|f| {
-            std::fs::read(f)
-                .map(|data| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data,
-                })
-                .map_err(|e| Error::usage(format!("CA file {}", f.display())).with_source(e))
-        })
-        .collect()
+    let mut roots = Vec::new();
+    for f in &files {
+        let data = std::fs::read(f)
+            .map_err(|e| Error::usage(format!("CA file {}", f.display())).with_source(e))?;
+        roots.extend(
+            reqwest::Certificate::from_pem_bundle(&data)
+                .map_err(|e| Error::usage("invalid CA certificate").with_source(e))?,
+        );
+    }
+    Ok(roots)
 }
 
-fn http_client(certs: &[Certificate]) -> Result<reqwest::Client, Error> {
-    let mut roots = Vec::new();
-    for c in certs {
-        for cert in reqwest::Certificate::from_pem_bundle(&c.data)
-            .map_err(|e| Error::usage("invalid CA certificate").with_source(e))?
-        {
-            roots.push(cert);
-        }
-    }
+/// The one client of a registry host: every request for it, whatever
+/// host the registry sends it on to, goes through `egress`'s checks.
+fn http_client(
+    certs: Vec<reqwest::Certificate>,
+    egress: &Arc<Egress>,
+) -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
-        .tls_certs_merge(roots)
+        .tls_certs_merge(certs)
+        .redirect(egress.redirect_policy())
+        .dns_resolver(egress.resolver())
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("sizeguard/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -204,7 +204,6 @@ impl RegistryPool {
             name,
             session: Arc::new(Session {
                 reference,
-                client: host.client.clone(),
                 host,
                 auth: tokio::sync::Mutex::new(None),
             }),
@@ -241,11 +240,10 @@ pub struct RegistryHost {
     /// How the registry asks to be authenticated, from its `/v2/` answer,
     /// asked for by the first source that needs it.
     challenge: OnceCell<Challenge>,
-    /// The client every source on this host shares (with its connection
-    /// pool and oci-client's token cache, which sources fill).
-    client: Client,
-    /// For the requests oci-client cannot make safely ([`http`]).
+    /// The client every source on this host shares, with its connection
+    /// pool; its redirects and name lookups go through `egress`.
     http: reqwest::Client,
+    egress: Arc<Egress>,
     deadline: Deadline,
 }
 
@@ -270,9 +268,10 @@ impl RegistryHost {
         };
         let credential = auth::lookup(reference.registry(), opts.basic.clone())?;
         let rules = CredentialRules::new(credential, &host, scheme, &opts.insecure)?;
+        let egress = Egress::for_registry(&host);
         Ok(RegistryHost {
-            client: oci_client(&host, scheme, &certs)?,
-            http: http_client(&certs)?,
+            http: http_client(certs, &egress)?,
+            egress,
             host,
             scheme,
             rules,
@@ -321,7 +320,7 @@ impl RegistryHost {
                     .map_err(|e| Error::usage(format!("registry {}", self.host)).with_source(e))?;
                 match (self.rules.decide(&url)?, &self.rules.credential.secret) {
                     (Decision::Send(_), Secret::Basic { username, password }) => Ok(Auth {
-                        oci: RegistryAuth::Basic(username.clone(), password.clone()),
+                        bearer: false,
                         header: http::basic_header(username, password),
                         withheld: None,
                     }),
@@ -341,6 +340,7 @@ impl RegistryHost {
                 let token = retrying(&self.deadline, &what, || {
                     http::fetch_token(
                         &self.http,
+                        &self.egress,
                         &self.rules,
                         &params,
                         &scope,
@@ -351,7 +351,7 @@ impl RegistryHost {
                 .await?;
                 Ok(Auth {
                     header: http::sensitive(&format!("Bearer {}", token.value)),
-                    oci: RegistryAuth::Bearer(token.value),
+                    bearer: true,
                     withheld: token.withheld,
                 })
             }
@@ -362,9 +362,9 @@ impl RegistryHost {
 /// How one source's requests are authenticated.
 #[derive(Clone)]
 struct Auth {
-    /// For oci-client.
-    oci: RegistryAuth,
-    /// For the requests sizeguard makes itself.
+    /// A Bearer token, which may expire (a 401 asks for a new one).
+    bearer: bool,
+    /// The `Authorization` header requests carry.
     header: Option<HeaderValue>,
     /// Why the credentials were not used, when they were not.
     withheld: Option<String>,
@@ -373,102 +373,11 @@ struct Auth {
 impl Auth {
     fn anonymous(withheld: Option<String>) -> Self {
         Auth {
-            oci: RegistryAuth::Anonymous,
+            bearer: false,
             header: None,
             withheld,
         }
     }
-}
-
-fn oci_client(host: &str, scheme: &str, certs: &[Certificate]) -> Result<Client, Error> {
-    let config = ClientConfig {
-        protocol: if scheme == "http" {
-            ClientProtocol::HttpsExcept(vec![host.to_string()])
-        } else {
-            ClientProtocol::Https
-        },
-        extra_root_certificates: certs.to_vec(),
-        connect_timeout: Some(Duration::from_secs(10)),
-        read_timeout: Some(Duration::from_secs(60)),
-        // Tokens are sizeguard's (it asks for them, and asks again on a
-        // 401): oci-client is not to drop them and ask on its own.
-        default_token_expiration_secs: 24 * 60 * 60,
-        user_agent: concat!("sizeguard/", env!("CARGO_PKG_VERSION")),
-        ..Default::default()
-    };
-    Client::try_from(config).map_err(|e| Error::usage("registry client").with_source(e))
-}
-
-/// oci-client's errors as sizeguard's: one line that says what failed,
-/// where, and with which credentials; its kind says whether trying again
-/// may help.
-fn explain(host: &str, who: &str, what: &str, e: OciDistributionError) -> Error {
-    let error = match &e {
-        OciDistributionError::AuthenticationFailure(reason) => Error::unauthorized(format!(
-            "authentication failed at {host} (credentials: {who}): {reason}"
-        )),
-        OciDistributionError::UnauthorizedError { url } => {
-            Error::unauthorized(format!("401 unauthorized at {url} (credentials: {who})"))
-        }
-        OciDistributionError::ImageManifestNotFoundError(m) => {
-            Error::not_found(format!("manifest unknown (404): {m}"))
-        }
-        OciDistributionError::ServerError { code, url, message } => {
-            let kind = http::status_kind(*code).unwrap_or(Kind::Corrupt);
-            let status = reqwest::StatusCode::from_u16(*code)
-                .map_or_else(|_| code.to_string(), |s| s.to_string());
-            let text = match message.trim() {
-                "" => String::new(),
-                m => format!(": {m}"),
-            };
-            Error::new(
-                kind,
-                match code {
-                    401 => format!("401 unauthorized at {url} (credentials: {who}){text}"),
-                    403 => format!("403 denied at {url} (credentials: {who}){text}"),
-                    404 => format!("404 not found at {url}{text}"),
-                    _ => format!("HTTP {status} from {url}{text}"),
-                },
-            )
-        }
-        OciDistributionError::RegistryError { envelope, url } => {
-            let text = envelope.to_string();
-            match envelope.errors.first().map(|e| &e.code) {
-                Some(OciErrorCode::Unauthorized) => Error::unauthorized(format!(
-                    "401 unauthorized at {url} (credentials: {who}): {text}"
-                )),
-                Some(OciErrorCode::Denied) => {
-                    Error::unauthorized(format!("403 denied at {url} (credentials: {who}): {text}"))
-                }
-                Some(
-                    OciErrorCode::ManifestUnknown
-                    | OciErrorCode::NameUnknown
-                    | OciErrorCode::NotFound
-                    | OciErrorCode::BlobUnknown,
-                ) => Error::not_found(format!("not found at {url}: {text}")),
-                Some(OciErrorCode::Toomanyrequests) => {
-                    Error::transient(format!("HTTP 429 Too Many Requests from {url}: {text}"))
-                }
-                _ => Error::corrupt(format!("registry error at {url}: {text}")),
-            }
-        }
-        OciDistributionError::RequestError(r) => {
-            let why = chain(r);
-            if why.contains("certificate") {
-                // Trying again cannot make a certificate trusted.
-                Error::corrupt(format!(
-                    "registry {host}: TLS certificate not trusted ({why}); pass its CA with --ca-file or SSL_CERT_FILE"
-                ))
-            } else {
-                Error::transient(format!("registry {host} unreachable")).with_source(e)
-            }
-        }
-        OciDistributionError::IoError(_) => {
-            Error::transient(format!("registry {host}")).with_source(e)
-        }
-        _ => Error::corrupt(format!("registry {host}")).with_source(e),
-    };
-    error.context(what)
 }
 
 pub struct RegistrySource {
@@ -482,23 +391,11 @@ pub struct RegistrySource {
 struct Session {
     reference: Reference,
     host: Arc<RegistryHost>,
-    client: Client,
     /// Set by the first request that needs it; renewed on a 401.
     auth: tokio::sync::Mutex<Option<Auth>>,
 }
 
 impl RegistrySource {
-    fn descriptor(digest: &str, media_type: &str, size: i64) -> OciDescriptor {
-        OciDescriptor {
-            media_type: media_type.to_string(),
-            digest: digest.to_string(),
-            size,
-            urls: None,
-            annotations: None,
-            ..Default::default()
-        }
-    }
-
     /// The registry host's shared connection (tests compare them).
     pub fn host(&self) -> &Arc<RegistryHost> {
         &self.session.host
@@ -523,7 +420,7 @@ impl RegistrySource {
         let mut result = request(auth.clone()).await;
         if let Err(e) = &result
             && e.kind() == Kind::Unauthorized
-            && matches!(auth.oci, RegistryAuth::Bearer(_))
+            && auth.bearer
         {
             tracing::info!("{}; asking for a new token", e.one_line());
             auth = self.auth(true).await?;
@@ -590,41 +487,13 @@ impl RegistrySource {
         })
     }
 
-    /// A config blob, through oci-client, read up to [`MAX_DOCUMENT_BYTES`].
-    async fn config(&self, digest: &Digest, media_type: &str) -> Result<bytes::Bytes, Error> {
+    /// A config blob, read up to [`MAX_DOCUMENT_BYTES`].
+    async fn config(&self, digest: &Digest) -> Result<bytes::Bytes, Error> {
         let what = format!("{}@{digest}", self.session.reference.whole());
-        let desc = Self::descriptor(&digest.to_string(), media_type, 0);
         let deadline = self.deadline();
         retrying(deadline, &what, || async {
-            let sent = self
-                .session
-                .client
-                .pull_blob_stream(&self.session.reference, &desc);
-            let stream = match deadline.run_unless_stalled(&what, sent).await? {
-                Some(Ok(s)) => s,
-                Some(Err(e)) => {
-                    return Err(self.session.blob_failure(&desc.digest, &what, e).await);
-                }
-                None => return Err(Error::transient(format!("{what}: no answer")).into()),
-            };
-            let cap = MAX_DOCUMENT_BYTES;
-            if stream.content_length.is_some_and(|l| l > cap) {
-                return Err(too_large(&what).into());
-            }
-            let mut body = stream.stream;
-            let mut out = Vec::new();
-            while let Some(chunk) = deadline
-                .run_unless_stalled(&what, body.next())
-                .await?
-                .ok_or_else(|| Error::transient(format!("{what}: the registry stalled")))?
-            {
-                let chunk = chunk.map_err(|e| Error::io(&what, e))?;
-                if (out.len() + chunk.len()) as u64 > cap {
-                    return Err(too_large(&what).into());
-                }
-                out.extend_from_slice(&chunk);
-            }
-            Ok::<_, Failed>(bytes::Bytes::from(out))
+            let resp = self.session.get_blob(digest, None, &what).await?;
+            http::read_capped(resp, MAX_DOCUMENT_BYTES, &what, deadline).await
         })
         .await
     }
@@ -636,31 +505,13 @@ impl Session {
     }
 
     /// The source's authentication, asked for on first use (`renew`:
-    /// asked for again, after a 401), and handed to oci-client's token
-    /// cache for this repository.
+    /// asked for again, after a 401).
     async fn auth(&self, renew: bool) -> Result<Auth, Error> {
         let mut slot = self.auth.lock().await;
         if let Some(a) = slot.as_ref().filter(|_| !renew) {
             return Ok(a.clone());
         }
         let auth = self.host.authenticate(&self.reference).await?;
-        let registry = self.reference.resolve_registry();
-        let token = match &auth.oci {
-            RegistryAuth::Bearer(t) => Some(RegistryTokenType::Bearer(RegistryToken::Token {
-                token: t.clone(),
-            })),
-            RegistryAuth::Basic(u, p) => Some(RegistryTokenType::Basic(u.clone(), p.clone())),
-            _ => None,
-        };
-        // Without a stored authentication oci-client sends requests as
-        // they are; with one, it uses the cached token for the repository.
-        if let Some(token) = token {
-            self.client.store_auth_if_needed(registry, &auth.oci).await;
-            self.client
-                .tokens
-                .insert(&self.reference, RegistryOperation::Pull, token)
-                .await;
-        }
         *slot = Some(auth.clone());
         Ok(auth)
     }
@@ -683,9 +534,7 @@ impl Session {
         };
         let auth = self.auth(false).await?;
         let resp = send(&auth).await?;
-        if resp.status() != reqwest::StatusCode::UNAUTHORIZED
-            || !matches!(auth.oci, RegistryAuth::Bearer(_))
-        {
+        if resp.status() != reqwest::StatusCode::UNAUTHORIZED || !auth.bearer {
             return Ok(resp);
         }
         tracing::info!("{what}: 401 unauthorized (the token expired?); asking for a new token");
@@ -699,48 +548,30 @@ impl Session {
             .url(&format!("{}/blobs/{digest}", self.reference.repository()))
     }
 
-    /// oci-client's error for a blob request as an attempt's failure. A
-    /// 429 or 503 keeps the wait the registry asks for, which oci-client's
-    /// error does not carry: it is learnt from a `HEAD` of the blob (one
-    /// small request, made only then; a registry that throttles the `GET`
-    /// throttles the `HEAD` with it, and one that answers the `HEAD`
-    /// lets the next `GET` through). This keeps oci-client the only reader
-    /// of blob bodies from byte 0.
-    async fn blob_failure(&self, digest: &str, what: &str, e: OciDistributionError) -> Failed {
-        let throttled = match &e {
-            OciDistributionError::ServerError { code, .. } => matches!(code, 429 | 503),
-            OciDistributionError::RegistryError { envelope, .. } => envelope
-                .errors
-                .iter()
-                .any(|e| e.code == OciErrorCode::Toomanyrequests),
-            _ => false,
-        };
-        let error = explain(&self.host.host, self.host.who(), what, e);
-        let retry_after = match throttled {
-            true => self.asked_wait(digest, what).await,
-            false => None,
-        };
-        Failed { error, retry_after }
-    }
-
-    /// The `Retry-After` of a throttled `HEAD` of a blob, if it is one.
-    async fn asked_wait(&self, digest: &str, what: &str) -> Option<Duration> {
-        let url = self.blob_url(digest);
+    /// One `GET` of a blob (whole, or the `Range` given) with the
+    /// session's authentication: a 2xx answer, or the attempt's failure
+    /// with the wait a 429 or 503 asks for.
+    async fn get_blob(
+        &self,
+        digest: &Digest,
+        range: Option<String>,
+        what: &str,
+    ) -> Result<reqwest::Response, Failed> {
+        let url = self.blob_url(&digest.to_string());
         let resp = self
-            .send_authorized(what, || self.host.http.head(&url))
-            .await
-            .ok()?;
-        let asked = http::retry_after_of(&resp);
-        tracing::debug!("{what}: HEAD {} asks to wait {asked:?}", resp.status());
-        asked.filter(|_| http::is_retryable(resp.status()))
+            .send_authorized(what, || {
+                let req = self.host.http.get(&url);
+                match &range {
+                    Some(r) => req.header(header::RANGE, r),
+                    None => req,
+                }
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(http::status_failure(resp, what, self.host.who()).await);
+        }
+        Ok(resp)
     }
-}
-
-fn too_large(what: &str) -> Error {
-    Error::corrupt(format!(
-        "{what}: larger than the {} a manifest or config may have",
-        crate::units::human_bytes(MAX_DOCUMENT_BYTES)
-    ))
 }
 
 #[async_trait]
@@ -760,7 +591,7 @@ impl ManifestStore for RegistrySource {
             let r = self.session.reference.clone_with_digest(digest.to_string());
             self.authorized(|auth| self.manifest(&r, auth)).await?.bytes
         } else {
-            self.authorized(|_| self.config(digest, media_type)).await?
+            self.authorized(|_| self.config(digest)).await?
         };
         Ok(Blob {
             bytes,
@@ -785,7 +616,6 @@ impl ImageSource for RegistrySource {
         self.authorized(|_| {
             let download = blob::Download {
                 session: self.session.clone(),
-                desc: Self::descriptor(&layer.digest, &layer.media_type, layer.size as i64),
                 size: layer.size,
                 digest: digest.clone(),
                 what: format!("layer {}", layer.digest),
@@ -819,35 +649,28 @@ impl RegistrySource {
         offset: u64,
         len: u64,
     ) -> Result<Option<Vec<u8>>, Error> {
-        use oci_client::client::BlobResponse;
         let what = format!("layer {}", layer.digest);
-        let desc = Self::descriptor(&layer.digest, &layer.media_type, layer.size as i64);
+        let digest = Digest::parse(&layer.digest)?;
+        let last = offset + len.max(1) - 1;
         let deadline = self.deadline();
         retrying(deadline, &what, || async {
-            let sent = self.session.client.pull_blob_stream_partial(
-                &self.session.reference,
-                &desc,
-                offset,
-                Some(len),
-            );
-            let resp = match deadline.run_unless_stalled(&what, sent).await? {
-                Some(r) => r.map_err(|e| {
-                    explain(&self.session.host.host, self.session.host.who(), &what, e)
-                })?,
-                None => return Err(Error::transient(format!("{what}: no answer")).into()),
-            };
-            let mut stream = match resp {
-                BlobResponse::Partial(s) => s.stream,
-                // Dropping the stream closes the connection: nothing more is read.
-                BlobResponse::Full(_) => return Ok(None),
-            };
+            let range = format!("bytes={offset}-{last}");
+            let resp = self.session.get_blob(&digest, Some(range), &what).await?;
+            // The whole blob instead of the part: not worth reading.
+            if resp.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+                return Ok(None);
+            }
+            let mut stream = resp.bytes_stream();
             let mut buf = Vec::with_capacity(len as usize);
             while let Some(chunk) = deadline
                 .run_unless_stalled(&what, stream.next())
                 .await?
                 .ok_or_else(|| Error::transient(format!("{what}: the registry stalled")))?
             {
-                let chunk = chunk.map_err(|e| Error::io(&what, e))?;
+                let chunk = chunk.map_err(|e| {
+                    Error::transient(format!("{what}: the answer broke off"))
+                        .with_source(e.without_url())
+                })?;
                 buf.extend_from_slice(&chunk);
                 if buf.len() as u64 > len {
                     return Ok(None);
