@@ -1083,7 +1083,9 @@ fn a_registry_password_goes_to_the_registry_input_or_the_candidates_registry_onl
     // The log says which policy file was read.
     assert!(
         out.stderr.contains("sizeguard: policy file: ")
-            && out.stderr.contains("sizeguard.toml (found in the working directory"),
+            && out
+                .stderr
+                .contains("sizeguard.toml (found in the working directory"),
         "{}",
         logs(&out)
     );

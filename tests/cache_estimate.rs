@@ -165,7 +165,11 @@ fn prune_refuses_a_directory_that_is_not_its_cache() {
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     std::fs::create_dir_all(home.join("layers-v4")).unwrap();
     std::fs::create_dir_all(&outside).unwrap();
-    std::fs::write(home.join(".ssh/id_rsa"), b"-----BEGIN OPENSSH PRIVATE KEY-----").unwrap();
+    std::fs::write(
+        home.join(".ssh/id_rsa"),
+        b"-----BEGIN OPENSSH PRIVATE KEY-----",
+    )
+    .unwrap();
     std::fs::write(home.join("id_rsa"), b"key").unwrap();
     let entry_name = format!("sha256-{}", "ab".repeat(32));
     std::fs::write(home.join("layers-v4").join(&entry_name), b"looks like one").unwrap();

@@ -812,7 +812,11 @@ fn the_report_markdown_is_never_posted_and_its_texts_render_inert() {
         "{headline}"
     );
     let headings: Vec<&str> = body.lines().filter(|l| l.starts_with('#')).collect();
-    assert_eq!(headings, ["#### linux/amd64\\\\n## all clear"], "{body}");
+    assert_eq!(
+        headings,
+        ["#### linux/amd64\\\\n\\#\\# all clear"],
+        "{body}"
+    );
     assert!(
         body.contains("Candidate ``oci:fixtures/a|b`c <img src=x> @user\\n## ✅ all clear:v2``"),
         "{body}"

@@ -379,7 +379,12 @@ fn a_carriage_return_in_a_media_type_cannot_forge_a_workflow_command() {
         "a raw line break reached the log: {:?}",
         out.stderr
     );
-    assert_eq!(out.stderr.trim_end().split('\n').count(), 1, "{:?}", out.stderr);
+    assert_eq!(
+        out.stderr.trim_end().split('\n').count(),
+        1,
+        "{:?}",
+        out.stderr
+    );
     assert!(
         out.error()
             .contains("application/x\\r::error::forged\\r::stop-commands::x\\u{2028}y"),

@@ -300,11 +300,7 @@ fn links_emphasis_and_references_from_an_image_render_as_text() {
     }
     let hostile = b.add_layer(&spec, Comp::Gzip);
     b.add_tagged_image(std::slice::from_ref(&base), "v1");
-    b.add_image_with_steps(
-        &[base, hostile],
-        &["FROM scratch", &ACTIVE.join(" ")],
-        "v2",
-    );
+    b.add_image_with_steps(&[base, hostile], &["FROM scratch", &ACTIVE.join(" ")], "v2");
     let d = b.dir().display().to_string();
     let markdown = check(
         &format!("oci:{d}:v2"),
@@ -313,7 +309,7 @@ fn links_emphasis_and_references_from_an_image_render_as_text() {
     );
     assert!(
         markdown.contains(
-            "**a\\_b\\_c\\_ \\~\\~strike\\~\\~ #&#8288;123 www\\.evil.example d&#8288;eadbee1 \\_x\\_**"
+            "**a_b_c\\_ \\~\\~strike\\~\\~ #&#8288;123 www\\.evil.example d&#8288;eadbee1 \\_x\\_**"
         ),
         "{markdown}"
     );

@@ -42,7 +42,10 @@ pub fn run() -> i32 {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("{}", error_line(&format!("starting the async runtime: {e}")));
+            eprintln!(
+                "{}",
+                error_line(&format!("starting the async runtime: {e}"))
+            );
             return ExitCode::Measure as i32;
         }
     };

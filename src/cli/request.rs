@@ -13,10 +13,10 @@ use crate::config::{HintsConfig, NodeConfig, OneOrMany, Scalar, Settings};
 use crate::error::Error;
 use crate::measure::cache::{LayerCache, default_dir};
 use crate::measure::{MeasureOptions, Measurer};
-use crate::source::platform::PlatformSelector;
-use crate::source::registry::RegistryOptions;
 use crate::source::auth::{Explicit, normalize_key};
+use crate::source::platform::PlatformSelector;
 use crate::source::reference::ImageRef;
+use crate::source::registry::RegistryOptions;
 use crate::source::retry::parse_duration;
 use crate::source::{SourceFactory, SourceOptions};
 

@@ -244,9 +244,10 @@ impl LayerCache {
                 continue;
             };
             for e in entries.flatten() {
-                let own = e.file_name().to_str().is_some_and(|n| {
-                    is_entry_name(n) || is_temporary_name(n)
-                });
+                let own = e
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| is_entry_name(n) || is_temporary_name(n));
                 let Ok(meta) = e.metadata() else { continue };
                 if !own || !meta.is_file() {
                     continue;
@@ -319,8 +320,7 @@ fn is_layers_dir(name: &str) -> bool {
 fn is_entry_name(name: &str) -> bool {
     let hex_of = |h: &str, len: usize| {
         h.len() == len
-            && h
-                .bytes()
+            && h.bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
     name.strip_prefix("sha256-").is_some_and(|h| hex_of(h, 64))
@@ -332,9 +332,9 @@ fn is_entry_name(name: &str) -> bool {
 /// sizeguard releases before the marker used.
 fn is_temporary_name(name: &str) -> bool {
     name.starts_with(TMP_PREFIX)
-        || name.strip_prefix(".tmp").is_some_and(|r| {
-            r.len() == 6 && r.bytes().all(|b| b.is_ascii_alphanumeric())
-        })
+        || name
+            .strip_prefix(".tmp")
+            .is_some_and(|r| r.len() == 6 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// Whether `meta` belongs to the user sizeguard runs as.
@@ -398,8 +398,8 @@ fn check_existing(dir: &Path) -> Result<(), String> {
     let mut foreign = None;
     for e in fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
         let name = e.file_name();
-        let layers = name.to_str().is_some_and(is_layers_dir)
-            && e.metadata().is_ok_and(|m| m.is_dir());
+        let layers =
+            name.to_str().is_some_and(is_layers_dir) && e.metadata().is_ok_and(|m| m.is_dir());
         if !layers {
             foreign = Some(name.to_string_lossy().into_owned());
             break;
@@ -690,7 +690,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("cache");
         fs::create_dir_all(dir.join("layers-v3")).unwrap();
-        fs::write(dir.join("layers-v3").join(format!("sha256-{:064x}", 1)), b"old").unwrap();
+        fs::write(
+            dir.join("layers-v3").join(format!("sha256-{:064x}", 1)),
+            b"old",
+        )
+        .unwrap();
         let c = LayerCache::new(&dir);
         assert_eq!(c.prune(0).unwrap().0, 1);
         assert!(dir.join(MARKER).is_file());

@@ -69,7 +69,9 @@ pub fn plain(s: &str) -> Cow<'_, str> {
 /// table cell.
 pub fn md_text(s: &str) -> Cow<'_, str> {
     let chars: Vec<char> = s.chars().collect();
-    if !chars.iter().any(|&c| hidden(c) || "\\|&<>@[]`*~#".contains(c))
+    if !chars
+        .iter()
+        .any(|&c| hidden(c) || "\\|&<>@[]`*~#".contains(c))
         && !(0..chars.len()).any(|i| needs_inert(&chars, i))
     {
         return Cow::Borrowed(s);
@@ -111,7 +113,10 @@ pub fn md_text(s: &str) -> Cow<'_, str> {
             }
             // `GH-123`: another issue reference GitHub links.
             '-' if i >= 2
-                && chars[i - 2..i].iter().collect::<String>().eq_ignore_ascii_case("gh")
+                && chars[i - 2..i]
+                    .iter()
+                    .collect::<String>()
+                    .eq_ignore_ascii_case("gh")
                 && chars.get(i + 1).is_some_and(char::is_ascii_digit) =>
             {
                 out.push_str("-&#8288;");
@@ -144,7 +149,10 @@ fn needs_inert(chars: &[char], i: usize) -> bool {
         '.' => i >= 3 && chars[i - 3..i].iter().all(|c| c.eq_ignore_ascii_case(&'w')),
         '-' => {
             i >= 2
-                && chars[i - 2..i].iter().collect::<String>().eq_ignore_ascii_case("gh")
+                && chars[i - 2..i]
+                    .iter()
+                    .collect::<String>()
+                    .eq_ignore_ascii_case("gh")
                 && chars.get(i + 1).is_some_and(char::is_ascii_digit)
         }
         c => c.is_ascii_hexdigit() && commit_like(chars, i).is_some(),
