@@ -184,9 +184,12 @@ for w in shlex.split(sys.argv[1]):
   args+=(${extra[@]+"${extra[@]}"})
 fi
 
+# The layer cache: private to the job's user (an empty directory made here
+# is marked as sizeguard's by sizeguard, with a CACHEDIR.TAG; it refuses a
+# directory holding anything else).
 if [ "${INPUT_CACHE:-true}" = "true" ] && [ -n "${INPUT_CACHE_DIR:-}" ]; then
   export SIZEGUARD_CACHE_DIR="$INPUT_CACHE_DIR"
-  mkdir -p "$SIZEGUARD_CACHE_DIR"
+  (umask 077 && mkdir -p "$SIZEGUARD_CACHE_DIR")
 fi
 
 # `registry-token`: credentials for one registry (ghcr.io by default), in a
@@ -215,8 +218,11 @@ json.dump({"auths": {host: {"auth": auth}}}, open(sys.argv[1], "w"))' "$auth_dir
 fi
 
 rc=0
+# `registry-password` goes to one registry: `registry`, else sizeguard's
+# default, the candidate's registry (never one a policy file names).
 if [ -n "${INPUT_REGISTRY_USERNAME:-}" ] && [ -n "${INPUT_REGISTRY_PASSWORD:-}" ]; then
   args+=(--username "$INPUT_REGISTRY_USERNAME" --password-stdin)
+  [ -n "${INPUT_REGISTRY:-}" ] && args+=(--registry "$INPUT_REGISTRY")
   printf '%s' "$INPUT_REGISTRY_PASSWORD" | "$bin" "${args[@]}" || rc=$?
 else
   "$bin" "${args[@]}" </dev/null || rc=$?

@@ -213,6 +213,19 @@ fn one_line(s: &str) -> String {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The line a command ends with when it fails: `sizeguard: error: ` and the
+/// message, with every control or invisible character shown as an escape
+/// ([`crate::report::escape::plain`]). Messages quote what images and
+/// registries said (a media type, an error body): a lone carriage return
+/// in them would end the line for GitHub's runner, and what followed would
+/// be read as a workflow command of its own.
+pub fn error_line(message: &str) -> String {
+    format!(
+        "sizeguard: error: {}",
+        crate::report::escape::plain(message)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +239,19 @@ mod tests {
         assert_eq!(e.one_line(), "pulling x: reading blob: first second third");
         assert_eq!(e.exit_code(), ExitCode::Measure);
         assert!(e.kind().is_retryable());
+    }
+
+    #[test]
+    fn the_error_line_has_no_line_break_of_any_kind() {
+        let e = Error::corrupt("media type \"x\r::error::forged\"")
+            .with_source(std::io::Error::other("a\u{2028}b\u{85}c"));
+        let line = error_line(&e.one_line());
+        assert_eq!(
+            line,
+            "sizeguard: error: media type \"x\\r::error::forged\": a\\u{2028}b\\u{85}c"
+        );
+        assert!(!line.contains(['\r', '\n', '\u{2028}', '\u{85}']));
+        assert_eq!(error_line("plain"), "sizeguard: error: plain");
     }
 
     #[test]

@@ -1024,3 +1024,75 @@ fn the_release_workflow_attests_records_checksums_and_moves_the_major_tag() {
             .contains("$action_path/checksums")
     );
 }
+
+/// `registry-password` is for one registry: `registry` when given (passed
+/// as `--registry`), else the candidate's. A baseline named by the
+/// checkout's sizeguard.toml on another registry never receives it.
+#[test]
+fn a_registry_password_goes_to_the_registry_input_or_the_candidates_registry_only() {
+    use support::proxy::FaultProxy;
+    use support::registry::{Registry, RegistryOpts};
+    const USER: &str = "octocat";
+    const SECRET: &str = "registryPassw0rdForTests";
+    let fixture = format!("{ROOT}/fixtures/demo");
+    let public = Registry::start();
+    public.push_layout(Path::new(&fixture), "v2", "octo-org/app:v2");
+    // The pull request's own registry, wanting the CI's credentials,
+    // behind a proxy that records what it is sent.
+    let other = Registry::start_with(RegistryOpts {
+        htpasswd: Some((USER.into(), SECRET.into())),
+        ..Default::default()
+    });
+    other.push_layout(Path::new(&fixture), "v1", "evil/base:v1");
+    let proxy = FaultProxy::start(&other.addr, Vec::new());
+    let basic = format!("Basic {}", support::credentials::basic_auth(USER, SECRET));
+    let leaked = |p: &FaultProxy| {
+        p.seen()
+            .iter()
+            .any(|s| s.header("authorization") == Some(basic.as_str()))
+    };
+    let r = Runner::new();
+    std::fs::write(
+        r.path("sizeguard.toml"),
+        format!("baseline = \"{}/evil/base:v1\"\n", proxy.addr),
+    )
+    .unwrap();
+    let candidate = public.reference("octo-org/app:v2");
+    let run = |registry: Option<&str>| {
+        let mut inputs = vec![
+            ("candidate", candidate.as_str()),
+            ("comment", "never"),
+            ("registry-username", USER),
+            ("registry-password", SECRET),
+        ];
+        inputs.extend(registry.map(|h| ("registry", h)));
+        r.script(&inputs)
+            .env("GITHUB_ACTIONS", "true")
+            .secret(SECRET)
+            .secret(&basic)
+            .run()
+    };
+
+    // No `registry`: the password is the candidate's registry's; the
+    // registry only the policy file names is asked anonymously, and
+    // refuses the baseline.
+    let out = run(None);
+    assert_eq!(out.code, 3, "{}", logs(&out));
+    assert!(!proxy.seen().is_empty(), "{}", logs(&out));
+    assert!(!leaked(&proxy), "{:#?}", proxy.seen());
+    // The log says which policy file was read.
+    assert!(
+        out.stderr.contains("sizeguard: policy file: ")
+            && out
+                .stderr
+                .contains("sizeguard.toml (found in the working directory"),
+        "{}",
+        logs(&out)
+    );
+
+    // `registry` naming it: the workflow's author says the password is
+    // its; it gets it, and the check passes.
+    let out = run(Some(&proxy.addr));
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert!(leaked(&proxy), "{:#?}", proxy.seen());
+}

@@ -130,7 +130,16 @@ fn warm_cache_never_fetches_a_layer_and_corrupt_entries_are_misses() {
     let out = run(&["measure", "-q", "--no-cache", &image]);
     assert_eq!(out.code, 3);
 
-    // prune empties it.
+    // The cache was created private and marked as sizeguard's.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+    assert!(cache.join("CACHEDIR.TAG").is_file());
+
+    // prune empties it of its entries, and only of them: a file of
+    // someone else's inside it stays.
+    let foreign = entries[0].with_file_name("notes.txt");
+    std::fs::write(&foreign, b"not an entry").unwrap();
     let out = run(&[
         "cache",
         "prune",
@@ -141,6 +150,69 @@ fn warm_cache_never_fetches_a_layer_and_corrupt_entries_are_misses() {
     ]);
     assert_eq!(out.code, 0);
     assert_eq!(cached_entries(), 0);
+    assert!(foreign.is_file());
+    assert!(cache.join("CACHEDIR.TAG").is_file());
+}
+
+/// `cache prune` pointed at a directory sizeguard did not create (a home
+/// directory, by flag or by `SIZEGUARD_CACHE_DIR`) refuses it whole, in
+/// one line, and removes nothing.
+#[test]
+fn prune_refuses_a_directory_that_is_not_its_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::create_dir_all(home.join("layers-v4")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(
+        home.join(".ssh/id_rsa"),
+        b"-----BEGIN OPENSSH PRIVATE KEY-----",
+    )
+    .unwrap();
+    std::fs::write(home.join("id_rsa"), b"key").unwrap();
+    let entry_name = format!("sha256-{}", "ab".repeat(32));
+    std::fs::write(home.join("layers-v4").join(&entry_name), b"looks like one").unwrap();
+    std::fs::write(outside.join("precious"), b"keep").unwrap();
+    std::os::unix::fs::symlink(&outside, home.join("link")).unwrap();
+    let listing = |dir: &std::path::Path| {
+        let mut v: Vec<String> = walk(dir);
+        v.sort();
+        v
+    };
+    let before = listing(&home);
+    let h = home.to_str().unwrap();
+    for out in [
+        run(&["cache", "prune", "--max-size", "0", "--cache-dir", h]),
+        Run::new(["cache", "prune", "--max-size", "0"])
+            .with_layer_cache()
+            .env("SIZEGUARD_CACHE_DIR", h)
+            .run(),
+        run(&["cache", "stats", "--cache-dir", h]),
+    ] {
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.error().contains("is not a sizeguard cache directory"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.error().contains("CACHEDIR.TAG"), "{}", out.stderr);
+    }
+    assert_eq!(listing(&home), before);
+    assert!(!home.join("CACHEDIR.TAG").exists());
+    assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep");
+}
+
+/// Every path under `dir`, symlinks listed and not followed.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        out.push(e.path().display().to_string());
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
 }
 
 #[test]

@@ -708,7 +708,9 @@ fn a_minimized_comment_is_left_alone_and_graphql_is_found_on_enterprise() {
     run(&[]).assert_ok();
     assert_eq!(api.comments(15).len(), 2);
 
-    // No GraphQL answer: said in a notice; the author check still holds.
+    // No GraphQL answer for an app's token: said in a notice; which bot
+    // the token writes as is unknown, so no marked comment is its own and
+    // a new one is written; the planted one is never edited.
     api.state().graphql_down = true;
     let planted = api.seed(15, "mallory", &format!("{MARKER}\nfake"));
     let out = run(&[]);
@@ -719,11 +721,55 @@ fn a_minimized_comment_is_left_alone_and_graphql_is_found_on_enterprise() {
         out.stderr
     );
     let c = api.comments(15);
-    assert_eq!(c.len(), 3);
+    assert_eq!(c.len(), 4, "{c:#?}");
     assert_eq!(
         c.iter().find(|c| c.id == planted).unwrap().body,
         format!("{MARKER}\nfake")
     );
+}
+
+#[test]
+fn an_app_token_whose_graphql_fails_takes_no_marked_comment_as_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let pass = report(dir.path(), false);
+    let ev = pr_event(dir.path(), 21);
+    for (how, down, errors) in [("502", true, false), ("errors", false, true)] {
+        let api = GithubStandin::start(TOKEN);
+        // Another workflow of the repository (or another app signing as
+        // the Actions bot) left a comment carrying the marker.
+        let other = api.seed(
+            21,
+            "github-actions[bot]",
+            &format!("{MARKER}\n✅ **demo** all clear (planted)"),
+        );
+        {
+            let mut s = api.state();
+            s.graphql_down = down;
+            s.graphql_errors = errors;
+        }
+        let out = comment(&api, &ev, &pass, &[]);
+        out.assert_ok();
+        assert!(
+            out.stderr
+                .contains("GitHub GraphQL did not say which app this token writes as"),
+            "{how}: {}",
+            out.stderr
+        );
+        let reqs = api.requests();
+        assert!(reqs.iter().any(is_graphql), "{how}: {reqs:#?}");
+        // A new comment was posted; the marked one was never edited.
+        let w = writes(&reqs);
+        assert_eq!(w.len(), 1, "{how}: {w:#?}");
+        assert_eq!(
+            (w[0].method.as_str(), w[0].path.as_str()),
+            ("POST", "/repos/octo-org/shop/issues/21/comments"),
+            "{how}"
+        );
+        let c = api.comments(21);
+        assert_eq!(c.len(), 2, "{how}: {c:#?}");
+        assert_eq!(c[0].id, other);
+        assert!(c[0].body.ends_with("(planted)"), "{how}");
+    }
 }
 
 /// A real report with `edit` applied to its JSON, written next to it.
@@ -766,7 +812,11 @@ fn the_report_markdown_is_never_posted_and_its_texts_render_inert() {
         "{headline}"
     );
     let headings: Vec<&str> = body.lines().filter(|l| l.starts_with('#')).collect();
-    assert_eq!(headings, ["#### linux/amd64\\\\n## all clear"], "{body}");
+    assert_eq!(
+        headings,
+        ["#### linux/amd64\\\\n\\#\\# all clear"],
+        "{body}"
+    );
     assert!(
         body.contains("Candidate ``oci:fixtures/a|b`c <img src=x> @user\\n## ✅ all clear:v2``"),
         "{body}"

@@ -352,3 +352,43 @@ fn node_stats_with_more_free_than_total_are_refused_as_the_flags_are() {
         );
     }
 }
+
+/// A layer media type carrying a carriage return and a workflow command:
+/// the error line quotes it, escaped, and stays one line for GitHub's
+/// runner (which ends a line at a lone `\r` as well as at `\n`).
+#[test]
+fn a_carriage_return_in_a_media_type_cannot_forge_a_workflow_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut b, _, img) = layout(tmp.path());
+    let forged = "application/x\r::error::forged\r::stop-commands::x\u{2028}y";
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(b.blob_path(&img.digest)).unwrap()).unwrap();
+    manifest["layers"][0]["mediaType"] = json!(forged);
+    let raw = b.add_raw_manifest(
+        &serde_json::to_vec(&manifest).unwrap(),
+        MT_OCI_MANIFEST,
+        img.platform.clone(),
+    );
+    b.tag_image(&raw, "v1");
+    let out = Run::new(["measure", "-q", "--format", "json", &oci(&b)])
+        .env("GITHUB_ACTIONS", "true")
+        .run();
+    out.assert_measure_error(&[&["unsupported layer media type"]]);
+    assert!(
+        !out.stderr.contains(['\r', '\u{2028}']),
+        "a raw line break reached the log: {:?}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.trim_end().split('\n').count(),
+        1,
+        "{:?}",
+        out.stderr
+    );
+    assert!(
+        out.error()
+            .contains("application/x\\r::error::forged\\r::stop-commands::x\\u{2028}y"),
+        "{:?}",
+        out.stderr
+    );
+}

@@ -234,3 +234,87 @@ fn the_comment_of_a_hostile_image_is_rendered_from_the_json_and_inert() {
     assert!(footer.starts_with("sizeguard "), "{footer}");
     assert_inert(report);
 }
+
+/// Text an image chooses that GitHub would turn into a link, emphasis or
+/// strikethrough (cmark-gfm's autolink and strikethrough extensions), or
+/// link after rendering (issue and commit references).
+const ACTIVE: &[&str] = &[
+    "https://evil.example/x",
+    "see www.evil.example now",
+    "a_b_c_",
+    "_em_ and __strong__",
+    "~~strike~~ and ~one~",
+    "#123",
+    "org/repo#1",
+    "GH-7",
+    "0123456789abcdef0123456789abcdef01234567",
+    "fix deadbee1.",
+    "mail me@evil.example",
+];
+
+/// Rendered as GitHub renders comment text, `md` shows no link, emphasis
+/// or strikethrough, in a list item and in a table cell.
+#[track_caller]
+fn assert_no_markup(md: &str, what: &str) {
+    let html = render(&format!("- {md}\n\n| x |\n|---|\n| {md} |\n"));
+    for bad in ["<a", "<del", "<em", "<strong", "<s>"] {
+        assert!(!html.contains(bad), "{bad} for {what:?}: {md:?} -> {html}");
+    }
+}
+
+#[test]
+fn links_emphasis_and_references_from_an_image_render_as_text() {
+    use sizeguard::report::escape::md_text;
+    for s in ACTIVE {
+        assert_no_markup(&md_text(s), s);
+    }
+    // GitHub links `#123`, `org/repo#1` and commit ids in the rendered
+    // text, where a backslash escape is already gone: a word joiner
+    // (U+2060) inside each keeps it from being one.
+    for (s, shown) in [
+        ("#123", "#\u{2060}123"),
+        ("org/repo#1", "org/repo#\u{2060}1"),
+        ("GH-7", "GH-\u{2060}7"),
+        (
+            "0123456789abcdef0123456789abcdef01234567",
+            "0\u{2060}123456789abcdef0123456789abcdef01234567",
+        ),
+        ("@user", "@\u{200b}user"),
+    ] {
+        let html = render(&md_text(s));
+        assert!(html.contains(shown), "{s}: {html:?}");
+    }
+    // The URL still reads as itself.
+    let html = render(&md_text("https://evil.example/x"));
+    assert!(html.contains("https://evil.example/x"), "{html}");
+
+    // End to end: an image whose name carries them (the headline's bold
+    // name) and whose files and build step do (in code).
+    let dir = tempfile::tempdir().unwrap();
+    let name = "a_b_c_ ~~strike~~ #123 www.evil.example deadbee1 _x_";
+    let mut b = LayoutBuilder::new(&dir.path().join(name));
+    let base = b.add_layer(&LayerSpec::new().file("etc/hostname", 2_000), Comp::Gzip);
+    let mut spec = LayerSpec::new();
+    for (i, s) in ACTIVE.iter().enumerate() {
+        spec = spec.file(&format!("{s}-{i}"), 10_000 + i as u64 * 1000);
+    }
+    let hostile = b.add_layer(&spec, Comp::Gzip);
+    b.add_tagged_image(std::slice::from_ref(&base), "v1");
+    b.add_image_with_steps(&[base, hostile], &["FROM scratch", &ACTIVE.join(" ")], "v2");
+    let d = b.dir().display().to_string();
+    let markdown = check(
+        &format!("oci:{d}:v2"),
+        &format!("oci:{d}:v1"),
+        &["--format", "markdown"],
+    );
+    assert!(
+        markdown.contains(
+            "**a_b_c\\_ \\~\\~strike\\~\\~ #&#8288;123 www\\.evil.example d&#8288;eadbee1 \\_x\\_**"
+        ),
+        "{markdown}"
+    );
+    let html = render(&markdown);
+    for bad in ["<a", "<del", "<em", "<s>"] {
+        assert!(!html.contains(bad), "{bad} in {html}");
+    }
+}

@@ -17,6 +17,7 @@ use support::credentials::{basic_auth, write_auth_file, write_docker_config};
 use support::ground_truth::unpack_and_measure;
 use support::json::{LAYER_FIGURES, u, within_pct};
 use support::layout::*;
+use support::proxy::FaultProxy;
 use support::registry::{Registry, RegistryOpts};
 use support::run::{Out, Run};
 
@@ -520,6 +521,94 @@ fn registry_auth_file() {
     write_auth_file(&xdg.join("containers/auth.json"), &reg.addr, USER, PASSWORD);
     let out = private(&base).env("XDG_CONFIG_HOME", &xdg).run();
     out.assert_ok();
+}
+
+/// `--username`/`--password-stdin` belong to one registry: `--registry`,
+/// else the first one the command line names. A pull request's
+/// sizeguard.toml that names a baseline on a registry of its own choosing
+/// never receives them: that registry (behind a proxy that records every
+/// request) sees no `Authorization` carrying them, unless `--registry`
+/// names it.
+#[test]
+fn explicit_credentials_never_go_to_a_registry_only_the_policy_file_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Registry A: the candidate's, anonymous.
+    let a_layout = tmp.path().join("a-layout");
+    let mut b = LayoutBuilder::new(&a_layout);
+    let l = b.add_layer(&LayerSpec::new().file("app/bin", 30_000), Comp::Gzip);
+    b.add_tagged_image(&[l], "v2");
+    let reg_a = Registry::start();
+    reg_a.push_layout(&a_layout, "v2", "team/app:v2");
+    let candidate = reg_a.reference("team/app:v2");
+    // Registry B: wants the very credentials the CI holds, and records
+    // what it is sent.
+    let (reg_b, _img, _) = private_image(&tmp.path().join("b"), false, "evil/base:v1");
+    let proxy = FaultProxy::start(&reg_b.addr, Vec::new());
+    let baseline = format!("{}/evil/base:v1", proxy.addr);
+    let checkout = tmp.path().join("checkout");
+    fs::create_dir_all(&checkout).unwrap();
+    fs::write(
+        checkout.join("sizeguard.toml"),
+        format!("baseline = \"{baseline}\"\n"),
+    )
+    .unwrap();
+    let leaked = format!("Basic {}", basic_auth(USER, PASSWORD));
+    let got_credentials = |p: &FaultProxy| {
+        p.seen()
+            .iter()
+            .any(|s| s.header("authorization") == Some(leaked.as_str()))
+    };
+    let check = |extra: &[&str]| {
+        private(&["check", "--format", "json", "-q", "--candidate", &candidate])
+            .args(["--username", USER, "--password-stdin"])
+            .args(extra)
+            .cwd(&checkout)
+            .env("GITHUB_ACTIONS", "true")
+            .stdin(PASSWORD)
+            .run()
+    };
+
+    // The baseline comes from the policy file: B is asked, anonymously,
+    // and refuses; the credentials went to A only.
+    let out = check(&[]);
+    out.assert_measure_error(&[&["401", "unauthorized"], &[&baseline]]);
+    assert!(!proxy.seen().is_empty(), "B was never asked");
+    assert!(!got_credentials(&proxy), "{:#?}", proxy.seen());
+    // Under GitHub Actions the log names the policy file that was read.
+    let policy = checkout.join("sizeguard.toml");
+    assert!(
+        out.stderr.contains(&format!(
+            "sizeguard: policy file: {} (found in the working directory or a parent)",
+            policy.display()
+        )),
+        "{}",
+        out.stderr
+    );
+
+    // Named on the command line as the baseline, B still gets nothing:
+    // the credentials are the candidate's registry's.
+    let out = check(&["--baseline", &baseline]);
+    out.assert_measure_error(&[&["401", "unauthorized"]]);
+    assert!(!got_credentials(&proxy), "{:#?}", proxy.seen());
+
+    // `--registry B`: the user says they are B's; B gets them.
+    let out = check(&["--registry", &proxy.addr]);
+    out.assert_ok();
+    assert!(got_credentials(&proxy), "{:#?}", proxy.seen());
+
+    // A candidate that only the policy file names gives the credentials
+    // no registry to go to: a usage error, before any request.
+    fs::write(
+        checkout.join("sizeguard.toml"),
+        format!("image = \"{candidate}\"\nbaseline = \"{baseline}\"\n"),
+    )
+    .unwrap();
+    let out = private(&["check", "-q", "--username", USER, "--password-stdin"])
+        .cwd(&checkout)
+        .stdin(PASSWORD)
+        .run();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.error().contains("--registry"), "{}", out.stderr);
 }
 
 // ---------------------------------------------------------------------------

@@ -316,9 +316,17 @@ pub struct SourceArgs {
     #[arg(long = "ca-file", value_name = "FILE")]
     pub ca_file: Vec<PathBuf>,
 
-    /// Registry user name; the password is read from standard input.
+    /// Registry user name; the password is read from standard input. They
+    /// are sent to one registry only: --registry, else the first registry
+    /// the command line names (never one a policy file names).
     #[arg(long, requires = "password_stdin")]
     pub username: Option<String>,
+
+    /// The registry --username and --password-stdin are for (default: the
+    /// registry of the first image reference on the command line). No
+    /// other host ever receives them.
+    #[arg(long, value_name = "HOST[:PORT]", requires = "username")]
+    pub registry: Option<String>,
 
     /// Read the registry password (or token) from standard input.
     #[arg(long = "password-stdin", requires = "username")]

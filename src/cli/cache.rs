@@ -12,7 +12,7 @@ pub fn run(args: CacheArgs) -> Result<(), Error> {
     let cache = LayerCache::new(dir);
     match args.action {
         CacheAction::Stats { json } => {
-            let s = cache.stats();
+            let s = cache.stats()?;
             let text = if json {
                 format!("{}\n", serde_json::to_string_pretty(&s).unwrap_or_default())
             } else {
@@ -33,12 +33,12 @@ pub fn run(args: CacheArgs) -> Result<(), Error> {
         CacheAction::Prune { max_size } => {
             let max =
                 parse_bytes(&max_size).map_err(|e| Error::usage(format!("--max-size: {e}")))?;
-            let (n, freed) = cache.prune(max);
+            let (n, freed) = cache.prune(max)?;
             super::output::emit(
                 &format!(
                     "removed {n} entries, {}; {} left\n",
                     human_bytes(freed),
-                    human_bytes(cache.stats().bytes)
+                    human_bytes(cache.stats()?.bytes)
                 ),
                 None,
             )

@@ -14,7 +14,13 @@ use crate::report::{self, Renderer, renderer};
 /// Runs the check; returns the exit code the verdict maps to.
 pub async fn run(args: CheckArgs) -> Result<ExitCode, Error> {
     let req = request::check_request(&args)?;
-    let services = request::services(&args.source)?;
+    // Only references the command line gives choose where --username goes.
+    let named: Vec<&str> = [&args.candidate, &args.baseline]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let services = request::services(&args.source, &named)?;
     let report = app::check(&services, &req).await?;
 
     let text = match args.format {

@@ -122,7 +122,10 @@ pub async fn after_check(
         Ok(()) => Ok(verdict),
         Err(e) if verdict == ExitCode::Ok => Err(e.context("pull-request comment")),
         Err(e) => {
-            eprintln!("sizeguard: error: pull-request comment: {}", e.one_line());
+            eprintln!(
+                "{}",
+                crate::error::error_line(&format!("pull-request comment: {}", e.one_line()))
+            );
             Ok(verdict)
         }
     }

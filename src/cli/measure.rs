@@ -8,7 +8,8 @@ use crate::report::renderer;
 
 pub async fn run(args: MeasureArgs) -> Result<(), Error> {
     let req = request::measure_request(&args)?;
-    let services = request::services(&args.source)?;
+    let named: Vec<&str> = args.references.iter().map(String::as_str).collect();
+    let services = request::services(&args.source, &named)?;
     let reports = app::measure(&services, &req).await?;
     let text = renderer(args.format.into()).render_measure(&reports);
     output::emit(&text, args.output.as_deref())

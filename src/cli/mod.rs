@@ -16,7 +16,7 @@ pub mod serve;
 
 use clap::Parser;
 
-use crate::error::ExitCode;
+use crate::error::{ExitCode, error_line};
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {
@@ -28,7 +28,7 @@ pub fn run() -> i32 {
             return 0;
         }
         Err(e) => {
-            eprintln!("sizeguard: error: {}", usage_error_line(&e));
+            eprintln!("{}", error_line(&usage_error_line(&e)));
             return ExitCode::Usage as i32;
         }
     };
@@ -42,7 +42,10 @@ pub fn run() -> i32 {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("sizeguard: error: starting the async runtime: {e}");
+            eprintln!(
+                "{}",
+                error_line(&format!("starting the async runtime: {e}"))
+            );
             return ExitCode::Measure as i32;
         }
     };
@@ -59,7 +62,7 @@ pub fn run() -> i32 {
     match result {
         Ok(code) => code as i32,
         Err(e) => {
-            eprintln!("sizeguard: error: {}", e.one_line());
+            eprintln!("{}", error_line(&e.one_line()));
             e.exit_code() as i32
         }
     }

@@ -13,19 +13,24 @@ use crate::config::{HintsConfig, NodeConfig, OneOrMany, Scalar, Settings};
 use crate::error::Error;
 use crate::measure::cache::{LayerCache, default_dir};
 use crate::measure::{MeasureOptions, Measurer};
+use crate::source::auth::{Explicit, normalize_key};
 use crate::source::platform::PlatformSelector;
+use crate::source::reference::ImageRef;
 use crate::source::registry::RegistryOptions;
 use crate::source::retry::parse_duration;
 use crate::source::{SourceFactory, SourceOptions};
 
 /// The services a command's requests share: sources configured by the
-/// flags, the layer cache unless disabled, bars on a terminal.
-pub fn services(args: &SourceArgs) -> Result<Services, Error> {
+/// flags, the layer cache unless disabled, bars on a terminal. `named`:
+/// the image references the command line gives, in order (the first
+/// registry among them is the one `--username` is for, unless
+/// `--registry` says).
+pub fn services(args: &SourceArgs, named: &[&str]) -> Result<Services, Error> {
     let options = SourceOptions {
         registry: RegistryOptions {
             insecure: args.insecure_registry.clone(),
             ca_files: args.ca_file.clone(),
-            basic: basic_credentials(args)?,
+            basic: basic_credentials(args, first_registry(named))?,
             timeout: Some(parse_duration(&args.timeout)?),
         },
     };
@@ -47,10 +52,48 @@ pub fn services(args: &SourceArgs) -> Result<Services, Error> {
     })
 }
 
-/// `--username` with the password from standard input.
-pub(crate) fn basic_credentials(args: &SourceArgs) -> Result<Option<(String, String)>, Error> {
+/// The registry host of the first of `references` that is a registry
+/// reference, as the user wrote it.
+pub(crate) fn first_registry(references: &[&str]) -> Option<String> {
+    references.iter().find_map(|r| match ImageRef::parse(r) {
+        Ok(ImageRef::Registry(r)) => Some(r.registry().to_string()),
+        _ => None,
+    })
+}
+
+/// `--username` with the password from standard input, for one registry
+/// host: `--registry`, else `default_host` (a registry the command line
+/// names). Never a host that only a policy file or an image names: those
+/// get what the user's credential files hold for them, or nothing.
+pub(crate) fn basic_credentials(
+    args: &SourceArgs,
+    default_host: Option<String>,
+) -> Result<Option<Explicit>, Error> {
     let (Some(user), true) = (&args.username, args.password_stdin) else {
         return Ok(None);
+    };
+    let (host, source) = match &args.registry {
+        Some(r) => {
+            let host = normalize_key(r.trim()).to_ascii_lowercase();
+            if host.is_empty() || host.contains(char::is_whitespace) {
+                return Err(Error::usage(format!(
+                    "--registry {:?} is not a registry host (HOST or HOST:PORT)",
+                    crate::report::escape::plain(r)
+                )));
+            }
+            let source = format!("--username/--password-stdin (for --registry {host})");
+            (host, source)
+        }
+        None => {
+            let host = default_host.ok_or_else(|| {
+                Error::usage(
+                    "--username/--password-stdin: no registry on the command line to send them to; \
+                     name it with --registry HOST (a registry only a policy file names never gets them)",
+                )
+            })?;
+            let source = format!("--username/--password-stdin (for {host})");
+            (host, source)
+        }
     };
     let mut password = String::new();
     std::io::stdin()
@@ -60,7 +103,12 @@ pub(crate) fn basic_credentials(args: &SourceArgs) -> Result<Option<(String, Str
     if password.is_empty() {
         return Err(Error::usage("--password-stdin: standard input was empty"));
     }
-    Ok(Some((user.clone(), password)))
+    Ok(Some(Explicit {
+        host,
+        username: user.clone(),
+        password,
+        source,
+    }))
 }
 
 pub(crate) fn platforms(args: &SourceArgs) -> Result<PlatformSelector, Error> {
@@ -132,12 +180,18 @@ fn settings(args: &CheckArgs) -> Result<Settings, Error> {
         Settings::default()
     } else {
         match &args.config {
-            Some(path) => Settings::load(path)?,
+            Some(path) => {
+                announce_policy(path, "--config");
+                Settings::load(path)?
+            }
             None => {
                 let cwd = std::env::current_dir()
                     .map_err(|e| Error::usage("working directory").with_source(e))?;
                 match Settings::discover(&cwd) {
-                    Some(path) => Settings::load(&path)?,
+                    Some(path) => {
+                        announce_policy(&path, "found in the working directory or a parent");
+                        Settings::load(&path)?
+                    }
                     None => Settings::default(),
                 }
             }
@@ -158,6 +212,21 @@ fn settings(args: &CheckArgs) -> Result<Settings, Error> {
     };
     Ok(flag_settings(args).over(dive_ci.over(file)))
 }
+
+/// Under GitHub Actions, the log says which policy file the check reads
+/// (in a pull request's checkout, the pull request chose its contents):
+/// one line on stderr, escaped like any text a pull request controls.
+fn announce_policy(path: &std::path::Path, how: &str) {
+    if crate::publish::actions::in_actions() {
+        eprintln!(
+            "{POLICY_LINE}{} ({how})",
+            crate::report::escape::plain(&path.display().to_string())
+        );
+    }
+}
+
+/// How the line naming the policy file read starts.
+pub const POLICY_LINE: &str = "sizeguard: policy file: ";
 
 /// The command line as a [`Settings`] layer over the policy file.
 fn flag_settings(args: &CheckArgs) -> Settings {

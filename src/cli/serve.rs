@@ -22,6 +22,7 @@ use crate::serve::outbound::{GithubStatuses, Notifications, Outbound};
 use crate::serve::policy::{Baseline, Policies, PolicyInputs, check_registry_host};
 use crate::serve::sources::{LoggedProgress, RegistrySources};
 use crate::serve::{ServeOptions, StoreChoice};
+use crate::source::auth::Explicit;
 use crate::source::registry::RegistryOptions;
 
 pub async fn run(args: ServeArgs) -> Result<(), Error> {
@@ -283,7 +284,15 @@ fn sources(args: &ServeArgs, cfg: &ServeConfig) -> Result<RegistrySources, Error
     let base = RegistryOptions {
         insecure,
         ca_files: args.source.ca_file.clone(),
-        basic: request::basic_credentials(&args.source)?,
+        // The flags' credentials: for --registry, else for the one
+        // --allow-registry when there is exactly one.
+        basic: request::basic_credentials(
+            &args.source,
+            match args.allow_registry.as_slice() {
+                [only] => Some(only.to_ascii_lowercase()),
+                _ => None,
+            },
+        )?,
         // Per image, like the CLI's per run: a judgement gets the whole
         // job timeout for its registry requests.
         timeout: Some(job_timeout),
@@ -304,14 +313,19 @@ fn sources(args: &ServeArgs, cfg: &ServeConfig) -> Result<RegistrySources, Error
     })
 }
 
-fn registry_credentials(r: &ServeRegistry) -> Result<Option<(String, String)>, Error> {
+fn registry_credentials(r: &ServeRegistry) -> Result<Option<Explicit>, Error> {
     match (&r.username, &r.password_file) {
         (None, None) => Ok(None),
         (Some(user), Some(file)) => {
             let password = read_secret_file(file).map_err(|e| e.context(&r.host))?;
             let password = String::from_utf8(password)
                 .map_err(|_| Error::usage(format!("{}: the password file is not UTF-8", r.host)))?;
-            Ok(Some((user.clone(), password)))
+            Ok(Some(Explicit {
+                host: r.host.to_ascii_lowercase(),
+                username: user.clone(),
+                password,
+                source: format!("serve.registries {:?} (username, password-file)", r.host),
+            }))
         }
         _ => Err(Error::usage(format!(
             "serve.registries {:?}: username and password-file go together",

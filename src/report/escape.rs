@@ -10,8 +10,12 @@
 //! - [`md_text`]: Markdown prose, headings, list items and table cells
 //!   (GitHub's renderer, cmark-gfm): no HTML (entities), no `@mention`
 //!   (`@` followed by a zero-width space, as Renovate and Dependabot write
-//!   it), no link or emphasis syntax, no `|` that ends a cell, no line
-//!   break that starts a block of its own.
+//!   it), no link, emphasis or strikethrough syntax, no autolink (the colon
+//!   of `://` and the dot of `www.` escaped), no reference GitHub links
+//!   after rendering (`#123`, `org/repo#1`, `GH-1` and commit-like hex
+//!   words get a word joiner, U+2060, which its matching does not cross;
+//!   a backslash escape would be gone by then), no `|` that ends a cell,
+//!   no line break that starts a block of its own.
 //! - [`md_code`] and [`md_code_cell`]: a code span whose fence is longer
 //!   than any backtick run inside, so the text cannot close it early.
 //! - [`command_data`] and [`command_property`]: a workflow command
@@ -64,28 +68,121 @@ pub fn plain(s: &str) -> Cow<'_, str> {
 /// Inline Markdown text, safe in a paragraph, a heading, a list item and a
 /// table cell.
 pub fn md_text(s: &str) -> Cow<'_, str> {
-    let special = |c: char| "\\|&<>@[]`*".contains(c);
-    if !s.chars().any(|c| special(c) || hidden(c)) {
+    let chars: Vec<char> = s.chars().collect();
+    if !chars
+        .iter()
+        .any(|&c| hidden(c) || "\\|&<>@[]`*~#".contains(c))
+        && !(0..chars.len()).any(|i| needs_inert(&chars, i))
+    {
         return Cow::Borrowed(s);
     }
     let s = plain(s);
+    let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             // GitHub links `@name` (a notification) in text, never in code.
             '@' => out.push_str("@&#8203;"),
-            // Backslashes first doubled, so none can escape what follows.
-            '\\' | '|' | '[' | ']' | '`' | '*' => {
+            // `#123`, `org/repo#123`: GitHub links issues and pull
+            // requests by number after rendering (a backslash escape is
+            // gone by then); a word joiner keeps the number apart.
+            '#' if chars.get(i + 1).is_some_and(char::is_ascii_digit) => {
+                out.push_str("#&#8288;");
+            }
+            // Backslashes first doubled, so none can escape what follows;
+            // `~` is strikethrough (one or two, even inside a word).
+            '\\' | '|' | '[' | ']' | '`' | '*' | '~' | '#' => {
                 out.push('\\');
                 out.push(c);
             }
+            // `_` only emphasises where it is not inside a word.
+            '_' if !inside_word(&chars, i) => out.push_str("\\_"),
+            // `scheme://`: the autolink extension links it at the colon;
+            // escaped, the colon is no longer one.
+            ':' if chars.get(i + 1) == Some(&'/') && chars.get(i + 2) == Some(&'/') => {
+                out.push_str("\\:");
+            }
+            // `www.`: linked when the dot follows; escaped, it does not.
+            '.' if i >= 3 && chars[i - 3..i].iter().all(|c| c.eq_ignore_ascii_case(&'w')) => {
+                out.push_str("\\.");
+            }
+            // `GH-123`: another issue reference GitHub links.
+            '-' if i >= 2
+                && chars[i - 2..i]
+                    .iter()
+                    .collect::<String>()
+                    .eq_ignore_ascii_case("gh")
+                && chars.get(i + 1).is_some_and(char::is_ascii_digit) =>
+            {
+                out.push_str("-&#8288;");
+            }
+            c if c.is_ascii_hexdigit() && commit_like(&chars, i).is_some() => {
+                // A commit id (7 to 40 hex digits, a word of its own):
+                // GitHub links it after rendering; a word joiner after
+                // its first digit leaves no such word.
+                let end = commit_like(&chars, i).unwrap_or(i + 1);
+                out.push(c);
+                out.push_str("&#8288;");
+                out.extend(&chars[i + 1..end]);
+                i = end;
+                continue;
+            }
             c => out.push(c),
         }
+        i += 1;
     }
     Cow::Owned(out)
+}
+
+/// Whether the character at `i` is one that [`md_text`] changes although it
+/// is not always special: a `_` outside a word, the colon of `://`, the dot
+/// of `www.`, the dash of `GH-1`, the start of a commit-like word.
+fn needs_inert(chars: &[char], i: usize) -> bool {
+    match chars[i] {
+        '_' => !inside_word(chars, i),
+        ':' => chars.get(i + 1) == Some(&'/') && chars.get(i + 2) == Some(&'/'),
+        '.' => i >= 3 && chars[i - 3..i].iter().all(|c| c.eq_ignore_ascii_case(&'w')),
+        '-' => {
+            i >= 2
+                && chars[i - 2..i]
+                    .iter()
+                    .collect::<String>()
+                    .eq_ignore_ascii_case("gh")
+                && chars.get(i + 1).is_some_and(char::is_ascii_digit)
+        }
+        c => c.is_ascii_hexdigit() && commit_like(chars, i).is_some(),
+    }
+}
+
+/// A `_` between two letters or digits: it can neither open nor close
+/// emphasis (CommonMark's flanking rules for `_`).
+fn inside_word(chars: &[char], i: usize) -> bool {
+    let alnum = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric());
+    i > 0 && alnum(chars.get(i - 1)) && alnum(chars.get(i + 1))
+}
+
+/// Where the word starting at `i` ends, when it looks like a commit id
+/// GitHub would link: 7 to 40 hex digits, at least one a decimal digit
+/// (words such as `defaced` stay as they are), with no letter, digit or
+/// `_` on either side.
+fn commit_like(chars: &[char], i: usize) -> Option<usize> {
+    let word = |c: &char| c.is_alphanumeric() || *c == '_';
+    if i > 0 && word(&chars[i - 1]) {
+        return None;
+    }
+    let end = chars[i..]
+        .iter()
+        .position(|c| !c.is_ascii_hexdigit())
+        .map_or(chars.len(), |n| i + n);
+    let run = &chars[i..end];
+    let bounded = chars.get(end).is_none_or(|c| !word(c));
+    (bounded && (7..=40).contains(&run.len()) && run.iter().any(char::is_ascii_digit))
+        .then_some(end)
 }
 
 /// A code span of `s` outside a table.
@@ -237,13 +334,47 @@ mod tests {
     fn markdown_text_is_inert() {
         assert_eq!(
             md_text(HOSTILE),
-            "a\\|b\\`c &lt;img src=x&gt; @&#8203;user\\\\n## ✅ all clear"
+            "a\\|b\\`c &lt;img src=x&gt; @&#8203;user\\\\n\\#\\# ✅ all clear"
         );
         assert_eq!(
             md_text("[x](https://e) *y* a&b"),
-            "\\[x\\](https://e) \\*y\\* a&amp;b"
+            "\\[x\\](https\\://e) \\*y\\* a&amp;b"
         );
         assert_eq!(md_text("a\\|b"), "a\\\\\\|b");
+    }
+
+    #[test]
+    fn links_emphasis_strikethrough_and_references_are_inert() {
+        for (hostile, inert) in [
+            ("https://evil.example/x", "https\\://evil.example/x"),
+            ("see www.evil.example", "see www\\.evil.example"),
+            ("a_b_c_", "a_b_c\\_"),
+            ("_em_ __strong__", "\\_em\\_ \\_\\_strong\\_\\_"),
+            ("~~strike~~ a~b~c", "\\~\\~strike\\~\\~ a\\~b\\~c"),
+            ("fixes #123", "fixes #&#8288;123"),
+            ("org/repo#1", "org/repo#&#8288;1"),
+            ("GH-42", "GH-&#8288;42"),
+            (
+                "0123456789abcdef0123456789abcdef01234567",
+                "0&#8288;123456789abcdef0123456789abcdef01234567",
+            ),
+            ("commit 1a2b3c4.", "commit 1&#8288;a2b3c4."),
+            ("user@example.com", "user@&#8203;example.com"),
+        ] {
+            assert_eq!(md_text(hostile), inert, "{hostile}");
+        }
+        // Words, figures and digests that GitHub does not link stay as
+        // they are: a `_` inside a word, hex words without a digit, runs
+        // shorter than 7 or longer than 40, colons without `//`.
+        for benign in [
+            "disk_bytes",
+            "defaced",
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "v1.2.3 abc123",
+            "127.0.0.1:5000/demo/app:v2",
+        ] {
+            assert!(matches!(md_text(benign), Cow::Borrowed(_)), "{benign}");
+        }
     }
 
     #[test]

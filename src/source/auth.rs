@@ -87,7 +87,7 @@ pub fn same_service(a: &str, b: &str) -> bool {
 }
 
 /// `https://host:port/v1/` → `host:port`.
-fn normalize_key(key: &str) -> &str {
+pub fn normalize_key(key: &str) -> &str {
     let k = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
@@ -124,13 +124,50 @@ fn config_files() -> Vec<PathBuf> {
     files
 }
 
-/// Finds the credential for a registry host. `explicit` (from
-/// `--username`/`--password-stdin`) wins over every file.
-pub fn lookup(host: &str, explicit: Option<(String, String)>) -> Result<Credential, Error> {
-    if let Some((username, password)) = explicit {
+/// Credentials given explicitly (`--username`/`--password-stdin`, a
+/// `serve` registry's password file), and the one registry host they
+/// belong to. They are never sent to any other host: a host that only a
+/// policy file or an image names gets what the user's credential files say
+/// for it, or nothing.
+#[derive(Clone)]
+pub struct Explicit {
+    /// `HOST[:PORT]`, as the user named it.
+    pub host: String,
+    pub username: String,
+    pub password: String,
+    /// Where they came from, for messages.
+    pub source: String,
+}
+
+impl std::fmt::Debug for Explicit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Explicit({} for {}, <redacted>)",
+            self.username, self.host
+        )
+    }
+}
+
+impl Explicit {
+    /// Whether these credentials belong to `host`.
+    pub fn is_for(&self, host: &str) -> bool {
+        key_matches(&self.host.to_ascii_lowercase(), &host.to_ascii_lowercase())
+    }
+}
+
+/// Finds the credential for a registry host: `explicit` when they are for
+/// this host (they win over every file), else the user's credential files.
+/// This is the one place that decides which credential a registry host
+/// gets.
+pub fn lookup(host: &str, explicit: Option<&Explicit>) -> Result<Credential, Error> {
+    if let Some(e) = explicit.filter(|e| e.is_for(host)) {
         return Ok(Credential {
-            secret: Secret::Basic { username, password },
-            source: "--username/--password-stdin".to_string(),
+            secret: Secret::Basic {
+                username: e.username.clone(),
+                password: e.password.clone(),
+            },
+            source: e.source.clone(),
         });
     }
     for path in config_files() {
@@ -313,6 +350,31 @@ mod tests {
         assert_eq!(p["service"], "registry.example.com");
         assert_eq!(p["scope"], "repository:a/b:pull,push");
         assert!(parse_bearer_challenge(r#"Basic realm="x""#).is_none());
+    }
+
+    #[test]
+    fn explicit_credentials_go_to_their_host_only() {
+        let e = Explicit {
+            host: "Reg.Example:5000".into(),
+            username: "ci".into(),
+            password: "hunter2".into(),
+            source: "--username/--password-stdin (for --registry reg.example:5000)".into(),
+        };
+        let c = lookup("reg.example:5000", Some(&e)).unwrap();
+        assert!(matches!(c.secret, Secret::Basic { ref password, .. } if password == "hunter2"));
+        assert_eq!(c.source, e.source);
+        // Another host, another port: not these credentials (lookup reads
+        // the user's files for those).
+        for other in ["reg.example:5001", "reg.example", "evil.example:5000"] {
+            assert!(!e.is_for(other), "{other}");
+        }
+        assert!(!format!("{e:?}").contains("hunter2"));
+        let hub = Explicit {
+            host: "docker.io".into(),
+            ..e
+        };
+        assert!(hub.is_for("index.docker.io"));
+        assert!(hub.is_for("registry-1.docker.io"));
     }
 
     #[test]

@@ -300,7 +300,12 @@ mod tests {
         let opts = SourceOptions {
             registry: registry::RegistryOptions {
                 insecure: vec!["127.0.0.1:9".into(), "127.0.0.2:9".into()],
-                basic: Some(("user".into(), "secret".into())),
+                basic: Some(auth::Explicit {
+                    host: "127.0.0.1:9".into(),
+                    username: "user".into(),
+                    password: "secret".into(),
+                    source: "test".into(),
+                }),
                 ..Default::default()
             },
         };

@@ -89,6 +89,9 @@ pub struct State {
     pub app_login: String,
     /// GraphQL answers 502 instead (to test what a missing answer does).
     pub graphql_down: bool,
+    /// GraphQL answers 200 with an `errors` list and no data, as GitHub
+    /// does for a query the token may not make.
+    pub graphql_errors: bool,
     /// Commit statuses created: `(owner/repo, sha, body)`.
     pub statuses: Vec<(String, String, Value)>,
 }
@@ -375,6 +378,12 @@ fn token_user(s: &State) -> Answer {
 fn graphql(req: &Request, s: &State) -> Answer {
     if s.graphql_down {
         return answer(502, json!({"message": "Server Error"}));
+    }
+    if s.graphql_errors {
+        return answer(
+            200,
+            json!({"errors": [{"type": "FORBIDDEN", "message": "Resource not accessible by integration"}]}),
+        );
     }
     let body = req.json();
     let query = body["query"].as_str().unwrap_or_default();

@@ -51,6 +51,10 @@ pub const SCRUBBED_PREFIXES: &[&str] = &["GITHUB_", "RUNNER_", "INPUT_", "ACTION
 
 const ERROR_PREFIX: &str = "sizeguard: error: ";
 
+/// The one line besides the error that a failing `check` may print: under
+/// GitHub Actions, which policy file it read.
+pub const POLICY_LINE: &str = "sizeguard: policy file: ";
+
 #[derive(Debug)]
 pub struct Out {
     pub code: i32,
@@ -364,6 +368,7 @@ impl Run {
             .lines()
             .filter(|l| !l.trim().is_empty())
             .filter(|l| !self.failure_extra_lines.iter().any(|p| l.starts_with(p)))
+            .filter(|l| !l.starts_with(POLICY_LINE))
             .collect();
         assert_eq!(
             lines.len(),
@@ -393,7 +398,7 @@ fn check_failed_step(out: &Out, what: &str) {
     let stderr: Vec<&str> = out
         .stderr
         .lines()
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(POLICY_LINE))
         .collect();
     assert!(
         annotations <= 1 && stderr.len() <= 1 && annotations + stderr.len() >= 1,

@@ -6,13 +6,16 @@
 //!   user at `GET /user`. An app installation's token (a workflow's
 //!   `GITHUB_TOKEN`, a GitHub App's) gets 403 there ("Resource not
 //!   accessible by integration"); GraphQL's `viewer { login }` answers for
-//!   those, and without GraphQL the author is `github-actions[bot]`, the
-//!   login GitHub gives comments made with `GITHUB_TOKEN`;
+//!   those. Should GraphQL not answer for such a token, no marked comment
+//!   is taken as ours (the token might be any app's, and
+//!   `github-actions[bot]` writes for every workflow): a new comment is
+//!   written instead;
 //! - it is not minimized. REST does not say; GraphQL's `isMinimized` on the
 //!   comment's `node_id` does. A minimized comment was hidden by someone
 //!   with the right to: sizeguard writes a new one instead of editing text
-//!   nobody sees. Should GraphQL not answer, that is said in a notice and
-//!   comments are taken as not minimized (the author check stands).
+//!   nobody sees. Should GraphQL not answer a user's token, that is said
+//!   in a notice and comments are taken as not minimized (the author check
+//!   stands).
 //!
 //! A marked comment by anyone else is never edited, never read as the
 //! report already posted (`on-change`), and named in one notice.
@@ -110,9 +113,29 @@ impl Api {
         };
         let author = match user {
             Some(login) => Author { login, app: false },
-            None => Author {
-                login: graph.viewer.unwrap_or_else(|| ACTIONS_BOT.to_string()),
-                app: true,
+            None => match graph.viewer.clone() {
+                Some(login) => Author { login, app: true },
+                None if asked.is_empty() => Author {
+                    // No bot's comment to tell apart: the name is only
+                    // for the notice below.
+                    login: ACTIONS_BOT.to_string(),
+                    app: true,
+                },
+                None => {
+                    // An app installation's token and no answer from
+                    // GraphQL: which bot the token writes as is unknown
+                    // (`github-actions[bot]` is only the workflow token's;
+                    // another app, or another workflow, writes as that
+                    // too). No marked comment is taken as ours: a new one
+                    // is written rather than someone else's edited.
+                    notice(&format!(
+                        "GitHub GraphQL did not say which app this token writes as: none of the {} \
+                         comment(s) carrying sizeguard's marker is taken as its own (a new comment \
+                         is written; they are never edited)",
+                        marked.len()
+                    ));
+                    return Ok(None);
+                }
             },
         };
         let (mine, others): (Vec<Existing>, Vec<Existing>) =

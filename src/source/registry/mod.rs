@@ -52,8 +52,9 @@ pub struct RegistryOptions {
     pub insecure: Vec<String>,
     /// Extra CA certificates (PEM) to trust, besides the system store.
     pub ca_files: Vec<PathBuf>,
-    /// From `--username` and `--password-stdin`.
-    pub basic: Option<(String, String)>,
+    /// From `--username` and `--password-stdin` (or a `serve` registry's
+    /// password file), with the one host they are for.
+    pub basic: Option<auth::Explicit>,
     /// How long the whole run may take (`--timeout`), from the moment the
     /// pool is made; [`DEFAULT_TIMEOUT`] when not given.
     pub timeout: Option<Duration>,
@@ -266,7 +267,7 @@ impl RegistryHost {
         } else {
             "https"
         };
-        let credential = auth::lookup(reference.registry(), opts.basic.clone())?;
+        let credential = auth::lookup(reference.registry(), opts.basic.as_ref())?;
         let rules = CredentialRules::new(credential, &host, scheme, &opts.insecure)?;
         let egress = Egress::for_registry(&host);
         Ok(RegistryHost {
