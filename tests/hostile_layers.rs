@@ -160,7 +160,9 @@ fn measure_binary(dir: &Path) -> (u64, String, String, bool) {
 
 /// `sizeguard measure --format json REFERENCE` under [`run_under_time`].
 fn measure_reference(reference: &str) -> (u64, Out) {
-    run_under_time(&["measure", "-q", "--jobs", "2", "--format", "json", reference])
+    run_under_time(&[
+        "measure", "-q", "--jobs", "2", "--format", "json", reference,
+    ])
 }
 
 /// A gzip layer of `dirs` × `per_dir` empty files, streamed into the
@@ -262,10 +264,10 @@ fn a_million_file_check_with_its_path_diff_peaks_under_200_mib() {
     assert!(rss < 200 * 1024, "peak RSS {rss} KiB is over 200 MiB");
 }
 
-/// The deepest path a node can create: 2047 components of one letter,
+/// The deepest path a node can create: 2048 components of one letter,
 /// 4095 bytes, in a PAX record.
 fn deep_path() -> Vec<u8> {
-    let mut p = b"a/".repeat(2047);
+    let mut p = b"a/".repeat(2048);
     p.pop();
     assert_eq!(p.len(), 4095);
     p
@@ -282,7 +284,7 @@ fn a_deep_path_costs_memory_linear_in_its_components() {
     let (rss, stdout, stderr, ok) = measure_binary(tmp.path());
     eprintln!("deep path: peak RSS {rss} KiB");
     assert!(ok, "measure failed: {stderr}");
-    let depth = 2047;
+    let depth = 2048;
     assert_eq!(figure(&stdout, &["totals", "files"]), 1);
     assert_eq!(figure(&stdout, &["totals", "content_bytes"]), 5);
     // The file, its ancestors and the root.
@@ -447,11 +449,17 @@ fn a_long_name_is_refused_before_it_is_read_whole() {
     let cases: Vec<(&str, Endless)> = vec![
         (
             "L",
-            Endless::new(header(b"././@LongLink", b'L', 1_000_000, |_| {}), chunk(b'n')),
+            Endless::new(
+                header(b"././@LongLink", b'L', 1_000_000, |_| {}),
+                chunk(b'n'),
+            ),
         ),
         (
             "K",
-            Endless::new(header(b"././@LongLink", b'K', 1_000_000, |_| {}), chunk(b'n')),
+            Endless::new(
+                header(b"././@LongLink", b'K', 1_000_000, |_| {}),
+                chunk(b'n'),
+            ),
         ),
         (
             "PAX path",

@@ -15,8 +15,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::content::{ContentFacts, ContentScan};
 use super::index::IndexBuilder;
-use super::limits::{Budget, Counted};
 pub use super::index::{LayerIndex, top_n};
+use super::limits::{Budget, Counted};
 use super::progress::LayerProgress;
 use super::tarstream::{self, Member, MemberKind, StreamError, TarStream};
 

@@ -235,7 +235,10 @@ mod tests {
         assert!(check_path(&path, "name").is_ok());
         path.push(b'f');
         let e = check_path(&path, "name").unwrap_err();
-        assert!(e.contains("4096 bytes") && e.contains("4095-byte path limit"), "{e}");
+        assert!(
+            e.contains("4096 bytes") && e.contains("4095-byte path limit"),
+            "{e}"
+        );
         assert!(check_link(&[b'a'; MAX_LINK_BYTES]).is_ok());
         assert!(check_link(&[b'a'; MAX_LINK_BYTES + 1]).is_err());
     }
@@ -252,7 +255,9 @@ mod tests {
         let e = b.charge(Counted::Members, 1).unwrap_err();
         assert!(e.contains("the limit for one measurement"), "{e}");
         let mut alone = Budget::new(None);
-        alone.charge(Counted::NameBytes, MAX_LAYER_NAME_BYTES).unwrap();
+        alone
+            .charge(Counted::NameBytes, MAX_LAYER_NAME_BYTES)
+            .unwrap();
         assert!(alone.charge(Counted::NameBytes, 1).is_err());
     }
 }

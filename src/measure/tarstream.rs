@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use tar::{GnuExtSparseHeader, GnuSparseHeader, Header};
 
-use super::limits::{self, Budget, Counted, JobBudget, MAX_LINK_BYTES, MAX_PATH_BYTES};
 pub use super::limits::MAX_RECORD_BYTES;
+use super::limits::{self, Budget, Counted, JobBudget, MAX_LINK_BYTES, MAX_PATH_BYTES};
 
 /// The most metadata records one member may carry. Writers use at most
 /// three (`x`, `L`, `K`); Go keeps only the last of each kind, so a longer
@@ -263,7 +263,10 @@ impl<R: Read> TarStream<R> {
         if n > left {
             return Err(format_error(
                 len,
-                format!("the archive ends {} bytes before its last member does", n - left),
+                format!(
+                    "the archive ends {} bytes before its last member does",
+                    n - left
+                ),
             ));
         }
         seek(&mut self.inner, n)?;
@@ -651,7 +654,9 @@ impl<R: Read> Read for MemberData<'_, R> {
         if self.left == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let n = self.stream.inner.read(&mut buf[..want])?;
         if n == 0 {
             return Err(io::Error::new(

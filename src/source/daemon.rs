@@ -424,10 +424,7 @@ fn walk(reader: &mut dyn Read, visit: BlobVisitor) -> Result<Walked, Error> {
             _ => continue,
         };
         let mut head = Vec::with_capacity(512);
-        stream
-            .data(512)
-            .read_to_end(&mut head)
-            .map_err(io_error)?;
+        stream.data(512).read_to_end(&mut head).map_err(io_error)?;
         let rest = size - head.len() as u64;
         if let Some(media_type) = sniff_layer(&head, size) {
             let mut reader = io::Cursor::new(head).chain(stream.data(rest));
@@ -439,10 +436,7 @@ fn walk(reader: &mut dyn Read, visit: BlobVisitor) -> Result<Walked, Error> {
             walked.passed.insert(name, Passed { size, media_type });
         } else if size <= KEEP_LIMIT && kept_bytes + size <= KEEP_TOTAL {
             kept_bytes += size;
-            stream
-                .data(rest)
-                .read_to_end(&mut head)
-                .map_err(io_error)?;
+            stream.data(rest).read_to_end(&mut head).map_err(io_error)?;
             walked.kept.insert(name, head);
         }
     }

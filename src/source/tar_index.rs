@@ -132,9 +132,9 @@ impl TarIndex {
 pub(crate) fn archive_error(e: StreamError) -> Error {
     match e {
         StreamError::Read(e) => Error::io("reading the archive", e),
-        StreamError::Format { offset, message } => Error::corrupt(format!(
-            "corrupt tar archive at offset {offset}: {message}"
-        )),
+        StreamError::Format { offset, message } => {
+            Error::corrupt(format!("corrupt tar archive at offset {offset}: {message}"))
+        }
     }
 }
 
