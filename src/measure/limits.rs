@@ -251,8 +251,10 @@ mod tests {
         a.charge(Counted::Members, MAX_LAYER_MEMBERS).unwrap();
         let e = a.charge(Counted::Members, 1).unwrap_err();
         assert!(e.contains("the limit for a layer"), "{e}");
-        b.charge(Counted::Members, MAX_LAYER_MEMBERS - 1).unwrap();
-        let e = b.charge(Counted::Members, 1).unwrap_err();
+        // The refused member counted for the layer only.
+        b.charge(Counted::Members, MAX_LAYER_MEMBERS).unwrap();
+        let mut c = Budget::new(Some(job.clone()));
+        let e = c.charge(Counted::Members, 1).unwrap_err();
         assert!(e.contains("the limit for one measurement"), "{e}");
         let mut alone = Budget::new(None);
         alone
