@@ -112,6 +112,9 @@ struct Pending {
     long_link: Option<Vec<u8>>,
 }
 
+/// Moves a seekable stream forward by a number of bytes.
+type SeekForward<R> = fn(&mut R, u64) -> io::Result<()>;
+
 pub struct TarStream<R> {
     inner: R,
     /// Bytes consumed so far.
@@ -122,7 +125,7 @@ pub struct TarStream<R> {
     pad: u64,
     /// For a stream that can seek (an archive file): its length, and how
     /// to move forward without reading.
-    seek: Option<(u64, fn(&mut R, u64) -> io::Result<()>)>,
+    seek: Option<(u64, SeekForward<R>)>,
     budget: Budget,
 }
 
