@@ -16,6 +16,7 @@ use std::process::Command;
 use sha2::{Digest as _, Sha256};
 
 use sizeguard::measure::layer::{Expected, LayerError, LayerMeasurement, analyze};
+use support::run::{Out, Run};
 
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", sizeguard::digest::hex(&Sha256::digest(bytes)))
@@ -126,42 +127,42 @@ fn write_layout(dir: &Path, layers: &[Vec<u8>]) {
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
 }
 
-/// Runs sizeguard with `args` under GNU time and a 4 GiB address-space
-/// limit (room for the allocator's per-thread arenas, none for a runaway);
-/// returns (peak RSS KiB, stdout, stderr, exit code).
-fn run_under_time(args: &str) -> (u64, String, String, Option<i32>) {
+/// Runs sizeguard with `args` (the one runner: a failure must be one error
+/// line, nothing may panic) under GNU time and a 4 GiB address-space limit
+/// (room for the allocator's per-thread arenas, none for a runaway);
+/// returns (peak RSS KiB, the run).
+fn run_under_time(args: &[&str]) -> (u64, Out) {
     support::require_tool("/usr/bin/time", "time");
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("rss");
     let script = format!(
-        "ulimit -v 4194304; exec /usr/bin/time -v '{}' {args}",
-        env!("CARGO_BIN_EXE_sizeguard"),
+        "ulimit -v 4194304; exec /usr/bin/time -f %M -o '{}' \"$0\" \"$@\"",
+        report.display()
     );
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .env("SIZEGUARD_NO_CACHE", "1")
-        .output()
-        .expect("run /usr/bin/time");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let rss = stderr
+    let out = Run::new(args).wrapped_in(["sh", "-c", &script]).run();
+    // GNU time writes "Command exited with non-zero status N" first on a
+    // failure; the figure is the last line.
+    let text = std::fs::read_to_string(&report).unwrap();
+    let rss = text
         .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Maximum resident set size (kbytes): ")
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak RSS in: {stderr}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (rss, stdout, stderr, out.status.code())
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in: {text}"));
+    (rss, out)
 }
 
 /// `sizeguard measure --format json` of the layout under [`run_under_time`];
 /// returns (peak RSS KiB, stdout, stderr, ok).
 fn measure_binary(dir: &Path) -> (u64, String, String, bool) {
-    let (rss, stdout, stderr, code) = run_under_time(&format!(
-        "measure -q --jobs 2 --format json 'oci:{}:v1'",
-        dir.display()
-    ));
-    (rss, stdout, stderr, code == Some(0))
+    let (rss, out) = measure_reference(&format!("oci:{}:v1", dir.display()));
+    (rss, out.stdout, out.stderr, out.code == 0)
+}
+
+/// `sizeguard measure --format json REFERENCE` under [`run_under_time`].
+fn measure_reference(reference: &str) -> (u64, Out) {
+    run_under_time(&[
+        "measure", "-q", "--jobs", "2", "--format", "json", reference,
+    ])
 }
 
 /// A gzip layer of `dirs` × `per_dir` empty files, streamed into the
@@ -216,13 +217,25 @@ fn a_million_files_peak_under_100_mib() {
 /// `sizeguard check` of the candidate layout against the baseline one
 /// under [`run_under_time`]; returns (peak RSS KiB, stdout, stderr, ran).
 fn check_binary(candidate: &Path, baseline: &Path) -> (u64, String, String, bool) {
-    let (rss, stdout, stderr, code) = run_under_time(&format!(
-        "check -q --no-config --jobs 2 --format json --candidate 'oci:{}:v1' --baseline 'oci:{}:v1'",
-        candidate.display(),
-        baseline.display()
-    ));
+    let (candidate, baseline) = (
+        format!("oci:{}:v1", candidate.display()),
+        format!("oci:{}:v1", baseline.display()),
+    );
+    let (rss, out) = run_under_time(&[
+        "check",
+        "-q",
+        "--no-config",
+        "--jobs",
+        "2",
+        "--format",
+        "json",
+        "--candidate",
+        &candidate,
+        "--baseline",
+        &baseline,
+    ]);
     // A check that judged a growth exits 0 (warn) or 1 (fail): both ran.
-    (rss, stdout, stderr, matches!(code, Some(0 | 1)))
+    (rss, out.stdout, out.stderr, matches!(out.code, 0 | 1))
 }
 
 /// The check holds both final trees and the path diff's per-node figures
@@ -251,12 +264,12 @@ fn a_million_file_check_with_its_path_diff_peaks_under_200_mib() {
     assert!(rss < 200 * 1024, "peak RSS {rss} KiB is over 200 MiB");
 }
 
-/// A path of 1 MiB minus a little: ~500 000 components of one letter, in a
-/// PAX record (the longest a record may be).
+/// The deepest path a node can create: 2048 components of one letter,
+/// 4095 bytes, in a PAX record.
 fn deep_path() -> Vec<u8> {
-    let depth = ((1 << 20) - 64) / 2;
-    let mut p = b"a/".repeat(depth);
-    p.push(b'f');
+    let mut p = b"a/".repeat(2048);
+    p.pop();
+    assert_eq!(p.len(), 4095);
     p
 }
 
@@ -266,19 +279,216 @@ fn a_deep_path_costs_memory_linear_in_its_components() {
     tar.extend(member(b"placeholder", b'0', b"hello"));
     tar.extend(end_of_archive());
     let layer = gzip(&tar);
-    eprintln!("deep-path layer: {} bytes gzip", layer.len());
     let tmp = tempfile::tempdir().unwrap();
     write_layout(tmp.path(), &[layer]);
     let (rss, stdout, stderr, ok) = measure_binary(tmp.path());
     eprintln!("deep path: peak RSS {rss} KiB");
     assert!(ok, "measure failed: {stderr}");
-    let depth = ((1 << 20) - 64) / 2;
+    let depth = 2048;
     assert_eq!(figure(&stdout, &["totals", "files"]), 1);
     assert_eq!(figure(&stdout, &["totals", "content_bytes"]), 5);
     // The file, its ancestors and the root.
-    assert_eq!(figure(&stdout, &["totals", "inodes"]), 1 + depth as u64 + 1);
-    assert_eq!(figure(&stdout, &["final", "inodes"]), 1 + depth as u64 + 1);
+    assert_eq!(figure(&stdout, &["totals", "inodes"]), depth + 1);
+    assert_eq!(figure(&stdout, &["final", "inodes"]), depth + 1);
     assert!(rss < 200 * 1024, "peak RSS {rss} KiB");
+}
+
+/// A name of `len` bytes, distinct for each `i`: a short directory, then
+/// one component of the rest.
+fn long_name(i: usize, len: usize) -> Vec<u8> {
+    let mut name = format!("{i:03}/").into_bytes();
+    name.resize(len, b'n');
+    name
+}
+
+/// The layer that took a measure to 630 MiB: 300 members whose names are
+/// a megabyte each (GNU long names and PAX paths in turn, both under the
+/// 1 MiB a record may have), about 300 KiB of gzip.
+fn megabyte_names_layer() -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for i in 0..300 {
+        let name = long_name(i, 1_000_000);
+        let record = if i % 2 == 0 {
+            member(b"././@LongLink", b'L', &[&name[..], b"\0"].concat())
+        } else {
+            pax(&[("path", &name)])
+        };
+        gz.write_all(&record).unwrap();
+        gz.write_all(&member(b"placeholder", b'0', b"x")).unwrap();
+    }
+    gz.write_all(&end_of_archive()).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn a_layer_of_megabyte_names_is_refused_at_its_first_name() {
+    let layer = megabyte_names_layer();
+    eprintln!("megabyte-names layer: {} bytes gzip", layer.len());
+    assert!(layer.len() < 512 << 10);
+    let digest = sha256(&layer);
+    let tmp = tempfile::tempdir().unwrap();
+    write_layout(tmp.path(), &[layer]);
+    let started = std::time::Instant::now();
+    let (rss, out) = measure_reference(&format!("oci:{}:v1", tmp.path().display()));
+    let took = started.elapsed();
+    eprintln!("megabyte names: peak RSS {rss} KiB, refused in {took:?}");
+    out.assert_measure_error(&[
+        &[&format!("layer {digest}")],
+        &["offset 0:"],
+        &["long name ('L' record) of more than 4095 bytes"],
+        &["4095-byte path limit"],
+    ]);
+    assert!(rss < 256 * 1024, "peak RSS {rss} KiB is over 256 MiB");
+    assert!(took.as_secs() < 10, "took {took:?}");
+}
+
+/// `record` (metadata records) then a member `kind` named "placeholder"
+/// and the end of the archive.
+fn with_member(record: Vec<u8>, kind: u8) -> Vec<u8> {
+    [record, member(b"placeholder", kind, b""), end_of_archive()].concat()
+}
+
+/// A GNU long name (`L`) or link (`K`) record.
+fn gnu_long(kind: u8, name: &[u8]) -> Vec<u8> {
+    member(b"././@LongLink", kind, &[name, b"\0"].concat())
+}
+
+#[test]
+fn names_are_held_to_the_kernel_limits() {
+    // 4095 bytes: 15 components of 255 and their slashes, a last of 255.
+    let component = vec![b'c'; 255];
+    let mut at_limit = Vec::new();
+    while at_limit.len() + 256 <= 4095 {
+        at_limit.extend_from_slice(&component);
+        at_limit.push(b'/');
+    }
+    at_limit.resize(4095, b'f');
+    // 4096 bytes, no component over 255.
+    let mut over = at_limit[..4094].to_vec();
+    over.extend_from_slice(b"/x");
+    let mut wide = b"dir/".to_vec();
+    wide.extend_from_slice(&[b'w'; 256]);
+
+    for name in [&at_limit, &over, &wide] {
+        for (how, record) in [
+            ("L", gnu_long(b'L', name)),
+            ("PAX path", pax(&[("path", name)])),
+        ] {
+            let got = measure(&with_member(record, b'0'));
+            let what = format!("{how}, {} bytes", name.len());
+            if name == &at_limit {
+                let m = got.unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(m.largest_files(1)[0].path.len(), 4095, "{what}");
+                continue;
+            }
+            let e = got.unwrap_err().to_string();
+            let why = if name == &wide {
+                "has a component of 256 bytes, over the 255-byte limit (Linux's NAME_MAX"
+            } else {
+                "4095-byte path limit (Linux's PATH_MAX"
+            };
+            assert!(e.contains(why) && e.contains("offset 0"), "{what}: {e}");
+        }
+    }
+
+    // Link targets: 4095 bytes at most; a hard link's components too.
+    let long_target = vec![b't'; 4096];
+    for (how, record, kind) in [
+        ("K symlink", gnu_long(b'K', &long_target), b'2'),
+        ("K hard link", gnu_long(b'K', &long_target), b'1'),
+        ("PAX linkpath", pax(&[("linkpath", &long_target)]), b'2'),
+    ] {
+        let e = measure(&with_member(record, kind)).unwrap_err().to_string();
+        assert!(e.contains("4095-byte link target limit"), "{how}: {e}");
+    }
+    let e = measure(&with_member(pax(&[("linkpath", &wide)]), b'1'))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the hard link's target has a component of 256 bytes"),
+        "{e}"
+    );
+    // A symlink's target is not a path of the layer: only its length counts.
+    let m = measure(&with_member(pax(&[("linkpath", &wide)]), b'2')).unwrap();
+    assert_eq!(m.index.len(), 1);
+    let m = measure(&with_member(gnu_long(b'K', &at_limit), b'2')).unwrap();
+    assert_eq!(m.index.len(), 1);
+}
+
+#[test]
+fn a_pax_header_is_held_to_its_cap_and_may_fill_it() {
+    // One extended attribute that fills the header to exactly 1 MiB.
+    let key = "SCHILY.xattr.user.big";
+    let value = vec![b'v'; (1 << 20) - 7 - 3 - key.len()];
+    let header = pax(&[(key, &value)]);
+    assert_eq!(header.len(), 512 + (1 << 20));
+    let m = measure(&with_member(header, b'0')).unwrap();
+    assert_eq!(m.figures.files, 1);
+    let value = [&value[..], b"v"].concat();
+    for kind in [b'x', b'g'] {
+        let mut header = pax(&[(key, &value)]);
+        header[156] = kind;
+        let mut h = tar::Header::new_old();
+        h.as_mut_bytes().copy_from_slice(&header[..512]);
+        h.set_cksum();
+        header[..512].copy_from_slice(h.as_bytes());
+        let e = measure(&with_member(header, b'0')).unwrap_err().to_string();
+        assert!(
+            e.contains("of 1048577 bytes is over the 1048576-byte limit"),
+            "{}: {e}",
+            kind as char
+        );
+    }
+}
+
+#[test]
+fn a_long_name_is_refused_before_it_is_read_whole() {
+    // Records under the 1 MiB cap whose names are not: the reader stops
+    // a few KiB in, not at the record's end.
+    let chunk = |byte: u8| move |_| vec![byte; 16 << 10];
+    let cases: Vec<(&str, Endless)> = vec![
+        (
+            "L",
+            Endless::new(
+                header(b"././@LongLink", b'L', 1_000_000, |_| {}),
+                chunk(b'n'),
+            ),
+        ),
+        (
+            "K",
+            Endless::new(
+                header(b"././@LongLink", b'K', 1_000_000, |_| {}),
+                chunk(b'n'),
+            ),
+        ),
+        (
+            "PAX path",
+            Endless::new(
+                [
+                    header(b"PaxHeaders/x", b'x', 1_000_000, |_| {}),
+                    b"1000000 path=".to_vec(),
+                ]
+                .concat(),
+                chunk(b'n'),
+            ),
+        ),
+        (
+            "PAX global path",
+            Endless::new(
+                [
+                    header(b"PaxHeaders/g", b'g', 1_000_000, |_| {}),
+                    b"1000000 path=".to_vec(),
+                ]
+                .concat(),
+                chunk(b'n'),
+            ),
+        ),
+    ];
+    for (how, mut r) in cases {
+        let e = analyze_counting(&mut r).unwrap_err().to_string();
+        assert!(e.contains("limit (Linux's PATH_MAX"), "{how}: {e}");
+        assert!(r.served < 64 << 10, "{how}: read {} bytes", r.served);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -347,17 +557,6 @@ fn a_pax_record_claiming_a_gib_is_refused_before_it_is_read() {
         );
         assert!(started.elapsed().as_secs() < 2);
     }
-}
-
-#[test]
-fn a_record_at_the_limit_is_read() {
-    let name = b"n".repeat((1 << 20) - 1);
-    let mut tar = member(b"././@LongLink", b'L', &[&name[..], b"\0"].concat());
-    tar.extend(member(b"short", b'0', b"abc"));
-    tar.extend(end_of_archive());
-    let m = measure(&tar).unwrap();
-    assert_eq!(m.figures.files, 1);
-    assert_eq!(m.largest_files(1)[0].path.len(), name.len());
 }
 
 #[test]
@@ -703,4 +902,85 @@ fn hostile_elf_headers_are_measured_without_debug_bytes_or_panics() {
     for (path, bytes) in m.index.debug_sections() {
         assert!(bytes <= elf.len() as u64, "{path}: {bytes}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// The outer tar of an archive: the same reader, the same limits
+// ---------------------------------------------------------------------------
+
+/// Writes `hostile` (raw tar members) and then the members of `dir` as a
+/// plain tar at `out`.
+fn tar_after(hostile: &[u8], dir: &Path, out: &Path) {
+    let mut file = std::fs::File::create(out).unwrap();
+    file.write_all(hostile).unwrap();
+    let mut t = tar::Builder::new(file);
+    t.append_dir_all(".", dir).unwrap();
+    t.finish().unwrap();
+}
+
+/// Members of megabyte names, one a GNU long name and one a PAX path.
+fn megabyte_name_members() -> Vec<u8> {
+    let mut out = gnu_long(b'L', &long_name(0, 1_000_000));
+    out.extend(member(b"junk", b'0', b"x"));
+    out.extend(pax(&[("path", &long_name(1, 1_000_000))]));
+    out.extend(member(b"junk", b'0', b"x"));
+    out
+}
+
+#[test]
+fn archives_whose_own_tar_has_megabyte_names_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layer = gzip(&[member(b"etc/hosts", b'0', b"127.0.0.1"), end_of_archive()].concat());
+    let layout = tmp.path().join("layout");
+    write_layout(&layout, &[layer]);
+    let hostile = megabyte_name_members();
+
+    let oci_archive = tmp.path().join("oci.tar");
+    tar_after(&[], &layout, &oci_archive);
+    let (_, out) = measure_reference(&format!("oci-archive:{}:v1", oci_archive.display()));
+    out.assert_ok();
+    tar_after(&hostile, &layout, &oci_archive);
+    let (rss, out) = measure_reference(&format!("oci-archive:{}:v1", oci_archive.display()));
+    eprintln!("oci-archive with megabyte names: peak RSS {rss} KiB");
+    out.assert_measure_error(&[
+        &["oci-archive:"],
+        &["corrupt tar archive at offset 0"],
+        &["4095-byte path limit"],
+    ]);
+    assert!(rss < 256 * 1024, "peak RSS {rss} KiB");
+
+    // A docker-archive: manifest.json, the config, the layer as a plain tar.
+    let docker = tmp.path().join("docker");
+    std::fs::create_dir_all(docker.join("l0")).unwrap();
+    let layer_tar = [member(b"etc/hosts", b'0', b"127.0.0.1"), end_of_archive()].concat();
+    std::fs::write(docker.join("l0/layer.tar"), &layer_tar).unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer_tar)]},
+    });
+    std::fs::write(docker.join("config.json"), config.to_string()).unwrap();
+    let manifest = serde_json::json!([
+        {"Config": "config.json", "RepoTags": ["app:v1"], "Layers": ["l0/layer.tar"]}
+    ]);
+    std::fs::write(docker.join("manifest.json"), manifest.to_string()).unwrap();
+    let docker_archive = tmp.path().join("docker.tar");
+    tar_after(&[], &docker, &docker_archive);
+    let (_, out) = measure_reference(&format!("docker-archive:{}", docker_archive.display()));
+    out.assert_ok();
+    // The PAX path first this time.
+    let pax_first = [
+        pax(&[("path", &long_name(1, 1_000_000))]),
+        member(b"junk", b'0', b"x"),
+    ]
+    .concat();
+    tar_after(&pax_first, &docker, &docker_archive);
+    let (rss, out) = measure_reference(&format!("docker-archive:{}", docker_archive.display()));
+    eprintln!("docker-archive with megabyte names: peak RSS {rss} KiB");
+    out.assert_measure_error(&[
+        &["docker-archive:"],
+        &["corrupt tar archive at offset 0"],
+        &["PAX 'path' record of 1000000 bytes"],
+        &["4095-byte path limit"],
+    ]);
+    assert!(rss < 256 * 1024, "peak RSS {rss} KiB");
 }

@@ -367,6 +367,11 @@ impl IndexBuilder {
         Ok(Some(node))
     }
 
+    /// Paths indexed so far, the root and implied directories included.
+    pub fn paths(&self) -> usize {
+        self.index.tree.len()
+    }
+
     /// The layer's figures and its index.
     pub fn finish(mut self) -> (LayerFigures, LayerIndex) {
         let index = &mut self.index;

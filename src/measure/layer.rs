@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 use super::content::{ContentFacts, ContentScan};
 use super::index::IndexBuilder;
 pub use super::index::{LayerIndex, top_n};
+use super::limits::{Budget, Counted};
 use super::progress::LayerProgress;
 use super::tarstream::{self, Member, MemberKind, StreamError, TarStream};
 
@@ -176,6 +177,9 @@ pub struct Expected {
     /// registry client does): hashing it again here would only slow the
     /// critical path.
     pub digest_checked_upstream: bool,
+    /// The measurement the layer belongs to: its members and names count
+    /// against that measurement's limits too.
+    pub job: Option<std::sync::Arc<super::limits::JobBudget>>,
 }
 
 /// Why a layer could not be measured. The message names the stage and the
@@ -304,7 +308,7 @@ pub fn analyze<R: Read>(
         progress,
     };
 
-    let parsed = parse_blob(&mut blob, hash_tar);
+    let parsed = parse_blob(&mut blob, hash_tar, expected.job.clone());
     let (compression, tar_bytes, tar_hash, builder) = match parsed {
         Ok(v) => v,
         Err(stage) => return Err(stage.into_error(&blob)),
@@ -423,7 +427,11 @@ impl Failure {
 
 type Parsed = (Compression, u64, Option<Sha256>, IndexBuilder);
 
-fn parse_blob<R: Read>(blob: &mut BlobReader<'_, R>, hash_tar: bool) -> Result<Parsed, Failure> {
+fn parse_blob<R: Read>(
+    blob: &mut BlobReader<'_, R>,
+    hash_tar: bool,
+    job: Option<std::sync::Arc<super::limits::JobBudget>>,
+) -> Result<Parsed, Failure> {
     let mut buffered = BufReader::with_capacity(256 * 1024, blob);
     let head = buffered
         .fill_buf()
@@ -444,7 +452,7 @@ fn parse_blob<R: Read>(blob: &mut BlobReader<'_, R>, hash_tar: bool) -> Result<P
         count: 0,
         decoder_failed: false,
     };
-    let builder = match parse_tar(&mut tar) {
+    let builder = match parse_tar(&mut tar, job) {
         Ok(b) => b,
         Err(StreamError::Read(e)) if tar.decoder_failed => {
             return Err(Failure::Decode(compression, e));
@@ -466,63 +474,82 @@ fn parse_blob<R: Read>(blob: &mut BlobReader<'_, R>, hash_tar: bool) -> Result<P
 }
 
 /// Indexes every member of the tar stream.
-fn parse_tar<R: Read>(reader: &mut R) -> Result<IndexBuilder, StreamError> {
+fn parse_tar<R: Read>(
+    reader: &mut R,
+    job: Option<std::sync::Arc<super::limits::JobBudget>>,
+) -> Result<IndexBuilder, StreamError> {
     let scan_content = content_scan_enabled();
-    let mut stream = TarStream::new(reader);
+    let mut stream = TarStream::new(reader).with_job_budget(job.clone());
     let mut builder = IndexBuilder::default();
+    // The paths the index makes, implied directories included, are
+    // counted apart from the members: a member's name may make thousands.
+    let mut paths = Budget::new(job);
+    let mut counted = builder.paths();
     while let Some(m) = stream.next_member()? {
-        let kind = match m.kind {
-            // Anything unknown is treated like a regular file, as GNU tar
-            // does.
-            MemberKind::File {
-                size,
-                sparse: false,
-            }
-            | MemberKind::Other { size, .. } => {
-                let facts = if scan_content {
-                    let mut scan = ContentScan::new(size);
-                    stream.read_data(size, |chunk| scan.feed(chunk))?;
-                    scan.finish()
-                } else {
-                    ContentFacts::default()
-                };
-                builder
-                    .add_file(&m.name, size, facts)
-                    .map_err(|e| member_error(&m, e))?;
-                continue;
-            }
-            // A sparse file's stored bytes are not its content.
-            MemberKind::File { size, .. } => EntryKind::File { size },
-            MemberKind::Dir => EntryKind::Dir,
-            MemberKind::Symlink => EntryKind::Symlink {
-                target_len: m.link.len(),
-            },
-            MemberKind::Device => EntryKind::Device,
-            MemberKind::Fifo => EntryKind::Fifo,
-            // containerd logs a global header and creates nothing.
-            MemberKind::Global => continue,
-            MemberKind::HardLink => {
-                builder
-                    .add_hard_link(&m.name, &m.link)
-                    .map_err(|e| member_error(&m, e))?;
-                continue;
-            }
-            MemberKind::OldGnuSparse { size } => {
-                return Err(member_error(
-                    &m,
-                    format!(
-                        "old GNU sparse file ({size} bytes apparent): containerd cannot \
-                         unpack it (Go's archive/tar keeps its type flag 'S', which \
-                         containerd's createTarFile refuses as an unhandled tar header type)"
-                    ),
-                ));
-            }
-        };
-        builder
-            .add(&m.name, kind)
-            .map_err(|e| member_error(&m, e))?;
+        index_member(&mut stream, &mut builder, &m, scan_content)?;
+        let now = builder.paths();
+        if now > counted {
+            paths
+                .charge(Counted::Paths, (now - counted) as u64)
+                .map_err(|why| member_error(&m, why))?;
+            counted = now;
+        }
     }
     Ok(builder)
+}
+
+fn index_member<R: Read>(
+    stream: &mut TarStream<R>,
+    builder: &mut IndexBuilder,
+    m: &Member,
+    scan_content: bool,
+) -> Result<(), StreamError> {
+    let kind = match m.kind {
+        // Anything unknown is treated like a regular file, as GNU tar
+        // does.
+        MemberKind::File {
+            size,
+            sparse: false,
+        }
+        | MemberKind::Other { size, .. } => {
+            let facts = if scan_content {
+                let mut scan = ContentScan::new(size);
+                stream.read_data(size, |chunk| scan.feed(chunk))?;
+                scan.finish()
+            } else {
+                ContentFacts::default()
+            };
+            return builder
+                .add_file(&m.name, size, facts)
+                .map_err(|e| member_error(m, e));
+        }
+        // A sparse file's stored bytes are not its content.
+        MemberKind::File { size, .. } => EntryKind::File { size },
+        MemberKind::Dir => EntryKind::Dir,
+        MemberKind::Symlink => EntryKind::Symlink {
+            target_len: m.link.len(),
+        },
+        MemberKind::Device => EntryKind::Device,
+        MemberKind::Fifo => EntryKind::Fifo,
+        // containerd logs a global header and creates nothing.
+        MemberKind::Global => return Ok(()),
+        MemberKind::HardLink => {
+            return builder
+                .add_hard_link(&m.name, &m.link)
+                .map_err(|e| member_error(m, e));
+        }
+        MemberKind::OldGnuSparse { size } => {
+            return Err(member_error(
+                m,
+                format!(
+                    "old GNU sparse file ({size} bytes apparent): containerd cannot \
+                     unpack it (Go's archive/tar keeps its type flag 'S', which \
+                     containerd's createTarFile refuses as an unhandled tar header type)"
+                ),
+            ));
+        }
+    };
+    builder.add(&m.name, kind).map_err(|e| member_error(m, e))
 }
 
 /// Whether file contents are hashed and scanned for debug sections.

@@ -7,6 +7,7 @@ pub mod estimate;
 pub mod hidden;
 pub mod index;
 pub mod layer;
+pub mod limits;
 pub mod merged;
 mod one_pass;
 pub mod progress;
@@ -225,8 +226,11 @@ impl Measurer {
         // When one layer fails the others stop at their next read, and every
         // job is awaited before returning, so no analyzer outlives the runtime.
         let cancel = Arc::new(AtomicBool::new(false));
+        // Every layer streamed for these images counts against one budget:
+        // the merged views hold all their indexes at once.
+        let budget = Arc::new(limits::JobBudget::default());
         let layer_jobs = futures::stream::iter(jobs)
-            .map(|job| self.run_job(job, opts, &cancel))
+            .map(|job| self.run_job(job, opts, &cancel, &budget))
             .buffer_unordered(opts.jobs.max(1))
             .collect::<Vec<_>>();
         // One-pass sources stream whole images, beside the layer jobs.
@@ -241,6 +245,7 @@ impl Measurer {
                         source.clone(),
                         image.clone(),
                         cancel.clone(),
+                        budget.clone(),
                     );
                     async move { streamed.await.map(|s| (i, s)) }
                 }),
@@ -286,12 +291,26 @@ impl Measurer {
         job: Job,
         opts: &MeasureOptions,
         cancel: &Arc<AtomicBool>,
+        budget: &Arc<limits::JobBudget>,
     ) -> Result<(String, LayerOutcome), Error> {
         let digest = job.desc.digest.clone();
         let verified_diff_id = job.diff_id.as_deref().filter(|_| opts.verify_diff_ids);
         let mut stream_reason: Option<String> = None;
         let quick = match cached(&self.cache, &job.desc, verified_diff_id).await {
-            Some(m) => Some((Arc::new(m), opts.estimate.then_some(EstimateNote::Cached))),
+            Some(m) => {
+                // A layer from the cache is held like a streamed one.
+                let tree = m.index.tree();
+                let charged = budget
+                    .charge(limits::Counted::Paths, tree.len() as u64)
+                    .and_then(|()| {
+                        budget.charge(limits::Counted::NameBytes, tree.names().len() as u64)
+                    });
+                if let Err(why) = charged {
+                    cancel.store(true, Ordering::Relaxed);
+                    return Err(Error::corrupt(format!("layer {digest}: {why}")));
+                }
+                Some((Arc::new(m), opts.estimate.then_some(EstimateNote::Cached)))
+            }
             None if opts.estimate => {
                 match probe_layer(job.source.as_ref(), &job.desc, job.diff_id.clone()).await {
                     Ok(p) => Some(p),
@@ -307,7 +326,7 @@ impl Measurer {
             Some((m, note)) => Ok(LayerOutcome::Measured(m, note)),
             None if cancel.load(Ordering::Relaxed) => Err(Error::cancelled()),
             None => self
-                .stream_layer(job.source, &job.desc, job.diff_id, opts, cancel)
+                .stream_layer(job.source, &job.desc, job.diff_id, opts, cancel, budget)
                 .await
                 .map(|m| {
                     let note = stream_reason.map(|reason| EstimateNote::Streamed { reason });
@@ -334,6 +353,7 @@ impl Measurer {
         diff_id: Option<String>,
         opts: &MeasureOptions,
         cancel: &Arc<AtomicBool>,
+        budget: &Arc<limits::JobBudget>,
     ) -> Result<Arc<LayerMeasurement>, Error> {
         let progress = self.progress.layer_started(&desc.digest, desc.size);
         let measured = measure_layer(
@@ -343,6 +363,7 @@ impl Measurer {
             opts.verify_diff_ids,
             progress,
             cancel.clone(),
+            budget.clone(),
         )
         .await;
         if let (Ok(m), Some(c)) = (&measured, self.cache.clone()) {
@@ -454,6 +475,7 @@ async fn measure_layer(
     verify_diff_id: bool,
     progress: Box<dyn LayerProgress>,
     cancel: Arc<AtomicBool>,
+    budget: Arc<limits::JobBudget>,
 ) -> Result<Arc<LayerMeasurement>, Error> {
     let digest_checked_upstream = source.verifies_digests();
     let reader = Cancellable {
@@ -466,6 +488,7 @@ async fn measure_layer(
         diff_id,
         verify_diff_id,
         digest_checked_upstream,
+        job: Some(budget),
     };
     // Decompression and tar parsing are CPU-bound: keep them off the reactor.
     let measured = tokio::task::spawn_blocking(move || {

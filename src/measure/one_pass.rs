@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::layer::{self, Compression, Expected, LayerMeasurement};
+use super::limits::JobBudget;
 use super::progress::Progress;
 use super::{Cancellable, EstimateNote, LayerOutcome, layer_error_kind};
 use crate::digest::Digest;
@@ -49,6 +50,7 @@ pub(super) async fn measure(
     source: Arc<dyn ImageSource>,
     image: ResolvedImage,
     cancel: Arc<AtomicBool>,
+    budget: Arc<JobBudget>,
 ) -> Result<Streamed, Error> {
     let Some(one_pass) = source.one_pass() else {
         return Err(Error::usage(format!(
@@ -57,7 +59,7 @@ pub(super) async fn measure(
         )));
     };
     let seen: Arc<Mutex<Seen>> = Arc::default();
-    let visit = visitor(progress, seen.clone(), cancel.clone());
+    let visit = visitor(progress, seen.clone(), cancel.clone(), budget);
     let streamed = one_pass.stream(&image, visit).await.inspect_err(|_| {
         // The other images' layers stop at their next read.
         cancel.store(true, Ordering::Relaxed);
@@ -116,6 +118,7 @@ fn visitor(
     progress: Arc<dyn Progress>,
     seen: Arc<Mutex<Seen>>,
     cancel: Arc<AtomicBool>,
+    budget: Arc<JobBudget>,
 ) -> BlobVisitor {
     Box::new(move |blob: PassingBlob<'_>| {
         let shown =
@@ -129,6 +132,7 @@ fn visitor(
         // checked against the layer it turns out to be afterwards.
         let expected = Expected {
             size: Some(blob.size),
+            job: Some(budget.clone()),
             ..Expected::default()
         };
         let measured = layer::analyze(&mut reader, &expected, Some(bar.as_ref()));

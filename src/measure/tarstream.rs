@@ -1,29 +1,36 @@
-//! A layer's tar stream, member by member, read as Go's `archive/tar` reads
-//! it (containerd unpacks layers with it: `pkg/archive/tar.go`,
-//! `applyNaive`), with every metadata record bounded.
+//! A tar stream, member by member, read as Go's `archive/tar` reads it
+//! (containerd unpacks layers with it: `pkg/archive/tar.go`, `applyNaive`),
+//! with every metadata record bounded and every name held to the limits of
+//! [`super::limits`]. Layers and the outer tars of archives and exports are
+//! all read through it.
 //!
 //! The `tar` crate reads GNU long-name/long-link and PAX records into memory
 //! whole, whatever size they claim, and has no hook to refuse one first; so
 //! the 512-byte blocks are read here, and only the header layouts and their
 //! numeric fields come from the crate. Nothing is held beyond one block and
-//! the pending metadata of the next member (at most three records of
-//! [`MAX_RECORD_BYTES`]); sparse maps are checked as they stream past.
+//! the pending metadata of the next member (one PAX header of at most
+//! [`MAX_RECORD_BYTES`], names of at most [`MAX_PATH_BYTES`]); a name past
+//! its limit is refused once its first bytes past the limit (or its
+//! length, in a PAX record) have been read, never held whole; sparse maps
+//! are checked as they stream past.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
 
 use tar::{GnuExtSparseHeader, GnuSparseHeader, Header};
 
-/// The longest metadata record (PAX `x`/`g`, GNU `L`/`K`) accepted. Go's
-/// `archive/tar` refuses longer ones (`maxSpecialFileSize = 1 << 20` in
-/// `src/archive/tar/format.go`, read by `readSpecialFile` in `reader.go`;
-/// libarchive uses the same limit), so containerd could not unpack a layer
-/// holding one anyway.
-pub const MAX_RECORD_BYTES: u64 = 1 << 20;
+pub use super::limits::MAX_RECORD_BYTES;
+use super::limits::{self, Budget, Counted, JobBudget, MAX_LINK_BYTES, MAX_PATH_BYTES};
 
 /// The most metadata records one member may carry. Writers use at most
 /// three (`x`, `L`, `K`); Go keeps only the last of each kind, so a longer
 /// chain is either junk or an attempt to make the reader spin.
 pub const MAX_RECORDS_PER_MEMBER: usize = 8;
+
+/// A PAX header is read this much at a time, and the records read so far
+/// checked, so that a name past its limit is refused from its length
+/// before its bytes are read.
+const PAX_CHUNK: usize = 4096;
 
 const BLOCK: u64 = 512;
 
@@ -105,12 +112,21 @@ struct Pending {
     long_link: Option<Vec<u8>>,
 }
 
+/// Moves a seekable stream forward by a number of bytes.
+type SeekForward<R> = fn(&mut R, u64) -> io::Result<()>;
+
 pub struct TarStream<R> {
     inner: R,
     /// Bytes consumed so far.
     pos: u64,
     /// Data and padding of the current member not consumed yet.
     unread: u64,
+    /// The current member's padding (the tail of `unread`).
+    pad: u64,
+    /// For a stream that can seek (an archive file): its length, and how
+    /// to move forward without reading.
+    seek: Option<(u64, SeekForward<R>)>,
+    budget: Budget,
 }
 
 impl<R: Read> TarStream<R> {
@@ -119,13 +135,36 @@ impl<R: Read> TarStream<R> {
             inner,
             pos: 0,
             unread: 0,
+            pad: 0,
+            seek: None,
+            budget: Budget::default(),
         }
+    }
+
+    /// Counts what the stream holds against `job` too.
+    pub fn with_job_budget(mut self, job: Option<Arc<JobBudget>>) -> Self {
+        self.budget = Budget::new(job);
+        self
+    }
+
+    /// Bytes consumed so far: right after [`Self::next_member`], where the
+    /// member's data starts (sparse members aside).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// A reader of the current member's first `len` data bytes (at most
+    /// what is left of them), for a member whose data has not been touched.
+    pub fn data(&mut self, len: u64) -> MemberData<'_, R> {
+        let left = len.min(self.unread.saturating_sub(self.pad));
+        MemberData { stream: self, left }
     }
 
     /// The next member, `None` at the end of the archive.
     pub fn next_member(&mut self) -> Result<Option<Member>, StreamError> {
         self.skip(self.unread)?;
         self.unread = 0;
+        self.pad = 0;
         let mut pending = Pending::default();
         let mut first = self.pos;
         loop {
@@ -157,14 +196,14 @@ impl<R: Read> TarStream<R> {
                     ),
                 ));
             }
-            let record = self.read_record(&header, offset)?;
             match typeflag {
                 b'x' => {
+                    let record = self.read_pax(&header, offset)?;
                     check_pax(&record, offset)?;
                     pending.pax = Some(record);
                 }
-                b'L' => pending.long_name = Some(c_string(record)),
-                _ => pending.long_link = Some(c_string(record)),
+                b'L' => pending.long_name = Some(self.read_long_name(&header, offset)?),
+                _ => pending.long_link = Some(self.read_long_name(&header, offset)?),
             }
         }
     }
@@ -218,7 +257,24 @@ impl<R: Read> TarStream<R> {
     }
 
     fn skip(&mut self, n: u64) -> Result<(), StreamError> {
-        self.consume(n, |_| {})
+        let Some((len, seek)) = self.seek else {
+            return self.consume(n, |_| {});
+        };
+        // A seek past the end succeeds: the archive's length tells a member
+        // that claims more than there is.
+        let left = len.saturating_sub(self.pos);
+        if n > left {
+            return Err(format_error(
+                len,
+                format!(
+                    "the archive ends {} bytes before its last member does",
+                    n - left
+                ),
+            ));
+        }
+        seek(&mut self.inner, n)?;
+        self.pos += n;
+        Ok(())
     }
 
     /// Hands the current member's first `len` data bytes to `sink` as they
@@ -226,7 +282,7 @@ impl<R: Read> TarStream<R> {
     /// For a member whose data has not been touched yet (not a sparse file,
     /// whose map may sit in its data), and `len` at most its size.
     pub fn read_data(&mut self, len: u64, sink: impl FnMut(&[u8])) -> Result<(), StreamError> {
-        let len = len.min(self.unread);
+        let len = len.min(self.unread.saturating_sub(self.pad));
         self.consume(len, sink)?;
         self.unread -= len;
         Ok(())
@@ -255,9 +311,9 @@ impl<R: Read> TarStream<R> {
         Ok(())
     }
 
-    /// A metadata record's data, refused before it is read when it claims
-    /// more than [`MAX_RECORD_BYTES`].
-    fn read_record(&mut self, header: &Header, offset: u64) -> Result<Vec<u8>, StreamError> {
+    /// A metadata record's size, refused when it claims more than
+    /// [`MAX_RECORD_BYTES`].
+    fn record_size(&self, header: &Header, offset: u64) -> Result<u64, StreamError> {
         let size = entry_size(header, offset)?;
         if size > MAX_RECORD_BYTES {
             return Err(format_error(
@@ -269,8 +325,59 @@ impl<R: Read> TarStream<R> {
                 ),
             ));
         }
-        let mut record = vec![0u8; size as usize];
-        self.read_block(&mut record, false)?;
+        Ok(size)
+    }
+
+    /// A GNU long name or link (`L`, `K`): a C string, cut at its first NUL
+    /// as Go does. No more than its limit and a NUL are read before a longer
+    /// one is refused, whatever size the record claims.
+    fn read_long_name(&mut self, header: &Header, offset: u64) -> Result<Vec<u8>, StreamError> {
+        let (limit, what, bound) = match header.entry_type().as_byte() {
+            b'L' => (MAX_PATH_BYTES, "a GNU long name ('L' record)", "path"),
+            _ => (
+                MAX_LINK_BYTES,
+                "a GNU long link target ('K' record)",
+                "link target",
+            ),
+        };
+        let size = self.record_size(header, offset)?;
+        let kept = size.min(limit as u64 + 1);
+        let mut name = vec![0u8; kept as usize];
+        self.read_block(&mut name, false)?;
+        let name = c_string(name);
+        if name.len() > limit {
+            return Err(format_error(
+                offset,
+                format!(
+                    "{what} of more than {limit} bytes ({}) is over the {limit}-byte {bound} \
+                     limit (Linux's PATH_MAX: containerd could not create it)",
+                    printable(&name)
+                ),
+            ));
+        }
+        self.skip(size - kept + padding(size))?;
+        Ok(name)
+    }
+
+    /// A PAX header (`x` or `g`), read [`PAX_CHUNK`] at a time: a `path`,
+    /// `linkpath` or `GNU.sparse.name` record longer than its limit is
+    /// refused from the length it declares, before its value is read.
+    fn read_pax(&mut self, header: &Header, offset: u64) -> Result<Vec<u8>, StreamError> {
+        let size = self.record_size(header, offset)?;
+        self.budget
+            .charge(Counted::PaxBytes, size)
+            .map_err(|why| format_error(offset, why))?;
+        let mut record = Vec::new();
+        let mut scanned = Some(0);
+        while (record.len() as u64) < size {
+            let start = record.len();
+            let n = (size - start as u64).min(PAX_CHUNK as u64) as usize;
+            record.resize(start + n, 0);
+            self.read_block(&mut record[start..], false)?;
+            if let Some(from) = scanned {
+                scanned = scan_pax_names(&record, from).map_err(|why| format_error(offset, why))?;
+            }
+        }
         self.skip(padding(size))?;
         Ok(record)
     }
@@ -324,7 +431,7 @@ impl<R: Read> TarStream<R> {
             _ => MemberKind::Other { typeflag, size },
         };
         if typeflag == b'g' {
-            let record = self.read_record(header, offset)?;
+            let record = self.read_pax(header, offset)?;
             check_pax(&record, offset)?;
         } else if typeflag == b'S' {
             let apparent = self
@@ -332,11 +439,12 @@ impl<R: Read> TarStream<R> {
                 .map_err(|e| named(e, &name))?;
             kind = MemberKind::OldGnuSparse { size: apparent };
             self.unread = size.saturating_add(padding(size));
+            self.pad = padding(size);
         } else {
-            self.unread = if header_only {
-                0
+            (self.unread, self.pad) = if header_only {
+                (0, 0)
             } else {
-                size.saturating_add(padding(size))
+                (size.saturating_add(padding(size)), padding(size))
             };
             if let Some(sparse) = PaxSparse::detect(pax) {
                 if header_only {
@@ -364,12 +472,39 @@ impl<R: Read> TarStream<R> {
                 };
             }
         }
+        let link = link.unwrap_or_default();
+        self.admit(&name, &link, typeflag, offset)?;
         Ok(Member {
             offset,
             name,
-            link: link.unwrap_or_default(),
+            link,
             kind,
         })
+    }
+
+    /// Holds a member to the name limits (a global header names nothing
+    /// that is created) and counts it against the budget.
+    fn admit(
+        &mut self,
+        name: &[u8],
+        link: &[u8],
+        typeflag: u8,
+        offset: u64,
+    ) -> Result<(), StreamError> {
+        let refused = |why: String| format_error(offset, format!("{}: {why}", printable(name)));
+        if typeflag != b'g' {
+            limits::check_path(name, "the name").map_err(refused)?;
+            match typeflag {
+                b'1' => limits::check_path(link, "the hard link's target").map_err(refused)?,
+                b'2' => limits::check_link(link).map_err(refused)?,
+                _ => {}
+            }
+        }
+        let over = |why: String| format_error(offset, why);
+        self.budget.charge(Counted::Members, 1).map_err(over)?;
+        self.budget
+            .charge(Counted::NameBytes, (name.len() + link.len()) as u64)
+            .map_err(over)
     }
 
     /// Reads an old GNU sparse member's map (in its header, then in
@@ -496,6 +631,52 @@ impl<R: Read> TarStream<R> {
     }
 }
 
+impl<R: Read + Seek> TarStream<R> {
+    /// A stream over an archive file (positioned at its start): members'
+    /// data is sought over, not read.
+    pub fn seekable(mut inner: R) -> io::Result<Self> {
+        let len = inner.seek(SeekFrom::End(0))?;
+        inner.seek(SeekFrom::Start(0))?;
+        let mut stream = TarStream::new(inner);
+        stream.seek = Some((len, |r, n| {
+            let n = i64::try_from(n).map_err(io::Error::other)?;
+            r.seek(SeekFrom::Current(n)).map(drop)
+        }));
+        Ok(stream)
+    }
+}
+
+/// The data of the member a [`TarStream`] is at, as a reader.
+pub struct MemberData<'a, R> {
+    stream: &'a mut TarStream<R>,
+    left: u64,
+}
+
+impl<R: Read> Read for MemberData<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.stream.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the archive ends {} bytes before its member does",
+                    self.left
+                ),
+            ));
+        }
+        self.stream.pos += n as u64;
+        self.stream.unread -= n as u64;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// A format error about the member `name`, named.
 fn named(e: StreamError, name: &[u8]) -> StreamError {
     match e {
@@ -511,7 +692,7 @@ fn padding(size: u64) -> u64 {
     (BLOCK - size % BLOCK) % BLOCK
 }
 
-/// A GNU long name or link: a C string, cut at its first NUL as Go does.
+/// A C string, cut at its first NUL as Go does.
 fn c_string(mut bytes: Vec<u8>) -> Vec<u8> {
     if let Some(i) = bytes.iter().position(|&b| b == 0) {
         bytes.truncate(i);
@@ -580,6 +761,51 @@ fn pax_records(mut buf: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), ()
             }
         }
     })
+}
+
+/// Checks the records of a PAX header read up to `buf.len()`, from the
+/// record starting at `from`: a name record whose declared length puts its
+/// value past the limit is refused, with at most the record's prefix read.
+/// Returns where the first record not read whole starts, or `None` when a
+/// record is malformed (left for [`check_pax`] to refuse whole).
+fn scan_pax_names(buf: &[u8], mut from: usize) -> Result<Option<usize>, String> {
+    loop {
+        let rest = &buf[from..];
+        let Some(sp) = rest.iter().take(21).position(|&b| b == b' ') else {
+            return Ok((rest.len() < 21).then_some(from));
+        };
+        let Some(len) = decimal(&rest[..sp]).and_then(|l| usize::try_from(l).ok()) else {
+            return Ok(None);
+        };
+        if len < sp + 3 {
+            return Ok(None);
+        }
+        let key_area = &rest[sp + 1..rest.len().min(len)];
+        let Some(eq) = key_area.iter().position(|&b| b == b'=') else {
+            return Ok((rest.len() < len).then_some(from));
+        };
+        let key = &key_area[..eq];
+        // The value runs from after `=` to the record's closing newline.
+        let value_len = len.saturating_sub(sp + 1 + eq + 1 + 1);
+        let limit = match key {
+            b"path" | b"GNU.sparse.name" => Some((MAX_PATH_BYTES, "path")),
+            b"linkpath" => Some((MAX_LINK_BYTES, "link target")),
+            _ => None,
+        };
+        if let Some((limit, bound)) = limit
+            && value_len > limit
+        {
+            return Err(format!(
+                "a PAX '{}' record of {value_len} bytes is over the {limit}-byte {bound} \
+                 limit (Linux's PATH_MAX: containerd could not create it)",
+                key.escape_ascii()
+            ));
+        }
+        if rest.len() < len {
+            return Ok(Some(from));
+        }
+        from += len;
+    }
 }
 
 /// Refuses a PAX header Go's `parsePAX` refuses: a malformed record, an

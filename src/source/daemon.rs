@@ -52,6 +52,7 @@ use super::{
 };
 use crate::digest::Digest;
 use crate::error::{Error, Kind};
+use crate::measure::tarstream::{MemberKind, StreamError, TarStream};
 use crate::source::platform::{Platform, PlatformSelector};
 
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
@@ -377,9 +378,16 @@ struct Walked {
     links: HashMap<String, String>,
 }
 
-/// Walks the export once, handing layers to `visit` as they pass.
+/// Walks the export once, handing layers to `visit` as they pass. The
+/// export's own tar goes through the same bounded reader as a layer's.
 fn walk(reader: &mut dyn Read, visit: BlobVisitor) -> Result<Walked, Error> {
-    let corrupt = |e: io::Error| Error::io("reading the export", e);
+    let io_error = |e: io::Error| Error::io("reading the export", e);
+    let corrupt = |e: StreamError| match e {
+        StreamError::Read(e) => io_error(e),
+        StreamError::Format { offset, message } => Error::corrupt(format!(
+            "the export is a corrupt tar archive at offset {offset}: {message}"
+        )),
+    };
     let mut walked = Walked {
         visit,
         passed: HashMap::new(),
@@ -387,35 +395,39 @@ fn walk(reader: &mut dyn Read, visit: BlobVisitor) -> Result<Walked, Error> {
         links: HashMap::new(),
     };
     let mut kept_bytes = 0;
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let name = normalize_member(&entry.path().map_err(corrupt)?.to_string_lossy());
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() || kind.is_hard_link() {
-            if let Some(target) = entry.link_name().map_err(corrupt)? {
-                let target = target.to_string_lossy();
-                let target = if kind.is_symlink() {
-                    let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
-                    resolve_relative(dir, &target)
-                } else {
-                    normalize_member(&target)
-                };
-                walked.links.insert(name, target);
+    let mut stream = TarStream::new(reader);
+    while let Some(member) = stream.next_member().map_err(corrupt)? {
+        let name = normalize_member(&String::from_utf8_lossy(&member.name));
+        let size = match member.kind {
+            MemberKind::Symlink | MemberKind::HardLink => {
+                if !member.link.is_empty() {
+                    let target = String::from_utf8_lossy(&member.link);
+                    let target = if member.kind == MemberKind::Symlink {
+                        let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
+                        resolve_relative(dir, &target)
+                    } else {
+                        normalize_member(&target)
+                    };
+                    walked.links.insert(name, target);
+                }
+                continue;
             }
-            continue;
-        }
-        if !kind.is_file() {
-            continue;
-        }
-        let size = entry.size();
+            // '7' is a contiguous file, a regular file to every reader.
+            MemberKind::File {
+                size,
+                sparse: false,
+            }
+            | MemberKind::Other {
+                typeflag: b'7',
+                size,
+            } => size,
+            _ => continue,
+        };
         let mut head = Vec::with_capacity(512);
-        (&mut entry)
-            .take(512)
-            .read_to_end(&mut head)
-            .map_err(corrupt)?;
+        stream.data(512).read_to_end(&mut head).map_err(io_error)?;
+        let rest = size - head.len() as u64;
         if let Some(media_type) = sniff_layer(&head, size) {
-            let mut reader = io::Cursor::new(head).chain(&mut entry);
+            let mut reader = io::Cursor::new(head).chain(stream.data(rest));
             (walked.visit)(PassingBlob {
                 name: &name,
                 size,
@@ -424,7 +436,7 @@ fn walk(reader: &mut dyn Read, visit: BlobVisitor) -> Result<Walked, Error> {
             walked.passed.insert(name, Passed { size, media_type });
         } else if size <= KEEP_LIMIT && kept_bytes + size <= KEEP_TOTAL {
             kept_bytes += size;
-            entry.read_to_end(&mut head).map_err(corrupt)?;
+            stream.data(rest).read_to_end(&mut head).map_err(io_error)?;
             walked.kept.insert(name, head);
         }
     }

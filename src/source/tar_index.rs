@@ -1,6 +1,8 @@
 //! Reading members of a plain tar in place: the archive is indexed once, by
 //! seeking over member contents, and a member is then read straight from
-//! its offset. Nothing is extracted to disk.
+//! its offset. Nothing is extracted to disk. The archive is as untrusted as
+//! the layers inside it, so its headers go through the same bounded reader
+//! ([`TarStream`]) and are held to the same limits.
 //!
 //! The index is built from any `Read + Seek`; the bytes behind it are
 //! anything that can hand out independent readers ([`Seekable`]): a file
@@ -12,6 +14,7 @@ use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use crate::error::Error;
+use crate::measure::tarstream::{self, MemberKind, StreamError, TarStream};
 
 /// A reader that can also seek.
 pub trait ReadSeek: Read + Seek + Send {}
@@ -68,28 +71,23 @@ impl TarIndex {
                 "the archive is compressed; decompress it first (e.g. gunzip), as skopeo expects a plain tar",
             ));
         }
-        reader.seek(SeekFrom::Start(0)).map_err(io)?;
-        let mut archive = tar::Archive::new(reader);
-        let entries = archive
-            .entries_with_seek()
-            .map_err(|e| Error::corrupt("not a tar archive").with_source(e))?;
+        let mut stream = TarStream::seekable(reader).map_err(io)?;
         let mut index = TarIndex::default();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::corrupt("corrupt tar archive").with_source(e))?;
-            index.add(&entry);
+        while let Some(member) = stream.next_member().map_err(archive_error)? {
+            index.add(&member, stream.position());
         }
         Ok(index)
     }
 
-    fn add<R: Read>(&mut self, entry: &tar::Entry<'_, R>) {
-        let name = normalize_member(&String::from_utf8_lossy(&entry.path_bytes()));
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() || kind.is_hard_link() {
-            if let Some(target) = entry.link_name_bytes() {
-                let target = String::from_utf8_lossy(&target).to_string();
+    /// Records a member whose data starts at `data_offset`.
+    fn add(&mut self, m: &tarstream::Member, data_offset: u64) {
+        let name = normalize_member(&String::from_utf8_lossy(&m.name));
+        match m.kind {
+            MemberKind::Symlink | MemberKind::HardLink if !m.link.is_empty() => {
+                let target = String::from_utf8_lossy(&m.link).to_string();
                 // Symlink targets are relative to the link's directory;
                 // hard link targets to the archive root.
-                let resolved = match (kind.is_symlink(), name.rsplit_once('/')) {
+                let resolved = match (m.kind == MemberKind::Symlink, name.rsplit_once('/')) {
                     (true, Some((dir, _))) if !target.starts_with('/') => {
                         resolve_relative(dir, &target)
                     }
@@ -97,12 +95,22 @@ impl TarIndex {
                 };
                 self.links.insert(name, resolved);
             }
-        } else if kind.is_file() {
-            let member = Member {
-                offset: entry.raw_file_position(),
-                size: entry.size(),
-            };
-            self.members.insert(name, member);
+            // '7' is a contiguous file, a regular file to every reader.
+            MemberKind::File {
+                size,
+                sparse: false,
+            }
+            | MemberKind::Other {
+                typeflag: b'7',
+                size,
+            } => {
+                let member = Member {
+                    offset: data_offset,
+                    size,
+                };
+                self.members.insert(name, member);
+            }
+            _ => {}
         }
     }
 
@@ -117,6 +125,16 @@ impl TarIndex {
             name = self.links.get(&name)?.clone();
         }
         None
+    }
+}
+
+/// Why an archive's tar could not be read.
+pub(crate) fn archive_error(e: StreamError) -> Error {
+    match e {
+        StreamError::Read(e) => Error::io("reading the archive", e),
+        StreamError::Format { offset, message } => {
+            Error::corrupt(format!("corrupt tar archive at offset {offset}: {message}"))
+        }
     }
 }
 
