@@ -408,7 +408,8 @@ fn an_event_naming_an_unlisted_registry_does_not_hold_back_the_next() {
     let second = svc.wait_verdict(&v2.digest, VERDICT_WAIT);
     assert_eq!(second["registry"], reg.addr.as_str(), "{second:#}");
     assert_eq!(second["tag"], "v2");
-    let ignored = "sizeguard_events_ignored_total{sender=\"distribution\",reason=\"registry_not_allowed\"}";
+    let ignored =
+        "sizeguard_events_ignored_total{sender=\"distribution\",reason=\"registry_not_allowed\"}";
     assert!(svc.metric(ignored) >= 1.0, "{}", svc.get("/metrics").body);
     assert_eq!(
         svc.metric("sizeguard_events_rejected_total{sender=\"distribution\",reason=\"registry_not_allowed\"}"),

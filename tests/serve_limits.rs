@@ -215,8 +215,9 @@ fn two_hundred_stalled_strangers_cost_little_and_are_all_closed() {
     let delivered = delivered.expect("the delivery was sent");
     assert_eq!(delivered.status, 202, "{}", delivered.body);
     assert!(
-        svc.metric("sizeguard_events_rejected_total{sender=\"distribution\",reason=\"unauthorized\"}")
-            >= 50.0
+        svc.metric(
+            "sizeguard_events_rejected_total{sender=\"distribution\",reason=\"unauthorized\"}"
+        ) >= 50.0
     );
 }
 
@@ -385,8 +386,7 @@ fn curl_healthz(addr: &str, ca: &Path) -> (bool, String) {
         .expect("spawn curl");
     (
         out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
 

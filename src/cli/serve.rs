@@ -552,4 +552,143 @@ header = "X-Token"
         assert!(!shown.contains("SECRETPATH"), "{shown}");
         usage(&["--public-url", "not a url"], "");
     }
+
+    #[test]
+    fn receivers_secrets_registries_and_switches() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::write(&shared, "a-long-enough-shared-secret\n").unwrap();
+        let github = dir.path().join("github");
+        std::fs::write(&github, "a-long-enough-hmac-key\n").unwrap();
+        let allowed: HashSet<String> = ["ghcr.io", "reg.example:5000"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        let shared_flag = shared.display().to_string();
+        let github_flag = github.display().to_string();
+
+        // One shared secret: every receiver on, GitHub's on ghcr.io only.
+        let r = receivers(
+            &serve_args(&["--secret-file", &shared_flag]),
+            &ServeConfig::default(),
+            &allowed,
+        )
+        .unwrap();
+        let d = r.distribution.unwrap();
+        assert_eq!(d.secret, b"a-long-enough-shared-secret");
+        assert_eq!(d.registries, allowed);
+        let g = r.github.unwrap();
+        assert_eq!(g.registries, HashSet::from(["ghcr.io".to_string()]));
+        assert!(r.harbor.is_some());
+
+        // GitHub's own key, Harbor off by flag, Distribution off by file.
+        let r = receivers(
+            &serve_args(&[
+                "--secret-file",
+                &shared_flag,
+                "--github-secret-file",
+                &github_flag,
+                "--disable-receiver",
+                "harbor",
+            ]),
+            &serve_config("[serve.receivers.distribution]\nenabled = false\n"),
+            &allowed,
+        )
+        .unwrap();
+        assert!(r.distribution.is_none() && r.harbor.is_none());
+        assert_eq!(r.github.unwrap().secret, b"a-long-enough-hmac-key");
+
+        // Only GitHub has a secret: only GitHub is on.
+        let r = receivers(
+            &serve_args(&["--github-secret-file", &github_flag]),
+            &ServeConfig::default(),
+            &allowed,
+        )
+        .unwrap();
+        assert!(r.distribution.is_none() && r.harbor.is_none() && r.github.is_some());
+
+        let usage = |args: &[&str], toml_text: &str| {
+            let e = receivers(&serve_args(args), &serve_config(toml_text), &allowed)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} {toml_text}: accepted"));
+            assert_eq!(e.kind(), Kind::Usage, "{toml_text}: {e:?}");
+            e.one_line()
+        };
+        assert!(usage(&[], "").contains("--secret-file"));
+        assert!(
+            usage(
+                &["--github-secret-file", &github_flag],
+                "[serve.receivers.harbor]\nenabled = true\n"
+            )
+            .contains("harbor")
+        );
+        assert!(
+            usage(
+                &["--secret-file", &shared_flag],
+                "[serve.receivers.harbor]\nregistries = [\"REG.example:5000\", \"other.example\"]\n"
+            )
+            .contains("other.example")
+        );
+        let all_off = [
+            "--secret-file",
+            &shared_flag,
+            "--disable-receiver",
+            "harbor",
+            "--disable-receiver",
+            "github",
+            "--disable-receiver",
+            "distribution",
+        ];
+        usage(&all_off, "");
+        // A listed registry is matched case-insensitively.
+        let r = receivers(
+            &serve_args(&["--secret-file", &shared_flag]),
+            &serve_config("[serve.receivers.harbor]\nregistries = [\"REG.example:5000\"]\n"),
+            &allowed,
+        )
+        .unwrap();
+        assert_eq!(
+            r.harbor.unwrap().registries,
+            HashSet::from(["reg.example:5000".to_string()])
+        );
+    }
+
+    #[test]
+    fn limits_and_tls_flags() {
+        let l = limits(&serve_args(&[]), &ServeConfig::default()).unwrap();
+        assert_eq!(l.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(l.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+        let l = limits(
+            &serve_args(&["--max-in-flight", "3"]),
+            &serve_config("[serve]\nmax-connections = 9\nmax-in-flight = 5\n"),
+        )
+        .unwrap();
+        assert_eq!((l.max_connections, l.max_in_flight), (9, 3));
+        let e = limits(
+            &serve_args(&["--max-connections", "0"]),
+            &ServeConfig::default(),
+        );
+        assert_eq!(e.unwrap_err().kind(), Kind::Usage);
+
+        assert!(
+            tls_files(&serve_args(&[]), &ServeConfig::default())
+                .unwrap()
+                .is_none()
+        );
+        let both = tls_files(
+            &serve_args(&["--tls-cert", "c.pem"]),
+            &serve_config("[serve]\ntls-key = \"k.pem\"\n"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (both.cert.to_str(), both.key.to_str()),
+            (Some("c.pem"), Some("k.pem"))
+        );
+        let half = tls_files(
+            &serve_args(&["--tls-key", "k.pem"]),
+            &ServeConfig::default(),
+        );
+        assert_eq!(half.unwrap_err().kind(), Kind::Usage);
+    }
 }

@@ -92,19 +92,11 @@ async fn distribution_events(
     receive(&s, Sender::Distribution, &headers, body).await
 }
 
-async fn harbor_events(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn harbor_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     receive(&s, Sender::Harbor, &headers, body).await
 }
 
-async fn github_events(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn github_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     receive(&s, Sender::Github, &headers, body).await
 }
 

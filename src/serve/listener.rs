@@ -261,12 +261,26 @@ Connection: close\r\n\r\n{\"error\":\"too many connections at once\"}\n";
 async fn connection(stream: TcpStream, app: Router, tls: Option<TlsAcceptor>, shutdown: Shutdown) {
     let activity = Arc::new(Activity::new());
     match tls {
-        None => http(Watched::new(stream, activity.clone()), app, activity, shutdown).await,
+        None => {
+            http(
+                Watched::new(stream, activity.clone()),
+                app,
+                activity,
+                shutdown,
+            )
+            .await
+        }
         Some(acceptor) => {
             let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await;
             match handshake {
                 Ok(Ok(stream)) => {
-                    http(Watched::new(stream, activity.clone()), app, activity, shutdown).await
+                    http(
+                        Watched::new(stream, activity.clone()),
+                        app,
+                        activity,
+                        shutdown,
+                    )
+                    .await
                 }
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
