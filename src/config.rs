@@ -218,6 +218,44 @@ pub struct ServeConfig {
     pub github: Option<ServeGithub>,
     /// A chat webhook told of some verdicts.
     pub notify: Option<ServeNotify>,
+    /// Connections open at once; past it, `503` and closed.
+    pub max_connections: Option<usize>,
+    /// Requests handled at once, health probes aside; past it, `503`.
+    pub max_in_flight: Option<usize>,
+    /// PEM certificate chain and its key: serve HTTPS. Both files are
+    /// re-read when they change.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `[serve.receivers.NAME]`: each sender's own secret and registries.
+    #[serde(default)]
+    pub receivers: ServeReceivers,
+}
+
+/// `[serve.receivers]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeReceivers {
+    pub distribution: Option<ServeReceiver>,
+    pub harbor: Option<ServeReceiver>,
+    pub github: Option<ServeReceiver>,
+}
+
+/// One receiver:
+///
+/// ```toml
+/// [serve.receivers.github]
+/// enabled = true                  # default: when a secret for it is known
+/// secret-file = "/run/secrets/github-hmac"  # default: [serve] secret-file
+/// registries = ["ghcr.io"]        # default: ghcr.io for GitHub, else every allowed one
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeReceiver {
+    pub enabled: Option<bool>,
+    pub secret_file: Option<PathBuf>,
+    /// Allowed registries this receiver's events may name; others are
+    /// dropped (and counted), the rest of the delivery queued.
+    pub registries: Option<Vec<String>>,
 }
 
 /// `[serve.github]`: commit statuses.

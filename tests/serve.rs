@@ -316,14 +316,16 @@ fn receivers_refuse_what_they_must_and_stay_healthy() {
     assert_eq!(bad_hmac.status, 401);
 
     // An authenticated event naming an unlisted host, or the same address
-    // spelled as a name the configuration does not list.
+    // spelled as a name the configuration does not list: acknowledged (a
+    // refused delivery would be re-sent forever) and dropped.
     let port = trap_addr.rsplit_once(':').unwrap().1;
     for host in [trap_addr.clone(), format!("localhost:{port}")] {
-        let refused = svc.post_event(
+        let dropped = svc.post_event(
             "distribution",
             &envelope("e2", &host, "team/app", &fake_digest(2)),
         );
-        assert_eq!(refused.status, 403, "{host}: {}", refused.body);
+        assert_eq!(dropped.status, 200, "{host}: {}", dropped.body);
+        assert_eq!(dropped.json()["queued"], 0, "{host}: {}", dropped.body);
     }
 
     let too_big = vec![b' '; 2 << 20];
@@ -351,7 +353,7 @@ fn receivers_refuse_what_they_must_and_stay_healthy() {
         "the unlisted host was contacted"
     );
     assert_eq!(
-        svc.metric("sizeguard_events_rejected_total{sender=\"distribution\",reason=\"registry_not_allowed\"}"),
+        svc.metric("sizeguard_events_ignored_total{sender=\"distribution\",reason=\"registry_not_allowed\"}"),
         2.0
     );
     assert_eq!(
@@ -412,4 +414,45 @@ fn an_allowed_registry_that_reads_back_as_another_host_stops_the_start() {
         &["--allow-registry", "registry:5000"],
     );
     assert!(service.terminate(Duration::from_secs(10)).success());
+}
+
+/// `v1` pushed through a name of the registry the configuration does not
+/// list (`localhost:PORT` for an allowed `127.0.0.1:PORT`: Distribution
+/// takes an event's host from the pushing client's Host header), `v2`
+/// through the listed one. The off-list event is acknowledged and dropped:
+/// a refusal would have Distribution re-send it forever, ahead of `v2`'s.
+#[test]
+fn an_event_naming_an_unlisted_registry_does_not_hold_back_the_next() {
+    let addr = Service::pick_addr();
+    let reg = notifying_registry(&addr);
+    let svc = Service::start(&addr, &["--allow-registry", &reg.addr]);
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let (v1, v2) = build_pair(&layout);
+
+    let port = reg.addr.rsplit_once(':').unwrap().1;
+    let src = support::registry::SkopeoSource::new(&layout, "v1");
+    let mut args: Vec<String> = vec!["copy".into(), "--all".into(), "--preserve-digests".into()];
+    args.extend(reg.skopeo_dest_args());
+    args.push(src.reference.clone());
+    args.push(format!("docker://localhost:{port}/team/app:v1"));
+    support::registry::run_skopeo(&args, Some(&reg));
+    reg.push_layout(&layout, "v2", "team/app:v2");
+
+    let second = svc.wait_verdict(&v2.digest, VERDICT_WAIT);
+    assert_eq!(second["registry"], reg.addr.as_str(), "{second:#}");
+    assert_eq!(second["tag"], "v2");
+    let ignored =
+        "sizeguard_events_ignored_total{sender=\"distribution\",reason=\"registry_not_allowed\"}";
+    assert!(svc.metric(ignored) >= 1.0, "{}", svc.get("/metrics").body);
+    assert_eq!(
+        svc.metric("sizeguard_events_rejected_total{sender=\"distribution\",reason=\"registry_not_allowed\"}"),
+        0.0
+    );
+    assert_eq!(svc.get(&format!("/v1/verdicts/{}", v1.digest)).status, 404);
+    assert!(
+        svc.log().contains(&format!("localhost:{port}")),
+        "the dropped event's host is not in the log:\n{}",
+        svc.log()
+    );
 }

@@ -112,6 +112,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// `serve --disable-receiver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReceiverName {
+    Distribution,
+    Harbor,
+    Github,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Configuration file: the default policy at the top, a `[serve]`
@@ -201,6 +209,40 @@ pub struct ServeArgs {
     /// Log lines as text or JSON objects.
     #[arg(long = "log-format", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Connections open at once (default 512); past it, 503 and closed.
+    #[arg(long = "max-connections", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Requests handled at once (default 64), health probes aside; past
+    /// it, 503 with Retry-After.
+    #[arg(long = "max-in-flight", value_name = "N")]
+    pub max_in_flight: Option<usize>,
+
+    /// Serve HTTPS with this PEM certificate chain (and --tls-key); both
+    /// files are re-read when they change.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The Distribution receiver's bearer secret (default --secret-file's).
+    #[arg(long = "distribution-secret-file", value_name = "FILE")]
+    pub distribution_secret_file: Option<PathBuf>,
+
+    /// The Harbor receiver's bearer secret (default --secret-file's).
+    #[arg(long = "harbor-secret-file", value_name = "FILE")]
+    pub harbor_secret_file: Option<PathBuf>,
+
+    /// The GitHub receiver's HMAC key (default --secret-file's).
+    #[arg(long = "github-secret-file", value_name = "FILE")]
+    pub github_secret_file: Option<PathBuf>,
+
+    /// Switch a receiver off (repeatable): its path answers 404.
+    #[arg(long = "disable-receiver", value_enum, value_name = "NAME")]
+    pub disable_receiver: Vec<ReceiverName>,
 
     /// Length of the largest-files lists in the reports.
     #[arg(long, default_value_t = 10, value_name = "N")]

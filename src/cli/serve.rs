@@ -3,21 +3,26 @@
 //! unreadable secret or no allowed registry stops the start (exit 2).
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::Services;
 use crate::budget::verdict::Verdict;
-use crate::cli::args::{LogFormat, ServeArgs};
+use crate::cli::args::{LogFormat, ReceiverName, ServeArgs};
 use crate::cli::request;
-use crate::config::{ServeConfig, ServeRegistry, Settings};
+use crate::config::{ServeConfig, ServeReceiver, ServeRegistry, Settings};
 use crate::error::Error;
 use crate::measure::Measurer;
 use crate::measure::cache::{LayerCache, default_dir};
 use crate::publish::github::{DEFAULT_API_URL, Token};
 use crate::publish::notify::{DEFAULT_TIMEOUT, Notifier};
 use crate::publish::status::web_host_of_api;
+use crate::serve::events::Sender;
 use crate::serve::events::auth::read_secret_file;
+use crate::serve::events::github::GHCR;
+use crate::serve::http::{Receiver, Receivers};
+use crate::serve::listener::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT, Limits, TlsFiles};
 use crate::serve::outbound::{GithubStatuses, Notifications, Outbound};
 use crate::serve::policy::{Baseline, Policies, PolicyInputs, check_registry_host};
 use crate::serve::sources::{LoggedProgress, RegistrySources};
@@ -63,13 +68,6 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
                 .ok_or_else(|| Error::usage("give --data-dir DIR (or --database-url URL)"))?,
         ),
     };
-    let secret_file = args
-        .secret_file
-        .as_ref()
-        .or(cfg.secret_file.as_ref())
-        .ok_or_else(|| Error::usage("give --secret-file FILE: the secret senders present"))?;
-    let secret = read_secret_file(secret_file)?;
-
     let mut allowed: HashSet<String> = args
         .allow_registry
         .iter()
@@ -85,6 +83,7 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
             "no registry allowed: give --allow-registry HOST[:PORT] (or [[serve.registries]])",
         ));
     }
+    let receivers = receivers(args, &cfg, &allowed)?;
     let cache_dir = args.source.cache_dir.clone().or(match &store {
         StoreChoice::DataDir(d) => Some(d.join("layer-cache")),
         StoreChoice::Database(_) => default_dir(),
@@ -123,8 +122,10 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
             .or(cfg.listen.clone())
             .unwrap_or_else(|| "127.0.0.1:8080".to_string()),
         store,
-        secret,
+        receivers,
         allowed,
+        limits: limits(args, &cfg)?,
+        tls: tls_files(args, &cfg)?,
         workers,
         max_queue: args.max_queue.or(cfg.max_queue).unwrap_or(10_000),
         lease: Duration::from_secs(args.lease.max(1)),
@@ -134,6 +135,140 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
         policies,
         outbound: outbound(args, &cfg)?,
     })
+}
+
+/// Secrets shorter than this are warned of: a guessable secret is all
+/// that stands between a stranger and the queue.
+const MIN_SECRET_BYTES: usize = 16;
+
+/// Each receiver's secret and registries, or `None` when it is switched
+/// off. A receiver is on when a secret for it is known, unless told
+/// otherwise; at least one must be on.
+fn receivers(
+    args: &ServeArgs,
+    cfg: &ServeConfig,
+    allowed: &HashSet<String>,
+) -> Result<Receivers, Error> {
+    let shared = args.secret_file.as_ref().or(cfg.secret_file.as_ref());
+    let mut warned = HashSet::new();
+    let mut one = |sender: Sender,
+                   flag: &Option<PathBuf>,
+                   file: &Option<ServeReceiver>,
+                   off_flag: ReceiverName|
+     -> Result<Option<Receiver>, Error> {
+        let name = crate::serve::store::sender_name(sender);
+        let file = file.clone().unwrap_or_default();
+        let secret_file = flag.as_ref().or(file.secret_file.as_ref()).or(shared);
+        let on = !args.disable_receiver.contains(&off_flag)
+            && file.enabled.unwrap_or(secret_file.is_some());
+        if !on {
+            return Ok(None);
+        }
+        let secret_file = secret_file.ok_or_else(|| {
+            Error::usage(format!(
+                "the {name} receiver is enabled but has no secret: give --{name}-secret-file FILE \
+                 (or --secret-file FILE)"
+            ))
+        })?;
+        let secret = read_secret_file(secret_file)?;
+        if secret.len() < MIN_SECRET_BYTES && warned.insert(secret_file.clone()) {
+            tracing::warn!(
+                file = %secret_file.display(),
+                bytes = secret.len(),
+                "the secret is shorter than {MIN_SECRET_BYTES} bytes: a guessable secret lets \
+                 anyone queue work; use a long random one"
+            );
+        }
+        let registries: HashSet<String> = match file.registries {
+            Some(list) => list
+                .iter()
+                .map(|h| {
+                    let h = h.to_ascii_lowercase();
+                    if allowed.contains(&h) {
+                        Ok(h)
+                    } else {
+                        Err(Error::usage(format!(
+                            "[serve.receivers.{name}] registries: {h:?} is not an allowed \
+                             registry (--allow-registry or [[serve.registries]])"
+                        )))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+            // GitHub's packages live in one registry whatever the
+            // delivery says.
+            None if matches!(sender, Sender::Github) => {
+                allowed.iter().filter(|h| *h == GHCR).cloned().collect()
+            }
+            None => allowed.clone(),
+        };
+        Ok(Some(Receiver { secret, registries }))
+    };
+    let r = &cfg.receivers;
+    let receivers = Receivers {
+        distribution: one(
+            Sender::Distribution,
+            &args.distribution_secret_file,
+            &r.distribution,
+            ReceiverName::Distribution,
+        )?,
+        harbor: one(
+            Sender::Harbor,
+            &args.harbor_secret_file,
+            &r.harbor,
+            ReceiverName::Harbor,
+        )?,
+        github: one(
+            Sender::Github,
+            &args.github_secret_file,
+            &r.github,
+            ReceiverName::Github,
+        )?,
+    };
+    if receivers.distribution.is_none() && receivers.harbor.is_none() && receivers.github.is_none()
+    {
+        return Err(Error::usage(
+            "no receiver enabled: give --secret-file FILE: the secret senders present",
+        ));
+    }
+    Ok(receivers)
+}
+
+fn limits(args: &ServeArgs, cfg: &ServeConfig) -> Result<Limits, Error> {
+    let max_connections = args
+        .max_connections
+        .or(cfg.max_connections)
+        .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let max_in_flight = args
+        .max_in_flight
+        .or(cfg.max_in_flight)
+        .unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+    if max_connections == 0 || max_in_flight == 0 {
+        return Err(Error::usage(
+            "--max-connections and --max-in-flight must be at least 1",
+        ));
+    }
+    if max_connections > u32::MAX as usize {
+        return Err(Error::usage("--max-connections is too large"));
+    }
+    Ok(Limits {
+        max_connections,
+        max_in_flight,
+    })
+}
+
+fn tls_files(args: &ServeArgs, cfg: &ServeConfig) -> Result<Option<TlsFiles>, Error> {
+    let cert = args.tls_cert.as_ref().or(cfg.tls_cert.as_ref());
+    let key = args.tls_key.as_ref().or(cfg.tls_key.as_ref());
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })),
+        (None, None) => Ok(None),
+        _ => Err(Error::usage(
+            "--tls-cert FILE and --tls-key FILE go together (tls-cert and tls-key in [serve])",
+        )),
+    }
 }
 
 /// Commit statuses and notifications, when configured; a half-configured
@@ -433,5 +568,144 @@ header = "X-Token"
         let shown = usage(&["--notify-url", "ftp://h.example/SECRETPATH"], "");
         assert!(!shown.contains("SECRETPATH"), "{shown}");
         usage(&["--public-url", "not a url"], "");
+    }
+
+    #[test]
+    fn receivers_secrets_registries_and_switches() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::write(&shared, "a-long-enough-shared-secret\n").unwrap();
+        let github = dir.path().join("github");
+        std::fs::write(&github, "a-long-enough-hmac-key\n").unwrap();
+        let allowed: HashSet<String> = ["ghcr.io", "reg.example:5000"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        let shared_flag = shared.display().to_string();
+        let github_flag = github.display().to_string();
+
+        // One shared secret: every receiver on, GitHub's on ghcr.io only.
+        let r = receivers(
+            &serve_args(&["--secret-file", &shared_flag]),
+            &ServeConfig::default(),
+            &allowed,
+        )
+        .unwrap();
+        let d = r.distribution.unwrap();
+        assert_eq!(d.secret, b"a-long-enough-shared-secret");
+        assert_eq!(d.registries, allowed);
+        let g = r.github.unwrap();
+        assert_eq!(g.registries, HashSet::from(["ghcr.io".to_string()]));
+        assert!(r.harbor.is_some());
+
+        // GitHub's own key, Harbor off by flag, Distribution off by file.
+        let r = receivers(
+            &serve_args(&[
+                "--secret-file",
+                &shared_flag,
+                "--github-secret-file",
+                &github_flag,
+                "--disable-receiver",
+                "harbor",
+            ]),
+            &serve_config("[serve.receivers.distribution]\nenabled = false\n"),
+            &allowed,
+        )
+        .unwrap();
+        assert!(r.distribution.is_none() && r.harbor.is_none());
+        assert_eq!(r.github.unwrap().secret, b"a-long-enough-hmac-key");
+
+        // Only GitHub has a secret: only GitHub is on.
+        let r = receivers(
+            &serve_args(&["--github-secret-file", &github_flag]),
+            &ServeConfig::default(),
+            &allowed,
+        )
+        .unwrap();
+        assert!(r.distribution.is_none() && r.harbor.is_none() && r.github.is_some());
+
+        let usage = |args: &[&str], toml_text: &str| {
+            let e = receivers(&serve_args(args), &serve_config(toml_text), &allowed)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} {toml_text}: accepted"));
+            assert_eq!(e.kind(), Kind::Usage, "{toml_text}: {e:?}");
+            e.one_line()
+        };
+        assert!(usage(&[], "").contains("--secret-file"));
+        assert!(
+            usage(
+                &["--github-secret-file", &github_flag],
+                "[serve.receivers.harbor]\nenabled = true\n"
+            )
+            .contains("harbor")
+        );
+        assert!(
+            usage(
+                &["--secret-file", &shared_flag],
+                "[serve.receivers.harbor]\nregistries = [\"REG.example:5000\", \"other.example\"]\n"
+            )
+            .contains("other.example")
+        );
+        let all_off = [
+            "--secret-file",
+            &shared_flag,
+            "--disable-receiver",
+            "harbor",
+            "--disable-receiver",
+            "github",
+            "--disable-receiver",
+            "distribution",
+        ];
+        usage(&all_off, "");
+        // A listed registry is matched case-insensitively.
+        let r = receivers(
+            &serve_args(&["--secret-file", &shared_flag]),
+            &serve_config("[serve.receivers.harbor]\nregistries = [\"REG.example:5000\"]\n"),
+            &allowed,
+        )
+        .unwrap();
+        assert_eq!(
+            r.harbor.unwrap().registries,
+            HashSet::from(["reg.example:5000".to_string()])
+        );
+    }
+
+    #[test]
+    fn limits_and_tls_flags() {
+        let l = limits(&serve_args(&[]), &ServeConfig::default()).unwrap();
+        assert_eq!(l.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(l.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+        let l = limits(
+            &serve_args(&["--max-in-flight", "3"]),
+            &serve_config("[serve]\nmax-connections = 9\nmax-in-flight = 5\n"),
+        )
+        .unwrap();
+        assert_eq!((l.max_connections, l.max_in_flight), (9, 3));
+        let e = limits(
+            &serve_args(&["--max-connections", "0"]),
+            &ServeConfig::default(),
+        );
+        assert_eq!(e.unwrap_err().kind(), Kind::Usage);
+
+        assert!(
+            tls_files(&serve_args(&[]), &ServeConfig::default())
+                .unwrap()
+                .is_none()
+        );
+        let both = tls_files(
+            &serve_args(&["--tls-cert", "c.pem"]),
+            &serve_config("[serve]\ntls-key = \"k.pem\"\n"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (both.cert.to_str(), both.key.to_str()),
+            (Some("c.pem"), Some("k.pem"))
+        );
+        let half = tls_files(
+            &serve_args(&["--tls-key", "k.pem"]),
+            &ServeConfig::default(),
+        );
+        assert_eq!(half.unwrap_err().kind(), Kind::Usage);
     }
 }

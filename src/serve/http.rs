@@ -6,33 +6,61 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::serve::events::{Incoming, Push, Sender, auth, distribution, github, harbor};
+use crate::serve::listener::{BodyTimeout, caused_by};
 use crate::serve::metrics::Metrics;
 use crate::serve::policy::{is_repository, is_tag};
 use crate::serve::store::{Refused, Store, Verdict, sender_name};
 
 /// Largest delivery read: a Distribution envelope of a few events, a
-/// Harbor or GitHub payload, is a few kB.
-pub const BODY_LIMIT: usize = 1 << 20;
+/// Harbor payload, is a few kB, GitHub's package payload tens of kB. With
+/// the in-flight cap it bounds the memory bodies can hold at once.
+pub const BODY_LIMIT: usize = 256 << 10;
 
 /// Most verdicts one listing returns.
 const MAX_LIST: u32 = 1000;
 
+/// One sender's receiver.
+pub struct Receiver {
+    /// The bearer secret (Distribution, Harbor) or HMAC key (GitHub).
+    pub secret: Vec<u8>,
+    /// `host[:port]`, lower-cased: the registries its events may name, all
+    /// of them allowed ones. An event naming another is dropped and
+    /// counted, the rest of its delivery still queued.
+    pub registries: HashSet<String>,
+}
+
+/// Each sender's receiver; `None`: switched off, its path answers 404.
+#[derive(Default)]
+pub struct Receivers {
+    pub distribution: Option<Receiver>,
+    pub harbor: Option<Receiver>,
+    pub github: Option<Receiver>,
+}
+
+impl Receivers {
+    pub fn get(&self, sender: Sender) -> Option<&Receiver> {
+        match sender {
+            Sender::Distribution => self.distribution.as_ref(),
+            Sender::Harbor => self.harbor.as_ref(),
+            Sender::Github => self.github.as_ref(),
+        }
+    }
+}
+
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub secret: Vec<u8>,
-    /// `host[:port]`, lower-cased: the only registries measured from.
-    pub allowed: HashSet<String>,
+    pub receivers: Receivers,
     pub max_queue: u64,
     /// Seconds a sender is told to wait when the queue is full.
     pub retry_after: u64,
@@ -53,31 +81,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
 async fn distribution_events(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     receive(&s, Sender::Distribution, &headers, body).await
 }
 
-async fn harbor_events(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn harbor_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     receive(&s, Sender::Harbor, &headers, body).await
 }
 
-async fn github_events(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn github_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     receive(&s, Sender::Github, &headers, body).await
 }
 
@@ -85,29 +104,34 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
-/// Authenticate, parse, filter, queue durably, answer.
-async fn receive(
-    s: &AppState,
-    sender: Sender,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+/// Authenticate, read, parse, filter, queue durably, answer. The body is
+/// read only after the headers authenticated the sender, where they can:
+/// a stranger's request costs no more than its headers.
+async fn receive(s: &AppState, sender: Sender, headers: &HeaderMap, body: Body) -> Response {
     let name = sender_name(sender);
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            s.metrics.rejected(name, "body");
-            return error(e.status(), &e.body_text());
-        }
+    let Some(receiver) = s.receivers.get(sender) else {
+        return error(StatusCode::NOT_FOUND, "this receiver is switched off");
     };
+    // GitHub signs the body, so its check must wait for it; a delivery
+    // without a signature is refused before.
     let authentic = match sender {
-        Sender::Github => auth::github_signature_matches(&s.secret, &body, headers),
-        _ => auth::bearer_matches(&s.secret, headers),
+        Sender::Github => headers.contains_key("x-hub-signature-256"),
+        _ => auth::bearer_matches(&receiver.secret, headers),
     };
     if !authentic {
-        s.metrics.rejected(name, "unauthorized");
-        tracing::warn!(sender = name, "delivery refused: wrong or missing secret");
-        return error(StatusCode::UNAUTHORIZED, "wrong or missing secret");
+        return unauthorized(s, name);
+    }
+    let body = match read_body(s, headers, body).await {
+        Ok(b) => b,
+        Err((status, reason, message)) => {
+            s.metrics.rejected(name, reason);
+            return error(status, &message);
+        }
+    };
+    if matches!(sender, Sender::Github)
+        && !auth::github_signature_matches(&receiver.secret, &body, headers)
+    {
+        return unauthorized(s, name);
     }
     let parsed = match sender {
         Sender::Distribution => distribution::parse(&body, headers),
@@ -130,12 +154,10 @@ async fn receive(
                 s.metrics.ignored(name, reason);
                 tracing::debug!(sender = name, event_id, reason, "event ignored");
             }
-            Incoming::Push(push) => {
-                if let Err((status, message)) = admit(s, &push) {
-                    return error(status, &message);
-                }
-                pushes.push(push);
-            }
+            Incoming::Push(push) => match admit(receiver, &push) {
+                Ok(()) => pushes.push(push),
+                Err(reason) => s.metrics.ignored(name, reason),
+            },
         }
     }
     if pushes.is_empty() {
@@ -148,32 +170,74 @@ async fn receive(
     enqueue(s, name, pushes).await
 }
 
-/// Whether a push may be queued: its registry is one the configuration
-/// names (the event's own URL is never fetched), and its names are ones a
-/// registry could have sent.
-fn admit(s: &AppState, push: &Push) -> Result<(), (StatusCode, String)> {
+fn unauthorized(s: &AppState, name: &'static str) -> Response {
+    s.metrics.rejected(name, "unauthorized");
+    tracing::warn!(sender = name, "delivery refused: wrong or missing secret");
+    error(StatusCode::UNAUTHORIZED, "wrong or missing secret")
+}
+
+/// The body, at most [`BODY_LIMIT`] bytes; the listener's deadline
+/// bounds how long it may take. Errors: the status, the metric's reason,
+/// the message.
+async fn read_body(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, (StatusCode, &'static str, String)> {
+    let too_big = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body",
+            format!("the body is larger than {BODY_LIMIT} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_big());
+    }
+    match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if caused_by::<LengthLimitError>(e.as_ref()) => Err(too_big()),
+        Err(e) if caused_by::<BodyTimeout>(e.as_ref()) => {
+            s.metrics.inbound_refused("body_timeout");
+            Err((StatusCode::REQUEST_TIMEOUT, "body", e.to_string()))
+        }
+        Err(e) => Err((
+            StatusCode::BAD_REQUEST,
+            "body",
+            format!("the body could not be read: {e}"),
+        )),
+    }
+}
+
+/// Whether a push may be queued: its registry is one this receiver may
+/// name (the event's own URL is never fetched), and its names are ones a
+/// registry could have sent. `Err`: the reason it is dropped. A dropped
+/// event does not fail its delivery: Distribution re-sends a refused
+/// delivery until it is accepted, holding back every later one.
+fn admit(receiver: &Receiver, push: &Push) -> Result<(), &'static str> {
     let name = sender_name(push.sender);
-    if !s.allowed.contains(&push.registry) {
-        s.metrics.rejected(name, "registry_not_allowed");
+    if !receiver.registries.contains(&push.registry) {
         tracing::warn!(
             sender = name,
             event_id = push.event_id,
             registry = push.registry,
             repository = push.repository,
-            "delivery refused: the event names a registry the configuration does not list"
+            "event ignored: it names a registry the configuration does not list for this receiver"
         );
-        return Err((
-            StatusCode::FORBIDDEN,
-            format!("registry {:?} is not allowed", push.registry),
-        ));
+        return Err("registry_not_allowed");
     }
     let tag_ok = push.tag.as_deref().is_none_or(is_tag);
     if !is_repository(&push.repository) || !tag_ok {
-        s.metrics.rejected(name, "malformed");
-        return Err((
-            StatusCode::BAD_REQUEST,
-            "the event's repository or tag is not a valid name".to_string(),
-        ));
+        tracing::warn!(
+            sender = name,
+            event_id = push.event_id,
+            "event ignored: its repository or tag is not a valid name"
+        );
+        return Err("invalid_name");
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ pub struct Metrics {
     verdicts: Family<Labels, Counter>,
     retries: Counter,
     publish: Family<Labels, Counter>,
+    inbound_refused: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -49,6 +50,7 @@ impl Metrics {
         let verdicts = Family::<Labels, Counter>::default();
         let retries = Counter::default();
         let publish = Family::<Labels, Counter>::default();
+        let inbound_refused = Family::<Labels, Counter>::default();
         registry.register(
             "events_received",
             "Events in authenticated, well-formed deliveries, by sender",
@@ -91,6 +93,11 @@ impl Metrics {
             "Verdicts published (GitHub commit status, notification), by target and result",
             publish.clone(),
         );
+        registry.register(
+            "inbound_refused",
+            "Connections or requests turned away by an inbound limit, by limit",
+            inbound_refused.clone(),
+        );
         Metrics {
             registry,
             received,
@@ -103,6 +110,7 @@ impl Metrics {
             verdicts,
             retries,
             publish,
+            inbound_refused,
         }
     }
 
@@ -153,6 +161,14 @@ impl Metrics {
     pub fn published(&self, target: &'static str, result: &'static str) {
         self.publish
             .get_or_create(&vec![("target", target), ("result", result)])
+            .inc();
+    }
+
+    /// A connection or request turned away by `limit` (`max_connections`,
+    /// `max_in_flight`, `body_timeout`).
+    pub fn inbound_refused(&self, limit: &'static str) {
+        self.inbound_refused
+            .get_or_create(&vec![("limit", limit)])
             .inc();
     }
 

@@ -5,12 +5,14 @@
 //! - [`events`]: each sender's notifications reduced to one shape.
 //! - [`store`]: the durable queue and the verdicts (SQLite embedded).
 //! - [`http`]: receivers, the verdict API, health and metrics.
+//! - [`listener`]: the inbound limits (timeouts, caps) and TLS.
 //! - [`worker`]: claim, judge, record.
 //! - [`policy`]: which rules and baseline a repository gets.
 //! - [`outbound`]: verdicts out to a GitHub commit status and a chat webhook.
 
 pub mod events;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod outbound;
 pub mod policy;
@@ -28,7 +30,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::app::Services;
 use crate::error::Error;
-use crate::serve::http::AppState;
+use crate::serve::http::{AppState, Receivers};
+use crate::serve::listener::{Limits, TlsFiles};
 use crate::serve::metrics::Metrics;
 use crate::serve::outbound::{Outbound, Publisher};
 use crate::serve::policy::Policies;
@@ -50,8 +53,10 @@ pub enum StoreChoice {
 pub struct ServeOptions {
     pub listen: String,
     pub store: StoreChoice,
-    pub secret: Vec<u8>,
+    pub receivers: Receivers,
     pub allowed: HashSet<String>,
+    pub limits: Limits,
+    pub tls: Option<TlsFiles>,
     pub workers: usize,
     pub max_queue: u64,
     pub lease: Duration,
@@ -96,11 +101,11 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         .local_addr()
         .map_err(|e| Error::io("listening socket", e))?;
     let metrics = Arc::new(Metrics::new());
+    let metrics_for_listener = metrics.clone();
     let wake = Arc::new(Notify::new());
     let state = Arc::new(AppState {
         store: store.clone(),
-        secret: opts.secret,
-        allowed: opts.allowed.clone(),
+        receivers: opts.receivers,
         max_queue: opts.max_queue,
         retry_after: 5,
         metrics: metrics.clone(),
@@ -109,6 +114,10 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
     });
     let (stop, shutdown) = watch::channel(false);
     let shutdown = Shutdown(shutdown);
+    let tls = opts
+        .tls
+        .map(|files| listener::tls(files, shutdown.clone()))
+        .transpose()?;
 
     let workers = Arc::new(Workers {
         store,
@@ -131,16 +140,34 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
                 .run(format!("{instance}-{n}"), shutdown.clone()),
         );
     }
-    tracing::info!(%address, workers = opts.workers, "listening");
+    tracing::info!(
+        %address,
+        workers = opts.workers,
+        tls = tls.is_some(),
+        max_connections = opts.limits.max_connections,
+        max_in_flight = opts.limits.max_in_flight,
+        "listening"
+    );
 
-    let server_state = state.clone();
-    let mut server_shutdown = shutdown.clone();
-    let server =
-        axum::serve(listener, http::router(state.clone())).with_graceful_shutdown(async move {
-            server_shutdown.wait().await;
-            server_state.ready.store(false, Ordering::Relaxed);
-        });
-    let server = tokio::spawn(async move { server.await });
+    let app = listener::limit_requests(
+        http::router(state.clone()),
+        opts.limits.max_in_flight,
+        metrics_for_listener.clone(),
+    );
+    let server = tokio::spawn(listener::serve(
+        listener,
+        app,
+        opts.limits,
+        tls,
+        metrics_for_listener,
+        shutdown.clone(),
+    ));
+    let mut ready_shutdown = shutdown.clone();
+    let ready_state = state.clone();
+    tokio::spawn(async move {
+        ready_shutdown.wait().await;
+        ready_state.ready.store(false, Ordering::Relaxed);
+    });
 
     signal().await;
     tracing::info!("shutting down: no new deliveries; waiting for judgements in flight");
@@ -158,7 +185,6 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         tasks.abort_all();
     }
     match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP server stopped with an error"),
         Ok(_) => {}
         Err(_) => tracing::warn!("open connections did not close in time"),
     }

@@ -122,8 +122,14 @@ impl Service {
         cmd.stdout(log.try_clone().unwrap()).stderr(log);
         self.child = Some(cmd.spawn().expect("spawn sizeguard serve"));
         let deadline = Instant::now() + Duration::from_secs(20);
+        // Over TLS the plain client cannot ask; the log says when it listens.
+        let tls = self.args.iter().any(|a| a == "--tls-cert");
         loop {
-            if let Some(a) = self.try_request("GET", "/healthz", &[], b"")
+            if tls {
+                if self.log().contains("listening") && TcpStream::connect(&self.addr).is_ok() {
+                    return;
+                }
+            } else if let Some(a) = self.try_request("GET", "/healthz", &[], b"")
                 && a.status == 200
             {
                 return;
@@ -143,6 +149,11 @@ impl Service {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn data_dir(&self) -> &Path {
