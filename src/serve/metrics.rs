@@ -25,6 +25,7 @@ pub struct Metrics {
     verdicts: Family<Labels, Counter>,
     retries: Counter,
     publish: Family<Labels, Counter>,
+    pruned: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -49,6 +50,7 @@ impl Metrics {
         let verdicts = Family::<Labels, Counter>::default();
         let retries = Counter::default();
         let publish = Family::<Labels, Counter>::default();
+        let pruned = Family::<Labels, Counter>::default();
         registry.register(
             "events_received",
             "Events in authenticated, well-formed deliveries, by sender",
@@ -91,6 +93,11 @@ impl Metrics {
             "Verdicts published (GitHub commit status, notification), by target and result",
             publish.clone(),
         );
+        registry.register(
+            "pruned",
+            "Rows deleted by retention (--keep-verdicts), by table (verdicts, events)",
+            pruned.clone(),
+        );
         Metrics {
             registry,
             received,
@@ -103,6 +110,7 @@ impl Metrics {
             verdicts,
             retries,
             publish,
+            pruned,
         }
     }
 
@@ -147,9 +155,15 @@ impl Metrics {
         self.retries.inc();
     }
 
+    /// Rows of `what` (`verdicts`, `events`) retention deleted.
+    pub fn pruned(&self, what: &'static str, n: u64) {
+        self.pruned.get_or_create(&vec![("what", what)]).inc_by(n);
+    }
+
     /// One verdict's publication to `target` (`github_status`, `notify`)
     /// ended as `result` (`ok`, `error`, `refused`: the image's labels
-    /// name nothing a status may be posted on).
+    /// name nothing a status may be posted on, `not_allowed`: they name a
+    /// GitHub repository the configuration does not tie to the image's).
     pub fn published(&self, target: &'static str, result: &'static str) {
         self.publish
             .get_or_create(&vec![("target", target), ("result", result)])

@@ -20,6 +20,8 @@
 //! replicas enqueueing at the same instant may overshoot it by what they
 //! add together; it is a bound on backlog, not an exact count.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,8 +29,8 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Acquire, Row};
 
 use super::{
-    Enqueued, Job, Judgement, PING_TIMEOUT, Refused, SELECT_VERDICT, Store, Verdict, db_error,
-    millis, now_ms, push_row, sender_name, verdict_row,
+    Enqueued, Job, Judgement, PING_TIMEOUT, PRUNE_BATCH, Position, Pruned, Refused,
+    SELECT_VERDICT, Store, Verdict, db_error, millis, now_ms, push_row, sender_name, verdict_row,
 };
 use crate::error::Error;
 use crate::serve::events::Push;
@@ -70,6 +72,9 @@ const SCHEMA: &[&str] = &[
         received_at BIGINT NOT NULL,
         PRIMARY KEY (sender, event_id)
     )",
+    // What retention deletes by.
+    "CREATE INDEX IF NOT EXISTS jobs_judged ON jobs (state, judged_at)",
+    "CREATE INDEX IF NOT EXISTS events_received ON events (received_at)",
 ];
 
 /// Serialises schema creation between replicas starting together
@@ -80,8 +85,16 @@ const SCHEMA_LOCK: i64 = 0x5123_6761_7264;
 /// Connections per replica: receivers and workers share them.
 const MAX_CONNECTIONS: u32 = 16;
 
+/// How often the kept queue depth is read again from the database: other
+/// replicas enqueue and judge too, which this one's counter does not see.
+const DEPTH_RESYNC: Duration = Duration::from_secs(15);
+
 pub struct PostgresStore {
     pool: PgPool,
+    /// Jobs not judged yet, as `/metrics` shows them: counted at start,
+    /// moved by this replica's enqueues and verdicts, and read again every
+    /// [`DEPTH_RESYNC`] (so a scrape never costs a query).
+    depth: Arc<AtomicU64>,
 }
 
 impl PostgresStore {
@@ -119,7 +132,17 @@ impl PostgresStore {
         tx.commit()
             .await
             .map_err(|e| db_error("creating the schema", e))?;
-        Ok(PostgresStore { pool })
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|e| db_error("counting the queue", e))?;
+        let depth = count_depth(&mut conn)
+            .await
+            .map_err(|e| db_error("counting the queue", e))?;
+        drop(conn);
+        let depth = Arc::new(AtomicU64::new(depth));
+        tokio::spawn(resync_depth(pool.clone(), Arc::downgrade(&depth)));
+        Ok(PostgresStore { pool, depth })
     }
 }
 
@@ -147,6 +170,8 @@ impl Store for PostgresStore {
             return Ok(Err(Refused::QueueFull { depth }));
         }
         tx.commit().await.map_err(|e| db_error("enqueueing", e))?;
+        self.depth
+            .fetch_add(done.queued as u64, Ordering::Relaxed);
         Ok(Ok(done))
     }
 
@@ -206,7 +231,15 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(|e| db_error("recording a verdict", e))?;
-        Ok(done.rows_affected() == 1)
+        let done = done.rows_affected() == 1;
+        if done {
+            let _ = self
+                .depth
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                    Some(d.saturating_sub(1))
+                });
+        }
+        Ok(done)
     }
 
     async fn retry_later(&self, job: &Job, retry_in: Duration, error: &str) -> Result<bool, Error> {
@@ -225,14 +258,7 @@ impl Store for PostgresStore {
     }
 
     async fn depth(&self) -> Result<u64, Error> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| db_error("counting the queue", e))?;
-        count_depth(&mut conn)
-            .await
-            .map_err(|e| db_error("counting the queue", e))
+        Ok(self.depth.load(Ordering::Relaxed))
     }
 
     async fn ping(&self) -> Result<(), Error> {
@@ -260,17 +286,76 @@ impl Store for PostgresStore {
         row.map(|r| verdict_row(&r)).transpose()
     }
 
-    async fn verdicts(&self, repository: &str, limit: u32) -> Result<Vec<Verdict>, Error> {
+    async fn verdicts(
+        &self,
+        repository: &str,
+        limit: u32,
+        after: Option<Position>,
+    ) -> Result<Vec<Verdict>, Error> {
+        // Without a position, one past every row: the same query serves both.
+        let after = after.unwrap_or(Position {
+            judged_at_ms: i64::MAX,
+            id: i64::MAX,
+        });
         let rows = sqlx::query(&format!(
             "{SELECT_VERDICT} WHERE repository = $1 AND state = 'done' \
-             ORDER BY judged_at DESC, id DESC LIMIT $2"
+             AND (judged_at < $2 OR (judged_at = $2 AND id < $3)) \
+             ORDER BY judged_at DESC, id DESC LIMIT $4"
         ))
         .bind(repository)
+        .bind(after.judged_at_ms)
+        .bind(after.id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| db_error("listing verdicts", e))?;
         rows.iter().map(verdict_row).collect()
+    }
+
+    async fn prune(&self, before_ms: i64) -> Result<Pruned, Error> {
+        let what = |e| db_error("pruning old verdicts", e);
+        let verdicts = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+             WHERE state = 'done' AND judged_at < $1 LIMIT $2)",
+        )
+        .bind(before_ms)
+        .bind(PRUNE_BATCH)
+        .execute(&self.pool)
+        .await
+        .map_err(what)?
+        .rows_affected();
+        let events = sqlx::query(
+            "DELETE FROM events WHERE (sender, event_id) IN (SELECT sender, event_id \
+             FROM events WHERE received_at < $1 LIMIT $2)",
+        )
+        .bind(before_ms)
+        .bind(PRUNE_BATCH)
+        .execute(&self.pool)
+        .await
+        .map_err(what)?
+        .rows_affected();
+        Ok(Pruned { verdicts, events })
+    }
+}
+
+/// Reads the queue depth again every [`DEPTH_RESYNC`] until the store is
+/// dropped. A failed read keeps the last figure (`/readyz` tells of a
+/// database that does not answer).
+async fn resync_depth(pool: PgPool, depth: std::sync::Weak<AtomicU64>) {
+    let mut every = tokio::time::interval(DEPTH_RESYNC);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(depth) = depth.upgrade() else { return };
+        let counted = async {
+            let mut conn = pool.acquire().await?;
+            count_depth(&mut conn).await
+        };
+        match tokio::time::timeout(PING_TIMEOUT, counted).await {
+            Ok(Ok(n)) => depth.store(n, Ordering::Relaxed),
+            Ok(Err(e)) => tracing::debug!(error = %e, "store: counting the queue failed"),
+            Err(_) => tracing::debug!("store: counting the queue took too long"),
+        }
     }
 }
 
