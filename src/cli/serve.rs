@@ -278,24 +278,6 @@ fn notifications(args: &ServeArgs, cfg: &ServeConfig) -> Result<Option<Notificat
     let mut notifier = Notifier::new(url, DEFAULT_TIMEOUT)?;
     if let Some(secret_file) = &file.secret_file {
         let secret = read_secret_file(secret_file)?;
-    let api_token = match args.api_token_file.as_ref().or(cfg.api_token_file.as_ref()) {
-        Some(file) => {
-            let token = read_secret_file(file)?;
-            if token == secret {
-                return Err(Error::usage(format!(
-                    "{}: the read token must not be the delivery secret \
-                     (whoever sends deliveries would read every report)",
-                    file.display()
-                )));
-            }
-            Some(token)
-        }
-        None => None,
-    };
-    let keep_verdicts = match args.keep_verdicts.as_ref().or(cfg.keep_verdicts.as_ref()) {
-        Some(text) => keep_duration(text)?,
-        None => DEFAULT_KEEP,
-    };
         let secret = String::from_utf8(secret).map_err(|_| {
             Error::usage(format!(
                 "{}: the secret is not UTF-8",
