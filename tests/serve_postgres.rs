@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use sizeguard::digest::Digest;
 use sizeguard::serve::events::{Push, Sender};
 use sizeguard::serve::store::postgres::PostgresStore;
-use sizeguard::serve::store::{Enqueued, Judgement, Outcome, Refused, Store};
+use sizeguard::serve::store::{
+    Enqueued, Judgement, Outcome, Position, Pruned, Refused, Store, now_ms,
+};
 use support::postgres::Postgres;
 
 fn push(event: &str, repository: &str, content: &str) -> Push {
@@ -130,6 +132,55 @@ async fn two_replicas_share_one_queue_and_judge_every_digest_once() {
     assert_eq!(stores[0].depth().await.unwrap(), 0);
     let listed = stores[1].verdicts("team/app3", 1000, None).await.unwrap();
     assert_eq!(listed.len(), (0..IMAGES).filter(|n| n % 7 == 3).count());
+}
+
+/// Listings page by (judgement time, id) and retention deletes old
+/// verdicts and event ids, but no job still queued: as on SQLite.
+#[tokio::test]
+async fn listings_page_and_retention_prunes_on_postgres() {
+    let pg = Postgres::start();
+    let url = pg.database("paging");
+    let store = PostgresStore::open(&url).await.unwrap();
+    const N: usize = 9;
+    let pushes = (0..N)
+        .map(|i| push(&format!("e{i}"), "app", &format!("image {i}")))
+        .collect();
+    store.enqueue(pushes, 100).await.unwrap().unwrap();
+    let mut judged = Vec::new();
+    while let Some(job) = store.claim("w", LEASE).await.unwrap() {
+        assert!(store.complete(&job, &judgement(Outcome::Pass)).await.unwrap());
+        judged.push(job.push.digest.to_string());
+    }
+    store
+        .enqueue(vec![push("waiting", "app", "waiting")], 100)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.verdicts("app", 4, after).await.unwrap();
+        seen.extend(page.iter().map(|v| v.push.digest.to_string()));
+        let Some(last) = page.last() else { break };
+        after = Some(Position {
+            judged_at_ms: last.judged_at_ms,
+            id: last.id,
+        });
+    }
+    judged.reverse();
+    assert_eq!(seen, judged);
+
+    let pruned = store.prune(now_ms() + 1000).await.unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            verdicts: N as u64,
+            events: N as u64 + 1
+        }
+    );
+    assert!(store.verdicts("app", 100, None).await.unwrap().is_empty());
+    assert_eq!(store.depth().await.unwrap(), 1);
+    assert!(store.claim("w", LEASE).await.unwrap().is_some());
 }
 
 #[tokio::test]

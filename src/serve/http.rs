@@ -301,13 +301,12 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    let depth = s.store.depth().await.unwrap_or(0);
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.metrics.render(depth),
+        s.metrics.render(),
     )
         .into_response()
 }

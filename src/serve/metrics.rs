@@ -120,10 +120,12 @@ impl Metrics {
             .inc_by(n);
     }
 
+    /// New jobs: the queue grew by `n`.
     pub fn queued(&self, sender: &'static str, n: u64) {
         self.queued
             .get_or_create(&vec![("sender", sender)])
             .inc_by(n);
+        self.depth.inc_by(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn duplicates(&self, sender: &'static str, n: u64) {
@@ -144,11 +146,19 @@ impl Metrics {
             .inc();
     }
 
+    /// A verdict recorded: one job fewer in the queue.
     pub fn judged(&self, verdict: &'static str, seconds: f64) {
         self.verdicts
             .get_or_create(&vec![("verdict", verdict)])
             .inc();
         self.duration.observe(seconds);
+        self.depth.dec();
+    }
+
+    /// The queue depth as the store counts it: at start, and from time to
+    /// time (other replicas of a shared database move it too).
+    pub fn set_depth(&self, depth: u64) {
+        self.depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
     pub fn retried(&self) {
@@ -170,9 +180,9 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition, with the queue depth as of now.
-    pub fn render(&self, depth: u64) -> String {
-        self.depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+    /// The text exposition. The queue depth is the kept figure: a scrape
+    /// costs no query (the store's connections are the receivers').
+    pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

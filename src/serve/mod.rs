@@ -72,6 +72,10 @@ pub struct ServeOptions {
     pub keep_verdicts: Duration,
 }
 
+/// How often the kept queue depth is set again from the store's count:
+/// other replicas of a shared database enqueue and judge too.
+const DEPTH_RECOUNT: Duration = Duration::from_secs(15);
+
 /// How often retention runs (and once at start); a shorter keep time runs
 /// it that often instead.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -121,6 +125,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         (None, None) => ReadApi::Off,
     };
     let metrics = Arc::new(Metrics::new());
+    metrics.set_depth(store.depth().await?);
     let wake = Arc::new(Notify::new());
     let state = Arc::new(AppState {
         store: store.clone(),
@@ -138,6 +143,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
     let shutdown = Shutdown(shutdown);
 
     tasks_prune(store.clone(), metrics.clone(), opts.keep_verdicts, shutdown.clone());
+    recount_depth(store.clone(), metrics.clone(), shutdown.clone());
     let policies = Arc::new(opts.policies);
     let workers = Arc::new(Workers {
         store,
@@ -213,6 +219,22 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Sets the kept queue depth from the store every [`DEPTH_RECOUNT`].
+fn recount_depth(store: Arc<dyn Store>, metrics: Arc<Metrics>, mut stop: Shutdown) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(DEPTH_RECOUNT) => {}
+                _ = stop.wait() => return,
+            }
+            match store.depth().await {
+                Ok(depth) => metrics.set_depth(depth),
+                Err(e) => tracing::debug!(error = %e.one_line(), "counting the queue failed"),
+            }
+        }
+    });
 }
 
 /// Retention: at start, then every [`PRUNE_EVERY`] (or every `keep`, when

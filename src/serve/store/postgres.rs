@@ -20,8 +20,6 @@
 //! replicas enqueueing at the same instant may overshoot it by what they
 //! add together; it is a bound on backlog, not an exact count.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -85,16 +83,8 @@ const SCHEMA_LOCK: i64 = 0x5123_6761_7264;
 /// Connections per replica: receivers and workers share them.
 const MAX_CONNECTIONS: u32 = 16;
 
-/// How often the kept queue depth is read again from the database: other
-/// replicas enqueue and judge too, which this one's counter does not see.
-const DEPTH_RESYNC: Duration = Duration::from_secs(15);
-
 pub struct PostgresStore {
     pool: PgPool,
-    /// Jobs not judged yet, as `/metrics` shows them: counted at start,
-    /// moved by this replica's enqueues and verdicts, and read again every
-    /// [`DEPTH_RESYNC`] (so a scrape never costs a query).
-    depth: Arc<AtomicU64>,
 }
 
 impl PostgresStore {
@@ -132,17 +122,7 @@ impl PostgresStore {
         tx.commit()
             .await
             .map_err(|e| db_error("creating the schema", e))?;
-        let mut conn = pool
-            .acquire()
-            .await
-            .map_err(|e| db_error("counting the queue", e))?;
-        let depth = count_depth(&mut conn)
-            .await
-            .map_err(|e| db_error("counting the queue", e))?;
-        drop(conn);
-        let depth = Arc::new(AtomicU64::new(depth));
-        tokio::spawn(resync_depth(pool.clone(), Arc::downgrade(&depth)));
-        Ok(PostgresStore { pool, depth })
+        Ok(PostgresStore { pool })
     }
 }
 
@@ -170,8 +150,6 @@ impl Store for PostgresStore {
             return Ok(Err(Refused::QueueFull { depth }));
         }
         tx.commit().await.map_err(|e| db_error("enqueueing", e))?;
-        self.depth
-            .fetch_add(done.queued as u64, Ordering::Relaxed);
         Ok(Ok(done))
     }
 
@@ -231,15 +209,7 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(|e| db_error("recording a verdict", e))?;
-        let done = done.rows_affected() == 1;
-        if done {
-            let _ = self
-                .depth
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
-                    Some(d.saturating_sub(1))
-                });
-        }
-        Ok(done)
+        Ok(done.rows_affected() == 1)
     }
 
     async fn retry_later(&self, job: &Job, retry_in: Duration, error: &str) -> Result<bool, Error> {
@@ -258,7 +228,14 @@ impl Store for PostgresStore {
     }
 
     async fn depth(&self) -> Result<u64, Error> {
-        Ok(self.depth.load(Ordering::Relaxed))
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| db_error("counting the queue", e))?;
+        count_depth(&mut conn)
+            .await
+            .map_err(|e| db_error("counting the queue", e))
     }
 
     async fn ping(&self) -> Result<(), Error> {
@@ -335,27 +312,6 @@ impl Store for PostgresStore {
         .map_err(what)?
         .rows_affected();
         Ok(Pruned { verdicts, events })
-    }
-}
-
-/// Reads the queue depth again every [`DEPTH_RESYNC`] until the store is
-/// dropped. A failed read keeps the last figure (`/readyz` tells of a
-/// database that does not answer).
-async fn resync_depth(pool: PgPool, depth: std::sync::Weak<AtomicU64>) {
-    let mut every = tokio::time::interval(DEPTH_RESYNC);
-    every.tick().await;
-    loop {
-        every.tick().await;
-        let Some(depth) = depth.upgrade() else { return };
-        let counted = async {
-            let mut conn = pool.acquire().await?;
-            count_depth(&mut conn).await
-        };
-        match tokio::time::timeout(PING_TIMEOUT, counted).await {
-            Ok(Ok(n)) => depth.store(n, Ordering::Relaxed),
-            Ok(Err(e)) => tracing::debug!(error = %e, "store: counting the queue failed"),
-            Err(_) => tracing::debug!("store: counting the queue took too long"),
-        }
     }
 }
 
