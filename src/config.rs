@@ -395,8 +395,8 @@ impl ServeConfig {
             &mut self.secret_file,
             &mut self.api_token_file,
         ]
-            .into_iter()
-            .chain(self.registries.iter_mut().map(|r| &mut r.password_file));
+        .into_iter()
+        .chain(self.registries.iter_mut().map(|r| &mut r.password_file));
         for p in paths.flatten() {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -423,7 +423,12 @@ fn the_read_api_needs_the_read_token_and_pages_with_a_cursor() {
     );
     const N: usize = 5;
     for i in 0..N {
-        let body = envelope(&format!("page-{i}"), &registry, "paged/app", &fake_digest(100 + i));
+        let body = envelope(
+            &format!("page-{i}"),
+            &registry,
+            "paged/app",
+            &fake_digest(100 + i),
+        );
         assert_eq!(svc.post_event("distribution", &body).status, 202);
     }
     for i in 0..N {
@@ -440,7 +445,10 @@ fn the_read_api_needs_the_read_token_and_pages_with_a_cursor() {
     for path in [list, one.as_str(), "/metrics"] {
         let a = svc.get_anonymous(path);
         assert_eq!(a.status, 401, "{path}: {}", a.body);
-        assert_eq!(a.header("www-authenticate"), Some("Bearer realm=\"sizeguard\""));
+        assert_eq!(
+            a.header("www-authenticate"),
+            Some("Bearer realm=\"sizeguard\"")
+        );
         assert!(!a.body.contains("paged/app"), "{}", a.body);
         let secret = format!("Bearer {SECRET}");
         let a = svc.request("GET", path, &[("Authorization", secret.as_str())], b"");
@@ -462,7 +470,11 @@ fn the_read_api_needs_the_read_token_and_pages_with_a_cursor() {
         let page = svc.get(&path).json();
         let verdicts = page["verdicts"].as_array().unwrap();
         assert!(verdicts.len() <= 2, "{page:#}");
-        seen.extend(verdicts.iter().map(|v| v["digest"].as_str().unwrap().to_string()));
+        seen.extend(
+            verdicts
+                .iter()
+                .map(|v| v["digest"].as_str().unwrap().to_string()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
             None => break,
@@ -501,7 +513,12 @@ fn without_a_read_token_the_read_api_is_served_on_the_admin_listener_only_or_not
     let admin = Service::pick_addr();
     for with_token in [false, true] {
         let addr = Service::pick_addr();
-        let args = ["--allow-registry", "127.0.0.1:9", "--admin-listen", admin.as_str()];
+        let args = [
+            "--allow-registry",
+            "127.0.0.1:9",
+            "--admin-listen",
+            admin.as_str(),
+        ];
         let svc = if with_token {
             Service::start(&addr, &args)
         } else {
@@ -560,7 +577,11 @@ fn a_read_token_equal_to_the_delivery_secret_stops_the_start() {
     .secret(SECRET)
     .run();
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.error().contains("must not be the delivery secret"), "{}", out.stderr);
+    assert!(
+        out.error().contains("must not be the delivery secret"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -587,7 +608,10 @@ fn a_judgement_that_runs_out_of_time_is_tried_once_more_then_recorded() {
     assert_eq!(v["verdict"], "error", "{v:#}");
     assert_eq!(v["attempts"], 2, "{v:#}");
     assert!(
-        v["error"].as_str().unwrap().contains("ran out of the job timeout"),
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("ran out of the job timeout"),
         "{v:#}"
     );
     assert_eq!(svc.metric("sizeguard_job_retries_total"), 1.0);

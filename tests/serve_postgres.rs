@@ -148,7 +148,12 @@ async fn listings_page_and_retention_prunes_on_postgres() {
     store.enqueue(pushes, 100).await.unwrap().unwrap();
     let mut judged = Vec::new();
     while let Some(job) = store.claim("w", LEASE).await.unwrap() {
-        assert!(store.complete(&job, &judgement(Outcome::Pass)).await.unwrap());
+        assert!(
+            store
+                .complete(&job, &judgement(Outcome::Pass))
+                .await
+                .unwrap()
+        );
         judged.push(job.push.digest.to_string());
     }
     store
@@ -372,7 +377,11 @@ fn two_serve_replicas_on_one_database_judge_each_push_once() {
     // database every 15 s: the other replica's verdicts show by then.
     let deadline = Instant::now() + Duration::from_secs(40);
     while a.metric("sizeguard_queue_depth") != 0.0 {
-        assert!(Instant::now() < deadline, "queue depth never 0:\n{}", a.log());
+        assert!(
+            Instant::now() < deadline,
+            "queue depth never 0:\n{}",
+            a.log()
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let listed = b.get("/v1/verdicts?repository=team/app&limit=50").json();

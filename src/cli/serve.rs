@@ -240,7 +240,9 @@ fn github_statuses(args: &ServeArgs, cfg: &ServeConfig) -> Result<Option<GithubS
     let mut owners = Vec::new();
     for name in args.github_owner.iter().chain(&file.owners) {
         owners.push(github_owner(name).ok_or_else(|| {
-            Error::usage(format!("--github-owner {name:?} is not a GitHub owner name"))
+            Error::usage(format!(
+                "--github-owner {name:?} is not a GitHub owner name"
+            ))
         })?);
     }
     let tied = cfg.repositories.iter().any(|r| !r.github.is_empty());
@@ -503,7 +505,10 @@ header = "X-Token"
         };
         let e = options(&args(&same)).err().unwrap();
         assert_eq!(e.kind(), Kind::Usage);
-        assert!(e.one_line().contains("must not be the delivery secret"), "{e}");
+        assert!(
+            e.one_line().contains("must not be the delivery secret"),
+            "{e}"
+        );
         let o = options(&args(&other)).unwrap();
         assert_eq!(o.api_token.as_deref(), Some(&b"r3ad"[..]));
         assert_eq!(o.keep_verdicts, DEFAULT_KEEP);

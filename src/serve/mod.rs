@@ -142,7 +142,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
     let (stop, shutdown) = watch::channel(false);
     let shutdown = Shutdown(shutdown);
 
-    tasks_prune(store.clone(), metrics.clone(), opts.keep_verdicts, shutdown.clone());
+    tasks_prune(
+        store.clone(),
+        metrics.clone(),
+        opts.keep_verdicts,
+        shutdown.clone(),
+    );
     recount_depth(store.clone(), metrics.clone(), shutdown.clone());
     let policies = Arc::new(opts.policies);
     let workers = Arc::new(Workers {

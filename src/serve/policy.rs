@@ -65,26 +65,24 @@ impl Policies {
         platforms: PlatformSelector,
         options: MeasureOptions,
     ) -> Result<Policies, Error> {
-        let rules = |layer: Settings,
-                     pattern: Option<String>,
-                     baseline: Baseline,
-                     github: Vec<String>| {
-            let settings = inputs.flags.clone().over(layer.over(inputs.file.clone()));
-            let what = pattern
-                .as_deref()
-                .unwrap_or("the default policy")
-                .to_string();
-            Ok::<_, Error>(RepositoryRules {
-                policy: settings.policy().map_err(|e| e.context(&what))?,
-                node: settings
-                    .node_choice(inputs.cli_node)
-                    .map_err(|e| e.context(&what))?,
-                thresholds: settings.thresholds().map_err(|e| e.context(&what))?,
-                pattern,
-                baseline,
-                github,
-            })
-        };
+        let rules =
+            |layer: Settings, pattern: Option<String>, baseline: Baseline, github: Vec<String>| {
+                let settings = inputs.flags.clone().over(layer.over(inputs.file.clone()));
+                let what = pattern
+                    .as_deref()
+                    .unwrap_or("the default policy")
+                    .to_string();
+                Ok::<_, Error>(RepositoryRules {
+                    policy: settings.policy().map_err(|e| e.context(&what))?,
+                    node: settings
+                        .node_choice(inputs.cli_node)
+                        .map_err(|e| e.context(&what))?,
+                    thresholds: settings.thresholds().map_err(|e| e.context(&what))?,
+                    pattern,
+                    baseline,
+                    github,
+                })
+            };
         let mut repositories = Vec::new();
         for r in inputs.repositories {
             let baseline = match (&r.baseline, &r.baseline_tag) {
@@ -184,11 +182,8 @@ pub fn github_repository(name: &str) -> Option<String> {
 
 /// A GitHub user or organisation name, lower-cased; `None` for anything else.
 pub fn github_owner(name: &str) -> Option<String> {
-    ((1..=39).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-    .then(|| name.to_ascii_lowercase())
+    ((1..=39).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .then(|| name.to_ascii_lowercase())
 }
 
 /// The baseline reference of a push, or none: when the rule has none, when
@@ -445,9 +440,20 @@ baseline-tag = "old"
 
     #[test]
     fn github_names() {
-        assert_eq!(github_repository("Org/App.js").as_deref(), Some("org/app.js"));
+        assert_eq!(
+            github_repository("Org/App.js").as_deref(),
+            Some("org/app.js")
+        );
         assert_eq!(github_owner("octo-org").as_deref(), Some("octo-org"));
-        for bad in ["org", "org/", "/app", "org/app/x", "org/..", "o rg/app", "org/a?p"] {
+        for bad in [
+            "org",
+            "org/",
+            "/app",
+            "org/app/x",
+            "org/..",
+            "o rg/app",
+            "org/a?p",
+        ] {
             assert_eq!(github_repository(bad), None, "{bad}");
         }
         assert_eq!(github_owner(&"a".repeat(40)), None);

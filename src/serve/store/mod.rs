@@ -176,7 +176,11 @@ impl Position {
 
     /// `None` for anything [`Position::cursor`] did not write.
     pub fn from_cursor(cursor: &str) -> Option<Position> {
-        if cursor.len() != 32 || !cursor.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if cursor.len() != 32
+            || !cursor
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return None;
         }
         let judged_at_ms = u64::from_str_radix(&cursor[..16], 16).ok()? as i64;

@@ -27,8 +27,8 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Acquire, Row};
 
 use super::{
-    Enqueued, Job, Judgement, PING_TIMEOUT, PRUNE_BATCH, Position, Pruned, Refused,
-    SELECT_VERDICT, Store, Verdict, db_error, millis, now_ms, push_row, sender_name, verdict_row,
+    Enqueued, Job, Judgement, PING_TIMEOUT, PRUNE_BATCH, Position, Pruned, Refused, SELECT_VERDICT,
+    Store, Verdict, db_error, millis, now_ms, push_row, sender_name, verdict_row,
 };
 use crate::error::Error;
 use crate::serve::events::Push;

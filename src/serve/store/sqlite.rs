@@ -21,8 +21,8 @@ use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Enqueued, Job, Judgement, PING_TIMEOUT, PRUNE_BATCH, Position, Pruned, Refused,
-    SELECT_VERDICT, Store, Verdict, db_error, millis, now_ms, push_row, sender_name, verdict_row,
+    Enqueued, Job, Judgement, PING_TIMEOUT, PRUNE_BATCH, Position, Pruned, Refused, SELECT_VERDICT,
+    Store, Verdict, db_error, millis, now_ms, push_row, sender_name, verdict_row,
 };
 use crate::error::Error;
 use crate::serve::events::Push;
@@ -316,8 +316,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, before_ms: i64) -> Result<Pruned, Error> {
-        self.call(|reply| Command::Prune { before_ms, reply })
-            .await
+        self.call(|reply| Command::Prune { before_ms, reply }).await
     }
 }
 

@@ -294,12 +294,23 @@ async fn the_readiness_probe_reads_the_database_file() {
 /// in the order judged.
 async fn judged(store: &SqliteStore, repository: &str, n: usize) -> Vec<String> {
     let pushes = (0..n)
-        .map(|i| push(&format!("{repository}-{i}"), repository, &format!("{repository}{i}")))
+        .map(|i| {
+            push(
+                &format!("{repository}-{i}"),
+                repository,
+                &format!("{repository}{i}"),
+            )
+        })
         .collect();
     store.enqueue(pushes, 10_000).await.unwrap().unwrap();
     let mut order = Vec::new();
     while let Some(job) = store.claim("w", LEASE).await.unwrap() {
-        assert!(store.complete(&job, &judgement(Outcome::Pass)).await.unwrap());
+        assert!(
+            store
+                .complete(&job, &judgement(Outcome::Pass))
+                .await
+                .unwrap()
+        );
         order.push(job.push.digest.to_string());
     }
     order
@@ -328,7 +339,14 @@ async fn listings_page_through_every_verdict_once_in_a_stable_order() {
     }
     assert_eq!(seen.len(), 25);
     assert_eq!(seen, expected);
-    for bad in ["", "zz", &"0".repeat(32), &"f".repeat(32), &"A".repeat(32), "0000000000000001000000000000000g"] {
+    for bad in [
+        "",
+        "zz",
+        &"0".repeat(32),
+        &"f".repeat(32),
+        &"A".repeat(32),
+        "0000000000000001000000000000000g",
+    ] {
         assert_eq!(Position::from_cursor(bad), None, "{bad}");
     }
 }
@@ -344,7 +362,13 @@ async fn retention_deletes_old_verdicts_and_event_ids_but_no_queued_job() {
         .unwrap()
         .unwrap();
     let pruned = store.prune(now_ms() + 1000).await.unwrap();
-    assert_eq!(pruned, Pruned { verdicts: 3, events: 4 });
+    assert_eq!(
+        pruned,
+        Pruned {
+            verdicts: 3,
+            events: 4
+        }
+    );
     for d in &old {
         assert!(store.verdict(d).await.unwrap().is_none());
     }
@@ -363,7 +387,10 @@ async fn the_data_directory_and_database_are_private_to_their_user() {
     judged(&store, "app", 1).await;
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
-    for name in [super::sqlite::FILE_NAME.to_string(), format!("{}-wal", super::sqlite::FILE_NAME)] {
+    for name in [
+        super::sqlite::FILE_NAME.to_string(),
+        format!("{}-wal", super::sqlite::FILE_NAME),
+    ] {
         assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
     }
     drop(store);
