@@ -561,7 +561,7 @@ fn a_read_token_equal_to_the_delivery_secret_stops_the_start() {
     let secret = tmp.path().join("secret");
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
     let data = tmp.path().join("data");
-    let out = Run::new(&[
+    let out = Run::new([
         "serve",
         "--listen",
         "127.0.0.1:0",
