@@ -198,6 +198,14 @@ pub struct ServeConfig {
     /// The shared secret receivers expect (`Authorization: Bearer`), and
     /// the key of GitHub's signature.
     pub secret_file: Option<PathBuf>,
+    /// The bearer token the verdict API and `/metrics` require (not the
+    /// delivery secret).
+    pub api_token_file: Option<PathBuf>,
+    /// A listener of its own for the verdict API and `/metrics` (they are
+    /// then not served on `listen`).
+    pub admin_listen: Option<String>,
+    /// How long verdicts and event ids are kept (`2160h`, `90d`; default 90 days).
+    pub keep_verdicts: Option<String>,
     pub workers: Option<usize>,
     /// Jobs waiting at most; past that, receivers answer 503.
     pub max_queue: Option<u64>,
@@ -272,6 +280,11 @@ pub struct ServeGithub {
     pub host: Option<String>,
     /// Statuses are named `CONTEXT/REPOSITORY`; default `sizeguard`.
     pub context: Option<String>,
+    /// GitHub owners (users, organisations) whose repositories may get
+    /// statuses from any image; others only as `[[serve.repositories]]
+    /// github` ties them to an image repository.
+    #[serde(default)]
+    pub owners: Vec<String>,
 }
 
 /// `[serve.notify]`: a JSON POST on chosen verdicts.
@@ -320,6 +333,12 @@ pub struct ServeRepository {
     /// top level's.
     #[serde(default)]
     pub policy: Settings,
+    /// GitHub repositories (`owner/repo`) whose commits may get the
+    /// statuses of the images this entry matches (besides
+    /// `[serve.github] owners`): an image's source label naming any other
+    /// repository gets none.
+    #[serde(default)]
+    pub github: Vec<String>,
 }
 
 impl Settings {
@@ -409,9 +428,13 @@ impl Settings {
 impl ServeConfig {
     /// Paths in the file are relative to the file.
     fn relative_to(&mut self, base: &Path) {
-        let paths = [&mut self.data_dir, &mut self.secret_file]
-            .into_iter()
-            .chain(self.registries.iter_mut().map(|r| &mut r.password_file));
+        let paths = [
+            &mut self.data_dir,
+            &mut self.secret_file,
+            &mut self.api_token_file,
+        ]
+        .into_iter()
+        .chain(self.registries.iter_mut().map(|r| &mut r.password_file));
         for p in paths.flatten() {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -456,3 +456,273 @@ fn an_event_naming_an_unlisted_registry_does_not_hold_back_the_next() {
         svc.log()
     );
 }
+
+/// A registry stand-in that answers every request with the same small
+/// manifest, whatever digest was asked for: every image it serves is
+/// corrupt (its bytes do not match its digest). Stops when the flag is set.
+fn corrupt_registry() -> (String, Arc<std::sync::atomic::AtomicBool>) {
+    support::proxy::serve(|mut conn| {
+        use std::io::Write;
+        if support::proxy::Head::read(&mut conn).is_none() {
+            return;
+        }
+        let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(body);
+    })
+}
+
+/// A registry stand-in that reads each request and never answers.
+fn silent_registry() -> (String, Arc<std::sync::atomic::AtomicBool>) {
+    support::proxy::serve(|mut conn| {
+        let _ = support::proxy::Head::read(&mut conn);
+        std::thread::sleep(Duration::from_secs(20));
+    })
+}
+
+#[test]
+fn the_read_api_needs_the_read_token_and_pages_with_a_cursor() {
+    let (registry, stop) = corrupt_registry();
+    let addr = Service::pick_addr();
+    let svc = Service::start(
+        &addr,
+        &[
+            "--allow-registry",
+            &registry,
+            "--insecure-registry",
+            &registry,
+        ],
+    );
+    const N: usize = 5;
+    for i in 0..N {
+        let body = envelope(
+            &format!("page-{i}"),
+            &registry,
+            "paged/app",
+            &fake_digest(100 + i),
+        );
+        assert_eq!(svc.post_event("distribution", &body).status, 202);
+    }
+    for i in 0..N {
+        let v = svc.wait_verdict(&fake_digest(100 + i), VERDICT_WAIT);
+        // A corrupt image is recorded at once, never tried again.
+        assert_eq!(v["verdict"], "error", "{v:#}");
+        assert_eq!(v["attempts"], 1, "{v:#}");
+    }
+    assert_eq!(svc.metric("sizeguard_job_retries_total"), 0.0);
+
+    // Without the token, or with the delivery secret: 401 and a challenge.
+    let list = "/v1/verdicts?repository=paged/app";
+    let one = format!("/v1/verdicts/{}", fake_digest(100));
+    for path in [list, one.as_str(), "/metrics"] {
+        let a = svc.get_anonymous(path);
+        assert_eq!(a.status, 401, "{path}: {}", a.body);
+        assert_eq!(
+            a.header("www-authenticate"),
+            Some("Bearer realm=\"sizeguard\"")
+        );
+        assert!(!a.body.contains("paged/app"), "{}", a.body);
+        let secret = format!("Bearer {SECRET}");
+        let a = svc.request("GET", path, &[("Authorization", secret.as_str())], b"");
+        assert_eq!(a.status, 401, "{path}: {}", a.body);
+    }
+    // The probes stay open, and say nothing more than ok.
+    assert_eq!(svc.get_anonymous("/healthz").status, 200);
+    let ready = svc.get_anonymous("/readyz");
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+
+    // Pages of two, each verdict once, newest first, then no cursor.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..N {
+        let path = match &cursor {
+            None => format!("{list}&limit=2"),
+            Some(c) => format!("{list}&limit=2&cursor={c}"),
+        };
+        let page = svc.get(&path).json();
+        let verdicts = page["verdicts"].as_array().unwrap();
+        assert!(verdicts.len() <= 2, "{page:#}");
+        seen.extend(
+            verdicts
+                .iter()
+                .map(|v| v["digest"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = (0..N).map(|i| fake_digest(100 + i)).collect();
+    let mut sorted = seen.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "{seen:?}");
+    // A page asks for at most 100; a cursor must be one handed out.
+    let all = svc.get(&format!("{list}&limit=100000")).json();
+    assert_eq!(all["verdicts"].as_array().unwrap().len(), N);
+    assert_eq!(all["next_cursor"], Value::Null);
+    for bad in ["x", "0000000000000000000000000000000g", "../../etc"] {
+        let a = svc.get(&format!("{list}&cursor={bad}"));
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+    }
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn without_a_read_token_the_read_api_is_served_on_the_admin_listener_only_or_not_at_all() {
+    let addr = Service::pick_addr();
+    let off = Service::start_without_read_token(&addr, &["--allow-registry", "127.0.0.1:9"]);
+    for path in ["/v1/verdicts?repository=a/b", "/metrics"] {
+        let a = off.get(path);
+        assert_eq!(a.status, 404, "{path}: {}", a.body);
+    }
+    assert_eq!(off.get("/healthz").status, 200);
+    assert!(off.log().contains("--api-token-file"), "{}", off.log());
+    drop(off);
+
+    // An admin listener: the read API there (token or not, as configured),
+    // and neither receivers there nor the read API on the main listener.
+    let admin = Service::pick_addr();
+    for with_token in [false, true] {
+        let addr = Service::pick_addr();
+        let args = [
+            "--allow-registry",
+            "127.0.0.1:9",
+            "--admin-listen",
+            admin.as_str(),
+        ];
+        let svc = if with_token {
+            Service::start(&addr, &args)
+        } else {
+            Service::start_without_read_token(&addr, &args)
+        };
+        assert_eq!(svc.get("/metrics").status, 404);
+        assert_eq!(svc.get("/v1/verdicts?repository=a/b").status, 404);
+        let token = format!("Bearer {}", support::serve::API_TOKEN);
+        let get = |headers: &[(&str, &str)]| {
+            support::serve::request(&admin, "GET", "/metrics", headers, b"").unwrap()
+        };
+        assert_eq!(get(&[("Authorization", token.as_str())]).status, 200);
+        assert_eq!(get(&[]).status, if with_token { 401 } else { 200 });
+        let listed = support::serve::request(
+            &admin,
+            "GET",
+            "/v1/verdicts?repository=a/b",
+            &[("Authorization", token.as_str())],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(listed.status, 200, "{}", listed.body);
+        let auth = format!("Bearer {SECRET}");
+        let body = envelope("adm", "127.0.0.1:9", "a/b", &fake_digest(7));
+        let receiver = support::serve::request(
+            &admin,
+            "POST",
+            "/v1/events/distribution",
+            &[("Authorization", auth.as_str())],
+            &body,
+        )
+        .unwrap();
+        assert_eq!(receiver.status, 404, "{}", receiver.body);
+    }
+}
+
+#[test]
+fn a_read_token_equal_to_the_delivery_secret_stops_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let data = tmp.path().join("data");
+    let out = Run::new([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--secret-file",
+        secret.to_str().unwrap(),
+        "--api-token-file",
+        secret.to_str().unwrap(),
+        "--allow-registry",
+        "127.0.0.1:9",
+    ])
+    .secret(SECRET)
+    .run();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.error().contains("must not be the delivery secret"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_judgement_that_runs_out_of_time_is_tried_once_more_then_recorded() {
+    let (registry, stop) = silent_registry();
+    let addr = Service::pick_addr();
+    let svc = Service::start(
+        &addr,
+        &[
+            "--allow-registry",
+            &registry,
+            "--insecure-registry",
+            &registry,
+            "--job-timeout",
+            "1",
+        ],
+    );
+    let digest = fake_digest(200);
+    let body = envelope("slow", &registry, "slow/app", &digest);
+    assert_eq!(svc.post_event("distribution", &body).status, 202);
+    // Two attempts of a second with a back-off of 5 s between them; five
+    // would take more than a minute.
+    let v = svc.wait_verdict(&digest, Duration::from_secs(30));
+    assert_eq!(v["verdict"], "error", "{v:#}");
+    assert_eq!(v["attempts"], 2, "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("ran out of the job timeout"),
+        "{v:#}"
+    );
+    assert_eq!(svc.metric("sizeguard_job_retries_total"), 1.0);
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn verdicts_and_delivery_records_older_than_the_keep_time_are_deleted() {
+    let (registry, stop) = corrupt_registry();
+    let addr = Service::pick_addr();
+    let svc = Service::start(
+        &addr,
+        &[
+            "--allow-registry",
+            &registry,
+            "--insecure-registry",
+            &registry,
+            "--keep-verdicts",
+            "2s",
+        ],
+    );
+    let digest = fake_digest(300);
+    let body = envelope("kept", &registry, "kept/app", &digest);
+    assert_eq!(svc.post_event("distribution", &body).status, 202);
+    svc.wait_verdict(&digest, VERDICT_WAIT);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while svc.get(&format!("/v1/verdicts/{digest}")).status != 404 {
+        assert!(Instant::now() < deadline, "never pruned:\n{}", svc.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(svc.metric("sizeguard_pruned_total{what=\"verdicts\"}") >= 1.0);
+    assert!(svc.metric("sizeguard_pruned_total{what=\"events\"}") >= 1.0);
+    // The delivery's record went too: the same delivery is new work again.
+    let again = svc.post_event("distribution", &body);
+    assert_eq!(again.json()["queued"], 1, "{}", again.body);
+    stop.store(true, Ordering::Relaxed);
+}

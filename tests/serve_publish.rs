@@ -193,9 +193,19 @@ fn verdicts_reach_the_commit_and_the_chat_webhook_and_foreign_sources_reach_noth
     let notify_url = format!("http://{}{HOOK_PATH}", hook.addr);
     let public_url = format!("http://{addr}");
     let api_url = github.url();
+    // Statuses go to the GitHub repositories the configuration ties to an
+    // image repository: team/* to octo-org/shop only.
+    let config = tmp.path().join("sizeguard.toml");
+    std::fs::write(
+        &config,
+        "[serve]\n[[serve.repositories]]\nmatch = \"team/*\"\ngithub = [\"Octo-Org/shop\"]\n",
+    )
+    .unwrap();
     let svc = Service::start(
         &addr,
         &[
+            "--config",
+            config.to_str().unwrap(),
             "--allow-registry",
             &reg.addr,
             "--baseline-tag",
@@ -239,19 +249,33 @@ fn verdicts_reach_the_commit_and_the_chat_webhook_and_foreign_sources_reach_noth
         "v3",
     );
 
+    // A repository on the GitHub host the token may well write to, but
+    // that nothing ties to team/app.
+    let v4 = labelled(
+        &mut b,
+        std::slice::from_ref(&base),
+        "https://github.com/octo-org/payments",
+        SHA_ELSEWHERE,
+        "v4",
+    );
+
     reg.push_layout(&layout, "v1", "team/app:v1");
     let wait = Duration::from_secs(90);
     assert_eq!(svc.wait_verdict(&v1.digest, wait)["verdict"], "pass");
     reg.push_layout(&layout, "v2", "team/app:v2");
     reg.push_layout(&layout, "v3", "team/app:v3");
+    reg.push_layout(&layout, "v4", "team/app:v4");
     assert_eq!(svc.wait_verdict(&v2.digest, wait)["verdict"], "fail");
     assert_eq!(svc.wait_verdict(&v3.digest, wait)["verdict"], "pass");
+    assert_eq!(svc.wait_verdict(&v4.digest, wait)["verdict"], "pass");
 
     let ok = "sizeguard_publish_total{target=\"github_status\",result=\"ok\"}";
     let refused = "sizeguard_publish_total{target=\"github_status\",result=\"refused\"}";
+    let not_allowed = "sizeguard_publish_total{target=\"github_status\",result=\"not_allowed\"}";
     let notified = "sizeguard_publish_total{target=\"notify\",result=\"ok\"}";
     wait_metric(&svc, ok, 2.0);
     wait_metric(&svc, refused, 1.0);
+    wait_metric(&svc, not_allowed, 1.0);
     wait_metric(&svc, notified, 1.0);
     // Anything late would show up now.
     std::thread::sleep(Duration::from_secs(2));
@@ -343,14 +367,23 @@ fn verdicts_reach_the_commit_and_the_chat_webhook_and_foreign_sources_reach_noth
                 .is_some_and(|m| m.starts_with("no commit status"))
         })
         .collect();
-    assert_eq!(refusals.len(), 1, "{log}");
-    assert_eq!(refusals[0]["level"], "WARN");
+    assert_eq!(refusals.len(), 2, "{log}");
+    assert!(refusals.iter().all(|r| r["level"] == "WARN"), "{log}");
     assert!(
-        refusals[0]["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains(&trap.addr),
+        refusals
+            .iter()
+            .any(|r| r["error"].as_str().unwrap_or("").contains(&trap.addr)),
         "{log}"
+    );
+    // The untied repository: named in one warning, and not one request.
+    let untied: Vec<&&Value> = refusals
+        .iter()
+        .filter(|r| r["github_repository"] == "octo-org/payments")
+        .collect();
+    assert_eq!(untied.len(), 1, "{log}");
+    assert!(
+        requests.iter().all(|r| !r.path.contains("payments")),
+        "{requests:#?}"
     );
     // No secret in the log, and no workflow command either.
     for secret in [TOKEN, "SECRETPATH", SECRET] {
@@ -395,6 +428,8 @@ fn publishing_failures_are_counted_and_never_judge_again() {
             token_file.to_str().unwrap(),
             "--github-api-url",
             &api_url,
+            "--github-owner",
+            "octo-org",
             "--notify-url",
             &notify_url,
         ],
@@ -468,6 +503,8 @@ fn a_rate_limited_status_is_logged_not_announced_as_a_workflow_command() {
             token_file.to_str().unwrap(),
             "--github-api-url",
             &api_url,
+            "--github-owner",
+            "octo-org",
         ],
         &[("GITHUB_ACTIONS", "true")],
     );

@@ -151,6 +151,28 @@ pub struct ServeArgs {
     #[arg(long = "secret-file", value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
 
+    /// File holding the bearer token the verdict API and /metrics require
+    /// (`Authorization: Bearer TOKEN`); not the delivery secret. Without
+    /// it (or --admin-listen) they are not served.
+    #[arg(long = "api-token-file", value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+
+    /// Serve the verdict API and /metrics on this address only (e.g.
+    /// 127.0.0.1:9090), not on --listen; the read token still applies.
+    #[arg(long = "admin-listen", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+
+    /// How long verdicts and delivery records are kept (default 90d;
+    /// `2160h`, `30d`, `90m`); older ones are deleted hourly and at start.
+    #[arg(long = "keep-verdicts", value_name = "DURATION")]
+    pub keep_verdicts: Option<String>,
+
+    /// A GitHub owner whose repositories may get commit statuses from any
+    /// image (repeatable); others only as `github` in a
+    /// [[serve.repositories]] entry ties them.
+    #[arg(long = "github-owner", value_name = "OWNER")]
+    pub github_owner: Vec<String>,
+
     /// The baseline of every pushed image: a tag of its own repository,
     /// or a template (`main`, `{tag}-base`, `{tag_without_suffix}`).
     #[arg(
@@ -178,7 +200,8 @@ pub struct ServeArgs {
     #[arg(long = "lease", value_name = "SECONDS", default_value_t = 60)]
     pub lease: u64,
 
-    /// Seconds one judgement may take before it is retried.
+    /// Seconds one judgement may take; one that runs out is tried once
+    /// more at most.
     #[arg(long = "job-timeout", value_name = "SECONDS", default_value_t = 1800)]
     pub job_timeout: u64,
 

@@ -24,11 +24,12 @@ use crate::serve::events::github::GHCR;
 use crate::serve::http::{Receiver, Receivers};
 use crate::serve::listener::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT, Limits, TlsFiles};
 use crate::serve::outbound::{GithubStatuses, Notifications, Outbound};
-use crate::serve::policy::{Baseline, Policies, PolicyInputs, check_registry_host};
+use crate::serve::policy::{Baseline, Policies, PolicyInputs, check_registry_host, github_owner};
 use crate::serve::sources::{LoggedProgress, RegistrySources};
 use crate::serve::{ServeOptions, StoreChoice};
 use crate::source::auth::Explicit;
 use crate::source::registry::RegistryOptions;
+use crate::source::retry::parse_duration;
 
 pub async fn run(args: ServeArgs) -> Result<(), Error> {
     let options = options(&args)?;
@@ -68,6 +69,17 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
                 .ok_or_else(|| Error::usage("give --data-dir DIR (or --database-url URL)"))?,
         ),
     };
+    let api_token = args
+        .api_token_file
+        .as_ref()
+        .or(cfg.api_token_file.as_ref())
+        .map(|file| read_secret_file(file).map(|token| (file, token)))
+        .transpose()?;
+    let keep_verdicts = match args.keep_verdicts.as_ref().or(cfg.keep_verdicts.as_ref()) {
+        Some(text) => keep_duration(text)?,
+        None => DEFAULT_KEEP,
+    };
+
     let mut allowed: HashSet<String> = args
         .allow_registry
         .iter()
@@ -84,6 +96,27 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
         ));
     }
     let receivers = receivers(args, &cfg, &allowed)?;
+    let api_token = match api_token {
+        Some((file, token)) => {
+            let senders = [
+                &receivers.distribution,
+                &receivers.harbor,
+                &receivers.github,
+            ];
+            if senders
+                .iter()
+                .any(|r| r.as_ref().is_some_and(|r| r.secret == token))
+            {
+                return Err(Error::usage(format!(
+                    "{}: the read token must not be a delivery secret \
+                     (whoever sends deliveries would read every report)",
+                    file.display()
+                )));
+            }
+            Some(token)
+        }
+        None => None,
+    };
     let cache_dir = args.source.cache_dir.clone().or(match &store {
         StoreChoice::DataDir(d) => Some(d.join("layer-cache")),
         StoreChoice::Database(_) => default_dir(),
@@ -134,6 +167,9 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
         services,
         policies,
         outbound: outbound(args, &cfg)?,
+        api_token,
+        admin_listen: args.admin_listen.clone().or(cfg.admin_listen.clone()),
+        keep_verdicts,
     })
 }
 
@@ -271,6 +307,28 @@ fn tls_files(args: &ServeArgs, cfg: &ServeConfig) -> Result<Option<TlsFiles>, Er
     }
 }
 
+/// Verdicts kept when nothing says otherwise: 90 days.
+const DEFAULT_KEEP: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// `--keep-verdicts`: `--timeout`'s durations (`2160h`, `90m`), or whole
+/// days (`90d`).
+fn keep_duration(text: &str) -> Result<Duration, Error> {
+    let days = text
+        .trim()
+        .strip_suffix('d')
+        .and_then(|n| n.parse::<u64>().ok());
+    match days {
+        Some(0) => Err(Error::usage(format!(
+            "--keep-verdicts {text:?}: must be more than 0"
+        ))),
+        Some(n) => n
+            .checked_mul(24 * 3600)
+            .map(Duration::from_secs)
+            .ok_or_else(|| Error::usage(format!("--keep-verdicts {text:?}: too long"))),
+        None => parse_duration(text).map_err(|e| e.context("--keep-verdicts")),
+    }
+}
+
 /// Commit statuses and notifications, when configured; a half-configured
 /// one stops the start.
 fn outbound(args: &ServeArgs, cfg: &ServeConfig) -> Result<Outbound, Error> {
@@ -332,16 +390,35 @@ fn github_statuses(args: &ServeArgs, cfg: &ServeConfig) -> Result<Option<GithubS
         .map(|h| h.to_ascii_lowercase())
         .or_else(|| web_host_of_api(&api_url))
         .unwrap_or_else(|| "github.com".to_string());
+    let mut owners = Vec::new();
+    for name in args.github_owner.iter().chain(&file.owners) {
+        owners.push(github_owner(name).ok_or_else(|| {
+            Error::usage(format!(
+                "--github-owner {name:?} is not a GitHub owner name"
+            ))
+        })?);
+    }
+    let tied = cfg.repositories.iter().any(|r| !r.github.is_empty());
+    if owners.is_empty() && !tied {
+        tracing::warn!(
+            "no commit status will be set: no GitHub repository is tied to an image repository \
+             (give --github-owner OWNER, owners in [serve.github], or github in a \
+             [[serve.repositories]] entry)"
+        );
+    }
     tracing::info!(
         api_url,
         github_host = web_host,
-        "commit statuses for images whose source label is a repository on the GitHub host"
+        owners = owners.join(","),
+        "commit statuses for images whose source label names a repository on the GitHub host \
+         that the configuration ties to the image's repository"
     );
     Ok(Some(GithubStatuses {
         api_url,
         token,
         web_host,
         context: file.context.unwrap_or_else(|| "sizeguard".to_string()),
+        owners,
     }))
 }
 
@@ -707,5 +784,48 @@ header = "X-Token"
             &ServeConfig::default(),
         );
         assert_eq!(half.unwrap_err().kind(), Kind::Usage);
+    }
+
+    #[test]
+    fn the_read_token_is_not_the_delivery_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let same = dir.path().join("same");
+        std::fs::write(&same, "s3cret").unwrap();
+        let other = dir.path().join("other");
+        std::fs::write(&other, "r3ad\n").unwrap();
+        let data = dir.path().join("data").display().to_string();
+        let args = |token: &std::path::Path| {
+            serve_args(&[
+                "--data-dir",
+                &data,
+                "--secret-file",
+                secret.to_str().unwrap(),
+                "--allow-registry",
+                "127.0.0.1:5000",
+                "--api-token-file",
+                token.to_str().unwrap(),
+            ])
+        };
+        let e = options(&args(&same)).err().unwrap();
+        assert_eq!(e.kind(), Kind::Usage);
+        assert!(
+            e.one_line().contains("must not be the delivery secret"),
+            "{e}"
+        );
+        let o = options(&args(&other)).unwrap();
+        assert_eq!(o.api_token.as_deref(), Some(&b"r3ad"[..]));
+        assert_eq!(o.keep_verdicts, DEFAULT_KEEP);
+    }
+
+    #[test]
+    fn keep_times() {
+        assert_eq!(keep_duration("90d").unwrap(), DEFAULT_KEEP);
+        assert_eq!(keep_duration("2160h").unwrap(), DEFAULT_KEEP);
+        assert_eq!(keep_duration("2s").unwrap(), Duration::from_secs(2));
+        for bad in ["0d", "0", "ten", "5w", "d", "-1d"] {
+            assert_eq!(keep_duration(bad).unwrap_err().kind(), Kind::Usage, "{bad}");
+        }
     }
 }

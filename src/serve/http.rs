@@ -20,15 +20,29 @@ use crate::serve::events::{Incoming, Push, Sender, auth, distribution, github, h
 use crate::serve::listener::{BodyTimeout, caused_by};
 use crate::serve::metrics::Metrics;
 use crate::serve::policy::{is_repository, is_tag};
-use crate::serve::store::{Refused, Store, Verdict, sender_name};
+use crate::serve::store::{Position, Refused, Store, Verdict, sender_name};
 
 /// Largest delivery read: a Distribution envelope of a few events, a
 /// Harbor payload, is a few kB, GitHub's package payload tens of kB. With
 /// the in-flight cap it bounds the memory bodies can hold at once.
 pub const BODY_LIMIT: usize = 256 << 10;
 
-/// Most verdicts one listing returns.
-const MAX_LIST: u32 = 1000;
+/// Most verdicts one listing page returns; the next page is asked for
+/// with the answer's `next_cursor`.
+pub const MAX_LIST: u32 = 100;
+
+/// Where the verdict API and `/metrics` are served: they show whole
+/// reports (paths, build steps with their arguments, labels), so never to
+/// whoever reaches a receiver unless the operator chose so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadApi {
+    /// Nowhere: neither a read token nor an admin listener is configured.
+    Off,
+    /// On the receivers' listener, behind the read token.
+    Main,
+    /// On the admin listener only (behind the read token if one is set).
+    Admin,
+}
 
 /// One sender's receiver.
 pub struct Receiver {
@@ -69,19 +83,78 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// False once shutdown began: `/readyz` then says so.
     pub ready: AtomicBool,
+    /// The bearer token the verdict API and `/metrics` require, when set.
+    pub api_token: Option<Vec<u8>>,
+    pub read_api: ReadApi,
 }
 
+/// The receivers' listener: receivers and probes, and the verdict API and
+/// metrics when they are served here.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let main = Router::new()
         .route("/v1/events/distribution", post(distribution_events))
         .route("/v1/events/harbor", post(harbor_events))
         .route("/v1/events/github", post(github_events))
-        .route("/v1/verdicts", get(list_verdicts))
-        .route("/v1/verdicts/{digest}", get(one_verdict))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz));
+    let read = match state.read_api {
+        ReadApi::Main => read_routes(&state),
+        ReadApi::Off | ReadApi::Admin => Router::new()
+            .route("/v1/verdicts", get(read_api_elsewhere))
+            .route("/v1/verdicts/{digest}", get(read_api_elsewhere))
+            .route("/metrics", get(read_api_elsewhere)),
+    };
+    main.merge(read).with_state(state)
+}
+
+/// The admin listener (`--admin-listen`): the verdict API, metrics and
+/// probes, no receivers.
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .merge(read_routes(&state))
         .with_state(state)
+}
+
+/// The verdict API and metrics, behind the read token when one is set.
+fn read_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/verdicts", get(list_verdicts))
+        .route("/v1/verdicts/{digest}", get(one_verdict))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_read_token,
+        ))
+}
+
+/// 401 with a Bearer challenge unless the request carries the read token
+/// (compared in constant time, as the delivery secret is).
+async fn require_read_token(
+    State(s): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(token) = &s.api_token
+        && !auth::bearer_matches(token, request.headers())
+    {
+        let mut r = error(StatusCode::UNAUTHORIZED, "a read token is required");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"sizeguard\""),
+        );
+        return r;
+    }
+    next.run(request).await
+}
+
+async fn read_api_elsewhere(State(s): State<Arc<AppState>>) -> Response {
+    let message = match s.read_api {
+        ReadApi::Admin => "not served on this listener (see the admin listener)",
+        _ => "not served: the service was started without --api-token-file or --admin-listen",
+    };
+    error(StatusCode::NOT_FOUND, message)
 }
 
 async fn distribution_events(
@@ -278,25 +351,26 @@ fn busy(retry_after: u64, message: &str) -> Response {
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     if !s.ready.load(Ordering::Relaxed) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response();
     }
     match s.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => {
+            // The probe is open to anyone who reaches the port: the reason
+            // goes to the log only.
             tracing::warn!(error = %e.one_line(), "not ready: the store does not answer");
-            error(StatusCode::SERVICE_UNAVAILABLE, &e.one_line())
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
         }
     }
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    let depth = s.store.depth().await.unwrap_or(0);
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.metrics.render(depth),
+        s.metrics.render(),
     )
         .into_response()
 }
@@ -305,14 +379,21 @@ async fn one_verdict(State(s): State<Arc<AppState>>, Path(digest): Path<String>)
     match s.store.verdict(&digest).await {
         Ok(Some(v)) => axum::Json(verdict_json(&v)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no verdict for this digest (yet)"),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.one_line()),
+        Err(e) => store_unavailable(&e),
     }
+}
+
+/// A store error: logged, answered without its text.
+fn store_unavailable(e: &crate::error::Error) -> Response {
+    tracing::warn!(error = %e.one_line(), "verdict API: the store did not answer");
+    error(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
 }
 
 #[derive(Deserialize)]
 struct ListQuery {
     repository: String,
     limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 async fn list_verdicts(
@@ -322,17 +403,43 @@ async fn list_verdicts(
     let Ok(Query(q)) = query else {
         return error(
             StatusCode::BAD_REQUEST,
-            "give ?repository=NAME (and optionally &limit=N)",
+            "give ?repository=NAME (and optionally &limit=N, &cursor=C)",
         );
     };
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => match Position::from_cursor(c) {
+            Some(p) => Some(p),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "cursor: not one this API handed out (give next_cursor as it came)",
+                );
+            }
+        },
+    };
     let limit = q.limit.unwrap_or(20).clamp(1, MAX_LIST);
-    match s.store.verdicts(&q.repository, limit).await {
-        Ok(list) => axum::Json(json!({
-            "repository": q.repository,
-            "verdicts": list.iter().map(verdict_json).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.one_line()),
+    // One more than shown tells whether a next page exists.
+    match s.store.verdicts(&q.repository, limit + 1, after).await {
+        Ok(mut list) => {
+            let next = (list.len() > limit as usize).then(|| {
+                list.truncate(limit as usize);
+                list.last().map(|v| {
+                    Position {
+                        judged_at_ms: v.judged_at_ms,
+                        id: v.id,
+                    }
+                    .cursor()
+                })
+            });
+            axum::Json(json!({
+                "repository": q.repository,
+                "verdicts": list.iter().map(verdict_json).collect::<Vec<_>>(),
+                "next_cursor": next.flatten(),
+            }))
+            .into_response()
+        }
+        Err(e) => store_unavailable(&e),
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Metrics {
     retries: Counter,
     publish: Family<Labels, Counter>,
     inbound_refused: Family<Labels, Counter>,
+    pruned: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -51,6 +52,7 @@ impl Metrics {
         let retries = Counter::default();
         let publish = Family::<Labels, Counter>::default();
         let inbound_refused = Family::<Labels, Counter>::default();
+        let pruned = Family::<Labels, Counter>::default();
         registry.register(
             "events_received",
             "Events in authenticated, well-formed deliveries, by sender",
@@ -98,6 +100,11 @@ impl Metrics {
             "Connections or requests turned away by an inbound limit, by limit",
             inbound_refused.clone(),
         );
+        registry.register(
+            "pruned",
+            "Rows deleted by retention (--keep-verdicts), by table (verdicts, events)",
+            pruned.clone(),
+        );
         Metrics {
             registry,
             received,
@@ -111,6 +118,7 @@ impl Metrics {
             retries,
             publish,
             inbound_refused,
+            pruned,
         }
     }
 
@@ -120,10 +128,12 @@ impl Metrics {
             .inc_by(n);
     }
 
+    /// New jobs: the queue grew by `n`.
     pub fn queued(&self, sender: &'static str, n: u64) {
         self.queued
             .get_or_create(&vec![("sender", sender)])
             .inc_by(n);
+        self.depth.inc_by(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn duplicates(&self, sender: &'static str, n: u64) {
@@ -144,20 +154,34 @@ impl Metrics {
             .inc();
     }
 
+    /// A verdict recorded: one job fewer in the queue.
     pub fn judged(&self, verdict: &'static str, seconds: f64) {
         self.verdicts
             .get_or_create(&vec![("verdict", verdict)])
             .inc();
         self.duration.observe(seconds);
+        self.depth.dec();
+    }
+
+    /// The queue depth as the store counts it: at start, and from time to
+    /// time (other replicas of a shared database move it too).
+    pub fn set_depth(&self, depth: u64) {
+        self.depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
     pub fn retried(&self) {
         self.retries.inc();
     }
 
+    /// Rows of `what` (`verdicts`, `events`) retention deleted.
+    pub fn pruned(&self, what: &'static str, n: u64) {
+        self.pruned.get_or_create(&vec![("what", what)]).inc_by(n);
+    }
+
     /// One verdict's publication to `target` (`github_status`, `notify`)
     /// ended as `result` (`ok`, `error`, `refused`: the image's labels
-    /// name nothing a status may be posted on).
+    /// name nothing a status may be posted on, `not_allowed`: they name a
+    /// GitHub repository the configuration does not tie to the image's).
     pub fn published(&self, target: &'static str, result: &'static str) {
         self.publish
             .get_or_create(&vec![("target", target), ("result", result)])
@@ -172,9 +196,9 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition, with the queue depth as of now.
-    pub fn render(&self, depth: u64) -> String {
-        self.depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+    /// The text exposition. The queue depth is the kept figure: a scrape
+    /// costs no query (the store's connections are the receivers').
+    pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

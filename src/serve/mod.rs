@@ -4,8 +4,10 @@
 //!
 //! - [`events`]: each sender's notifications reduced to one shape.
 //! - [`store`]: the durable queue and the verdicts (SQLite embedded).
-//! - [`http`]: receivers, the verdict API, health and metrics.
-//! - [`listener`]: the inbound limits (timeouts, caps) and TLS.
+//! - [`http`]: receivers, the verdict API, health and metrics (the last
+//!   two behind a read token, or on an admin listener of their own).
+//! - [`listener`]: the inbound limits (timeouts, caps) and TLS, in front
+//!   of every listener.
 //! - [`worker`]: claim, judge, record.
 //! - [`policy`]: which rules and baseline a repository gets.
 //! - [`outbound`]: verdicts out to a GitHub commit status and a chat webhook.
@@ -30,7 +32,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::app::Services;
 use crate::error::Error;
-use crate::serve::http::{AppState, Receivers};
+use crate::serve::http::{AppState, ReadApi, Receivers};
 use crate::serve::listener::{Limits, TlsFiles};
 use crate::serve::metrics::Metrics;
 use crate::serve::outbound::{Outbound, Publisher};
@@ -67,7 +69,22 @@ pub struct ServeOptions {
     pub services: Services,
     pub policies: Policies,
     pub outbound: Outbound,
+    /// The bearer token the verdict API and `/metrics` require.
+    pub api_token: Option<Vec<u8>>,
+    /// A listener of its own for the verdict API and `/metrics`.
+    pub admin_listen: Option<String>,
+    /// Verdicts judged longer ago than this are deleted, and so are the
+    /// event ids received longer ago.
+    pub keep_verdicts: Duration,
 }
+
+/// How often the kept queue depth is set again from the store's count:
+/// other replicas of a shared database enqueue and judge too.
+const DEPTH_RECOUNT: Duration = Duration::from_secs(15);
+
+/// How often retention runs (and once at start); a shorter keep time runs
+/// it that often instead.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The shutdown signal, observable by every task.
 #[derive(Clone)]
@@ -100,7 +117,21 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
     let address = listener
         .local_addr()
         .map_err(|e| Error::io("listening socket", e))?;
+    let admin = match &opts.admin_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::usage(format!("--admin-listen {addr}")).with_source(e))?,
+        ),
+        None => None,
+    };
+    let read_api = match (&admin, &opts.api_token) {
+        (Some(_), _) => ReadApi::Admin,
+        (None, Some(_)) => ReadApi::Main,
+        (None, None) => ReadApi::Off,
+    };
     let metrics = Arc::new(Metrics::new());
+    metrics.set_depth(store.depth().await?);
     let metrics_for_listener = metrics.clone();
     let wake = Arc::new(Notify::new());
     let state = Arc::new(AppState {
@@ -111,6 +142,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         metrics: metrics.clone(),
         wake: wake.clone(),
         ready: AtomicBool::new(true),
+        api_token: opts.api_token,
+        read_api,
     });
     let (stop, shutdown) = watch::channel(false);
     let shutdown = Shutdown(shutdown);
@@ -119,12 +152,20 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         .map(|files| listener::tls(files, shutdown.clone()))
         .transpose()?;
 
+    tasks_prune(
+        store.clone(),
+        metrics.clone(),
+        opts.keep_verdicts,
+        shutdown.clone(),
+    );
+    recount_depth(store.clone(), metrics.clone(), shutdown.clone());
+    let policies = Arc::new(opts.policies);
     let workers = Arc::new(Workers {
         store,
         services: opts.services,
-        policies: Arc::new(opts.policies),
+        policies: policies.clone(),
         allowed: opts.allowed,
-        publisher: Arc::new(Publisher::new(opts.outbound, metrics.clone())),
+        publisher: Arc::new(Publisher::new(opts.outbound, metrics.clone(), policies)),
         metrics,
         wake: wake.clone(),
         lease: opts.lease,
@@ -148,6 +189,34 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         max_in_flight = opts.limits.max_in_flight,
         "listening"
     );
+    // The admin listener is behind the same limits (and TLS) as the
+    // receivers': it is no less reachable by whoever reaches its port.
+    let admin_server = admin.map(|admin| {
+        if let Ok(admin_address) = admin.local_addr() {
+            tracing::info!(%admin_address, "the verdict API and /metrics listen here only");
+        }
+        let app = listener::limit_requests(
+            http::admin_router(state.clone()),
+            opts.limits.max_in_flight,
+            metrics_for_listener.clone(),
+        );
+        tokio::spawn(listener::serve(
+            admin,
+            app,
+            opts.limits,
+            tls.clone(),
+            metrics_for_listener.clone(),
+            shutdown.clone(),
+        ))
+    });
+    match read_api {
+        ReadApi::Main => tracing::info!("the verdict API and /metrics require the read token"),
+        ReadApi::Admin => {}
+        ReadApi::Off => tracing::info!(
+            "the verdict API and /metrics are off: give --api-token-file FILE \
+             (a bearer token readers present) or --admin-listen ADDR to serve them"
+        ),
+    }
 
     let app = listener::limit_requests(
         http::router(state.clone()),
@@ -188,8 +257,71 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         Ok(_) => {}
         Err(_) => tracing::warn!("open connections did not close in time"),
     }
+    if let Some(admin_server) = admin_server {
+        let _ = tokio::time::timeout(Duration::from_secs(2), admin_server).await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Sets the kept queue depth from the store every [`DEPTH_RECOUNT`].
+fn recount_depth(store: Arc<dyn Store>, metrics: Arc<Metrics>, mut stop: Shutdown) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(DEPTH_RECOUNT) => {}
+                _ = stop.wait() => return,
+            }
+            match store.depth().await {
+                Ok(depth) => metrics.set_depth(depth),
+                Err(e) => tracing::debug!(error = %e.one_line(), "counting the queue failed"),
+            }
+        }
+    });
+}
+
+/// Retention: at start, then every [`PRUNE_EVERY`] (or every `keep`, when
+/// shorter), deletes verdicts and event ids older than `keep`, in batches.
+fn tasks_prune(store: Arc<dyn Store>, metrics: Arc<Metrics>, keep: Duration, shutdown: Shutdown) {
+    let every = keep.clamp(Duration::from_secs(1), PRUNE_EVERY);
+    let mut stop = shutdown;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait() => return,
+            }
+            let before = store::now_ms().saturating_sub(store::millis(keep));
+            let mut total = store::Pruned::default();
+            loop {
+                match store.prune(before).await {
+                    Ok(p) => {
+                        metrics.pruned("verdicts", p.verdicts);
+                        metrics.pruned("events", p.events);
+                        total.verdicts += p.verdicts;
+                        total.events += p.events;
+                        let full = store::PRUNE_BATCH as u64;
+                        if (p.verdicts < full && p.events < full) || stop.is_set() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e.one_line(), "retention: pruning failed; tried again later");
+                        break;
+                    }
+                }
+            }
+            if total.verdicts + total.events > 0 {
+                tracing::info!(
+                    verdicts = total.verdicts,
+                    events = total.events,
+                    "retention: deleted what is older than --keep-verdicts"
+                );
+            }
+        }
+    });
 }
 
 /// SIGTERM (Kubernetes, systemd) or SIGINT (a terminal).

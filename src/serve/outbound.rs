@@ -10,9 +10,13 @@
 //!
 //! What an image says is not trusted: its `source` label picks the
 //! repository a status goes to only when it is a repository URL on the
-//! configured GitHub host (see [`crate::publish::status`]), and the token
-//! only ever goes to the configured API URL. The notification URL comes
-//! from the configuration alone.
+//! configured GitHub host (see [`crate::publish::status`]) that the
+//! configuration ties to the image's repository (`github` in its
+//! `[[serve.repositories]]` entry, or an owner of `[serve.github] owners`):
+//! whoever can push an image must not be able to set a status on any
+//! repository the token can write to. The token only ever goes to the
+//! configured API URL. The notification URL comes from the configuration
+//! alone.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,9 +29,10 @@ use crate::budget::verdict::Verdict;
 use crate::error::Error;
 use crate::publish::github::Token;
 use crate::publish::notify::{Notification, Notifier};
-use crate::publish::status::{self, State, Status};
+use crate::publish::status::{self, Commit, State, Status};
 use crate::serve::events::Push;
 use crate::serve::metrics::Metrics;
+use crate::serve::policy::Policies;
 use crate::source::Provenance;
 
 /// Attempts per publication when the failure may pass (a 5xx, a timeout,
@@ -50,6 +55,8 @@ pub struct GithubStatuses {
     pub web_host: String,
     /// Statuses are named `CONTEXT/REPOSITORY` (default `sizeguard`).
     pub context: String,
+    /// Owners (lower-cased) whose repositories any image may name.
+    pub owners: Vec<String>,
 }
 
 /// A chat webhook, and the verdicts it hears of.
@@ -83,15 +90,26 @@ pub struct Publisher {
     outbound: Outbound,
     metrics: Arc<Metrics>,
     turns: Arc<Semaphore>,
+    /// Which GitHub repositories each image repository is tied to.
+    policies: Arc<Policies>,
 }
 
 impl Publisher {
-    pub fn new(outbound: Outbound, metrics: Arc<Metrics>) -> Publisher {
+    pub fn new(outbound: Outbound, metrics: Arc<Metrics>, policies: Arc<Policies>) -> Publisher {
         Publisher {
             outbound,
             metrics,
             turns: Arc::new(Semaphore::new(IN_FLIGHT)),
+            policies,
         }
+    }
+
+    /// Whether the configuration ties `commit`'s repository to the image
+    /// repository `repository`.
+    fn tied(&self, github: &GithubStatuses, repository: &str, commit: &Commit) -> bool {
+        let owner = commit.owner.to_ascii_lowercase();
+        let full = format!("{owner}/{}", commit.repo.to_ascii_lowercase());
+        github.owners.contains(&owner) || self.policies.rules(repository).github.contains(&full)
     }
 
     /// Starts publishing `judged` and returns at once. The task keeps the
@@ -139,6 +157,16 @@ impl Publisher {
                 return;
             }
         };
+        if !self.tied(github, &push.repository, &commit) {
+            self.metrics.published("github_status", "not_allowed");
+            tracing::warn!(
+                github_repository = format!("{}/{}", commit.owner, commit.repo),
+                "no commit status: the image's source label names a GitHub repository \
+                 the configuration does not tie to this image repository (github in its \
+                 [[serve.repositories]] entry, or [serve.github] owners)"
+            );
+            return;
+        }
         let description = format!("{}: {}", judged.verdict, judged.summary);
         let url = self.verdict_url(push);
         let s = Status::new(

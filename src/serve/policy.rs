@@ -34,6 +34,9 @@ pub struct RepositoryRules {
     pub node: Option<NodeChoice>,
     pub thresholds: Thresholds,
     pub baseline: Baseline,
+    /// GitHub repositories (`owner/repo`, lower-cased) whose commits may get
+    /// this repository's statuses, besides the configured owners'.
+    pub github: Vec<String>,
 }
 
 /// Every repository's rules, and what every request shares.
@@ -63,22 +66,24 @@ impl Policies {
         platforms: PlatformSelector,
         options: MeasureOptions,
     ) -> Result<Policies, Error> {
-        let rules = |layer: Settings, pattern: Option<String>, baseline: Baseline| {
-            let settings = inputs.flags.clone().over(layer.over(inputs.file.clone()));
-            let what = pattern
-                .as_deref()
-                .unwrap_or("the default policy")
-                .to_string();
-            Ok::<_, Error>(RepositoryRules {
-                policy: settings.policy().map_err(|e| e.context(&what))?,
-                node: settings
-                    .node_choice(inputs.cli_node)
-                    .map_err(|e| e.context(&what))?,
-                thresholds: settings.thresholds().map_err(|e| e.context(&what))?,
-                pattern,
-                baseline,
-            })
-        };
+        let rules =
+            |layer: Settings, pattern: Option<String>, baseline: Baseline, github: Vec<String>| {
+                let settings = inputs.flags.clone().over(layer.over(inputs.file.clone()));
+                let what = pattern
+                    .as_deref()
+                    .unwrap_or("the default policy")
+                    .to_string();
+                Ok::<_, Error>(RepositoryRules {
+                    policy: settings.policy().map_err(|e| e.context(&what))?,
+                    node: settings
+                        .node_choice(inputs.cli_node)
+                        .map_err(|e| e.context(&what))?,
+                    thresholds: settings.thresholds().map_err(|e| e.context(&what))?,
+                    pattern,
+                    baseline,
+                    github,
+                })
+            };
         let mut repositories = Vec::new();
         for r in inputs.repositories {
             let baseline = match (&r.baseline, &r.baseline_tag) {
@@ -92,9 +97,28 @@ impl Policies {
                 (None, Some(t)) => Baseline::Tag(t.clone()),
                 (None, None) => inputs.default_baseline.clone(),
             };
-            repositories.push(rules(r.policy.clone(), Some(r.pattern.clone()), baseline)?);
+            let mut github = Vec::new();
+            for name in &r.github {
+                github.push(github_repository(name).ok_or_else(|| {
+                    Error::usage(format!(
+                        "serve.repositories {:?}: github {name:?} is not OWNER/REPO",
+                        r.pattern
+                    ))
+                })?);
+            }
+            repositories.push(rules(
+                r.policy.clone(),
+                Some(r.pattern.clone()),
+                baseline,
+                github,
+            )?);
         }
-        let default = rules(Settings::default(), None, inputs.default_baseline.clone())?;
+        let default = rules(
+            Settings::default(),
+            None,
+            inputs.default_baseline.clone(),
+            Vec::new(),
+        )?;
         Ok(Policies {
             repositories,
             default,
@@ -141,6 +165,26 @@ impl Policies {
             paths: Default::default(),
         }
     }
+}
+
+/// `owner/repo` as GitHub spells a repository, lower-cased (GitHub's names
+/// are case-insensitive); `None` for anything else.
+pub fn github_repository(name: &str) -> Option<String> {
+    let (owner, repo) = name.split_once('/')?;
+    (github_owner(owner).is_some()
+        && (1..=100).contains(&repo.len())
+        && repo != "."
+        && repo != ".."
+        && repo
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+    .then(|| name.to_ascii_lowercase())
+}
+
+/// A GitHub user or organisation name, lower-cased; `None` for anything else.
+pub fn github_owner(name: &str) -> Option<String> {
+    ((1..=39).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .then(|| name.to_ascii_lowercase())
 }
 
 /// The baseline reference of a push, or none: when the rule has none, when
@@ -377,6 +421,7 @@ baseline-tag = "main"
 [[serve.repositories]]
 match = "ml/**"
 baseline = "{repository}:{tag_without_suffix}"
+github = ["Org/Legacy"]
 [serve.repositories.policy]
 max-growth = "50%"
 max-layers = 40
@@ -401,6 +446,8 @@ baseline-tag = "old"
         .unwrap();
         let ml = policies.rules("ml/vision/train");
         assert_eq!(ml.pattern.as_deref(), Some("ml/**"));
+        assert_eq!(ml.github, ["org/legacy"]);
+        assert!(policies.rules("team/app").github.is_empty());
         assert_eq!(ml.policy.layers.fail, Some(40));
         // First match wins: ml/legacy is under ml/**.
         assert_eq!(
@@ -449,5 +496,27 @@ baseline-tag = "old"
         assert!(is_tag("v1.2-rc_1"));
         assert!(!is_tag("-v1"));
         assert!(!is_tag("v1:2"));
+    }
+
+    #[test]
+    fn github_names() {
+        assert_eq!(
+            github_repository("Org/App.js").as_deref(),
+            Some("org/app.js")
+        );
+        assert_eq!(github_owner("octo-org").as_deref(), Some("octo-org"));
+        for bad in [
+            "org",
+            "org/",
+            "/app",
+            "org/app/x",
+            "org/..",
+            "o rg/app",
+            "org/a?p",
+        ] {
+            assert_eq!(github_repository(bad), None, "{bad}");
+        }
+        assert_eq!(github_owner(&"a".repeat(40)), None);
+        assert_eq!(github_owner("a/b"), None);
     }
 }

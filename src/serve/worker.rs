@@ -1,7 +1,10 @@
 //! Workers: each takes a job from the queue, judges the pushed image with
 //! the same app layer as `check`, and records the verdict. A transient
-//! failure (the registry is down, a timeout) puts the job back with a
-//! back-off; anything else, or too many attempts, is an `error` verdict.
+//! failure (the registry is down) puts the job back with a back-off, up to
+//! [`MAX_ATTEMPTS`]; a judgement that used up the whole `--job-timeout` is
+//! tried once more only if it was the first attempt (an image that takes
+//! longer than the timeout would otherwise hold a worker for hours); a
+//! corrupt image, or anything else, is an `error` verdict at once.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -110,6 +113,19 @@ impl Workers {
                     duration: elapsed,
                 }
             }
+            // The source's own deadline is the job timeout too, and may
+            // notice first: whoever did, the attempt used up its time.
+            Err(e) if elapsed >= self.timeout && job.attempts > 1 => Judgement {
+                outcome: Outcome::Error,
+                report: None,
+                error: Some(format!(
+                    "{}; not tried again: attempt {} ran out of the job timeout ({:?}) too",
+                    e.one_line(),
+                    job.attempts,
+                    self.timeout
+                )),
+                duration: elapsed,
+            },
             Err(e) if e.kind().is_retryable() && job.attempts < MAX_ATTEMPTS => {
                 let retry_in = self.first_retry * 2u32.pow(job.attempts.saturating_sub(1));
                 tracing::warn!(error = %e.one_line(), ?retry_in, "judging failed; will retry");

@@ -17,11 +17,17 @@ use super::run::Run;
 
 pub const SECRET: &str = "sizeguard-webhook-test-secret";
 
+/// The read token of the verdict API and `/metrics`, which [`Service::get`]
+/// presents.
+pub const API_TOKEN: &str = "sizeguard-read-test-token";
+
 pub struct Service {
     /// `127.0.0.1:PORT`
     pub addr: String,
     pub data_dir: PathBuf,
     pub secret_file: PathBuf,
+    /// Passed as `--api-token-file` unless started without a read token.
+    pub api_token_file: Option<PathBuf>,
     pub log_path: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -65,6 +71,16 @@ impl Service {
     /// The same, with variables set in the service's (otherwise scrubbed)
     /// environment.
     pub fn start_with_env(addr: &str, args: &[&str], env: &[(&str, &str)]) -> Service {
+        Self::start_with(addr, args, env, true)
+    }
+
+    /// The same without `--api-token-file`: the verdict API and metrics
+    /// are then served only where `args` say (`--admin-listen`), or not.
+    pub fn start_without_read_token(addr: &str, args: &[&str]) -> Service {
+        Self::start_with(addr, args, &[], false)
+    }
+
+    fn start_with(addr: &str, args: &[&str], env: &[(&str, &str)], read_token: bool) -> Service {
         let dir = tempfile::Builder::new()
             .prefix("sizeguard-serve-")
             .tempdir()
@@ -73,10 +89,16 @@ impl Service {
         // As `echo` writes it: the final newline is not part of the secret.
         std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
         let data_dir = dir.path().join("data");
+        let api_token_file = read_token.then(|| {
+            let file = dir.path().join("api-token");
+            std::fs::write(&file, format!("{API_TOKEN}\n")).unwrap();
+            file
+        });
         let mut service = Service {
             addr: addr.to_string(),
             data_dir,
             secret_file,
+            api_token_file,
             log_path: dir.path().join("serve.log"),
             args: args.iter().map(|a| a.to_string()).collect(),
             env: env
@@ -106,6 +128,9 @@ impl Service {
             "--secret-file".into(),
             self.secret_file.display().to_string(),
         ];
+        if let Some(file) = &self.api_token_file {
+            args.extend(["--api-token-file".into(), file.display().to_string()]);
+        }
         args.extend(self.args.iter().cloned());
         let home = self.dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
@@ -193,7 +218,14 @@ impl Service {
         }
     }
 
+    /// GET with the read token.
     pub fn get(&self, path: &str) -> Answer {
+        let auth = format!("Bearer {API_TOKEN}");
+        self.request("GET", path, &[("Authorization", auth.as_str())], b"")
+    }
+
+    /// GET without any credentials.
+    pub fn get_anonymous(&self, path: &str) -> Answer {
         self.request("GET", path, &[], b"")
     }
 

@@ -3,8 +3,12 @@
 //!
 //! The event name comes from `X-GitHub-Event`; `ping` (sent when the hook
 //! is created) and every event other than the two package events are
-//! acknowledged and ignored. The event id is the `X-GitHub-Delivery` GUID,
-//! which GitHub repeats when it redelivers. A missing delivery header, or
+//! acknowledged and ignored. A push's event id is the SHA-256 of the body
+//! (`sha256:HEX`), not the `X-GitHub-Delivery` GUID: the signature covers
+//! the body only, so a captured delivery replayed under fresh GUIDs would
+//! otherwise be a new event each time (a row each, for ever); a GitHub
+//! redelivery repeats the body and is recognised all the same. Ignored
+//! events keep the GUID, for the log. A missing delivery header, or
 //! a body that is not a JSON object with the package, is an error of kind
 //! `Usage` (400).
 //!
@@ -52,7 +56,9 @@ pub fn parse(body: &[u8], headers: &http::HeaderMap) -> Result<Vec<Incoming>, Er
     if !is_container(package) {
         return Ok(vec![ignored(delivery, "not_a_container")]);
     }
-    Ok(vec![push(package, delivery)])
+    // What the signature covers identifies the delivery (see above).
+    let signed = crate::digest::Digest::sha256(body).to_string();
+    Ok(vec![push(package, signed, &delivery)])
 }
 
 /// Whether the package is a container image. The webhook spells the type
@@ -64,7 +70,8 @@ fn is_container(package: &Value) -> bool {
     says(&["package_type"]) || says(&["ecosystem"]) || says(&["registry", "type"])
 }
 
-fn push(package: &Value, delivery: String) -> Incoming {
+fn push(package: &Value, event_id: String, delivery: &str) -> Incoming {
+    let delivery = delivery.to_string();
     let version = package.get("package_version").unwrap_or(&Value::Null);
     let digest = [
         &["container_metadata", "tag", "digest"][..],
@@ -85,7 +92,7 @@ fn push(package: &Value, delivery: String) -> Incoming {
         return ignored(delivery, "invalid");
     };
     Incoming::Push(Push {
-        event_id: delivery,
+        event_id,
         sender: Sender::Github,
         registry: GHCR.to_string(),
         repository,
@@ -240,7 +247,17 @@ mod tests {
         )
         .unwrap();
         let p = expect_push(&out);
-        assert_eq!(p.event_id, DELIVERY);
+        assert_eq!(
+            p.event_id,
+            crate::digest::Digest::sha256(OCTOKIT_PACKAGE_PUBLISHED.as_bytes()).to_string()
+        );
+        // A replay under another delivery id is the same event.
+        let replay = parse(
+            OCTOKIT_PACKAGE_PUBLISHED.as_bytes(),
+            &headers("package", "00000000-0000-0000-0000-000000000000"),
+        )
+        .unwrap();
+        assert_eq!(expect_push(&replay).event_id, p.event_id);
         assert_eq!(p.sender, Sender::Github);
         assert_eq!(p.registry, "ghcr.io");
         assert_eq!(p.repository, "codertocat/hello-world");

@@ -95,6 +95,8 @@ pub struct Judgement {
 /// A stored verdict, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
+    /// The job's row id: with `judged_at_ms`, a listing's position.
+    pub id: i64,
     pub push: Push,
     pub judgement: Judgement,
     pub attempts: u32,
@@ -141,9 +143,61 @@ pub trait Store: Send + Sync {
     /// to several repositories).
     async fn verdict(&self, digest: &str) -> Result<Option<Verdict>, Error>;
 
-    /// The latest verdicts of a repository, newest first.
-    async fn verdicts(&self, repository: &str, limit: u32) -> Result<Vec<Verdict>, Error>;
+    /// The latest verdicts of a repository, newest first (by judgement
+    /// time, then job id), starting after `after` when a page was read
+    /// before.
+    async fn verdicts(
+        &self,
+        repository: &str,
+        limit: u32,
+        after: Option<Position>,
+    ) -> Result<Vec<Verdict>, Error>;
+
+    /// Deletes the verdicts judged before `before_ms` (milliseconds since
+    /// the Unix epoch) and the event ids received before it, at most
+    /// [`PRUNE_BATCH`] rows of each per call: a caller loops until less
+    /// comes back, so one call never holds the writer for long.
+    async fn prune(&self, before_ms: i64) -> Result<Pruned, Error>;
 }
+
+/// Where a listing stopped: the last verdict shown, in listing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub judged_at_ms: i64,
+    pub id: i64,
+}
+
+impl Position {
+    /// The cursor the API hands out: opaque to clients (32 hex digits),
+    /// and read back only by [`Position::from_cursor`].
+    pub fn cursor(self) -> String {
+        format!("{:016x}{:016x}", self.judged_at_ms as u64, self.id as u64)
+    }
+
+    /// `None` for anything [`Position::cursor`] did not write.
+    pub fn from_cursor(cursor: &str) -> Option<Position> {
+        if cursor.len() != 32
+            || !cursor
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return None;
+        }
+        let judged_at_ms = u64::from_str_radix(&cursor[..16], 16).ok()? as i64;
+        let id = u64::from_str_radix(&cursor[16..], 16).ok()? as i64;
+        (judged_at_ms >= 0 && id > 0).then_some(Position { judged_at_ms, id })
+    }
+}
+
+/// Rows one [`Store::prune`] call deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    pub verdicts: u64,
+    pub events: u64,
+}
+
+/// Rows of each table one prune call deletes at most.
+pub const PRUNE_BATCH: i64 = 5000;
 
 /// How long a readiness probe waits for the store: a probe that hangs
 /// until the orchestrator's own timeout says nothing about why.
@@ -241,6 +295,7 @@ where
     let duration: i64 = Column::get(row, "duration_ms", what)?;
     let attempts: i64 = Column::get(row, "attempts", what)?;
     Ok(Verdict {
+        id: Column::get(row, "id", what)?,
         push: push_row(row)?,
         judgement: Judgement {
             outcome: Outcome::parse(&outcome)

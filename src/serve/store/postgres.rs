@@ -27,8 +27,8 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Acquire, Row};
 
 use super::{
-    Enqueued, Job, Judgement, PING_TIMEOUT, Refused, SELECT_VERDICT, Store, Verdict, db_error,
-    millis, now_ms, push_row, sender_name, verdict_row,
+    Enqueued, Job, Judgement, PING_TIMEOUT, PRUNE_BATCH, Position, Pruned, Refused, SELECT_VERDICT,
+    Store, Verdict, db_error, millis, now_ms, push_row, sender_name, verdict_row,
 };
 use crate::error::Error;
 use crate::serve::events::Push;
@@ -70,6 +70,9 @@ const SCHEMA: &[&str] = &[
         received_at BIGINT NOT NULL,
         PRIMARY KEY (sender, event_id)
     )",
+    // What retention deletes by.
+    "CREATE INDEX IF NOT EXISTS jobs_judged ON jobs (state, judged_at)",
+    "CREATE INDEX IF NOT EXISTS events_received ON events (received_at)",
 ];
 
 /// Serialises schema creation between replicas starting together
@@ -260,17 +263,55 @@ impl Store for PostgresStore {
         row.map(|r| verdict_row(&r)).transpose()
     }
 
-    async fn verdicts(&self, repository: &str, limit: u32) -> Result<Vec<Verdict>, Error> {
+    async fn verdicts(
+        &self,
+        repository: &str,
+        limit: u32,
+        after: Option<Position>,
+    ) -> Result<Vec<Verdict>, Error> {
+        // Without a position, one past every row: the same query serves both.
+        let after = after.unwrap_or(Position {
+            judged_at_ms: i64::MAX,
+            id: i64::MAX,
+        });
         let rows = sqlx::query(&format!(
             "{SELECT_VERDICT} WHERE repository = $1 AND state = 'done' \
-             ORDER BY judged_at DESC, id DESC LIMIT $2"
+             AND (judged_at < $2 OR (judged_at = $2 AND id < $3)) \
+             ORDER BY judged_at DESC, id DESC LIMIT $4"
         ))
         .bind(repository)
+        .bind(after.judged_at_ms)
+        .bind(after.id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| db_error("listing verdicts", e))?;
         rows.iter().map(verdict_row).collect()
+    }
+
+    async fn prune(&self, before_ms: i64) -> Result<Pruned, Error> {
+        let what = |e| db_error("pruning old verdicts", e);
+        let verdicts = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+             WHERE state = 'done' AND judged_at < $1 LIMIT $2)",
+        )
+        .bind(before_ms)
+        .bind(PRUNE_BATCH)
+        .execute(&self.pool)
+        .await
+        .map_err(what)?
+        .rows_affected();
+        let events = sqlx::query(
+            "DELETE FROM events WHERE (sender, event_id) IN (SELECT sender, event_id \
+             FROM events WHERE received_at < $1 LIMIT $2)",
+        )
+        .bind(before_ms)
+        .bind(PRUNE_BATCH)
+        .execute(&self.pool)
+        .await
+        .map_err(what)?
+        .rows_affected();
+        Ok(Pruned { verdicts, events })
     }
 }
 

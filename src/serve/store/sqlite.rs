@@ -21,8 +21,8 @@ use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Enqueued, Job, Judgement, PING_TIMEOUT, Refused, SELECT_VERDICT, Store, Verdict, db_error,
-    millis, now_ms, push_row, sender_name, verdict_row,
+    Enqueued, Job, Judgement, PING_TIMEOUT, PRUNE_BATCH, Position, Pruned, Refused, SELECT_VERDICT,
+    Store, Verdict, db_error, millis, now_ms, push_row, sender_name, verdict_row,
 };
 use crate::error::Error;
 use crate::serve::events::Push;
@@ -68,6 +68,9 @@ const SCHEMA: &[&str] = &[
         received_at BIGINT NOT NULL,
         PRIMARY KEY (sender, event_id)
     )",
+    // What retention deletes by.
+    "CREATE INDEX IF NOT EXISTS jobs_judged ON jobs (state, judged_at)",
+    "CREATE INDEX IF NOT EXISTS events_received ON events (received_at)",
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
@@ -99,6 +102,10 @@ enum Command {
         error: String,
         reply: Reply<bool>,
     },
+    Prune {
+        before_ms: i64,
+        reply: Reply<Pruned>,
+    },
 }
 
 pub struct SqliteStore {
@@ -114,11 +121,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating when missing) the store in `dir`.
     pub async fn open(dir: &Path) -> Result<SqliteStore, Error> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("data directory {}", dir.display()), e))?;
+        private_dir(dir)?;
         let lock_path = dir.join("lock");
-        let lock = std::fs::File::create(&lock_path)
-            .map_err(|e| Error::io(format!("{}", lock_path.display()), e))?;
+        let lock = private_file(&lock_path)?;
         lock.try_lock().map_err(|_| {
             Error::usage(format!(
                 "data directory {} is in use by another sizeguard serve \
@@ -127,6 +132,16 @@ impl SqliteStore {
             ))
         })?;
         let path = dir.join(FILE_NAME);
+        // Created here rather than by SQLite, whose mode follows the umask:
+        // the file holds whole reports. SQLite gives its -wal and -shm
+        // files the mode of the database file.
+        drop(private_file(&path)?);
+        for suffix in ["-wal", "-shm"] {
+            let side = dir.join(format!("{FILE_NAME}{suffix}"));
+            if side.exists() {
+                drop(private_file(&side)?);
+            }
+        }
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(|e| db_error("options", e))?
             .filename(&path)
@@ -273,18 +288,101 @@ impl Store for SqliteStore {
         row.map(|r| verdict_row(&r)).transpose()
     }
 
-    async fn verdicts(&self, repository: &str, limit: u32) -> Result<Vec<Verdict>, Error> {
+    async fn verdicts(
+        &self,
+        repository: &str,
+        limit: u32,
+        after: Option<Position>,
+    ) -> Result<Vec<Verdict>, Error> {
+        // Without a position, one past every row: the same query serves both.
+        let after = after.unwrap_or(Position {
+            judged_at_ms: i64::MAX,
+            id: i64::MAX,
+        });
         let rows = sqlx::query(&format!(
             "{SELECT_VERDICT} WHERE repository = ? AND state = 'done' \
+             AND (judged_at < ? OR (judged_at = ? AND id < ?)) \
              ORDER BY judged_at DESC, id DESC LIMIT ?"
         ))
         .bind(repository)
+        .bind(after.judged_at_ms)
+        .bind(after.judged_at_ms)
+        .bind(after.id)
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await
         .map_err(|e| db_error("listing verdicts", e))?;
         rows.iter().map(verdict_row).collect()
     }
+
+    async fn prune(&self, before_ms: i64) -> Result<Pruned, Error> {
+        self.call(|reply| Command::Prune { before_ms, reply }).await
+    }
+}
+
+/// The data directory, created `0700` when missing. One that exists must
+/// belong to this user (another user could read or swap the database); its
+/// mode is narrowed to `0700` when wider.
+fn private_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let shown = || format!("data directory {}", dir.display());
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(shown(), e))?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| Error::io(shown(), e))?;
+    if !meta.is_dir() {
+        return Err(Error::usage(format!("{} is not a directory", shown())));
+    }
+    if let Some(uid) = current_uid()
+        && meta.uid() != uid
+    {
+        return Err(Error::usage(format!(
+            "{} belongs to another user (uid {}, this process runs as {uid}): \
+             give a directory of this user's, or one sizeguard may create",
+            shown(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(shown(), e))?;
+        tracing::info!(dir = %dir.display(), "data directory made private to this user (0700)");
+    }
+    Ok(())
+}
+
+/// A file of the data directory, opened (created when missing) with mode
+/// `0600`, and narrowed to it when it was wider.
+fn private_file(path: &Path) -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("{}", path.display()), e))?;
+    let mode = file
+        .metadata()
+        .map_err(|e| Error::io(format!("{}", path.display()), e))?
+        .permissions();
+    if std::os::unix::fs::PermissionsExt::mode(&mode) & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("{}", path.display()), e))?;
+    }
+    Ok(file)
+}
+
+/// The effective user id, as the owner of `/proc/self` (Linux); `None`
+/// elsewhere, where the owner check is left out.
+fn current_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// The writer task: one transaction per batch of commands, each answered
@@ -334,6 +432,7 @@ enum Answer {
     Enqueue(Reply<Result<Enqueued, Refused>>, Result<Enqueued, Refused>),
     Claim(Reply<Option<Job>>, Option<Job>),
     Flag(Reply<bool>, bool),
+    Pruned(Reply<Pruned>, Pruned),
 }
 
 impl Answer {
@@ -343,6 +442,7 @@ impl Answer {
             Answer::Enqueue(r, v) => r.send(Ok(v)).is_ok(),
             Answer::Claim(r, v) => r.send(Ok(v)).is_ok(),
             Answer::Flag(r, v) => r.send(Ok(v)).is_ok(),
+            Answer::Pruned(r, v) => r.send(Ok(v)).is_ok(),
         };
     }
 
@@ -352,6 +452,7 @@ impl Answer {
             Answer::Enqueue(r, _) => r.send(Err(e())).is_ok(),
             Answer::Claim(r, _) => r.send(Err(e())).is_ok(),
             Answer::Flag(r, _) => r.send(Err(e())).is_ok(),
+            Answer::Pruned(r, _) => r.send(Err(e())).is_ok(),
         };
     }
 
@@ -363,6 +464,7 @@ impl Answer {
             Command::Renew { reply, .. }
             | Command::Complete { reply, .. }
             | Command::Retry { reply, .. } => Answer::Flag(reply, false),
+            Command::Prune { reply, .. } => Answer::Pruned(reply, Pruned::default()),
         }
     }
 }
@@ -422,6 +524,27 @@ async fn execute(
             .execute(&mut *conn)
             .await?;
             Answer::Flag(reply, done.rows_affected() == 1)
+        }
+        Command::Prune { before_ms, reply } => {
+            let verdicts = sqlx::query(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+                 WHERE state = 'done' AND judged_at < ? LIMIT ?)",
+            )
+            .bind(before_ms)
+            .bind(PRUNE_BATCH)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            let events = sqlx::query(
+                "DELETE FROM events WHERE (sender, event_id) IN (SELECT sender, event_id \
+                 FROM events WHERE received_at < ? LIMIT ?)",
+            )
+            .bind(before_ms)
+            .bind(PRUNE_BATCH)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            Answer::Pruned(reply, Pruned { verdicts, events })
         }
     })
 }

@@ -147,10 +147,10 @@ async fn jobs_are_claimed_in_order_judged_once_and_listed() {
         .unwrap();
     assert_eq!(v.judgement.outcome, Outcome::Pass);
     assert_eq!(v.push, a.push);
-    let listed = store.verdicts("app", 10).await.unwrap();
+    let listed = store.verdicts("app", 10, None).await.unwrap();
     assert_eq!(listed.len(), 2);
-    assert_eq!(store.verdicts("app", 1).await.unwrap().len(), 1);
-    assert!(store.verdicts("other", 10).await.unwrap().is_empty());
+    assert_eq!(store.verdicts("app", 1, None).await.unwrap().len(), 1);
+    assert!(store.verdicts("other", 10, None).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -288,4 +288,164 @@ async fn the_readiness_probe_reads_the_database_file() {
     let _ = std::fs::remove_file(dir.path().join(format!("{}-wal", super::sqlite::FILE_NAME)));
     let e = store.ping().await.unwrap_err();
     assert!(e.one_line().contains("probing the database file"), "{e:?}");
+}
+
+/// Enqueues, claims and judges `n` images of `repository`; their digests,
+/// in the order judged.
+async fn judged(store: &SqliteStore, repository: &str, n: usize) -> Vec<String> {
+    let pushes = (0..n)
+        .map(|i| {
+            push(
+                &format!("{repository}-{i}"),
+                repository,
+                &format!("{repository}{i}"),
+            )
+        })
+        .collect();
+    store.enqueue(pushes, 10_000).await.unwrap().unwrap();
+    let mut order = Vec::new();
+    while let Some(job) = store.claim("w", LEASE).await.unwrap() {
+        assert!(
+            store
+                .complete(&job, &judgement(Outcome::Pass))
+                .await
+                .unwrap()
+        );
+        order.push(job.push.digest.to_string());
+    }
+    order
+}
+
+#[tokio::test]
+async fn listings_page_through_every_verdict_once_in_a_stable_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    // Many judged within the same millisecond: the id breaks the tie.
+    let mut expected = judged(&store, "app", 25).await;
+    expected.reverse();
+    judged(&store, "other", 3).await;
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.verdicts("app", 7, after).await.unwrap();
+        seen.extend(page.iter().map(|v| v.push.digest.to_string()));
+        let Some(last) = page.last() else { break };
+        let position = Position {
+            judged_at_ms: last.judged_at_ms,
+            id: last.id,
+        };
+        assert_eq!(Position::from_cursor(&position.cursor()), Some(position));
+        after = Some(position);
+    }
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen, expected);
+    for bad in [
+        "",
+        "zz",
+        &"0".repeat(32),
+        &"f".repeat(32),
+        &"A".repeat(32),
+        "0000000000000001000000000000000g",
+    ] {
+        assert_eq!(Position::from_cursor(bad), None, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_old_verdicts_and_event_ids_but_no_queued_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let old = judged(&store, "app", 3).await;
+    store
+        .enqueue(vec![push("waiting", "app", "waiting")], 100)
+        .await
+        .unwrap()
+        .unwrap();
+    let pruned = store.prune(now_ms() + 1000).await.unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            verdicts: 3,
+            events: 4
+        }
+    );
+    for d in &old {
+        assert!(store.verdict(d).await.unwrap().is_none());
+    }
+    assert_eq!(store.depth().await.unwrap(), 1);
+    assert!(store.claim("w", LEASE).await.unwrap().is_some());
+    // Nothing older than a past instant is left.
+    assert_eq!(store.prune(0).await.unwrap(), Pruned::default());
+}
+
+#[tokio::test]
+async fn the_data_directory_and_database_are_private_to_their_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    let store = SqliteStore::open(&dir).await.unwrap();
+    judged(&store, "app", 1).await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    for name in [
+        super::sqlite::FILE_NAME.to_string(),
+        format!("{}-wal", super::sqlite::FILE_NAME),
+    ] {
+        assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
+    }
+    drop(store);
+
+    // A directory and file left readable by an earlier version are narrowed.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = dir.join(super::sqlite::FILE_NAME);
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _store = SqliteStore::open(&dir).await.unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&db), 0o600);
+}
+
+#[tokio::test]
+async fn a_signed_github_body_replayed_under_new_delivery_ids_is_remembered_once() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let body = serde_json::json!({
+        "action": "published",
+        "package": {
+            "name": "app",
+            "package_type": "CONTAINER",
+            "owner": {"login": "octo"},
+            "package_version": {
+                "version": format!("sha256:{}", "a".repeat(64)),
+                "package_url": "ghcr.io/octo/app:v1",
+            },
+        },
+    })
+    .to_string();
+    for delivery in ["d-1", "d-2", "d-3", "d-4"] {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-github-event", "package".parse().unwrap());
+        headers.insert("x-github-delivery", delivery.parse().unwrap());
+        let pushes: Vec<Push> = crate::serve::events::github::parse(body.as_bytes(), &headers)
+            .unwrap()
+            .into_iter()
+            .map(|i| match i {
+                crate::serve::events::Incoming::Push(p) => p,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        store.enqueue(pushes, 100).await.unwrap().unwrap();
+    }
+    let mut conn = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}?mode=ro",
+        dir.path().join(super::sqlite::FILE_NAME).display()
+    ))
+    .await
+    .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    assert_eq!(store.depth().await.unwrap(), 1);
 }
