@@ -108,7 +108,7 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
                 .any(|r| r.as_ref().is_some_and(|r| r.secret == token))
             {
                 return Err(Error::usage(format!(
-                    "{}: the read token must not be a delivery secret \
+                    "{}: the read token must not be the delivery secret of a receiver \
                      (whoever sends deliveries would read every report)",
                     file.display()
                 )));

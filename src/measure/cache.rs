@@ -339,8 +339,14 @@ fn is_temporary_name(name: &str) -> bool {
 
 /// Whether `meta` belongs to the user sizeguard runs as.
 fn owned_by_me(meta: &fs::Metadata) -> bool {
+    meta.uid() == effective_uid()
+}
+
+/// The user sizeguard runs as, for the ownership checks of the
+/// directories it keeps (this cache, serve's data directory).
+pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    meta.uid() == unsafe { libc::geteuid() }
+    unsafe { libc::geteuid() }
 }
 
 /// Whether `dir` holds sizeguard's marker, a regular file (not a symlink)

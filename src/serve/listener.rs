@@ -78,9 +78,10 @@ const BUSY_RETRY_AFTER: u64 = 1;
 /// How often the TLS files are looked at for a new certificate.
 pub const TLS_RELOAD_EVERY: Duration = Duration::from_secs(2);
 
-/// The paths exempt from the in-flight cap: answered without I/O, and the
-/// orchestrator's only view of whether the process is alive.
-const PROBES: [&str; 2] = ["/healthz", "/readyz"];
+/// The path exempt from the in-flight cap: answered without I/O, and the
+/// orchestrator's view of whether the process is alive. `/readyz` asks the
+/// store, so it counts like any request.
+const PROBES: [&str; 1] = ["/healthz"];
 
 /// The caps, as configured.
 #[derive(Debug, Clone, Copy)]
@@ -237,7 +238,7 @@ pub async fn serve(
             metrics.inbound_refused("max_connections");
             if tls.is_none() {
                 // Best effort, never waiting: the socket buffer takes it.
-                let _ = stream.try_write(BUSY_RESPONSE);
+                let _ = stream.try_write(&busy_response());
             }
             continue;
         };
@@ -254,9 +255,18 @@ pub async fn serve(
     let _ = open.acquire_many(cap as u32).await;
 }
 
-const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-Retry-After: 1\r\nContent-Type: application/json\r\nContent-Length: 42\r\n\
-Connection: close\r\n\r\n{\"error\":\"too many connections at once\"}\n";
+/// The answer to a connection past the cap, written before any request
+/// is read (the connection then closes).
+fn busy_response() -> Vec<u8> {
+    let body = "{\"error\":\"too many connections at once\"}\n";
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {BUSY_RETRY_AFTER}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
 
 async fn connection(stream: TcpStream, app: Router, tls: Option<TlsAcceptor>, shutdown: Shutdown) {
     let activity = Arc::new(Activity::new());

@@ -49,13 +49,7 @@ pub fn github_signature_matches(secret: &[u8], body: &[u8], headers: &http::Head
     if secret.is_empty() {
         return false;
     }
-    let Some(value) = headers.get("x-hub-signature-256") else {
-        return false;
-    };
-    let Some(hex) = value.as_bytes().strip_prefix(b"sha256=") else {
-        return false;
-    };
-    let Some(signature) = decode_hex(hex) else {
+    let Some(signature) = github_signature(headers) else {
         return false;
     };
     let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(secret) else {
@@ -63,6 +57,14 @@ pub fn github_signature_matches(secret: &[u8], body: &[u8], headers: &http::Head
     };
     mac.update(body);
     mac.verify_slice(&signature).is_ok()
+}
+
+/// The signature GitHub's `X-Hub-Signature-256: sha256=HEX` carries, if the
+/// header is there and well formed: what can be checked of a GitHub
+/// delivery before its body is read.
+pub fn github_signature(headers: &http::HeaderMap) -> Option<Vec<u8>> {
+    let value = headers.get("x-hub-signature-256")?;
+    decode_hex(value.as_bytes().strip_prefix(b"sha256=")?)
 }
 
 /// Hex of exactly a SHA-256's length, either case.

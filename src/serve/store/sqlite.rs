@@ -337,9 +337,8 @@ fn private_dir(dir: &Path) -> Result<(), Error> {
     if !meta.is_dir() {
         return Err(Error::usage(format!("{} is not a directory", shown())));
     }
-    if let Some(uid) = current_uid()
-        && meta.uid() != uid
-    {
+    let uid = crate::measure::cache::effective_uid();
+    if meta.uid() != uid {
         return Err(Error::usage(format!(
             "{} belongs to another user (uid {}, this process runs as {uid}): \
              give a directory of this user's, or one sizeguard may create",
@@ -380,10 +379,6 @@ fn private_file(path: &Path) -> Result<std::fs::File, Error> {
 
 /// The effective user id, as the owner of `/proc/self` (Linux); `None`
 /// elsewhere, where the owner check is left out.
-fn current_uid() -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
-}
 
 /// The writer task: one transaction per batch of commands, each answered
 /// after its batch committed.

@@ -70,7 +70,7 @@ fn reach(ip: IpAddr) -> Reach {
     match ip {
         IpAddr::V4(v4) => reach_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return reach_v4(v4);
             }
             let first = v6.segments()[0];
@@ -84,6 +84,24 @@ fn reach(ip: IpAddr) -> Reach {
                 Reach::Public
             }
         }
+    }
+}
+
+/// The IPv4 address an IPv6 one carries to it: IPv4-mapped
+/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64's well-known
+/// prefix (`64:ff9b::a.b.c.d`, which a NAT64 gateway forwards to that
+/// IPv4 address) and 6to4 (`2002:AABB:CCDD::`).
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = v6.segments();
+    let low = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0, 0, 0, 0, 0, 0, hi, lo] if !(hi == 0 && lo <= 1) => Some(low(hi, lo)),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(low(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(low(hi, lo)),
+        _ => None,
     }
 }
 
@@ -304,11 +322,20 @@ mod tests {
             "0.0.0.0",
             "::",
             "::ffff:169.254.169.254",
+            "::169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
             "255.255.255.255",
         ] {
             assert_eq!(reach(ip(a)), Reach::Forbidden, "{a}");
         }
-        for a in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
+        for a in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "::1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::7f00:1",
+        ] {
             assert_eq!(reach(ip(a)), Reach::Loopback, "{a}");
         }
         for a in [
@@ -320,6 +347,7 @@ mod tests {
             "100.127.255.255",
             "fd12::1",
             "fc00::1",
+            "2002:0a00:0001::",
         ] {
             assert_eq!(reach(ip(a)), Reach::Private, "{a}");
         }
