@@ -78,10 +78,11 @@ const BUSY_RETRY_AFTER: u64 = 1;
 /// How often the TLS files are looked at for a new certificate.
 pub const TLS_RELOAD_EVERY: Duration = Duration::from_secs(2);
 
-/// The path exempt from the in-flight cap: answered without I/O, and the
-/// orchestrator's view of whether the process is alive. `/readyz` asks the
-/// store, so it counts like any request.
-const PROBES: [&str; 1] = ["/healthz"];
+/// The paths exempt from the in-flight cap: the orchestrator's view of
+/// whether the process is alive and ready, which a full cap must not turn
+/// into a restart or an endpoint removed. `/readyz` asks the store (a
+/// query bounded at 2 s); the connection cap bounds how many at once.
+const PROBES: [&str; 2] = ["/healthz", "/readyz"];
 
 /// The caps, as configured.
 #[derive(Debug, Clone, Copy)]
