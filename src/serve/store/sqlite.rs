@@ -377,9 +377,6 @@ fn private_file(path: &Path) -> Result<std::fs::File, Error> {
     Ok(file)
 }
 
-/// The effective user id, as the owner of `/proc/self` (Linux); `None`
-/// elsewhere, where the owner check is left out.
-
 /// The writer task: one transaction per batch of commands, each answered
 /// after its batch committed.
 async fn writer(
