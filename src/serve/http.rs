@@ -342,7 +342,9 @@ async fn enqueue(s: &AppState, name: &'static str, pushes: Vec<Push>) -> Respons
     }
 }
 
-fn busy(retry_after: u64, message: &str) -> Response {
+/// A 503 that says when to try again: the one shape of every refusal for
+/// load, from the queue and from the inbound caps.
+pub(crate) fn busy(retry_after: u64, message: &str) -> Response {
     let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

@@ -22,9 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -128,14 +127,7 @@ async fn in_flight(State(s): State<Arc<InFlight>>, request: Request, next: Next)
 }
 
 fn busy() -> Response {
-    let mut r = (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(serde_json::json!({ "error": "too many requests at once" })),
-    )
-        .into_response();
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(BUSY_RETRY_AFTER));
-    r
+    super::http::busy(BUSY_RETRY_AFTER, "too many requests at once")
 }
 
 /// The error a body read gives once [`BODY_TIMEOUT`] passed.
