@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod go_json;
 pub mod measure;
 pub mod publish;
 pub mod report;

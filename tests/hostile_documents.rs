@@ -266,6 +266,173 @@ fn docker_archive_documents_are_capped_and_checked() {
         .assert_measure_error(&[&["lists 1 diff_ids for 2 layers"]]);
 }
 
+/// A tar of `members` (name, bytes), in order.
+fn tar_of(out: &Path, members: &[(String, Vec<u8>)]) {
+    let mut t = tar::Builder::new(std::fs::File::create(out).unwrap());
+    for (name, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, name, data.as_slice()).unwrap();
+    }
+    t.into_inner().unwrap();
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// go-containerregistry's tarball (`crane pull`, kaniko, ko): the config as
+/// `sha256:<hex>`, each layer the compressed blob under `name(i, blob)`.
+fn crane_archive(
+    out: &Path,
+    diff_ids: &[String],
+    blobs: &[Vec<u8>],
+    name: impl Fn(usize, &[u8]) -> String,
+) {
+    let config = serde_json::to_vec(&json!({
+        "os": "linux", "architecture": "amd64",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}
+    }))
+    .unwrap();
+    let config_name = sha256(&config);
+    let mut members = vec![(config_name.clone(), config)];
+    let mut names = Vec::new();
+    for (i, blob) in blobs.iter().enumerate() {
+        names.push(name(i, blob));
+        members.push((name(i, blob), blob.clone()));
+    }
+    let manifest = json!([{"Config": config_name, "RepoTags": ["app:v1"], "Layers": names}]);
+    members.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&manifest).unwrap(),
+    ));
+    tar_of(out, &members);
+}
+
+#[test]
+fn compressed_archive_members_are_checked_against_their_names_and_diff_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (layer_tar("a"), layer_tar("b"));
+    let (ga, gb) = (gzip(&a), gzip(&b));
+    let ids = vec![sha256(&a), sha256(&b)];
+    let blobs = vec![ga.clone(), gb.clone()];
+    let by_digest = |_: usize, blob: &[u8]| format!("{}.tar.gz", &sha256(blob)[7..]);
+    let path = |name: &str| -> PathBuf { tmp.path().join(name) };
+    let reference = |p: &Path| format!("docker-archive:{}", p.display());
+
+    // As crane writes it: each layer is the registry's blob, exact.
+    crane_archive(&path("crane.tar"), &ids, &blobs, by_digest);
+    let out = measure(&reference(&path("crane.tar")));
+    let report = out.assert_ok().json();
+    let layers = report["images"][0]["layers"].as_array().unwrap();
+    for (layer, blob) in layers.iter().zip(&blobs) {
+        assert_eq!(layer["digest"], json!(sha256(blob)), "{layer}");
+        assert_eq!(layer["compressed_bytes"], json!(blob.len()), "{layer}");
+        assert!(
+            layer["media_type"].as_str().unwrap().ends_with("gzip"),
+            "{layer}"
+        );
+        assert!(layer.get("estimate").is_none(), "{layer}");
+    }
+
+    // A member whose content is not the blob its name says.
+    let swapped = |i: usize, _: &[u8]| format!("{}.tar.gz", &sha256(&blobs[1 - i])[7..]);
+    crane_archive(&path("swapped.tar"), &ids, &blobs, swapped);
+    measure(&reference(&path("swapped.tar"))).assert_measure_error(&[
+        &["digest mismatch"],
+        &[&sha256(&ga)[7..], &sha256(&gb)[7..]],
+    ]);
+
+    // The right blobs, but the config names other content.
+    let other = vec![sha256(&layer_tar("c")), ids[1].clone()];
+    crane_archive(&path("diff-id.tar"), &other, &blobs, by_digest);
+    measure(&reference(&path("diff-id.tar")))
+        .assert_measure_error(&[&["uncompressed digest mismatch"], &[&other[0]]]);
+
+    // A compressed member whose name is no digest is known by its hash.
+    let legacy = |i: usize, _: &[u8]| format!("l{i}/layer.tar");
+    crane_archive(&path("unnamed.tar"), &ids, &blobs, legacy);
+    let report = measure(&reference(&path("unnamed.tar"))).assert_ok().json();
+    assert_eq!(
+        report["images"][0]["layers"][0]["digest"],
+        json!(sha256(&ga))
+    );
+
+    // As `docker save` writes it: the tar, whose pushed size is estimated.
+    crane_archive(&path("saved.tar"), &ids, &[a.clone(), b.clone()], legacy);
+    let report = measure(&reference(&path("saved.tar"))).assert_ok().json();
+    for layer in report["images"][0]["layers"].as_array().unwrap() {
+        assert_eq!(
+            layer["estimate"],
+            json!({"source": "recompressed"}),
+            "{layer}"
+        );
+        assert!(layer["compressed_bytes"].as_u64().unwrap() < layer["tar_bytes"].as_u64().unwrap());
+    }
+}
+
+#[test]
+fn go_nulls_read_as_empty_and_an_empty_index_falls_back_to_manifest_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = layer_tar("a");
+    let config = serde_json::to_vec(&json!({
+        "os": "linux", "architecture": "amd64", "config": {"Env": null, "Labels": null},
+        "history": null, "rootfs": {"type": "layers", "diff_ids": [sha256(&a)]}
+    }))
+    .unwrap();
+    let blob = |bytes: &[u8]| format!("blobs/sha256/{}", &sha256(bytes)[7..]);
+    // Docker 25's `docker save`: an OCI layout whose index lists nothing,
+    // and the `manifest.json` beside it.
+    let manifest = json!([{"Config": blob(&config), "RepoTags": ["app:v1"], "Layers": [blob(&a)]}]);
+    let members = vec![
+        (
+            "oci-layout".to_string(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        (
+            "index.json".to_string(),
+            br#"{"schemaVersion":2,"manifests":null}"#.to_vec(),
+        ),
+        (blob(&config), config.clone()),
+        (blob(&a), a.clone()),
+        (
+            "manifest.json".to_string(),
+            serde_json::to_vec(&manifest).unwrap(),
+        ),
+    ];
+    let archive = tmp.path().join("docker25.tar");
+    tar_of(&archive, &members);
+    for reference in [
+        format!("oci-archive:{}", archive.display()),
+        format!("oci-archive:{}:v1", archive.display()),
+        format!("docker-archive:{}", archive.display()),
+        format!("docker-archive:{}:app:v1", archive.display()),
+    ] {
+        let report = measure(&reference).assert_ok().json();
+        let layer = &report["images"][0]["layers"][0];
+        assert_eq!(layer["digest"], json!(sha256(&a)), "{reference}");
+        assert_eq!(
+            layer["estimate"],
+            json!({"source": "recompressed"}),
+            "{reference}"
+        );
+    }
+    measure(&format!("oci-archive:{}:v2", archive.display()))
+        .assert_measure_error(&[&["no image tagged \"v2\""], &["app:v1"]]);
+    // Without a manifest.json, an empty index is an empty layout.
+    tar_of(&tmp.path().join("empty.tar"), &members[..4]);
+    measure(&format!(
+        "oci-archive:{}",
+        tmp.path().join("empty.tar").display()
+    ))
+    .assert_measure_error(&[&["holds no images"]]);
+}
+
 /// `sizeguard check` of the demo fixture against a node given as ARGS.
 fn check_node(args: &[&str], stdin: Option<String>) -> Out {
     let (v1, v2) = (demo("v1"), demo("v2"));

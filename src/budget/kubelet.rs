@@ -366,7 +366,7 @@ pub fn parse_stats_summary(json: &[u8]) -> Result<Vec<NodeFs>, Error> {
 }
 
 fn node_from_summary(position: usize, item: serde_json::Value) -> Result<NodeFs, Error> {
-    let summary: Summary = serde_json::from_value(item)
+    let summary: Summary = crate::go_json::from_value(item)
         .map_err(|e| Error::corrupt(format!("kubelet stats summary #{position}")).with_source(e))?;
     let node = summary.node.ok_or_else(|| {
         Error::corrupt(format!(

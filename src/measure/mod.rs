@@ -11,6 +11,7 @@ pub mod limits;
 pub mod merged;
 mod one_pass;
 pub mod progress;
+mod recompress;
 pub mod tarstream;
 pub mod tree;
 
@@ -83,8 +84,9 @@ pub enum EstimateNote {
     /// Streamed after all, every figure exact, because the ends could not be
     /// trusted.
     Streamed { reason: String },
-    /// An engine's uncompressed layer: `compressed_bytes` estimates what a
-    /// push would upload (see `one_pass`); every other figure is exact.
+    /// A local source's uncompressed layer (an engine's export, a `docker
+    /// save` archive): `compressed_bytes` estimates what a push would upload
+    /// (see `recompress`); every other figure is exact.
     Recompressed,
 }
 
@@ -178,6 +180,11 @@ struct Job {
     source: Arc<dyn ImageSource>,
     desc: LayerDescriptor,
     diff_id: Option<String>,
+    /// Check the tar against `diff_id` (asked for, or the source needs it).
+    verify_diff_id: bool,
+    /// The blob is a local copy: if it is uncompressed, estimate what a
+    /// push would upload (see `recompress`).
+    estimate_push: bool,
 }
 
 /// Every distinct layer of every image, largest first, so the longest layer
@@ -206,6 +213,8 @@ fn plan(
                     source: source.clone(),
                     desc: desc.clone(),
                     diff_id: image.diff_ids.get(i).cloned(),
+                    verify_diff_id: opts.verify_diff_ids || source.checks_diff_ids(),
+                    estimate_push: !source.serves_pushed_blobs(),
                 });
             }
         }
@@ -294,9 +303,16 @@ impl Measurer {
         budget: &Arc<limits::JobBudget>,
     ) -> Result<(String, LayerOutcome), Error> {
         let digest = job.desc.digest.clone();
-        let verified_diff_id = job.diff_id.as_deref().filter(|_| opts.verify_diff_ids);
+        let verified_diff_id = job.diff_id.as_deref().filter(|_| job.verify_diff_id);
         let mut stream_reason: Option<String> = None;
-        let quick = match cached(&self.cache, &job.desc, verified_diff_id).await {
+        // A local uncompressed layer is streamed for its push estimate: the
+        // cache and its ends know only the tar's length.
+        let needs_recompressing =
+            |m: &LayerMeasurement| job.estimate_push && m.compression == layer::Compression::None;
+        let cached = cached(&self.cache, &job.desc, verified_diff_id)
+            .await
+            .filter(|m| !needs_recompressing(m));
+        let quick = match cached {
             Some(m) => {
                 // A layer from the cache is held like a streamed one.
                 let tree = m.index.tree();
@@ -311,8 +327,9 @@ impl Measurer {
                 }
                 Some((Arc::new(m), opts.estimate.then_some(EstimateNote::Cached)))
             }
-            None if opts.estimate => {
+            None if opts.estimate && !(job.estimate_push && job.desc.is_uncompressed()) => {
                 match probe_layer(job.source.as_ref(), &job.desc, job.diff_id.clone()).await {
+                    Ok(p) if needs_recompressing(&p.0) => None,
                     Ok(p) => Some(p),
                     Err(refused) => {
                         stream_reason = Some(refused.0);
@@ -326,10 +343,14 @@ impl Measurer {
             Some((m, note)) => Ok(LayerOutcome::Measured(m, note)),
             None if cancel.load(Ordering::Relaxed) => Err(Error::cancelled()),
             None => self
-                .stream_layer(job.source, &job.desc, job.diff_id, opts, cancel, budget)
+                .stream_layer(&job, cancel, budget)
                 .await
-                .map(|m| {
-                    let note = stream_reason.map(|reason| EstimateNote::Streamed { reason });
+                .map(|(m, recompressed)| {
+                    let note = if recompressed {
+                        Some(EstimateNote::Recompressed)
+                    } else {
+                        stream_reason.map(|reason| EstimateNote::Streamed { reason })
+                    };
                     LayerOutcome::Measured(m, note)
                 }),
         };
@@ -345,32 +366,31 @@ impl Measurer {
         }
     }
 
-    /// Streams a layer through the analyzer and keeps the result in the cache.
+    /// Streams a layer through the analyzer and keeps the result in the
+    /// cache: the blob's own figures, before a push estimate replaces its
+    /// compressed size (then the second value is true).
     async fn stream_layer(
         &self,
-        source: Arc<dyn ImageSource>,
-        desc: &LayerDescriptor,
-        diff_id: Option<String>,
-        opts: &MeasureOptions,
+        job: &Job,
         cancel: &Arc<AtomicBool>,
         budget: &Arc<limits::JobBudget>,
-    ) -> Result<Arc<LayerMeasurement>, Error> {
+    ) -> Result<(Arc<LayerMeasurement>, bool), Error> {
+        let desc = &job.desc;
         let progress = self.progress.layer_started(&desc.digest, desc.size);
-        let measured = measure_layer(
-            source,
-            desc.clone(),
-            diff_id,
-            opts.verify_diff_ids,
-            progress,
-            cancel.clone(),
-            budget.clone(),
-        )
-        .await;
-        if let (Ok(m), Some(c)) = (&measured, self.cache.clone()) {
+        let (m, pushed) = measure_layer(job, progress, cancel.clone(), budget.clone()).await?;
+        let m = Arc::new(m);
+        if let Some(c) = self.cache.clone() {
             let m = m.clone();
             let _ = tokio::task::spawn_blocking(move || c.put(&m)).await;
         }
-        measured
+        Ok(match pushed {
+            Some(bytes) => {
+                let mut estimated = (*m).clone();
+                estimated.figures.compressed_bytes = bytes;
+                (Arc::new(estimated), true)
+            }
+            None => (m, false),
+        })
     }
 }
 
@@ -468,31 +488,39 @@ async fn probe_layer(
     ))
 }
 
+/// A layer streamed through the analyzer, and for a local uncompressed
+/// one, what a push would upload of it.
 async fn measure_layer(
-    source: Arc<dyn ImageSource>,
-    desc: LayerDescriptor,
-    diff_id: Option<String>,
-    verify_diff_id: bool,
+    job: &Job,
     progress: Box<dyn LayerProgress>,
     cancel: Arc<AtomicBool>,
     budget: Arc<limits::JobBudget>,
-) -> Result<Arc<LayerMeasurement>, Error> {
-    let digest_checked_upstream = source.verifies_digests();
+) -> Result<(LayerMeasurement, Option<u64>), Error> {
+    let desc = job.desc.clone();
     let reader = Cancellable {
-        inner: source.open_layer(&desc).await?,
+        inner: job.source.open_layer(&desc).await?,
         cancel: cancel.clone(),
     };
     let expected = Expected {
         digest: Some(desc.digest.clone()),
         size: Some(desc.size),
-        diff_id,
-        verify_diff_id,
-        digest_checked_upstream,
+        diff_id: job.diff_id.clone(),
+        verify_diff_id: job.verify_diff_id,
+        digest_checked_upstream: job.source.verifies_digests(),
         job: Some(budget),
     };
+    let estimate_push = job.estimate_push;
     // Decompression and tar parsing are CPU-bound: keep them off the reactor.
     let measured = tokio::task::spawn_blocking(move || {
-        let measured = layer::analyze(reader, &expected, Some(progress.as_ref()));
+        let measured = if estimate_push {
+            let mut reader = recompress::PullEstimate::new(reader);
+            layer::analyze(&mut reader, &expected, Some(progress.as_ref())).map(|m| {
+                let pushed = (m.compression == layer::Compression::None).then(|| reader.estimate());
+                (m, pushed)
+            })
+        } else {
+            layer::analyze(reader, &expected, Some(progress.as_ref())).map(|m| (m, None))
+        };
         progress.finished();
         measured
     })
@@ -500,7 +528,7 @@ async fn measure_layer(
     .map_err(|e| {
         Error::corrupt(format!("layer {}: analyzer crashed", desc.digest)).with_source(e)
     })?;
-    measured.map(Arc::new).map_err(|e| {
+    measured.map_err(|e| {
         if cancel.load(Ordering::Relaxed) {
             Error::cancelled()
         } else {

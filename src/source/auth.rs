@@ -175,7 +175,7 @@ pub fn lookup(host: &str, explicit: Option<&Explicit>) -> Result<Credential, Err
             Ok(r) => r,
             Err(_) => continue,
         };
-        let file: ConfigFile = serde_json::from_slice(&raw).map_err(|e| {
+        let file: ConfigFile = crate::go_json::from_slice(&raw).map_err(|e| {
             Error::usage(format!("{}: invalid credentials file", path.display())).with_source(e)
         })?;
         if let Some(c) = from_file(&file, host, &path.display().to_string())? {

@@ -39,11 +39,11 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
 
-use super::manifest::{
-    DOCKER_MANIFEST, ImageConfig, check_diff_ids, check_document_size, check_single_platform,
+use super::docker_save::{
+    LAYER_TAR, SavedConfig, SavedImage, layer_digest, parse_manifest_json, sniff_layer,
 };
+use super::manifest::{DOCKER_MANIFEST, check_document_size, check_single_platform};
 use super::reference::{Engine, ImageRef};
 use super::tar_index::{normalize_member, resolve_relative};
 use super::{
@@ -342,26 +342,6 @@ impl Read for ExportReader {
 }
 
 /// `docker save` writes layers as plain tars.
-const LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
-const LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-const LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
-
-/// What the start of a member says it is.
-fn sniff_layer(head: &[u8], size: u64) -> Option<&'static str> {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Some(LAYER_GZIP)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Some(LAYER_ZSTD)
-    } else if head.get(257..262) == Some(b"ustar".as_slice())
-        // An empty layer: nothing but the end-of-archive blocks.
-        || (size >= 1024 && size.is_multiple_of(512) && head.len() == 512 && head.iter().all(|&b| b == 0))
-    {
-        Some(LAYER_TAR)
-    } else {
-        None
-    }
-}
-
 /// A member handed to the visitor.
 struct Passed {
     size: u64,
@@ -443,17 +423,6 @@ fn walk(reader: &mut dyn Read, visit: BlobVisitor) -> Result<Walked, Error> {
     Ok(walked)
 }
 
-/// An entry of `manifest.json`.
-#[derive(Deserialize)]
-struct SavedImage {
-    #[serde(rename = "Config")]
-    config: String,
-    #[serde(rename = "RepoTags", default)]
-    repo_tags: Option<Vec<String>>,
-    #[serde(rename = "Layers")]
-    layers: Vec<String>,
-}
-
 impl Walked {
     /// A member's name once links are followed (a bounded chain: a loop is
     /// corrupt data, not a reason to spin).
@@ -490,13 +459,11 @@ impl Walked {
             Error::corrupt(format!("{what}: the export's {file} is invalid")).with_source(e)
         };
         if self.kept.contains_key("manifest.json") {
-            let entries: Vec<SavedImage> =
-                serde_json::from_slice(self.document(what, "manifest.json")?)
-                    .map_err(|e| invalid("manifest.json", e))?;
+            let entries = parse_manifest_json(what, self.document(what, "manifest.json")?)?;
             return pick_saved(what, name, entries);
         }
         let index: oci_spec::image::ImageIndex =
-            serde_json::from_slice(self.document(what, "index.json").map_err(|_| {
+            crate::go_json::from_slice(self.document(what, "index.json").map_err(|_| {
                 Error::corrupt(format!(
                     "{what}: the export has neither manifest.json nor index.json"
                 ))
@@ -511,7 +478,7 @@ impl Walked {
                 .blob_path())
         };
         let manifest: oci_spec::image::ImageManifest =
-            serde_json::from_slice(self.document(what, &blob(first.digest())?)?)
+            crate::go_json::from_slice(self.document(what, &blob(first.digest())?)?)
                 .map_err(|e| invalid("image manifest", e))?;
         Ok(SavedImage {
             config: blob(manifest.config().digest())?,
@@ -527,16 +494,12 @@ impl Walked {
     /// Matches the members that passed to the layers the archive names.
     fn describe(mut self, what: &str, name: &str) -> Result<StreamedImage, Error> {
         let saved = self.saved_image(what, name)?;
-        let config = self.document(what, &saved.config)?.to_vec();
-        let config_digest = Digest::sha256(&config);
-        let ImageConfig {
-            platform,
-            diff_ids,
-            created_by,
-            provenance,
-            locale_env,
-        } = ImageConfig::parse(what, &config_digest, &config)?;
-        check_diff_ids(what, &config_digest, &diff_ids, saved.layers.len())?;
+        let config = SavedConfig::read(
+            what,
+            self.document(what, &saved.config)?,
+            saved.layers.len(),
+        )?;
+        let diff_ids = &config.parsed.diff_ids;
         let mut layers = Vec::with_capacity(saved.layers.len());
         let mut layer_blobs = Vec::with_capacity(saved.layers.len());
         for (i, member) in saved.layers.iter().enumerate() {
@@ -545,14 +508,15 @@ impl Walked {
             let passed = self.passed.get(&blob).ok_or_else(|| {
                 Error::corrupt(format!("{what}: the export has no layer {member}"))
             })?;
-            let digest = match Digest::from_blob_path(&blob) {
-                Some(d) => d.to_string(),
-                None => diff_ids.get(i).cloned().ok_or_else(|| {
-                    Error::corrupt(format!(
-                        "{what}: the config lists fewer diff_ids than the export has layers"
-                    ))
-                })?,
-            };
+            // Engines export layers by diff_id or by their blob's path;
+            // a compressed member named otherwise is told by its stream's
+            // digest when the layer is checked.
+            let digest = layer_digest(
+                &blob,
+                passed.media_type,
+                diff_ids.get(i).map(String::as_str),
+            )
+            .unwrap_or_default();
             layers.push(LayerDescriptor {
                 digest,
                 size: passed.size,
@@ -562,22 +526,7 @@ impl Walked {
             layer_blobs.push(blob);
         }
         Ok(StreamedImage {
-            image: ResolvedImage {
-                reference: what.to_string(),
-                // As for docker-archive: the image ID, for want of a manifest.
-                digest: config_digest.to_string(),
-                index_digest: None,
-                media_type: DOCKER_MANIFEST.to_string(),
-                platform,
-                manifest_bytes: 0,
-                config_digest: config_digest.to_string(),
-                config_bytes: config.len() as u64,
-                diff_ids,
-                created_by,
-                locale_env,
-                layers,
-                provenance,
-            },
+            image: config.into_image(what, layers),
             layer_blobs,
         })
     }

@@ -1,8 +1,15 @@
-//! `docker-archive:FILE[:REF]`: the output of `docker save`/`podman save`.
-//! It has no manifests: `manifest.json` lists each image's config and layer
-//! members, and the layers are read in place from the indexed tar. Config
-//! parsing, the platform check and picking an image by tag are the shared
-//! ones of [`super::manifest`].
+//! `docker-archive:FILE[:REF]`: the output of `docker save`, `podman
+//! save`, `skopeo copy … docker-archive:`, `crane pull` and the tools that
+//! share go-containerregistry's tarball format. It has no manifests:
+//! `manifest.json` lists each image's config and layer members (read by
+//! [`super::docker_save`], the format's one reader), and the layers are read
+//! in place from the indexed tar. Config parsing, the platform check and
+//! picking an image by tag are the shared ones of [`super::manifest`].
+//!
+//! A member holding an uncompressed tar is what `docker save` wrote, not
+//! what a registry would serve: the measurer estimates what a push would
+//! upload (see [`ImageSource::serves_pushed_blobs`]). A member holding a
+//! compressed blob is the registry's own: its size is exact.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -10,36 +17,14 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use serde::Deserialize;
 
-use super::manifest::{
-    ImageConfig, LocalIndex, MAX_DOCUMENT_BYTES, check_diff_ids, check_single_platform, pick_tagged,
-};
-use super::tar_index::{IndexedTar, normalize_member};
+use super::docker_save::{SavedConfig, SavedImage, layer_digest, parse_manifest_json, sniff_layer};
+use super::manifest::{LocalIndex, MAX_DOCUMENT_BYTES, check_single_platform, pick_tagged};
+use super::tar_index::IndexedTar;
 use super::{ImageSource, LayerDescriptor, ResolvedImage};
-use crate::digest::Digest;
 use crate::error::Error;
 use crate::source::platform::PlatformSelector;
 use crate::source::reference::ImageRef;
-
-/// `docker save` writes layers as plain tars.
-const LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar";
-
-#[derive(Deserialize)]
-struct DockerManifestEntry {
-    #[serde(rename = "Config")]
-    config: String,
-    #[serde(rename = "RepoTags", default)]
-    repo_tags: Option<Vec<String>>,
-    #[serde(rename = "Layers")]
-    layers: Vec<String>,
-}
-
-/// Parses an archive's `manifest.json`; `what` names the archive in errors.
-fn parse_manifest_json(what: &str, raw: &[u8]) -> Result<Vec<DockerManifestEntry>, Error> {
-    serde_json::from_slice(raw)
-        .map_err(|e| Error::corrupt(format!("{what}: manifest.json is invalid")).with_source(e))
-}
 
 /// What the fuzz targets feed a docker-archive's `manifest.json` parser:
 /// it must answer, never panic.
@@ -50,8 +35,11 @@ pub fn parse_archive_manifest(raw: &[u8]) -> Result<usize, Error> {
 
 pub struct DockerArchiveSource {
     reference: ImageRef,
-    /// The image named in the reference (`repo:tag`), if any.
+    /// The image named in the reference, if any.
     wanted: Option<String>,
+    /// Whether `wanted` is only a tag (`v1` for `app:v1`): a Docker 25
+    /// archive read as `oci-archive:FILE:TAG`.
+    tag_only: bool,
     tar: IndexedTar<PathBuf>,
     /// Layer digest → archive member, filled by `resolve`.
     members: Mutex<HashMap<String, String>>,
@@ -74,12 +62,26 @@ impl DockerArchiveSource {
                 "{reference}: not a docker-archive (no manifest.json; is it an oci-archive?)"
             )));
         }
-        Ok(DockerArchiveSource {
-            wanted: wanted.clone(),
+        let wanted = wanted.clone();
+        Ok(Self::with_tar(reference, wanted, false, tar))
+    }
+
+    /// The `manifest.json` of an archive already indexed, named by
+    /// `reference` in reports; `wanted` picks the image by `REPO:TAG`, or by
+    /// tag alone when `tag_only`.
+    pub fn with_tar(
+        reference: ImageRef,
+        wanted: Option<String>,
+        tag_only: bool,
+        tar: IndexedTar<PathBuf>,
+    ) -> Self {
+        DockerArchiveSource {
             reference,
+            wanted,
+            tag_only,
             tar,
             members: Default::default(),
-        })
+        }
     }
 
     /// The archive member holding a layer (recorded by `resolve`).
@@ -104,38 +106,75 @@ impl DockerArchiveSource {
             .map_err(|e| e.context(&self.reference))
     }
 
-    /// The layers of an image, each named by digest: a layer stored under
-    /// `blobs/ALG/HEX` (newer `docker save`) by that, a legacy `ID/layer.tar`
-    /// by its diff_id, since the layers are stored uncompressed.
+    /// The layers of an image, each named by the digest of what its member
+    /// holds (see [`layer_digest`]) and typed by its first bytes.
     fn layers(
         &self,
-        entry: &DockerManifestEntry,
+        entry: &SavedImage,
         diff_ids: &[String],
     ) -> Result<Vec<LayerDescriptor>, Error> {
         let what = &self.reference;
         let mut layers = Vec::with_capacity(entry.layers.len());
-        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
         for (i, member) in entry.layers.iter().enumerate() {
             let stored = self.tar.locate(member).ok_or_else(|| {
                 Error::not_found(format!("{what}: archive has no layer {member}"))
             })?;
-            let digest = match Digest::from_blob_path(&normalize_member(member)) {
-                Some(d) => d.to_string(),
-                None => diff_ids.get(i).cloned().ok_or_else(|| {
-                    Error::corrupt(format!(
-                        "{what}: config lists fewer diff_ids than the archive has layers"
-                    ))
-                })?,
+            let head = self
+                .tar
+                .read_member_range(member, 0, 512)
+                .map_err(|e| e.context(what))?;
+            let media_type = sniff_layer(&head, stored.size).ok_or_else(|| {
+                Error::corrupt(format!(
+                    "{what}: layer {member} is neither a tar nor a gzip or zstd stream"
+                ))
+            })?;
+            let digest = match layer_digest(member, media_type, diff_ids.get(i).map(String::as_str))
+            {
+                Some(d) => d,
+                None => self.hash_member(member)?,
             };
-            members.insert(digest.clone(), member.clone());
+            self.members
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(digest.clone(), member.clone());
             layers.push(LayerDescriptor {
                 digest,
                 size: stored.size,
-                media_type: LAYER_MEDIA_TYPE.to_string(),
+                media_type: media_type.to_string(),
                 urls: Vec::new(),
             });
         }
         Ok(layers)
+    }
+
+    /// The digest of a compressed member whose name does not say it: read
+    /// once more, since a layer is known by its blob's digest.
+    fn hash_member(&self, member: &str) -> Result<String, Error> {
+        let (mut reader, _) = self
+            .tar
+            .open_member(member)
+            .map_err(|e| e.context(&self.reference))?;
+        let mut hasher = crate::digest::Algorithm::Sha256.hasher();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .map_err(|e| Error::io(member, e).context(&self.reference))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hasher.finish().to_string())
+    }
+
+    /// Whether a tag of the archive names the image asked for.
+    fn names(&self, tag: &str, wanted: &str) -> bool {
+        if self.tag_only {
+            tag.rsplit_once(':').is_some_and(|(_, t)| t == wanted)
+        } else {
+            same_repo_tag(tag, wanted)
+        }
     }
 }
 
@@ -163,41 +202,21 @@ impl ImageSource for DockerArchiveSource {
             &what,
             LocalIndex {
                 noun: "archive",
-                hint: ":REPO:TAG",
+                hint: if self.tag_only { ":TAG" } else { ":REPO:TAG" },
             },
             &entries,
-            |e| e.repo_tags.iter().flatten().map(String::as_str).collect(),
+            |e| e.tags().collect(),
             self.wanted.as_deref(),
-            same_repo_tag,
+            |tag, wanted| self.names(tag, wanted),
         )?;
-        let config = self.read(&entry.config)?;
-        // The image ID: docker-archive has no manifest to take a digest of.
-        let config_digest = Digest::sha256(&config);
-        let ImageConfig {
-            platform,
-            diff_ids,
-            created_by,
-            provenance,
-            locale_env,
-        } = ImageConfig::parse(&what, &config_digest, &config)?;
-        check_single_platform(&what, &platform, platforms)?;
-        check_diff_ids(&what, &config_digest, &diff_ids, entry.layers.len())?;
-        let layers = self.layers(entry, &diff_ids)?;
-        Ok(vec![ResolvedImage {
-            reference: what,
-            digest: config_digest.to_string(),
-            index_digest: None,
-            media_type: super::manifest::DOCKER_MANIFEST.to_string(),
-            platform,
-            manifest_bytes: 0,
-            config_digest: config_digest.to_string(),
-            config_bytes: config.len() as u64,
-            diff_ids,
-            created_by,
-            locale_env,
-            layers,
-            provenance,
-        }])
+        let config = SavedConfig::read(&what, &self.read(&entry.config)?, entry.layers.len())?;
+        check_single_platform(&what, &config.parsed.platform, platforms)?;
+        let layers = self.layers(entry, &config.parsed.diff_ids)?;
+        Ok(vec![config.into_image(&what, layers)])
+    }
+
+    fn checks_diff_ids(&self) -> bool {
+        true
     }
 
     async fn open_layer(&self, layer: &LayerDescriptor) -> Result<Box<dyn Read + Send>, Error> {

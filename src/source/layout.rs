@@ -3,14 +3,21 @@
 //! type=oci` write) or as a tar of one. One reader serves both over a
 //! [`BlobStore`]: `index.json` is parsed, the tag picked and the manifests
 //! walked the same way, and both serve layer streams and byte ranges.
+//!
+//! Docker 25 and later write `docker save` as an OCI layout with a
+//! `manifest.json` beside it, and may leave `index.json` empty (`"manifests":
+//! null`, as Go writes an empty list): such an archive is read through its
+//! `manifest.json`, as a docker-archive.
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::blob_store::{BlobStore, DirStore};
+use super::docker_archive::DockerArchiveSource;
 use super::manifest::{LocalIndex, MAX_DOCUMENT_BYTES, check_document_size, pick_tagged};
 use super::tar_index::IndexedTar;
 use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
@@ -40,7 +47,7 @@ struct LayoutEntry {
 
 /// Parses a layout's `index.json`; `what` names the layout in errors.
 fn parse_index(what: &str, raw: &[u8]) -> Result<LayoutIndex, Error> {
-    serde_json::from_slice(raw)
+    crate::go_json::from_slice(raw)
         .map_err(|e| Error::corrupt(format!("{what}: index.json is invalid")).with_source(e))
 }
 
@@ -86,6 +93,32 @@ pub struct OciLayoutSource {
     reference: ImageRef,
     tag: Option<String>,
     store: Box<dyn BlobStore>,
+}
+
+/// Opens what an `oci-archive:` reference names: the layout in the tar, or,
+/// when its `index.json` lists no image and a `manifest.json` is there,
+/// the `docker save` format beside it.
+pub fn open_archive(reference: ImageRef) -> Result<Arc<dyn ImageSource>, Error> {
+    let ImageRef::OciArchive { path, tag } = &reference else {
+        return OciLayoutSource::open(reference).map(|s| Arc::new(s) as Arc<dyn ImageSource>);
+    };
+    let tar = IndexedTar::open(path.clone()).map_err(|e| e.context(&reference))?;
+    let lists_nothing = BlobStore::read(&tar, "index.json", MAX_DOCUMENT_BYTES)
+        .ok()
+        .and_then(|raw| parse_index("", &raw).ok())
+        .is_some_and(|index| index.manifests.is_empty());
+    if lists_nothing && tar.contains("manifest.json") {
+        let tag = tag.clone();
+        return Ok(Arc::new(DockerArchiveSource::with_tar(
+            reference, tag, true, tar,
+        )));
+    }
+    let tag = tag.clone();
+    Ok(Arc::new(OciLayoutSource::with_store(
+        reference,
+        tag,
+        Box::new(tar),
+    )?))
 }
 
 impl OciLayoutSource {

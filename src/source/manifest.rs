@@ -67,7 +67,7 @@ struct Probe {
 }
 
 fn classify(what: &str, blob: &Blob) -> Result<(Kind, String), Error> {
-    let probe: Probe = serde_json::from_slice(&blob.bytes).map_err(|e| {
+    let probe: Probe = crate::go_json::from_slice(&blob.bytes).map_err(|e| {
         Error::corrupt(format!("{what}: manifest is not valid JSON")).with_source(e)
     })?;
     let media_type = probe
@@ -162,7 +162,7 @@ pub struct ImageConfig {
 impl ImageConfig {
     /// Parses an image config blob (OCI or Docker; the same fields).
     pub fn parse(reference: &str, digest: &Digest, bytes: &[u8]) -> Result<Self, Error> {
-        let probe: ConfigProbe = serde_json::from_slice(bytes).map_err(|e| {
+        let probe: ConfigProbe = crate::go_json::from_slice(bytes).map_err(|e| {
             Error::corrupt(format!("{reference}: invalid image config {digest}")).with_source(e)
         })?;
         let diff_ids = probe.rootfs.map(|r| r.diff_ids).unwrap_or_default();
@@ -490,7 +490,7 @@ pub fn index_choices(
     bytes: &[u8],
     sel: &PlatformSelector,
 ) -> Result<Vec<Descriptor>, Error> {
-    let index: ImageIndex = serde_json::from_slice(bytes).map_err(|e| {
+    let index: ImageIndex = crate::go_json::from_slice(bytes).map_err(|e| {
         Error::corrupt(format!("{reference}: invalid image index {digest}")).with_source(e)
     })?;
     let candidates = image_candidates(reference, digest, &index)?;
@@ -573,7 +573,7 @@ pub fn manifest_parts(
     digest: &Digest,
     bytes: &[u8],
 ) -> Result<Option<ManifestParts>, Error> {
-    let manifest: ImageManifest = serde_json::from_slice(bytes).map_err(|e| {
+    let manifest: ImageManifest = crate::go_json::from_slice(bytes).map_err(|e| {
         Error::corrupt(format!("{reference}: invalid image manifest {digest}")).with_source(e)
     })?;
     let config_mt = manifest.config().media_type().to_string();

@@ -7,8 +7,10 @@
 //! A [`SourceFactory`] opens sources from references and keeps what
 //! registries need between opens. The transports: [`registry`] (with
 //! [`auth`] for credentials), [`layout`] (`oci:` and `oci-archive:`, over a
-//! [`blob_store::BlobStore`]), [`docker_archive`], [`daemon`]; [`manifest`]
-//! is the walk they share, [`tar_index`] reads archives in place,
+//! [`blob_store::BlobStore`]), [`docker_archive`], [`dir`] (skopeo's
+//! `dir:`), [`daemon`]; [`manifest`] is the walk they share,
+//! [`docker_save`] the `docker save` format two of them read,
+//! [`tar_index`] reads archives in place,
 //! [`reference`](mod@reference) and [`platform`] say what the user asked for.
 //!
 //! A daemon cannot serve one layer on request: it exports a whole image as
@@ -18,7 +20,9 @@
 pub mod auth;
 pub mod blob_store;
 pub mod daemon;
+pub mod dir;
 pub mod docker_archive;
+pub mod docker_save;
 pub mod layout;
 pub mod manifest;
 pub mod platform;
@@ -56,6 +60,12 @@ impl LayerDescriptor {
     /// from the registry; they are measured when fetchable, never assumed empty.
     pub fn is_foreign(&self) -> bool {
         self.media_type.contains("foreign") || self.media_type.contains("nondistributable")
+    }
+
+    /// Whether the media type says the blob is a plain tar (every such
+    /// type, OCI's and Docker's, ends in `tar`).
+    pub fn is_uncompressed(&self) -> bool {
+        self.media_type.ends_with("tar")
     }
 }
 
@@ -158,6 +168,23 @@ pub trait ImageSource: Send + Sync {
     /// Whether the readers `open_layer` returns fail on a digest mismatch
     /// themselves, so the analyzer need not hash the blob again.
     fn verifies_digests(&self) -> bool {
+        false
+    }
+
+    /// Whether the blobs served are the ones nodes pull: a registry's. A
+    /// local copy (an archive, a layout, an engine's store) may hold a layer
+    /// uncompressed that a push would compress (`docker push`, `podman
+    /// push` and skopeo gzip it), so the measurer estimates the compressed
+    /// size of such a layer instead of taking the tar's length.
+    fn serves_pushed_blobs(&self) -> bool {
+        false
+    }
+
+    /// Whether each layer's tar is checked against the config's diff_id
+    /// whatever `--verify-diff-ids` says: where only an archive's member
+    /// names tie the blobs to the config (a docker-archive), nothing else
+    /// would notice a member that is not the layer the config names.
+    fn checks_diff_ids(&self) -> bool {
         false
     }
 
@@ -267,9 +294,9 @@ impl SourceFactory {
                 let r = r.clone();
                 return Ok(Arc::new(self.registries.open(reference, r).await?));
             }
-            ImageRef::Layout { .. } | ImageRef::OciArchive { .. } => {
-                Arc::new(layout::OciLayoutSource::open(reference)?)
-            }
+            ImageRef::Layout { .. } => Arc::new(layout::OciLayoutSource::open(reference)?),
+            ImageRef::OciArchive { .. } => layout::open_archive(reference)?,
+            ImageRef::Dir { .. } => Arc::new(dir::DirSource::open(reference)?),
             ImageRef::DockerArchive { .. } => {
                 Arc::new(docker_archive::DockerArchiveSource::open(reference)?)
             }

@@ -2,7 +2,8 @@
 //!
 //! `docker://` or no prefix: a registry; `oci:PATH[:TAG]`: an OCI image
 //! layout directory; `oci-archive:FILE[:TAG]`: a tar of one;
-//! `docker-archive:FILE[:REF]`: the output of `docker save`;
+//! `docker-archive:FILE[:REF]`: the output of `docker save`; `dir:PATH`:
+//! the directory skopeo's and Podman's `dir` transport writes;
 //! `docker-daemon:IMAGE`: an image in a local Docker engine (or any engine
 //! that serves the Docker Engine API, Podman's included: `DOCKER_HOST`);
 //! `podman:IMAGE`: the same through Podman's own socket.
@@ -33,6 +34,10 @@ pub enum ImageRef {
         path: PathBuf,
         reference: Option<String>,
     },
+    /// skopeo's `dir:` transport: one image, so no tag.
+    Dir {
+        path: PathBuf,
+    },
     /// An image in a local engine, by the name or ID the engine knows it by.
     Daemon {
         engine: Engine,
@@ -59,10 +64,11 @@ impl Engine {
 }
 
 /// The prefixes that name a transport other than a registry.
-const TRANSPORTS: [&str; 5] = [
+const TRANSPORTS: [&str; 6] = [
     "oci:",
     "oci-archive:",
     "docker-archive:",
+    "dir:",
     "docker-daemon:",
     "podman:",
 ];
@@ -82,6 +88,15 @@ impl ImageRef {
         } else if let Some(rest) = input.strip_prefix("docker-archive:") {
             let (path, reference) = split_path(rest, "docker-archive")?;
             Ok(ImageRef::DockerArchive { path, reference })
+        } else if let Some(rest) = input.strip_prefix("dir:") {
+            // As skopeo reads it: all of the rest is the path.
+            if rest.is_empty() {
+                return Err(Error::usage("dir: needs a path, e.g. dir:./image"));
+            }
+            if !Path::new(rest).is_dir() {
+                return Err(Error::usage(format!("dir:{rest}: no such directory")));
+            }
+            Ok(ImageRef::Dir { path: rest.into() })
         } else if let Some(rest) = input.strip_prefix("docker-daemon:") {
             daemon_ref(Engine::Docker, rest)
         } else if let Some(rest) = input.strip_prefix("podman:") {
@@ -90,7 +105,7 @@ impl ImageRef {
             let name = input.strip_prefix("docker://").unwrap_or(input);
             if name.contains("://") {
                 return Err(Error::usage(format!(
-                    "unknown transport in {input:?}: use docker://, oci:, oci-archive:, docker-archive:, docker-daemon: or podman:"
+                    "unknown transport in {input:?}: use docker://, oci:, oci-archive:, docker-archive:, dir:, docker-daemon: or podman:"
                 )));
             }
             match parse_common(name) {
@@ -126,9 +141,8 @@ impl ImageRef {
             }
             ImageRef::Layout { path, .. }
             | ImageRef::OciArchive { path, .. }
-            | ImageRef::DockerArchive { path, .. } => {
-                path.file_name().map(|n| n.to_string_lossy().into_owned())
-            }
+            | ImageRef::DockerArchive { path, .. }
+            | ImageRef::Dir { path } => path.file_name().map(|n| n.to_string_lossy().into_owned()),
         };
         name.filter(|n| !n.is_empty())
             .unwrap_or_else(|| self.to_string())
@@ -341,6 +355,7 @@ impl fmt::Display for ImageRef {
             ImageRef::DockerArchive { path, reference } => {
                 with(f, "docker-archive", path, reference)
             }
+            ImageRef::Dir { path } => with(f, "dir", path, &None),
             ImageRef::Daemon { engine, name } => write!(f, "{}:{name}", engine.prefix()),
         }
     }

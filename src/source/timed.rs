@@ -54,6 +54,14 @@ impl ImageSource for Timed {
         self.inner.verifies_digests()
     }
 
+    fn serves_pushed_blobs(&self) -> bool {
+        self.inner.serves_pushed_blobs()
+    }
+
+    fn checks_diff_ids(&self) -> bool {
+        self.inner.checks_diff_ids()
+    }
+
     async fn read_range(
         &self,
         layer: &LayerDescriptor,

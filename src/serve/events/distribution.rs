@@ -60,6 +60,8 @@ pub fn parse(body: &[u8], _headers: &http::HeaderMap) -> Result<Vec<Incoming>, E
     let mut object = fields::parse_object(body, WHAT)?;
     let events = match object.remove("events") {
         Some(Value::Array(events)) => events,
+        // Go writes an empty list as null.
+        Some(Value::Null) => Vec::new(),
         Some(_) => return Err(Error::usage(format!("{WHAT}: `events` is not an array"))),
         // Azure Container Registry: one event, no envelope.
         None if object.contains_key("action") && object.contains_key("target") => {

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::source::docker_save::LAYER_GZIP;
 
 /// A layer tar holding one file.
 fn layer_tar(path: &str, content: &[u8]) -> Vec<u8> {

@@ -324,7 +324,7 @@ fn registry_message(body: &[u8]) -> Option<String> {
         #[serde(default)]
         message: String,
     }
-    let text = match serde_json::from_slice::<Envelope>(body) {
+    let text = match crate::go_json::from_slice::<Envelope>(body) {
         Ok(env) => env
             .errors
             .iter()
@@ -464,7 +464,7 @@ pub async fn fetch_token(
         return Err(failed);
     }
     let body = read_capped(resp, MAX_TOKEN_ANSWER, &token_what, deadline).await?;
-    let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+    let answer: TokenAnswer = crate::go_json::from_slice(&body).map_err(|e| {
         Error::corrupt(format!("{token_what}: the answer is not a token")).with_source(e)
     })?;
     let value = answer

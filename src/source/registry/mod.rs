@@ -639,6 +639,10 @@ impl ImageSource for RegistrySource {
     fn verifies_digests(&self) -> bool {
         true
     }
+
+    fn serves_pushed_blobs(&self) -> bool {
+        true
+    }
 }
 
 impl RegistrySource {
