@@ -87,7 +87,8 @@ pub enum Command {
     /// Stream every layer of one or more images and report their real size.
     ///
     /// References: `registry/repo:tag`, `repo@sha256:...`, `docker://...`,
-    /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REPO:TAG]`.
+    /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REPO:TAG]`,
+    /// `dir:DIR`, `docker-daemon:IMAGE`, `podman:IMAGE`.
     Measure(MeasureArgs),
     /// Compare a candidate with its baseline and judge it against the
     /// node's imageFS budget and the growth and size limits.

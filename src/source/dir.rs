@@ -143,3 +143,73 @@ impl ImageSource for DirSource {
             .map_err(|e| e.context(&self.reference))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::platform::PlatformSelector;
+
+    /// A `dir:` copy of a one-layer image, with the blobs named as
+    /// `version` says (`1.1`: `<hex>`, `1.0`: `<hex>.tar`).
+    fn dir_image(dir: &std::path::Path, version: &str) -> (Digest, Vec<u8>) {
+        let layer = b"not really a tar, only read back".to_vec();
+        let layer_digest = Digest::sha256(&layer);
+        let config = serde_json::to_vec(&serde_json::json!({
+            "os": "linux", "architecture": "amd64",
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest.to_string()]}
+        }))
+        .unwrap();
+        let config_digest = Digest::sha256(&config);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": super::super::manifest::OCI_MANIFEST,
+            "config": {"mediaType": super::super::manifest::OCI_CONFIG,
+                       "digest": config_digest.to_string(), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": layer_digest.to_string(), "size": layer.len()}]
+        }))
+        .unwrap();
+        let name = |d: &Digest| match version {
+            "1.0" => format!("{}.tar", d.hex()),
+            _ => d.hex().to_string(),
+        };
+        std::fs::write(
+            dir.join("version"),
+            format!("Directory Transport Version: {version}\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("manifest.json"), &manifest).unwrap();
+        std::fs::write(dir.join(name(&config_digest)), &config).unwrap();
+        std::fs::write(dir.join(name(&layer_digest)), &layer).unwrap();
+        (Digest::sha256(&manifest), layer)
+    }
+
+    #[tokio::test]
+    async fn both_versions_of_the_format_are_read() {
+        for version in ["1.0", "1.1"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let (manifest, layer) = dir_image(tmp.path(), version);
+            let reference = ImageRef::Dir {
+                path: tmp.path().into(),
+            };
+            let source = DirSource::open(reference).unwrap();
+            let images = source.resolve(&PlatformSelector::default()).await.unwrap();
+            assert_eq!(images[0].digest, manifest.to_string(), "{version}");
+            let mut read = Vec::new();
+            let mut r = source.open_layer(&images[0].layers[0]).await.unwrap();
+            r.read_to_end(&mut read).unwrap();
+            assert_eq!(read, layer, "{version}");
+        }
+    }
+
+    #[test]
+    fn a_directory_without_manifest_json_is_refused_with_a_hint() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("index.json"), b"{}").unwrap();
+        let reference = ImageRef::Dir {
+            path: tmp.path().into(),
+        };
+        let e = DirSource::open(reference).err().unwrap();
+        assert!(e.to_string().contains("read it as oci:"), "{e}");
+    }
+}

@@ -536,9 +536,17 @@ mod tests {
                 format!("docker-archive:{f}:app:v1"),
                 format!("docker-archive:{f}:app:v1"),
             ),
+            (format!("dir:{d}"), format!("dir:{d}")),
+            // A registry host spelt like the transport keeps its prefix.
+            ("docker://dir:5000/app:v1".into(), "docker://dir:5000/app:v1".into()),
         ] {
             assert_eq!(ImageRef::parse(&given).unwrap().to_string(), shown);
         }
+        // skopeo's `dir:` takes no tag: the whole rest is the directory.
+        let e = ImageRef::parse(&format!("dir:{d}:v1")).unwrap_err();
+        assert!(e.to_string().contains("no such directory"), "{e}");
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        assert!(ImageRef::parse(&format!("dir:{f}")).is_err(), "a file is no dir:");
     }
 
     #[test]
