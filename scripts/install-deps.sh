@@ -25,6 +25,8 @@ have umoci || need+=(umoci)
 # The engine behind `docker-daemon:` in tests/daemon.rs (as root: its API
 # service over a private store, no systemd needed); git for tests/hook.rs.
 have podman || need+=(podman)
+# tests/archives.rs: buildah writes the image the way `buildah push` does.
+have buildah || need+=(buildah)
 have git || need+=(git)
 have htpasswd || need+=(apache2-utils)
 have openssl || need+=(openssl)

@@ -5,6 +5,7 @@
 //! * [`run`]            – the one way to run sizeguard (or the action's script): scrubbed environment, temporary `HOME`, the checks every run must pass.
 //! * [`fixture`]        – references to the committed demo fixture (`oci:…/fixtures/demo:v1`, `:v2`).
 //! * [`layout`]         – programmatic, deterministic OCI image-layout builder, and the image shapes several tests share.
+//! * [`podman`]         – a private Podman store: images copied in with skopeo, `podman save`, `buildah push`, the API service.
 //! * [`registry`]       – a real `docker-registry` per test (plain / htpasswd / TLS), `skopeo` push and archive helpers.
 //! * [`credentials`]    – Docker `config.json` / containers `auth.json` files with a registry's credentials.
 //! * [`json`]           – accessors for report JSON (`u`) and tolerance checks (`within_pct`).
@@ -21,6 +22,7 @@ pub mod github_standin;
 pub mod ground_truth;
 pub mod json;
 pub mod layout;
+pub mod podman;
 pub mod postgres;
 pub mod proxy;
 pub mod registry;
