@@ -720,12 +720,18 @@ fn every_tool_s_archive_measures_like_the_registry_copy() {
 
     let mut failures = Vec::new();
     for form in &forms {
-        let diffs = match measure(&form.reference) {
-            Ok(got) => differences(form, &got, &registry),
-            Err(e) => vec![e],
+        let (diffs, pulled) = match measure(&form.reference) {
+            Ok(got) => (
+                differences(form, &got, &registry),
+                got["images"][0]["totals"]["compressed_bytes"].clone(),
+            ),
+            Err(e) => (vec![e], Value::Null),
         };
         let verdict = if diffs.is_empty() { "same" } else { "DIFFERS" };
-        eprintln!("{verdict:8} {} ({})", form.what, form.reference);
+        eprintln!(
+            "{verdict:8} {} ({}): compressed {pulled}, registry {}",
+            form.what, form.reference, registry["images"][0]["totals"]["compressed_bytes"]
+        );
         for d in &diffs {
             eprintln!("         {d}");
         }
@@ -790,6 +796,7 @@ fn a_saved_candidate_checks_like_the_pushed_one() {
     // Only the added layer is pulled, and its size is the one estimate.
     for figure in ["pull_bytes", "node_bytes", "peak_pull_bytes"] {
         let (saved, pushed) = (u(&s["rollout_cost"][figure]), u(&p["rollout_cost"][figure]));
+        eprintln!("rollout_cost.{figure}: {saved} from the archive, {pushed} pushed");
         assert!(
             within_pct(saved, pushed, 5),
             "rollout_cost.{figure}: {saved} from the archive, {pushed} pushed"

@@ -513,7 +513,7 @@ async fn measure_layer(
     // Decompression and tar parsing are CPU-bound: keep them off the reactor.
     let measured = tokio::task::spawn_blocking(move || {
         let measured = if estimate_push {
-            let mut reader = recompress::PullEstimate::new(reader);
+            let mut reader = recompress::PullEstimate::new(reader, expected.size.unwrap_or(0));
             layer::analyze(&mut reader, &expected, Some(progress.as_ref())).map(|m| {
                 let pushed = (m.compression == layer::Compression::None).then(|| reader.estimate());
                 (m, pushed)

@@ -129,10 +129,13 @@ fn visitor(
         let shown =
             Digest::from_blob_path(blob.name).map_or(blob.name.to_string(), |d| d.to_string());
         let bar = progress.layer_started(&shown, blob.size);
-        let mut reader = PullEstimate::new(Cancellable {
-            inner: blob.reader,
-            cancel: cancel.clone(),
-        });
+        let mut reader = PullEstimate::new(
+            Cancellable {
+                inner: blob.reader,
+                cancel: cancel.clone(),
+            },
+            blob.size,
+        );
         // Nothing names the blob before it has passed: it is hashed, and
         // checked against the layer it turns out to be afterwards.
         let expected = Expected {

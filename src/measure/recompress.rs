@@ -2,80 +2,68 @@
 //! uncompressed (a `docker save` archive, an engine's export, a layout
 //! written without compression): `docker push`, `podman push` and skopeo
 //! gzip such a layer (level 6, gzip's default), so its `compressed_bytes`
-//! is an estimate of that, not the tar's length. A sample of the tar (every
-//! eighth 256 KiB stretch) is deflated at level 6 while the layer streams
-//! through the analyzer, and its ratio applied to the whole tar. The
-//! layer's report says so ([`super::EstimateNote::Recompressed`]), and so
-//! do the rules that read pull sizes; a check against a registry baseline
-//! then takes the registry's exact blob for every layer it already holds
-//! (`app::published`).
+//! is an estimate of that, not the tar's length. While the layer streams
+//! through the analyzer, stretches of it spread evenly over the whole tar go
+//! through one level-6 deflate stream, and the ratio that comes out is
+//! applied to the whole tar: all of a layer up to [`SAMPLE_BUDGET`], a
+//! proportionally thinner sample of a larger one, so the cost stays bounded
+//! and every region of the tar (a layer of text beside one of binaries) is
+//! seen. The layer's report says so ([`super::EstimateNote::Recompressed`]),
+//! and so do the rules that read pull sizes; a check against a registry
+//! baseline then takes the registry's exact blob for every layer it
+//! already holds (`app::published`).
 
 use std::io::{self, Read, Write};
 
-/// Stretches of the stream deflated for the estimate, and how often.
-const SAMPLE_BYTES: usize = 256 << 10;
-const SAMPLE_EVERY: u64 = 8;
+use flate2::write::DeflateEncoder;
+
+/// The unit of the sample, and how much of a layer is deflated at most:
+/// a whole layer up to this size, then one stretch in every so many.
+const STRETCH: u64 = 64 << 10;
+pub(super) const SAMPLE_BUDGET: u64 = 32 << 20;
 /// gzip's default level, which `docker push` and `podman push` use.
 const PUSH_LEVEL: u32 = 6;
 /// gzip's header and trailer around the deflate stream.
 const GZIP_FRAMING: u64 = 18;
 
 /// Passes a stream through unchanged while estimating what gzip would make
-/// of it, from a sample: every [`SAMPLE_EVERY`]th stretch of
-/// [`SAMPLE_BYTES`] is deflated on its own, the first one always.
+/// of it from an even sample of its stretches.
 pub(super) struct PullEstimate<R> {
     inner: R,
     /// Bytes read so far.
     offset: u64,
-    /// The stretch being collected, when the current one is sampled.
-    pending: Vec<u8>,
+    /// One stretch in `every` is sampled, the first one always.
+    every: u64,
+    deflate: DeflateEncoder<ByteCount>,
     sampled_in: u64,
-    sampled_out: u64,
     /// A stream that starts compressed is not sampled.
     compressed: Option<bool>,
 }
 
 impl<R: Read> PullEstimate<R> {
-    pub(super) fn new(inner: R) -> Self {
+    /// `size` is the stream's length, as its descriptor says: what spreads
+    /// the sample over all of it.
+    pub(super) fn new(inner: R, size: u64) -> Self {
+        let stretches = size.div_ceil(STRETCH);
         PullEstimate {
             inner,
             offset: 0,
-            pending: Vec::with_capacity(SAMPLE_BYTES),
+            every: stretches.div_ceil(SAMPLE_BUDGET / STRETCH).max(1),
+            deflate: DeflateEncoder::new(ByteCount(0), flate2::Compression::new(PUSH_LEVEL)),
             sampled_in: 0,
-            sampled_out: 0,
             compressed: None,
         }
     }
 
-    fn sampling(&self) -> bool {
-        (self.offset / SAMPLE_BYTES as u64).is_multiple_of(SAMPLE_EVERY)
-    }
-
-    /// Deflates the collected stretch and counts what came out.
-    fn flush_sample(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let mut counter = ByteCount(0);
-        let mut deflate =
-            flate2::write::DeflateEncoder::new(&mut counter, flate2::Compression::new(PUSH_LEVEL));
-        // Writing to a counter cannot fail.
-        let _ = deflate
-            .write_all(&self.pending)
-            .and_then(|_| deflate.try_finish());
-        drop(deflate);
-        self.sampled_in += self.pending.len() as u64;
-        self.sampled_out += counter.0;
-        self.pending.clear();
-    }
-
     /// What a push would upload of the whole stream.
     pub(super) fn estimate(&mut self) -> u64 {
-        self.flush_sample();
+        // Writing to a counter cannot fail.
+        let _ = self.deflate.try_finish();
         if self.sampled_in == 0 {
             return GZIP_FRAMING;
         }
-        let scaled = self.sampled_out as u128 * self.offset as u128 / self.sampled_in as u128;
+        let out = self.deflate.get_ref().0;
+        let scaled = out as u128 * self.offset as u128 / self.sampled_in as u128;
         scaled as u64 + GZIP_FRAMING
     }
 }
@@ -95,16 +83,15 @@ impl<R: Read> Read for PullEstimate<R> {
         }
         let mut rest = &buf[..n];
         while !rest.is_empty() {
-            let in_stretch = SAMPLE_BYTES - (self.offset % SAMPLE_BYTES as u64) as usize;
-            let take = in_stretch.min(rest.len());
-            if self.sampling() {
-                self.pending.extend_from_slice(&rest[..take]);
+            let in_stretch = STRETCH - self.offset % STRETCH;
+            let take = in_stretch.min(rest.len() as u64) as usize;
+            if (self.offset / STRETCH).is_multiple_of(self.every) {
+                // Writing to a counter cannot fail.
+                let _ = self.deflate.write_all(&rest[..take]);
+                self.sampled_in += take as u64;
             }
             self.offset += take as u64;
             rest = &rest[take..];
-            if self.offset.is_multiple_of(SAMPLE_BYTES as u64) {
-                self.flush_sample();
-            }
         }
         Ok(n)
     }
@@ -128,7 +115,7 @@ mod tests {
     use super::*;
 
     fn estimate_of(bytes: &[u8]) -> u64 {
-        let mut r = PullEstimate::new(bytes);
+        let mut r = PullEstimate::new(bytes, bytes.len() as u64);
         io::copy(&mut r, &mut io::sink()).unwrap();
         r.estimate()
     }
@@ -140,30 +127,47 @@ mod tests {
         gz.finish().unwrap().len() as u64
     }
 
-    #[test]
-    fn a_sample_estimates_what_gzip_makes_of_the_whole() {
-        // Half text-like, half noise, interleaved in 100 KiB runs: the
-        // sample sees both.
-        let mut data = Vec::new();
+    /// Text-like and noise, alternating in runs of `run` bytes.
+    fn mixed(len: usize, run: usize) -> Vec<u8> {
+        let mut data = Vec::with_capacity(len);
         let mut x: u64 = 1;
-        for run in 0..80 {
-            for i in 0..100 << 10 {
-                if run % 2 == 0 {
-                    data.push(b"the quick brown fox "[i % 20]);
-                } else {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    data.push(x as u8);
-                }
+        for i in 0..len {
+            if (i / run).is_multiple_of(2) {
+                data.push(b"the quick brown fox "[i % 20]);
+            } else {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                data.push(x as u8);
             }
         }
+        data
+    }
+
+    #[test]
+    fn a_layer_within_the_budget_is_deflated_whole() {
+        let data = mixed(8 << 20, 100 << 10);
         let (estimate, real) = (estimate_of(&data), gzip_len(&data));
-        let off = estimate.abs_diff(real) as f64 / real as f64;
-        assert!(off < 0.10, "estimate {estimate}, gzip {real}");
-        // A small stream is deflated whole.
+        // Not to the byte: deflate's blocks fall where its input was cut.
+        assert!(
+            estimate.abs_diff(real) * 1000 < real,
+            "estimate {estimate}, gzip {real}"
+        );
         let small = &data[..50_000];
         assert!(estimate_of(small).abs_diff(gzip_len(small)) < 64);
+    }
+
+    #[test]
+    fn a_larger_layer_is_sampled_evenly_within_the_budget() {
+        // Runs that a sample of every third stretch cuts across unevenly.
+        let data = mixed(96 << 20, 300 << 10);
+        let mut r = PullEstimate::new(&data[..], data.len() as u64);
+        io::copy(&mut r, &mut io::sink()).unwrap();
+        assert!(r.sampled_in <= SAMPLE_BUDGET, "{} sampled", r.sampled_in);
+        assert!(r.sampled_in >= SAMPLE_BUDGET / 2, "{} sampled", r.sampled_in);
+        let (estimate, real) = (r.estimate(), gzip_len(&data));
+        let off = estimate.abs_diff(real) as f64 / real as f64;
+        assert!(off < 0.05, "estimate {estimate}, gzip {real}");
     }
 
     #[test]
@@ -173,7 +177,7 @@ mod tests {
             e.write_all(&[0u8; 1 << 20]).unwrap();
             e.finish().unwrap()
         };
-        let mut r = PullEstimate::new(&gz[..]);
+        let mut r = PullEstimate::new(&gz[..], gz.len() as u64);
         io::copy(&mut r, &mut io::sink()).unwrap();
         assert_eq!(r.sampled_in, 0);
     }
