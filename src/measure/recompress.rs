@@ -35,6 +35,10 @@ pub(super) struct PullEstimate<R> {
     /// One stretch in `every` is sampled, the first one always.
     every: u64,
     deflate: DeflateEncoder<ByteCount>,
+    /// The sampled stretch being collected: deflate is fed whole stretches
+    /// only, since its output depends on how its input is cut, and reads
+    /// from a socket are cut differently every time.
+    pending: Vec<u8>,
     sampled_in: u64,
     /// A stream that starts compressed is not sampled.
     compressed: Option<bool>,
@@ -50,13 +54,23 @@ impl<R: Read> PullEstimate<R> {
             offset: 0,
             every: stretches.div_ceil(SAMPLE_BUDGET / STRETCH).max(1),
             deflate: DeflateEncoder::new(ByteCount(0), flate2::Compression::new(PUSH_LEVEL)),
+            pending: Vec::new(),
             sampled_in: 0,
             compressed: None,
         }
     }
 
+    /// Deflates the stretch collected so far.
+    fn flush_stretch(&mut self) {
+        // Writing to a counter cannot fail.
+        let _ = self.deflate.write_all(&self.pending);
+        self.sampled_in += self.pending.len() as u64;
+        self.pending.clear();
+    }
+
     /// What a push would upload of the whole stream.
     pub(super) fn estimate(&mut self) -> u64 {
+        self.flush_stretch();
         // Writing to a counter cannot fail.
         let _ = self.deflate.try_finish();
         if self.sampled_in == 0 {
@@ -86,12 +100,13 @@ impl<R: Read> Read for PullEstimate<R> {
             let in_stretch = STRETCH - self.offset % STRETCH;
             let take = in_stretch.min(rest.len() as u64) as usize;
             if (self.offset / STRETCH).is_multiple_of(self.every) {
-                // Writing to a counter cannot fail.
-                let _ = self.deflate.write_all(&rest[..take]);
-                self.sampled_in += take as u64;
+                self.pending.extend_from_slice(&rest[..take]);
             }
             self.offset += take as u64;
             rest = &rest[take..];
+            if self.offset.is_multiple_of(STRETCH) && !self.pending.is_empty() {
+                self.flush_stretch();
+            }
         }
         Ok(n)
     }
@@ -164,10 +179,39 @@ mod tests {
         let mut r = PullEstimate::new(&data[..], data.len() as u64);
         io::copy(&mut r, &mut io::sink()).unwrap();
         assert!(r.sampled_in <= SAMPLE_BUDGET, "{} sampled", r.sampled_in);
-        assert!(r.sampled_in >= SAMPLE_BUDGET / 2, "{} sampled", r.sampled_in);
+        assert!(
+            r.sampled_in >= SAMPLE_BUDGET / 2,
+            "{} sampled",
+            r.sampled_in
+        );
         let (estimate, real) = (r.estimate(), gzip_len(&data));
         let off = estimate.abs_diff(real) as f64 / real as f64;
         assert!(off < 0.05, "estimate {estimate}, gzip {real}");
+    }
+
+    /// A reader that hands out its bytes in pieces of pseudo-random length,
+    /// as a socket does.
+    struct Ragged<'a>(&'a [u8], u64);
+
+    impl Read for Ragged<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.1 = self.1.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let n = ((self.1 >> 33) as usize % 9000 + 1).min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_estimate_does_not_depend_on_how_reads_are_cut() {
+        let data = mixed(3 << 20, 30 << 10);
+        let whole = estimate_of(&data);
+        for seed in 1..4 {
+            let mut r = PullEstimate::new(Ragged(&data, seed), data.len() as u64);
+            io::copy(&mut r, &mut io::sink()).unwrap();
+            assert_eq!(r.estimate(), whole, "seed {seed}");
+        }
     }
 
     #[test]

@@ -538,7 +538,10 @@ mod tests {
             ),
             (format!("dir:{d}"), format!("dir:{d}")),
             // A registry host spelt like the transport keeps its prefix.
-            ("docker://dir:5000/app:v1".into(), "docker://dir:5000/app:v1".into()),
+            (
+                "docker://dir:5000/app:v1".into(),
+                "docker://dir:5000/app:v1".into(),
+            ),
         ] {
             assert_eq!(ImageRef::parse(&given).unwrap().to_string(), shown);
         }
@@ -546,7 +549,10 @@ mod tests {
         let e = ImageRef::parse(&format!("dir:{d}:v1")).unwrap_err();
         assert!(e.to_string().contains("no such directory"), "{e}");
         assert_eq!(e.kind(), crate::error::Kind::Usage);
-        assert!(ImageRef::parse(&format!("dir:{f}")).is_err(), "a file is no dir:");
+        assert!(
+            ImageRef::parse(&format!("dir:{f}")).is_err(),
+            "a file is no dir:"
+        );
     }
 
     #[test]
