@@ -195,8 +195,13 @@ mod tests {
 
     impl Read for Ragged<'_> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.1 = self.1.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let n = ((self.1 >> 33) as usize % 9000 + 1).min(buf.len()).min(self.0.len());
+            self.1 = self
+                .1
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let n = ((self.1 >> 33) as usize % 9000 + 1)
+                .min(buf.len())
+                .min(self.0.len());
             buf[..n].copy_from_slice(&self.0[..n]);
             self.0 = &self.0[n..];
             Ok(n)

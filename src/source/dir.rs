@@ -7,146 +7,81 @@
 //! and each image's manifest as `<hex>.manifest.json`. A `version` file
 //! says which; both are read.
 //!
-//! Manifests are content-addressed blobs here as in a registry, so the
-//! index walk, the platform choice and the digest checks are the shared
-//! ones of [`super::manifest::resolve`]; this module only finds files.
-//! What a blob holds is what the source held: a copy from a registry keeps
-//! its compressed blobs (exact); `podman save --format docker-dir` writes
-//! layers uncompressed, whose pushed size the measurer estimates.
+//! Manifests are content-addressed blobs here as in an OCI layout, so the
+//! layout reader serves this transport too ([`OciLayoutSource`] with its
+//! root in `manifest.json`): the index walk, the platform choice and the
+//! digest checks are the shared ones. This module only says where a blob's
+//! file is. What a blob holds is what the source held: a copy from a
+//! registry keeps its compressed blobs (exact); `podman save --format
+//! docker-dir` writes layers uncompressed (while its manifest calls them
+//! gzip), whose pushed size the measurer estimates.
 
 use std::io::Read;
 
-use async_trait::async_trait;
-
 use super::blob_store::{BlobStore, DirStore};
-use super::manifest::MAX_DOCUMENT_BYTES;
-use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
+use super::layout::{OciLayoutSource, Root};
 use crate::digest::{Algorithm, Digest};
 use crate::error::Error;
-use crate::source::platform::PlatformSelector;
 use crate::source::reference::ImageRef;
 
-pub struct DirSource {
-    reference: ImageRef,
-    store: DirStore,
+/// Opens the directory a `dir:` reference names.
+pub fn open(reference: ImageRef) -> Result<OciLayoutSource, Error> {
+    let ImageRef::Dir { path } = &reference else {
+        return Err(Error::usage(format!("{reference}: not a dir reference")));
+    };
+    let store = Box::new(DirTransport(DirStore::new(path)));
+    OciLayoutSource::new(reference, Root::Manifest, store)
 }
 
-impl DirSource {
-    pub fn open(reference: ImageRef) -> Result<Self, Error> {
-        let ImageRef::Dir { path } = &reference else {
-            return Err(Error::usage(format!("{reference}: not a dir reference")));
-        };
-        let store = DirStore::new(path);
-        if !store.contains("manifest.json") {
-            let hint = if store.contains("index.json") {
-                " (it has index.json: an OCI layout, read it as oci:)"
-            } else {
-                ""
-            };
-            return Err(Error::corrupt(format!(
-                "{reference}: not a dir: image (no manifest.json){hint}"
-            )));
-        }
-        Ok(DirSource { reference, store })
-    }
+/// The directory, with the layout reader's blob paths (`blobs/ALG/HEX`)
+/// mapped onto the transport's file names; other paths are its own files.
+struct DirTransport(DirStore);
 
-    /// The file holding a blob, under either version's name.
-    fn blob_file(&self, digest: &Digest) -> Result<String, Error> {
+impl DirTransport {
+    /// The file holding a blob or an image manifest of a copied list, under
+    /// either version's name; `path` itself when it is not a blob path.
+    fn file(&self, path: &str) -> String {
+        let Some(digest) = Digest::from_blob_path(path) else {
+            return path.to_string();
+        };
         let hex = digest.hex();
         let names = match digest.algorithm() {
-            Algorithm::Sha256 => vec![hex.to_string(), format!("{hex}.tar")],
-            other => vec![format!("{}-{hex}", other.as_str()), hex.to_string()],
+            Algorithm::Sha256 => [
+                hex.to_string(),
+                format!("{hex}.tar"),
+                format!("{hex}.manifest.json"),
+            ],
+            other => [
+                format!("{}-{hex}", other.as_str()),
+                hex.to_string(),
+                format!("{hex}.manifest.json"),
+            ],
         };
         names
-            .iter()
-            .find(|n| self.store.contains(n))
-            .cloned()
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "{}: no blob {digest} in the directory",
-                    self.reference
-                ))
-            })
-    }
-
-    fn read(&self, file: &str) -> Result<Vec<u8>, Error> {
-        self.store
-            .read(file, MAX_DOCUMENT_BYTES)
-            .map_err(|e| e.context(&self.reference))
+            .into_iter()
+            .find(|n| self.0.contains(n))
+            .unwrap_or_else(|| hex.to_string())
     }
 }
 
-#[async_trait]
-impl ManifestStore for DirSource {
-    /// `manifest.json`, named by the digest of its bytes: the directory
-    /// keeps the manifest exactly as it was served, so that is the digest
-    /// the registry named it by.
-    async fn root(&self) -> Result<Blob, Error> {
-        let bytes = self.read("manifest.json")?;
-        Ok(Blob {
-            digest: Digest::sha256(&bytes),
-            bytes: bytes.into(),
-            media_type: None,
-        })
+impl BlobStore for DirTransport {
+    fn contains(&self, path: &str) -> bool {
+        self.0.contains(&self.file(path))
     }
 
-    async fn fetch(
-        &self,
-        digest: &Digest,
-        media_type: &str,
-        is_manifest: bool,
-    ) -> Result<Blob, Error> {
-        let file = if is_manifest {
-            format!("{}.manifest.json", digest.hex())
-        } else {
-            self.blob_file(digest)?
-        };
-        Ok(Blob {
-            bytes: self.read(&file)?.into(),
-            digest: digest.clone(),
-            media_type: (!media_type.is_empty()).then(|| media_type.to_string()),
-        })
-    }
-}
-
-#[async_trait]
-impl ImageSource for DirSource {
-    fn reference(&self) -> String {
-        self.reference.to_string()
+    fn open(&self, path: &str) -> Result<(Box<dyn Read + Send>, u64), Error> {
+        self.0.open(&self.file(path))
     }
 
-    async fn resolve(&self, platforms: &PlatformSelector) -> Result<Vec<ResolvedImage>, Error> {
-        super::resolve(self, platforms).await
-    }
-
-    async fn open_layer(&self, layer: &LayerDescriptor) -> Result<Box<dyn Read + Send>, Error> {
-        let file = self.blob_file(&Digest::parse(&layer.digest)?)?;
-        let (reader, _) = self
-            .store
-            .open(&file)
-            .map_err(|e| e.context(&self.reference))?;
-        // One byte past the descriptor's size: a longer blob is caught as
-        // such, and no more is read.
-        Ok(Box::new(reader.take(layer.size.saturating_add(1))))
-    }
-
-    async fn read_range(
-        &self,
-        layer: &LayerDescriptor,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<Vec<u8>>, Error> {
-        let file = self.blob_file(&Digest::parse(&layer.digest)?)?;
-        self.store
-            .read_range(&file, offset, len)
-            .map(Some)
-            .map_err(|e| e.context(&self.reference))
+    fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
+        self.0.read_range(&self.file(path), offset, len)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::ImageSource;
     use crate::source::platform::PlatformSelector;
 
     /// A `dir:` copy of a one-layer image, with the blobs named as
@@ -192,7 +127,7 @@ mod tests {
             let reference = ImageRef::Dir {
                 path: tmp.path().into(),
             };
-            let source = DirSource::open(reference).unwrap();
+            let source = open(reference).unwrap();
             let images = source.resolve(&PlatformSelector::default()).await.unwrap();
             assert_eq!(images[0].digest, manifest.to_string(), "{version}");
             let mut read = Vec::new();
@@ -209,7 +144,7 @@ mod tests {
         let reference = ImageRef::Dir {
             path: tmp.path().into(),
         };
-        let e = DirSource::open(reference).err().unwrap();
+        let e = open(reference).err().unwrap();
         assert!(e.to_string().contains("read it as oci:"), "{e}");
     }
 }

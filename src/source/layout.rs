@@ -91,8 +91,17 @@ pub fn parse_index_json(raw: &[u8]) -> Result<usize, Error> {
 
 pub struct OciLayoutSource {
     reference: ImageRef,
-    tag: Option<String>,
+    root: Root,
     store: Box<dyn BlobStore>,
+}
+
+/// Where the image (or index) to measure is named.
+pub enum Root {
+    /// `index.json`, and the tag that picks an entry of it.
+    Index { tag: Option<String> },
+    /// `manifest.json`, the manifest or index itself, as skopeo's `dir:`
+    /// keeps it (see [`super::dir`]).
+    Manifest,
 }
 
 /// Opens what an `oci-archive:` reference names: the layout in the tar, or,
@@ -100,64 +109,66 @@ pub struct OciLayoutSource {
 /// the `docker save` format beside it.
 pub fn open_archive(reference: ImageRef) -> Result<Arc<dyn ImageSource>, Error> {
     let ImageRef::OciArchive { path, tag } = &reference else {
-        return OciLayoutSource::open(reference).map(|s| Arc::new(s) as Arc<dyn ImageSource>);
+        return Err(Error::usage(format!("{reference}: not an oci-archive")));
     };
+    let tag = tag.clone();
     let tar = IndexedTar::open(path.clone()).map_err(|e| e.context(&reference))?;
     let lists_nothing = BlobStore::read(&tar, "index.json", MAX_DOCUMENT_BYTES)
         .ok()
         .and_then(|raw| parse_index("", &raw).ok())
         .is_some_and(|index| index.manifests.is_empty());
     if lists_nothing && tar.contains("manifest.json") {
-        let tag = tag.clone();
         return Ok(Arc::new(DockerArchiveSource::with_tar(
             reference, tag, true, tar,
         )));
     }
-    let tag = tag.clone();
-    Ok(Arc::new(OciLayoutSource::with_store(
+    let root = Root::Index { tag };
+    Ok(Arc::new(OciLayoutSource::new(
         reference,
-        tag,
+        root,
         Box::new(tar),
     )?))
 }
 
 impl OciLayoutSource {
-    /// Opens the layout an `oci:` or `oci-archive:` reference names.
+    /// Opens the layout directory an `oci:` reference names.
     pub fn open(reference: ImageRef) -> Result<Self, Error> {
-        let (store, tag): (Box<dyn BlobStore>, _) = match &reference {
-            ImageRef::Layout { path, tag } => (Box::new(DirStore::new(path)), tag.clone()),
-            ImageRef::OciArchive { path, tag } => {
-                let tar = IndexedTar::open(path.clone()).map_err(|e| e.context(&reference))?;
-                (Box::new(tar), tag.clone())
-            }
-            other => {
-                return Err(Error::usage(format!(
-                    "{other}: not an OCI layout reference"
-                )));
-            }
+        let ImageRef::Layout { path, tag } = &reference else {
+            return Err(Error::usage(format!(
+                "{reference}: not an OCI layout reference"
+            )));
         };
-        Self::with_store(reference, tag, store)
+        let store = Box::new(DirStore::new(path));
+        let root = Root::Index { tag: tag.clone() };
+        Self::new(reference, root, store)
     }
 
     /// A layout kept in any store, named by `reference` in reports and
-    /// messages; `tag` picks the image from `index.json`.
-    pub fn with_store(
-        reference: ImageRef,
-        tag: Option<String>,
-        store: Box<dyn BlobStore>,
-    ) -> Result<Self, Error> {
-        if !store.contains("index.json") {
+    /// messages, whose images `root` names.
+    pub fn new(reference: ImageRef, root: Root, store: Box<dyn BlobStore>) -> Result<Self, Error> {
+        let file = match root {
+            Root::Index { .. } => "index.json",
+            Root::Manifest => "manifest.json",
+        };
+        if !store.contains(file) {
             let what = match reference {
                 ImageRef::OciArchive { .. } => "not an OCI archive",
+                ImageRef::Dir { .. } => "not a dir: image",
                 _ => "not an OCI image layout",
             };
+            let hint = match root {
+                Root::Manifest if store.contains("index.json") => {
+                    " (it has index.json: an OCI layout, read it as oci:)"
+                }
+                _ => "",
+            };
             return Err(Error::corrupt(format!(
-                "{reference}: {what} (no index.json)"
+                "{reference}: {what} (no {file}){hint}"
             )));
         }
         Ok(OciLayoutSource {
             reference,
-            tag,
+            root,
             store,
         })
     }
@@ -171,13 +182,29 @@ impl OciLayoutSource {
 #[async_trait]
 impl ManifestStore for OciLayoutSource {
     async fn root(&self) -> Result<Blob, Error> {
+        let tag = match &self.root {
+            Root::Index { tag } => tag.as_deref(),
+            // The manifest as it was served, so the digest of its bytes is
+            // the one its registry named it by.
+            Root::Manifest => {
+                let bytes = self
+                    .store
+                    .read("manifest.json", MAX_DOCUMENT_BYTES)
+                    .map_err(|e| self.named(e))?;
+                return Ok(Blob {
+                    digest: Digest::sha256(&bytes),
+                    bytes: bytes.into(),
+                    media_type: None,
+                });
+            }
+        };
         let what = self.reference.to_string();
         let raw = self
             .store
             .read("index.json", MAX_DOCUMENT_BYTES)
             .map_err(|e| self.named(e))?;
         let index = parse_index(&what, &raw)?;
-        let entry = pick_entry(&what, &index, self.tag.as_deref())?;
+        let entry = pick_entry(&what, &index, tag)?;
         let digest = Digest::parse(&entry.digest).map_err(|e| self.named(e))?;
         let noun = format!("manifest {digest}");
         if let Some(size) = entry.size {
@@ -259,9 +286,9 @@ mod tests {
             path: dir.path().into(),
             tag: None,
         };
-        let source =
-            OciLayoutSource::with_store(reference, None, Box::new(DirStore::new(dir.path())))
-                .unwrap();
+        let root = Root::Index { tag: None };
+        let store = Box::new(DirStore::new(dir.path()));
+        let source = OciLayoutSource::new(reference, root, store).unwrap();
         let layer = LayerDescriptor {
             digest: digest.to_string(),
             size: 100,

@@ -296,7 +296,7 @@ impl SourceFactory {
             }
             ImageRef::Layout { .. } => Arc::new(layout::OciLayoutSource::open(reference)?),
             ImageRef::OciArchive { .. } => layout::open_archive(reference)?,
-            ImageRef::Dir { .. } => Arc::new(dir::DirSource::open(reference)?),
+            ImageRef::Dir { .. } => Arc::new(dir::open(reference)?),
             ImageRef::DockerArchive { .. } => {
                 Arc::new(docker_archive::DockerArchiveSource::open(reference)?)
             }
