@@ -15,8 +15,8 @@
 
 use serde::Deserialize;
 
-use super::manifest::{DOCKER_MANIFEST, ImageConfig, check_diff_ids};
-use super::{LayerDescriptor, ResolvedImage};
+use super::manifest::{DOCKER_MANIFEST, ImageConfig, ManifestFacts, check_diff_ids};
+use super::{LayerDescriptor, Provenance, ResolvedImage};
 use crate::digest::Digest;
 use crate::error::Error;
 
@@ -110,30 +110,18 @@ impl SavedConfig {
         })
     }
 
-    /// The image, once its layers are described.
+    /// The image, once its layers are described: the image ID (the
+    /// config's digest) stands for the manifest's.
     pub fn into_image(self, what: &str, layers: Vec<LayerDescriptor>) -> ResolvedImage {
-        let ImageConfig {
-            platform,
-            diff_ids,
-            created_by,
-            provenance,
-            locale_env,
-        } = self.parsed;
-        ResolvedImage {
-            reference: what.to_string(),
+        let manifest = ManifestFacts {
             digest: self.digest.to_string(),
             index_digest: None,
             media_type: DOCKER_MANIFEST.to_string(),
-            platform,
-            manifest_bytes: 0,
-            config_digest: self.digest.to_string(),
-            config_bytes: self.bytes,
-            diff_ids,
-            created_by,
-            locale_env,
-            layers,
-            provenance,
-        }
+            bytes: 0,
+            provenance: Provenance::default(),
+        };
+        let config = (&self.digest, self.bytes);
+        self.parsed.into_image(what, manifest, config, layers)
     }
 }
 

@@ -177,6 +177,45 @@ impl ImageConfig {
     }
 }
 
+/// What an image's manifest says beside its layers, for
+/// [`ImageConfig::into_image`]; a saved image without a manifest gives its
+/// config's.
+pub struct ManifestFacts {
+    pub digest: String,
+    pub index_digest: Option<String>,
+    pub media_type: String,
+    pub bytes: u64,
+    /// From its annotations: they win over the config's labels.
+    pub provenance: Provenance,
+}
+
+impl ImageConfig {
+    /// The image this config, its manifest and its layers describe.
+    pub fn into_image(
+        self,
+        reference: &str,
+        manifest: ManifestFacts,
+        (config_digest, config_bytes): (&Digest, u64),
+        layers: Vec<LayerDescriptor>,
+    ) -> ResolvedImage {
+        ResolvedImage {
+            reference: reference.to_string(),
+            digest: manifest.digest,
+            index_digest: manifest.index_digest,
+            media_type: manifest.media_type,
+            platform: self.platform,
+            manifest_bytes: manifest.bytes,
+            config_digest: config_digest.to_string(),
+            config_bytes,
+            diff_ids: self.diff_ids,
+            created_by: self.created_by,
+            locale_env: self.locale_env,
+            layers,
+            provenance: manifest.provenance.or(self.provenance),
+        }
+    }
+}
+
 /// The values of `LANG`, `LC_ALL`, `LC_MESSAGES` and `LANGUAGE` in the
 /// config's `Env` (entries of another shape are skipped).
 fn locale_env(config: &serde_json::Value) -> Vec<String> {
@@ -673,31 +712,21 @@ async fn image_from_manifest(
         return Ok(None);
     };
     let config = fetch_verified(store, reference, &config, false).await?;
-    let config_digest = config.digest.clone();
-    let ImageConfig {
-        platform,
-        diff_ids,
-        created_by,
-        provenance,
-        locale_env,
-    } = ImageConfig::parse(reference, &config_digest, &config.bytes)?;
-    check_diff_ids(reference, &config_digest, &diff_ids, layers.len())?;
-    let provenance = annotated.or(provenance);
-    Ok(Some(ResolvedImage {
-        reference: reference.to_string(),
+    let parsed = ImageConfig::parse(reference, &config.digest, &config.bytes)?;
+    check_diff_ids(reference, &config.digest, &parsed.diff_ids, layers.len())?;
+    let manifest = ManifestFacts {
         digest: blob.digest.to_string(),
         index_digest,
         media_type: media_type.to_string(),
-        platform,
-        manifest_bytes: blob.bytes.len() as u64,
-        config_digest: config_digest.to_string(),
-        config_bytes: config.bytes.len() as u64,
-        diff_ids,
-        created_by,
-        locale_env,
+        bytes: blob.bytes.len() as u64,
+        provenance: annotated,
+    };
+    Ok(Some(parsed.into_image(
+        reference,
+        manifest,
+        (&config.digest, config.bytes.len() as u64),
         layers,
-        provenance,
-    }))
+    )))
 }
 
 #[cfg(test)]
