@@ -204,12 +204,9 @@ fn differences(form: &Form, got: &Value, reg: &Value) -> Vec<String> {
         let estimate = gl.get("estimate");
         match form.blobs {
             Blobs::Registry => {
-                same(
-                    &mut diffs,
-                    format!("layer {i} compressed_bytes"),
-                    &gl["compressed_bytes"],
-                    &rl["compressed_bytes"],
-                );
+                for key in ["compressed_bytes", "digest"] {
+                    same(&mut diffs, format!("layer {i} {key}"), &gl[key], &rl[key]);
+                }
                 if let Some(e) = estimate {
                     diffs.push(format!("layer {i}: the registry's blob marked as {e}"));
                 }
@@ -808,4 +805,61 @@ fn a_saved_candidate_checks_like_the_pushed_one() {
         "{}",
         layers[2]
     );
+}
+
+/// A registry may hold a layer uncompressed (crane and nix2container push
+/// them so); `docker save` of that image holds the same tar, same digest.
+/// Read in one run, the registry's blob is exact and the archive's copy is
+/// an estimate, whichever comes first; checked against that registry, the
+/// archive's layer is the registry's blob.
+#[test]
+fn one_uncompressed_blob_read_from_a_registry_and_an_archive_is_two_readings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let mut b = LayoutBuilder::new(&layout);
+    let text = LayerSpec::new()
+        .dir("doc")
+        .file_bytes("doc/a.txt", &prose(1, 20_000))
+        .file_bytes("doc/b.txt", &prose(2, 20_000));
+    let raw = b.add_layer(&text, Comp::None);
+    let img = b.add_image(std::slice::from_ref(&raw), "linux", "amd64", None, false);
+    b.tag_image(&img, "v1");
+    let reg = Registry::start();
+    reg.push_layout(&layout, "v1", "raw/app:v1");
+    let archive = tmp.path().join("saved.tar");
+    support::registry::copy_to_docker_archive(&layout, "v1", &archive);
+    let (registry, saved) = (
+        reg.reference("raw/app:v1"),
+        format!("docker-archive:{}", archive.display()),
+    );
+    for order in [[&registry, &saved], [&saved, &registry]] {
+        let out = Run::new(["measure", "-q", "--format", "json", order[0], order[1]]).run();
+        let doc = out.assert_ok().json();
+        for image in doc["images"].as_array().unwrap() {
+            let layer = &image["layers"][0];
+            assert_eq!(layer["digest"], json!(raw.blob_digest), "{layer}");
+            if image["reference"] == json!(registry) {
+                assert!(layer.get("estimate").is_none(), "{order:?}: {layer}");
+                assert_eq!(layer["compressed_bytes"], layer["tar_bytes"], "{order:?}");
+            } else {
+                assert_eq!(
+                    layer["estimate"],
+                    json!({"source": "recompressed"}),
+                    "{order:?}"
+                );
+                assert!(
+                    u(&layer["compressed_bytes"]) < u(&layer["tar_bytes"]) / 4,
+                    "{layer}"
+                );
+            }
+        }
+    }
+    let out = Run::new(["check", "--format", "json", "--no-config"])
+        .args(["--candidate", &saved, "--baseline", &registry])
+        .run();
+    let doc = out.assert_ok().json();
+    let layer = &doc["platforms"][0]["candidate"]["layers"][0];
+    assert!(layer.get("estimate").is_none(), "adopted: {layer}");
+    assert_eq!(layer["compressed_bytes"], layer["tar_bytes"], "{layer}");
+    assert_eq!(doc["platforms"][0]["layers"][0]["change"], "shared");
 }

@@ -358,10 +358,26 @@ fn compressed_archive_members_are_checked_against_their_names_and_diff_ids() {
     let legacy = |i: usize, _: &[u8]| format!("l{i}/layer.tar");
     crane_archive(&path("unnamed.tar"), &ids, &blobs, legacy);
     let report = measure(&reference(&path("unnamed.tar"))).assert_ok().json();
-    assert_eq!(
-        report["images"][0]["layers"][0]["digest"],
-        json!(sha256(&ga))
+    let digests = |r: &Value| -> Vec<Value> {
+        r["images"][0]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].clone())
+            .collect()
+    };
+    assert_eq!(digests(&report), [json!(sha256(&ga)), json!(sha256(&gb))]);
+    // The same member listed twice, spelt `./…`: one layer, hashed once.
+    let twice = |_: usize, _: &[u8]| "./l0/layer.tar".to_string();
+    let same_ids = vec![ids[0].clone(), ids[0].clone()];
+    crane_archive(
+        &path("twice.tar"),
+        &same_ids,
+        &[ga.clone(), ga.clone()],
+        twice,
     );
+    let report = measure(&reference(&path("twice.tar"))).assert_ok().json();
+    assert_eq!(digests(&report), [json!(sha256(&ga)), json!(sha256(&ga))]);
 
     // As `docker save` writes it: the tar, whose pushed size is estimated.
     crane_archive(&path("saved.tar"), &ids, &[a.clone(), b.clone()], legacy);

@@ -65,11 +65,13 @@ pub struct LayerReport {
     pub measurement: Option<Arc<LayerMeasurement>>,
     pub not_measured_reason: Option<String>,
     pub largest_files: Vec<FileSize>,
-    /// Set under `--estimate`: how the figures were obtained.
+    /// How the figures were obtained when not all of them come from
+    /// streaming the blob itself: under `--estimate`, and for a local
+    /// uncompressed layer (its pushed size estimated).
     pub estimate: Option<EstimateNote>,
 }
 
-/// How a layer was sized under `--estimate`.
+/// How a layer was sized, where some figure is not the blob's own.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "source", rename_all = "kebab-case")]
 pub enum EstimateNote {
@@ -175,6 +177,17 @@ impl Default for Measurer {
     }
 }
 
+/// What a layer's outcome is kept under: its blob, and whether the image
+/// reads it as a local uncompressed copy whose pushed size is estimated. A
+/// registry's uncompressed blob of the same digest is exact, so the two
+/// readings are two outcomes; a compressed blob is one, whoever holds it.
+type LayerKey = (String, bool);
+
+fn layer_key(desc: &LayerDescriptor, source: &dyn ImageSource) -> LayerKey {
+    let estimated = !source.serves_pushed_blobs() && desc.is_uncompressed();
+    (desc.digest.clone(), estimated)
+}
+
 /// One distinct layer blob to measure, and what its image says of it.
 struct Job {
     source: Arc<dyn ImageSource>,
@@ -208,7 +221,7 @@ fn plan(
             )));
         }
         for (i, desc) in image.layers.iter().enumerate() {
-            if seen.insert(desc.digest.clone()) {
+            if seen.insert(layer_key(desc, source.as_ref())) {
                 jobs.push(Job {
                     source: source.clone(),
                     desc: desc.clone(),
@@ -260,7 +273,7 @@ impl Measurer {
                 }),
         );
         let (outcomes, streamed) = tokio::join!(layer_jobs, streams);
-        let mut by_digest = HashMap::with_capacity(outcomes.len());
+        let mut by_key = HashMap::with_capacity(outcomes.len());
         let mut first_error: Option<Error> = None;
         let mut keep_first = |e: Error| {
             // The layer that failed first explains; the ones it cancelled don't.
@@ -270,8 +283,8 @@ impl Measurer {
         };
         for o in outcomes {
             match o {
-                Ok((digest, outcome)) => {
-                    by_digest.insert(digest, outcome);
+                Ok((key, outcome)) => {
+                    by_key.insert(key, outcome);
                 }
                 Err(e) => keep_first(e),
             }
@@ -279,7 +292,7 @@ impl Measurer {
         for s in streamed {
             match s {
                 Ok((i, s)) => {
-                    by_digest.extend(s.outcomes);
+                    by_key.extend(s.outcomes);
                     images[i].1 = s.image;
                 }
                 Err(e) => keep_first(e),
@@ -290,7 +303,14 @@ impl Measurer {
         }
         Ok(images
             .into_iter()
-            .map(|(_, image)| assemble(image, &by_digest, opts.top, &opts.hints))
+            .map(|(source, image)| {
+                let keys = image
+                    .layers
+                    .iter()
+                    .map(|d| layer_key(d, source.as_ref()))
+                    .collect();
+                assemble(image, keys, &by_key, opts.top, &opts.hints)
+            })
             .collect())
     }
 
@@ -301,7 +321,8 @@ impl Measurer {
         opts: &MeasureOptions,
         cancel: &Arc<AtomicBool>,
         budget: &Arc<limits::JobBudget>,
-    ) -> Result<(String, LayerOutcome), Error> {
+    ) -> Result<(LayerKey, LayerOutcome), Error> {
+        let key = layer_key(&job.desc, job.source.as_ref());
         let digest = job.desc.digest.clone();
         let verified_diff_id = job.diff_id.as_deref().filter(|_| job.verify_diff_id);
         let mut stream_reason: Option<String> = None;
@@ -355,10 +376,8 @@ impl Measurer {
                 }),
         };
         match result {
-            Ok(outcome) => Ok((digest, outcome)),
-            Err(e) if job.desc.is_foreign() => {
-                Ok((digest, LayerOutcome::NotMeasured(e.one_line())))
-            }
+            Ok(outcome) => Ok((key, outcome)),
+            Err(e) if job.desc.is_foreign() => Ok((key, LayerOutcome::NotMeasured(e.one_line()))),
             Err(e) => {
                 cancel.store(true, Ordering::Relaxed);
                 Err(e)
@@ -406,8 +425,10 @@ async fn cached(
     let m = tokio::task::spawn_blocking(move || cache.get(&digest, size))
         .await
         .ok()??;
+    // A measurement kept by a run that did not check its diff_id does not
+    // satisfy one that must.
     match diff_id {
-        Some(want) if want != m.diff_id => None,
+        Some(want) if want != m.diff_id || !m.diff_id_verified => None,
         _ => Some(m),
     }
 }
@@ -562,9 +583,12 @@ fn layer_error_kind(e: &layer::LayerError) -> Kind {
     }
 }
 
+/// One image's report from the outcomes of its layers, found by `keys`
+/// (one per layer).
 fn assemble(
     image: ResolvedImage,
-    outcomes: &HashMap<String, LayerOutcome>,
+    keys: Vec<LayerKey>,
+    outcomes: &HashMap<LayerKey, LayerOutcome>,
     top: usize,
     hint_settings: &HintSettings,
 ) -> ImageReport {
@@ -573,9 +597,9 @@ fn assemble(
     let mut complete = true;
     let mut estimated = false;
     let mut layers = Vec::with_capacity(image.layers.len());
-    for (i, desc) in image.layers.iter().enumerate() {
+    for (i, (desc, key)) in image.layers.iter().zip(&keys).enumerate() {
         let outcome = outcomes
-            .get(&desc.digest)
+            .get(key)
             .cloned()
             .unwrap_or_else(|| LayerOutcome::NotMeasured("not scheduled".to_string()));
         let report = match outcome {

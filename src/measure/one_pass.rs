@@ -35,7 +35,7 @@ use crate::source::{BlobVisitor, ImageSource, PassingBlob, ResolvedImage};
 /// described it, and an outcome per layer digest.
 pub(super) struct Streamed {
     pub image: ResolvedImage,
-    pub outcomes: Vec<(String, LayerOutcome)>,
+    pub outcomes: Vec<(super::LayerKey, LayerOutcome)>,
 }
 
 /// What the visitor learnt of one blob: its measurement, and for an
@@ -88,7 +88,7 @@ pub(super) async fn measure(
             EstimateNote::Recompressed
         });
         outcomes.push((
-            desc.digest.clone(),
+            super::layer_key(desc, source.as_ref()),
             LayerOutcome::Measured(Arc::new(m), note),
         ));
     }

@@ -9,7 +9,9 @@
 //! A member holding an uncompressed tar is what `docker save` wrote, not
 //! what a registry would serve: the measurer estimates what a push would
 //! upload (see [`ImageSource::serves_pushed_blobs`]). A member holding a
-//! compressed blob is the registry's own: its size is exact.
+//! compressed blob (the registry's, as crane copied it, or one the tool
+//! compressed itself) is what a push of the archive uploads: its size is
+//! exact.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -20,7 +22,7 @@ use async_trait::async_trait;
 
 use super::docker_save::{SavedConfig, SavedImage, layer_digest, parse_manifest_json, sniff_layer};
 use super::manifest::{LocalIndex, MAX_DOCUMENT_BYTES, check_single_platform, pick_tagged};
-use super::tar_index::IndexedTar;
+use super::tar_index::{IndexedTar, normalize_member};
 use super::{ImageSource, LayerDescriptor, ResolvedImage};
 use crate::error::Error;
 use crate::source::platform::PlatformSelector;
@@ -108,35 +110,45 @@ impl DockerArchiveSource {
 
     /// The layers of an image, each named by the digest of what its member
     /// holds (see [`layer_digest`]) and typed by its first bytes.
-    fn layers(
+    async fn layers(
         &self,
         entry: &SavedImage,
         diff_ids: &[String],
     ) -> Result<Vec<LayerDescriptor>, Error> {
         let what = &self.reference;
         let mut layers = Vec::with_capacity(entry.layers.len());
-        for (i, member) in entry.layers.iter().enumerate() {
-            let stored = self.tar.locate(member).ok_or_else(|| {
-                Error::not_found(format!("{what}: archive has no layer {member}"))
+        // A member listed twice is hashed once.
+        let mut hashed: HashMap<String, String> = HashMap::new();
+        for (i, listed) in entry.layers.iter().enumerate() {
+            let member = normalize_member(listed);
+            let stored = self.tar.locate(&member).ok_or_else(|| {
+                Error::not_found(format!("{what}: archive has no layer {listed}"))
             })?;
             let head = self
                 .tar
-                .read_member_range(member, 0, 512)
+                .read_member_range(&member, 0, 512)
                 .map_err(|e| e.context(what))?;
             let media_type = sniff_layer(&head, stored.size).ok_or_else(|| {
                 Error::corrupt(format!(
-                    "{what}: layer {member} is neither a tar nor a gzip or zstd stream"
+                    "{what}: layer {listed} is neither a tar nor a gzip or zstd stream"
                 ))
             })?;
-            let digest = match layer_digest(member, media_type, diff_ids.get(i).map(String::as_str))
-            {
+            let named = layer_digest(&member, media_type, diff_ids.get(i).map(String::as_str));
+            let digest = match named {
                 Some(d) => d,
-                None => self.hash_member(member)?,
+                None => match hashed.get(&member) {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d = self.hash_member(&member).await?;
+                        hashed.insert(member.clone(), d.clone());
+                        d
+                    }
+                },
             };
             self.members
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(digest.clone(), member.clone());
+                .insert(digest.clone(), member);
             layers.push(LayerDescriptor {
                 digest,
                 size: stored.size,
@@ -148,24 +160,29 @@ impl DockerArchiveSource {
     }
 
     /// The digest of a compressed member whose name does not say it: read
-    /// once more, since a layer is known by its blob's digest.
-    fn hash_member(&self, member: &str) -> Result<String, Error> {
+    /// once more, since a layer is known by its blob's digest. Off the
+    /// runtime's threads, so that the run's deadline still holds.
+    async fn hash_member(&self, member: &str) -> Result<String, Error> {
         let (mut reader, _) = self
             .tar
             .open_member(member)
             .map_err(|e| e.context(&self.reference))?;
-        let mut hasher = crate::digest::Algorithm::Sha256.hasher();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = reader
-                .read(&mut buf)
-                .map_err(|e| Error::io(member, e).context(&self.reference))?;
-            if n == 0 {
-                break;
+        let hashed = tokio::task::spawn_blocking(move || {
+            let mut hasher = crate::digest::Algorithm::Sha256.hasher();
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => return Ok(hasher.finish().to_string()),
+                    Ok(n) => hasher.update(&buf[..n]),
+                    Err(e) => return Err(e),
+                }
             }
-            hasher.update(&buf[..n]);
-        }
-        Ok(hasher.finish().to_string())
+        })
+        .await
+        .map_err(|e| {
+            Error::corrupt(format!("{}: hashing {member} crashed", self.reference)).with_source(e)
+        })?;
+        hashed.map_err(|e| Error::io(member, e).context(&self.reference))
     }
 
     /// Whether a tag of the archive names the image asked for.
@@ -211,7 +228,7 @@ impl ImageSource for DockerArchiveSource {
         )?;
         let config = SavedConfig::read(&what, &self.read(&entry.config)?, entry.layers.len())?;
         check_single_platform(&what, &config.parsed.platform, platforms)?;
-        let layers = self.layers(entry, &config.parsed.diff_ids)?;
+        let layers = self.layers(entry, &config.parsed.diff_ids).await?;
         Ok(vec![config.into_image(&what, layers)])
     }
 
