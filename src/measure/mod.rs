@@ -404,7 +404,8 @@ impl Measurer {
         }
         Ok(match pushed {
             Some(bytes) => {
-                let mut estimated = (*m).clone();
+                // The cache's copy is gone once put: no second index held.
+                let mut estimated = Arc::unwrap_or_clone(m);
                 estimated.figures.compressed_bytes = bytes;
                 (Arc::new(estimated), true)
             }
