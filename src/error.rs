@@ -109,17 +109,39 @@ impl Error {
     }
 
     /// An I/O error, classified by what it says about the next attempt:
-    /// a missing file is not found, a refused permission is usage, a
+    /// the kind of a sizeguard error it carries (see [`Error::into_io`]);
+    /// else a missing file is not found, a refused permission is usage, a
     /// connection or disk problem is transient, malformed data is corrupt.
     pub fn io(msg: impl fmt::Display, e: std::io::Error) -> Self {
         use std::io::ErrorKind as K;
-        let kind = match e.kind() {
+        let kind = Error::kind_in_io(&e).unwrap_or(match e.kind() {
             K::NotFound => Kind::NotFound,
             K::PermissionDenied => Kind::Usage,
             K::InvalidData | K::InvalidInput | K::UnexpectedEof => Kind::Corrupt,
             _ => Kind::Transient,
-        };
+        });
         Error::new(kind, msg).with_source(e)
+    }
+
+    /// This error as the `io::Error` a `Read` implementation must return,
+    /// carried whole inside it: whoever reads the stream gets the same kind
+    /// back with [`Error::kind_in_io`], not a guess from the I/O kind (a 404
+    /// on a resumed download stays not found, so nothing retries it).
+    pub fn into_io(self) -> std::io::Error {
+        use std::io::ErrorKind as K;
+        let kind = match self.kind {
+            Kind::Corrupt => K::InvalidData,
+            Kind::NotFound => K::NotFound,
+            Kind::Unauthorized => K::PermissionDenied,
+            Kind::Usage => K::InvalidInput,
+            Kind::Transient | Kind::Cancelled => K::Other,
+        };
+        std::io::Error::new(kind, self)
+    }
+
+    /// The kind of the sizeguard error an `io::Error` carries, if it does.
+    pub fn kind_in_io(e: &std::io::Error) -> Option<Kind> {
+        e.get_ref()?.downcast_ref::<Error>().map(Error::kind)
     }
 
     /// Attaches the error that caused this one; it is shown after the

@@ -726,3 +726,76 @@ fn verdicts_and_delivery_records_older_than_the_keep_time_are_deleted() {
     assert_eq!(again.json()["queued"], 1, "{}", again.body);
     stop.store(true, Ordering::Relaxed);
 }
+
+/// A registry whose blob is gone when the download resumes: the first
+/// answer breaks after 100 000 bytes and the `Range` request that resumes
+/// it gets 404. That is not worth another try, from the command line
+/// (exit 3, one resume asked for) or from the queue (recorded as an error
+/// at the first attempt, never retried): the registry's answer keeps its
+/// kind through the layer's byte stream.
+#[test]
+fn a_blob_gone_when_its_download_resumes_is_not_found_and_never_retried() {
+    use support::proxy::{Fault, FaultProxy, Rule};
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let mut b = LayoutBuilder::new(&layout);
+    let big = b.add_layer(
+        &LayerSpec::new().dir("opt").file("opt/model.bin", 1_000_000),
+        Comp::Gzip,
+    );
+    let img = b.add_image(std::slice::from_ref(&big), "linux", "amd64", None, false);
+    b.tag_image(&img, "v1");
+    let reg = Registry::start();
+    reg.push_layout(&layout, "v1", "gone/app:v1");
+    let gone = || {
+        FaultProxy::start(
+            &reg.addr,
+            vec![
+                Rule::new(&big.blob_digest, 1, Fault::Cut { after: 100_000 }),
+                Rule::new(
+                    &big.blob_digest,
+                    100,
+                    Fault::Answer {
+                        status: 404,
+                        headers: Vec::new(),
+                    },
+                ),
+            ],
+        )
+    };
+    let resumes = |proxy: &FaultProxy| {
+        proxy
+            .seen()
+            .iter()
+            .filter(|s| s.header("range").is_some())
+            .count()
+    };
+
+    let proxy = gone();
+    let out = Run::new(["measure", "-q", "--format", "json"])
+        .arg(format!("{}/gone/app:v1", proxy.addr))
+        .args(["--insecure-registry", &proxy.addr])
+        .run();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.error().contains("404"), "{}", out.stderr);
+    assert_eq!(resumes(&proxy), 1, "{:?}", proxy.seen());
+
+    let proxy = gone();
+    let svc = Service::start(
+        &Service::pick_addr(),
+        &[
+            "--allow-registry",
+            &proxy.addr,
+            "--insecure-registry",
+            &proxy.addr,
+        ],
+    );
+    let body = envelope("gone", &proxy.addr, "gone/app", &img.digest);
+    assert_eq!(svc.post_event("distribution", &body).status, 202);
+    let v = svc.wait_verdict(&img.digest, VERDICT_WAIT);
+    assert_eq!(v["verdict"], "error", "{v:#}");
+    assert_eq!(v["attempts"], 1, "{v:#}");
+    assert!(v["error"].as_str().unwrap().contains("404"), "{v:#}");
+    assert_eq!(svc.metric("sizeguard_job_retries_total"), 0.0);
+    assert_eq!(resumes(&proxy), 1, "{:?}", proxy.seen());
+}

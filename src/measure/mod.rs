@@ -434,18 +434,6 @@ async fn cached(
     }
 }
 
-/// The error a [`Cancellable`] reader fails with, told apart by type, not text.
-#[derive(Debug)]
-struct CancelledRead;
-
-impl std::fmt::Display for CancelledRead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("cancelled")
-    }
-}
-
-impl std::error::Error for CancelledRead {}
-
 /// Stops a layer's stream once another layer has failed.
 struct Cancellable<R> {
     inner: R,
@@ -455,7 +443,7 @@ struct Cancellable<R> {
 impl<R: std::io::Read> std::io::Read for Cancellable<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.cancel.load(Ordering::Relaxed) {
-            return Err(std::io::Error::other(CancelledRead));
+            return Err(Error::cancelled().into_io());
         }
         self.inner.read(buf)
     }
@@ -564,16 +552,13 @@ async fn measure_layer(
 fn layer_error_kind(e: &layer::LayerError) -> Kind {
     use layer::LayerError as E;
     match e {
-        E::Read { source, .. } => {
-            let cancelled = source
-                .get_ref()
-                .is_some_and(|inner| inner.is::<CancelledRead>());
-            match source.kind() {
-                _ if cancelled => Kind::Cancelled,
-                std::io::ErrorKind::InvalidData => Kind::Corrupt,
-                _ => Kind::Transient,
-            }
-        }
+        // A source's own error keeps its kind (a blob gone from the
+        // registry is not found, a cancelled read cancelled); a bare I/O
+        // error is corrupt data or worth another try.
+        E::Read { source, .. } => Error::kind_in_io(source).unwrap_or(match source.kind() {
+            std::io::ErrorKind::InvalidData => Kind::Corrupt,
+            _ => Kind::Transient,
+        }),
         E::Truncated { .. } => Kind::Transient,
         E::TooLong { .. }
         | E::DigestMismatch { .. }

@@ -118,10 +118,7 @@ struct TimedReader {
 impl Read for TimedReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.deadline.expired() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                self.deadline.timed_out(&self.what).to_string(),
-            ));
+            return Err(self.deadline.timed_out(&self.what).into_io());
         }
         self.inner.read(buf)
     }

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use super::Session;
 use crate::digest::{Digest, Hasher};
-use crate::error::{Error, Kind, chain};
+use crate::error::{Error, chain};
 use crate::source::retry::{Backoff, Deadline, format_duration, gave_up, retrying};
 
 /// Interruptions one download survives, however much each attempt got
@@ -224,7 +224,7 @@ impl Download {
                 .next(None)
                 .filter(|_| interruptions < MAX_INTERRUPTIONS);
             let Some(delay) = delay else {
-                return Err(as_io(gave_up(&error, interruptions)));
+                return Err(gave_up(&error, interruptions).into_io());
             };
             tracing::info!(
                 "{}: {why}; resuming at byte {} in {}",
@@ -232,8 +232,11 @@ impl Download {
                 progress.bytes,
                 format_duration(delay)
             );
-            self.deadline().sleep(delay, error).await.map_err(as_io)?;
-            answer = self.resume(&mut progress).await.map_err(as_io)?;
+            self.deadline()
+                .sleep(delay, error)
+                .await
+                .map_err(Error::into_io)?;
+            answer = self.resume(&mut progress).await.map_err(Error::into_io)?;
         }
         let actual = progress.hasher.finish();
         if actual != self.digest {
@@ -319,7 +322,7 @@ impl Download {
             e.one_line(),
             self.size
         );
-        io::Error::new(io::ErrorKind::TimedOut, message)
+        Error::new(e.kind(), message).into_io()
     }
 }
 
@@ -382,19 +385,6 @@ fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
     (first <= last).then_some((first, last, total))
 }
 
-/// An error for the analyzer's reader: its I/O kind carries what matters
-/// to the analyzer (corrupt data, or worth trying again).
-fn as_io(e: Error) -> io::Error {
-    let kind = match e.kind() {
-        Kind::Corrupt => io::ErrorKind::InvalidData,
-        Kind::NotFound => io::ErrorKind::NotFound,
-        Kind::Unauthorized => io::ErrorKind::PermissionDenied,
-        _ if e.to_string().contains("timed out") => io::ErrorKind::TimedOut,
-        _ => io::ErrorKind::Other,
-    };
-    io::Error::new(kind, e.one_line())
-}
-
 /// A blocking `Read` over chunks sent by an async task: the bridge between
 /// a download on the runtime and an analyzer on a blocking thread.
 struct ChannelReader {
@@ -433,18 +423,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failures_reach_the_analyzer_with_the_io_kind_that_classifies_them() {
-        assert_eq!(
-            as_io(Error::corrupt("x")).kind(),
-            io::ErrorKind::InvalidData
-        );
+    fn failures_reach_the_analyzer_with_their_kind() {
         let timed_out =
             Deadline::after(std::time::Duration::from_secs(1)).timed_out("downloading layer x");
-        assert_eq!(as_io(timed_out).kind(), io::ErrorKind::TimedOut);
-        assert_eq!(
-            as_io(Error::transient("reset")).kind(),
-            io::ErrorKind::Other
-        );
+        for e in [
+            Error::corrupt("x"),
+            Error::not_found("blob unknown"),
+            Error::unauthorized("token expired"),
+            Error::transient("reset"),
+            timed_out,
+        ] {
+            let kind = e.kind();
+            let io = e.into_io();
+            assert_eq!(Error::kind_in_io(&io), Some(kind));
+            assert_eq!(Error::io("reading", io).kind(), kind);
+        }
     }
 
     #[test]

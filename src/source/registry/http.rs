@@ -226,14 +226,42 @@ pub fn request_error(e: reqwest::Error, what: &str, host: &str) -> Error {
     if let Some(refused) = egress::refusal_in(&e) {
         return Error::corrupt(format!("{what}: {refused}"));
     }
-    let why = chain(&e);
-    if why.contains("certificate") {
-        // Trying again cannot make a certificate trusted.
-        return Error::corrupt(format!(
+    if certificate_refused(&e) {
+        // Trying again cannot make a certificate trusted; the user can.
+        let why = chain(&e);
+        return Error::usage(format!(
             "{what}: registry {host}: TLS certificate not trusted ({why}); pass its CA with --ca-file or SSL_CERT_FILE"
         ));
     }
     Error::transient(format!("{what}: registry {host} unreachable")).with_source(e)
+}
+
+/// Whether a request failed because the registry's certificate was not
+/// accepted, told by the TLS library's own error in the chain. An
+/// `io::Error` hides the error it carries from `source()` (and hyper wraps
+/// one `io::Error` in another), so those are opened as well.
+fn certificate_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(cause) = next {
+        let mut opened = cause;
+        loop {
+            if let Some(tls) = opened.downcast_ref::<rustls::Error>() {
+                return matches!(
+                    tls,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+                );
+            }
+            match opened
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(inner) => opened = inner,
+                None => break,
+            }
+        }
+        next = cause.source();
+    }
+    false
 }
 
 /// Sends a request, under the stall limit: no answer within it is a
