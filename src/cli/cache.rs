@@ -14,7 +14,10 @@ pub fn run(args: CacheArgs) -> Result<(), Error> {
         CacheAction::Stats { json } => {
             let s = cache.stats()?;
             let text = if json {
-                format!("{}\n", serde_json::to_string_pretty(&s).unwrap_or_default())
+                format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&s).expect(crate::report::json::SERIALIZES)
+                )
             } else {
                 format!(
                     "{}: {} entries, {}{}\n",
