@@ -5,7 +5,8 @@
 //! verdict to the places it is shown:
 //!
 //! - [`source`]: where images come from (registry, `oci:`, `oci-archive:`,
-//!   `docker-archive:`), one transport per module behind one trait.
+//!   `docker-archive:`, `dir:`, a local engine), one transport per module
+//!   behind one trait.
 //! - [`measure`]: streams each layer once into figures (compressed, tar,
 //!   disk blocks, inodes), the merged filesystem view, the layer cache.
 //! - [`budget`]: the containerd cost model, the kubelet arithmetic, the
@@ -18,8 +19,11 @@
 //! - [`publish`]: GitHub: the pull-request comment and Actions outputs.
 //! - [`cli`]: the command line: flags, their mapping to requests, and the
 //!   commands (render, publish, exit code).
-//! - [`error`], [`digest`], [`units`]: the error kinds, content digests,
-//!   byte quantities.
+//! - [`serve`]: `sizeguard serve`, the registry webhook validator: event
+//!   receivers, the durable queue, the workers, the verdict API.
+//! - [`error`], [`digest`], [`units`], [`go_json`]: the error kinds,
+//!   content digests, byte quantities, JSON as Go tools write it.
+//! - `fuzzing` (hidden): what each fuzz target does with one input.
 
 pub mod app;
 pub mod budget;
@@ -27,6 +31,8 @@ pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod go_json;
 pub mod measure;
 pub mod publish;

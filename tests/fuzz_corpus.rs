@@ -7,38 +7,11 @@
 //! `SIZEGUARD_MUTATIONS=N` runs N mutations instead of the default,
 //! `SIZEGUARD_MUTATION_SEED=S` another sequence.
 
-use std::io::Write;
 use std::path::Path;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use sizeguard::measure::layer::{Expected, analyze};
-use sizeguard::measure::merged::MergedFs;
-use sizeguard::source::manifest::parse_untrusted_document;
-use sizeguard::source::reference::check_round_trip;
-
-/// What `fuzz/fuzz_targets/layer_analyzer.rs` does with one input.
-fn run_layer_analyzer(data: &[u8]) {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
-    let blob = match mode % 3 {
-        0 => rest.to_vec(),
-        1 => {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(rest).unwrap();
-            gz.finish().unwrap()
-        }
-        _ => zstd::encode_all(rest, 1).unwrap(),
-    };
-    if let Ok(m) = analyze(&blob[..], &Expected::default(), None) {
-        let _ = m.largest_files(3);
-        let mut fs = MergedFs::new();
-        fs.apply(&m.index);
-        fs.apply(&m.index);
-        let _ = (fs.figures(), fs.wasted_bytes(), fs.largest_files(3));
-    }
-}
+use sizeguard::fuzzing::{analyze_layer, check_reference_round_trip, parse_untrusted_document};
 
 /// What a fuzz target does with one input.
 type Harness = fn(&[u8]);
@@ -47,7 +20,7 @@ type Harness = fn(&[u8]);
 /// its saved corpus has.
 const PARSER_TARGETS: &[(&str, Harness, usize)] = &[
     ("documents", parse_untrusted_document, 10),
-    ("reference", check_round_trip, 10),
+    ("reference", check_reference_round_trip, 10),
 ];
 
 #[test]
@@ -117,7 +90,7 @@ fn layer_analyzer_corpus_replays_without_a_panic() {
     let crashes = inputs(&root.join("artifacts/layer_analyzer"));
     for path in corpus.iter().chain(&crashes) {
         let data = std::fs::read(path).unwrap();
-        let outcome = std::panic::catch_unwind(|| run_layer_analyzer(&data));
+        let outcome = std::panic::catch_unwind(|| analyze_layer(&data));
         assert!(outcome.is_ok(), "{} panics the analyzer", path.display());
     }
 }
@@ -181,7 +154,7 @@ fn mutations_of_the_corpus_never_panic() {
         let input = &corpus[rng.random_range(0..corpus.len())];
         let other = &corpus[rng.random_range(0..corpus.len())];
         let data = mutate(&mut rng, input, other);
-        let outcome = std::panic::catch_unwind(|| run_layer_analyzer(&data));
+        let outcome = std::panic::catch_unwind(|| analyze_layer(&data));
         if outcome.is_err() {
             let keep = std::env::temp_dir().join(format!("sizeguard-mutation-{i}"));
             std::fs::write(&keep, &data).unwrap();

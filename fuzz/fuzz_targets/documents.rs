@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sizeguard::source::manifest::parse_untrusted_document;
+use sizeguard::fuzzing::parse_untrusted_document;
 
 fuzz_target!(|data: &[u8]| {
     parse_untrusted_document(data);

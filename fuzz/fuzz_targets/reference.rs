@@ -9,5 +9,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    sizeguard::source::reference::check_round_trip(data);
+    sizeguard::fuzzing::check_reference_round_trip(data);
 });

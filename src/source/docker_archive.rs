@@ -28,13 +28,6 @@ use crate::error::Error;
 use crate::source::platform::PlatformSelector;
 use crate::source::reference::ImageRef;
 
-/// What the fuzz targets feed a docker-archive's `manifest.json` parser:
-/// it must answer, never panic.
-#[doc(hidden)]
-pub fn parse_archive_manifest(raw: &[u8]) -> Result<usize, Error> {
-    parse_manifest_json("fuzz", raw).map(|m| m.len())
-}
-
 pub struct DockerArchiveSource {
     reference: ImageRef,
     /// The image named in the reference, if any.

@@ -49,7 +49,7 @@ pub const ACCEPTED_MANIFESTS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Index,
     Manifest,
 }
@@ -66,7 +66,7 @@ struct Probe {
     layers: Option<serde_json::Value>,
 }
 
-fn classify(what: &str, blob: &Blob) -> Result<(Kind, String), Error> {
+pub(crate) fn classify(what: &str, blob: &Blob) -> Result<(Kind, String), Error> {
     let probe: Probe = crate::go_json::from_slice(&blob.bytes).map_err(|e| {
         Error::corrupt(format!("{what}: manifest is not valid JSON")).with_source(e)
     })?;
@@ -591,7 +591,7 @@ async fn resolve_index(
     Ok(images)
 }
 
-fn parse_digest(reference: &str, digest: &str) -> Result<Digest, Error> {
+pub(crate) fn parse_digest(reference: &str, digest: &str) -> Result<Digest, Error> {
     Digest::parse(digest).map_err(|e| e.context(reference))
 }
 
@@ -654,44 +654,6 @@ pub fn check_diff_ids(
         )));
     }
     Ok(())
-}
-
-/// Every parser of an image's JSON documents over one input, as the
-/// `documents` fuzz target and its corpus replay feed them: manifests,
-/// indexes (with platform choice), image configs, a layout's `index.json`,
-/// a docker-archive's `manifest.json`, a kubelet stats summary. Each must
-/// answer, never panic; what they answer is not looked at.
-#[doc(hidden)]
-pub fn parse_untrusted_document(data: &[u8]) {
-    let what = "fuzz";
-    let digest = Digest::sha256(data);
-    let blob = Blob {
-        bytes: bytes::Bytes::copy_from_slice(data),
-        digest: digest.clone(),
-        media_type: None,
-    };
-    let _ = classify(what, &blob);
-    let arm = PlatformSelector::One {
-        platform: Platform::new("linux", "arm64", Some("v8")),
-        explicit: true,
-    };
-    for sel in [PlatformSelector::default(), PlatformSelector::All, arm] {
-        let _ = index_choices(what, &digest, data, &sel);
-    }
-    let layers = match manifest_parts(what, &digest, data) {
-        Ok(Some(parts)) => {
-            let _ = parse_digest(what, parts.config.digest().as_ref());
-            parts.layers.len()
-        }
-        _ => 0,
-    };
-    if let Ok(config) = ImageConfig::parse(what, &digest, data) {
-        let _ = check_diff_ids(what, &digest, &config.diff_ids, layers);
-        let _ = check_single_platform(what, &config.platform, &PlatformSelector::default());
-    }
-    let _ = super::layout::parse_index_json(data);
-    let _ = super::docker_archive::parse_archive_manifest(data);
-    let _ = crate::budget::kubelet::parse_stats_summary(data);
 }
 
 /// Builds the resolved image from a manifest blob, or `None` when the
