@@ -493,9 +493,6 @@ fn growth(key: &str, v: &Option<OneOrMany>) -> Result<Vec<GrowthRule>, Error> {
         .collect()
 }
 
-/// The node the check is judged against, if any.
-pub type NodeChoice = NodeInput;
-
 impl Settings {
     pub fn policy(&self) -> Result<Policy, Error> {
         Ok(Policy {
@@ -606,7 +603,7 @@ impl Settings {
     /// Resolves which node to judge against: the node given on the command
     /// line (merged into `node`), else the selected profile, else the file's
     /// default node, else none.
-    pub fn node_choice(&self, cli_node_given: bool) -> Result<Option<NodeChoice>, Error> {
+    pub fn node_choice(&self, cli_node_given: bool) -> Result<Option<NodeInput>, Error> {
         let (label, cfg) = if cli_node_given {
             ("node".to_string(), self.node.clone())
         } else if let Some(p) = &self.node_profile {

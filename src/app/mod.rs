@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use crate::budget::kubelet::Thresholds;
 use crate::budget::paths::{PathOptions, path_diff};
 use crate::budget::rules::{Finding, Policy};
+use crate::budget::verdict::NodeInput;
 use crate::budget::verdict::{CheckReport, assemble};
-use crate::config::NodeChoice;
 use crate::error::Error;
 use crate::measure::{ImageReport, MeasureOptions, Measurer};
 use crate::source::platform::PlatformSelector;
@@ -64,7 +64,7 @@ pub struct CheckRequest {
     pub platforms: PlatformSelector,
     pub policy: Policy,
     /// The node (or nodes: the tightest decides) the image must fit on.
-    pub node: Option<NodeChoice>,
+    pub node: Option<NodeInput>,
     pub thresholds: Thresholds,
     pub options: MeasureOptions,
     /// How much of the growth by path to list.

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::measure::layer::BLOCK;
+use crate::measure::layer::FS_BLOCK;
 use crate::measure::merged::{MergedFs, Node};
 use crate::measure::tree::{NodeId, ROOT};
 
@@ -101,14 +101,15 @@ fn subtrees(fs: &MergedFs, other_fs: &MergedFs, other: &[NodeId]) -> Subtrees {
         match fs.get(id) {
             Node::File(size) => {
                 s.content[i] = s.content[i].saturating_add(size);
-                s.disk[i] = s.disk[i].saturating_add(size.div_ceil(BLOCK).saturating_mul(BLOCK));
+                s.disk[i] =
+                    s.disk[i].saturating_add(size.div_ceil(FS_BLOCK).saturating_mul(FS_BLOCK));
                 s.files[i] += 1;
                 let o = other[i];
                 if o == NONE || !is_file(other_fs.get(o)) {
                     s.unmatched[i] += 1;
                 }
             }
-            Node::Dir => s.disk[i] = s.disk[i].saturating_add(BLOCK),
+            Node::Dir => s.disk[i] = s.disk[i].saturating_add(FS_BLOCK),
             Node::Absent | Node::HardLink | Node::Other => {}
         }
         if id != ROOT {

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::measure::Measurer;
 use crate::measure::cache::{LayerCache, default_dir};
 use crate::publish::github::{DEFAULT_API_URL, Token};
-use crate::publish::notify::{DEFAULT_TIMEOUT, Notifier};
+use crate::publish::notify::{DEFAULT_NOTIFY_TIMEOUT, Notifier};
 use crate::publish::status::web_host_of_api;
 use crate::serve::events::Sender;
 use crate::serve::events::auth::read_secret_file;
@@ -430,7 +430,7 @@ fn notifications(args: &ServeArgs, cfg: &ServeConfig) -> Result<Option<Notificat
         }
         return Ok(None);
     };
-    let mut notifier = Notifier::new(url, DEFAULT_TIMEOUT)?;
+    let mut notifier = Notifier::new(url, DEFAULT_NOTIFY_TIMEOUT)?;
     if let Some(secret_file) = &file.secret_file {
         let secret = read_secret_file(secret_file)?;
         let secret = String::from_utf8(secret).map_err(|_| {

@@ -12,7 +12,7 @@ use serde::de::Error as _;
 use serde::ser::{Error as _, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::layer::{BLOCK, EntryKind, FAST_SYMLINK_MAX, FileSize, IndexEntry, LayerFigures};
+use super::layer::{EntryKind, FAST_SYMLINK_MAX, FS_BLOCK, FileSize, IndexEntry, LayerFigures};
 use super::tree::{NodeId, PathTree, ROOT, Sizes, TooLarge};
 
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
@@ -421,14 +421,14 @@ fn figures(index: &LayerIndex) -> LayerFigures {
                 f.content_bytes = f.content_bytes.saturating_add(size);
                 f.disk_bytes = f
                     .disk_bytes
-                    .saturating_add(size.div_ceil(BLOCK).saturating_mul(BLOCK));
+                    .saturating_add(size.div_ceil(FS_BLOCK).saturating_mul(FS_BLOCK));
                 f.inodes += 1;
             }
             DIR => is_dir = true,
             SYMLINK => {
                 f.inodes += 1;
                 if size >= FAST_SYMLINK_MAX as u64 {
-                    f.disk_bytes = f.disk_bytes.saturating_add(BLOCK);
+                    f.disk_bytes = f.disk_bytes.saturating_add(FS_BLOCK);
                 }
             }
             DEVICE | FIFO => f.inodes += 1,
@@ -452,7 +452,7 @@ fn figures(index: &LayerIndex) -> LayerFigures {
         }
     }
     f.inodes += dirs;
-    f.disk_bytes = f.disk_bytes.saturating_add(dirs.saturating_mul(BLOCK));
+    f.disk_bytes = f.disk_bytes.saturating_add(dirs.saturating_mul(FS_BLOCK));
     f
 }
 

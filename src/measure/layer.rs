@@ -22,7 +22,7 @@ use super::tarstream::{self, Member, MemberKind, StreamError, TarStream};
 
 /// The block size of the node filesystems we predict for (ext4 and xfs
 /// default to 4 KiB).
-pub const BLOCK: u64 = 4096;
+pub const FS_BLOCK: u64 = 4096;
 
 /// ext4 stores a symlink target shorter than this inside the inode itself
 /// ("fast symlink"); a longer one costs a data block.

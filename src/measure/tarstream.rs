@@ -32,7 +32,8 @@ pub const MAX_RECORDS_PER_MEMBER: usize = 8;
 /// before its bytes are read.
 const PAX_CHUNK: usize = 4096;
 
-const BLOCK: u64 = 512;
+/// A tar record: headers and data are padded to it.
+const TAR_BLOCK: u64 = 512;
 
 /// One member of the archive, its metadata records applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -391,7 +392,7 @@ impl<R: Read> TarStream<R> {
         offset: u64,
         pending: Pending,
     ) -> Result<Member, StreamError> {
-        let header_offset = self.pos - BLOCK;
+        let header_offset = self.pos - TAR_BLOCK;
         let pax = pending.pax.as_deref().unwrap_or_default();
         let mut name = header.path_bytes().into_owned();
         let mut link = header.link_name_bytes().map(|l| l.into_owned());
@@ -595,14 +596,14 @@ impl<R: Read> TarStream<R> {
         let mut token: Option<u64> = None;
         let mut digits = 0;
         let mut wanted: Option<u64> = None;
-        let mut block = [0u8; BLOCK as usize];
+        let mut block = [0u8; TAR_BLOCK as usize];
         while wanted.is_none_or(|w| map.numbers < w) {
-            if taken + BLOCK > stored {
+            if taken + TAR_BLOCK > stored {
                 return Err(bad());
             }
             self.read_block(&mut block, false)?;
-            taken += BLOCK;
-            self.unread -= BLOCK;
+            taken += TAR_BLOCK;
+            self.unread -= TAR_BLOCK;
             for &b in &block {
                 if wanted.is_some_and(|w| map.numbers >= w) {
                     break;
@@ -689,7 +690,7 @@ fn named(e: StreamError, name: &[u8]) -> StreamError {
 }
 
 fn padding(size: u64) -> u64 {
-    (BLOCK - size % BLOCK) % BLOCK
+    (TAR_BLOCK - size % TAR_BLOCK) % TAR_BLOCK
 }
 
 /// A C string, cut at its first NUL as Go does.

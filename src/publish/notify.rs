@@ -25,7 +25,7 @@ use crate::error::{Error, Kind};
 use crate::report::escape;
 
 /// Default time one attempt may take, connection included.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pause before the one retry.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -331,7 +331,7 @@ mod tests {
     #[tokio::test]
     async fn posts_json_once_when_accepted() {
         let l = listener(vec![(Duration::ZERO, 200)]).await;
-        let n = Notifier::new(&l.url, DEFAULT_TIMEOUT).unwrap();
+        let n = Notifier::new(&l.url, DEFAULT_NOTIFY_TIMEOUT).unwrap();
         n.send(&sample()).await.unwrap();
         let seen = l.seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 1);
@@ -376,7 +376,7 @@ mod tests {
     #[tokio::test]
     async fn a_configured_header_is_sent_and_never_shown() {
         let l = listener(vec![(Duration::ZERO, 200)]).await;
-        let n = Notifier::new(&l.url, DEFAULT_TIMEOUT)
+        let n = Notifier::new(&l.url, DEFAULT_NOTIFY_TIMEOUT)
             .unwrap()
             .with_header("X-Hook-Token", "s3cr3t-value\n")
             .unwrap();
@@ -388,12 +388,12 @@ mod tests {
                 .contains("x-hook-token: s3cr3t-value"),
             "{head}"
         );
-        let bad = Notifier::new(&l.url, DEFAULT_TIMEOUT)
+        let bad = Notifier::new(&l.url, DEFAULT_NOTIFY_TIMEOUT)
             .unwrap()
             .with_header("X-Hook-Token", "a\u{7f}b-s3cr3t");
         assert!(!bad.unwrap_err().one_line().contains("s3cr3t"));
         assert!(
-            Notifier::new(&l.url, DEFAULT_TIMEOUT)
+            Notifier::new(&l.url, DEFAULT_NOTIFY_TIMEOUT)
                 .unwrap()
                 .with_header("bad header", "x")
                 .is_err()
@@ -403,12 +403,12 @@ mod tests {
     #[tokio::test]
     async fn one_retry_on_server_errors_then_gives_up() {
         let l = listener(vec![(Duration::ZERO, 503), (Duration::ZERO, 204)]).await;
-        let n = Notifier::new(&l.url, DEFAULT_TIMEOUT).unwrap();
+        let n = Notifier::new(&l.url, DEFAULT_NOTIFY_TIMEOUT).unwrap();
         n.send(&sample()).await.unwrap();
         assert_eq!(l.seen.lock().unwrap().len(), 2);
 
         let l = listener(vec![(Duration::ZERO, 500)]).await;
-        let n = Notifier::new(&l.url, DEFAULT_TIMEOUT).unwrap();
+        let n = Notifier::new(&l.url, DEFAULT_NOTIFY_TIMEOUT).unwrap();
         let e = n.send(&sample()).await.unwrap_err();
         assert_eq!(e.kind(), Kind::Transient);
         assert_eq!(l.seen.lock().unwrap().len(), 2, "exactly one retry");
@@ -416,7 +416,7 @@ mod tests {
 
         // A refusal is not retried.
         let l = listener(vec![(Duration::ZERO, 404)]).await;
-        let n = Notifier::new(&l.url, DEFAULT_TIMEOUT).unwrap();
+        let n = Notifier::new(&l.url, DEFAULT_NOTIFY_TIMEOUT).unwrap();
         assert_eq!(n.send(&sample()).await.unwrap_err().kind(), Kind::Usage);
         assert_eq!(l.seen.lock().unwrap().len(), 1);
     }
@@ -446,18 +446,18 @@ mod tests {
             "/relative",
             "mailto:a@b",
         ] {
-            let e = Notifier::new(bad, DEFAULT_TIMEOUT).unwrap_err();
+            let e = Notifier::new(bad, DEFAULT_NOTIFY_TIMEOUT).unwrap_err();
             assert_eq!(e.kind(), Kind::Usage, "{bad}");
             assert!(!e.one_line().contains("pw"), "{e:?}");
         }
         let n = Notifier::new(
             "https://hooks.example.com/services/T/B/SECRET",
-            DEFAULT_TIMEOUT,
+            DEFAULT_NOTIFY_TIMEOUT,
         )
         .unwrap();
         assert_eq!(format!("{n:?}"), "Notifier(https://hooks.example.com/…)");
         let l = listener(vec![(Duration::ZERO, 302)]).await;
-        let n = Notifier::new(&l.url, DEFAULT_TIMEOUT).unwrap();
+        let n = Notifier::new(&l.url, DEFAULT_NOTIFY_TIMEOUT).unwrap();
         assert_eq!(n.send(&sample()).await.unwrap_err().kind(), Kind::Usage);
         assert!(wanted(Verdict::Warn) && wanted(Verdict::Fail) && !wanted(Verdict::Pass));
     }

@@ -6,7 +6,8 @@
 use crate::app::CheckRequest;
 use crate::budget::kubelet::Thresholds;
 use crate::budget::rules::Policy;
-use crate::config::{NodeChoice, ServeRepository, Settings};
+use crate::budget::verdict::NodeInput;
+use crate::config::{ServeRepository, Settings};
 use crate::error::Error;
 use crate::measure::MeasureOptions;
 use crate::serve::events::Push;
@@ -31,7 +32,7 @@ pub struct RepositoryRules {
     /// `None` for the rules of every repository no glob matches.
     pub pattern: Option<String>,
     pub policy: Policy,
-    pub node: Option<NodeChoice>,
+    pub node: Option<NodeInput>,
     pub thresholds: Thresholds,
     pub baseline: Baseline,
     /// GitHub repositories (`owner/repo`, lower-cased) whose commits may get

@@ -1,7 +1,7 @@
 //! Workers: each takes a job from the queue, judges the pushed image with
 //! the same app layer as `check`, and records the verdict. A transient
 //! failure (the registry is down) puts the job back with a back-off, up to
-//! [`MAX_ATTEMPTS`]; a judgement that used up the whole `--job-timeout` is
+//! [`MAX_JOB_ATTEMPTS`]; a judgement that used up the whole `--job-timeout` is
 //! tried once more only if it was the first attempt (an image that takes
 //! longer than the timeout would otherwise hold a worker for hours); a
 //! corrupt image, or anything else, is an `error` verdict at once.
@@ -28,7 +28,7 @@ use crate::serve::store::{Job, Judgement, Outcome, Store};
 
 /// Attempts before a job that keeps failing transiently (or keeps killing
 /// its worker) is given up with an `error` verdict.
-pub const MAX_ATTEMPTS: u32 = 5;
+pub const MAX_JOB_ATTEMPTS: u32 = 5;
 
 /// What every worker shares.
 pub struct Workers {
@@ -88,9 +88,9 @@ impl Workers {
     async fn judge_in_span(&self, job: Job) {
         let push = &job.push;
         let started = Instant::now();
-        let result = if job.attempts > MAX_ATTEMPTS {
+        let result = if job.attempts > MAX_JOB_ATTEMPTS {
             Err(Error::transient(format!(
-                "gave up after {MAX_ATTEMPTS} attempts"
+                "gave up after {MAX_JOB_ATTEMPTS} attempts"
             )))
         } else if !self.allowed.contains(&push.registry) {
             // Queued under an earlier configuration that listed it.
@@ -126,7 +126,7 @@ impl Workers {
                 )),
                 duration: elapsed,
             },
-            Err(e) if e.kind().is_retryable() && job.attempts < MAX_ATTEMPTS => {
+            Err(e) if e.kind().is_retryable() && job.attempts < MAX_JOB_ATTEMPTS => {
                 let retry_in = self.first_retry * 2u32.pow(job.attempts.saturating_sub(1));
                 tracing::warn!(error = %e.one_line(), ?retry_in, "judging failed; will retry");
                 self.metrics.retried();

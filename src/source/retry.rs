@@ -3,7 +3,7 @@
 //! exponential [`Backoff`] with jitter between attempts, and the
 //! `Retry-After` header a registry may send with a 429 or a 503.
 //!
-//! The policy, documented in the README: up to [`MAX_ATTEMPTS`] attempts
+//! The policy, documented in the README: up to [`MAX_REQUEST_ATTEMPTS`] attempts
 //! per request, waiting 0.5 s, 1 s, 2 s, 4 s (each between half and all of
 //! that, at random, so that many clients do not retry in step), or what
 //! `Retry-After` asks if that is longer (up to [`MAX_RETRY_AFTER`]: a
@@ -18,10 +18,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::error::Error;
 
 /// The whole run's budget unless `--timeout` says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Attempts per request (the first one included).
-pub const MAX_ATTEMPTS: u32 = 5;
+pub const MAX_REQUEST_ATTEMPTS: u32 = 5;
 
 /// The longest `Retry-After` honoured; a longer one is waited this long.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -44,7 +44,7 @@ impl Deadline {
     /// `budget` from now.
     pub fn after(budget: Duration) -> Self {
         let now = Instant::now();
-        let at = now.checked_add(budget).unwrap_or(now + DEFAULT_TIMEOUT);
+        let at = now.checked_add(budget).unwrap_or(now + DEFAULT_RUN_TIMEOUT);
         Deadline {
             at: at.into(),
             budget,
@@ -212,7 +212,7 @@ impl Backoff {
     /// server's `Retry-After`: waited for when longer than the backoff.
     pub fn next(&mut self, asked: Option<Duration>) -> Option<Duration> {
         self.failures += 1;
-        if self.failures >= MAX_ATTEMPTS {
+        if self.failures >= MAX_REQUEST_ATTEMPTS {
             return None;
         }
         let full = FIRST_DELAY
@@ -387,7 +387,7 @@ mod tests {
             let e = parse_duration(bad).unwrap_err();
             assert_eq!(e.kind(), crate::error::Kind::Usage, "{bad}: {e}");
         }
-        assert_eq!(format_duration(DEFAULT_TIMEOUT), "10m0s");
+        assert_eq!(format_duration(DEFAULT_RUN_TIMEOUT), "10m0s");
         assert_eq!(format_duration(Duration::from_secs(3)), "3s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
@@ -432,7 +432,7 @@ mod tests {
         while let Some(d) = b.next(None) {
             delays.push(d);
         }
-        assert_eq!(delays.len() as u32, MAX_ATTEMPTS - 1);
+        assert_eq!(delays.len() as u32, MAX_REQUEST_ATTEMPTS - 1);
         for (i, d) in delays.iter().enumerate() {
             let full = FIRST_DELAY * (1 << i);
             assert!(*d >= full / 2 && *d <= full, "attempt {i}: {d:?}");
@@ -476,7 +476,7 @@ mod tests {
         })
         .await
         .unwrap_err();
-        assert_eq!(calls, MAX_ATTEMPTS);
+        assert_eq!(calls, MAX_REQUEST_ATTEMPTS);
         assert!(e.to_string().contains("gave up after 5 attempts"), "{e}");
     }
 
@@ -502,7 +502,7 @@ mod tests {
             "{e}"
         );
         assert_eq!(
-            Deadline::after(DEFAULT_TIMEOUT).stall(),
+            Deadline::after(DEFAULT_RUN_TIMEOUT).stall(),
             Duration::from_secs(30)
         );
     }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use facts::{Facts, FinalFile, HiddenPath};
 use rules::{PATH_RULES, PathRule};
 
-use crate::measure::layer::BLOCK;
+use crate::measure::layer::FS_BLOCK;
 use crate::measure::tree::NodeId;
 
 /// What `[hints]` in `sizeguard.toml` sets.
@@ -98,7 +98,7 @@ pub struct Hint {
 
 /// A file's allocation in whole blocks.
 pub fn blocks(size: u64) -> u64 {
-    size.div_ceil(BLOCK).saturating_mul(BLOCK)
+    size.div_ceil(FS_BLOCK).saturating_mul(FS_BLOCK)
 }
 
 /// Sums a hint's files as they are added.

@@ -44,7 +44,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Kind};
 use crate::source::platform::PlatformSelector;
 use crate::source::reference::ImageRef;
-use crate::source::retry::{DEFAULT_TIMEOUT, Deadline, Failed, retrying};
+use crate::source::retry::{DEFAULT_RUN_TIMEOUT, Deadline, Failed, retrying};
 
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
@@ -56,7 +56,7 @@ pub struct RegistryOptions {
     /// password file), with the one host they are for.
     pub basic: Option<auth::Explicit>,
     /// How long the whole run may take (`--timeout`), from the moment the
-    /// pool is made; [`DEFAULT_TIMEOUT`] when not given.
+    /// pool is made; [`DEFAULT_RUN_TIMEOUT`] when not given.
     pub timeout: Option<Duration>,
 }
 
@@ -182,7 +182,7 @@ impl Default for RegistryPool {
 impl RegistryPool {
     pub fn new(opts: RegistryOptions) -> Self {
         RegistryPool {
-            deadline: Deadline::after(opts.timeout.unwrap_or(DEFAULT_TIMEOUT)),
+            deadline: Deadline::after(opts.timeout.unwrap_or(DEFAULT_RUN_TIMEOUT)),
             opts,
             hosts: Mutex::default(),
         }
