@@ -236,67 +236,16 @@ fn random_fraction() -> f64 {
 }
 
 /// The wait a `Retry-After` value asks for: delay-seconds, or an HTTP date
-/// (then the time from `now` until it; a date in the past asks for none).
+/// in any of RFC 9110's three forms (then the time from `now` until it; a
+/// date in the past asks for none). A date that is not one (a wrong
+/// weekday included) asks for nothing: the backoff's own delay applies.
 pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = parse_http_date(value)?;
+    let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// An HTTP date in its preferred form (RFC 9110's IMF-fixdate,
-/// `Sun, 06 Nov 1994 08:49:37 GMT`) or the obsolete RFC 850 one
-/// (`Sunday, 06-Nov-94 08:49:37 GMT`). The weekday is not checked.
-fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let (_, rest) = s.split_once(", ")?;
-    let rest = rest.strip_suffix(" GMT")?;
-    let (date, time) = rest.rsplit_once(' ')?;
-    let parts: Vec<&str> = if date.contains('-') {
-        date.split('-').collect()
-    } else {
-        date.split(' ').collect()
-    };
-    let [day, month, year] = parts.as_slice() else {
-        return None;
-    };
-    let day: u64 = day.parse().ok()?;
-    let month = MONTHS.iter().position(|m| m == month)? as u64 + 1;
-    let mut year: u64 = year.parse().ok()?;
-    if year < 100 {
-        // RFC 9110: a two-digit year more than 50 years ahead is in the past.
-        year += if year < 70 { 2000 } else { 1900 };
-    }
-    let hms: Vec<u64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, sec] = hms.as_slice() else {
-        return None;
-    };
-    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *sec > 60 || !(1970..=9999).contains(&year)
-    {
-        return None;
-    }
-    let secs = days_since_epoch(year, month, day)? * 86_400 + h * 3600 + m * 60 + sec;
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
-}
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar
-/// (Howard Hinnant's `days_from_civil`).
-fn days_since_epoch(year: u64, month: u64, day: u64) -> Option<u64> {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe).checked_sub(719_468)
 }
 
 /// `10m0s`, `1h2m3s`, `45s`, `1.5s`, `250ms`: Go's spelling, which
@@ -415,11 +364,17 @@ mod tests {
             retry_after("Thu, 29 Feb 2024 00:00:00 GMT", UNIX_EPOCH),
             Some(Duration::from_secs(1_709_164_800))
         );
+        // asctime's form, the third RFC 9110 names.
+        assert_eq!(
+            retry_after("Sun Nov  6 08:49:47 1994", now),
+            Some(Duration::from_secs(10))
+        );
         for bad in [
             "soon",
             "-1",
             "Sun, 32 Nov 1994 08:49:37 GMT",
             "Sun, 06 Nov 1994",
+            "Mon, 06 Nov 1994 08:49:40 GMT",
         ] {
             assert_eq!(retry_after(bad, now), None, "{bad}");
         }
