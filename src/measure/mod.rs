@@ -195,9 +195,14 @@ struct Job {
     diff_id: Option<String>,
     /// Check the tar against `diff_id` (asked for, or the source needs it).
     verify_diff_id: bool,
+}
+
+impl Job {
     /// The blob is a local copy: if it is uncompressed, estimate what a
     /// push would upload (see `recompress`).
-    estimate_push: bool,
+    fn estimate_push(&self) -> bool {
+        !self.source.serves_pushed_blobs()
+    }
 }
 
 /// Every distinct layer of every image, largest first, so the longest layer
@@ -227,7 +232,6 @@ fn plan(
                     desc: desc.clone(),
                     diff_id: image.diff_ids.get(i).cloned(),
                     verify_diff_id: opts.verify_diff_ids || source.checks_diff_ids(),
-                    estimate_push: !source.serves_pushed_blobs(),
                 });
             }
         }
@@ -329,7 +333,7 @@ impl Measurer {
         // A local uncompressed layer is streamed for its push estimate: the
         // cache and its ends know only the tar's length.
         let needs_recompressing =
-            |m: &LayerMeasurement| job.estimate_push && m.compression == layer::Compression::None;
+            |m: &LayerMeasurement| job.estimate_push() && m.compression == layer::Compression::None;
         let cached = cached(&self.cache, &job.desc, verified_diff_id)
             .await
             .filter(|m| !needs_recompressing(m));
@@ -348,7 +352,8 @@ impl Measurer {
                 }
                 Some((Arc::new(m), opts.estimate.then_some(EstimateNote::Cached)))
             }
-            None if opts.estimate && !(job.estimate_push && job.desc.is_uncompressed()) => {
+            // The key says whether the media type calls it a local tar.
+            None if opts.estimate && !key.1 => {
                 match probe_layer(job.source.as_ref(), &job.desc, job.diff_id.clone()).await {
                     Ok(p) if needs_recompressing(&p.0) => None,
                     Ok(p) => Some(p),
@@ -519,7 +524,7 @@ async fn measure_layer(
         digest_checked_upstream: job.source.verifies_digests(),
         job: Some(budget),
     };
-    let estimate_push = job.estimate_push;
+    let estimate_push = job.estimate_push();
     // Decompression and tar parsing are CPU-bound: keep them off the reactor.
     let measured = tokio::task::spawn_blocking(move || {
         let measured = if estimate_push {
