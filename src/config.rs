@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::analyze::hints::{HintSettings, rules as hint_rules};
 use crate::budget::cost::StoreModel;
-use crate::budget::hints::{HintSettings, rules as hint_rules};
 use crate::budget::kubelet::{self, NodeFs, Thresholds};
 use crate::budget::rules::dive::{self, DiveRules};
 use crate::budget::rules::{GrowthRule, Levels, Policy};

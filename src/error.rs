@@ -237,15 +237,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The line a command ends with when it fails: `sizeguard: error: ` and the
 /// message, with every control or invisible character shown as an escape
-/// ([`crate::report::escape::plain`]). Messages quote what images and
+/// ([`crate::plain_text::escape`]). Messages quote what images and
 /// registries said (a media type, an error body): a lone carriage return
 /// in them would end the line for GitHub's runner, and what followed would
 /// be read as a workflow command of its own.
 pub fn error_line(message: &str) -> String {
-    format!(
-        "sizeguard: error: {}",
-        crate::report::escape::plain(message)
-    )
+    format!("sizeguard: error: {}", crate::plain_text::escape(message))
 }
 
 #[cfg(test)]

@@ -7,11 +7,16 @@
 //! - [`source`]: where images come from (registry, `oci:`, `oci-archive:`,
 //!   `docker-archive:`, `dir:`, a local engine), one transport per module
 //!   behind one trait.
+//! - [`tarstream`]: the bounded tar reader every tar goes through, a
+//!   layer's or an archive's, and the limits it holds them to.
 //! - [`measure`]: streams each layer once into figures (compressed, tar,
 //!   disk blocks, inodes), the merged filesystem view, the layer cache.
+//! - [`analyze`]: what a measured image's layers and merged view explain:
+//!   the hints, the path diff, the layer diff.
 //! - [`budget`]: the containerd cost model, the kubelet arithmetic, the
 //!   rules and the verdict; pure functions.
-//! - [`config`]: `sizeguard.toml`, merged with the command line.
+//! - [`config`]: `sizeguard.toml`, merged with the command line;
+//!   [`dive_ci`], a `.dive-ci` file read for it.
 //! - [`app`]: the requests every entry point builds (`MeasureRequest`,
 //!   `CheckRequest`) and the one function each that answers them.
 //! - [`report`]: one renderer per format (table, JSON, Markdown) over the
@@ -21,24 +26,34 @@
 //!   commands (render, publish, exit code).
 //! - [`serve`]: `sizeguard serve`, the registry webhook validator: event
 //!   receivers, the durable queue, the workers, the verdict API.
-//! - [`error`], [`digest`], [`units`], [`go_json`]: the error kinds,
-//!   content digests, byte quantities, JSON as Go tools write it.
+//! - [`error`], [`digest`], [`units`], [`go_json`], [`plain_text`]: the
+//!   error kinds, content digests, byte quantities, JSON as Go tools write
+//!   it, text made inert for a terminal or a log.
 //! - `fuzzing` (hidden): what each fuzz target does with one input.
+//!
+//! No two modules use each other. From the bottom: the shared leaves
+//! (`error`, `plain_text`, `units`, `digest`, `go_json`), `tarstream`,
+//! `source`, `measure`, `analyze`, `budget`; then `config` and `report`
+//! over them, `publish`, `app`, and the entry points `serve` and `cli`.
 
+pub mod analyze;
 pub mod app;
 pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod digest;
+pub mod dive_ci;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod go_json;
 pub mod measure;
+pub mod plain_text;
 pub mod publish;
 pub mod report;
 pub mod serve;
 pub mod source;
+pub mod tarstream;
 pub mod units;
 
 pub use cli::run;

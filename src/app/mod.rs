@@ -13,13 +13,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::analyze::hints::HintSettings;
+use crate::analyze::paths::{PathOptions, path_diff};
+use crate::analyze::{ImageReport, explain};
 use crate::budget::kubelet::Thresholds;
-use crate::budget::paths::{PathOptions, path_diff};
 use crate::budget::rules::{Finding, Policy};
 use crate::budget::verdict::NodeInput;
 use crate::budget::verdict::{CheckReport, assemble};
 use crate::error::Error;
-use crate::measure::{ImageReport, MeasureOptions, Measurer};
+use crate::measure::{MeasureOptions, Measurer};
 use crate::source::platform::PlatformSelector;
 use crate::source::{ImageSource, ResolvedImage, SourceFactory};
 
@@ -67,6 +69,8 @@ pub struct CheckRequest {
     pub node: Option<NodeInput>,
     pub thresholds: Thresholds,
     pub options: MeasureOptions,
+    /// Which hints are looked for, from `[hints]`.
+    pub hints: HintSettings,
     /// How much of the growth by path to list.
     pub paths: PathOptions,
 }
@@ -95,10 +99,16 @@ pub async fn measure(services: &Services, req: &MeasureRequest) -> Result<Vec<Im
             .map(|r| resolve(services, r, &req.platforms)),
     )
     .await?;
-    services
+    let measured = services
         .measurer
         .measure_images(resolved.into_iter().flatten().collect(), &req.options)
-        .await
+        .await?;
+    // `sizeguard measure` reads no `[hints]`: every hint is looked for.
+    let settings = HintSettings::default();
+    Ok(measured
+        .into_iter()
+        .map(|m| explain(m, &settings, req.options.top))
+        .collect())
 }
 
 /// Measures the candidate and its baseline in one pass (a layer they share
@@ -127,13 +137,16 @@ pub async fn check(services: &Services, req: &CheckRequest) -> Result<CheckRepor
     };
 
     let n_candidate = candidate.len();
-    let mut reports = services
+    let mut reports: Vec<ImageReport> = services
         .measurer
         .measure_images(
             candidate.into_iter().chain(baseline).collect(),
             &req.options,
         )
-        .await?;
+        .await?
+        .into_iter()
+        .map(|m| explain(m, &req.hints, req.options.top))
+        .collect();
     let baselines = reports.split_off(n_candidate);
     for candidate in &mut reports {
         published::adopt_published_blobs(candidate, &baselines);
@@ -158,9 +171,9 @@ pub async fn check(services: &Services, req: &CheckRequest) -> Result<CheckRepor
 fn growth_by_path(
     p: &mut crate::budget::verdict::PlatformCheck,
     opts: PathOptions,
-) -> Vec<crate::budget::paths::PathGrowth> {
-    let cand = p.candidate.merged.take();
-    let base = p.baseline.as_mut().and_then(|b| b.merged.take());
+) -> Vec<crate::analyze::paths::PathGrowth> {
+    let cand = p.candidate.measured.merged.take();
+    let base = p.baseline.as_mut().and_then(|b| b.measured.merged.take());
     match (cand, base) {
         (Some(c), Some(b)) => path_diff(&c, &b, &p.candidate.image.created_by, opts),
         _ => Vec::new(),

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::measure::{ImageReport, LayerReport};
+use crate::analyze::ImageReport;
+use crate::measure::{LayerReport, MeasuredImage};
 
 /// A candidate layer whose compressed size is only estimated (an engine's
 /// uncompressed layer) but whose content the baseline's registry already
@@ -20,7 +21,7 @@ pub(super) fn adopt_published_blobs(candidate: &mut ImageReport, baselines: &[Im
         .filter_map(|l| Some((l.measurement.as_ref()?.diff_id.as_str(), l)))
         .filter(|(diff_id, _)| !diff_id.is_empty())
         .collect();
-    let ImageReport { layers, totals, .. } = candidate;
+    let MeasuredImage { layers, totals, .. } = &mut candidate.measured;
     for layer in layers.iter_mut().filter(|l| l.compressed_estimated()) {
         let Some(ours) = &layer.measurement else {
             continue;

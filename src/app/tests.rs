@@ -202,6 +202,7 @@ fn check_request(candidate: &str, baseline: Option<&str>, settings: Settings) ->
         node: settings.node_choice(false).unwrap(),
         thresholds: settings.thresholds().unwrap(),
         options: MeasureOptions::default(),
+        hints: Default::default(),
         paths: Default::default(),
     }
 }

@@ -12,7 +12,8 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::measure::ImageReport;
+use crate::analyze::ImageReport;
+use crate::analyze::layer_diff::{chain_ids, diff_ids};
 
 /// The figures the node model works with, for one image.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,32 +38,6 @@ pub struct StoreModel {
     /// containerd's `discard_unpacked_layers`: compressed layer blobs are
     /// deleted once unpacked (manifest and config stay).
     pub discard_unpacked_layers: bool,
-}
-
-/// chain IDs of an image's layers, bottom-up, per the OCI image spec:
-/// `chain(0) = diff_id(0)`, `chain(n) = sha256(chain(n-1) + " " + diff_id(n))`.
-pub fn chain_ids(diff_ids: &[&str]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
-    for d in diff_ids {
-        let next = match out.last() {
-            None => d.to_string(),
-            Some(prev) => crate::digest::sha256_digest(format!("{prev} {d}").as_bytes()),
-        };
-        out.push(next);
-    }
-    out
-}
-
-/// An image's layer diff_ids, bottom-up, for [`chain_ids`].
-pub(crate) fn diff_ids(r: &ImageReport) -> Vec<&str> {
-    r.layers
-        .iter()
-        .map(|l| match &l.measurement {
-            Some(m) => m.diff_id.as_str(),
-            // Unmeasured layers: the config's diff_id is the best we have.
-            None => "",
-        })
-        .collect()
 }
 
 /// Sums over a subset of an image's layers: `blob_new[i]` says whether
@@ -146,23 +121,4 @@ pub fn rollout_cost(
         .collect();
     let meta_new = candidate.image.digest != baseline.image.digest;
     cost_of(candidate, &blob_new, &snapshot_new, meta_new, store)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sha2::{Digest as _, Sha256};
-
-    #[test]
-    fn chain_ids_follow_the_spec() {
-        let a = "sha256:aaaa";
-        let b = "sha256:bbbb";
-        let ids = chain_ids(&[a, b]);
-        assert_eq!(ids[0], a);
-        let want = Sha256::digest(b"sha256:aaaa sha256:bbbb");
-        assert!(ids[1].ends_with(&format!("{:02x}", want[31])));
-        assert_eq!(ids[1].len(), 7 + 64);
-        // The same layer on another base has another chain ID.
-        assert_ne!(chain_ids(&["sha256:cccc", b])[1], ids[1]);
-    }
 }

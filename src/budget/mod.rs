@@ -1,9 +1,13 @@
 //! What an image costs a node and whether that is acceptable: pure
 //! functions over measured figures, with no I/O.
 //!
-//! - [`cost`]: the containerd cost model (blobs + snapshots, chain IDs,
-//!   what a rollout adds to a node that holds the baseline).
-//! - [`layer_diff`]: the per-layer diff of two images.
+//! It reads the figures as `measure` and `analyze` leave them (their
+//! report types are plain data), and neither of them knows this module:
+//! judging comes after measuring and explaining, never inside them. The
+//! `.dive-ci` file its dive rules come from is read by `crate::dive_ci`.
+//!
+//! - [`cost`]: the containerd cost model (blobs + snapshots shared by
+//!   chain ID, what a rollout adds to a node that holds the baseline).
 //! - [`kubelet`]: the kubelet's image-GC and eviction arithmetic on an
 //!   imageFS.
 //! - [`rules`]: the policy and its rules, from figures to findings.
@@ -11,10 +15,7 @@
 //!   judgement assembled into the report every renderer reads.
 
 pub mod cost;
-pub mod hints;
 pub mod kubelet;
-pub mod layer_diff;
-pub mod paths;
 pub mod rules;
 pub mod verdict;
 

@@ -6,11 +6,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analyze::ImageReport;
+use crate::analyze::layer_diff::{LayerDiffRow, layer_diff};
 use crate::budget::kubelet::{Headroom, NodeFs, Thresholds};
-use crate::budget::layer_diff::{LayerDiffRow, layer_diff};
 use crate::budget::rules::{Evaluation, Finding, NodeBudget, Policy, evaluate};
 use crate::error::Error;
-use crate::measure::ImageReport;
 use crate::units::human_bytes;
 
 /// How severe one finding is.
@@ -57,7 +57,7 @@ pub struct PlatformCheck {
     pub evaluation: Evaluation,
     pub layers: Vec<LayerDiffRow>,
     /// Growth by path against the baseline (empty without one).
-    pub paths: Vec<crate::budget::paths::PathGrowth>,
+    pub paths: Vec<crate::analyze::paths::PathGrowth>,
 }
 
 /// Where the node's used space comes from.
@@ -342,7 +342,7 @@ pub fn assemble(
 /// Each hint's saving as a share of the rollout's cost to the node and of
 /// the node's GC headroom.
 fn price_hints_on_node(
-    hints: &mut [crate::budget::hints::Hint],
+    hints: &mut [crate::analyze::hints::Hint],
     e: &Evaluation,
     node: &NodeSummary,
     store: crate::budget::cost::StoreModel,
@@ -356,7 +356,7 @@ fn price_hints_on_node(
         };
         let saved = h.disk_bytes.saturating_add(blobs);
         let rollout = e.rollout_cost.node_bytes.max(1) as f64;
-        h.node = Some(crate::budget::hints::NodeShare {
+        h.node = Some(crate::analyze::hints::NodeShare {
             node_bytes_estimate: saved,
             rollout_cost_percent: percent(saved, rollout),
             gc_headroom_percent: (node.gc_headroom > 0)

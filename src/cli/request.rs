@@ -158,16 +158,14 @@ pub fn check_request(args: &CheckArgs) -> Result<CheckRequest, Error> {
         policy,
         node,
         thresholds,
-        options: MeasureOptions {
-            hints: settings
-                .hints
-                .as_ref()
-                .map(HintsConfig::settings)
-                .transpose()?
-                .unwrap_or_default(),
-            ..measure_options(&args.source, args.top)?
-        },
-        paths: crate::budget::paths::PathOptions {
+        options: measure_options(&args.source, args.top)?,
+        hints: settings
+            .hints
+            .as_ref()
+            .map(HintsConfig::settings)
+            .transpose()?
+            .unwrap_or_default(),
+        paths: crate::analyze::paths::PathOptions {
             top: args.top,
             depth: args.depth,
         },
@@ -199,7 +197,7 @@ fn settings(args: &CheckArgs) -> Result<Settings, Error> {
     };
     let dive_ci = match &args.dive_ci {
         Some(path) => {
-            let f = crate::budget::rules::dive::load_dive_ci(path)?;
+            let f = crate::dive_ci::load(path)?;
             let text = |v: Option<String>| v.map(crate::config::Scalar::Text);
             Settings {
                 lowest_efficiency: text(f.lowest_efficiency),

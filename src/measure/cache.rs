@@ -114,7 +114,7 @@ impl LayerCache {
     }
 
     fn shown(&self) -> String {
-        crate::report::escape::plain(&self.dir.display().to_string()).into_owned()
+        crate::plain_text::escape(&self.dir.display().to_string()).into_owned()
     }
 
     fn refusal(&self, why: &str) -> Error {
@@ -414,7 +414,7 @@ fn check_existing(dir: &Path) -> Result<(), String> {
     if let Some(name) = foreign {
         return Err(format!(
             "no {MARKER} of sizeguard's, and it holds other files, e.g. {:?}",
-            crate::report::escape::plain(&name)
+            crate::plain_text::escape(&name)
         ));
     }
     match write_marker(dir) {

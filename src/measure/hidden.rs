@@ -3,8 +3,8 @@
 //! duplicate and debug-section hints are priced from. Kept apart from the
 //! stacking itself, which only calls in here.
 
-use super::index::LayerIndex;
 use super::layer::EntryKind;
+use super::path_index::LayerIndex;
 use super::tree::NodeId;
 
 /// A lower layer's file that an upper layer hid.

@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::content::{ContentFacts, ContentScan};
-use super::index::IndexBuilder;
-pub use super::index::{LayerIndex, top_n};
-use super::limits::{Budget, Counted};
+use super::path_index::IndexBuilder;
+pub use super::path_index::{LayerIndex, top_n};
 use super::progress::LayerProgress;
-use super::tarstream::{self, Member, MemberKind, StreamError, TarStream};
+use crate::tarstream::limits::{Budget, Counted};
+use crate::tarstream::{self, MemberHeader, MemberKind, StreamError, TarStream};
 
 /// The block size of the node filesystems we predict for (ext4 and xfs
 /// default to 4 KiB).
@@ -179,7 +179,7 @@ pub struct Expected {
     pub digest_checked_upstream: bool,
     /// The measurement the layer belongs to: its members and names count
     /// against that measurement's limits too.
-    pub job: Option<std::sync::Arc<super::limits::JobBudget>>,
+    pub job: Option<std::sync::Arc<crate::tarstream::limits::JobBudget>>,
 }
 
 /// Why a layer could not be measured. The message names the stage and the
@@ -430,7 +430,7 @@ type Parsed = (Compression, u64, Option<Sha256>, IndexBuilder);
 fn parse_blob<R: Read>(
     blob: &mut BlobReader<'_, R>,
     hash_tar: bool,
-    job: Option<std::sync::Arc<super::limits::JobBudget>>,
+    job: Option<std::sync::Arc<crate::tarstream::limits::JobBudget>>,
 ) -> Result<Parsed, Failure> {
     let mut buffered = BufReader::with_capacity(256 * 1024, blob);
     let head = buffered
@@ -476,7 +476,7 @@ fn parse_blob<R: Read>(
 /// Indexes every member of the tar stream.
 fn parse_tar<R: Read>(
     reader: &mut R,
-    job: Option<std::sync::Arc<super::limits::JobBudget>>,
+    job: Option<std::sync::Arc<crate::tarstream::limits::JobBudget>>,
 ) -> Result<IndexBuilder, StreamError> {
     let scan_content = content_scan_enabled();
     let mut stream = TarStream::new(reader).with_job_budget(job.clone());
@@ -501,7 +501,7 @@ fn parse_tar<R: Read>(
 fn index_member<R: Read>(
     stream: &mut TarStream<R>,
     builder: &mut IndexBuilder,
-    m: &Member,
+    m: &MemberHeader,
     scan_content: bool,
 ) -> Result<(), StreamError> {
     let kind = match m.kind {
@@ -561,7 +561,7 @@ pub(crate) fn content_scan_enabled() -> bool {
 }
 
 /// A member that cannot be measured, named (escaped) with its offset.
-fn member_error(m: &Member, why: impl std::fmt::Display) -> StreamError {
+fn member_error(m: &MemberHeader, why: impl std::fmt::Display) -> StreamError {
     StreamError::Format {
         offset: m.offset,
         message: format!("{}: {why}", tarstream::printable(&m.name)),

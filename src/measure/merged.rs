@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::hidden::{HiddenFile, Origin, Origins};
-use super::index::{LayerIndex, top_n};
 use super::layer::{EntryKind, FileSize};
+use super::path_index::{LayerIndex, top_n};
 use super::tree::{NodeId, PathTree, ROOT, Sizes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,14 +5,12 @@ pub mod cache;
 pub mod content;
 pub mod estimate;
 pub mod hidden;
-pub mod index;
 pub mod layer;
-pub mod limits;
 pub mod merged;
 mod one_pass;
+pub mod path_index;
 pub mod progress;
 mod recompress;
-pub mod tarstream;
 pub mod tree;
 
 use std::collections::HashMap;
@@ -23,10 +21,10 @@ use futures::StreamExt;
 
 use crate::error::{Error, Kind};
 use crate::source::{ImageSource, LayerDescriptor, ResolvedImage};
+use crate::tarstream::limits;
 use layer::{Expected, FileSize, LayerFigures, LayerMeasurement};
 use merged::{FinalFigures, MergedFs};
 
-use crate::budget::hints::{self, Facts, HintSettings};
 use progress::{LayerProgress, Progress};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +35,6 @@ pub struct MeasureOptions {
     pub verify_diff_ids: bool,
     /// Length of the largest-files lists.
     pub top: usize,
-    /// Which hints are looked for, from `[hints]`.
-    pub hints: HintSettings,
     /// Read only each blob's ends (Range requests) where that tells enough;
     /// stream the rest.
     pub estimate: bool,
@@ -50,7 +46,6 @@ impl Default for MeasureOptions {
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             verify_diff_ids: false,
             top: 10,
-            hints: HintSettings::default(),
             estimate: false,
         }
     }
@@ -121,7 +116,7 @@ impl LayerReport {
 }
 
 #[derive(Debug, Clone)]
-pub struct ImageReport {
+pub struct MeasuredImage {
     pub image: ResolvedImage,
     pub layers: Vec<LayerReport>,
     /// Sums over the measured layers.
@@ -129,9 +124,6 @@ pub struct ImageReport {
     pub final_fs: FinalFigures,
     pub wasted_bytes: u64,
     pub largest_files: Vec<FileSize>,
-    /// What could be removed, priced; empty when the layers were only
-    /// probed.
-    pub hints: Vec<crate::budget::hints::Hint>,
     /// False when a layer could not be measured: the totals are a lower bound.
     pub complete: bool,
     /// True when some layer was only probed (`--estimate`): the final view,
@@ -139,12 +131,12 @@ pub struct ImageReport {
     pub estimated: bool,
     /// dive's efficiency tally; `None` when some layer was only probed.
     pub dive: Option<merged::DiveFigures>,
-    /// The final filesystem, for the path diff of a check (which drops it
-    /// once done); `None` when some layer was only probed.
+    /// The final filesystem, for the hints and the path diff of a check
+    /// (which drops it once done); `None` when some layer was only probed.
     pub merged: Option<Arc<MergedFs>>,
 }
 
-impl ImageReport {
+impl MeasuredImage {
     /// Whether some layer's compressed size, and so the pull size, is an
     /// estimate.
     pub fn compressed_estimated(&self) -> bool {
@@ -247,7 +239,7 @@ impl Measurer {
         &self,
         mut images: Vec<(Arc<dyn ImageSource>, ResolvedImage)>,
         opts: &MeasureOptions,
-    ) -> Result<Vec<ImageReport>, Error> {
+    ) -> Result<Vec<MeasuredImage>, Error> {
         let jobs = plan(&images, opts)?;
         // When one layer fails the others stop at their next read, and every
         // job is awaited before returning, so no analyzer outlives the runtime.
@@ -313,7 +305,7 @@ impl Measurer {
                     .iter()
                     .map(|d| layer_key(d, source.as_ref()))
                     .collect();
-                assemble(image, keys, &by_key, opts.top, &opts.hints)
+                assemble(image, keys, &by_key, opts.top)
             })
             .collect())
     }
@@ -581,8 +573,7 @@ fn assemble(
     keys: Vec<LayerKey>,
     outcomes: &HashMap<LayerKey, LayerOutcome>,
     top: usize,
-    hint_settings: &HintSettings,
-) -> ImageReport {
+) -> MeasuredImage {
     let mut totals = LayerFigures::default();
     let mut fs = MergedFs::new();
     let mut complete = true;
@@ -621,15 +612,7 @@ fn assemble(
         };
         layers.push(report);
     }
-    let hints = if estimated {
-        Vec::new()
-    } else {
-        let measured: Vec<_> = layers.iter().map(|l| l.measurement.as_deref()).collect();
-        let facts = Facts::gather(&fs, &measured, image.locale_env.clone());
-        hints::find(&facts, hint_settings, top)
-    };
-    ImageReport {
-        hints,
+    MeasuredImage {
         final_fs: fs.figures(),
         wasted_bytes: fs.wasted_bytes(),
         largest_files: fs.largest_files(top),

@@ -23,13 +23,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::layer::{self, Compression, Expected, LayerMeasurement};
-use super::limits::JobBudget;
 use super::progress::Progress;
 use super::recompress::PullEstimate;
 use super::{Cancellable, EstimateNote, LayerOutcome, layer_error_kind};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::source::{BlobVisitor, ImageSource, PassingBlob, ResolvedImage};
+use crate::tarstream::limits::JobBudget;
 
 /// An image of a one-pass source, measured: the image as the stream
 /// described it, and an outcome per layer digest.

@@ -33,37 +33,8 @@ use std::hash::{BuildHasher, Hasher};
 
 use crate::error::Error;
 
-/// Characters shown as an escape instead of themselves: control characters
-/// (line breaks, terminal escapes) and the invisible ones that reorder or
-/// hide text (bidirectional overrides, zero-width characters, the BOM).
-fn hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{200B}'..='\u{200F}'
-            | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{FEFF}')
-}
-
-/// The text with every control or invisible character written as a
-/// visible escape (`\n`, `\t`, `\u{202e}`): one line, shown as it is.
-pub fn plain(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(hidden) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if hidden(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
+pub use crate::plain_text::escape as plain;
+use crate::plain_text::hidden;
 
 /// Inline Markdown text, safe in a paragraph, a heading, a list item and a
 /// table cell.

@@ -2,7 +2,7 @@
 //! are attacker-chosen: escaped for where they are shown.
 
 use super::escape::{md_code, md_text, plain};
-use crate::budget::hints::Hint;
+use crate::analyze::hints::Hint;
 use crate::units::human_bytes;
 
 /// Hints shown in a report; the JSON has them all.

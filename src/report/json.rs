@@ -5,9 +5,10 @@
 use serde::Serialize;
 
 use super::{Renderer, SCHEMA_VERSION};
+use crate::analyze::ImageReport;
+use crate::measure::LayerReport;
 use crate::measure::layer::{FileSize, LayerFigures};
 use crate::measure::merged::FinalFigures;
-use crate::measure::{ImageReport, LayerReport};
 use crate::source::platform::Platform;
 
 pub struct Json;
@@ -35,7 +36,7 @@ struct ImageJson<'a> {
     /// `wasted_bytes` are then null, and totals sum what is known.
     estimated: bool,
     /// What could be removed, priced, largest saving first.
-    hints: &'a [crate::budget::hints::Hint],
+    hints: &'a [crate::analyze::hints::Hint],
     layers: Vec<LayerJson<'a>>,
     totals: FiguresJson,
     #[serde(rename = "final")]
@@ -198,9 +199,9 @@ impl Renderer for Json {
 mod check {
     use serde::Serialize;
 
+    use crate::analyze::layer_diff::LayerDiffRow;
+    use crate::analyze::paths::PathGrowth;
     use crate::budget::cost::ImageCost;
-    use crate::budget::layer_diff::LayerDiffRow;
-    use crate::budget::paths::PathGrowth;
     use crate::budget::rules::{Figure, Finding, Policy};
     use crate::budget::verdict::{CheckReport, NodeSummary, PlatformCheck, Verdict, verdict};
 

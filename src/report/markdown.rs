@@ -8,10 +8,10 @@ use std::fmt::Write;
 use super::Renderer;
 use super::escape::{md_code, md_code_cell, md_text, plain};
 use super::view::{CheckView, ImageView, PlatformView};
-use crate::budget::layer_diff::LayerChange;
+use crate::analyze::ImageReport;
+use crate::analyze::layer_diff::LayerChange;
 use crate::budget::rules::{Figure, Finding, Rule, format_pct};
 use crate::budget::verdict::{CheckReport, Level, Verdict};
-use crate::measure::ImageReport;
 use crate::units::{human_bytes, human_delta, human_signed};
 
 pub struct Markdown;
@@ -137,7 +137,7 @@ fn headline_rank(f: &Finding) -> u8 {
         Rule::EvictionHeadroom => 0,
         Rule::GcHeadroom => 1,
         Rule::InodeHeadroom => 2,
-        Rule::Growth if f.figure == Figure::NodeBytes.name() => 3,
+        Rule::Growth if f.figure == Figure::NodeBytes => 3,
         Rule::Growth => 4,
         Rule::PullSize
         | Rule::UnpackedSize
@@ -315,7 +315,7 @@ const STEP_CHARS: usize = 60;
 /// The Dockerfile step that made a changed or added layer, shortened, as a
 /// code span (the image's author wrote it: it is rendered inert). Shared
 /// and removed layers leave the cell empty: the step did not change.
-fn build_step(p: &PlatformView, row: &crate::budget::layer_diff::LayerDiffRow) -> String {
+fn build_step(p: &PlatformView, row: &crate::analyze::layer_diff::LayerDiffRow) -> String {
     if !matches!(row.change, LayerChange::Changed | LayerChange::Added) {
         return String::new();
     }
@@ -611,7 +611,7 @@ fn findings_list(r: &CheckView, out: &mut String) {
 }
 
 /// The largest hints, one list item each.
-fn hints_list(hints: &[crate::budget::hints::Hint], out: &mut String) {
+fn hints_list(hints: &[crate::analyze::hints::Hint], out: &mut String) {
     if hints.is_empty() {
         return;
     }

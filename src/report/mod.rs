@@ -22,8 +22,8 @@ pub mod table;
 pub mod terminal;
 pub mod view;
 
+use crate::analyze::ImageReport;
 use crate::budget::verdict::CheckReport;
-use crate::measure::ImageReport;
 
 /// Version of the JSON schema; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;

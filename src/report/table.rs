@@ -6,11 +6,12 @@ use std::fmt::Write;
 use super::Renderer;
 use super::escape::plain;
 use super::markdown::{Style, headline, short_step};
-use crate::budget::layer_diff::LayerDiffRow;
-use crate::budget::paths::PathGrowth;
+use crate::analyze::ImageReport;
+use crate::analyze::layer_diff::LayerDiffRow;
+use crate::analyze::paths::PathGrowth;
 use crate::budget::rules::{Evaluation, Figure};
 use crate::budget::verdict::{CheckReport, Level};
-use crate::measure::{ImageReport, LayerReport, short_digest};
+use crate::measure::{LayerReport, short_digest};
 use crate::units::{human_bytes, human_delta, human_signed};
 
 pub struct Table;
@@ -168,7 +169,7 @@ fn measure_image(r: &ImageReport, out: &mut String) {
 }
 
 /// The largest hints, one line each.
-fn hint_lines(hints: &[crate::budget::hints::Hint], out: &mut String) {
+fn hint_lines(hints: &[crate::analyze::hints::Hint], out: &mut String) {
     if hints.is_empty() {
         return;
     }

@@ -6,11 +6,11 @@
 use std::fmt::Write;
 
 use super::Renderer;
+use crate::analyze::ImageReport;
+use crate::analyze::layer_diff::LayerChange;
 use crate::budget::Verdict;
-use crate::budget::layer_diff::LayerChange;
 use crate::budget::rules::{Figure, Finding};
 use crate::budget::verdict::{CheckReport, Level, PlatformCheck};
-use crate::measure::ImageReport;
 use crate::measure::layer::FileSize;
 use crate::units::{human_bytes, human_delta};
 

@@ -15,14 +15,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::SCHEMA_VERSION;
+use crate::analyze::ImageReport;
+use crate::analyze::layer_diff::LayerDiffRow;
+use crate::analyze::paths::PathLayer;
 use crate::budget::cost::ImageCost;
-use crate::budget::layer_diff::LayerDiffRow;
-use crate::budget::paths::PathLayer;
 use crate::budget::rules::dive::DiveAnalysis;
 use crate::budget::rules::{Figure, Finding, Policy};
 use crate::budget::verdict::{CheckReport, NodeSummary, PlatformCheck, Verdict, verdict};
 use crate::error::Error;
-use crate::measure::ImageReport;
 use crate::measure::layer::FileSize;
 
 /// The largest report `sizeguard comment` reads. A real report of a
@@ -92,7 +92,7 @@ pub struct ImageView {
     pub efficiency: Option<DiveAnalysis>,
     /// Absent from older reports.
     #[serde(default)]
-    pub hints: Vec<crate::budget::hints::Hint>,
+    pub hints: Vec<crate::analyze::hints::Hint>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -342,7 +342,7 @@ fn check_findings<'a>(
         in_range("finding limit", f.limit)?;
         texts.extend([
             ("finding platform", &*f.platform),
-            ("finding figure", &f.figure),
+            ("finding figure", f.figure.name()),
             ("limit", &f.limit_text),
             ("message", &f.message),
         ]);

@@ -163,6 +163,7 @@ impl Policies {
             node: rules.node.clone(),
             thresholds: rules.thresholds,
             options: self.options.clone(),
+            hints: Default::default(),
             paths: Default::default(),
         }
     }

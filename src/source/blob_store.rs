@@ -11,7 +11,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use super::tar_index::{IndexedTar, Seekable};
+use super::seekable_tar::{Seekable, SeekableTar};
 use crate::error::Error;
 
 pub trait BlobStore: Send + Sync {
@@ -94,7 +94,7 @@ impl BlobStore for DirStore {
 }
 
 /// A tar of an OCI layout, read in place.
-impl<S: Seekable> BlobStore for IndexedTar<S> {
+impl<S: Seekable> BlobStore for SeekableTar<S> {
     fn contains(&self, path: &str) -> bool {
         self.locate(path).is_some()
     }
@@ -128,7 +128,7 @@ mod tests {
         let tar = bytes::Bytes::from(b.into_inner().unwrap());
         vec![
             ("dir", Box::new(DirStore::new(dir))),
-            ("tar", Box::new(IndexedTar::open(tar).unwrap())),
+            ("tar", Box::new(SeekableTar::open(tar).unwrap())),
         ]
     }
 

@@ -45,15 +45,14 @@ use super::docker_save::{
 };
 use super::manifest::{DOCKER_MANIFEST, check_document_size, check_single_platform};
 use super::reference::{Engine, ImageRef};
-use super::tar_index::{normalize_member, resolve_relative};
 use super::{
     BlobVisitor, ImageSource, LayerDescriptor, OnePassSource, PassingBlob, Provenance,
     ResolvedImage, StreamedImage,
 };
 use crate::digest::Digest;
 use crate::error::{Error, Kind};
-use crate::measure::tarstream::{MemberKind, StreamError, TarStream};
 use crate::source::platform::{Platform, PlatformSelector};
+use crate::tarstream::{ArchiveMember, StreamError, TarStream, normalize_member};
 
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 const PODMAN_ROOT_SOCKET: &str = "/run/podman/podman.sock";
@@ -378,30 +377,13 @@ fn walk(reader: &mut dyn Read, visit: BlobVisitor) -> Result<Walked, Error> {
     let mut stream = TarStream::new(reader);
     while let Some(member) = stream.next_member().map_err(corrupt)? {
         let name = normalize_member(&String::from_utf8_lossy(&member.name));
-        let size = match member.kind {
-            MemberKind::Symlink | MemberKind::HardLink => {
-                if !member.link.is_empty() {
-                    let target = String::from_utf8_lossy(&member.link);
-                    let target = if member.kind == MemberKind::Symlink {
-                        let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
-                        resolve_relative(dir, &target)
-                    } else {
-                        normalize_member(&target)
-                    };
-                    walked.links.insert(name, target);
-                }
+        let size = match member.as_archive_member(&name) {
+            ArchiveMember::Link(target) => {
+                walked.links.insert(name, target);
                 continue;
             }
-            // '7' is a contiguous file, a regular file to every reader.
-            MemberKind::File {
-                size,
-                sparse: false,
-            }
-            | MemberKind::Other {
-                typeflag: b'7',
-                size,
-            } => size,
-            _ => continue,
+            ArchiveMember::Content(size) => size,
+            ArchiveMember::Skipped => continue,
         };
         let mut head = Vec::with_capacity(512);
         stream.data(512).read_to_end(&mut head).map_err(io_error)?;

@@ -22,11 +22,12 @@ use async_trait::async_trait;
 
 use super::docker_save::{SavedConfig, SavedImage, layer_digest, parse_manifest_json, sniff_layer};
 use super::manifest::{LocalIndex, MAX_DOCUMENT_BYTES, check_single_platform, pick_tagged};
-use super::tar_index::{IndexedTar, normalize_member};
+use super::seekable_tar::SeekableTar;
 use super::{ImageSource, LayerDescriptor, ResolvedImage};
 use crate::error::Error;
 use crate::source::platform::PlatformSelector;
 use crate::source::reference::ImageRef;
+use crate::tarstream::normalize_member;
 
 pub struct DockerArchiveSource {
     reference: ImageRef,
@@ -35,7 +36,7 @@ pub struct DockerArchiveSource {
     /// Whether `wanted` is only a tag (`v1` for `app:v1`): a Docker 25
     /// archive read as `oci-archive:FILE:TAG`.
     tag_only: bool,
-    tar: IndexedTar<PathBuf>,
+    tar: SeekableTar<PathBuf>,
     /// Layer digest → archive member, filled by `resolve`.
     members: Mutex<HashMap<String, String>>,
 }
@@ -51,7 +52,7 @@ impl DockerArchiveSource {
                 "{reference}: not a docker-archive reference"
             )));
         };
-        let tar = IndexedTar::open(path.clone()).map_err(|e| e.context(&reference))?;
+        let tar = SeekableTar::open(path.clone()).map_err(|e| e.context(&reference))?;
         if tar.locate("manifest.json").is_none() {
             return Err(Error::corrupt(format!(
                 "{reference}: not a docker-archive (no manifest.json; is it an oci-archive?)"
@@ -68,7 +69,7 @@ impl DockerArchiveSource {
         reference: ImageRef,
         wanted: Option<String>,
         tag_only: bool,
-        tar: IndexedTar<PathBuf>,
+        tar: SeekableTar<PathBuf>,
     ) -> Self {
         DockerArchiveSource {
             reference,

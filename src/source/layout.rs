@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::blob_store::{BlobStore, DirStore};
 use super::docker_archive::DockerArchiveSource;
 use super::manifest::{LocalIndex, MAX_DOCUMENT_BYTES, check_document_size, pick_tagged};
-use super::tar_index::IndexedTar;
+use super::seekable_tar::SeekableTar;
 use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
 use crate::digest::Digest;
 use crate::error::Error;
@@ -99,7 +99,7 @@ pub fn open_archive(reference: ImageRef) -> Result<Arc<dyn ImageSource>, Error> 
         return Err(Error::usage(format!("{reference}: not an oci-archive")));
     };
     let tag = tag.clone();
-    let tar = IndexedTar::open(path.clone()).map_err(|e| e.context(&reference))?;
+    let tar = SeekableTar::open(path.clone()).map_err(|e| e.context(&reference))?;
     let lists_nothing = BlobStore::read(&tar, "index.json", MAX_DOCUMENT_BYTES)
         .ok()
         .and_then(|raw| parse_index("", &raw).ok())

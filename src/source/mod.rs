@@ -10,7 +10,7 @@
 //! [`blob_store::BlobStore`]), [`docker_archive`], [`dir`] (skopeo's
 //! `dir:`), [`daemon`]; [`manifest`] is the walk they share,
 //! [`docker_save`] the `docker save` format two of them read,
-//! [`tar_index`] reads archives in place,
+//! [`seekable_tar`] reads archives in place,
 //! [`reference`](mod@reference) and [`platform`] say what the user asked for.
 //!
 //! A daemon cannot serve one layer on request: it exports a whole image as
@@ -29,7 +29,7 @@ pub mod platform;
 pub mod reference;
 pub mod registry;
 pub mod retry;
-pub mod tar_index;
+pub mod seekable_tar;
 mod timed;
 
 use std::io::Read;

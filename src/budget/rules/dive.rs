@@ -28,15 +28,12 @@
 //! opaque directory hides the lower layers' content from later whiteouts'
 //! sizes (dive ignores opaque markers).
 
-use std::io::Read;
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Rule};
+use super::{Finding, FindingFigure, Rule};
+use crate::analyze::ImageReport;
 use crate::budget::verdict::Level;
 use crate::error::Error;
-use crate::measure::ImageReport;
 use crate::units::human_bytes;
 
 /// The three rules; `None` is off.
@@ -100,7 +97,7 @@ pub fn findings(rules: &DiveRules, candidate: &ImageReport) -> Vec<Finding> {
     {
         out.push(finding(
             Rule::LowestEfficiency,
-            "efficiency",
+            FindingFigure::Efficiency,
             bp(a.score),
             bp(t),
             format!("{t}"),
@@ -115,7 +112,7 @@ pub fn findings(rules: &DiveRules, candidate: &ImageReport) -> Vec<Finding> {
     {
         out.push(finding(
             Rule::HighestWastedBytes,
-            "dive_wasted_bytes",
+            FindingFigure::DiveWastedBytes,
             i128::from(a.wasted_bytes),
             i128::from(t),
             human_bytes(t),
@@ -139,7 +136,7 @@ pub fn findings(rules: &DiveRules, candidate: &ImageReport) -> Vec<Finding> {
                 .map_or_else(|| "∞ (no user bytes)".to_string(), |r| format!("{r:.4}"));
             out.push(finding(
                 Rule::HighestUserWastedPercent,
-                "user_wasted_ratio",
+                FindingFigure::UserWastedRatio,
                 a.user_wasted_ratio.map_or(i128::from(u64::MAX), bp),
                 bp(t),
                 format!("{t}"),
@@ -154,7 +151,7 @@ pub fn findings(rules: &DiveRules, candidate: &ImageReport) -> Vec<Finding> {
 
 fn finding(
     rule: Rule,
-    figure: &str,
+    figure: FindingFigure,
     value: i128,
     limit: i128,
     limit_text: String,
@@ -223,82 +220,6 @@ pub fn parse_bytes(key: &str, v: &str) -> Result<Option<u64>, Error> {
         return Err(bad());
     }
     Ok(Some(bytes as u64))
-}
-
-/// The largest `.dive-ci` read: the file holds three short keys.
-pub const MAX_DIVE_CI_BYTES: u64 = 64 << 10;
-
-/// The three values of a `.dive-ci` file, as written (`disabled` kept).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DiveCiFile {
-    pub lowest_efficiency: Option<String>,
-    pub highest_wasted_bytes: Option<String>,
-    pub highest_user_wasted_percent: Option<String>,
-}
-
-/// Reads a `.dive-ci` file (YAML, `rules:` with dive's three keys). A
-/// file that is not that is a usage error naming it.
-pub fn load_dive_ci(path: &Path) -> Result<DiveCiFile, Error> {
-    let shown = path.display().to_string();
-    let file =
-        std::fs::File::open(path).map_err(|e| Error::usage(format!("--dive-ci {shown}: {e}")))?;
-    let mut text = String::new();
-    file.take(MAX_DIVE_CI_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| Error::usage(format!("--dive-ci {shown}: not readable text: {e}")))?;
-    if text.len() as u64 > MAX_DIVE_CI_BYTES {
-        return Err(Error::usage(format!(
-            "--dive-ci {shown}: larger than {} KiB, not a .dive-ci file",
-            MAX_DIVE_CI_BYTES >> 10
-        )));
-    }
-    parse_dive_ci(&text).map_err(|why| Error::usage(format!("--dive-ci {shown}: {why}")))
-}
-
-/// Why a `.dive-ci` text is not one, in words.
-#[derive(Debug)]
-pub struct NotDiveCi(String);
-
-impl std::fmt::Display for NotDiveCi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-pub fn parse_dive_ci(text: &str) -> Result<DiveCiFile, NotDiveCi> {
-    #[derive(Deserialize)]
-    struct Doc {
-        rules: Option<std::collections::BTreeMap<String, yaml_serde::Value>>,
-    }
-    let doc: Doc = yaml_serde::from_str(text).map_err(|e| {
-        NotDiveCi(format!(
-            "not a .dive-ci file: {}",
-            crate::report::escape::plain(&e.to_string())
-        ))
-    })?;
-    let mut out = DiveCiFile::default();
-    for (key, value) in doc.rules.unwrap_or_default() {
-        let text = match value {
-            yaml_serde::Value::Null => String::new(),
-            yaml_serde::Value::Bool(b) => b.to_string(),
-            yaml_serde::Value::Number(n) => n.to_string(),
-            yaml_serde::Value::String(s) => s,
-            _ => return Err(NotDiveCi(format!("rules.{key} is not a value"))),
-        };
-        let slot = match key.as_str() {
-            "lowestEfficiency" => &mut out.lowest_efficiency,
-            "highestWastedBytes" => &mut out.highest_wasted_bytes,
-            "highestUserWastedPercent" => &mut out.highest_user_wasted_percent,
-            other => {
-                return Err(NotDiveCi(format!(
-                    "unknown rule {:?} (dive has lowestEfficiency, highestWastedBytes, highestUserWastedPercent)",
-                    crate::report::escape::plain(other)
-                )));
-            }
-        };
-        *slot = Some(text);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -390,19 +311,5 @@ mod tests {
         assert_eq!(parse_ratio("k", "Off").unwrap(), None);
         assert!(parse_ratio("k", "1.5").is_err());
         assert!(parse_ratio("k", "x").is_err());
-    }
-
-    #[test]
-    fn dive_ci_files_parse_with_disabled_values() {
-        let f = parse_dive_ci(
-            "rules:\n  lowestEfficiency: 0.95\n  highestWastedBytes: 20MB\n  highestUserWastedPercent: disabled\n",
-        )
-        .unwrap();
-        assert_eq!(f.lowest_efficiency.as_deref(), Some("0.95"));
-        assert_eq!(f.highest_wasted_bytes.as_deref(), Some("20MB"));
-        assert_eq!(f.highest_user_wasted_percent.as_deref(), Some("disabled"));
-        assert!(parse_dive_ci("rules:\n  lowestEfficency: 0.9\n").is_err());
-        assert!(parse_dive_ci("rules: [1, 2]\n").is_err());
-        assert!(parse_dive_ci(": : :\n\t-").is_err());
     }
 }

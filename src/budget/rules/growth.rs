@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Rule};
+use super::{Finding, FindingFigure, Rule};
 use crate::budget::cost::ImageCost;
 use crate::budget::verdict::Level;
 use crate::error::Error;
@@ -30,12 +30,7 @@ impl Figure {
     ];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Figure::PullBytes => "pull_bytes",
-            Figure::NodeBytes => "node_bytes",
-            Figure::DiskBytes => "disk_bytes",
-            Figure::Inodes => "inodes",
-        }
+        FindingFigure::from(self).name()
     }
 
     /// This figure of an image's cost.
@@ -174,7 +169,7 @@ pub fn findings(
     for (level, rules) in [(Level::Fail, fail), (Level::Warn, warn)] {
         for rule in rules {
             for figure in rule.figures() {
-                if out.iter().any(|x| x.figure == figure.name()) {
+                if out.iter().any(|x| x.figure == figure) {
                     continue;
                 }
                 out.extend(over_limit(rule, figure, level, candidate, baseline));
@@ -209,7 +204,7 @@ fn over_limit(
         figure.show_delta(growth),
         format_pct(p)
     );
-    let mut finding = Finding::new(Rule::Growth, level, figure.name(), growth, limit, message);
+    let mut finding = Finding::new(Rule::Growth, level, figure, growth, limit, message);
     finding.limit_text = limit_text;
     Some(finding)
 }

@@ -3,7 +3,7 @@
 //! for lack of imageFS space, or for lack of inodes. These are the rules
 //! that say "this image does not fit the node", whatever its growth.
 
-use super::{Finding, NodeBudget, Rule};
+use super::{Finding, FindingFigure, NodeBudget, Rule};
 use crate::budget::cost::ImageCost;
 use crate::budget::verdict::Level;
 use crate::units::{human_bytes, human_signed};
@@ -40,7 +40,7 @@ fn gc_headroom(
         Finding::new(
             Rule::GcHeadroom,
             level,
-            "node_bytes",
+            FindingFigure::NodeBytes,
             cost,
             room,
             format!(
@@ -61,7 +61,7 @@ fn eviction_headroom(node: &NodeBudget, rollout: &ImageCost, what: &str) -> Opti
         Finding::new(
             Rule::EvictionHeadroom,
             Level::Fail,
-            "node_bytes",
+            FindingFigure::NodeBytes,
             cost,
             room,
             format!(
@@ -83,7 +83,7 @@ fn inode_headroom(node: &NodeBudget, rollout: &ImageCost) -> Option<Finding> {
         Finding::new(
             Rule::InodeHeadroom,
             Level::Fail,
-            "inodes",
+            FindingFigure::Inodes,
             inodes,
             room,
             format!(

@@ -5,10 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Policy, Rule};
+use super::{Finding, FindingFigure, Policy, Rule};
+use crate::analyze::ImageReport;
 use crate::budget::cost::ImageCost;
 use crate::budget::verdict::Level;
-use crate::measure::ImageReport;
 use crate::units::human_bytes;
 
 /// A threshold at two levels.
@@ -35,14 +35,25 @@ pub fn findings(policy: &Policy, candidate: &ImageReport, cost: &ImageCost) -> V
     let count = &|v: u64| v.to_string();
     let layers = candidate.layers.len() as u64;
     [
-        Limit::new(Rule::PullSize, "pull_bytes", "pull size", bytes)
+        Limit::new(Rule::PullSize, FindingFigure::PullBytes, "pull size", bytes)
             .check(&policy.pull_size, cost.pull_bytes),
-        Limit::new(Rule::UnpackedSize, "disk_bytes", "unpacked size", bytes)
-            .check(&policy.unpacked_size, cost.disk_bytes),
-        Limit::new(Rule::LayerCount, "layers", "layer count", count).check(&policy.layers, layers),
+        Limit::new(
+            Rule::UnpackedSize,
+            FindingFigure::DiskBytes,
+            "unpacked size",
+            bytes,
+        )
+        .check(&policy.unpacked_size, cost.disk_bytes),
+        Limit::new(
+            Rule::LayerCount,
+            FindingFigure::Layers,
+            "layer count",
+            count,
+        )
+        .check(&policy.layers, layers),
         Limit::new(
             Rule::Wasted,
-            "wasted_bytes",
+            FindingFigure::WastedBytes,
             "wasted (shadowed) bytes",
             bytes,
         )
@@ -57,7 +68,7 @@ pub fn findings(policy: &Policy, candidate: &ImageReport, cost: &ImageCost) -> V
 /// One absolute limit: which rule, on which figure, and how it reads.
 struct Limit<'a> {
     rule: Rule,
-    figure: &'a str,
+    figure: FindingFigure,
     what: String,
     show: &'a dyn Fn(u64) -> String,
 }
@@ -65,7 +76,7 @@ struct Limit<'a> {
 impl<'a> Limit<'a> {
     fn new(
         rule: Rule,
-        figure: &'a str,
+        figure: FindingFigure,
         what: impl Into<String>,
         show: &'a dyn Fn(u64) -> String,
     ) -> Self {
@@ -112,8 +123,13 @@ fn largest_layer(policy: &Policy, candidate: &ImageReport) -> Option<Finding> {
         i + 1,
         crate::measure::short_digest(&l.descriptor.digest)
     );
-    Limit::new(Rule::LayerSize, "compressed_bytes", what, &human_bytes)
-        .check(&policy.layer_size, size(l))
+    Limit::new(
+        Rule::LayerSize,
+        FindingFigure::CompressedBytes,
+        what,
+        &human_bytes,
+    )
+    .check(&policy.layer_size, size(l))
 }
 
 /// The default wasted-bytes warning's limit, in percent of the image's
@@ -136,7 +152,7 @@ pub fn default_wasted_warning(policy: &Policy, candidate: &ImageReport) -> Optio
     let mut f = Finding::new(
         Rule::Wasted,
         Level::Warn,
-        "wasted_bytes",
+        FindingFigure::WastedBytes,
         wasted as i128,
         limit as i128,
         format!(

@@ -17,10 +17,10 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::analyze::ImageReport;
 use crate::budget::cost::{ImageCost, StoreModel, image_cost, rollout_cost};
 use crate::budget::kubelet::{Headroom, NodeFs};
 use crate::budget::verdict::Level;
-use crate::measure::ImageReport;
 
 pub use growth::{Figure, GrowthLimit, GrowthRule, format_pct};
 pub use limits::Levels;
@@ -197,6 +197,78 @@ impl Policy {
     }
 }
 
+/// What a finding judged: a growth figure, or one the absolute, node and
+/// dive rules read. Reports write it by [`FindingFigure::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingFigure {
+    /// The finding looked at no figure (a missing baseline, a rule that
+    /// could not be judged).
+    #[serde(rename = "")]
+    Nothing,
+    PullBytes,
+    NodeBytes,
+    DiskBytes,
+    Inodes,
+    Layers,
+    WastedBytes,
+    CompressedBytes,
+    Efficiency,
+    DiveWastedBytes,
+    UserWastedRatio,
+}
+
+impl FindingFigure {
+    pub const ALL: [FindingFigure; 11] = [
+        FindingFigure::Nothing,
+        FindingFigure::PullBytes,
+        FindingFigure::NodeBytes,
+        FindingFigure::DiskBytes,
+        FindingFigure::Inodes,
+        FindingFigure::Layers,
+        FindingFigure::WastedBytes,
+        FindingFigure::CompressedBytes,
+        FindingFigure::Efficiency,
+        FindingFigure::DiveWastedBytes,
+        FindingFigure::UserWastedRatio,
+    ];
+
+    /// The name reports and `--figure`-style settings use.
+    pub fn name(self) -> &'static str {
+        match self {
+            FindingFigure::Nothing => "",
+            FindingFigure::PullBytes => "pull_bytes",
+            FindingFigure::NodeBytes => "node_bytes",
+            FindingFigure::DiskBytes => "disk_bytes",
+            FindingFigure::Inodes => "inodes",
+            FindingFigure::Layers => "layers",
+            FindingFigure::WastedBytes => "wasted_bytes",
+            FindingFigure::CompressedBytes => "compressed_bytes",
+            FindingFigure::Efficiency => "efficiency",
+            FindingFigure::DiveWastedBytes => "dive_wasted_bytes",
+            FindingFigure::UserWastedRatio => "user_wasted_ratio",
+        }
+    }
+}
+
+impl From<Figure> for FindingFigure {
+    fn from(f: Figure) -> FindingFigure {
+        match f {
+            Figure::PullBytes => FindingFigure::PullBytes,
+            Figure::NodeBytes => FindingFigure::NodeBytes,
+            Figure::DiskBytes => FindingFigure::DiskBytes,
+            Figure::Inodes => FindingFigure::Inodes,
+        }
+    }
+}
+
+/// A finding's figure is a growth figure when it names the same one.
+impl PartialEq<Figure> for FindingFigure {
+    fn eq(&self, other: &Figure) -> bool {
+        *self == FindingFigure::from(*other)
+    }
+}
+
 /// One rule that fired.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
@@ -204,9 +276,9 @@ pub struct Finding {
     pub level: Level,
     /// Empty for findings not tied to one platform.
     pub platform: String,
-    /// The figure the rule looked at (`node_bytes`, `layers`, ...); empty
-    /// when it looked at none.
-    pub figure: String,
+    /// The figure the rule looked at (`node_bytes`, `layers`, ...); an
+    /// empty string in reports when it looked at none.
+    pub figure: FindingFigure,
     /// The measured value (bytes, a count, or a growth).
     pub value: i128,
     /// The limit it crossed, in the same unit.
@@ -221,7 +293,7 @@ impl Finding {
     fn new(
         rule: Rule,
         level: Level,
-        figure: &str,
+        figure: impl Into<FindingFigure>,
         value: i128,
         limit: i128,
         message: String,
@@ -230,7 +302,7 @@ impl Finding {
             rule,
             level,
             platform: String::new(),
-            figure: figure.to_string(),
+            figure: figure.into(),
             value,
             limit,
             limit_text: String::new(),
@@ -241,7 +313,14 @@ impl Finding {
     /// The warning a check gives instead of failing when an optional
     /// baseline does not exist.
     pub fn baseline_missing(message: impl Into<String>) -> Finding {
-        Finding::new(Rule::BaselineMissing, Level::Warn, "", 0, 0, message.into())
+        Finding::new(
+            Rule::BaselineMissing,
+            Level::Warn,
+            FindingFigure::Nothing,
+            0,
+            0,
+            message.into(),
+        )
     }
 }
 
@@ -288,8 +367,7 @@ fn reads_compressed_sizes(f: &Finding, store: StoreModel) -> bool {
         Rule::PullSize | Rule::LayerSize => true,
         Rule::GcHeadroom | Rule::EvictionHeadroom => blobs_kept,
         Rule::Growth => {
-            f.figure == Figure::PullBytes.name()
-                || (f.figure == Figure::NodeBytes.name() && blobs_kept)
+            f.figure == Figure::PullBytes || (f.figure == Figure::NodeBytes && blobs_kept)
         }
         Rule::InodeHeadroom
         | Rule::UnpackedSize
@@ -376,7 +454,7 @@ pub fn unjudged(policy: &Policy, node_given: bool, evaluations: &[&Evaluation]) 
         out.push(Finding::new(
             Rule::NotEvaluated,
             Level::Warn,
-            "",
+            FindingFigure::Nothing,
             0,
             0,
             format!(
@@ -394,7 +472,7 @@ pub fn unjudged(policy: &Policy, node_given: bool, evaluations: &[&Evaluation]) 
         out.push(Finding::new(
             Rule::NotEvaluated,
             Level::Warn,
-            "",
+            FindingFigure::Nothing,
             0,
             0,
             "node rules (GC and eviction headroom) not evaluated: no node given (--node-capacity, --node-stats or --node-profile)".to_string(),
@@ -405,7 +483,7 @@ pub fn unjudged(policy: &Policy, node_given: bool, evaluations: &[&Evaluation]) 
         out.push(Finding::new(
             Rule::NothingJudged,
             Level::Warn,
-            "",
+            FindingFigure::Nothing,
             0,
             0,
             "no rule judged this image: give a node (--node-capacity), a baseline with growth limits (--baseline, --max-growth) or size limits (--max-pull-size)".to_string(),

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::analyze::ImageReport;
 use crate::budget::kubelet::{NodeFs, Thresholds, headroom};
 use crate::budget::verdict::{Level, Verdict, verdict};
 use crate::measure::layer::{Compression, LayerFigures, LayerMeasurement};
 use crate::measure::merged::FinalFigures;
-use crate::measure::{ImageReport, LayerReport};
+use crate::measure::{LayerReport, MeasuredImage};
 use crate::source::platform::Platform;
 use crate::source::{LayerDescriptor, ResolvedImage};
 
@@ -48,7 +49,7 @@ fn image(digest: &str, layers: &[(&str, &str, u64, u64, u64)]) -> ImageReport {
             }
         })
         .collect();
-    ImageReport {
+    let measured = MeasuredImage {
         image: ResolvedImage {
             reference: "reg/app:x".into(),
             digest: digest.into(),
@@ -68,12 +69,15 @@ fn image(digest: &str, layers: &[(&str, &str, u64, u64, u64)]) -> ImageReport {
         totals,
         final_fs: FinalFigures::default(),
         wasted_bytes: 0,
-        hints: Vec::new(),
         largest_files: vec![],
         complete: true,
         estimated: false,
         dive: Some(Default::default()),
         merged: None,
+    };
+    ImageReport {
+        measured,
+        hints: Vec::new(),
     }
 }
 
@@ -156,7 +160,7 @@ fn growth_rules_fire_at_their_level() {
     assert!(
         e.findings
             .iter()
-            .any(|f| f.figure == "pull_bytes" && f.level == Level::Fail)
+            .any(|f| f.figure == Figure::PullBytes && f.level == Level::Fail)
     );
     let lenient = Policy {
         fail_growth: vec![GrowthRule::parse("2GiB").unwrap()],
@@ -365,7 +369,7 @@ fn headroom_rules_fire_one_over_the_limit() {
     let ino = headroom::findings(&node(1000, 1000, Some(49)), &rollout, "x", Level::Fail);
     assert_eq!(ino.len(), 1);
     assert_eq!(
-        (ino[0].rule, ino[0].figure.as_str()),
+        (ino[0].rule, ino[0].figure.name()),
         (Rule::InodeHeadroom, "inodes")
     );
     // A filesystem without inode figures has no inode rule.
@@ -399,7 +403,7 @@ fn growth_rules_fire_one_over_the_limit() {
     let f = growth::findings(&[], &percent, &grown(101), &base);
     assert_eq!(f.len(), 1);
     assert_eq!(
-        (f[0].figure.as_str(), f[0].level),
+        (f[0].figure.name(), f[0].level),
         ("pull_bytes", Level::Warn)
     );
     assert_eq!(f[0].limit_text, "10%");
@@ -443,7 +447,7 @@ fn limit_rules_fire_one_over_the_limit() {
         assert_eq!((f[0].value, f[0].limit), (value as i128, value as i128 - 1));
     }
     let mut wasteful = cand.clone();
-    wasteful.wasted_bytes = 10;
+    wasteful.measured.wasted_bytes = 10;
     let policy = Policy {
         wasted: Levels {
             warn: Some(9),
@@ -457,7 +461,7 @@ fn limit_rules_fire_one_over_the_limit() {
 
 #[test]
 fn layer_diff_compares_by_position_and_chain() {
-    use crate::budget::layer_diff::{LayerChange, layer_diff};
+    use crate::analyze::layer_diff::{LayerChange, layer_diff};
     let (cand, base) = pair();
     let changes: Vec<LayerChange> = layer_diff(&cand, &base).iter().map(|r| r.change).collect();
     assert_eq!(
@@ -494,7 +498,7 @@ fn dive_rules_fail_on_their_own_definitions() {
             ("sha256:c", "sha256:dc", MIB, 10 * MIB, 1),
         ],
     );
-    img.dive = Some(DiveFigures {
+    img.measured.dive = Some(DiveFigures {
         efficiency: 0.9,
         wasted_bytes: 5 * MIB,
     });
@@ -522,4 +526,20 @@ fn dive_rules_fail_on_their_own_definitions() {
     assert_eq!((f.level, f.value, f.limit), (Level::Fail, 9000, 9500));
     let over_ratio = a.user_wasted_ratio.unwrap() > 0.1;
     assert_eq!(rules.contains(&Rule::HighestUserWastedPercent), over_ratio);
+}
+
+#[test]
+fn finding_figures_are_written_by_their_names() {
+    for f in FindingFigure::ALL {
+        let json = serde_json::to_string(&f).unwrap();
+        assert_eq!(json, format!("\"{}\"", f.name()));
+        assert_eq!(serde_json::from_str::<FindingFigure>(&json).unwrap(), f);
+    }
+    for g in Figure::ALL {
+        assert_eq!(FindingFigure::from(g).name(), g.name());
+        assert_eq!(
+            serde_json::to_string(&g).unwrap(),
+            format!("\"{}\"", g.name())
+        );
+    }
 }

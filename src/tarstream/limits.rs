@@ -1,6 +1,6 @@
 //! The limits every tar sizeguard reads is held to: a layer's, and the
 //! outer tar of an `oci-archive:`, a `docker-archive:` or an engine's
-//! export. One set, enforced by one reader ([`super::tarstream`]) while the
+//! export. One set, enforced by one reader ([`super`]) while the
 //! bytes stream past, so that a crafted archive is refused before it is
 //! held, whatever reads it.
 //!

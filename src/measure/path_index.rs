@@ -349,7 +349,7 @@ impl IndexBuilder {
             (OPAQUE, 0)
         } else if let Some(hidden) = last.strip_prefix(WHITEOUT_PREFIX) {
             if matches!(hidden, b"" | b"." | b"..") {
-                return Err(IndexError::InvalidWhiteout(super::tarstream::printable(
+                return Err(IndexError::InvalidWhiteout(crate::tarstream::printable(
                     last,
                 )));
             }

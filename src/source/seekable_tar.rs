@@ -1,10 +1,10 @@
-//! Reading members of a plain tar in place: the archive is indexed once, by
-//! seeking over member contents, and a member is then read straight from
-//! its offset. Nothing is extracted to disk. The archive is as untrusted as
+//! Reading members of a plain tar in place: where each member's content
+//! lies is found once, by seeking over member contents, and a member is
+//! then read straight from its offset. Nothing is extracted to disk. The archive is as untrusted as
 //! the layers inside it, so its headers go through the same bounded reader
 //! ([`TarStream`]) and are held to the same limits.
 //!
-//! The index is built from any `Read + Seek`; the bytes behind it are
+//! The spans are found from any `Read + Seek`; the bytes behind them are
 //! anything that can hand out independent readers ([`Seekable`]): a file
 //! (`oci-archive:`, `docker-archive:`), or a buffer a source spooled a
 //! stream into.
@@ -14,7 +14,7 @@ use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use crate::error::Error;
-use crate::measure::tarstream::{self, MemberKind, StreamError, TarStream};
+use crate::tarstream::{ArchiveMember, MemberHeader, StreamError, TarStream, normalize_member};
 
 /// A reader that can also seek.
 pub trait ReadSeek: Read + Seek + Send {}
@@ -40,27 +40,28 @@ impl Seekable for bytes::Bytes {
     }
 }
 
-/// Where a member's content lies in the archive.
+/// Where a member's content lies in the archive: the bytes a reader
+/// seeks to, not the member's header ([`MemberHeader`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Member {
+pub struct MemberSpan {
     pub offset: u64,
     pub size: u64,
 }
 
-/// Member name → where its content is.
+/// MemberSpan name → where its content is.
 #[derive(Debug, Default)]
-pub struct TarIndex {
-    members: HashMap<String, Member>,
+pub struct MemberSpans {
+    spans: HashMap<String, MemberSpan>,
     /// Symlink or hard link member → target member: the legacy `docker
     /// save` format links a layer's `layer.tar` to the first copy of
     /// identical layers.
     links: HashMap<String, String>,
 }
 
-impl TarIndex {
-    /// Indexes a plain tar. Compressed archives are refused with a hint:
+impl MemberSpans {
+    /// Finds the spans of a plain tar. Compressed archives are refused with a hint:
     /// reading a member in place needs its offset in the file.
-    pub fn build(mut reader: impl Read + Seek) -> Result<TarIndex, Error> {
+    pub fn build(mut reader: impl Read + Seek) -> Result<MemberSpans, Error> {
         let io = |e| Error::io("reading the archive", e);
         let mut magic = [0u8; 4];
         let n = read_up_to(&mut reader, &mut magic).map_err(io)?;
@@ -72,54 +73,37 @@ impl TarIndex {
             ));
         }
         let mut stream = TarStream::seekable(reader).map_err(io)?;
-        let mut index = TarIndex::default();
+        let mut spans = MemberSpans::default();
         while let Some(member) = stream.next_member().map_err(archive_error)? {
-            index.add(&member, stream.position());
+            spans.add(&member, stream.position());
         }
-        Ok(index)
+        Ok(spans)
     }
 
     /// Records a member whose data starts at `data_offset`.
-    fn add(&mut self, m: &tarstream::Member, data_offset: u64) {
+    fn add(&mut self, m: &MemberHeader, data_offset: u64) {
         let name = normalize_member(&String::from_utf8_lossy(&m.name));
-        match m.kind {
-            MemberKind::Symlink | MemberKind::HardLink if !m.link.is_empty() => {
-                let target = String::from_utf8_lossy(&m.link).to_string();
-                // Symlink targets are relative to the link's directory;
-                // hard link targets to the archive root.
-                let resolved = match (m.kind == MemberKind::Symlink, name.rsplit_once('/')) {
-                    (true, Some((dir, _))) if !target.starts_with('/') => {
-                        resolve_relative(dir, &target)
-                    }
-                    _ => normalize_member(&target),
-                };
-                self.links.insert(name, resolved);
+        match m.as_archive_member(&name) {
+            ArchiveMember::Link(target) => {
+                self.links.insert(name, target);
             }
-            // '7' is a contiguous file, a regular file to every reader.
-            MemberKind::File {
-                size,
-                sparse: false,
-            }
-            | MemberKind::Other {
-                typeflag: b'7',
-                size,
-            } => {
-                let member = Member {
+            ArchiveMember::Content(size) => {
+                let span = MemberSpan {
                     offset: data_offset,
                     size,
                 };
-                self.members.insert(name, member);
+                self.spans.insert(name, span);
             }
-            _ => {}
+            ArchiveMember::Skipped => {}
         }
     }
 
     /// Where a member's content is, following links (bounded, so a link
     /// loop is an error, not a hang).
-    pub fn locate(&self, member: &str) -> Option<Member> {
+    pub fn locate(&self, member: &str) -> Option<MemberSpan> {
         let mut name = normalize_member(member);
         for _ in 0..16 {
-            if let Some(&m) = self.members.get(&name) {
+            if let Some(&m) = self.spans.get(&name) {
                 return Some(m);
             }
             name = self.links.get(&name)?.clone();
@@ -150,48 +134,26 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// `a/b` + `../c/d` → `a/c/d`.
-pub(crate) fn resolve_relative(dir: &str, target: &str) -> String {
-    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
-    for p in target.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
-}
-
-/// `./a/b` and `/a/b` are the member `a/b`.
-pub fn normalize_member(name: &str) -> String {
-    name.trim_start_matches("./")
-        .trim_start_matches('/')
-        .to_string()
-}
-
-/// An indexed tar and the bytes it indexes.
-pub struct IndexedTar<S> {
+/// A tar's member spans and the bytes they lie in.
+pub struct SeekableTar<S> {
     bytes: S,
-    index: TarIndex,
+    spans: MemberSpans,
 }
 
-impl<S: Seekable> IndexedTar<S> {
+impl<S: Seekable> SeekableTar<S> {
     pub fn open(bytes: S) -> Result<Self, Error> {
         let reader = bytes
             .reader()
             .map_err(|e| Error::io("opening the archive", e))?;
-        let index = TarIndex::build(reader)?;
-        Ok(IndexedTar { bytes, index })
+        let spans = MemberSpans::build(reader)?;
+        Ok(SeekableTar { bytes, spans })
     }
 
-    pub fn locate(&self, member: &str) -> Option<Member> {
-        self.index.locate(member)
+    pub fn locate(&self, member: &str) -> Option<MemberSpan> {
+        self.spans.locate(member)
     }
 
-    fn member(&self, member: &str) -> Result<Member, Error> {
+    fn member(&self, member: &str) -> Result<MemberSpan, Error> {
         self.locate(member)
             .ok_or_else(|| Error::not_found(format!("archive has no member {member}")))
     }
@@ -250,7 +212,7 @@ mod tests {
 
     #[test]
     fn members_and_links_are_read_in_place() {
-        let tar = IndexedTar::open(bytes::Bytes::from(archive())).unwrap();
+        let tar = SeekableTar::open(bytes::Bytes::from(archive())).unwrap();
         let (mut r, size) = tar.open_member("index.json").unwrap();
         let mut s = String::new();
         r.read_to_string(&mut s).unwrap();
@@ -264,7 +226,7 @@ mod tests {
 
     #[test]
     fn range_reads_stop_at_the_member_end() {
-        let tar = IndexedTar::open(bytes::Bytes::from(archive())).unwrap();
+        let tar = SeekableTar::open(bytes::Bytes::from(archive())).unwrap();
         let got = tar.read_member_range("def/layer.tar", 10, 5).unwrap();
         assert_eq!(got, vec![10, 11, 12, 13, 14]);
         let tail = tar.read_member_range("abc/layer.tar", 2990, 100).unwrap();
@@ -279,7 +241,7 @@ mod tests {
 
     #[test]
     fn compressed_archives_are_refused_with_a_hint() {
-        let e = TarIndex::build(Cursor::new(vec![0x1f, 0x8b, 8, 0])).unwrap_err();
+        let e = MemberSpans::build(Cursor::new(vec![0x1f, 0x8b, 8, 0])).unwrap_err();
         assert!(e.to_string().contains("gunzip"), "{e}");
     }
 }

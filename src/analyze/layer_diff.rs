@@ -6,9 +6,8 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::budget::cost::{chain_ids, diff_ids};
 use crate::measure::layer::FileSize;
-use crate::measure::{ImageReport, LayerReport};
+use crate::measure::{LayerReport, MeasuredImage};
 
 /// How a candidate layer relates to the baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +53,7 @@ impl LayerDiffRow {
 /// Position-by-position comparison of the two layer stacks: images built
 /// from the same Dockerfile keep their layer order, so position is what a
 /// reader of the diff expects ("layer 7 grew by 600 MiB").
-pub fn layer_diff(candidate: &ImageReport, baseline: &ImageReport) -> Vec<LayerDiffRow> {
+pub fn layer_diff(candidate: &MeasuredImage, baseline: &MeasuredImage) -> Vec<LayerDiffRow> {
     let cand_chains = chain_ids(&diff_ids(candidate));
     let base_chains: HashSet<String> = chain_ids(&diff_ids(baseline)).into_iter().collect();
     let base_blobs: HashSet<&str> = baseline
@@ -103,4 +102,49 @@ pub fn layer_diff(candidate: &ImageReport, baseline: &ImageReport) -> Vec<LayerD
         });
     }
     rows
+}
+
+/// chain IDs of an image's layers, bottom-up, per the OCI image spec:
+/// `chain(0) = diff_id(0)`, `chain(n) = sha256(chain(n-1) + " " + diff_id(n))`.
+pub fn chain_ids(diff_ids: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.to_string(),
+            Some(prev) => crate::digest::sha256_digest(format!("{prev} {d}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// An image's layer diff_ids, bottom-up, for [`chain_ids`].
+pub fn diff_ids(r: &MeasuredImage) -> Vec<&str> {
+    r.layers
+        .iter()
+        .map(|l| match &l.measurement {
+            Some(m) => m.diff_id.as_str(),
+            // Unmeasured layers: the config's diff_id is the best we have.
+            None => "",
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest as _, Sha256};
+
+    #[test]
+    fn chain_ids_follow_the_spec() {
+        let a = "sha256:aaaa";
+        let b = "sha256:bbbb";
+        let ids = chain_ids(&[a, b]);
+        assert_eq!(ids[0], a);
+        let want = Sha256::digest(b"sha256:aaaa sha256:bbbb");
+        assert!(ids[1].ends_with(&format!("{:02x}", want[31])));
+        assert_eq!(ids[1].len(), 7 + 64);
+        // The same layer on another base has another chain ID.
+        assert_ne!(chain_ids(&["sha256:cccc", b])[1], ids[1]);
+    }
 }

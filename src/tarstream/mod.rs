@@ -1,7 +1,7 @@
 //! A tar stream, member by member, read as Go's `archive/tar` reads it
 //! (containerd unpacks layers with it: `pkg/archive/tar.go`, `applyNaive`),
 //! with every metadata record bounded and every name held to the limits of
-//! [`super::limits`]. Layers and the outer tars of archives and exports are
+//! [`limits`]. Layers and the outer tars of archives and exports are
 //! all read through it.
 //!
 //! The `tar` crate reads GNU long-name/long-link and PAX records into memory
@@ -13,14 +13,19 @@
 //! its limit is refused once its first bytes past the limit (or its
 //! length, in a PAX record) have been read, never held whole; sparse maps
 //! are checked as they stream past.
+//!
+//! It sits below both `measure` (layers) and `source` (archives and engine
+//! exports), which read their tars through it and share no other code.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use tar::{GnuExtSparseHeader, GnuSparseHeader, Header};
 
-pub use super::limits::MAX_RECORD_BYTES;
-use super::limits::{self, Budget, Counted, JobBudget, MAX_LINK_BYTES, MAX_PATH_BYTES};
+pub mod limits;
+
+pub use limits::MAX_RECORD_BYTES;
+use limits::{Budget, Counted, JobBudget, MAX_LINK_BYTES, MAX_PATH_BYTES};
 
 /// The most metadata records one member may carry. Writers use at most
 /// three (`x`, `L`, `K`); Go keeps only the last of each kind, so a longer
@@ -35,9 +40,10 @@ const PAX_CHUNK: usize = 4096;
 /// A tar record: headers and data are padded to it.
 const TAR_BLOCK: u64 = 512;
 
-/// One member of the archive, its metadata records applied.
+/// One member's header, its metadata records applied: what it is and
+/// where, not its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
+pub struct MemberHeader {
     /// Offset of its first header block (metadata records included).
     pub offset: u64,
     pub name: Vec<u8>,
@@ -69,6 +75,75 @@ pub enum MemberKind {
         typeflag: u8,
         size: u64,
     },
+}
+
+/// What a reader of an archive's members (an `oci-archive:`, a `docker
+/// save` export; not a layer's files) makes of one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveMember {
+    /// A symlink or hard link to the member named, resolved to a name from
+    /// the archive's root: the legacy `docker save` format links a layer's
+    /// `layer.tar` to the first copy of identical layers.
+    Link(String),
+    /// Content of this many bytes.
+    Content(u64),
+    /// Nothing an archive reader reads (a directory, a device, a sparse
+    /// file, a link without a target).
+    Skipped,
+}
+
+impl MemberHeader {
+    /// This member to a reader of archive members, named by
+    /// [`normalize_member`] as `name` is.
+    pub fn as_archive_member(&self, name: &str) -> ArchiveMember {
+        match self.kind {
+            MemberKind::Symlink | MemberKind::HardLink if !self.link.is_empty() => {
+                let target = String::from_utf8_lossy(&self.link);
+                // Symlink targets are relative to the link's directory;
+                // hard link targets to the archive root.
+                ArchiveMember::Link(
+                    match (self.kind == MemberKind::Symlink, name.rsplit_once('/')) {
+                        (true, Some((dir, _))) if !target.starts_with('/') => {
+                            resolve_relative(dir, &target)
+                        }
+                        _ => normalize_member(&target),
+                    },
+                )
+            }
+            // '7' is a contiguous file, a regular file to every reader.
+            MemberKind::File {
+                size,
+                sparse: false,
+            }
+            | MemberKind::Other {
+                typeflag: b'7',
+                size,
+            } => ArchiveMember::Content(size),
+            _ => ArchiveMember::Skipped,
+        }
+    }
+}
+
+/// `./a/b` and `/a/b` are the member `a/b`.
+pub fn normalize_member(name: &str) -> String {
+    name.trim_start_matches("./")
+        .trim_start_matches('/')
+        .to_string()
+}
+
+/// `a/b` + `../c/d` → `a/c/d`.
+fn resolve_relative(dir: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    for p in target.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
 }
 
 #[derive(Debug)]
@@ -162,7 +237,7 @@ impl<R: Read> TarStream<R> {
     }
 
     /// The next member, `None` at the end of the archive.
-    pub fn next_member(&mut self) -> Result<Option<Member>, StreamError> {
+    pub fn next_member(&mut self) -> Result<Option<MemberHeader>, StreamError> {
         self.skip(self.unread)?;
         self.unread = 0;
         self.pad = 0;
@@ -391,7 +466,7 @@ impl<R: Read> TarStream<R> {
         header: &Header,
         offset: u64,
         pending: Pending,
-    ) -> Result<Member, StreamError> {
+    ) -> Result<MemberHeader, StreamError> {
         let header_offset = self.pos - TAR_BLOCK;
         let pax = pending.pax.as_deref().unwrap_or_default();
         let mut name = header.path_bytes().into_owned();
@@ -475,7 +550,7 @@ impl<R: Read> TarStream<R> {
         }
         let link = link.unwrap_or_default();
         self.admit(&name, &link, typeflag, offset)?;
-        Ok(Member {
+        Ok(MemberHeader {
             offset,
             name,
             link,
@@ -988,7 +1063,7 @@ mod tests {
         h.as_bytes().to_vec()
     }
 
-    fn members(tar: &[u8]) -> Result<Vec<Member>, StreamError> {
+    fn members(tar: &[u8]) -> Result<Vec<MemberHeader>, StreamError> {
         let mut s = TarStream::new(tar);
         let mut out = Vec::new();
         while let Some(m) = s.next_member()? {
