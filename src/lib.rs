@@ -21,8 +21,11 @@
 //!   commands (render, publish, exit code).
 //! - [`serve`]: `sizeguard serve`, the registry webhook validator: event
 //!   receivers, the durable queue, the workers, the verdict API.
+//! - [`retry`]: the one retry policy of every outbound call: deadline,
+//!   backoff, `Retry-After`.
 //! - [`error`], [`digest`], [`units`], [`go_json`]: the error kinds,
-//!   content digests, byte quantities, JSON as Go tools write it.
+//!   content digests, byte quantities and durations, JSON as Go tools
+//!   write it.
 //! - `fuzzing` (hidden): what each fuzz target does with one input.
 
 pub mod app;
@@ -37,6 +40,7 @@ pub mod go_json;
 pub mod measure;
 pub mod publish;
 pub mod report;
+pub mod retry;
 pub mod serve;
 pub mod source;
 pub mod units;

@@ -17,7 +17,7 @@ use crate::source::auth::{Explicit, normalize_key};
 use crate::source::platform::PlatformSelector;
 use crate::source::reference::ImageRef;
 use crate::source::registry::RegistryOptions;
-use crate::source::retry::parse_duration;
+use crate::units::parse_duration;
 use crate::source::{SourceFactory, SourceOptions};
 
 /// The services a command's requests share: sources configured by the

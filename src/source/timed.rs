@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::platform::PlatformSelector;
-use super::retry::Deadline;
+use crate::retry::Deadline;
 use super::{
     BlobVisitor, ImageSource, LayerDescriptor, OnePassSource, ResolvedImage, StreamedImage,
 };

@@ -44,7 +44,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Kind};
 use crate::source::platform::PlatformSelector;
 use crate::source::reference::ImageRef;
-use crate::source::retry::{DEFAULT_RUN_TIMEOUT, Deadline, Failed, retrying};
+use crate::retry::{DEFAULT_RUN_TIMEOUT, Deadline, Failed, retrying};
 
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
