@@ -21,9 +21,7 @@ use serde_json::json;
 
 use support::credentials::{basic_auth, write_docker_config};
 use support::layout::*;
-use support::proxy::{
-    Fault, FaultProxy, Rule, Seen, TlsOnlyRelay, too_many_requests, unavailable,
-};
+use support::proxy::{Fault, FaultProxy, Rule, Seen, TlsOnlyRelay, too_many_requests, unavailable};
 use support::registry::{Registry, RegistryOpts};
 use support::run::{Out, Run};
 use support::standin_registry::{Behaviour, StandIn, TokenService};

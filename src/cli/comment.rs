@@ -105,8 +105,9 @@ async fn publish(
 /// a bare number is seconds), else [`DEFAULT_MAX_WAIT`].
 fn github_max_wait() -> Result<std::time::Duration, Error> {
     match std::env::var("SIZEGUARD_GITHUB_MAX_WAIT") {
-        Ok(v) if !v.trim().is_empty() => crate::units::parse_duration(&v)
-            .map_err(|e| e.context("SIZEGUARD_GITHUB_MAX_WAIT")),
+        Ok(v) if !v.trim().is_empty() => {
+            crate::units::parse_duration(&v).map_err(|e| e.context("SIZEGUARD_GITHUB_MAX_WAIT"))
+        }
         _ => Ok(DEFAULT_MAX_WAIT),
     }
 }

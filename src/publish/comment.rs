@@ -413,7 +413,11 @@ impl Api {
         let what = "finding the pull request";
         let head = format!("{owner}:{branch}");
         let route = format!("{}/pulls", self.client.repo_path());
-        let query = [("state", "open"), ("per_page", "100"), ("head", head.as_str())];
+        let query = [
+            ("state", "open"),
+            ("per_page", "100"),
+            ("head", head.as_str()),
+        ];
         let pulls: Vec<Pull> = match self.client.get(what, &route, Some(&query)).await? {
             Ok(list) => list,
             Err(refused) => return Ok(Found::ReadOnly(judge(refused, what)?)),

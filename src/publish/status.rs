@@ -287,6 +287,7 @@ pub async fn post(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
 
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 

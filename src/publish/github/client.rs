@@ -17,7 +17,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
-use octocrab::{Octocrab, Page};
+use octocrab::{FromResponse, Octocrab, Page};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -111,7 +111,7 @@ impl Client {
     }
 
     /// `GET route?query`.
-    pub async fn get<R: DeserializeOwned>(
+    pub async fn get<R: FromResponse>(
         &self,
         what: &str,
         route: &str,
@@ -121,7 +121,7 @@ impl Client {
     }
 
     /// `POST route` with a JSON body.
-    pub async fn post<B: Serialize + ?Sized, R: DeserializeOwned>(
+    pub async fn post<B: Serialize + ?Sized, R: FromResponse>(
         &self,
         what: &str,
         route: &str,
@@ -131,7 +131,7 @@ impl Client {
     }
 
     /// `PATCH route` with a JSON body.
-    pub async fn patch<B: Serialize + ?Sized, R: DeserializeOwned>(
+    pub async fn patch<B: Serialize + ?Sized, R: FromResponse>(
         &self,
         what: &str,
         route: &str,
@@ -142,12 +142,14 @@ impl Client {
 
     /// A GraphQL query; the answer as GitHub sent it (data and errors may
     /// come together, and the caller reads what it can).
-    pub async fn graphql<B: Serialize + ?Sized, R: DeserializeOwned>(
+    pub async fn graphql<B: Serialize + ?Sized, R: FromResponse>(
         &self,
         body: &B,
     ) -> Result<Result<R, Refused>, Error> {
-        self.call("POST /graphql", || self.graphql.post("/graphql", Some(body)))
-            .await
+        self.call("POST /graphql", || {
+            self.graphql.post("/graphql", Some(body))
+        })
+        .await
     }
 
     /// Every page of a list, following octocrab's reading of the `Link`
@@ -298,7 +300,11 @@ fn rate_limit_wait(status: u16, headers: &HeaderMap, message: &str) -> Option<Du
         // The reset second itself may still be limited: one more.
         return Some(Duration::from_secs(reset.saturating_sub(now) + 1));
     }
-    if status == 429 || message.to_ascii_lowercase().contains("secondary rate limit") {
+    if status == 429
+        || message
+            .to_ascii_lowercase()
+            .contains("secondary rate limit")
+    {
         return Some(Duration::from_secs(60));
     }
     None

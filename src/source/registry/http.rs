@@ -24,7 +24,6 @@
 //! by the same rules.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -34,8 +33,8 @@ use reqwest::{Response, StatusCode, Url};
 
 use super::egress::{self, Egress};
 use crate::error::{Error, Kind, chain};
-use crate::source::auth::{self, Credential, Secret};
 use crate::retry::{Deadline, Failed, retry_after_of};
+use crate::source::auth::{self, Credential, Secret};
 use crate::units::format_duration;
 
 /// A token answer is a small JSON object; more than this is not one.
