@@ -26,15 +26,18 @@
 //!   commands (render, publish, exit code).
 //! - [`serve`]: `sizeguard serve`, the registry webhook validator: event
 //!   receivers, the durable queue, the workers, the verdict API.
+//! - [`retry`]: the one retry policy of every outbound call: deadline,
+//!   backoff, `Retry-After`.
 //! - [`error`], [`digest`], [`units`], [`go_json`], [`plain_text`]: the
-//!   error kinds, content digests, byte quantities, JSON as Go tools write
-//!   it, text made inert for a terminal or a log.
+//!   error kinds, content digests, byte quantities and durations, JSON as
+//!   Go tools write it, text made inert for a terminal or a log.
 //! - `fuzzing` (hidden): what each fuzz target does with one input.
 //!
 //! No two modules use each other. From the bottom: the shared leaves
-//! (`error`, `plain_text`, `units`, `digest`, `go_json`), `tarstream`,
-//! `source`, `measure`, `analyze`, `budget`; then `config` and `report`
-//! over them, `publish`, `app`, and the entry points `serve` and `cli`.
+//! (`error`, `plain_text`, `units`, `digest`, `go_json`, `retry`),
+//! `tarstream`, `source`, `measure`, `analyze`, `budget`; then `config`
+//! and `report` over them, `publish`, `app`, and the entry points `serve`
+//! and `cli`.
 
 pub mod analyze;
 pub mod app;
@@ -51,6 +54,7 @@ pub mod measure;
 pub mod plain_text;
 pub mod publish;
 pub mod report;
+pub mod retry;
 pub mod serve;
 pub mod source;
 pub mod tarstream;

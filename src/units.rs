@@ -1,6 +1,10 @@
-//! Byte quantities: binary units for humans, plain integers for machines.
-//! Every size a person types (flags, `sizeguard.toml`) and every size a
-//! report prints goes through here, so the two spellings agree everywhere.
+//! Quantities a person types and reads: bytes (binary units for humans,
+//! plain integers for machines) and durations (Go's spelling, as `--timeout`
+//! takes them). Every size or duration a flag or `sizeguard.toml` takes and
+//! every one a report or a message prints goes through here, so the two
+//! spellings agree everywhere.
+
+use std::time::Duration;
 
 use crate::error::Error;
 
@@ -102,9 +106,99 @@ pub fn parse_bytes(s: &str) -> Result<u64, Error> {
     Ok(bytes as u64)
 }
 
+/// `10m0s`, `1h2m3s`, `45s`, `1.5s`, `250ms`: Go's spelling, which
+/// `--timeout` accepts too.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let frac = d.subsec_millis();
+    let s = secs % 60;
+    let seconds = if frac == 0 {
+        format!("{s}s")
+    } else {
+        format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0'))
+    };
+    match (secs / 3600, secs / 60 % 60) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
+    }
+}
+
+/// `--timeout`: a sequence of numbers with units (`ms`, `s`, `m`, `h`), as
+/// in `90s`, `10m`, `1h30m`; a bare number is seconds. Zero is refused.
+pub fn parse_duration(s: &str) -> Result<Duration, Error> {
+    let bad = || {
+        Error::usage(format!(
+            "invalid duration {s:?}: expected e.g. 90s, 10m or 1h30m"
+        ))
+    };
+    let text = s.trim();
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return positive(Duration::from_secs(secs), s);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (number, tail) = rest.split_at(digits);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        let scale = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        let part = Duration::try_from_secs_f64(value * scale).map_err(|_| bad())?;
+        total = total.checked_add(part).ok_or_else(bad)?;
+        rest = next;
+    }
+    positive(total, s)
+}
+
+fn positive(d: Duration, s: &str) -> Result<Duration, Error> {
+    if d.is_zero() {
+        return Err(Error::usage(format!(
+            "--timeout {s:?}: must be more than 0"
+        )));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_and_print_like_go() {
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        for bad in ["", "0", "0s", "ten", "5d", "m", "-1s", "1.2.3s"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::error::Kind::Usage, "{bad}: {e}");
+        }
+        assert_eq!(format_duration(crate::retry::DEFAULT_RUN_TIMEOUT), "10m0s");
+        assert_eq!(format_duration(Duration::from_secs(3)), "3s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_duration(Duration::from_secs(3723)), "1h2m3s");
+    }
 
     #[test]
     fn human() {

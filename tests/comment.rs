@@ -75,6 +75,7 @@ fn github(api: &GithubStandin, event: &Path, args: &[&str]) -> Run {
         .env("GITHUB_REPOSITORY", REPO)
         .env("GITHUB_EVENT_PATH", event)
         .env("SIZEGUARD_GITHUB_MAX_WAIT", "5")
+        .env("SIZEGUARD_TEST_BACKOFF_MS", "20")
         .secret(TOKEN)
 }
 

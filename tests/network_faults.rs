@@ -6,7 +6,8 @@
 //! a clean run; stand-in registries fake what a proxy cannot. Secrets given
 //! to sizeguard never appear in anything it prints.
 //!
-//! Loopback only; every wait is bounded by a `--timeout` or a small count.
+//! Loopback only; every wait is bounded by a `--timeout` or a small count,
+//! and the backoff between attempts is shortened ([`fast_backoff`]).
 //! The figures each fault case costs (requests, retries, seconds) are
 //! printed: `cargo test --test network_faults -- --nocapture`.
 
@@ -20,7 +21,7 @@ use serde_json::json;
 
 use support::credentials::{basic_auth, write_docker_config};
 use support::layout::*;
-use support::proxy::{Fault, FaultProxy, Rule, TlsOnlyRelay, too_many_requests, unavailable};
+use support::proxy::{Fault, FaultProxy, Rule, Seen, TlsOnlyRelay, too_many_requests, unavailable};
 use support::registry::{Registry, RegistryOpts};
 use support::run::{Out, Run};
 use support::standin_registry::{Behaviour, StandIn, TokenService};
@@ -58,7 +59,14 @@ fn registry_with_image(tmp: &Path, opts: RegistryOpts) -> (Registry, Vec<BuiltLa
 }
 
 fn measure(reference: &str, extra: &[&str]) -> Run {
-    Run::new(["measure", "--format", "json", "-q", reference]).args(extra)
+    fast_backoff(Run::new(["measure", "--format", "json", "-q", reference]).args(extra))
+}
+
+/// The run with the backoff's first delay at 20 ms instead of 0.5 s (a
+/// test-only knob): fault tests count attempts and check the waits servers
+/// ask for, which stay as asked, and need not sleep through the backoff.
+fn fast_backoff(run: Run) -> Run {
+    run.env("SIZEGUARD_TEST_BACKOFF_MS", "20")
 }
 
 /// The report of a run through `proxy`, with the proxy's address put back
@@ -169,73 +177,99 @@ fn token_requests_are_retried_honouring_retry_after() {
     assert!(asked[1].at - asked[0].at >= Duration::from_millis(1950));
 }
 
+/// A fault that does not lift, and how the run that gives up says so.
+struct GivesUp {
+    name: &'static str,
+    rules: fn(&[BuiltLayer]) -> Vec<Rule>,
+    repository: &'static str,
+    args: &'static [&'static str],
+    check: fn(&Out, &FaultProxy, &[BuiltLayer], Duration),
+}
+
+const GIVES_UP: &[GivesUp] = &[
+    GivesUp {
+        name: "503 forever on the manifest",
+        rules: |_| vec![Rule::new("/manifests/", 100, unavailable())],
+        repository: "test/img:v1",
+        args: &[],
+        check: |out, proxy, _, took| {
+            out.assert_measure_error(&[
+                &["503 Service Unavailable"],
+                &["gave up after 5 attempts"],
+            ]);
+            assert_eq!(proxy.faults(), 5);
+            assert!(took < Duration::from_secs(30), "{took:?}");
+        },
+    },
+    GivesUp {
+        // A 429 on a blob, named as such, after five attempts.
+        name: "429 forever on a blob",
+        rules: |layers| {
+            vec![Rule::new(
+                &layers[2].blob_digest,
+                100,
+                too_many_requests("1"),
+            )]
+        },
+        repository: "test/img:v1",
+        args: &[],
+        check: |out, proxy, layers, _| {
+            out.assert_measure_error(&[&["429 Too Many Requests"], &[&layers[2].blob_digest]]);
+            let gets = proxy
+                .seen()
+                .iter()
+                .filter(|s| s.fault.is_some() && s.method == "GET")
+                .count();
+            assert_eq!(gets, 5);
+        },
+    },
+    GivesUp {
+        // A Retry-After past the deadline is not waited for: the 429 is
+        // the error, at once.
+        name: "429 asking for an hour, --timeout 30s",
+        rules: |_| vec![Rule::new("/manifests/", 100, too_many_requests("3600"))],
+        repository: "test/img:v1",
+        args: &["--timeout", "30s"],
+        check: |out, proxy, _, took| {
+            out.assert_measure_error(&[
+                &["429 Too Many Requests"],
+                &["not tried again"],
+                &["--timeout of 30s"],
+            ]);
+            assert_eq!(proxy.faults(), 1);
+            assert!(took < Duration::from_secs(10), "{took:?}");
+        },
+    },
+    GivesUp {
+        // Refusals are not tried again.
+        name: "404",
+        rules: |_| vec![],
+        repository: "test/none:v1",
+        args: &[],
+        check: |out, proxy, _, _| {
+            out.assert_measure_error(&[&["404", "not found", "unknown"]]);
+            let asked = proxy
+                .seen()
+                .iter()
+                .filter(|s| s.path.contains("/manifests/"))
+                .count();
+            assert_eq!(asked, 1);
+        },
+    },
+];
+
 #[test]
 fn retries_give_up_naming_the_status() {
     let tmp = tempfile::tempdir().unwrap();
     let (reg, layers) = registry_with_image(tmp.path(), RegistryOpts::default());
-    let proxy = FaultProxy::start(
-        &reg.addr,
-        vec![Rule::new("/manifests/", 100, unavailable())],
-    );
-    let t0 = Instant::now();
-    let out = measure(&format!("{}/test/img:v1", proxy.addr), &[]).run();
-    out.assert_measure_error(&[&["503 Service Unavailable"], &["gave up after 5 attempts"]]);
-    assert_eq!(proxy.faults(), 5);
-    eprintln!(
-        "503 forever on the manifest: 5 attempts, {:?}",
-        t0.elapsed()
-    );
-    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
-
-    // A 429 on a blob, named as such.
-    let proxy = FaultProxy::start(
-        &reg.addr,
-        vec![Rule::new(
-            &layers[2].blob_digest,
-            100,
-            too_many_requests("1"),
-        )],
-    );
-    let out = measure(&format!("{}/test/img:v1", proxy.addr), &[]).run();
-    out.assert_measure_error(&[&["429 Too Many Requests"], &[&layers[2].blob_digest]]);
-    // Five attempts.
-    let gets = proxy
-        .seen()
-        .iter()
-        .filter(|s| s.fault.is_some() && s.method == "GET")
-        .count();
-    assert_eq!(gets, 5);
-
-    // A Retry-After past the deadline is not waited for: the 429 is the
-    // error, at once.
-    let proxy = FaultProxy::start(
-        &reg.addr,
-        vec![Rule::new("/manifests/", 100, too_many_requests("3600"))],
-    );
-    let t0 = Instant::now();
-    let out = measure(
-        &format!("{}/test/img:v1", proxy.addr),
-        &["--timeout", "30s"],
-    )
-    .run();
-    out.assert_measure_error(&[
-        &["429 Too Many Requests"],
-        &["not tried again"],
-        &["--timeout of 30s"],
-    ]);
-    assert_eq!(proxy.faults(), 1);
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
-
-    // Refusals are not tried again.
-    let proxy = FaultProxy::start(&reg.addr, vec![]);
-    let out = measure(&format!("{}/test/none:v1", proxy.addr), &[]).run();
-    out.assert_measure_error(&[&["404", "not found", "unknown"]]);
-    let asked = proxy
-        .seen()
-        .iter()
-        .filter(|s| s.path.contains("/manifests/"))
-        .count();
-    assert_eq!(asked, 1);
+    for case in GIVES_UP {
+        let proxy = FaultProxy::start(&reg.addr, (case.rules)(&layers));
+        let t0 = Instant::now();
+        let out = measure(&format!("{}/{}", proxy.addr, case.repository), case.args).run();
+        let took = t0.elapsed();
+        eprintln!("{}: {} requests, {took:?}", case.name, proxy.seen().len());
+        (case.check)(&out, &proxy, &layers, took);
+    }
 }
 
 #[test]
@@ -306,67 +340,105 @@ fn timeout_flag_is_checked() {
 // Cut, stalled and close-delimited bodies; Range
 // ---------------------------------------------------------------------------
 
-#[test]
-fn cut_bodies_resume_where_they_stopped() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (reg, layers) = registry_with_image(tmp.path(), RegistryOpts::default());
-    let clean = clean_run(&reg, &[]);
-    let big = &layers[0].blob_digest;
-    let mid = &layers[1].blob_digest;
-    let proxy = FaultProxy::start(
-        &reg.addr,
-        vec![
-            // The big layer is cut twice (the second time in its resumed
-            // part), the zstd one ends early and cleanly (no
-            // Content-Length): both must go on from where they stopped.
-            Rule::new(big, 1, Fault::Cut { after: 100_000 }),
-            Rule::new(big, 1, Fault::Cut { after: 250_000 }),
-            Rule::new(mid, 1, Fault::CutCloseDelimited { after: 70_000 }),
-        ],
-    );
-    let t0 = Instant::now();
-    let out = measure(&format!("{}/test/img:v1", proxy.addr), &[]).run();
-    eprintln!(
-        "cut twice + close-delimited end: {} requests through the proxy, {} faults, {:?}",
-        proxy.seen().len(),
-        proxy.faults(),
-        t0.elapsed()
-    );
-    assert_same_figures(&out, &clean, &proxy.addr, &reg.addr);
-    let ranges: Vec<String> = proxy
-        .seen()
-        .iter()
-        .filter_map(|s| s.header("range").map(str::to_string))
-        .collect();
-    for want in ["bytes=100000-", "bytes=350000-", "bytes=70000-"] {
-        assert!(ranges.iter().any(|r| r == want), "{want} not in {ranges:?}");
-    }
+/// A body the network interrupts, and what the proxy must have seen of
+/// the download that went on from where it stopped.
+struct Interrupted {
+    name: &'static str,
+    /// The proxy answers every `Range` with the whole blob.
+    ignoring_range: bool,
+    rules: fn(&[BuiltLayer]) -> Vec<Rule>,
+    args: &'static [&'static str],
+    check: fn(&[BuiltLayer], &[Seen]),
 }
 
+const INTERRUPTED: &[Interrupted] = &[
+    Interrupted {
+        // The big layer is cut twice (the second time in its resumed
+        // part), the zstd one ends early and cleanly (no Content-Length):
+        // both must go on from where they stopped.
+        name: "cut twice + close-delimited end",
+        ignoring_range: false,
+        rules: |layers| {
+            let (big, mid) = (&layers[0].blob_digest, &layers[1].blob_digest);
+            vec![
+                Rule::new(big, 1, Fault::Cut { after: 100_000 }),
+                Rule::new(big, 1, Fault::Cut { after: 250_000 }),
+                Rule::new(mid, 1, Fault::CutCloseDelimited { after: 70_000 }),
+            ]
+        },
+        args: &[],
+        check: |_, seen| {
+            let ranges: Vec<&str> = seen.iter().filter_map(|s| s.header("range")).collect();
+            for want in ["bytes=100000-", "bytes=350000-", "bytes=70000-"] {
+                assert!(ranges.contains(&want), "{want} not in {ranges:?}");
+            }
+        },
+    },
+    Interrupted {
+        name: "Range ignored, cut twice",
+        ignoring_range: true,
+        rules: |layers| {
+            let big = &layers[0].blob_digest;
+            vec![
+                Rule::new(big, 1, Fault::Cut { after: 200_000 }),
+                Rule::new(big, 1, Fault::CutCloseDelimited { after: 300_000 }),
+            ]
+        },
+        args: &[],
+        check: |layers, seen| {
+            let big = &layers[0].blob_digest;
+            assert_eq!(seen.iter().filter(|s| s.path.contains(big)).count(), 3);
+        },
+    },
+    Interrupted {
+        // Longer than the whole run may take: only giving up on the
+        // stalled connection (after a tenth of --timeout, 2 s) and
+        // resuming works.
+        name: "stalled 25s, --timeout 20s",
+        ignoring_range: false,
+        rules: |layers| {
+            vec![Rule::new(
+                &layers[0].blob_digest,
+                1,
+                Fault::Stall {
+                    after: 150_000,
+                    pause: Duration::from_secs(25),
+                },
+            )]
+        },
+        args: &["--timeout", "20s"],
+        check: |_, seen| {
+            assert!(
+                seen.iter()
+                    .any(|s| s.header("range") == Some("bytes=150000-"))
+            );
+        },
+    },
+];
+
 #[test]
-fn a_registry_that_ignores_range_is_read_again_from_the_start() {
+fn interrupted_bodies_resume_where_they_stopped() {
     let tmp = tempfile::tempdir().unwrap();
     let (reg, layers) = registry_with_image(tmp.path(), RegistryOpts::default());
-    let clean = clean_run(&reg, &[]);
-    let big = &layers[0].blob_digest;
-    let proxy = FaultProxy::ignoring_range(
-        &reg.addr,
-        vec![
-            Rule::new(big, 1, Fault::Cut { after: 200_000 }),
-            Rule::new(big, 1, Fault::CutCloseDelimited { after: 300_000 }),
-        ],
-    );
-    let t0 = Instant::now();
-    let out = measure(&format!("{}/test/img:v1", proxy.addr), &[]).run();
-    eprintln!(
-        "Range ignored, cut twice: {} requests through the proxy, {} faults, {:?}",
-        proxy.seen().len(),
-        proxy.faults(),
-        t0.elapsed()
-    );
-    assert_same_figures(&out, &clean, &proxy.addr, &reg.addr);
-    let big_requests = proxy.seen().iter().filter(|s| s.path.contains(big)).count();
-    assert_eq!(big_requests, 3);
+    for case in INTERRUPTED {
+        let clean = clean_run(&reg, case.args);
+        let rules = (case.rules)(&layers);
+        let proxy = match case.ignoring_range {
+            true => FaultProxy::ignoring_range(&reg.addr, rules),
+            false => FaultProxy::start(&reg.addr, rules),
+        };
+        let t0 = Instant::now();
+        let out = measure(&format!("{}/test/img:v1", proxy.addr), case.args).run();
+        eprintln!(
+            "{}: {} requests through the proxy, {} faults, {:?}",
+            case.name,
+            proxy.seen().len(),
+            proxy.faults(),
+            t0.elapsed()
+        );
+        assert_same_figures(&out, &clean, &proxy.addr, &reg.addr);
+        (case.check)(&layers, &proxy.seen());
+    }
 }
 
 #[test]
@@ -389,46 +461,6 @@ fn a_truncated_close_delimited_body_is_called_truncated() {
     );
     out.assert_measure_error(&[&[mid], &["truncated"], &["0 of"]]);
     assert!(!out.error().contains("digest mismatch"), "{}", out.stderr);
-}
-
-#[test]
-fn a_stalled_body_is_abandoned_and_resumed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (reg, layers) = registry_with_image(tmp.path(), RegistryOpts::default());
-    let clean = clean_run(&reg, &["--timeout", "20s"]);
-    let big = &layers[0].blob_digest;
-    // Longer than the whole run may take: only giving up on the stalled
-    // connection (after a tenth of --timeout, 2 s) and resuming works.
-    let proxy = FaultProxy::start(
-        &reg.addr,
-        vec![Rule::new(
-            big,
-            1,
-            Fault::Stall {
-                after: 150_000,
-                pause: Duration::from_secs(25),
-            },
-        )],
-    );
-    let t0 = Instant::now();
-    let out = measure(
-        &format!("{}/test/img:v1", proxy.addr),
-        &["--timeout", "20s"],
-    )
-    .run();
-    eprintln!(
-        "stalled 25s, --timeout 20s: {} requests through the proxy, {} faults, {:?}",
-        proxy.seen().len(),
-        proxy.faults(),
-        t0.elapsed()
-    );
-    assert_same_figures(&out, &clean, &proxy.addr, &reg.addr);
-    assert!(
-        proxy
-            .seen()
-            .iter()
-            .any(|s| s.header("range") == Some("bytes=150000-"))
-    );
 }
 
 #[test]
@@ -504,7 +536,10 @@ fn a_part_that_starts_at_another_byte_is_caught_by_its_content_range() {
         vec![Rule::new(big, 1, Fault::Cut { after: 100_000 })],
     );
     let reference = format!("{}/test/img:v1", proxy.addr);
-    let out = Run::new(["-v", "measure", "--format", "json", "-q", &reference]).run();
+    let out = fast_backoff(Run::new([
+        "-v", "measure", "--format", "json", "-q", &reference,
+    ]))
+    .run();
     assert_same_figures(&out, &clean, &proxy.addr, &reg.addr);
     let line = out
         .stderr
@@ -690,7 +725,7 @@ fn documents_that_never_end_are_cut_at_the_cap() {
 // ---------------------------------------------------------------------------
 
 fn with_password(args: &[&str]) -> Run {
-    Run::new(args)
+    fast_backoff(Run::new(args))
         .args(["--username", USER, "--password-stdin"])
         .stdin(PASSWORD)
         .secret(PASSWORD)
@@ -973,7 +1008,7 @@ fn secrets_never_appear_in_anything_printed() {
     let bad = config("rt-wrong-but-also-secret");
     let run = |cfg: &Path, args: &[&str], log: &str| {
         guarded(
-            Run::new(args),
+            fast_backoff(Run::new(args)),
             &[REFRESH_TOKEN, ACCESS_TOKEN, "rt-wrong-but-also-secret"],
         )
         .env("DOCKER_CONFIG", cfg)
@@ -1014,7 +1049,7 @@ fn secrets_never_appear_in_anything_printed() {
     for log in ["", "debug", "trace"] {
         for (stdin, code) in [(PASSWORD, 0), ("wrong-Qm4-secret", 3)] {
             let out = guarded(
-                Run::new(["-vv", "measure", "--format", "json", &reference]),
+                fast_backoff(Run::new(["-vv", "measure", "--format", "json", &reference])),
                 &[stdin],
             )
             .args(["--username", USER, "--password-stdin"])

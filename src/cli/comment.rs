@@ -12,6 +12,7 @@ use crate::budget::verdict::CheckReport;
 use crate::cli::args::{CommentArgs, GithubArgs};
 use crate::error::{Error, ExitCode};
 use crate::publish::comment::{self, Mode, Outcome};
+use crate::publish::github::client::{ClientOptions, DEFAULT_MAX_WAIT};
 use crate::publish::github::{Context, Overrides, Token};
 use crate::report::markdown::Markdown;
 use crate::report::view::{CheckView, MAX_REPORT_BYTES};
@@ -79,12 +80,17 @@ async fn publish(
         pr: github.pr,
         token,
     })?;
+    let options = ClientOptions {
+        max_wait: github_max_wait()?,
+        ..ClientOptions::default()
+    };
     let (pr, outcome) = comment::post(
         &ctx,
         &posting.image,
         &posting.markdown,
         posting.failing,
         mode,
+        options,
     )
     .await?;
     let line = outcome.describe(pr.unwrap_or_default());
@@ -93,6 +99,17 @@ async fn publish(
         _ => eprintln!("sizeguard: {line}"),
     }
     Ok(())
+}
+
+/// The longest rate-limit wait: `SIZEGUARD_GITHUB_MAX_WAIT` (a duration;
+/// a bare number is seconds), else [`DEFAULT_MAX_WAIT`].
+fn github_max_wait() -> Result<std::time::Duration, Error> {
+    match std::env::var("SIZEGUARD_GITHUB_MAX_WAIT") {
+        Ok(v) if !v.trim().is_empty() => {
+            crate::units::parse_duration(&v).map_err(|e| e.context("SIZEGUARD_GITHUB_MAX_WAIT"))
+        }
+        _ => Ok(DEFAULT_MAX_WAIT),
+    }
 }
 
 /// `sizeguard comment --report FILE`. The report is read and validated

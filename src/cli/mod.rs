@@ -36,6 +36,13 @@ pub fn run() -> i32 {
         args::Command::Serve(a) => serve::init_logging(cli.verbose, a.log_format),
         _ => init_logging(cli.verbose),
     }
+    // Test-only: fault tests shorten the backoff rather than sleep through it.
+    if let Some(ms) = std::env::var(crate::retry::TEST_BACKOFF_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        crate::retry::scale_backoff(std::time::Duration::from_millis(ms));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -17,8 +17,8 @@ use crate::source::auth::{Explicit, normalize_key};
 use crate::source::platform::PlatformSelector;
 use crate::source::reference::ImageRef;
 use crate::source::registry::RegistryOptions;
-use crate::source::retry::parse_duration;
 use crate::source::{SourceFactory, SourceOptions};
+use crate::units::parse_duration;
 
 /// The services a command's requests share: sources configured by the
 /// flags, the layer cache unless disabled, bars on a terminal. `named`:

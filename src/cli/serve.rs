@@ -29,7 +29,7 @@ use crate::serve::sources::{LoggedProgress, RegistrySources};
 use crate::serve::{ServeOptions, StoreChoice};
 use crate::source::auth::Explicit;
 use crate::source::registry::RegistryOptions;
-use crate::source::retry::parse_duration;
+use crate::units::parse_duration;
 
 pub async fn run(args: ServeArgs) -> Result<(), Error> {
     let options = options(&args)?;

@@ -2,7 +2,8 @@
 //! produce text; this module delivers it.
 //!
 //! - [`github`]: what a run is about: the token, the repository and the
-//!   pull request (from `GITHUB_*` variables, flags and the event file).
+//!   pull request (from `GITHUB_*` variables, flags and the event file),
+//!   and the API client the comment and the status share.
 //! - [`comment`]: the sticky pull-request comment over the REST API, found
 //!   again by its marker and edited in place; rate limits and read-only
 //!   tokens handled.

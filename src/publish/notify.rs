@@ -4,8 +4,9 @@
 //! image `warn` or `fail`.
 //!
 //! Bounded: each attempt has a timeout, a failed attempt that may succeed
-//! later (connection error, timeout, 429, 5xx) is tried once more after a
-//! short pause, and redirects are not followed (the configured host is
+//! later (connection error, timeout, 429, 5xx) is tried once more after the
+//! shared backoff's first pause ([`crate::retry`]), and redirects are not
+//! followed (the configured host is
 //! the only one ever contacted). A notification is a side channel: its
 //! failure is an error for the caller to log, never a reason to judge the
 //! image again.
@@ -23,12 +24,14 @@ use serde::Serialize;
 use crate::budget::verdict::Verdict;
 use crate::error::{Error, Kind};
 use crate::report::escape;
+use crate::retry::{Backoff, DEFAULT_RUN_TIMEOUT, Deadline, Failed, retry_after_of, retrying_with};
 
 /// Default time one attempt may take, connection included.
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Pause before the one retry.
-const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Attempts per notification: a side channel gets one retry, not a
+/// registry's patience.
+const ATTEMPTS: u32 = 2;
 
 /// Longest summary sent; chat messages are read at a glance.
 const MAX_SUMMARY: usize = 1000;
@@ -176,22 +179,13 @@ impl Notifier {
     /// Posts `n`, once more after a pause if the first attempt may
     /// succeed later. The error names the endpoint by scheme and host only.
     pub async fn send(&self, n: &Notification) -> Result<(), Error> {
-        match self.attempt(n).await {
-            Err(e) if e.kind().is_retryable() => {
-                tracing::info!(
-                    "notification to {}: {}; retrying once",
-                    shown(&self.url),
-                    e.one_line()
-                );
-                tokio::time::sleep(RETRY_PAUSE).await;
-                self.attempt(n).await
-            }
-            other => other,
-        }
+        let what = format!("notification to {}", shown(&self.url));
+        let deadline = Deadline::after(DEFAULT_RUN_TIMEOUT);
+        let backoff = Backoff::new().attempts(ATTEMPTS);
+        retrying_with(backoff, &deadline, &what, || self.attempt(n, &what)).await
     }
 
-    async fn attempt(&self, n: &Notification) -> Result<(), Error> {
-        let what = || format!("notification to {}", shown(&self.url));
+    async fn attempt(&self, n: &Notification, what: &str) -> Result<(), Failed> {
         let mut request = self.client.post(self.url.clone()).json(n);
         if let Some((name, value)) = &self.header {
             request = request.header(name, value);
@@ -200,7 +194,7 @@ impl Notifier {
             .send()
             .await
             // The transport error's text quotes the URL: keep only its kind.
-            .map_err(|e| Error::transient(format!("{}: {}", what(), transport_kind(&e))))?;
+            .map_err(|e| Error::transient(format!("{what}: {}", transport_kind(&e))))?;
         let status = resp.status().as_u16();
         let kind = match status {
             200..=299 => return Ok(()),
@@ -209,7 +203,10 @@ impl Notifier {
             401 | 403 | 404 => Kind::Usage,
             _ => Kind::Corrupt,
         };
-        Err(Error::new(kind, format!("{}: HTTP {status}", what())))
+        Err(Failed {
+            error: Error::new(kind, format!("{what}: HTTP {status}")),
+            retry_after: retry_after_of(resp.headers()),
+        })
     }
 }
 

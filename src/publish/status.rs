@@ -5,7 +5,8 @@
 //! commit as `sizeguard/<repository>`, next to the CI checks.
 //!
 //! `POST /repos/{owner}/{repo}/statuses/{sha}` through the same client as
-//! the pull-request comment (base URI, token, rate-limit retries).
+//! the pull-request comment ([`super::github::client`]: base URI, token,
+//! rate-limit waits, the shared retry policy).
 //!
 //! Both labels are written by whoever built the image, so they are checked
 //! before anything is sent: the source must be an `https://` URL of
@@ -17,10 +18,10 @@
 
 use serde_json::{Value, json};
 
-use super::comment::{Api, Method};
+use super::github::client::{Client, ClientOptions};
 use super::github::{Context, DEFAULT_API_URL, Token};
 use crate::budget::verdict::Verdict;
-use crate::error::{Error, Kind};
+use crate::error::Error;
 use crate::report::escape;
 use crate::source::Provenance;
 
@@ -259,30 +260,34 @@ pub async fn post(
         same_repository: false,
     };
     // Only `serve` posts statuses: its output is a log, not a workflow's.
-    let api = Api::new(&ctx)?.without_workflow_commands();
-    let uri = format!("{}/statuses/{}", api.repo_path(), commit.sha);
+    let client = Client::new(
+        &ctx,
+        ClientOptions {
+            workflow_commands: false,
+            ..ClientOptions::default()
+        },
+    )?;
+    let route = format!("{}/statuses/{}", client.repo_path(), commit.sha);
     let what = format!(
         "setting status {} on {}/{}@{}",
         status.context, commit.owner, commit.repo, commit.sha
     );
-    let reply = api.send(Method::Post, &uri, Some(&status.body())).await?;
-    let kind = match reply.status {
-        200..=299 => return Ok(()),
-        401 => Kind::Usage,
-        403 => Kind::Unauthorized,
-        404 => Kind::NotFound,
-        429 | 500..=599 => Kind::Transient,
-        _ => Kind::Corrupt,
-    };
-    Err(Error::new(
-        kind,
-        format!("GitHub API {what}: {} {}", reply.status, reply.message()),
-    ))
+    match client
+        .post::<_, serde::de::IgnoredAny>(&what, &route, &status.body())
+        .await?
+    {
+        Ok(_) => Ok(()),
+        Err(refused) => Err(Error::new(
+            refused.kind(),
+            format!("GitHub API {what}: {} {}", refused.status, refused.message),
+        )),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
 
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 

@@ -5,8 +5,9 @@
 //! Both are side channels. They run on tasks of their own (a few at a
 //! time), so a slow or dead endpoint never holds a worker or the queue; a
 //! failure is logged and counted (`sizeguard_publish_total{target,
-//! result}`), retried a bounded number of times when it may pass, and
-//! never makes the image judged again.
+//! result}`) and never makes the image judged again. Each client retries
+//! what may pass under the shared policy ([`crate::retry`]); nothing here
+//! retries around them.
 //!
 //! What an image says is not trusted: its `source` label picks the
 //! repository a status goes to only when it is a repository URL on the
@@ -18,15 +19,12 @@
 //! configured API URL. The notification URL comes from the configuration
 //! alone.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::budget::verdict::Verdict;
-use crate::error::Error;
 use crate::publish::github::Token;
 use crate::publish::notify::{Notification, Notifier};
 use crate::publish::status::{self, Commit, State, Status};
@@ -34,13 +32,6 @@ use crate::serve::events::Push;
 use crate::serve::metrics::Metrics;
 use crate::serve::policy::Policies;
 use crate::source::Provenance;
-
-/// Attempts per publication when the failure may pass (a 5xx, a timeout,
-/// a connection refused); each client also retries inside one attempt.
-const ATTEMPTS: u32 = 3;
-
-/// Pause before the second attempt; doubles after.
-const FIRST_PAUSE: Duration = Duration::from_secs(2);
 
 /// Publications under way at once; more wait for a turn.
 const IN_FLIGHT: usize = 8;
@@ -176,10 +167,7 @@ impl Publisher {
             url.as_deref(),
         )
         .in_context(&github.context, &push.repository);
-        let posted = retried("commit status", FIRST_PAUSE, || {
-            status::post(&github.api_url, &github.token, &commit, &s)
-        })
-        .await;
+        let posted = status::post(&github.api_url, &github.token, &commit, &s).await;
         let on = format!("{}/{}@{}", commit.owner, commit.repo, commit.sha);
         match posted {
             Ok(()) => {
@@ -210,7 +198,7 @@ impl Publisher {
             &judged.summary,
             url.as_deref(),
         );
-        match retried("notification", FIRST_PAUSE, || n.notifier.send(&message)).await {
+        match n.notifier.send(&message).await {
             Ok(()) => {
                 self.metrics.published("notify", "ok");
                 tracing::info!("notification sent");
@@ -220,68 +208,5 @@ impl Publisher {
                 tracing::warn!(error = %e.one_line(), "notification not sent");
             }
         }
-    }
-}
-
-/// `attempt` until it succeeds, fails for good, or [`ATTEMPTS`] ran out.
-async fn retried<F, Fut>(what: &str, first_pause: Duration, attempt: F) -> Result<(), Error>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<(), Error>>,
-{
-    let mut pause = first_pause;
-    let mut tries = 1;
-    loop {
-        match attempt().await {
-            Err(e) if e.kind().is_retryable() && tries < ATTEMPTS => {
-                tracing::info!(error = %e.one_line(), ?pause, "{what} failed; will retry");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-                tries += 1;
-            }
-            done => return done,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use super::*;
-
-    #[tokio::test]
-    async fn transient_failures_are_retried_a_bounded_number_of_times() {
-        let calls = AtomicU32::new(0);
-        let e = retried("x", Duration::from_millis(1), || async {
-            calls.fetch_add(1, Ordering::Relaxed);
-            Err::<(), _>(Error::transient("down"))
-        })
-        .await
-        .unwrap_err();
-        assert_eq!(e.one_line(), "down");
-        assert_eq!(calls.load(Ordering::Relaxed), ATTEMPTS);
-
-        let calls = AtomicU32::new(0);
-        retried("x", Duration::from_millis(1), || async {
-            let n = calls.fetch_add(1, Ordering::Relaxed);
-            if n == 0 {
-                Err(Error::transient("once"))
-            } else {
-                Ok(())
-            }
-        })
-        .await
-        .unwrap();
-        assert_eq!(calls.load(Ordering::Relaxed), 2);
-
-        // A refusal (a bad token, a missing repository) is not retried.
-        let calls = AtomicU32::new(0);
-        let _ = retried("x", Duration::from_millis(1), || async {
-            calls.fetch_add(1, Ordering::Relaxed);
-            Err::<(), _>(Error::usage("401"))
-        })
-        .await;
-        assert_eq!(calls.load(Ordering::Relaxed), 1);
     }
 }

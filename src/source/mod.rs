@@ -28,7 +28,6 @@ pub mod manifest;
 pub mod platform;
 pub mod reference;
 pub mod registry;
-pub mod retry;
 pub mod seekable_tar;
 mod timed;
 

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::platform::PlatformSelector;
-use super::retry::Deadline;
 use super::{
     BlobVisitor, ImageSource, LayerDescriptor, OnePassSource, ResolvedImage, StreamedImage,
 };
 use crate::error::Error;
+use crate::retry::Deadline;
 
 pub struct Timed {
     pub inner: Arc<dyn ImageSource>,

@@ -24,8 +24,8 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::{Api, Existing, Method, notice};
-use crate::error::Error;
+use super::{Api, Existing, Login, judge, notice};
+use crate::error::{Error, Kind};
 
 /// The login of comments made with a workflow's `GITHUB_TOKEN`.
 const ACTIONS_BOT: &str = "github-actions[bot]";
@@ -34,16 +34,6 @@ const MAX_ASKED: usize = 100;
 
 const QUERY: &str = "query($ids: [ID!]!) { viewer { login } \
                      nodes(ids: $ids) { ... on IssueComment { id isMinimized } } }";
-
-/// Where GraphQL is, for the REST API at `api_url`: beside it
-/// (`https://api.github.com/graphql`), or on GitHub Enterprise Server at
-/// `https://HOST/api/graphql` for `https://HOST/api/v3`.
-pub(super) fn graphql_base(api_url: &str) -> &str {
-    api_url
-        .strip_suffix("/v3")
-        .filter(|base| base.ends_with("/api"))
-        .unwrap_or(api_url)
-}
 
 /// Who the token writes as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,33 +155,23 @@ impl Api {
     /// The token's user, or `None` for an app installation's token.
     async fn token_user(&self) -> Result<Option<String>, Error> {
         let what = "reading the token's user";
-        let reply = self.send(Method::Get, "/user", None).await?;
-        if reply.status == 403 {
-            return Ok(None);
+        match self.client.get::<Login>(what, "/user", None).await? {
+            Ok(user) if !user.login.is_empty() => Ok(Some(user.login)),
+            Ok(_) => Err(Error::corrupt(format!(
+                "GitHub API {what}: no login in the answer"
+            ))),
+            Err(refused) if refused.kind() == Kind::Unauthorized => Ok(None),
+            // 403 is answered above; any other refusal is an error of its kind.
+            Err(refused) => judge(refused, what).map(|_| None),
         }
-        // 403 is answered above; any other failure is an error of its kind.
-        let _ = reply.judge(what)?;
-        let login = reply
-            .json(what)?
-            .get("login")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        login
-            .map(Some)
-            .ok_or_else(|| Error::corrupt(format!("GitHub API {what}: no login in the answer")))
     }
 
     /// The viewer's login and which of the comments `ids` are minimized.
     async fn graph(&self, ids: &[&str]) -> Graph {
         let body = json!({ "query": QUERY, "variables": { "ids": ids } });
-        let reply = self
-            .send_via(&self.graphql, Method::Post, "/graphql", Some(&body))
-            .await;
-        let answer = match reply {
-            Ok(r) if (200..300).contains(&r.status) => serde_json::from_str::<Value>(&r.body)
-                .map_err(|e| format!("unreadable answer: {e}")),
-            Ok(r) => Err(format!("{} {}", r.status, r.message())),
+        let answer = match self.client.graphql::<_, Value>(&body).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(r)) => Err(format!("{} {}", r.status, r.message)),
             Err(e) => Err(e.one_line()),
         };
         match answer {
@@ -219,22 +199,6 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn graphql_sits_beside_the_rest_api() {
-        assert_eq!(
-            graphql_base("https://api.github.com"),
-            "https://api.github.com"
-        );
-        assert_eq!(
-            graphql_base("https://ghe.example/api/v3"),
-            "https://ghe.example/api"
-        );
-        assert_eq!(
-            graphql_base("http://127.0.0.1:9/v3"),
-            "http://127.0.0.1:9/v3"
-        );
-    }
 
     #[test]
     fn authors_match_by_login_and_apps_by_their_bot() {

@@ -29,7 +29,8 @@ use tokio::sync::mpsc;
 use super::Session;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, chain};
-use crate::source::retry::{Backoff, Deadline, format_duration, gave_up, retrying};
+use crate::retry::{Backoff, Deadline, gave_up, retrying};
+use crate::units::format_duration;
 
 /// Interruptions one download survives, however much each attempt got
 /// through (the deadline bounds the time; this bounds the requests).

@@ -24,7 +24,6 @@
 //! by the same rules.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -34,8 +33,9 @@ use reqwest::{Response, StatusCode, Url};
 
 use super::egress::{self, Egress};
 use crate::error::{Error, Kind, chain};
+use crate::retry::{Deadline, Failed, retry_after_of};
 use crate::source::auth::{self, Credential, Secret};
-use crate::source::retry::{Deadline, Failed, format_duration, retry_after};
+use crate::units::format_duration;
 
 /// A token answer is a small JSON object; more than this is not one.
 const MAX_TOKEN_ANSWER: u64 = 1024 * 1024;
@@ -286,20 +286,12 @@ pub async fn send(
     }
 }
 
-/// The wait an answer's `Retry-After` asks for (seconds or an HTTP date).
-pub fn retry_after_of(resp: &Response) -> Option<std::time::Duration> {
-    resp.headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry_after(v, SystemTime::now()))
-}
-
 /// A 429 or 5xx (or any other failure status) as an attempt's failure:
 /// the status named, the `Retry-After` kept. `who` describes the
 /// credentials sent, for 401 and 403.
 pub async fn status_failure(resp: Response, what: &str, who: &str) -> Failed {
     let status = resp.status();
-    let asked = retry_after_of(&resp);
+    let asked = retry_after_of(resp.headers());
     let url = resp.url().clone();
     // A redirect's signed query string is not for logs.
     let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());

@@ -42,9 +42,9 @@ use super::manifest::{ACCEPTED_MANIFESTS, MAX_DOCUMENT_BYTES};
 use super::{Blob, ImageSource, LayerDescriptor, ManifestStore, ResolvedImage};
 use crate::digest::Digest;
 use crate::error::{Error, Kind};
+use crate::retry::{DEFAULT_RUN_TIMEOUT, Deadline, Failed, retrying};
 use crate::source::platform::PlatformSelector;
 use crate::source::reference::ImageRef;
-use crate::source::retry::{DEFAULT_RUN_TIMEOUT, Deadline, Failed, retrying};
 
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {

@@ -1,21 +1,26 @@
 //! How long a run may take and how a failed network exchange is tried
-//! again: the [`Deadline`] every source works under (`--timeout`), the
-//! exponential [`Backoff`] with jitter between attempts, and the
-//! `Retry-After` header a registry may send with a 429 or a 503.
+//! again, for every outbound call sizeguard makes (registries, GitHub, the
+//! chat notification): the [`Deadline`] a run works under (`--timeout`),
+//! the exponential [`Backoff`] with jitter between attempts, and the wait a
+//! server asks for (`Retry-After`, GitHub's rate-limit headers).
 //!
 //! The policy, documented in the README: up to [`MAX_REQUEST_ATTEMPTS`] attempts
 //! per request, waiting 0.5 s, 1 s, 2 s, 4 s (each between half and all of
 //! that, at random, so that many clients do not retry in step), or what
-//! `Retry-After` asks if that is longer (up to [`MAX_RETRY_AFTER`]: a
+//! the server asks if that is longer (up to [`MAX_RETRY_AFTER`]: a
 //! registry asking for an hour is not waited for an hour); never past the
 //! deadline. Only errors whose kind says so
-//! ([`crate::error::Kind::is_retryable`]) are tried again.
+//! ([`crate::error::Kind::is_retryable`]) are tried again, and each request
+//! is retried in one place only: a caller of a client that retries does not
+//! retry around it.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
+use crate::units::format_duration;
 
 /// The whole run's budget unless `--timeout` says otherwise.
 pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -28,6 +33,29 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 const FIRST_DELAY: Duration = Duration::from_millis(500);
 const MAX_DELAY: Duration = Duration::from_secs(8);
+
+/// The backoff's first delay in microseconds; [`FIRST_DELAY`] unless
+/// [`scale_backoff`] changed it.
+static FIRST_DELAY_MICROS: AtomicU64 = AtomicU64::new(FIRST_DELAY.as_micros() as u64);
+
+/// The environment variable that shortens the backoff, for tests only.
+pub const TEST_BACKOFF_VAR: &str = "SIZEGUARD_TEST_BACKOFF_MS";
+
+/// Test-only: makes the backoff's first delay `first` (the later ones
+/// double from it as usual), so that fault tests running the binary do not
+/// sleep through real backoff. The command line reads
+/// [`TEST_BACKOFF_VAR`] once at start-up and calls this; nothing else
+/// should. What servers ask for (`Retry-After`, rate-limit resets) is
+/// never scaled: those waits are the server's, and tests check that they
+/// are honoured.
+pub fn scale_backoff(first: Duration) {
+    let micros = u64::try_from(first.as_micros()).unwrap_or(u64::MAX);
+    FIRST_DELAY_MICROS.store(micros, Ordering::Relaxed);
+}
+
+fn first_delay() -> Duration {
+    Duration::from_micros(FIRST_DELAY_MICROS.load(Ordering::Relaxed))
+}
 
 /// A read that delivers nothing for this long is a stalled connection
 /// (unless the deadline is so short that a tenth of it is shorter).
@@ -142,7 +170,18 @@ impl From<Error> for Failed {
 /// Runs `attempt` until it succeeds, fails with an error that is not
 /// worth trying again, or the attempts or the deadline run out. `what`
 /// names what is fetched, for messages.
-pub async fn retrying<T, F, Fut>(
+pub async fn retrying<T, F, Fut>(deadline: &Deadline, what: &str, attempt: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failed>>,
+{
+    retrying_with(Backoff::new(), deadline, what, attempt).await
+}
+
+/// [`retrying`] with a backoff other than the default one (fewer attempts,
+/// a longest wait).
+pub async fn retrying_with<T, F, Fut>(
+    mut backoff: Backoff,
     deadline: &Deadline,
     what: &str,
     mut attempt: F,
@@ -151,7 +190,6 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Failed>>,
 {
-    let mut backoff = Backoff::new();
     loop {
         let failed = match deadline.run(format!("fetching {what}"), attempt()).await? {
             Ok(v) => return Ok(v),
@@ -159,6 +197,17 @@ where
         };
         if !failed.error.kind().is_retryable() {
             return Err(failed.error);
+        }
+        if let Some(asked) = failed.retry_after.filter(|a| backoff.refuses(*a)) {
+            return Err(Error::new(
+                failed.error.kind(),
+                format!(
+                    "{}; not tried again: the server asks for {}, longer than the {} waited at most",
+                    failed.error.one_line(),
+                    format_duration(asked),
+                    format_duration(backoff.longest_asked)
+                ),
+            ));
         }
         let Some(delay) = backoff.next(failed.retry_after) else {
             return Err(gave_up(&failed.error, backoff.failures()));
@@ -184,6 +233,13 @@ pub fn gave_up(last: &Error, attempts: u32) -> Error {
 #[derive(Debug, Clone)]
 pub struct Backoff {
     failures: u32,
+    attempts: u32,
+    first: Duration,
+    /// The longest wait asked for that is honoured.
+    longest_asked: Duration,
+    /// Whether a longer wait asked for gives up at once instead of waiting
+    /// [`Backoff::longest_asked`].
+    refuse_longer: bool,
 }
 
 impl Default for Backoff {
@@ -194,7 +250,34 @@ impl Default for Backoff {
 
 impl Backoff {
     pub fn new() -> Self {
-        Backoff { failures: 0 }
+        Backoff {
+            failures: 0,
+            attempts: MAX_REQUEST_ATTEMPTS,
+            first: first_delay(),
+            longest_asked: MAX_RETRY_AFTER,
+            refuse_longer: false,
+        }
+    }
+
+    /// At most `n` attempts (the first one included) instead of
+    /// [`MAX_REQUEST_ATTEMPTS`]: for side channels that must not hold
+    /// their caller long.
+    pub fn attempts(mut self, n: u32) -> Self {
+        self.attempts = n.max(1);
+        self
+    }
+
+    /// A server asking for a wait longer than `longest` gets none: the
+    /// request fails at once (a rate limit that resets in an hour is not
+    /// worth a minute's wait).
+    pub fn refusing_waits_over(mut self, longest: Duration) -> Self {
+        self.longest_asked = longest;
+        self.refuse_longer = true;
+        self
+    }
+
+    fn refuses(&self, asked: Duration) -> bool {
+        self.refuse_longer && asked > self.longest_asked
     }
 
     /// Attempts that failed so far.
@@ -212,14 +295,15 @@ impl Backoff {
     /// server's `Retry-After`: waited for when longer than the backoff.
     pub fn next(&mut self, asked: Option<Duration>) -> Option<Duration> {
         self.failures += 1;
-        if self.failures >= MAX_REQUEST_ATTEMPTS {
+        if self.failures >= self.attempts {
             return None;
         }
-        let full = FIRST_DELAY
+        let full = self
+            .first
             .saturating_mul(1 << (self.failures - 1).min(16))
-            .min(MAX_DELAY);
+            .min(MAX_DELAY.max(self.first));
         let jittered = full.mul_f64(0.5 + 0.5 * random_fraction());
-        let asked = asked.map(|a| a.min(MAX_RETRY_AFTER));
+        let asked = asked.map(|a| a.min(self.longest_asked));
         Some(asked.map_or(jittered, |a| a.max(jittered)))
     }
 }
@@ -248,100 +332,19 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// `10m0s`, `1h2m3s`, `45s`, `1.5s`, `250ms`: Go's spelling, which
-/// `--timeout` accepts too.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let secs = d.as_secs();
-    let frac = d.subsec_millis();
-    let s = secs % 60;
-    let seconds = if frac == 0 {
-        format!("{s}s")
-    } else {
-        format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0'))
-    };
-    match (secs / 3600, secs / 60 % 60) {
-        (0, 0) => seconds,
-        (0, m) => format!("{m}m{seconds}"),
-        (h, m) => format!("{h}h{m}m{seconds}"),
-    }
-}
-
-/// `--timeout`: a sequence of numbers with units (`ms`, `s`, `m`, `h`), as
-/// in `90s`, `10m`, `1h30m`; a bare number is seconds. Zero is refused.
-pub fn parse_duration(s: &str) -> Result<Duration, Error> {
-    let bad = || {
-        Error::usage(format!(
-            "invalid duration {s:?}: expected e.g. 90s, 10m or 1h30m"
-        ))
-    };
-    let text = s.trim();
-    if text.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(secs) = text.parse::<u64>() {
-        return positive(Duration::from_secs(secs), s);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (number, tail) = rest.split_at(digits);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let value: f64 = number.parse().map_err(|_| bad())?;
-        let scale = match unit {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        let part = Duration::try_from_secs_f64(value * scale).map_err(|_| bad())?;
-        total = total.checked_add(part).ok_or_else(bad)?;
-        rest = next;
-    }
-    positive(total, s)
-}
-
-fn positive(d: Duration, s: &str) -> Result<Duration, Error> {
-    if d.is_zero() {
-        return Err(Error::usage(format!(
-            "--timeout {s:?}: must be more than 0"
-        )));
-    }
-    Ok(d)
+/// The wait an answer's `Retry-After` header asks for, if it has one that
+/// reads.
+pub fn retry_after_of(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, SystemTime::now()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::Kind;
-
-    #[test]
-    fn durations_read_and_print_like_go() {
-        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        for bad in ["", "0", "0s", "ten", "5d", "m", "-1s", "1.2.3s"] {
-            let e = parse_duration(bad).unwrap_err();
-            assert_eq!(e.kind(), crate::error::Kind::Usage, "{bad}: {e}");
-        }
-        assert_eq!(format_duration(DEFAULT_RUN_TIMEOUT), "10m0s");
-        assert_eq!(format_duration(Duration::from_secs(3)), "3s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(format_duration(Duration::from_secs(3723)), "1h2m3s");
-    }
 
     #[test]
     fn retry_after_is_seconds_or_an_http_date() {
@@ -433,6 +436,69 @@ mod tests {
         .unwrap_err();
         assert_eq!(calls, MAX_REQUEST_ATTEMPTS);
         assert!(e.to_string().contains("gave up after 5 attempts"), "{e}");
+    }
+
+    /// A backoff whose waits are a millisecond, as the test-only knob
+    /// makes them.
+    fn quick() -> Backoff {
+        Backoff {
+            first: Duration::from_millis(1),
+            ..Backoff::new()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_that_fails_once_is_tried_once_more_and_attempts_are_bounded() {
+        let deadline = Deadline::after(Duration::from_secs(600));
+        let mut calls = 0;
+        retrying_with(quick(), &deadline, "x", || {
+            calls += 1;
+            let first = calls == 1;
+            async move {
+                if first {
+                    Err(Failed::from(Error::transient("once")))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(calls, 2);
+
+        let mut calls = 0;
+        let e = retrying_with(quick().attempts(3), &deadline, "x", || {
+            calls += 1;
+            async move { Err::<(), _>(Failed::from(Error::transient("down"))) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls, 3);
+        assert!(e.one_line().starts_with("down"), "{e}");
+        assert_eq!(e.kind(), Kind::Transient);
+    }
+
+    #[tokio::test]
+    async fn a_wait_longer_than_refused_fails_at_once() {
+        let deadline = Deadline::after(Duration::from_secs(600));
+        let mut calls = 0;
+        let backoff = Backoff::new().refusing_waits_over(Duration::from_secs(5));
+        let started = Instant::now();
+        let e = retrying_with(backoff, &deadline, "x", || {
+            calls += 1;
+            async move {
+                Err::<(), _>(Failed {
+                    error: Error::transient("rate limited"),
+                    retry_after: Some(Duration::from_secs(3600)),
+                })
+            }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls, 1);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(e.one_line().contains("asks for 1h0m0s"), "{e}");
+        assert_eq!(e.kind(), Kind::Transient);
     }
 
     #[tokio::test]

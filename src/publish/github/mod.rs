@@ -2,9 +2,12 @@
 //! pull request, API base, token), read from the environment GitHub Actions
 //! sets, so the same code runs in a workflow, in another CI, or by hand.
 //! Anything missing or malformed here is a usage error naming what to set.
+//! [`client`] is the API client the comment and the commit status share.
 //!
 //! The token is never printed: it lives in a [`Token`] whose `Debug` is
 //! redacted, and no error message quotes it.
+
+pub mod client;
 
 use std::fmt;
 use std::path::Path;
