@@ -19,8 +19,11 @@
 //! - [`publish`]: GitHub: the pull-request comment and Actions outputs.
 //! - [`cli`]: the command line: flags, their mapping to requests, and the
 //!   commands (render, publish, exit code).
-//! - [`serve`]: `sizeguard serve`, the registry webhook validator: event
-//!   receivers, the durable queue, the workers, the verdict API.
+//! - [`serve`] (cargo feature `server`, on by default): `sizeguard serve`,
+//!   the registry webhook validator: event parsers and authentication, the
+//!   inbound listener, the durable queue and verdict records (SQLite or
+//!   PostgreSQL), the workers, per-repository policies, the verdict API,
+//!   metrics, and verdicts out (commit status, chat).
 //! - [`error`], [`digest`], [`units`], [`go_json`]: the error kinds,
 //!   content digests, byte quantities, JSON as Go tools write it.
 //! - `fuzzing` (hidden): what each fuzz target does with one input.
@@ -37,6 +40,7 @@ pub mod go_json;
 pub mod measure;
 pub mod publish;
 pub mod report;
+#[cfg(feature = "server")]
 pub mod serve;
 pub mod source;
 pub mod units;
