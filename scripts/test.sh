@@ -11,15 +11,29 @@ scripts/install-deps.sh
 # the log says why.
 df -h . "${TMPDIR:-/tmp}"
 cargo fmt --all -- --check
-# Both builds: the default (ISA-L's inflate, built from vendored source) and
-# the pure-Rust one for targets where ISA-L cannot build.
+# Both builds: the default (ISA-L's inflate, built from vendored source, and
+# the server) and the pure-Rust one for targets where ISA-L cannot build,
+# which is also the command line without the server: between them every
+# `cfg` of either feature is compiled and linted once, and no third build
+# is needed.
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --no-default-features --features pure-rust -- -D warnings
 # The workflows, the examples and (through ci.yml's `uses: ./`) action.yml;
 # the scripts the action runs.
 actionlint .github/workflows/*.yml examples/github/*.yml
 shellcheck scripts/action-*.sh
-# Every test with the default build (ISA-L's inflate), then the streaming
-# tests again in the pure-Rust build (zlib-rs), so both stay correct.
+# Every test with the default build (ISA-L's inflate, the server), then the
+# streaming tests again in the pure-Rust build (zlib-rs, no server), so both
+# stay correct.
 cargo test --locked --all-targets
 cargo test --locked --no-default-features --features pure-rust --lib --test ground_truth --test registry
+# Without the server feature: no database driver in the tree, and no
+# `serve` subcommand in the binary (clap refuses it: exit 2).
+if cargo tree --locked --no-default-features --features pure-rust -e normal | grep -qw sqlx; then
+  echo "the pure-Rust build depends on sqlx: the server is not optional" >&2
+  exit 1
+fi
+if cargo run --locked --quiet --no-default-features --features pure-rust -- serve --help >/dev/null 2>&1; then
+  echo "the pure-Rust build has a serve subcommand" >&2
+  exit 1
+fi

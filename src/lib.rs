@@ -24,8 +24,11 @@
 //! - [`publish`]: GitHub: the pull-request comment and Actions outputs.
 //! - [`cli`]: the command line: flags, their mapping to requests, and the
 //!   commands (render, publish, exit code).
-//! - [`serve`]: `sizeguard serve`, the registry webhook validator: event
-//!   receivers, the durable queue, the workers, the verdict API.
+//! - [`serve`] (cargo feature `server`, on by default): `sizeguard serve`,
+//!   the registry webhook validator: event parsers and authentication, the
+//!   inbound listener, the durable queue and verdict records (SQLite or
+//!   PostgreSQL), the workers, per-repository policies, the verdict API,
+//!   metrics, and verdicts out (commit status, chat).
 //! - [`retry`]: the one retry policy of every outbound call: deadline,
 //!   backoff, `Retry-After`.
 //! - [`error`], [`digest`], [`units`], [`go_json`], [`plain_text`]: the
@@ -55,6 +58,7 @@ pub mod plain_text;
 pub mod publish;
 pub mod report;
 pub mod retry;
+#[cfg(feature = "server")]
 pub mod serve;
 pub mod source;
 pub mod tarstream;

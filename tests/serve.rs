@@ -2,6 +2,8 @@
 //! running service, images pushed with skopeo, verdicts read back over
 //! HTTP; crash and restart; the receivers' refusals; a burst of events.
 
+#![cfg(feature = "server")]
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -3,6 +3,8 @@
 //! TLS with a certificate replaced while running; a receiver's own secret
 //! and a receiver switched off.
 
+#![cfg(feature = "server")]
+
 mod support;
 
 use std::io::{Read, Write};

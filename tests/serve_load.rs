@@ -6,6 +6,8 @@
 //! Its own test binary, so that no other test shares the two cores while
 //! it measures. The figures go to stderr (`--nocapture` shows them).
 
+#![cfg(feature = "server")]
+
 mod support;
 
 use std::net::TcpListener;

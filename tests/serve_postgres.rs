@@ -5,6 +5,8 @@
 //! then two `sizeguard serve` processes on one database, a registry
 //! notifying both of every push.
 
+#![cfg(feature = "server")]
+
 mod support;
 
 use std::collections::{BTreeSet, HashSet};

@@ -5,6 +5,8 @@
 //! Every request either of them gets is checked; an image whose source
 //! label names another host gets no request anywhere.
 
+#![cfg(feature = "server")]
+
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -103,6 +103,7 @@ pub enum Command {
     Hook(HookArgs),
     /// Run the registry webhook validator: receive push notifications,
     /// judge every pushed image, serve the verdicts.
+    #[cfg(feature = "server")]
     Serve(Box<ServeArgs>),
 }
 

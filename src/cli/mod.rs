@@ -12,6 +12,7 @@ pub mod measure;
 mod output;
 mod progress;
 mod request;
+#[cfg(feature = "server")]
 pub mod serve;
 
 use clap::Parser;
@@ -33,6 +34,7 @@ pub fn run() -> i32 {
         }
     };
     match &cli.command {
+        #[cfg(feature = "server")]
         args::Command::Serve(a) => serve::init_logging(cli.verbose, a.log_format),
         _ => init_logging(cli.verbose),
     }
@@ -63,6 +65,7 @@ pub fn run() -> i32 {
             args::Command::Cache(args) => cache::run(args).map(|()| ExitCode::Ok),
             args::Command::Comment(args) => comment::run(args).await,
             args::Command::Hook(args) => hook::run(args),
+            #[cfg(feature = "server")]
             args::Command::Serve(args) => serve::run(*args).await.map(|()| ExitCode::Ok),
         }
     });

@@ -20,7 +20,7 @@ use crate::serve::events::{Incoming, Push, Sender, auth, distribution, github, h
 use crate::serve::listener::{BodyTimeout, caused_by};
 use crate::serve::metrics::Metrics;
 use crate::serve::policy::{is_repository, is_tag};
-use crate::serve::store::{Position, Refused, Store, Verdict, sender_name};
+use crate::serve::store::{Position, Refused, Store, VerdictRecord, sender_name};
 
 /// Largest delivery read: a Distribution envelope of a few events, a
 /// Harbor payload, is a few kB, GitHub's package payload tens of kB. With
@@ -447,7 +447,7 @@ async fn list_verdicts(
 
 /// A verdict as the API shows it: the image, the event it came from, and
 /// the `check --format json` document under `report`.
-pub fn verdict_json(v: &Verdict) -> serde_json::Value {
+pub fn verdict_json(v: &VerdictRecord) -> serde_json::Value {
     let report = v
         .judgement
         .report

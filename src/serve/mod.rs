@@ -2,15 +2,21 @@
 //! registry notifications into queued work; workers judge each pushed
 //! image through the same app layer as `check`.
 //!
-//! - [`events`]: each sender's notifications reduced to one shape.
-//! - [`store`]: the durable queue and the verdicts (SQLite embedded).
+//! - [`events`]: each sender's notifications (Distribution, Harbor,
+//!   GitHub) reduced to one shape, and webhook authentication.
+//! - [`store`]: the durable queue and the verdict records, in an embedded
+//!   SQLite file or a PostgreSQL database shared by replicas.
 //! - [`http`]: receivers, the verdict API, health and metrics (the last
 //!   two behind a read token, or on an admin listener of their own).
 //! - [`listener`]: the inbound limits (timeouts, caps) and TLS, in front
 //!   of every listener.
 //! - [`worker`]: claim, judge, record.
 //! - [`policy`]: which rules and baseline a repository gets.
+//! - [`sources`]: where workers read images from, per configured registry.
+//! - [`metrics`]: the Prometheus metrics behind `/metrics`.
 //! - [`outbound`]: verdicts out to a GitHub commit status and a chat webhook.
+//!
+//! Built only with the `server` cargo feature (on by default).
 
 pub mod events;
 pub mod http;

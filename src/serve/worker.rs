@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::app::{self, Services};
-use crate::budget::Verdict as CheckVerdict;
+use crate::budget::Verdict;
 use crate::budget::verdict::CheckReport;
 use crate::error::Error;
 use crate::report::json::Json;
@@ -183,9 +183,9 @@ impl Workers {
                         Error::transient(format!("judging took longer than {:?}", self.timeout))
                     })??;
                     let outcome = match report.verdict {
-                        CheckVerdict::Pass => Outcome::Pass,
-                        CheckVerdict::Warn => Outcome::Warn,
-                        CheckVerdict::Fail => Outcome::Fail,
+                        Verdict::Pass => Outcome::Pass,
+                        Verdict::Warn => Outcome::Warn,
+                        Verdict::Fail => Outcome::Fail,
                     };
                     return Ok((outcome, Json::check_document(&report), judged(&report)));
                 }

@@ -9,6 +9,8 @@
 //! to that user; `scripts/install-deps.sh` creates the user. Authentication
 //! is `trust` on loopback: nothing but this machine can reach the port.
 
+#![cfg(feature = "server")]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

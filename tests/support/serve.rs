@@ -3,6 +3,8 @@
 //! killed (SIGTERM or SIGKILL) and restarted on the same data directory;
 //! and a small HTTP/1.1 client to talk to it.
 
+#![cfg(feature = "server")]
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,6 +1,7 @@
-//! The durable queue and the verdicts, behind one trait so that the
-//! embedded SQLite file and a shared PostgreSQL database are
-//! interchangeable.
+//! The durable queue and the verdict records, behind one trait so that the
+//! embedded SQLite file ([`sqlite`]) and a shared PostgreSQL database
+//! ([`postgres`]) are interchangeable. Both run the same schema and
+//! statements (`sql.rs`) and read rows with the same functions.
 //!
 //! One row per image (registry, repository, digest) holds both the job and,
 //! once judged, its verdict: the same digest pushed twice (or a delivery
@@ -10,6 +11,7 @@
 //! its digest field was garbled into another.
 
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -92,9 +94,11 @@ pub struct Judgement {
     pub duration: Duration,
 }
 
-/// A stored verdict, as the API shows it.
+/// A judged job as stored: the push, its judgement and when both
+/// happened; what the verdict API shows. (The verdict a check reaches is
+/// [`crate::budget::verdict::Verdict`].)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub struct VerdictRecord {
     /// The job's row id: with `judged_at_ms`, a listing's position.
     pub id: i64,
     pub push: Push,
@@ -141,7 +145,7 @@ pub trait Store: Send + Sync {
 
     /// The verdict of a digest (the latest, if the same digest was pushed
     /// to several repositories).
-    async fn verdict(&self, digest: &str) -> Result<Option<Verdict>, Error>;
+    async fn verdict(&self, digest: &str) -> Result<Option<VerdictRecord>, Error>;
 
     /// The latest verdicts of a repository, newest first (by judgement
     /// time, then job id), starting after `after` when a page was read
@@ -151,7 +155,7 @@ pub trait Store: Send + Sync {
         repository: &str,
         limit: u32,
         after: Option<Position>,
-    ) -> Result<Vec<Verdict>, Error>;
+    ) -> Result<Vec<VerdictRecord>, Error>;
 
     /// Deletes the verdicts judged before `before_ms` (milliseconds since
     /// the Unix epoch) and the event ids received before it, at most
@@ -168,6 +172,13 @@ pub struct Position {
 }
 
 impl Position {
+    /// Before the newest verdict: where a listing without a cursor starts,
+    /// so the first page and the next ones are read by the same query.
+    pub const TOP: Position = Position {
+        judged_at_ms: i64::MAX,
+        id: i64::MAX,
+    };
+
     /// The cursor the API hands out: opaque to clients (32 hex digits),
     /// and read back only by [`Position::from_cursor`].
     pub fn cursor(self) -> String {
@@ -277,13 +288,26 @@ where
     })
 }
 
-/// The columns [`verdict_row`] reads.
-pub(crate) const SELECT_VERDICT: &str = "SELECT id, registry, repository, digest, tag, \
-     media_type, sender, event_id, attempts, received_at, outcome, report, error, duration_ms, \
-     judged_at FROM jobs";
+/// A claimed job row, leased to `worker`.
+pub(crate) fn job_row<'r, R>(row: &'r R, worker: &str) -> Result<Job, Error>
+where
+    R: sqlx::Row,
+    String: Column<'r, R>,
+    Option<String>: Column<'r, R>,
+    i64: Column<'r, R>,
+{
+    let what = "reading a job";
+    let attempts: i64 = Column::get(row, "attempts", what)?;
+    Ok(Job {
+        id: Column::get(row, "id", what)?,
+        push: push_row(row)?,
+        attempts: attempts.max(0) as u32,
+        worker: worker.to_string(),
+    })
+}
 
-/// A judged job row as a verdict.
-pub(crate) fn verdict_row<'r, R>(row: &'r R) -> Result<Verdict, Error>
+/// A judged job row as stored.
+pub(crate) fn verdict_row<'r, R>(row: &'r R) -> Result<VerdictRecord, Error>
 where
     R: sqlx::Row,
     String: Column<'r, R>,
@@ -294,7 +318,7 @@ where
     let outcome: String = Column::get(row, "outcome", what)?;
     let duration: i64 = Column::get(row, "duration_ms", what)?;
     let attempts: i64 = Column::get(row, "attempts", what)?;
-    Ok(Verdict {
+    Ok(VerdictRecord {
         id: Column::get(row, "id", what)?,
         push: push_row(row)?,
         judgement: Judgement {

@@ -1,5 +1,5 @@
-//! The shared store: the SQLite store's schema on PostgreSQL, for several
-//! `serve` replicas behind one load balancer.
+//! The shared store: the SQLite store's schema and statements on
+//! PostgreSQL, for several `serve` replicas behind one load balancer.
 //!
 //! Replicas coordinate through the database only:
 //!
@@ -23,57 +23,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Acquire;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Acquire, Row};
 
+use super::sql::{self, POSTGRES};
 use super::{
-    Enqueued, Job, Judgement, PING_TIMEOUT, PRUNE_BATCH, Position, Pruned, Refused, SELECT_VERDICT,
-    Store, Verdict, db_error, millis, now_ms, push_row, sender_name, verdict_row,
+    Enqueued, Job, Judgement, PING_TIMEOUT, PRUNE_BATCH, Position, Pruned, Refused, Store,
+    VerdictRecord, db_error, job_row, millis, now_ms, sender_name, verdict_row,
 };
 use crate::error::Error;
 use crate::serve::events::Push;
-
-/// The SQLite schema with PostgreSQL's types: BIGINT wherever the SQLite
-/// store reads an `i64`.
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS jobs (
-        id BIGSERIAL PRIMARY KEY,
-        registry TEXT NOT NULL,
-        repository TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        tag TEXT,
-        media_type TEXT,
-        sender TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        received_at BIGINT NOT NULL,
-        state TEXT NOT NULL,
-        attempts BIGINT NOT NULL DEFAULT 0,
-        due_at BIGINT NOT NULL,
-        lease_until BIGINT,
-        worker TEXT,
-        last_error TEXT,
-        outcome TEXT,
-        report TEXT,
-        error TEXT,
-        duration_ms BIGINT,
-        judged_at BIGINT,
-        UNIQUE (registry, repository, digest)
-    )",
-    "CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (state, due_at)",
-    "CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (state, lease_until)",
-    "CREATE INDEX IF NOT EXISTS jobs_digest ON jobs (digest)",
-    "CREATE INDEX IF NOT EXISTS jobs_repository ON jobs (repository, judged_at)",
-    "CREATE TABLE IF NOT EXISTS events (
-        sender TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        job_id BIGINT NOT NULL,
-        received_at BIGINT NOT NULL,
-        PRIMARY KEY (sender, event_id)
-    )",
-    // What retention deletes by.
-    "CREATE INDEX IF NOT EXISTS jobs_judged ON jobs (state, judged_at)",
-    "CREATE INDEX IF NOT EXISTS events_received ON events (received_at)",
-];
 
 /// Serialises schema creation between replicas starting together
 /// (`CREATE ... IF NOT EXISTS` alone races on the catalog). The value is
@@ -113,7 +72,7 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| db_error("creating the schema", e))?;
-        for statement in SCHEMA {
+        for statement in POSTGRES.schema() {
             sqlx::query(statement)
                 .execute(&mut *tx)
                 .await
@@ -155,75 +114,51 @@ impl Store for PostgresStore {
 
     async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>, Error> {
         let now = now_ms();
-        let row = sqlx::query(&format!(
-            "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_until = $1, \
-             worker = $2 \
-             WHERE id = (SELECT id FROM jobs \
-                         WHERE (state = 'queued' AND due_at <= $3) \
-                            OR (state = 'leased' AND lease_until < $3) \
-                         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(now + millis(lease))
-        .bind(worker)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| db_error("claiming a job", e))?;
-        let Some(row) = row else { return Ok(None) };
-        let get = |e: sqlx::Error| db_error("reading a job", e);
-        Ok(Some(Job {
-            id: row.try_get("id").map_err(get)?,
-            push: push_row(&row)?,
-            attempts: row.try_get::<i64, _>("attempts").map_err(get)?.max(0) as u32,
-            worker: worker.to_string(),
-        }))
+        let row = sqlx::query(POSTGRES.claim)
+            .bind(now + millis(lease))
+            .bind(worker)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_error("claiming a job", e))?;
+        row.map(|row| job_row(&row, worker)).transpose()
     }
 
     async fn renew(&self, job: &Job, lease: Duration) -> Result<bool, Error> {
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND state = 'leased' AND worker = $3",
-        )
-        .bind(now_ms() + millis(lease))
-        .bind(job.id)
-        .bind(&job.worker)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| db_error("renewing a lease", e))?;
+        let done = sqlx::query(sql::RENEW)
+            .bind(now_ms() + millis(lease))
+            .bind(job.id)
+            .bind(&job.worker)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_error("renewing a lease", e))?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn complete(&self, job: &Job, j: &Judgement) -> Result<bool, Error> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'done', lease_until = NULL, outcome = $1, report = $2, \
-             error = $3, duration_ms = $4, judged_at = $5 \
-             WHERE id = $6 AND state = 'leased' AND worker = $7",
-        )
-        .bind(j.outcome.as_str())
-        .bind(&j.report)
-        .bind(&j.error)
-        .bind(millis(j.duration))
-        .bind(now_ms())
-        .bind(job.id)
-        .bind(&job.worker)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| db_error("recording a verdict", e))?;
+        let done = sqlx::query(sql::COMPLETE)
+            .bind(j.outcome.as_str())
+            .bind(&j.report)
+            .bind(&j.error)
+            .bind(millis(j.duration))
+            .bind(now_ms())
+            .bind(job.id)
+            .bind(&job.worker)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_error("recording a verdict", e))?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn retry_later(&self, job: &Job, retry_in: Duration, error: &str) -> Result<bool, Error> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'queued', due_at = $1, lease_until = NULL, worker = NULL, \
-             last_error = $2 WHERE id = $3 AND state = 'leased' AND worker = $4",
-        )
-        .bind(now_ms() + millis(retry_in))
-        .bind(error)
-        .bind(job.id)
-        .bind(&job.worker)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| db_error("giving a job back", e))?;
+        let done = sqlx::query(sql::RETRY)
+            .bind(now_ms() + millis(retry_in))
+            .bind(error)
+            .bind(job.id)
+            .bind(&job.worker)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_error("giving a job back", e))?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -251,15 +186,12 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn verdict(&self, digest: &str) -> Result<Option<Verdict>, Error> {
-        let row = sqlx::query(&format!(
-            "{SELECT_VERDICT} WHERE digest = $1 AND state = 'done' \
-             ORDER BY judged_at DESC LIMIT 1"
-        ))
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| db_error("reading a verdict", e))?;
+    async fn verdict(&self, digest: &str) -> Result<Option<VerdictRecord>, Error> {
+        let row = sqlx::query(sql::VERDICT_OF_DIGEST)
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_error("reading a verdict", e))?;
         row.map(|r| verdict_row(&r)).transpose()
     }
 
@@ -268,55 +200,41 @@ impl Store for PostgresStore {
         repository: &str,
         limit: u32,
         after: Option<Position>,
-    ) -> Result<Vec<Verdict>, Error> {
-        // Without a position, one past every row: the same query serves both.
-        let after = after.unwrap_or(Position {
-            judged_at_ms: i64::MAX,
-            id: i64::MAX,
-        });
-        let rows = sqlx::query(&format!(
-            "{SELECT_VERDICT} WHERE repository = $1 AND state = 'done' \
-             AND (judged_at < $2 OR (judged_at = $2 AND id < $3)) \
-             ORDER BY judged_at DESC, id DESC LIMIT $4"
-        ))
-        .bind(repository)
-        .bind(after.judged_at_ms)
-        .bind(after.id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| db_error("listing verdicts", e))?;
+    ) -> Result<Vec<VerdictRecord>, Error> {
+        let after = after.unwrap_or(Position::TOP);
+        let rows = sqlx::query(sql::VERDICTS_PAGE)
+            .bind(repository)
+            .bind(after.judged_at_ms)
+            .bind(after.id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_error("listing verdicts", e))?;
         rows.iter().map(verdict_row).collect()
     }
 
     async fn prune(&self, before_ms: i64) -> Result<Pruned, Error> {
         let what = |e| db_error("pruning old verdicts", e);
-        let verdicts = sqlx::query(
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
-             WHERE state = 'done' AND judged_at < $1 LIMIT $2)",
-        )
-        .bind(before_ms)
-        .bind(PRUNE_BATCH)
-        .execute(&self.pool)
-        .await
-        .map_err(what)?
-        .rows_affected();
-        let events = sqlx::query(
-            "DELETE FROM events WHERE (sender, event_id) IN (SELECT sender, event_id \
-             FROM events WHERE received_at < $1 LIMIT $2)",
-        )
-        .bind(before_ms)
-        .bind(PRUNE_BATCH)
-        .execute(&self.pool)
-        .await
-        .map_err(what)?
-        .rows_affected();
+        let verdicts = sqlx::query(sql::PRUNE_VERDICTS)
+            .bind(before_ms)
+            .bind(PRUNE_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(what)?
+            .rows_affected();
+        let events = sqlx::query(sql::PRUNE_EVENTS)
+            .bind(before_ms)
+            .bind(PRUNE_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(what)?
+            .rows_affected();
         Ok(Pruned { verdicts, events })
     }
 }
 
 async fn count_depth(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state <> 'done'")
+    let n: i64 = sqlx::query_scalar(sql::COUNT_DEPTH)
         .fetch_one(&mut *conn)
         .await?;
     Ok(n.max(0) as u64)
@@ -346,31 +264,26 @@ async fn insert_all(conn: &mut PgConnection, pushes: &[Push]) -> Result<Enqueued
             ))
     });
     for push in ordered {
-        let event_known: Option<i64> =
-            sqlx::query_scalar("SELECT job_id FROM events WHERE sender = $1 AND event_id = $2")
-                .bind(sender_name(push.sender))
-                .bind(&push.event_id)
-                .fetch_optional(&mut *conn)
-                .await?;
+        let event_known: Option<i64> = sqlx::query_scalar(sql::EVENT_JOB)
+            .bind(sender_name(push.sender))
+            .bind(&push.event_id)
+            .fetch_optional(&mut *conn)
+            .await?;
         if event_known.is_some() {
             done.duplicates += 1;
             continue;
         }
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO jobs (registry, repository, digest, tag, media_type, sender, event_id, \
-             received_at, state, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $8) \
-             ON CONFLICT (registry, repository, digest) DO NOTHING RETURNING id",
-        )
-        .bind(&push.registry)
-        .bind(&push.repository)
-        .bind(push.digest.to_string())
-        .bind(&push.tag)
-        .bind(&push.media_type)
-        .bind(sender_name(push.sender))
-        .bind(&push.event_id)
-        .bind(now)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT_JOB)
+            .bind(&push.registry)
+            .bind(&push.repository)
+            .bind(push.digest.to_string())
+            .bind(&push.tag)
+            .bind(&push.media_type)
+            .bind(sender_name(push.sender))
+            .bind(&push.event_id)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
         let job = match inserted {
             Some(id) => {
                 done.queued += 1;
@@ -378,29 +291,21 @@ async fn insert_all(conn: &mut PgConnection, pushes: &[Push]) -> Result<Enqueued
             }
             None => {
                 done.duplicates += 1;
-                sqlx::query_scalar(
-                    "SELECT id FROM jobs WHERE registry = $1 AND repository = $2 AND digest = $3",
-                )
-                .bind(&push.registry)
-                .bind(&push.repository)
-                .bind(push.digest.to_string())
-                .fetch_one(&mut *conn)
-                .await?
+                sqlx::query_scalar(sql::IMAGE_JOB)
+                    .bind(&push.registry)
+                    .bind(&push.repository)
+                    .bind(push.digest.to_string())
+                    .fetch_one(&mut *conn)
+                    .await?
             }
         };
-        sqlx::query(
-            "INSERT INTO events (sender, event_id, job_id, received_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(sender_name(push.sender))
-        .bind(&push.event_id)
-        .bind(job)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(sql::INSERT_EVENT)
+            .bind(sender_name(push.sender))
+            .bind(&push.event_id)
+            .bind(job)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(done)
 }
-
-const JOB_COLUMNS: &str = "id, registry, repository, digest, tag, media_type, sender, event_id, \
-                           attempts, received_at";

@@ -17,12 +17,13 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::sql::{self, SQLITE};
 use super::{
-    Enqueued, Job, Judgement, PING_TIMEOUT, PRUNE_BATCH, Position, Pruned, Refused, SELECT_VERDICT,
-    Store, Verdict, db_error, millis, now_ms, push_row, sender_name, verdict_row,
+    Enqueued, Job, Judgement, PING_TIMEOUT, PRUNE_BATCH, Position, Pruned, Refused, Store,
+    VerdictRecord, db_error, job_row, millis, now_ms, sender_name, verdict_row,
 };
 use crate::error::Error;
 use crate::serve::events::Push;
@@ -32,46 +33,6 @@ pub const FILE_NAME: &str = "sizeguard-serve.db";
 /// Commands one transaction takes at most: bounds the latency a large
 /// burst adds to the first caller of a batch.
 const MAX_BATCH: usize = 1024;
-
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS jobs (
-        id INTEGER PRIMARY KEY,
-        registry TEXT NOT NULL,
-        repository TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        tag TEXT,
-        media_type TEXT,
-        sender TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        received_at BIGINT NOT NULL,
-        state TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        due_at BIGINT NOT NULL,
-        lease_until BIGINT,
-        worker TEXT,
-        last_error TEXT,
-        outcome TEXT,
-        report TEXT,
-        error TEXT,
-        duration_ms BIGINT,
-        judged_at BIGINT,
-        UNIQUE (registry, repository, digest)
-    )",
-    "CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (state, due_at)",
-    "CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (state, lease_until)",
-    "CREATE INDEX IF NOT EXISTS jobs_digest ON jobs (digest)",
-    "CREATE INDEX IF NOT EXISTS jobs_repository ON jobs (repository, judged_at)",
-    "CREATE TABLE IF NOT EXISTS events (
-        sender TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        job_id BIGINT NOT NULL,
-        received_at BIGINT NOT NULL,
-        PRIMARY KEY (sender, event_id)
-    )",
-    // What retention deletes by.
-    "CREATE INDEX IF NOT EXISTS jobs_judged ON jobs (state, judged_at)",
-    "CREATE INDEX IF NOT EXISTS events_received ON events (received_at)",
-];
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -154,7 +115,7 @@ impl SqliteStore {
         let mut conn = SqliteConnection::connect_with(&options)
             .await
             .map_err(|e| db_error(&format!("opening {}", path.display()), e))?;
-        for statement in SCHEMA {
+        for statement in SQLITE.schema() {
             sqlx::query(statement)
                 .execute(&mut conn)
                 .await
@@ -175,7 +136,7 @@ impl SqliteStore {
                 "jobs left leased by a previous run are queued again"
             );
         }
-        let depth: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state <> 'done'")
+        let depth: i64 = sqlx::query_scalar(sql::COUNT_DEPTH)
             .fetch_one(&mut conn)
             .await
             .map_err(|e| db_error("counting the queue", e))?;
@@ -277,14 +238,12 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn verdict(&self, digest: &str) -> Result<Option<Verdict>, Error> {
-        let row = sqlx::query(&format!(
-            "{SELECT_VERDICT} WHERE digest = ? AND state = 'done' ORDER BY judged_at DESC LIMIT 1"
-        ))
-        .bind(digest)
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(|e| db_error("reading a verdict", e))?;
+    async fn verdict(&self, digest: &str) -> Result<Option<VerdictRecord>, Error> {
+        let row = sqlx::query(sql::VERDICT_OF_DIGEST)
+            .bind(digest)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(|e| db_error("reading a verdict", e))?;
         row.map(|r| verdict_row(&r)).transpose()
     }
 
@@ -293,25 +252,16 @@ impl Store for SqliteStore {
         repository: &str,
         limit: u32,
         after: Option<Position>,
-    ) -> Result<Vec<Verdict>, Error> {
-        // Without a position, one past every row: the same query serves both.
-        let after = after.unwrap_or(Position {
-            judged_at_ms: i64::MAX,
-            id: i64::MAX,
-        });
-        let rows = sqlx::query(&format!(
-            "{SELECT_VERDICT} WHERE repository = ? AND state = 'done' \
-             AND (judged_at < ? OR (judged_at = ? AND id < ?)) \
-             ORDER BY judged_at DESC, id DESC LIMIT ?"
-        ))
-        .bind(repository)
-        .bind(after.judged_at_ms)
-        .bind(after.judged_at_ms)
-        .bind(after.id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(|e| db_error("listing verdicts", e))?;
+    ) -> Result<Vec<VerdictRecord>, Error> {
+        let after = after.unwrap_or(Position::TOP);
+        let rows = sqlx::query(sql::VERDICTS_PAGE)
+            .bind(repository)
+            .bind(after.judged_at_ms)
+            .bind(after.id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(|e| db_error("listing verdicts", e))?;
         rows.iter().map(verdict_row).collect()
     }
 
@@ -478,14 +428,12 @@ async fn execute(
             reply,
         } => Answer::Claim(reply, claim(conn, &worker, lease).await?),
         Command::Renew { job, lease, reply } => {
-            let done = sqlx::query(
-                "UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'leased' AND worker = ?",
-            )
-            .bind(now_ms() + millis(lease))
-            .bind(job.id)
-            .bind(&job.worker)
-            .execute(&mut *conn)
-            .await?;
+            let done = sqlx::query(sql::RENEW)
+                .bind(now_ms() + millis(lease))
+                .bind(job.id)
+                .bind(&job.worker)
+                .execute(&mut *conn)
+                .await?;
             Answer::Flag(reply, done.rows_affected() == 1)
         }
         Command::Complete {
@@ -505,37 +453,28 @@ async fn execute(
             error,
             reply,
         } => {
-            let done = sqlx::query(
-                "UPDATE jobs SET state = 'queued', due_at = ?, lease_until = NULL, worker = NULL, \
-                 last_error = ? WHERE id = ? AND state = 'leased' AND worker = ?",
-            )
-            .bind(now_ms() + millis(retry_in))
-            .bind(&error)
-            .bind(job.id)
-            .bind(&job.worker)
-            .execute(&mut *conn)
-            .await?;
+            let done = sqlx::query(sql::RETRY)
+                .bind(now_ms() + millis(retry_in))
+                .bind(&error)
+                .bind(job.id)
+                .bind(&job.worker)
+                .execute(&mut *conn)
+                .await?;
             Answer::Flag(reply, done.rows_affected() == 1)
         }
         Command::Prune { before_ms, reply } => {
-            let verdicts = sqlx::query(
-                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
-                 WHERE state = 'done' AND judged_at < ? LIMIT ?)",
-            )
-            .bind(before_ms)
-            .bind(PRUNE_BATCH)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            let events = sqlx::query(
-                "DELETE FROM events WHERE (sender, event_id) IN (SELECT sender, event_id \
-                 FROM events WHERE received_at < ? LIMIT ?)",
-            )
-            .bind(before_ms)
-            .bind(PRUNE_BATCH)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            let verdicts = sqlx::query(sql::PRUNE_VERDICTS)
+                .bind(before_ms)
+                .bind(PRUNE_BATCH)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            let events = sqlx::query(sql::PRUNE_EVENTS)
+                .bind(before_ms)
+                .bind(PRUNE_BATCH)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
             Answer::Pruned(reply, Pruned { verdicts, events })
         }
     })
@@ -547,20 +486,17 @@ async fn known(
     conn: &mut SqliteConnection,
     push: &Push,
 ) -> Result<(bool, Option<i64>), sqlx::Error> {
-    let event: Option<i64> =
-        sqlx::query_scalar("SELECT job_id FROM events WHERE sender = ? AND event_id = ?")
-            .bind(sender_name(push.sender))
-            .bind(&push.event_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let job: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM jobs WHERE registry = ? AND repository = ? AND digest = ?",
-    )
-    .bind(&push.registry)
-    .bind(&push.repository)
-    .bind(push.digest.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
+    let event: Option<i64> = sqlx::query_scalar(sql::EVENT_JOB)
+        .bind(sender_name(push.sender))
+        .bind(&push.event_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let job: Option<i64> = sqlx::query_scalar(sql::IMAGE_JOB)
+        .bind(&push.registry)
+        .bind(&push.repository)
+        .bind(push.digest.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
     Ok((event.is_some(), job))
 }
 
@@ -599,21 +535,19 @@ async fn enqueue(
     }
     let now = now_ms();
     for push in &fresh {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO jobs (registry, repository, digest, tag, media_type, sender, event_id, \
-             received_at, state, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?) RETURNING id",
-        )
-        .bind(&push.registry)
-        .bind(&push.repository)
-        .bind(push.digest.to_string())
-        .bind(&push.tag)
-        .bind(&push.media_type)
-        .bind(sender_name(push.sender))
-        .bind(&push.event_id)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *conn)
-        .await?;
+        // Never a conflict: `known` found no job for this image in this same
+        // transaction, and this task is the only writer.
+        let id: i64 = sqlx::query_scalar(sql::INSERT_JOB)
+            .bind(&push.registry)
+            .bind(&push.repository)
+            .bind(push.digest.to_string())
+            .bind(&push.tag)
+            .bind(&push.media_type)
+            .bind(sender_name(push.sender))
+            .bind(&push.event_id)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
         remember_event(conn, push, id).await?;
     }
     *depth += fresh.len() as u64;
@@ -628,21 +562,15 @@ async fn remember_event(
     push: &Push,
     job: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO events (sender, event_id, job_id, received_at) VALUES (?, ?, ?, ?) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(sender_name(push.sender))
-    .bind(&push.event_id)
-    .bind(job)
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(sql::INSERT_EVENT)
+        .bind(sender_name(push.sender))
+        .bind(&push.event_id)
+        .bind(job)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
-
-const JOB_COLUMNS: &str = "id, registry, repository, digest, tag, media_type, sender, event_id, \
-                           attempts, received_at";
 
 async fn claim(
     conn: &mut SqliteConnection,
@@ -650,26 +578,15 @@ async fn claim(
     lease: Duration,
 ) -> Result<Option<Job>, sqlx::Error> {
     let now = now_ms();
-    let row = sqlx::query(&format!(
-        "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_until = ?, worker = ? \
-         WHERE id = (SELECT id FROM jobs WHERE (state = 'queued' AND due_at <= ?) \
-                     OR (state = 'leased' AND lease_until < ?) ORDER BY id LIMIT 1) \
-         RETURNING {JOB_COLUMNS}"
-    ))
-    .bind(now + millis(lease))
-    .bind(worker)
-    .bind(now)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let push = push_row(&row).map_err(|e| sqlx::Error::Decode(e.one_line().into()))?;
-    Ok(Some(Job {
-        id: row.try_get("id")?,
-        push,
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        worker: worker.to_string(),
-    }))
+    let row = sqlx::query(SQLITE.claim)
+        .bind(now + millis(lease))
+        .bind(worker)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|row| job_row(&row, worker))
+        .transpose()
+        .map_err(|e| sqlx::Error::Decode(e.one_line().into()))
 }
 
 async fn complete(
@@ -677,18 +594,15 @@ async fn complete(
     job: &Job,
     j: &Judgement,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE jobs SET state = 'done', lease_until = NULL, outcome = ?, report = ?, error = ?, \
-         duration_ms = ?, judged_at = ? WHERE id = ? AND state = 'leased' AND worker = ?",
-    )
-    .bind(j.outcome.as_str())
-    .bind(&j.report)
-    .bind(&j.error)
-    .bind(millis(j.duration))
-    .bind(now_ms())
-    .bind(job.id)
-    .bind(&job.worker)
-    .execute(&mut *conn)
-    .await?;
+    let done = sqlx::query(sql::COMPLETE)
+        .bind(j.outcome.as_str())
+        .bind(&j.report)
+        .bind(&j.error)
+        .bind(millis(j.duration))
+        .bind(now_ms())
+        .bind(job.id)
+        .bind(&job.worker)
+        .execute(&mut *conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
