@@ -179,7 +179,12 @@ pub struct Settings {
     pub node: Option<NodeConfig>,
 
     /// The node runs containerd with discard_unpacked_layers (blobs deleted after unpacking).
-    #[arg(long, num_args = 0, default_missing_value = "true", help_heading = "Node")]
+    #[arg(
+        long,
+        num_args = 0,
+        default_missing_value = "true",
+        help_heading = "Node"
+    )]
     pub discard_unpacked_layers: Option<bool>,
 
     /// Kubelet imageGCHighThresholdPercent: image GC starts at this usage [default: 85].
@@ -232,7 +237,12 @@ pub struct Settings {
     pub gc_headroom_level: Option<String>,
 
     /// Judge the whole image against the node, not just what the baseline lacks.
-    #[arg(long, num_args = 0, default_missing_value = "true", help_heading = "Rules")]
+    #[arg(
+        long,
+        num_args = 0,
+        default_missing_value = "true",
+        help_heading = "Rules"
+    )]
     pub fresh_pull: Option<bool>,
 
     /// Pull size (manifest + config + compressed layers) that fails.
@@ -952,6 +962,65 @@ mod tests {
         };
         let err = bad.node_choice(false).err().unwrap();
         assert!(err.to_string().contains("gpu"), "{err}");
+    }
+
+    #[test]
+    fn unset_flags_leave_the_file_alone() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let parse = |args: &[&str]| {
+            <Flags as clap::Parser>::try_parse_from(
+                std::iter::once("sizeguard").chain(args.iter().copied()),
+            )
+            .unwrap()
+            .settings
+        };
+        let none = parse(&[]);
+        assert_eq!(none.default_rules, None);
+        assert_eq!(none.fresh_pull, None);
+        assert_eq!(none.discard_unpacked_layers, None);
+        assert_eq!(none.max_growth, None);
+        assert!(none.node.is_none());
+        let flags = parse(&[
+            "--no-default-rules",
+            "--fresh-pull",
+            "--max-growth",
+            "10%",
+            "--max-growth",
+            "1GiB",
+            "--lowest-efficiency",
+            "0.9",
+            "--node-inodes",
+            "10",
+            "--node-inodes-free",
+            "5",
+        ]);
+        assert_eq!(flags.default_rules, Some(false));
+        assert_eq!(flags.fresh_pull, Some(true));
+        assert_eq!(
+            flags.max_growth,
+            Some(vec!["10%".to_string(), "1GiB".to_string()])
+        );
+        assert_eq!(flags.lowest_efficiency, Some(Scalar::Text("0.9".into())));
+        assert!(!flags.names_a_node());
+        let file: Settings = toml::from_str(
+            "fresh-pull = false\ndefault-rules = true\ndiscard-unpacked-layers = true\n[node]\ncapacity = \"20Gi\"\n",
+        )
+        .unwrap();
+        let merged = Settings::layered([flags, file]);
+        assert_eq!(merged.fresh_pull, Some(true));
+        assert_eq!(merged.default_rules, Some(false));
+        assert_eq!(merged.discard_unpacked_layers, Some(true));
+        assert_eq!(
+            merged.node.and_then(|n| n.capacity).as_deref(),
+            Some("20Gi"),
+            "inode counts alone name no node"
+        );
+        let node = parse(&["--node-capacity", "8Gi"]);
+        assert!(node.names_a_node());
     }
 
     #[test]

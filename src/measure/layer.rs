@@ -485,7 +485,11 @@ fn parse_blob<R: Read>(
         count: 0,
         decoder_failed: false,
     };
-    let builder = match parse_tar(&mut tar, expected.job.clone(), expected.analysis.scan_content) {
+    let builder = match parse_tar(
+        &mut tar,
+        expected.job.clone(),
+        expected.analysis.scan_content,
+    ) {
         Ok(b) => b,
         Err(StreamError::Read(e)) if tar.decoder_failed => {
             return Err(Failure::Decode(compression, e));

@@ -404,14 +404,8 @@ impl Measurer {
     ) -> Result<(Arc<LayerMeasurement>, bool), Error> {
         let desc = &job.desc;
         let progress = self.progress.layer_started(&desc.digest, desc.size);
-        let (m, pushed) = measure_layer(
-            job,
-            self.analysis,
-            progress,
-            cancel.clone(),
-            budget.clone(),
-        )
-        .await?;
+        let (m, pushed) =
+            measure_layer(job, self.analysis, progress, cancel.clone(), budget.clone()).await?;
         let m = Arc::new(m);
         // A measurement taken with the content scan off has no hashes or
         // debug sizes; cached, it would hide those hints from every later
