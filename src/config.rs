@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use merge::Merge;
 use serde::Deserialize;
 
 use crate::analyze::hints::{HintSettings, rules as hint_rules};
@@ -20,48 +21,106 @@ use crate::units::parse_bytes;
 
 pub const FILE_NAME: &str = "sizeguard.toml";
 
-/// A string or a list of strings (`max-growth = "10%"` or `["10%", "1GiB"]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
-
-/// A node's imageFS, from a kubelet stats summary or from figures.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A node's imageFS, from a kubelet stats summary or from figures: `[node]`
+/// and `[nodes.NAME]` in the file, the `--node-*` flags on the command line.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct NodeConfig {
-    /// Path to a kubelet stats summary (or an array of them).
+    /// A kubelet stats summary (`kubectl get --raw /api/v1/nodes/NODE/proxy/stats/summary`),
+    /// or a JSON array of them (the tightest node decides); `-` reads standard input.
+    #[arg(
+        id = "node_stats",
+        long = "node-stats",
+        value_name = "FILE",
+        conflicts_with = "node_capacity",
+        help_heading = "Node"
+    )]
     pub stats: Option<PathBuf>,
+
+    /// imageFS capacity (Kubernetes quantity: 20Gi, 100G, or bytes). Alone,
+    /// the node is assumed to hold the baseline and --node-system-reserved.
+    #[arg(
+        id = "node_capacity",
+        long = "node-capacity",
+        value_name = "SIZE",
+        help_heading = "Node"
+    )]
     pub capacity: Option<String>,
+
+    /// imageFS available bytes.
+    #[arg(
+        id = "node_available",
+        long = "node-available",
+        value_name = "SIZE",
+        requires = "node_capacity",
+        conflicts_with = "node_used",
+        help_heading = "Node"
+    )]
     pub available: Option<String>,
+
+    /// imageFS used bytes (available = capacity - used).
+    #[arg(
+        id = "node_used",
+        long = "node-used",
+        value_name = "SIZE",
+        requires = "node_capacity",
+        help_heading = "Node"
+    )]
     pub used: Option<String>,
-    pub inodes: Option<u64>,
-    pub inodes_free: Option<u64>,
-    /// What reports call the node (default: its capacity, `20 GiB node`).
-    pub name: Option<String>,
-    /// imageFS space the system's own images take, counted as used when
-    /// only the capacity is given (default 0).
+
+    /// With --node-capacity alone: imageFS space the system's own images
+    /// take besides the baseline [default: 0].
+    #[arg(
+        id = "node_system_reserved",
+        long = "node-system-reserved",
+        value_name = "SIZE",
+        requires = "node_capacity",
+        conflicts_with_all = ["node_used", "node_available"],
+        help_heading = "Node"
+    )]
     pub system_reserved: Option<String>,
+
+    /// What reports call a node given by --node-capacity [default: its
+    /// capacity, e.g. `20 GiB node`].
+    #[arg(
+        id = "node_name",
+        long = "node-name",
+        value_name = "NAME",
+        requires = "node_capacity",
+        help_heading = "Node"
+    )]
+    pub name: Option<String>,
+
+    /// imageFS inode count.
+    #[arg(
+        id = "node_inodes",
+        long = "node-inodes",
+        value_name = "N",
+        requires = "node_inodes_free",
+        help_heading = "Node"
+    )]
+    pub inodes: Option<u64>,
+
+    /// imageFS free inodes.
+    #[arg(
+        id = "node_inodes_free",
+        long = "node-inodes-free",
+        value_name = "N",
+        requires = "node_inodes",
+        help_heading = "Node"
+    )]
+    pub inodes_free: Option<u64>,
 }
 
 impl NodeConfig {
-    fn is_empty(&self) -> bool {
-        self.stats.is_none() && self.capacity.is_none()
+    /// Whether it names a node at all: inode counts alone do not.
+    fn names_a_node(&self) -> bool {
+        self.stats.is_some() || self.capacity.is_some()
     }
 }
 
-/// A setting written as a number or as text (`0.95`, `"disabled"`).
+/// A setting written as a number or as text (`0.95`, `"disabled"`); a flag
+/// gives text.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Scalar {
@@ -78,53 +137,202 @@ impl Scalar {
     }
 }
 
-/// Every setting, from the file or the flags; `None` means "not said here".
-#[derive(Debug, Clone, Default, Deserialize)]
+impl From<String> for Scalar {
+    fn from(text: String) -> Self {
+        Scalar::Text(text)
+    }
+}
+
+/// Every setting, defined once: each field is a key of `sizeguard.toml`
+/// and, unless `#[arg(skip)]`, the flag of the same name that `check` and
+/// `serve` take (both flatten this struct). `None` means "not said here".
+/// Layers (the flags, `.dive-ci`, the file, a `[[serve.repositories]]`
+/// policy) are merged field by field by [`Settings::layered`].
+///
+/// A new setting is one field here, and its use where the settings are
+/// read ([`Settings::policy`], [`Settings::thresholds`], …).
+#[derive(Debug, Clone, Default, Deserialize, clap::Args, Merge)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[merge(strategy = merge::option::overwrite_none)]
 pub struct Settings {
+    // `check` names these `--candidate`, `--baseline` and
+    // `--baseline-optional`; `serve` has a `--baseline` of its own.
     /// The image a local check judges (`--candidate`): what the pre-push
     /// hook checks, e.g. `docker-daemon:ghcr.io/org/app:dev`.
+    #[arg(skip)]
     pub image: Option<String>,
     /// The image it replaces (`--baseline`): the last published one,
     /// e.g. `ghcr.io/org/app:main`.
+    #[arg(skip)]
     pub baseline: Option<String>,
-    pub max_growth: Option<OneOrMany>,
-    pub warn_growth: Option<OneOrMany>,
-    pub max_pull_size: Option<String>,
-    pub warn_pull_size: Option<String>,
-    pub max_unpacked_size: Option<String>,
-    pub warn_unpacked_size: Option<String>,
-    pub max_layer_size: Option<String>,
-    pub warn_layer_size: Option<String>,
-    pub max_layers: Option<u64>,
-    pub warn_layers: Option<u64>,
-    pub max_wasted: Option<String>,
-    pub warn_wasted: Option<String>,
-    /// dive's CI rules, as a `.dive-ci` file writes them (`disabled` too).
-    pub lowest_efficiency: Option<Scalar>,
-    pub highest_wasted_bytes: Option<Scalar>,
-    pub highest_user_wasted_percent: Option<Scalar>,
-    pub gc_headroom_level: Option<String>,
-    pub fresh_pull: Option<bool>,
-    pub discard_unpacked_layers: Option<bool>,
+    #[arg(skip)]
     pub baseline_optional: Option<bool>,
-    /// `false` turns off the default warnings (`--no-default-rules`).
-    pub default_rules: Option<bool>,
-    pub gc_high: Option<i64>,
-    pub gc_low: Option<i64>,
-    pub eviction_imagefs_available: Option<String>,
-    pub eviction_imagefs_inodes_free: Option<String>,
-    /// Which `[nodes.NAME]` to judge against.
+
+    /// A `[nodes.NAME]` profile of the policy file.
+    #[arg(long, value_name = "NAME", help_heading = "Node")]
     pub node_profile: Option<String>,
-    /// The default node, when no profile is selected.
+
+    /// The default node, when no profile is selected; on the command line,
+    /// the node that replaces any profile.
+    #[command(flatten)]
+    #[merge(strategy = named_node_first)]
     pub node: Option<NodeConfig>,
+
+    /// The node runs containerd with discard_unpacked_layers (blobs deleted after unpacking).
+    #[arg(
+        long,
+        num_args = 0,
+        default_missing_value = "true",
+        help_heading = "Node"
+    )]
+    pub discard_unpacked_layers: Option<bool>,
+
+    /// Kubelet imageGCHighThresholdPercent: image GC starts at this usage [default: 85].
+    #[arg(long, value_name = "PCT", help_heading = "Kubelet thresholds")]
+    pub gc_high: Option<i64>,
+
+    /// Kubelet imageGCLowThresholdPercent: GC frees down to this usage [default: 80].
+    #[arg(long, value_name = "PCT", help_heading = "Kubelet thresholds")]
+    pub gc_low: Option<i64>,
+
+    /// Kubelet hard eviction threshold imagefs.available [default: 15%].
+    #[arg(long, value_name = "PCT", help_heading = "Kubelet thresholds")]
+    pub eviction_imagefs_available: Option<String>,
+
+    /// Kubelet hard eviction threshold imagefs.inodesFree [default: 5%].
+    #[arg(long, value_name = "PCT", help_heading = "Kubelet thresholds")]
+    pub eviction_imagefs_inodes_free: Option<String>,
+
+    // The rules. Each `max-*` fails the check; each `warn-*` only warns.
+    /// Growth versus the baseline that fails: `10%`, `200MiB`, or one figure
+    /// (`pull_bytes=`, `node_bytes=`, `disk_bytes=`, `inodes=`). Repeatable.
+    #[arg(long, value_name = "LIMIT", help_heading = "Rules")]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub max_growth: Option<Vec<String>>,
+
+    /// Growth versus the baseline that warns. Repeatable.
+    #[arg(long, value_name = "LIMIT", help_heading = "Rules")]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub warn_growth: Option<Vec<String>>,
+
+    // `default-rules = false` in the file.
+    /// Turn off the default warnings: growth of node_bytes over 10% of the
+    /// baseline's, wasted (shadowed) bytes over 10% of the image.
+    #[arg(
+        long = "no-default-rules",
+        num_args = 0,
+        default_missing_value = "false",
+        help_heading = "Rules"
+    )]
+    pub default_rules: Option<bool>,
+
+    /// Level of the image-GC headroom rule (the eviction rule always fails)
+    /// [default: fail].
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        value_parser = ["warn", "fail"],
+        help_heading = "Rules"
+    )]
+    pub gc_headroom_level: Option<String>,
+
+    /// Judge the whole image against the node, not just what the baseline lacks.
+    #[arg(
+        long,
+        num_args = 0,
+        default_missing_value = "true",
+        help_heading = "Rules"
+    )]
+    pub fresh_pull: Option<bool>,
+
+    /// Pull size (manifest + config + compressed layers) that fails.
+    #[arg(long, value_name = "SIZE", help_heading = "Rules")]
+    pub max_pull_size: Option<String>,
+    /// Pull size that warns.
+    #[arg(long, value_name = "SIZE", help_heading = "Rules")]
+    pub warn_pull_size: Option<String>,
+    /// Unpacked size (Σ layer disk_bytes) that fails.
+    #[arg(long, value_name = "SIZE", help_heading = "Rules")]
+    pub max_unpacked_size: Option<String>,
+    /// Unpacked size that warns.
+    #[arg(long, value_name = "SIZE", help_heading = "Rules")]
+    pub warn_unpacked_size: Option<String>,
+    /// Any one layer's compressed size that fails.
+    #[arg(long, value_name = "SIZE", help_heading = "Rules")]
+    pub max_layer_size: Option<String>,
+    /// Any one layer's compressed size that warns.
+    #[arg(long, value_name = "SIZE", help_heading = "Rules")]
+    pub warn_layer_size: Option<String>,
+    /// Layer count that fails.
+    #[arg(long, value_name = "N", help_heading = "Rules")]
+    pub max_layers: Option<u64>,
+    /// Layer count that warns.
+    #[arg(long, value_name = "N", help_heading = "Rules")]
+    pub warn_layers: Option<u64>,
+    /// Bytes shadowed by upper layers that fail.
+    #[arg(long, value_name = "SIZE", help_heading = "Rules")]
+    pub max_wasted: Option<String>,
+    /// Bytes shadowed by upper layers that warn (replaces the default 10% warning).
+    #[arg(long, value_name = "SIZE", help_heading = "Rules")]
+    pub warn_wasted: Option<String>,
+
+    // dive's CI rules, as a `.dive-ci` file writes them (`disabled` too).
+    /// dive's lowestEfficiency: an efficiency score (0 to 1) below this fails.
+    #[arg(long, value_name = "RATIO", help_heading = "Rules")]
+    pub lowest_efficiency: Option<Scalar>,
+    /// dive's highestWastedBytes: dive's wasted bytes above this fail
+    /// (`20MB` is 20 000 000 bytes, as dive reads it).
+    #[arg(long, value_name = "SIZE", help_heading = "Rules")]
+    pub highest_wasted_bytes: Option<Scalar>,
+    /// dive's highestUserWastedPercent: wasted bytes over the bytes of the
+    /// layers above the first, as a ratio (0 to 1), above this fail.
+    #[arg(long, value_name = "RATIO", help_heading = "Rules")]
+    pub highest_user_wasted_percent: Option<Scalar>,
+
+    /// `[nodes.NAME]`, chosen by `node-profile`.
+    #[arg(skip)]
     #[serde(default)]
+    #[merge(strategy = first_profile_of_a_name)]
     pub nodes: BTreeMap<String, NodeConfig>,
     /// `sizeguard serve`: registries, receivers, per-repository policies.
     /// The keys above are the policy of every repository no entry matches.
+    #[arg(skip)]
     pub serve: Option<ServeConfig>,
     /// `[hints]`: which removable-bytes hints `check` shows.
+    #[arg(skip)]
     pub hints: Option<HintsConfig>,
+}
+
+/// `max-growth = "10%"` or `["10%", "1GiB"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    }))
+}
+
+/// A layer's node replaces the ones under it only if it names a node:
+/// `--node-inodes` alone leaves the file's `[node]` in force.
+fn named_node_first(node: &mut Option<NodeConfig>, under: Option<NodeConfig>) {
+    if !node.as_ref().is_some_and(NodeConfig::names_a_node) {
+        *node = under;
+    }
+}
+
+/// Every layer's profiles; a name defined in several is the first layer's.
+fn first_profile_of_a_name(
+    nodes: &mut BTreeMap<String, NodeConfig>,
+    under: BTreeMap<String, NodeConfig>,
+) {
+    for (name, node) in under {
+        nodes.entry(name).or_insert(node);
+    }
 }
 
 /// The `[hints]` table:
@@ -376,52 +584,23 @@ impl Settings {
             .find(|p| p.is_file())
     }
 
-    /// Values given here win over `base`'s.
-    pub fn over(self, base: Settings) -> Settings {
-        let mut nodes = base.nodes;
-        nodes.extend(self.nodes);
-        Settings {
-            image: self.image.or(base.image),
-            baseline: self.baseline.or(base.baseline),
-            max_growth: self.max_growth.or(base.max_growth),
-            warn_growth: self.warn_growth.or(base.warn_growth),
-            max_pull_size: self.max_pull_size.or(base.max_pull_size),
-            warn_pull_size: self.warn_pull_size.or(base.warn_pull_size),
-            max_unpacked_size: self.max_unpacked_size.or(base.max_unpacked_size),
-            warn_unpacked_size: self.warn_unpacked_size.or(base.warn_unpacked_size),
-            max_layer_size: self.max_layer_size.or(base.max_layer_size),
-            warn_layer_size: self.warn_layer_size.or(base.warn_layer_size),
-            max_layers: self.max_layers.or(base.max_layers),
-            warn_layers: self.warn_layers.or(base.warn_layers),
-            max_wasted: self.max_wasted.or(base.max_wasted),
-            warn_wasted: self.warn_wasted.or(base.warn_wasted),
-            lowest_efficiency: self.lowest_efficiency.or(base.lowest_efficiency),
-            highest_wasted_bytes: self.highest_wasted_bytes.or(base.highest_wasted_bytes),
-            highest_user_wasted_percent: self
-                .highest_user_wasted_percent
-                .or(base.highest_user_wasted_percent),
-            gc_headroom_level: self.gc_headroom_level.or(base.gc_headroom_level),
-            fresh_pull: self.fresh_pull.or(base.fresh_pull),
-            discard_unpacked_layers: self
-                .discard_unpacked_layers
-                .or(base.discard_unpacked_layers),
-            baseline_optional: self.baseline_optional.or(base.baseline_optional),
-            default_rules: self.default_rules.or(base.default_rules),
-            gc_high: self.gc_high.or(base.gc_high),
-            gc_low: self.gc_low.or(base.gc_low),
-            eviction_imagefs_available: self
-                .eviction_imagefs_available
-                .or(base.eviction_imagefs_available),
-            eviction_imagefs_inodes_free: self
-                .eviction_imagefs_inodes_free
-                .or(base.eviction_imagefs_inodes_free),
-            node_profile: self.node_profile.or(base.node_profile),
-            // A node given on the command line replaces the file's default.
-            node: self.node.filter(|n| !n.is_empty()).or(base.node),
-            nodes,
-            serve: self.serve.or(base.serve),
-            hints: self.hints.or(base.hints),
-        }
+    /// The layers merged field by field, each setting from the first layer
+    /// that gives it: `[flags, file]` is the file under the flags.
+    pub fn layered(layers: impl IntoIterator<Item = Settings>) -> Settings {
+        layers
+            .into_iter()
+            .reduce(|mut top, under| {
+                top.merge(under);
+                top
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether these settings name a node themselves (on the command
+    /// line: `--node-stats` or `--node-capacity`), which then replaces
+    /// any profile.
+    pub fn names_a_node(&self) -> bool {
+        self.node.as_ref().is_some_and(NodeConfig::names_a_node)
     }
 }
 
@@ -484,11 +663,9 @@ fn levels(
     })
 }
 
-fn growth(key: &str, v: &Option<OneOrMany>) -> Result<Vec<GrowthRule>, Error> {
-    v.clone()
-        .map(OneOrMany::into_vec)
-        .unwrap_or_default()
-        .iter()
+fn growth(key: &str, v: &Option<Vec<String>>) -> Result<Vec<GrowthRule>, Error> {
+    v.iter()
+        .flatten()
         .map(|s| GrowthRule::parse(s).map_err(|e| e.context(key)))
         .collect()
 }
@@ -770,10 +947,10 @@ mod tests {
         )
         .unwrap();
         let flags = Settings {
-            max_growth: Some(OneOrMany::One("5%".into())),
+            max_growth: Some(vec!["5%".into()]),
             ..Default::default()
         };
-        let merged = flags.over(file);
+        let merged = Settings::layered([flags, file]);
         assert_eq!(merged.policy().unwrap().fail_growth.len(), 1);
         let choice = merged.node_choice(false).unwrap().unwrap();
         assert_eq!(choice.label, "gpu");
@@ -785,6 +962,65 @@ mod tests {
         };
         let err = bad.node_choice(false).err().unwrap();
         assert!(err.to_string().contains("gpu"), "{err}");
+    }
+
+    #[test]
+    fn unset_flags_leave_the_file_alone() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let parse = |args: &[&str]| {
+            <Flags as clap::Parser>::try_parse_from(
+                std::iter::once("sizeguard").chain(args.iter().copied()),
+            )
+            .unwrap()
+            .settings
+        };
+        let none = parse(&[]);
+        assert_eq!(none.default_rules, None);
+        assert_eq!(none.fresh_pull, None);
+        assert_eq!(none.discard_unpacked_layers, None);
+        assert_eq!(none.max_growth, None);
+        assert!(none.node.is_none());
+        let flags = parse(&[
+            "--no-default-rules",
+            "--fresh-pull",
+            "--max-growth",
+            "10%",
+            "--max-growth",
+            "1GiB",
+            "--lowest-efficiency",
+            "0.9",
+            "--node-inodes",
+            "10",
+            "--node-inodes-free",
+            "5",
+        ]);
+        assert_eq!(flags.default_rules, Some(false));
+        assert_eq!(flags.fresh_pull, Some(true));
+        assert_eq!(
+            flags.max_growth,
+            Some(vec!["10%".to_string(), "1GiB".to_string()])
+        );
+        assert_eq!(flags.lowest_efficiency, Some(Scalar::Text("0.9".into())));
+        assert!(!flags.names_a_node());
+        let file: Settings = toml::from_str(
+            "fresh-pull = false\ndefault-rules = true\ndiscard-unpacked-layers = true\n[node]\ncapacity = \"20Gi\"\n",
+        )
+        .unwrap();
+        let merged = Settings::layered([flags, file]);
+        assert_eq!(merged.fresh_pull, Some(true));
+        assert_eq!(merged.default_rules, Some(false));
+        assert_eq!(merged.discard_unpacked_layers, Some(true));
+        assert_eq!(
+            merged.node.and_then(|n| n.capacity).as_deref(),
+            Some("20Gi"),
+            "inode counts alone name no node"
+        );
+        let node = parse(&["--node-capacity", "8Gi"]);
+        assert!(node.names_a_node());
     }
 
     #[test]
@@ -804,7 +1040,7 @@ mod tests {
             baseline: Some("oci:/elsewhere:v1".into()),
             ..Default::default()
         };
-        let merged = flags.over(s);
+        let merged = Settings::layered([flags, s]);
         assert_eq!(merged.baseline.as_deref(), Some("oci:/elsewhere:v1"));
         assert_eq!(merged.image.as_deref(), Some(image.as_str()));
         assert_eq!(

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::budget::{Rule, Verdict};
-use crate::config::{NodeConfig, OneOrMany, Settings};
+use crate::config::{NodeConfig, Settings};
 use crate::error::Kind;
 use crate::measure::progress::{LayerProgress, Progress};
 use crate::source::LayerDescriptor;
@@ -275,7 +275,7 @@ async fn growth_over_the_limit_fails_and_under_it_passes() {
     );
     // Only the limit judges: the default warnings are off.
     let limit = |l: &str| Settings {
-        max_growth: Some(OneOrMany::One(l.into())),
+        max_growth: Some(vec![l.into()]),
         default_rules: Some(false),
         ..Default::default()
     };

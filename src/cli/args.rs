@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::Settings;
+use crate::measure::layer::Inflater;
+
 /// `measure --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -276,11 +279,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 
+    /// The default policy's rules and node, over the file's.
     #[command(flatten)]
-    pub node: NodeArgs,
-
-    #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub settings: Settings,
 }
 
 #[derive(Debug, Args)]
@@ -429,6 +430,43 @@ pub struct SourceArgs {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub no_cache: bool,
+
+    /// `off`: neither hash files nor scan them for debug sections (the
+    /// identical-file and debug-section hints then find nothing), to
+    /// measure what that costs.
+    #[arg(
+        long = "content-scan",
+        env = "SIZEGUARD_CONTENT_SCAN",
+        hide = true,
+        action = clap::ArgAction::Set,
+        default_value = "on",
+        value_parser = on_unless_off
+    )]
+    pub content_scan: bool,
+
+    /// `zlib`: inflate gzip layers with zlib-rs even in a build with
+    /// ISA-L, so both stay tested.
+    #[arg(
+        long = "inflate",
+        env = "SIZEGUARD_INFLATE",
+        hide = true,
+        default_value = "fastest",
+        value_parser = inflater
+    )]
+    pub inflate: Inflater,
+}
+
+// Both switches have always taken any other value as the default: a typo
+// measures as usual rather than failing the run.
+fn on_unless_off(value: &str) -> Result<bool, std::convert::Infallible> {
+    Ok(value != "off")
+}
+
+fn inflater(value: &str) -> Result<Inflater, std::convert::Infallible> {
+    Ok(match value {
+        "zlib" => Inflater::ZlibRs,
+        _ => Inflater::Fastest,
+    })
 }
 
 #[derive(Debug, Args)]
@@ -497,11 +535,9 @@ pub struct CheckArgs {
     #[arg(long, short = 'o', value_name = "FILE", help_heading = "Output")]
     pub output: Option<PathBuf>,
 
+    /// The rules and the node, over the policy file's.
     #[command(flatten)]
-    pub node: NodeArgs,
-
-    #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub settings: Settings,
 
     /// Policy file (default: sizeguard.toml in the working directory or a parent).
     #[arg(long, value_name = "FILE", help_heading = "Rules")]
@@ -534,169 +570,4 @@ pub struct CheckArgs {
 
     #[command(flatten, next_help_heading = "GitHub")]
     pub github: GithubArgs,
-}
-
-/// Where the node budget comes from.
-#[derive(Debug, Args, Clone, Default)]
-#[command(next_help_heading = "Node")]
-pub struct NodeArgs {
-    /// A `[nodes.NAME]` profile of the policy file.
-    #[arg(long = "node-profile", value_name = "NAME")]
-    pub node_profile: Option<String>,
-
-    /// A kubelet stats summary (`kubectl get --raw /api/v1/nodes/NODE/proxy/stats/summary`),
-    /// or a JSON array of them (the tightest node decides); `-` reads standard input.
-    #[arg(
-        long = "node-stats",
-        value_name = "FILE",
-        conflicts_with = "node_capacity"
-    )]
-    pub node_stats: Option<PathBuf>,
-
-    /// imageFS capacity (Kubernetes quantity: 20Gi, 100G, or bytes). Alone,
-    /// the node is assumed to hold the baseline and --node-system-reserved.
-    #[arg(long = "node-capacity", value_name = "SIZE")]
-    pub node_capacity: Option<String>,
-
-    /// imageFS available bytes.
-    #[arg(
-        long = "node-available",
-        value_name = "SIZE",
-        requires = "node_capacity",
-        conflicts_with = "node_used"
-    )]
-    pub node_available: Option<String>,
-
-    /// imageFS used bytes (available = capacity - used).
-    #[arg(long = "node-used", value_name = "SIZE", requires = "node_capacity")]
-    pub node_used: Option<String>,
-
-    /// With --node-capacity alone: imageFS space the system's own images
-    /// take besides the baseline [default: 0].
-    #[arg(
-        long = "node-system-reserved",
-        value_name = "SIZE",
-        requires = "node_capacity",
-        conflicts_with_all = ["node_used", "node_available"]
-    )]
-    pub node_system_reserved: Option<String>,
-
-    /// What reports call a node given by --node-capacity [default: its
-    /// capacity, e.g. `20 GiB node`].
-    #[arg(long = "node-name", value_name = "NAME", requires = "node_capacity")]
-    pub node_name: Option<String>,
-
-    /// imageFS inode count.
-    #[arg(long = "node-inodes", value_name = "N", requires = "node_inodes_free")]
-    pub node_inodes: Option<u64>,
-
-    /// imageFS free inodes.
-    #[arg(long = "node-inodes-free", value_name = "N", requires = "node_inodes")]
-    pub node_inodes_free: Option<u64>,
-
-    /// The node runs containerd with discard_unpacked_layers (blobs deleted after unpacking).
-    #[arg(long = "discard-unpacked-layers")]
-    pub discard_unpacked_layers: bool,
-
-    /// Kubelet imageGCHighThresholdPercent: image GC starts at this usage [default: 85].
-    #[arg(
-        long = "gc-high",
-        value_name = "PCT",
-        help_heading = "Kubelet thresholds"
-    )]
-    pub gc_high: Option<i64>,
-
-    /// Kubelet imageGCLowThresholdPercent: GC frees down to this usage [default: 80].
-    #[arg(
-        long = "gc-low",
-        value_name = "PCT",
-        help_heading = "Kubelet thresholds"
-    )]
-    pub gc_low: Option<i64>,
-
-    /// Kubelet hard eviction threshold imagefs.available [default: 15%].
-    #[arg(
-        long = "eviction-imagefs-available",
-        value_name = "PCT",
-        help_heading = "Kubelet thresholds"
-    )]
-    pub eviction_imagefs_available: Option<String>,
-
-    /// Kubelet hard eviction threshold imagefs.inodesFree [default: 5%].
-    #[arg(
-        long = "eviction-imagefs-inodes-free",
-        value_name = "PCT",
-        help_heading = "Kubelet thresholds"
-    )]
-    pub eviction_imagefs_inodes_free: Option<String>,
-}
-
-/// The rules. Each `--max-*` fails the check; each `--warn-*` only warns.
-#[derive(Debug, Args, Clone, Default)]
-#[command(next_help_heading = "Rules")]
-pub struct PolicyArgs {
-    /// Growth versus the baseline that fails: `10%`, `200MiB`, or one figure
-    /// (`pull_bytes=`, `node_bytes=`, `disk_bytes=`, `inodes=`). Repeatable.
-    #[arg(long = "max-growth", value_name = "LIMIT")]
-    pub max_growth: Vec<String>,
-
-    /// Growth versus the baseline that warns. Repeatable.
-    #[arg(long = "warn-growth", value_name = "LIMIT")]
-    pub warn_growth: Vec<String>,
-
-    /// Turn off the default warnings: growth of node_bytes over 10% of the
-    /// baseline's, wasted (shadowed) bytes over 10% of the image.
-    #[arg(long = "no-default-rules")]
-    pub no_default_rules: bool,
-
-    /// Level of the image-GC headroom rule (the eviction rule always fails)
-    /// [default: fail].
-    #[arg(long = "gc-headroom-level", value_name = "LEVEL", value_parser = ["warn", "fail"])]
-    pub gc_headroom_level: Option<String>,
-
-    /// Judge the whole image against the node, not just what the baseline lacks.
-    #[arg(long = "fresh-pull")]
-    pub fresh_pull: bool,
-
-    /// Pull size (manifest + config + compressed layers) that fails.
-    #[arg(long = "max-pull-size", value_name = "SIZE")]
-    pub max_pull_size: Option<String>,
-    /// Pull size that warns.
-    #[arg(long = "warn-pull-size", value_name = "SIZE")]
-    pub warn_pull_size: Option<String>,
-    /// Unpacked size (Σ layer disk_bytes) that fails.
-    #[arg(long = "max-unpacked-size", value_name = "SIZE")]
-    pub max_unpacked_size: Option<String>,
-    /// Unpacked size that warns.
-    #[arg(long = "warn-unpacked-size", value_name = "SIZE")]
-    pub warn_unpacked_size: Option<String>,
-    /// Any one layer's compressed size that fails.
-    #[arg(long = "max-layer-size", value_name = "SIZE")]
-    pub max_layer_size: Option<String>,
-    /// Any one layer's compressed size that warns.
-    #[arg(long = "warn-layer-size", value_name = "SIZE")]
-    pub warn_layer_size: Option<String>,
-    /// Layer count that fails.
-    #[arg(long = "max-layers", value_name = "N")]
-    pub max_layers: Option<u64>,
-    /// Layer count that warns.
-    #[arg(long = "warn-layers", value_name = "N")]
-    pub warn_layers: Option<u64>,
-    /// Bytes shadowed by upper layers that fail.
-    #[arg(long = "max-wasted", value_name = "SIZE")]
-    pub max_wasted: Option<String>,
-    /// Bytes shadowed by upper layers that warn (replaces the default 10% warning).
-    #[arg(long = "warn-wasted", value_name = "SIZE")]
-    pub warn_wasted: Option<String>,
-    /// dive's lowestEfficiency: an efficiency score (0 to 1) below this fails.
-    #[arg(long = "lowest-efficiency", value_name = "RATIO")]
-    pub lowest_efficiency: Option<String>,
-    /// dive's highestWastedBytes: dive's wasted bytes above this fail
-    /// (`20MB` is 20 000 000 bytes, as dive reads it).
-    #[arg(long = "highest-wasted-bytes", value_name = "SIZE")]
-    pub highest_wasted_bytes: Option<String>,
-    /// dive's highestUserWastedPercent: wasted bytes over the bytes of the
-    /// layers above the first, as a ratio (0 to 1), above this fail.
-    #[arg(long = "highest-user-wasted-percent", value_name = "RATIO")]
-    pub highest_user_wasted_percent: Option<String>,
 }

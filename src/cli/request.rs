@@ -7,11 +7,12 @@ use std::io::{IsTerminal, Read};
 use std::sync::Arc;
 
 use crate::app::{CheckRequest, MeasureRequest, Services};
-use crate::cli::args::{CheckArgs, MeasureArgs, NodeArgs, PolicyArgs, SourceArgs};
+use crate::cli::args::{CheckArgs, MeasureArgs, SourceArgs};
 use crate::cli::progress::Bars;
-use crate::config::{HintsConfig, NodeConfig, OneOrMany, Scalar, Settings};
+use crate::config::{HintsConfig, Scalar, Settings};
 use crate::error::Error;
 use crate::measure::cache::{LayerCache, default_dir};
+use crate::measure::layer::AnalyzeOptions;
 use crate::measure::{MeasureOptions, Measurer};
 use crate::source::auth::{Explicit, normalize_key};
 use crate::source::platform::PlatformSelector;
@@ -47,9 +48,19 @@ pub fn services(args: &SourceArgs, named: &[&str]) -> Result<Services, Error> {
         sources: Arc::new(SourceFactory::new(options)),
         measurer: Measurer {
             cache,
+            analysis: analysis(args),
             progress: Arc::new(Bars::new(visible)),
         },
     })
+}
+
+/// How layers are read, as `--content-scan` and `--inflate` (or their
+/// environment variables) say.
+pub(crate) fn analysis(args: &SourceArgs) -> AnalyzeOptions {
+    AnalyzeOptions {
+        scan_content: args.content_scan,
+        inflater: args.inflate,
+    }
 }
 
 /// The registry host of the first of `references` that is a registry
@@ -145,8 +156,7 @@ pub fn check_request(args: &CheckArgs) -> Result<CheckRequest, Error> {
     let settings = settings(args)?;
     let policy = settings.policy()?;
     let thresholds = settings.thresholds()?;
-    let cli_node = args.node.node_stats.is_some() || args.node.node_capacity.is_some();
-    let node = settings.node_choice(cli_node)?;
+    let node = settings.node_choice(args.settings.names_a_node())?;
     let candidate = settings.image.clone().ok_or_else(|| {
         Error::usage("no candidate: give --candidate REF, or `image` in sizeguard.toml")
     })?;
@@ -198,7 +208,7 @@ fn settings(args: &CheckArgs) -> Result<Settings, Error> {
     let dive_ci = match &args.dive_ci {
         Some(path) => {
             let f = crate::dive_ci::load(path)?;
-            let text = |v: Option<String>| v.map(crate::config::Scalar::Text);
+            let text = |v: Option<String>| v.map(Scalar::Text);
             Settings {
                 lowest_efficiency: text(f.lowest_efficiency),
                 highest_wasted_bytes: text(f.highest_wasted_bytes),
@@ -208,7 +218,7 @@ fn settings(args: &CheckArgs) -> Result<Settings, Error> {
         }
         None => Settings::default(),
     };
-    Ok(flag_settings(args).over(dive_ci.over(file)))
+    Ok(Settings::layered([flag_settings(args), dive_ci, file]))
 }
 
 /// Under GitHub Actions, the log says which policy file the check reads
@@ -226,60 +236,13 @@ fn announce_policy(path: &std::path::Path, how: &str) {
 /// How the line naming the policy file read starts.
 pub const POLICY_LINE: &str = "sizeguard: policy file: ";
 
-/// The command line as a [`Settings`] layer over the policy file.
+/// The command line as a [`Settings`] layer over the policy file: the
+/// rule and node flags, and the images, which only `check` takes as flags.
 fn flag_settings(args: &CheckArgs) -> Settings {
     Settings {
         image: args.candidate.clone(),
         baseline: args.baseline.clone(),
         baseline_optional: args.baseline_optional.then_some(true),
-        ..rule_settings(&args.node, &args.policy)
-    }
-}
-
-/// The rule and node flags (shared by `check` and `serve`) as a
-/// [`Settings`] layer.
-pub(crate) fn rule_settings(n: &NodeArgs, p: &PolicyArgs) -> Settings {
-    let many = |v: &Vec<String>| (!v.is_empty()).then(|| OneOrMany::Many(v.clone()));
-    Settings {
-        image: None,
-        baseline: None,
-        max_growth: many(&p.max_growth),
-        warn_growth: many(&p.warn_growth),
-        max_pull_size: p.max_pull_size.clone(),
-        warn_pull_size: p.warn_pull_size.clone(),
-        max_unpacked_size: p.max_unpacked_size.clone(),
-        warn_unpacked_size: p.warn_unpacked_size.clone(),
-        max_layer_size: p.max_layer_size.clone(),
-        warn_layer_size: p.warn_layer_size.clone(),
-        max_layers: p.max_layers,
-        warn_layers: p.warn_layers,
-        max_wasted: p.max_wasted.clone(),
-        warn_wasted: p.warn_wasted.clone(),
-        lowest_efficiency: p.lowest_efficiency.clone().map(Scalar::Text),
-        highest_wasted_bytes: p.highest_wasted_bytes.clone().map(Scalar::Text),
-        highest_user_wasted_percent: p.highest_user_wasted_percent.clone().map(Scalar::Text),
-        gc_headroom_level: p.gc_headroom_level.clone(),
-        fresh_pull: p.fresh_pull.then_some(true),
-        discard_unpacked_layers: n.discard_unpacked_layers.then_some(true),
-        baseline_optional: None,
-        default_rules: p.no_default_rules.then_some(false),
-        gc_high: n.gc_high,
-        gc_low: n.gc_low,
-        eviction_imagefs_available: n.eviction_imagefs_available.clone(),
-        eviction_imagefs_inodes_free: n.eviction_imagefs_inodes_free.clone(),
-        node_profile: n.node_profile.clone(),
-        node: Some(NodeConfig {
-            stats: n.node_stats.clone(),
-            capacity: n.node_capacity.clone(),
-            available: n.node_available.clone(),
-            used: n.node_used.clone(),
-            inodes: n.node_inodes,
-            inodes_free: n.node_inodes_free,
-            name: n.node_name.clone(),
-            system_reserved: n.node_system_reserved.clone(),
-        }),
-        nodes: Default::default(),
-        serve: None,
-        hints: None,
+        ..args.settings.clone()
     }
 }

@@ -128,16 +128,14 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
                 .then_some(cache_dir)
                 .flatten()
                 .map(LayerCache::new),
+            analysis: request::analysis(&args.source),
             progress: Arc::new(LoggedProgress),
         },
     };
-    let flags = request::rule_settings(&args.node, &args.policy);
-    let cli_node = args.node.node_stats.is_some() || args.node.node_capacity.is_some();
     let policies = Policies::build(
         PolicyInputs {
             file: &file,
-            flags: &flags,
-            cli_node,
+            flags: &args.settings,
             repositories: &cfg.repositories,
             default_baseline: default_baseline(args, &cfg)?,
         },

@@ -177,15 +177,11 @@ impl LayerCache {
         Some(m)
     }
 
-    /// Stores a measurement. Failures are not errors: the cache is an
-    /// optimisation, and a read-only or full disk must not fail a check.
+    /// Stores a measurement, which must have every content fact (taken
+    /// with the content scan on): entries are read whatever the run's
+    /// scan. Failures are not errors: the cache is an optimisation, and a
+    /// read-only or full disk must not fail a check.
     pub fn put(&self, m: &LayerMeasurement) {
-        // A measurement taken with the content scan off has no hashes or
-        // debug sizes; cached, it would hide those hints from every later
-        // run that has the scan on.
-        if !super::layer::content_scan_enabled() {
-            return;
-        }
         if let Err(e) = self.try_put(m) {
             tracing::warn!("layer cache: could not store {}: {e}", m.digest);
         }

@@ -161,7 +161,39 @@ pub fn starts_with_skippable_frame(head: &[u8]) -> bool {
     matches!(head, [0x50..=0x5f, 0x2a, 0x4d, 0x18, ..])
 }
 
-/// What the caller knows about the blob before reading it.
+/// How layers are read: switches chosen once, at the command line, and
+/// the same for every layer of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalyzeOptions {
+    /// Hash every file and scan ELF files for debug sections. The
+    /// identical-file and debug-section hints need it; it is switched off
+    /// only to measure what it costs.
+    pub scan_content: bool,
+    pub inflater: Inflater,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        AnalyzeOptions {
+            scan_content: true,
+            inflater: Inflater::Fastest,
+        }
+    }
+}
+
+/// Which gzip inflater reads gzip layers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Inflater {
+    /// ISA-L's igzip in the default build (about 1.4× as fast as zlib-rs
+    /// here), zlib-rs in the `pure-rust` one.
+    #[default]
+    Fastest,
+    /// zlib-rs in any build, so an ISA-L build can test both.
+    ZlibRs,
+}
+
+/// What the caller knows about the blob before reading it, and how to
+/// read it.
 #[derive(Debug, Clone, Default)]
 pub struct Expected {
     /// The descriptor's digest; verified at end of stream when given.
@@ -180,6 +212,7 @@ pub struct Expected {
     /// The measurement the layer belongs to: its members and names count
     /// against that measurement's limits too.
     pub job: Option<std::sync::Arc<crate::tarstream::limits::JobBudget>>,
+    pub analysis: AnalyzeOptions,
 }
 
 /// Why a layer could not be measured. The message names the stage and the
@@ -308,7 +341,7 @@ pub fn analyze<R: Read>(
         progress,
     };
 
-    let parsed = parse_blob(&mut blob, hash_tar, expected.job.clone());
+    let parsed = parse_blob(&mut blob, hash_tar, expected);
     let (compression, tar_bytes, tar_hash, builder) = match parsed {
         Ok(v) => v,
         Err(stage) => return Err(stage.into_error(&blob)),
@@ -430,7 +463,7 @@ type Parsed = (Compression, u64, Option<Sha256>, IndexBuilder);
 fn parse_blob<R: Read>(
     blob: &mut BlobReader<'_, R>,
     hash_tar: bool,
-    job: Option<std::sync::Arc<crate::tarstream::limits::JobBudget>>,
+    expected: &Expected,
 ) -> Result<Parsed, Failure> {
     let mut buffered = BufReader::with_capacity(256 * 1024, blob);
     let head = buffered
@@ -438,7 +471,7 @@ fn parse_blob<R: Read>(
         .map_err(|e| Failure::Decode(Compression::None, e))?;
     let compression = Compression::sniff(head);
     let decoder: Box<dyn Read + '_> = match compression {
-        Compression::Gzip => gzip_decoder(buffered),
+        Compression::Gzip => gzip_decoder(buffered, expected.analysis.inflater),
         Compression::Zstd => Box::new(
             zstd::stream::read::Decoder::with_buffer(buffered)
                 .map_err(|e| Failure::Decode(compression, e))?,
@@ -452,7 +485,11 @@ fn parse_blob<R: Read>(
         count: 0,
         decoder_failed: false,
     };
-    let builder = match parse_tar(&mut tar, job) {
+    let builder = match parse_tar(
+        &mut tar,
+        expected.job.clone(),
+        expected.analysis.scan_content,
+    ) {
         Ok(b) => b,
         Err(StreamError::Read(e)) if tar.decoder_failed => {
             return Err(Failure::Decode(compression, e));
@@ -477,8 +514,8 @@ fn parse_blob<R: Read>(
 fn parse_tar<R: Read>(
     reader: &mut R,
     job: Option<std::sync::Arc<crate::tarstream::limits::JobBudget>>,
+    scan_content: bool,
 ) -> Result<IndexBuilder, StreamError> {
-    let scan_content = content_scan_enabled();
     let mut stream = TarStream::new(reader).with_job_budget(job.clone());
     let mut builder = IndexBuilder::default();
     // The paths the index makes, implied directories included, are
@@ -552,14 +589,6 @@ fn index_member<R: Read>(
     builder.add(&m.name, kind).map_err(|e| member_error(m, e))
 }
 
-/// Whether file contents are hashed and scanned for debug sections.
-/// `SIZEGUARD_CONTENT_SCAN=off` turns it off: the A/B switch the benchmark
-/// measures its cost with (identical-file and debug-section hints then find
-/// nothing).
-pub(crate) fn content_scan_enabled() -> bool {
-    std::env::var_os("SIZEGUARD_CONTENT_SCAN").is_none_or(|v| v != "off")
-}
-
 /// A member that cannot be measured, named (escaped) with its offset.
 fn member_error(m: &MemberHeader, why: impl std::fmt::Display) -> StreamError {
     StreamError::Format {
@@ -568,13 +597,9 @@ fn member_error(m: &MemberHeader, why: impl std::fmt::Display) -> StreamError {
     }
 }
 
-/// The gzip inflater: ISA-L's igzip in the default build (about 1.4× as
-/// fast as zlib-rs here), zlib-rs in the `pure-rust` one.
-/// `SIZEGUARD_INFLATE=zlib` picks zlib-rs in an ISA-L build, so both stay
-/// tested.
-fn gzip_decoder<'a, R: BufRead + 'a>(input: R) -> Box<dyn Read + 'a> {
+fn gzip_decoder<'a, R: BufRead + 'a>(input: R, inflater: Inflater) -> Box<dyn Read + 'a> {
     #[cfg(feature = "isal")]
-    if std::env::var_os("SIZEGUARD_INFLATE").is_none_or(|v| v != "zlib") {
+    if inflater == Inflater::Fastest {
         let empty_reads = std::rc::Rc::new(std::cell::Cell::new(0));
         let guarded = EofGuard {
             inner: input,
@@ -585,6 +610,9 @@ fn gzip_decoder<'a, R: BufRead + 'a>(input: R) -> Box<dyn Read + 'a> {
             empty_reads,
         });
     }
+    // Without ISA-L, zlib-rs is the fastest there is.
+    #[cfg(not(feature = "isal"))]
+    let _ = inflater;
     Box::new(flate2::bufread::MultiGzDecoder::new(input))
 }
 

@@ -152,11 +152,12 @@ enum LayerOutcome {
     NotMeasured(String),
 }
 
-/// What measuring shares across calls: the layer cache and the observer
-/// progress goes to.
+/// What measuring shares across calls: the layer cache, how layers are
+/// read, and the observer progress goes to.
 #[derive(Clone)]
 pub struct Measurer {
     pub cache: Option<cache::LayerCache>,
+    pub analysis: layer::AnalyzeOptions,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -164,6 +165,7 @@ impl Default for Measurer {
     fn default() -> Self {
         Measurer {
             cache: None,
+            analysis: layer::AnalyzeOptions::default(),
             progress: Arc::new(progress::NoProgress),
         }
     }
@@ -260,6 +262,7 @@ impl Measurer {
                 .map(|(i, (source, image))| {
                     let streamed = one_pass::measure(
                         self.progress.clone(),
+                        self.analysis,
                         source.clone(),
                         image.clone(),
                         cancel.clone(),
@@ -393,9 +396,13 @@ impl Measurer {
     ) -> Result<(Arc<LayerMeasurement>, bool), Error> {
         let desc = &job.desc;
         let progress = self.progress.layer_started(&desc.digest, desc.size);
-        let (m, pushed) = measure_layer(job, progress, cancel.clone(), budget.clone()).await?;
+        let (m, pushed) =
+            measure_layer(job, self.analysis, progress, cancel.clone(), budget.clone()).await?;
         let m = Arc::new(m);
-        if let Some(c) = self.cache.clone() {
+        // A measurement taken with the content scan off has no hashes or
+        // debug sizes; cached, it would hide those hints from every later
+        // run that has the scan on.
+        if let Some(c) = self.cache.clone().filter(|_| self.analysis.scan_content) {
             let m = m.clone();
             let _ = tokio::task::spawn_blocking(move || c.put(&m)).await;
         }
@@ -499,6 +506,7 @@ async fn probe_layer(
 /// one, what a push would upload of it.
 async fn measure_layer(
     job: &Job,
+    analysis: layer::AnalyzeOptions,
     progress: Box<dyn LayerProgress>,
     cancel: Arc<AtomicBool>,
     budget: Arc<limits::JobBudget>,
@@ -515,6 +523,7 @@ async fn measure_layer(
         verify_diff_id: job.verify_diff_id,
         digest_checked_upstream: job.source.verifies_digests(),
         job: Some(budget),
+        analysis,
     };
     let estimate_push = job.estimate_push();
     // Decompression and tar parsing are CPU-bound: keep them off the reactor.

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::layer::{self, Compression, Expected, LayerMeasurement};
+use super::layer::{self, AnalyzeOptions, Compression, Expected, LayerMeasurement};
 use super::progress::Progress;
 use super::recompress::PullEstimate;
 use super::{Cancellable, EstimateNote, LayerOutcome, layer_error_kind};
@@ -45,6 +45,7 @@ type Seen = HashMap<String, (LayerMeasurement, Option<u64>)>;
 /// Streams one image of a one-pass source through the analyzer.
 pub(super) async fn measure(
     progress: Arc<dyn Progress>,
+    analysis: AnalyzeOptions,
     source: Arc<dyn ImageSource>,
     image: ResolvedImage,
     cancel: Arc<AtomicBool>,
@@ -57,7 +58,7 @@ pub(super) async fn measure(
         )));
     };
     let seen: Arc<Mutex<Seen>> = Arc::default();
-    let visit = visitor(progress, seen.clone(), cancel.clone(), budget);
+    let visit = visitor(progress, analysis, seen.clone(), cancel.clone(), budget);
     let streamed = one_pass.stream(&image, visit).await.inspect_err(|_| {
         // The other images' layers stop at their next read.
         cancel.store(true, Ordering::Relaxed);
@@ -121,6 +122,7 @@ fn check_layer(image: &ResolvedImage, i: usize, m: &LayerMeasurement) -> Result<
 /// Analyzes every blob as it passes; keeps what it learnt by blob name.
 fn visitor(
     progress: Arc<dyn Progress>,
+    analysis: AnalyzeOptions,
     seen: Arc<Mutex<Seen>>,
     cancel: Arc<AtomicBool>,
     budget: Arc<JobBudget>,
@@ -141,6 +143,7 @@ fn visitor(
         let expected = Expected {
             size: Some(blob.size),
             job: Some(budget.clone()),
+            analysis,
             ..Expected::default()
         };
         let measured = layer::analyze(&mut reader, &expected, Some(bar.as_ref()));

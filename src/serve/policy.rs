@@ -53,10 +53,9 @@ pub struct Policies {
 pub struct PolicyInputs<'a> {
     /// The policy file's top level (the default policy).
     pub file: &'a Settings,
-    /// The rule and node flags, which win over the file.
+    /// The rule and node flags, which win over the file (a node they name
+    /// replaces any profile).
     pub flags: &'a Settings,
-    /// Whether a node was given by flags (it then replaces any profile).
-    pub cli_node: bool,
     pub repositories: &'a [ServeRepository],
     pub default_baseline: Baseline,
 }
@@ -69,7 +68,8 @@ impl Policies {
     ) -> Result<Policies, Error> {
         let rules =
             |layer: Settings, pattern: Option<String>, baseline: Baseline, github: Vec<String>| {
-                let settings = inputs.flags.clone().over(layer.over(inputs.file.clone()));
+                let settings =
+                    Settings::layered([inputs.flags.clone(), layer, inputs.file.clone()]);
                 let what = pattern
                     .as_deref()
                     .unwrap_or("the default policy")
@@ -77,7 +77,7 @@ impl Policies {
                 Ok::<_, Error>(RepositoryRules {
                     policy: settings.policy().map_err(|e| e.context(&what))?,
                     node: settings
-                        .node_choice(inputs.cli_node)
+                        .node_choice(inputs.flags.names_a_node())
                         .map_err(|e| e.context(&what))?,
                     thresholds: settings.thresholds().map_err(|e| e.context(&what))?,
                     pattern,
@@ -438,7 +438,6 @@ baseline-tag = "old"
             PolicyInputs {
                 file: &file,
                 flags: &Settings::default(),
-                cli_node: false,
                 repositories: &serve.repositories,
                 default_baseline: Baseline::Tag("main".into()),
             },
