@@ -11,7 +11,7 @@ use crate::measure::layer::FileSize;
 use crate::measure::{ImageReport, LayerReport};
 
 /// How a candidate layer relates to the baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LayerChange {
     /// Same blob at the same position on the same base: costs nothing new.
@@ -28,7 +28,7 @@ pub enum LayerChange {
     Removed,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LayerDiffRow {
     pub index: usize,
     pub change: LayerChange,
