@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::measure::ImageReport;
 
 /// The figures the node model works with, for one image.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ImageCost {
     /// Manifest + config + compressed layers: what a pull downloads.
     pub pull_bytes: u64,

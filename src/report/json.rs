@@ -297,7 +297,9 @@ impl ImageView {
                 .layers
                 .iter()
                 .enumerate()
-                .map(|(i, l)| LayerView::from_layer(l, r.image.created_by.get(i).cloned().flatten()))
+                .map(|(i, l)| {
+                    LayerView::from_layer(l, r.image.created_by.get(i).cloned().flatten())
+                })
                 .collect(),
             totals: FiguresView::totals(r),
             final_fs: (!r.estimated).then(|| FinalView {

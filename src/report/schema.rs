@@ -1,8 +1,9 @@
 //! The JSON Schemas in `schema/`, generated from the report's own types
 //! ([`super::json`]) and their doc comments, so the documented shape is
-//! the shape the code writes and reads. A test fails when a committed
-//! schema differs from what this produces; `SIZEGUARD_REGEN_SCHEMA=1
-//! cargo test --lib report::schema` rewrites them.
+//! the shape the code writes and reads. `tests/schema.rs` fails when a
+//! committed schema differs from what this produces;
+//! `SIZEGUARD_REGEN_SCHEMA=1 cargo test --test schema committed` rewrites
+//! them.
 
 use std::borrow::Cow;
 
@@ -88,48 +89,5 @@ impl JsonSchema for Rule {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         let ids: Vec<&str> = Rule::ALL.into_iter().map(Rule::id).collect();
         json_schema!({ "type": "string", "enum": ids })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::PathBuf;
-
-    fn committed(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("schema")
-            .join(name)
-    }
-
-    /// The committed schemas are what the code produces: a change to the
-    /// report's types (or their doc comments) changes the schema in the
-    /// same commit.
-    #[test]
-    fn committed_schemas_are_generated_from_the_types() {
-        let regen = std::env::var_os("SIZEGUARD_REGEN_SCHEMA").is_some_and(|v| v == "1");
-        let mut stale = Vec::new();
-        for (name, schema) in [
-            ("measure.schema.json", super::measure()),
-            ("check.schema.json", super::check()),
-        ] {
-            let path = committed(name);
-            let mut text = serde_json::to_string_pretty(&schema).expect("a schema is JSON");
-            text.push('\n');
-            if regen {
-                std::fs::write(&path, &text)
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                continue;
-            }
-            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-            if on_disk != text {
-                stale.push(path.display().to_string());
-            }
-        }
-        assert!(
-            stale.is_empty(),
-            "{} differ from what the report's types produce; run \
-             `SIZEGUARD_REGEN_SCHEMA=1 cargo test --lib report::schema` and commit the result",
-            stale.join(" and ")
-        );
     }
 }

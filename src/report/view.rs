@@ -12,9 +12,9 @@
 
 use serde_json::Value;
 
-pub use super::json::{CheckView, FinalView, ImageView, LayerView, PathView, PlatformView};
 use super::SCHEMA_VERSION;
 use super::json::CHECK_KIND;
+pub use super::json::{CheckView, FinalView, ImageView, LayerView, PathView, PlatformView};
 use crate::budget::rules::Finding;
 use crate::budget::verdict::verdict;
 use crate::error::Error;
