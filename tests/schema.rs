@@ -262,7 +262,8 @@ fn reports_that_break_the_schema_are_rejected() {
     assert_valid(&c, &check, "the check report before tampering");
     assert_valid(&m, &measure, "the measure report before tampering");
 
-    let broken_checks: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let broken_checks: Vec<(&str, Edit)> = vec![
         (
             "a check without its verdict",
             Box::new(|v| {
