@@ -14,6 +14,36 @@ use support::fixture::demo;
 use support::registry::{Registry as DockerRegistry, copy_to_oci_archive};
 use support::run::Run;
 
+/// The committed schemas are what the code produces: a change to the
+/// report's types (or their doc comments) changes the schema in the same
+/// commit. `SIZEGUARD_REGEN_SCHEMA=1` rewrites them instead.
+#[test]
+fn committed_schemas_are_generated_from_the_types() {
+    let regen = std::env::var_os("SIZEGUARD_REGEN_SCHEMA").is_some_and(|v| v == "1");
+    let mut stale = Vec::new();
+    for (name, generated) in [
+        ("measure.schema.json", sizeguard::report::schema::measure()),
+        ("check.schema.json", sizeguard::report::schema::check()),
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schema")
+            .join(name);
+        let mut text = serde_json::to_string_pretty(&generated).unwrap();
+        text.push('\n');
+        if regen {
+            std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(path.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{} differ from what the report's types produce: run \
+         `SIZEGUARD_REGEN_SCHEMA=1 cargo test --test schema committed` and commit the result",
+        stale.join(" and ")
+    );
+}
+
 fn schema(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("schema")
@@ -218,5 +248,75 @@ fn check_keeps_the_measure_key_order() {
     assert_eq!(
         keys(&measure.stdout, "\"reference\""),
         keys(&check.stdout, "\"reference\""),
+    );
+}
+
+/// The schemas can fail: a report missing a required figure, with a key
+/// the schema does not know, or with a value outside an enum is rejected.
+#[test]
+fn reports_that_break_the_schema_are_rejected() {
+    let (m, c) = validators();
+    let v2 = demo("v2");
+    let check = check_json(&["--candidate", &v2]);
+    let measure = json_of(&["measure", "-q", "--format", "json", &v2], false);
+    assert_valid(&c, &check, "the check report before tampering");
+    assert_valid(&m, &measure, "the measure report before tampering");
+
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let broken_checks: Vec<(&str, Edit)> = vec![
+        (
+            "a check without its verdict",
+            Box::new(|v| {
+                v.as_object_mut().unwrap().remove("verdict");
+            }),
+        ),
+        (
+            "a layer without disk_bytes",
+            Box::new(|v| {
+                v["platforms"][0]["candidate"]["layers"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("disk_bytes");
+            }),
+        ),
+        (
+            "a cost with an unknown key",
+            Box::new(|v| v["platforms"][0]["candidate_cost"]["bonus_bytes"] = 1.into()),
+        ),
+        (
+            "a finding of an unknown rule",
+            Box::new(|v| {
+                v["findings"] = serde_json::json!([{"rule": "all_clear", "level": "warn",
+                    "platform": "", "figure": "", "value": 0, "limit": 0,
+                    "limit_text": "", "message": ""}]);
+            }),
+        ),
+        (
+            "a verdict that is not one",
+            Box::new(|v| v["verdict"] = "maybe".into()),
+        ),
+        ("another kind", Box::new(|v| v["kind"] = "measure".into())),
+        (
+            "a negative size",
+            Box::new(|v| v["platforms"][0]["rollout_cost"]["pull_bytes"] = (-1).into()),
+        ),
+    ];
+    for (what, edit) in broken_checks {
+        let mut doc = check.clone();
+        edit(&mut doc);
+        assert!(!c.is_valid(&doc), "{what} passed the check schema");
+    }
+
+    let mut doc = measure.clone();
+    doc["images"][0].as_object_mut().unwrap().remove("totals");
+    assert!(
+        !m.is_valid(&doc),
+        "an image without totals passed the measure schema"
+    );
+    let mut doc = measure;
+    doc["images"][0]["layers"][0]["digest"] = "not a digest".into();
+    assert!(
+        !m.is_valid(&doc),
+        "a layer digest that is not one passed the measure schema"
     );
 }

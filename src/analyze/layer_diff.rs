@@ -10,7 +10,7 @@ use crate::measure::layer::FileSize;
 use crate::measure::{LayerReport, MeasuredImage};
 
 /// How a candidate layer relates to the baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LayerChange {
     /// Same blob at the same position on the same base: costs nothing new.
@@ -27,7 +27,7 @@ pub enum LayerChange {
     Removed,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LayerDiffRow {
     pub index: usize,
     pub change: LayerChange,

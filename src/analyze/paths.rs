@@ -41,7 +41,7 @@ impl Default for PathOptions {
 }
 
 /// A candidate layer that grew a path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PathLayer {
     /// Position in the candidate, from 0 as in `layers[]`.
     pub index: usize,
@@ -50,7 +50,7 @@ pub struct PathLayer {
 }
 
 /// One directory (its path ends with `/`) or file that grew or shrank.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PathGrowth {
     pub path: String,
     pub baseline_bytes: u64,

@@ -16,7 +16,9 @@ use crate::analyze::ImageReport;
 use crate::analyze::layer_diff::{chain_ids, diff_ids};
 
 /// The figures the node model works with, for one image.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ImageCost {
     /// Manifest + config + compressed layers: what a pull downloads.
     pub pull_bytes: u64,

@@ -24,17 +24,21 @@ use crate::units::parse_bytes;
 /// Defaults are the kubelet's own: `imageGCHighThresholdPercent: 85`,
 /// `imageGCLowThresholdPercent: 80`, and the Linux hard eviction thresholds
 /// `imagefs.available<15%` and `imagefs.inodesFree<5%`.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Thresholds {
     /// `imageGCHighThresholdPercent`. 100 disables threshold-driven GC, as
     /// in the kubelet.
+    #[schemars(range(max = 100))]
     pub gc_high: u8,
     /// `imageGCLowThresholdPercent`: where GC frees down to.
+    #[schemars(range(max = 100))]
     pub gc_low: u8,
     /// `evictionHard["imagefs.available"]` in percent (15.0 for `15%`).
     /// 0 and 100 mean "no threshold", as the kubelet reads `0%` and `100%`.
+    #[schemars(range(min = 0.0, max = 100.0))]
     pub eviction_available_pct: f64,
     /// `evictionHard["imagefs.inodesFree"]` in percent, same conventions.
+    #[schemars(range(min = 0.0, max = 100.0))]
     pub eviction_inodes_free_pct: f64,
 }
 

@@ -14,7 +14,9 @@ use crate::error::Error;
 use crate::units::human_bytes;
 
 /// How severe one finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Comment, don't block.
@@ -24,7 +26,9 @@ pub enum Level {
 }
 
 /// What a set of findings adds up to: the most severe of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
@@ -61,7 +65,9 @@ pub struct PlatformCheck {
 }
 
 /// Where the node's used space comes from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UsedSource {
     /// A kubelet stats summary: what the node reported.
@@ -89,15 +95,19 @@ pub struct NodeInput {
     pub system_reserved_bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NodeSummary {
-    /// The profile or node name the budget came from.
+    /// The node profile the budget came from, or `node` for a node given
+    /// by flags or stats.
     pub label: String,
-    /// The tightest node (the one that decides).
+    /// The tightest node (the one that decides): its nodeName from stats,
+    /// --node-name, or its capacity (`20 GiB node`).
     pub name: String,
     pub capacity_bytes: u64,
     pub available_bytes: u64,
-    /// Whether the used space was reported, given, or assumed.
+    /// stats: a kubelet stats summary; given: --node-used/--node-available;
+    /// assumed: capacity only, the node holds the baseline and the system
+    /// reserve.
     #[serde(default)]
     pub used_source: UsedSource,
     /// The assumption the used space rests on, in words; null unless assumed.

@@ -24,7 +24,9 @@ pub const PROBE_BYTES: u64 = 64;
 /// ratio below 8 can hide a wrap at all.)
 const WRAP_RATIO: u64 = 8;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// The gzip trailer's ISIZE.

@@ -96,8 +96,9 @@ pub struct IndexEntry {
 }
 
 /// A file and its size, for the largest-files lists.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileSize {
+    /// Relative to the image root.
     pub path: String,
     pub size: u64,
 }

@@ -67,7 +67,9 @@ pub struct LayerReport {
 }
 
 /// How a layer was sized, where some figure is not the blob's own.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "source", rename_all = "kebab-case")]
 pub enum EstimateNote {
     /// From the blob's ends: only `compressed_bytes` and (if `exact`)

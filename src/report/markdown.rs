@@ -386,13 +386,13 @@ fn layers_of(r: &ImageView, out: &mut String) {
             .as_deref()
             .map(|s| md_code_cell(&short_step(s)))
             .unwrap_or_default();
-        match (l.measured, l.disk_bytes, l.inodes) {
+        match (l.measured, l.figures.disk_bytes, l.figures.inodes) {
             (true, Some(disk), Some(inodes)) => {
                 let _ = writeln!(
                     out,
                     "| {} | {digest} | {} | {} | {inodes} | {} | {step} |",
                     i + 1,
-                    human_bytes(l.compressed_bytes),
+                    human_bytes(l.figures.compressed_bytes),
                     human_bytes(disk),
                     file_list(&l.largest_files, 3, true)
                 );
@@ -402,7 +402,7 @@ fn layers_of(r: &ImageView, out: &mut String) {
                     out,
                     "| {} | {digest} | {} | not measured | | {} | {step} |",
                     i + 1,
-                    human_bytes(l.compressed_bytes),
+                    human_bytes(l.figures.compressed_bytes),
                     md_text(l.not_measured_reason.as_deref().unwrap_or(""))
                 );
             }
@@ -445,7 +445,7 @@ fn paths_table(r: &CheckView, p: &PlatformView, out: &mut String) {
         "| path | growth | baseline | candidate | files | grown by |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---|");
-    for e in rows {
+    for e in rows.map(|e| &e.growth) {
         let files = match (e.files_added, e.files_removed) {
             (0, 0) => String::new(),
             (a, 0) => format!("+{a}"),

@@ -18,6 +18,7 @@ pub mod escape;
 pub mod hints;
 pub mod json;
 pub mod markdown;
+pub mod schema;
 pub mod table;
 pub mod terminal;
 pub mod view;

@@ -1,8 +1,7 @@
-//! What the Markdown renderer reads of a check: the verdict, the findings,
-//! the node, the policy, and per platform the costs, the layer diff and the
-//! candidate's layers and largest files.
+//! What the Markdown renderer reads of a check: the report's own types
+//! (see [`super::json`]), with what the renderer asks of them.
 //!
-//! It is built from a [`CheckReport`] in process, or read back from a
+//! A view is built from a check report in process, or read back from a
 //! `check --format json` document by `sizeguard comment`. In the fork
 //! pattern that document is an artifact of the pull request's own workflow,
 //! so it is untrusted: [`CheckView::from_json`] accepts only the documented
@@ -11,19 +10,14 @@
 //! document's `markdown`, and the comment is rendered from these figures by
 //! the same renderer, escaping included.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::SCHEMA_VERSION;
-use crate::analyze::ImageReport;
-use crate::analyze::layer_diff::LayerDiffRow;
-use crate::analyze::paths::PathLayer;
-use crate::budget::cost::ImageCost;
-use crate::budget::rules::dive::DiveAnalysis;
-use crate::budget::rules::{Figure, Finding, Policy};
-use crate::budget::verdict::{CheckReport, NodeSummary, PlatformCheck, Verdict, verdict};
+use super::json::CHECK_KIND;
+pub use super::json::{CheckView, FinalView, ImageView, LayerView, PathView, PlatformView};
+use crate::budget::rules::Finding;
+use crate::budget::verdict::verdict;
 use crate::error::Error;
-use crate::measure::layer::FileSize;
 
 /// The largest report `sizeguard comment` reads. A real report of a
 /// 100-layer, multi-platform image is a few hundred KiB.
@@ -41,166 +35,7 @@ const MAX_PATHS: usize = 4096;
 /// difference of two: within ±u64::MAX.
 const MAX_MAGNITUDE: u128 = u64::MAX as u128;
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct CheckView {
-    pub verdict: Verdict,
-    pub candidate: String,
-    pub baseline: Option<String>,
-    /// Every finding: those not tied to a platform, then each platform's.
-    pub findings: Vec<Finding>,
-    pub node: Option<NodeSummary>,
-    pub policy: Policy,
-    pub platforms: Vec<PlatformView>,
-    /// Growth by path of every platform; absent from older reports.
-    #[serde(default)]
-    pub paths: Vec<PathView>,
-}
-
-/// One entry of the growth by path, with the platform it belongs to.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PathView {
-    pub platform: String,
-    pub path: String,
-    pub baseline_bytes: u64,
-    pub candidate_bytes: u64,
-    pub delta_bytes: i128,
-    pub files_added: u64,
-    pub files_removed: u64,
-    pub layers: Vec<PathLayer>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct PlatformView {
-    pub platform: String,
-    pub verdict: Verdict,
-    pub candidate_cost: ImageCost,
-    pub baseline_cost: Option<ImageCost>,
-    pub rollout_cost: ImageCost,
-    pub findings: Vec<Finding>,
-    pub layers: Vec<LayerDiffRow>,
-    pub candidate: ImageView,
-}
-
-/// The candidate image of a platform, as far as the comment shows it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ImageView {
-    pub layers: Vec<LayerView>,
-    #[serde(rename = "final")]
-    pub final_fs: Option<FinalView>,
-    /// dive's figures; absent from older reports.
-    #[serde(default)]
-    pub efficiency: Option<DiveAnalysis>,
-    /// Absent from older reports.
-    #[serde(default)]
-    pub hints: Vec<crate::analyze::hints::Hint>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct FinalView {
-    pub largest_files: Vec<FileSize>,
-}
-
-/// A layer: measured (every figure known) or not (a foreign layer, with
-/// the reason and its blob's size).
-#[derive(Debug, Clone, Deserialize)]
-pub struct LayerView {
-    pub digest: String,
-    pub measured: bool,
-    pub not_measured_reason: Option<String>,
-    pub compressed_bytes: u64,
-    pub disk_bytes: Option<u64>,
-    pub inodes: Option<u64>,
-    pub largest_files: Vec<FileSize>,
-    /// The build step that made the layer; absent from older reports.
-    #[serde(default)]
-    pub created_by: Option<String>,
-}
-
-impl PlatformView {
-    pub fn growth(&self, f: Figure) -> Option<i128> {
-        self.baseline_cost
-            .map(|b| f.of(&self.candidate_cost) as i128 - f.of(&b) as i128)
-    }
-
-    fn from_check(p: &PlatformCheck) -> PlatformView {
-        let e = &p.evaluation;
-        PlatformView {
-            platform: e.platform.clone(),
-            verdict: verdict(&e.findings),
-            candidate_cost: e.candidate_cost,
-            baseline_cost: e.baseline_cost,
-            rollout_cost: e.rollout_cost,
-            findings: e.findings.clone(),
-            layers: p.layers.clone(),
-            candidate: ImageView::from_image(&p.candidate),
-        }
-    }
-}
-
-impl ImageView {
-    pub fn from_image(r: &ImageReport) -> ImageView {
-        let layers = r
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let f = l.figures();
-                LayerView {
-                    digest: l.descriptor.digest.clone(),
-                    measured: f.is_some(),
-                    not_measured_reason: l.not_measured_reason.clone(),
-                    compressed_bytes: f.map_or(l.descriptor.size, |f| f.compressed_bytes),
-                    disk_bytes: f.map(|f| f.disk_bytes),
-                    inodes: f.map(|f| f.inodes),
-                    largest_files: l.largest_files.clone(),
-                    created_by: r.image.created_by.get(i).cloned().flatten(),
-                }
-            })
-            .collect();
-        ImageView {
-            layers,
-            final_fs: (!r.estimated).then(|| FinalView {
-                largest_files: r.largest_files.clone(),
-            }),
-            efficiency: crate::budget::rules::dive::analysis(r),
-            hints: r.hints.clone(),
-        }
-    }
-
-    pub fn largest_files(&self) -> &[FileSize] {
-        self.final_fs.as_ref().map_or(&[][..], |f| &f.largest_files)
-    }
-}
-
 impl CheckView {
-    pub fn from_report(r: &CheckReport) -> CheckView {
-        CheckView {
-            verdict: r.verdict,
-            candidate: r.candidate_ref.clone(),
-            baseline: r.baseline_ref.clone(),
-            findings: r.findings().cloned().collect(),
-            node: r.node.clone(),
-            policy: r.policy.clone(),
-            platforms: r.platforms.iter().map(PlatformView::from_check).collect(),
-            paths: r
-                .platforms
-                .iter()
-                .flat_map(|p| {
-                    p.paths.iter().map(|g| PathView {
-                        platform: p.evaluation.platform.clone(),
-                        path: g.path.clone(),
-                        baseline_bytes: g.baseline_bytes,
-                        candidate_bytes: g.candidate_bytes,
-                        delta_bytes: g.delta_bytes,
-                        files_added: g.files_added,
-                        files_removed: g.files_removed,
-                        layers: g.layers.clone(),
-                    })
-                })
-                .collect(),
-        }
-    }
-
     pub fn findings(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter()
     }
@@ -216,7 +51,7 @@ impl CheckView {
         let node = self.node.as_ref()?;
         self.platforms
             .iter()
-            .map(|p| node.gc_headroom - p.rollout_cost.node_bytes as i128)
+            .map(|p| super::json::headroom_left(node, &p.rollout_cost))
             .min()
     }
 
@@ -227,7 +62,7 @@ impl CheckView {
         let invalid = |why: String| Error::usage(format!("not a sizeguard check report: {why}"));
         let doc: Value =
             serde_json::from_str(text).map_err(|e| invalid(format!("not JSON: {e}")))?;
-        if doc.get("kind").and_then(Value::as_str) != Some("check") {
+        if doc.get("kind").and_then(Value::as_str) != Some(CHECK_KIND) {
             return Err(Error::usage(
                 "not a `sizeguard check --format json` report (kind is not \"check\")",
             ));
@@ -241,9 +76,13 @@ impl CheckView {
         }
         // serde quotes the offending value: the report's text, made one
         // visible line like any other.
-        let view: CheckView = serde_json::from_value(doc)
+        let mut view: CheckView = serde_json::from_value(doc)
             .map_err(|e| invalid(crate::report::escape::plain(&e.to_string()).into_owned()))?;
         view.validate().map_err(invalid)?;
+        // What the document says of itself is never shown: the Markdown
+        // and the name are derived again from the validated figures.
+        view.markdown = String::new();
+        view.image_name = view.image_name();
         Ok(view)
     }
 
@@ -277,10 +116,10 @@ impl CheckView {
         }
         at_most("paths", self.paths.len(), MAX_PATHS)?;
         for p in &self.paths {
-            in_range("path growth", p.delta_bytes)?;
-            at_most("layers of a path", p.layers.len(), MAX_LAYERS)?;
-            texts.extend([("platform", &*p.platform), ("path", &*p.path)]);
-            for l in &p.layers {
+            in_range("path growth", p.growth.delta_bytes)?;
+            at_most("layers of a path", p.growth.layers.len(), MAX_LAYERS)?;
+            texts.extend([("platform", &*p.platform), ("path", &*p.growth.path)]);
+            for l in &p.growth.layers {
                 at_most("a layer position", l.index, MAX_LAYERS)?;
                 texts.extend(l.created_by.as_deref().map(|c| ("build step", c)));
             }
@@ -318,7 +157,7 @@ impl PlatformView {
         }
         for l in &self.candidate.layers {
             at_most("largest files", l.largest_files.len(), MAX_FILES)?;
-            if l.measured && (l.disk_bytes.is_none() || l.inodes.is_none()) {
+            if l.measured && (l.figures.disk_bytes.is_none() || l.figures.inodes.is_none()) {
                 return Err("a measured layer lacks its figures".into());
             }
             texts.push(("digest", &l.digest));

@@ -4,10 +4,22 @@ use std::fmt;
 
 use crate::error::Error;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct Platform {
     pub os: String,
     pub architecture: String,
+    /// Only when the image names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }

@@ -57,7 +57,7 @@ impl Default for HintSettings {
 }
 
 /// The layers a `deleted_later` hint is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LayerPair {
     /// Index of the layer that added the bytes.
     pub added_in: u32,
@@ -66,32 +66,47 @@ pub struct LayerPair {
 }
 
 /// A hint's saving against the node's figures (`check` with a node).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NodeShare {
     /// What the node would not store: disk bytes plus, when it keeps the
     /// compressed blobs, the pull-bytes estimate.
     pub node_bytes_estimate: u64,
     /// That, as a percentage of what the rollout costs the node.
+    #[schemars(range(min = 0.0))]
     pub rollout_cost_percent: f64,
     /// That, as a percentage of the node's GC headroom (absent when the
     /// headroom is not positive).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
     pub gc_headroom_percent: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Hint {
+    /// Rule id (apt_lists, pip_cache, pycache, docs, locales, duplicates,
+    /// debug_sections, deleted_later, ...): the name [hints] in
+    /// sizeguard.toml uses.
     pub rule: String,
     pub title: String,
     pub advice: String,
-    /// The largest matched paths, at most `--top` of them.
+    /// The largest matched paths (without the leading /), at most `--top`
+    /// of them.
     pub paths: Vec<String>,
+    /// Files matched.
     pub files: u64,
+    /// Disk saving in 4 KiB blocks (for debug_sections, the blocks the
+    /// files shrink by).
     pub disk_bytes: u64,
+    /// Inodes freed (one per removed file).
     pub inodes: u64,
+    /// Estimated pull saving: bytes times the compressed/tar ratio of the
+    /// layer holding each file.
     pub pull_bytes_estimate: u64,
+    /// deleted_later only: the layer (index) that added the bytes and the
+    /// one that hid them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<LayerPair>,
+    /// check with a node only: the saving against the node's figures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<NodeShare>,
 }

@@ -37,10 +37,12 @@ use crate::error::Error;
 use crate::units::human_bytes;
 
 /// The three rules; `None` is off.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DiveRules {
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub lowest_efficiency: Option<f64>,
     pub highest_wasted_bytes: Option<u64>,
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub highest_user_wasted_percent: Option<f64>,
 }
 
@@ -52,15 +54,22 @@ impl DiveRules {
     }
 }
 
-/// dive's figures of one image.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// dive's figures of the image, with dive's definitions (see README,
+/// "dive's CI rules").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DiveAnalysis {
-    /// From 0 to 1.
+    /// dive's efficiency score: Σ smallest visit per path / Σ visits; 1
+    /// when nothing was visited.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub score: f64,
+    /// Σ of every visit of the paths visited in more than one layer, the
+    /// surviving copy included.
     pub wasted_bytes: u64,
-    /// Bytes of every layer but the first.
+    /// content_bytes of every layer but the first.
     pub user_bytes: u64,
-    /// `wasted_bytes / user_bytes`; null when `user_bytes` is 0.
+    /// wasted_bytes / user_bytes (dive's highestUserWastedPercent, a
+    /// ratio); null when user_bytes is 0.
+    #[schemars(range(min = 0.0))]
     pub user_wasted_ratio: Option<f64>,
 }
 

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::units::human_delta;
 
 /// The figures growth rules compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Figure {
     PullBytes,
@@ -71,16 +71,16 @@ impl std::str::FromStr for Figure {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrowthLimit {
-    Percent(f64),
+    Percent(#[schemars(range(min = 0.0))] f64),
     /// Bytes for byte figures, a count for inodes.
     Amount(u64),
 }
 
 /// A growth rule: `10%`, `200MiB`, or for one figure, `inodes=50000`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GrowthRule {
     /// `None`: every figure the limit applies to (percentages: all four;
     /// byte amounts: the byte figures).

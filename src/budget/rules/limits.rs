@@ -12,7 +12,9 @@ use crate::budget::verdict::Level;
 use crate::units::human_bytes;
 
 /// A threshold at two levels.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Levels {
     pub warn: Option<u64>,
     pub fail: Option<u64>,

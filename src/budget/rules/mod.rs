@@ -130,7 +130,7 @@ impl<'de> Deserialize<'de> for Rule {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct Policy {
     pub fail_growth: Vec<GrowthRule>,
     pub warn_growth: Vec<GrowthRule>,
@@ -148,7 +148,8 @@ pub struct Policy {
     /// over 10 % of the image) apply where no rule of the user covers them.
     #[serde(default)]
     pub default_rules: bool,
-    /// dive's CI rules (`--lowest-efficiency`, `--dive-ci`).
+    /// dive's CI rules (--lowest-efficiency, --highest-wasted-bytes,
+    /// --highest-user-wasted-percent, --dive-ci); null is off.
     #[serde(default)]
     pub dive: dive::DiveRules,
     #[serde(skip)]
@@ -270,7 +271,7 @@ impl PartialEq<Figure> for FindingFigure {
 }
 
 /// One rule that fired.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Finding {
     pub rule: Rule,
     pub level: Level,
@@ -278,8 +279,11 @@ pub struct Finding {
     pub platform: String,
     /// The figure the rule looked at (`node_bytes`, `layers`, ...); an
     /// empty string in reports when it looked at none.
+    #[schemars(with = "String")]
     pub figure: FindingFigure,
-    /// The measured value (bytes, a count, or a growth).
+    /// The measured value (bytes, a count, or a growth); for dive's ratio
+    /// rules (lowest_efficiency, highest_user_wasted_percent),
+    /// ten-thousandths.
     pub value: i128,
     /// The limit it crossed, in the same unit.
     pub limit: i128,
