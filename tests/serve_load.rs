@@ -6,6 +6,7 @@
 //! Its own test binary, so that no other test shares the two cores while
 //! it measures. The figures go to stderr (`--nocapture` shows them).
 
+#[path = "integration/support/mod.rs"]
 mod support;
 
 use std::net::TcpListener;
