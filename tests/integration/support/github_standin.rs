@@ -222,10 +222,11 @@ fn serve(
         502 => "Bad Gateway",
         _ => "Other",
     };
-    let headers: Vec<(&str, String)> =
-        std::iter::once(("Content-Type", "application/json; charset=utf-8".to_string()))
-            .chain(ans.headers.iter().map(|(k, v)| (k.as_str(), v.clone())))
-            .collect();
+    let mut headers = vec![(
+        "Content-Type",
+        "application/json; charset=utf-8".to_string(),
+    )];
+    headers.extend(ans.headers.iter().map(|(k, v)| (k.as_str(), v.clone())));
     respond(
         &mut conn,
         &format!("{} {reason}", ans.status),

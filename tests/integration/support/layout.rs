@@ -374,11 +374,7 @@ impl<W: Write> HashWriter<W> {
         }
     }
     fn finish(self) -> (W, String, u64) {
-        (
-            self.inner,
-            self.hasher.finish().to_string(),
-            self.count,
-        )
+        (self.inner, self.hasher.finish().to_string(), self.count)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Shared integration-test support for `sizeguard`.
 //!
-//! Declared once by `main.rs`; each area's module names it with
-//! `use crate::support;`.
+//! Declared by `main.rs`, the integration binary, whose areas name it with
+//! `use crate::support;`, and by path by `tests/serve_load.rs`, the one test
+//! binary of its own.
 //!
 //! * [`run`]            – the one way to run sizeguard (or the action's script): scrubbed environment, temporary `HOME`, the checks every run must pass.
 //! * [`fixture`]        – references to the committed demo fixture (`oci:…/fixtures/demo:v1`, `:v2`).
@@ -57,8 +58,8 @@ pub fn require_tool(tool: &str, install: &str) -> PathBuf {
         })
 }
 
-/// Digests as the crate computes them, so a test's expected digest and
+/// A digest as the crate computes it, so a test's expected digest and
 /// sizeguard's cannot differ in how they are written.
-pub use sizeguard::digest::{hex, sha256_digest};
+pub use sizeguard::digest::sha256_digest;
 
 pub mod serve;

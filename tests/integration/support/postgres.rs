@@ -278,4 +278,3 @@ fn pg_ctl_start(bin: &Path, null: Option<&Path>, dir: &Path, port: u16) -> std::
         .args(["-w", "-t", "60", "start"]);
     start.output().expect("pg_ctl start")
 }
-

@@ -468,7 +468,9 @@ pub fn free_port() -> u16 {
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().unwrap().port();
-        let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if given.insert(port) {
             return port;
         }
