@@ -22,10 +22,10 @@ if [ "${1:-}" != "--build" ]; then
 have docker-registry || need+=(docker-registry)
 have skopeo || need+=(skopeo)
 have umoci || need+=(umoci)
-# The engine behind `docker-daemon:` in tests/daemon.rs (as root: its API
-# service over a private store, no systemd needed); git for tests/hook.rs.
+# The engine behind `docker-daemon:` in tests/integration/daemon.rs (as root: its API
+# service over a private store, no systemd needed); git for tests/integration/hook.rs.
 have podman || need+=(podman)
-# tests/archives.rs: buildah writes the image the way `buildah push` does.
+# tests/integration/archives.rs: buildah writes the image the way `buildah push` does.
 have buildah || need+=(buildah)
 have git || need+=(git)
 have htpasswd || need+=(apache2-utils)
@@ -33,7 +33,7 @@ have openssl || need+=(openssl)
 have zstd || need+=(zstd)
 have pigz || need+=(pigz)
 have curl || need+=(curl)
-# tests/hints.rs: gcc -g builds the binary with debug sections (gcc is in
+# tests/integration/hints.rs: gcc -g builds the binary with debug sections (gcc is in
 # the list above), strip gives their ground truth, python3 compiles bytecode.
 have strip || need+=(binutils)
 have python3 || need+=(python3)
@@ -41,7 +41,7 @@ have python3 || need+=(python3)
 # igzip, the ISA-L command the benchmark compares with.
 have igzip || need+=(isal)
 have shellcheck || need+=(shellcheck)
-# PostgreSQL, for the shared-store tests of `serve` (tests/support/postgres.rs
+# PostgreSQL, for the shared-store tests of `serve` (tests/integration/support/postgres.rs
 # starts a throwaway cluster with initdb and pg_ctl).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 # GitHub's own Markdown renderer (its cmark fork), to render comments as

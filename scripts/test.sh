@@ -26,7 +26,8 @@ shellcheck scripts/action-*.sh
 # streaming tests again in the pure-Rust build (zlib-rs, no server), so both
 # stay correct.
 cargo test --locked --all-targets
-cargo test --locked --no-default-features --features pure-rust --lib --test ground_truth --test registry
+cargo test --locked --no-default-features --features pure-rust --lib
+cargo test --locked --no-default-features --features pure-rust --test integration -- ground_truth:: registry::
 # Without the server feature: no database driver in the tree, and no
 # `serve` subcommand in the binary (clap refuses it: exit 2).
 if cargo tree --locked --no-default-features --features pure-rust -e normal | grep -qw sqlx; then

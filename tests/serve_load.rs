@@ -8,6 +8,7 @@
 
 #![cfg(feature = "server")]
 
+#[path = "integration/support/mod.rs"]
 mod support;
 
 use std::net::TcpListener;
