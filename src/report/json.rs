@@ -13,15 +13,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Renderer, SCHEMA_VERSION};
-use crate::budget::cost::ImageCost;
+use crate::analyze::ImageReport;
 use crate::analyze::hints::Hint;
 use crate::analyze::layer_diff::LayerDiffRow;
 use crate::analyze::paths::PathGrowth;
+use crate::budget::cost::ImageCost;
 use crate::budget::rules::dive::DiveAnalysis;
 use crate::budget::rules::{Figure, Finding, Policy};
 use crate::budget::verdict::{CheckReport, NodeSummary, PlatformCheck, Verdict, verdict};
 use crate::measure::layer::{FileSize, LayerFigures};
-use crate::analyze::ImageReport;
 use crate::measure::{EstimateNote, LayerReport};
 use crate::source::platform::Platform;
 
