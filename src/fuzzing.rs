@@ -1,6 +1,6 @@
 //! What each fuzz target (`fuzz/fuzz_targets/`) does with one input, and
 //! so what their corpus replay on the stable toolchain
-//! (`tests/fuzz_corpus.rs`) does: one definition, so the two cannot drift.
+//! (`tests/integration/fuzz_corpus.rs`) does: one definition, so the two cannot drift.
 //! Not part of sizeguard's interface; nothing in sizeguard calls it.
 
 use std::io::Write;

@@ -15,8 +15,8 @@
 //!   the hints, the path diff, the layer diff.
 //! - [`budget`]: the containerd cost model, the kubelet arithmetic, the
 //!   rules and the verdict; pure functions.
-//! - [`config`]: `sizeguard.toml`, merged with the command line;
-//!   [`dive_ci`], a `.dive-ci` file read for it.
+//! - [`config`]: every setting once: `sizeguard.toml`, `.dive-ci` and the
+//!   flags, merged field by field.
 //! - [`app`]: the requests every entry point builds (`MeasureRequest`,
 //!   `CheckRequest`) and the one function each that answers them.
 //! - [`report`]: one renderer per format (table, JSON, Markdown) over the
@@ -48,7 +48,6 @@ pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod digest;
-pub mod dive_ci;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -474,7 +474,7 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(calls, 3);
-        assert!(e.one_line().starts_with("down"), "{e}");
+        assert_eq!(e.one_line(), "down (gave up after 3 attempts)");
         assert_eq!(e.kind(), Kind::Transient);
     }
 

@@ -193,7 +193,7 @@ mod tests {
             let e = parse_duration(bad).unwrap_err();
             assert_eq!(e.kind(), crate::error::Kind::Usage, "{bad}: {e}");
         }
-        assert_eq!(format_duration(crate::retry::DEFAULT_RUN_TIMEOUT), "10m0s");
+        assert_eq!(format_duration(Duration::from_secs(600)), "10m0s");
         assert_eq!(format_duration(Duration::from_secs(3)), "3s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");

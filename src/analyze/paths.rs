@@ -49,12 +49,30 @@ pub struct PathLayer {
     pub created_by: Option<String>,
 }
 
+/// An `i128` read back from a report. The report nests this struct with
+/// `#[serde(flatten)]`, and serde buffers flattened fields in a form that
+/// has no 128-bit integers ("i128 is not supported"); a delta of two `u64`
+/// sizes fits in an `i64` or a `u64`, which it does have.
+fn wide_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wide {
+        Signed(i64),
+        Unsigned(u64),
+    }
+    Ok(match Wide::deserialize(d)? {
+        Wide::Signed(v) => v.into(),
+        Wide::Unsigned(v) => v.into(),
+    })
+}
+
 /// One directory (its path ends with `/`) or file that grew or shrank.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PathGrowth {
     pub path: String,
     pub baseline_bytes: u64,
     pub candidate_bytes: u64,
+    #[serde(deserialize_with = "wide_integer")]
     pub delta_bytes: i128,
     pub baseline_disk_bytes: u64,
     pub candidate_disk_bytes: u64,

@@ -4,7 +4,7 @@
 //! It reads the figures as `measure` and `analyze` leave them (their
 //! report types are plain data), and neither of them knows this module:
 //! judging comes after measuring and explaining, never inside them. The
-//! `.dive-ci` file its dive rules come from is read elsewhere (`dive_ci`).
+//! `.dive-ci` file its dive rules come from is read elsewhere (`config::dive_ci`).
 //!
 //! - [`cost`]: the containerd cost model (blobs + snapshots shared by
 //!   chain ID, what a rollout adds to a node that holds the baseline).

@@ -207,7 +207,7 @@ fn settings(args: &CheckArgs) -> Result<Settings, Error> {
     };
     let dive_ci = match &args.dive_ci {
         Some(path) => {
-            let f = crate::dive_ci::load(path)?;
+            let f = crate::config::dive_ci::load(path)?;
             let text = |v: Option<String>| v.map(Scalar::Text);
             Settings {
                 lowest_efficiency: text(f.lowest_efficiency),

@@ -39,7 +39,7 @@ fn committed_schemas_are_generated_from_the_types() {
     assert!(
         stale.is_empty(),
         "{} differ from what the report's types produce: run \
-         `SIZEGUARD_REGEN_SCHEMA=1 cargo test --test schema committed` and commit the result",
+         `SIZEGUARD_REGEN_SCHEMA=1 cargo test --test integration schema::committed` and commit the result",
         stale.join(" and ")
     );
 }

@@ -3,6 +3,10 @@
 //! Keys are spelled like the flags (`max-growth`, `gc-high`, …) so a team
 //! can move a flag into the file without looking anything up. Unknown keys
 //! are an error that names them: a typo must not silently disable a rule.
+//! [`dive_ci`] reads a `.dive-ci` file, the layer of dive's rules under
+//! the flags.
+
+pub mod dive_ci;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
