@@ -29,12 +29,18 @@ cargo test --locked --all-targets
 cargo test --locked --no-default-features --features pure-rust --lib
 cargo test --locked --no-default-features --features pure-rust --test integration -- ground_truth:: registry::
 # Without the server feature: no database driver in the tree, and no
-# `serve` subcommand in the binary (clap refuses it: exit 2).
-if cargo tree --locked --no-default-features --features pure-rust -e normal | grep -qw sqlx; then
+# `serve` subcommand in the binary (clap refuses it: exit 2). The tree is
+# read whole before it is searched, so a pipe closed early cannot hide a
+# match.
+pure_rust_tree=$(cargo tree --locked --no-default-features --features pure-rust -e normal --prefix none)
+if grep -qw sqlx <<<"$pure_rust_tree"; then
   echo "the pure-Rust build depends on sqlx: the server is not optional" >&2
   exit 1
 fi
-if cargo run --locked --quiet --no-default-features --features pure-rust -- serve --help >/dev/null 2>&1; then
-  echo "the pure-Rust build has a serve subcommand" >&2
+cargo build --locked --no-default-features --features pure-rust
+serve_rc=0
+target/debug/sizeguard serve --help >/dev/null 2>&1 || serve_rc=$?
+if [ "$serve_rc" -ne 2 ]; then
+  echo "the pure-Rust build's \`sizeguard serve --help\` exited $serve_rc, not 2 (no such subcommand)" >&2
   exit 1
 fi

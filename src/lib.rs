@@ -21,7 +21,8 @@
 //!   `CheckRequest`) and the one function each that answers them.
 //! - [`report`]: one renderer per format (table, JSON, Markdown) over the
 //!   same report.
-//! - [`publish`]: GitHub: the pull-request comment and Actions outputs.
+//! - [`publish`]: verdicts out: the pull-request comment, the commit
+//!   status, the chat notification, Actions outputs.
 //! - [`cli`]: the command line: flags, their mapping to requests, and the
 //!   commands (render, publish, exit code).
 //! - [`serve`] (cargo feature `server`, on by default): `sizeguard serve`,

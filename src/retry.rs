@@ -195,7 +195,7 @@ where
             Ok(v) => return Ok(v),
             Err(f) => f,
         };
-        if !failed.error.kind().is_retryable() {
+        if !failed.error.kind().is_retryable() || already_retried(&failed.error) {
             return Err(failed.error);
         }
         if let Some(asked) = failed.retry_after.filter(|a| backoff.refuses(*a)) {
@@ -207,7 +207,8 @@ where
                     format_duration(asked),
                     format_duration(backoff.longest_asked)
                 ),
-            ));
+            )
+            .with_source(Retried));
         }
         let Some(delay) = backoff.next(failed.retry_after) else {
             return Err(gave_up(&failed.error, backoff.failures()));
@@ -227,6 +228,33 @@ pub fn gave_up(last: &Error, attempts: u32) -> Error {
         last.kind(),
         format!("{} (gave up after {attempts} attempts)", last.one_line()),
     )
+    .with_source(Retried)
+}
+
+/// The mark of an error a retry loop has already given up on. An enclosing
+/// loop (a manifest's, around the token request a 401 set off) returns it
+/// as it is, so attempts never multiply: one policy, never nested. Its
+/// text is empty, so messages do not show it.
+#[derive(Debug)]
+struct Retried;
+
+impl std::fmt::Display for Retried {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
+impl std::error::Error for Retried {}
+
+fn already_retried(e: &Error) -> bool {
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        if cause.is::<Retried>() {
+            return true;
+        }
+        next = cause.source();
+    }
+    false
 }
 
 /// The delays between the attempts of one request.
@@ -475,6 +503,29 @@ mod tests {
         .unwrap_err();
         assert_eq!(calls, 3);
         assert_eq!(e.one_line(), "down (gave up after 3 attempts)");
+        assert_eq!(e.kind(), Kind::Transient);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_gave_up_inside_another_is_not_tried_again_by_it() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let deadline = &Deadline::after(Duration::from_secs(600));
+        let (outer, inner) = (&AtomicU32::new(0), &AtomicU32::new(0));
+        let e = retrying_with(quick().attempts(5), deadline, "manifest", || async move {
+            outer.fetch_add(1, Ordering::Relaxed);
+            // The token request a 401 sets off, with its own attempts.
+            retrying_with(quick().attempts(3), deadline, "token", || async move {
+                inner.fetch_add(1, Ordering::Relaxed);
+                Err::<(), _>(Failed::from(Error::transient("503")))
+            })
+            .await
+            .map_err(|e| Failed::from(e.context("token")))
+        })
+        .await
+        .unwrap_err();
+        let counts = (outer.load(Ordering::Relaxed), inner.load(Ordering::Relaxed));
+        assert_eq!(counts, (1, 3));
+        assert_eq!(e.one_line(), "token: 503 (gave up after 3 attempts)");
         assert_eq!(e.kind(), Kind::Transient);
     }
 

@@ -147,6 +147,12 @@ impl NodeSummary {
             }
         }
     }
+
+    /// The GC headroom this node has left once a rollout of this cost has
+    /// pulled.
+    pub fn headroom_left(&self, rollout: &crate::budget::cost::ImageCost) -> i128 {
+        self.gc_headroom - i128::from(rollout.node_bytes)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -181,7 +187,7 @@ impl CheckReport {
         let node = self.node.as_ref()?;
         self.platforms
             .iter()
-            .map(|p| node.gc_headroom - p.evaluation.rollout_cost.node_bytes as i128)
+            .map(|p| node.headroom_left(&p.evaluation.rollout_cost))
             .min()
     }
 }

@@ -101,13 +101,21 @@ async fn publish(
     Ok(())
 }
 
-/// The longest rate-limit wait: `SIZEGUARD_GITHUB_MAX_WAIT` (a duration;
-/// a bare number is seconds), else [`DEFAULT_MAX_WAIT`].
+/// The longest rate-limit wait: `SIZEGUARD_GITHUB_MAX_WAIT` in whole
+/// seconds (0: never wait, fail at the first limit), else
+/// [`DEFAULT_MAX_WAIT`].
 fn github_max_wait() -> Result<std::time::Duration, Error> {
     match std::env::var("SIZEGUARD_GITHUB_MAX_WAIT") {
-        Ok(v) if !v.trim().is_empty() => {
-            crate::units::parse_duration(&v).map_err(|e| e.context("SIZEGUARD_GITHUB_MAX_WAIT"))
-        }
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| {
+                Error::usage(format!(
+                    "SIZEGUARD_GITHUB_MAX_WAIT {:?}: expected whole seconds",
+                    crate::plain_text::escape(&v)
+                ))
+            }),
         _ => Ok(DEFAULT_MAX_WAIT),
     }
 }

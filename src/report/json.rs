@@ -336,7 +336,7 @@ impl PlatformView {
                     .filter_map(|f| e.growth(f).map(|g| (f.name().to_string(), g)))
                     .collect()
             }),
-            gc_headroom_left: node.map(|n| headroom_left(n, &e.rollout_cost)),
+            gc_headroom_left: node.map(|n| n.headroom_left(&e.rollout_cost)),
             findings: e.findings.clone(),
             layers: p.layers.clone(),
             candidate: ImageView::from_image(&p.candidate),
@@ -346,8 +346,7 @@ impl PlatformView {
 
     /// Candidate minus baseline for one figure; None without a baseline.
     pub fn growth(&self, f: Figure) -> Option<i128> {
-        self.baseline_cost
-            .map(|b| f.of(&self.candidate_cost) as i128 - f.of(&b) as i128)
+        f.growth(&self.candidate_cost, self.baseline_cost.as_ref())
     }
 }
 
@@ -383,11 +382,6 @@ impl CheckView {
             markdown: String::new(),
         }
     }
-}
-
-/// The GC headroom a node has left once the rollout has pulled.
-pub(crate) fn headroom_left(node: &NodeSummary, rollout: &ImageCost) -> i128 {
-    node.gc_headroom - rollout.node_bytes as i128
 }
 
 /// Why serializing a report cannot fail: it is plain data (strings,

@@ -1,9 +1,9 @@
 //! The JSON Schemas in `schema/`, generated from the report's own types
 //! ([`super::json`]) and their doc comments, so the documented shape is
-//! the shape the code writes and reads. `tests/schema.rs` fails when a
-//! committed schema differs from what this produces;
-//! `SIZEGUARD_REGEN_SCHEMA=1 cargo test --test integration schema::committed` rewrites
-//! them.
+//! the shape the code writes and reads. `tests/integration/schema.rs`
+//! fails when a committed schema differs from what this produces;
+//! `SIZEGUARD_REGEN_SCHEMA=1 cargo test --test integration
+//! schema::committed` rewrites them.
 
 use std::borrow::Cow;
 

@@ -51,7 +51,7 @@ impl CheckView {
         let node = self.node.as_ref()?;
         self.platforms
             .iter()
-            .map(|p| super::json::headroom_left(node, &p.rollout_cost))
+            .map(|p| node.headroom_left(&p.rollout_cost))
             .min()
     }
 

@@ -844,12 +844,9 @@ fn verify_diff_ids() {
 
 #[test]
 fn unreachable_registry() {
-    // A port nothing listens on (bound, read, released).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nothing listens on (bound, read, released), and that no other
+    // test of this process is handed.
+    let port = support::registry::free_port();
     let addr = format!("127.0.0.1:{port}");
     let reference = format!("{addr}/test/img:v1");
 

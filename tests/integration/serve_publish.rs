@@ -404,9 +404,8 @@ fn verdicts_reach_the_commit_and_the_chat_webhook_and_foreign_sources_reach_noth
 #[test]
 fn publishing_failures_are_counted_and_never_judge_again() {
     let github = GithubStandin::start("ghs_someOtherToken");
-    let down = TcpListener::bind("127.0.0.1:0").unwrap();
-    let down_addr = down.local_addr().unwrap().to_string();
-    drop(down);
+    // Down: a port no other test of this process is handed.
+    let down_addr = format!("127.0.0.1:{}", support::registry::free_port());
 
     let addr = Service::pick_addr();
     let reg = Registry::start_with(RegistryOpts {

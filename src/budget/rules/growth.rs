@@ -43,6 +43,11 @@ impl Figure {
         }
     }
 
+    /// Candidate minus baseline in this figure; None without a baseline.
+    pub fn growth(self, candidate: &ImageCost, baseline: Option<&ImageCost>) -> Option<i128> {
+        baseline.map(|b| i128::from(self.of(candidate)) - i128::from(self.of(b)))
+    }
+
     pub fn is_bytes(self) -> bool {
         self != Figure::Inodes
     }

@@ -350,8 +350,7 @@ pub struct Evaluation {
 
 impl Evaluation {
     pub fn growth(&self, f: Figure) -> Option<i128> {
-        self.baseline_cost
-            .map(|b| f.of(&self.candidate_cost) as i128 - f.of(&b) as i128)
+        f.growth(&self.candidate_cost, self.baseline_cost.as_ref())
     }
 }
 

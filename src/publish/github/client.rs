@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use super::Context;
 use crate::error::{Error, Kind};
 use crate::publish::actions::notice;
-use crate::retry::{Backoff, DEFAULT_RUN_TIMEOUT, Deadline, Failed, retrying_with};
+use crate::retry::{Backoff, DEFAULT_RUN_TIMEOUT, Deadline, Failed, retry_after_of, retrying_with};
 
 /// The longest rate-limit wait when nothing says otherwise.
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(60);
@@ -238,7 +238,10 @@ impl Client {
             });
         }
         if (500..=599).contains(&status) {
-            return Err(Error::transient(format!("GitHub API {what}: {status} {message}")).into());
+            return Err(Failed {
+                error: Error::transient(format!("GitHub API {what}: {status} {message}")),
+                retry_after: retry_after_of(&headers),
+            });
         }
         Ok(Refused { status, message })
     }
@@ -286,8 +289,8 @@ fn rate_limit_wait(status: u16, headers: &HeaderMap, message: &str) -> Option<Du
     if status != 403 && status != 429 {
         return None;
     }
-    if let Some(secs) = header(headers, "retry-after").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(Duration::from_secs(secs.max(1)));
+    if let Some(wait) = retry_after_of(headers) {
+        return Some(wait.max(Duration::from_secs(1)));
     }
     if header(headers, "x-ratelimit-remaining") == Some("0") {
         let now = SystemTime::now()

@@ -20,9 +20,9 @@ use serde_json::Value;
 
 /// Environment variables that could make a run depend on the machine it runs
 /// on (real credentials, CA bundles, proxies, log level, cache location).
-/// They are removed for every run unless the test sets them explicitly.
-/// `SIZEGUARD_INFLATE` is deliberately passed through: scripts/test.sh runs
-/// the streaming tests a second time with `SIZEGUARD_INFLATE=zlib`.
+/// They are removed for every run unless the test sets them explicitly;
+/// the inflater is chosen by the build (scripts/test.sh runs the streaming
+/// tests again in the pure-Rust build), not by the caller's environment.
 pub const SCRUBBED_ENV: &[&str] = &[
     "REGISTRY_AUTH_FILE",
     "DOCKER_CONFIG",
@@ -35,6 +35,8 @@ pub const SCRUBBED_ENV: &[&str] = &[
     "GH_TOKEN",
     "DOCKER_HOST",
     "SIZEGUARD_CACHE_DIR",
+    "SIZEGUARD_CONTENT_SCAN",
+    "SIZEGUARD_INFLATE",
     "SIZEGUARD_GITHUB_MAX_WAIT",
     "SIZEGUARD_TEST_BACKOFF_MS",
     "SIZEGUARD_BIN",
