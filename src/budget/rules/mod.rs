@@ -199,13 +199,12 @@ impl Policy {
 }
 
 /// What a finding judged: a growth figure, or one the absolute, node and
-/// dive rules read. Reports write it by [`FindingFigure::name`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// dive rules read. Reports write it by [`FindingFigure::name`], the one
+/// spelling of each, as rules are written by their ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FindingFigure {
     /// The finding looked at no figure (a missing baseline, a rule that
     /// could not be judged).
-    #[serde(rename = "")]
     Nothing,
     PullBytes,
     NodeBytes,
@@ -249,6 +248,23 @@ impl FindingFigure {
             FindingFigure::DiveWastedBytes => "dive_wasted_bytes",
             FindingFigure::UserWastedRatio => "user_wasted_ratio",
         }
+    }
+}
+
+impl Serialize for FindingFigure {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// A report read back names the figure; an unknown name is an error.
+impl<'de> Deserialize<'de> for FindingFigure {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        FindingFigure::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown finding figure {name:?}")))
     }
 }
 
