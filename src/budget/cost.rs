@@ -105,12 +105,22 @@ pub fn rollout_cost(
     baseline: &ImageReport,
     store: StoreModel,
 ) -> ImageCost {
-    let base_blobs: HashSet<&str> = baseline
-        .layers
+    rollout_cost_onto(candidate, &[baseline], store)
+}
+
+/// What pulling `candidate` adds to a node that already holds every image
+/// of `held`: a blob any of them has is stored once, a snapshot any of
+/// them has (same chain ID) is not unpacked again.
+pub fn rollout_cost_onto(
+    candidate: &ImageReport,
+    held: &[&ImageReport],
+    store: StoreModel,
+) -> ImageCost {
+    let base_blobs: HashSet<&str> = held
         .iter()
-        .map(|l| l.descriptor.digest.as_str())
+        .flat_map(|b| b.layers.iter().map(|l| l.descriptor.digest.as_str()))
         .collect();
-    let base_chains: HashSet<String> = chain_ids(&diff_ids(baseline)).into_iter().collect();
+    let base_chains: HashSet<String> = held.iter().flat_map(|b| chain_ids(&diff_ids(b))).collect();
     let cand_chains = chain_ids(&diff_ids(candidate));
     let blob_new: Vec<bool> = candidate
         .layers
@@ -121,6 +131,40 @@ pub fn rollout_cost(
         .iter()
         .map(|c| !base_chains.contains(c))
         .collect();
-    let meta_new = candidate.image.digest != baseline.image.digest;
+    let meta_new = held
+        .iter()
+        .all(|b| candidate.image.digest != b.image.digest);
     cost_of(candidate, &blob_new, &snapshot_new, meta_new, store)
+}
+
+/// What pulling every image of `candidates`, one after the other, adds to
+/// a node that holds `held`: each image's share, in order, a layer an
+/// earlier candidate brought counted with that one only (the images of one
+/// pod share their base layers).
+pub fn rollout_costs(
+    candidates: &[&ImageReport],
+    held: &[&ImageReport],
+    store: StoreModel,
+) -> Vec<ImageCost> {
+    let mut on_node: Vec<&ImageReport> = held.to_vec();
+    let mut out = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        out.push(rollout_cost_onto(c, &on_node, store));
+        on_node.push(c);
+    }
+    out
+}
+
+impl ImageCost {
+    /// Two costs together (what two pulls add up to); sums saturate.
+    pub fn plus(&self, o: &ImageCost) -> ImageCost {
+        ImageCost {
+            pull_bytes: self.pull_bytes.saturating_add(o.pull_bytes),
+            disk_bytes: self.disk_bytes.saturating_add(o.disk_bytes),
+            node_bytes: self.node_bytes.saturating_add(o.node_bytes),
+            peak_pull_bytes: self.peak_pull_bytes.saturating_add(o.peak_pull_bytes),
+            node_inodes: self.node_inodes.saturating_add(o.node_inodes),
+            layers: self.layers.saturating_add(o.layers),
+        }
+    }
 }

@@ -218,18 +218,10 @@ pub fn image_name(reference: &str) -> String {
     }
 }
 
-/// What a capacity-only node is assumed to hold: the largest baseline's
-/// `node_bytes` (none without a baseline) and the system reserve. Returns
-/// the node with that much used, and the assumption in words.
-fn assume_used(
-    node: &NodeInput,
-    baselines: &[ImageReport],
-    store: crate::budget::cost::StoreModel,
-) -> (Vec<NodeFs>, Option<u64>, String) {
-    let baseline = baselines
-        .iter()
-        .map(|b| crate::budget::cost::image_cost(b, store).node_bytes)
-        .max();
+/// What a capacity-only node is assumed to hold: `baseline` bytes (the
+/// image being replaced; none without one) and the system reserve.
+/// Returns the node with that much used, and the assumption in words.
+fn assume_used(node: &NodeInput, baseline: Option<u64>) -> (Vec<NodeFs>, String) {
     let reserve = node.system_reserved_bytes;
     let used = baseline.unwrap_or(0).saturating_add(reserve);
     let nodes = node
@@ -250,20 +242,36 @@ fn assume_used(
             "capacity only: no baseline, so the node is assumed to hold only {reserve_text}"
         ),
     };
-    (nodes, baseline, text)
+    (nodes, text)
 }
 
 /// The node that decides (the tightest of its nodes), as the report shows
-/// it and as the rules judge against it.
+/// it and as the rules judge against it. A capacity-only node is assumed
+/// to hold the largest baseline's `node_bytes`.
 fn tightest_node(
     node: NodeInput,
     baselines: &[ImageReport],
     policy: &Policy,
     thresholds: Thresholds,
 ) -> Result<(NodeSummary, NodeBudget), Error> {
+    let baseline = baselines
+        .iter()
+        .map(|b| crate::budget::cost::image_cost(b, policy.store).node_bytes)
+        .max();
+    node_holding(node, baseline, thresholds)
+}
+
+/// The tightest of a node's filesystems, a capacity-only node assumed to
+/// hold `baseline` bytes (what the images being replaced occupy) besides
+/// its system reserve; stats and given figures are taken as they are.
+pub fn node_holding(
+    node: NodeInput,
+    baseline: Option<u64>,
+    thresholds: Thresholds,
+) -> Result<(NodeSummary, NodeBudget), Error> {
     let (nodes, assumed_baseline, assumption) = match node.used_source {
         UsedSource::Assumed => {
-            let (nodes, baseline, text) = assume_used(&node, baselines, policy.store);
+            let (nodes, text) = assume_used(&node, baseline);
             (nodes, baseline, Some(text))
         }
         UsedSource::Stats | UsedSource::Given => (node.nodes.clone(), None, None),

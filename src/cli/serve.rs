@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::app::Services;
 use crate::budget::verdict::Verdict;
+use crate::budget::verdict::{Level, node_holding};
 use crate::cli::args::{LogFormat, ReceiverName, ServeArgs};
 use crate::cli::request;
 use crate::config::{ServeConfig, ServeReceiver, ServeRegistry, Settings};
@@ -18,6 +19,7 @@ use crate::measure::cache::{LayerCache, default_dir};
 use crate::publish::github::{DEFAULT_API_URL, Token};
 use crate::publish::notify::{DEFAULT_NOTIFY_TIMEOUT, Notifier};
 use crate::publish::status::web_host_of_api;
+use crate::serve::admission::{AdmissionOptions, Mode, Pool, PoolNode, Unmeasured};
 use crate::serve::events::Sender;
 use crate::serve::events::auth::read_secret_file;
 use crate::serve::events::github::GHCR;
@@ -142,6 +144,8 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
         request::platforms(&args.source)?,
         request::measure_options(&args.source, args.top)?,
     )?;
+    let tls = tls_files(args, &cfg)?;
+    let admission = admission(&cfg, &file, tls.is_some(), &receivers)?;
     let workers = args.workers.or(cfg.workers).unwrap_or(2);
     if workers == 0 {
         return Err(Error::usage("--workers must be at least 1"));
@@ -156,7 +160,7 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
         receivers,
         allowed,
         limits: limits(args, &cfg)?,
-        tls: tls_files(args, &cfg)?,
+        tls,
         workers,
         max_queue: args.max_queue.or(cfg.max_queue).unwrap_or(10_000),
         lease: Duration::from_secs(args.lease.max(1)),
@@ -168,7 +172,126 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
         api_token,
         admin_listen: args.admin_listen.clone().or(cfg.admin_listen.clone()),
         keep_verdicts,
+        admission,
     })
+}
+
+/// `[serve.admission]` resolved: off without the table (or with
+/// `enabled = false`); on, it needs TLS (the API server calls webhooks
+/// over HTTPS only) and a token of its own, and every pool's profile must
+/// name a node.
+fn admission(
+    cfg: &ServeConfig,
+    file: &Settings,
+    tls: bool,
+    receivers: &Receivers,
+) -> Result<Option<AdmissionOptions>, Error> {
+    let Some(a) = cfg.admission.as_ref().filter(|a| a.enabled.unwrap_or(true)) else {
+        return Ok(None);
+    };
+    if !tls {
+        return Err(Error::usage(
+            "[serve.admission] needs TLS: the API server calls webhooks over HTTPS only \
+             (give --tls-cert FILE and --tls-key FILE, or tls-cert and tls-key in [serve])",
+        ));
+    }
+    let token_file = a.token_file.as_ref().ok_or_else(|| {
+        Error::usage(
+            "[serve.admission] needs token-file: the bearer token the API server presents \
+             (the answers show image figures to whoever can ask)",
+        )
+    })?;
+    let token = read_secret_file(token_file)?;
+    let senders = [
+        &receivers.distribution,
+        &receivers.harbor,
+        &receivers.github,
+    ];
+    if senders
+        .iter()
+        .any(|r| r.as_ref().is_some_and(|r| r.secret == token))
+    {
+        return Err(Error::usage(format!(
+            "{}: the admission token must not be the delivery secret of a receiver",
+            token_file.display()
+        )));
+    }
+    if token.len() < MIN_SECRET_BYTES {
+        tracing::warn!(
+            file = %token_file.display(),
+            "the admission token is shorter than {MIN_SECRET_BYTES} bytes: use a long random one"
+        );
+    }
+    let mode = match a.mode.as_deref() {
+        None | Some("enforce") => Mode::Enforce,
+        Some("audit") => Mode::Audit,
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "[serve.admission] mode {other:?} is not enforce or audit"
+            )));
+        }
+    };
+    let unmeasured = match a.unmeasured.as_deref() {
+        None | Some("allow") => Unmeasured::Allow,
+        Some("deny") => Unmeasured::Deny,
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "[serve.admission] unmeasured {other:?} is not allow or deny"
+            )));
+        }
+    };
+    let exempt = a
+        .exempt_namespaces
+        .clone()
+        .unwrap_or_else(|| vec!["kube-system".to_string()])
+        .into_iter()
+        .collect();
+    let mut pools = Vec::new();
+    for p in &a.pools {
+        let what = format!("[[serve.admission.pools]] profile {:?}", p.profile);
+        if p.selector.is_empty() {
+            return Err(Error::usage(format!(
+                "{what}: selector is empty (a pool is the nodes whose labels it names)"
+            )));
+        }
+        let settings = Settings::layered([
+            Settings {
+                node_profile: Some(p.profile.clone()),
+                ..Settings::default()
+            },
+            file.clone(),
+        ]);
+        let input = settings
+            .node_choice(false)
+            .map_err(|e| e.context(&what))?
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "{what}: the profile names no node (give it capacity or stats)"
+                ))
+            })?;
+        let policy = settings.policy().map_err(|e| e.context(&what))?;
+        let node = PoolNode {
+            profile: p.profile.clone(),
+            input,
+            thresholds: settings.thresholds().map_err(|e| e.context(&what))?,
+            store: policy.store,
+            gc_level: policy.gc_headroom_level.unwrap_or(Level::Fail),
+        };
+        // A profile whose figures the kubelet arithmetic refuses stops the
+        // start, not a review.
+        node_holding(node.input.clone(), None, node.thresholds).map_err(|e| e.context(&what))?;
+        pools.push(Pool {
+            selector: p.selector.clone(),
+            node,
+        });
+    }
+    Ok(Some(AdmissionOptions {
+        mode,
+        unmeasured,
+        exempt,
+        token,
+        pools,
+    }))
 }
 
 /// Secrets shorter than this are warned of: a guessable secret is all

@@ -449,6 +449,38 @@ pub struct ServeConfig {
     /// `[serve.receivers.NAME]`: each sender's own secret and registries.
     #[serde(default)]
     pub receivers: ServeReceivers,
+    /// `[serve.admission]`: the Kubernetes admission webhook.
+    pub admission: Option<AdmissionConfig>,
+}
+
+/// `[serve.admission]`: answers `ValidatingAdmissionWebhook` calls at
+/// `POST /v1/admission` (see `serve::admission`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdmissionConfig {
+    /// Default: true when the table is present.
+    pub enabled: Option<bool>,
+    /// `enforce` (default) denies; `audit` admits and warns.
+    pub mode: Option<String>,
+    /// An image not measured yet: `allow` (default, with a warning) or `deny`.
+    pub unmeasured: Option<String>,
+    /// Namespaces admitted untouched; default `["kube-system"]`.
+    pub exempt_namespaces: Option<Vec<String>>,
+    /// The bearer token the API server presents (its AdmissionConfiguration
+    /// kubeconfig's `token:`).
+    pub token_file: Option<PathBuf>,
+    /// Node pools: a node profile and the labels of its nodes.
+    #[serde(default)]
+    pub pools: Vec<AdmissionPool>,
+}
+
+/// `[[serve.admission.pools]]`: the nodes labelled `selector` are `profile`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdmissionPool {
+    pub selector: BTreeMap<String, String>,
+    /// A `[nodes.NAME]` table.
+    pub profile: String,
 }
 
 /// `[serve.receivers]`.
@@ -617,6 +649,7 @@ impl ServeConfig {
             &mut self.api_token_file,
         ]
         .into_iter()
+        .chain(self.admission.iter_mut().map(|a| &mut a.token_file))
         .chain(self.registries.iter_mut().map(|r| &mut r.password_file));
         for p in paths.flatten() {
             if p.is_relative() {

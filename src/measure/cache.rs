@@ -146,6 +146,16 @@ impl LayerCache {
         valid.then(|| self.layers_dir().join(format!("{alg}-{hex}")))
     }
 
+    /// Whether an entry for this blob is present, without reading it: the
+    /// admission webhook's test of whether an image can be rebuilt from
+    /// the cache alone (an entry that then fails to decode is a miss then).
+    pub fn contains(&self, digest: &str) -> bool {
+        let Some(path) = self.path_for(digest) else {
+            return false;
+        };
+        self.ready().is_ok() && fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+    }
+
     /// The cached measurement of a blob, or `None` on any miss: absent,
     /// another format version, truncated, corrupt, or for another blob.
     pub fn get(&self, digest: &str, size: u64) -> Option<LayerMeasurement> {

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
 
+use crate::serve::admission::{self, Admission};
 use crate::serve::events::{Incoming, Push, Sender, auth, distribution, github, harbor};
 use crate::serve::listener::{BodyTimeout, caused_by};
 use crate::serve::metrics::Metrics;
@@ -68,6 +69,7 @@ impl Receivers {
             Sender::Distribution => self.distribution.as_ref(),
             Sender::Harbor => self.harbor.as_ref(),
             Sender::Github => self.github.as_ref(),
+            Sender::Admission => None,
         }
     }
 }
@@ -86,6 +88,8 @@ pub struct AppState {
     /// The bearer token the verdict API and `/metrics` require, when set.
     pub api_token: Option<Vec<u8>>,
     pub read_api: ReadApi,
+    /// The admission webhook, when `[serve.admission]` enables it.
+    pub admission: Option<Arc<Admission>>,
 }
 
 /// The receivers' listener: receivers and probes, and the verdict API and
@@ -95,6 +99,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/events/distribution", post(distribution_events))
         .route("/v1/events/harbor", post(harbor_events))
         .route("/v1/events/github", post(github_events))
+        .route("/v1/admission", post(admission_review))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz));
     let read = match state.read_api {
@@ -194,7 +199,7 @@ async fn receive(s: &AppState, sender: Sender, headers: &HeaderMap, body: Body) 
     if !authentic {
         return unauthorized(s, name);
     }
-    let body = match read_body(s, headers, body).await {
+    let body = match read_body(s, headers, body, BODY_LIMIT).await {
         Ok(b) => b,
         Err((status, reason, message)) => {
             s.metrics.rejected(name, reason);
@@ -210,6 +215,7 @@ async fn receive(s: &AppState, sender: Sender, headers: &HeaderMap, body: Body) 
         Sender::Distribution => distribution::parse(&body, headers),
         Sender::Harbor => harbor::parse(&body, headers),
         Sender::Github => github::parse(&body, headers),
+        Sender::Admission => return error(StatusCode::NOT_FOUND, "not a receiver"),
     };
     let incoming = match parsed {
         Ok(i) => i,
@@ -243,35 +249,71 @@ async fn receive(s: &AppState, sender: Sender, headers: &HeaderMap, body: Body) 
     enqueue(s, name, pushes).await
 }
 
+/// `POST /v1/admission`: the token first, then the body (at most
+/// [`admission::BODY_LIMIT`]), then the review.
+async fn admission_review(
+    State(s): State<Arc<AppState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(a) = &s.admission else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the admission webhook is off ([serve.admission] enables it)",
+        );
+    };
+    if !auth::bearer_matches(&a.token, &headers) {
+        s.metrics.admission("unauthorized");
+        tracing::warn!("admission review refused: wrong or missing token");
+        let mut r = error(StatusCode::UNAUTHORIZED, "wrong or missing token");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"sizeguard\""),
+        );
+        return r;
+    }
+    let body = match read_body(&s, &headers, body, admission::BODY_LIMIT).await {
+        Ok(b) => b,
+        Err((status, _, message)) => {
+            s.metrics.admission("malformed");
+            return error(status, &message);
+        }
+    };
+    let answered = admission::answer(a, &body, uri.query()).await;
+    s.metrics.admission(answered.result);
+    answered.response
+}
+
 fn unauthorized(s: &AppState, name: &'static str) -> Response {
     s.metrics.rejected(name, "unauthorized");
     tracing::warn!(sender = name, "delivery refused: wrong or missing secret");
     error(StatusCode::UNAUTHORIZED, "wrong or missing secret")
 }
 
-/// The body, at most [`BODY_LIMIT`] bytes; the listener's deadline
-/// bounds how long it may take. Errors: the status, the metric's reason,
-/// the message.
+/// The body, at most `limit` bytes; the listener's deadline bounds how
+/// long it may take. Errors: the status, the metric's reason, the message.
 async fn read_body(
     s: &AppState,
     headers: &HeaderMap,
     body: Body,
+    limit: usize,
 ) -> Result<Bytes, (StatusCode, &'static str, String)> {
     let too_big = || {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
             "body",
-            format!("the body is larger than {BODY_LIMIT} bytes"),
+            format!("the body is larger than {limit} bytes"),
         )
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_big());
     }
-    match Limited::new(body, BODY_LIMIT).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if caused_by::<LengthLimitError>(e.as_ref()) => Err(too_big()),
         Err(e) if caused_by::<BodyTimeout>(e.as_ref()) => {

@@ -27,6 +27,7 @@ pub struct Metrics {
     publish: Family<Labels, Counter>,
     inbound_refused: Family<Labels, Counter>,
     pruned: Family<Labels, Counter>,
+    admission: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -53,6 +54,7 @@ impl Metrics {
         let publish = Family::<Labels, Counter>::default();
         let inbound_refused = Family::<Labels, Counter>::default();
         let pruned = Family::<Labels, Counter>::default();
+        let admission = Family::<Labels, Counter>::default();
         registry.register(
             "events_received",
             "Events in authenticated, well-formed deliveries, by sender",
@@ -105,6 +107,12 @@ impl Metrics {
             "Rows deleted by retention (--keep-verdicts), by table (verdicts, events)",
             pruned.clone(),
         );
+        registry.register(
+            "admission",
+            "Admission reviews answered, by result (allowed, denied, audit_denied, \
+             unmeasured_allowed, exempt, skipped, malformed, unauthorized)",
+            admission.clone(),
+        );
         Metrics {
             registry,
             received,
@@ -119,7 +127,15 @@ impl Metrics {
             publish,
             inbound_refused,
             pruned,
+            admission,
         }
+    }
+
+    /// One admission review answered (or refused) as `result`.
+    pub fn admission(&self, result: &'static str) {
+        self.admission
+            .get_or_create(&vec![("result", result)])
+            .inc();
     }
 
     pub fn received(&self, sender: &'static str, n: u64) {

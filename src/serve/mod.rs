@@ -15,9 +15,12 @@
 //! - [`sources`]: where workers read images from, per configured registry.
 //! - [`metrics`]: the Prometheus metrics behind `/metrics`.
 //! - [`outbound`]: verdicts out to a GitHub commit status and a chat webhook.
+//! - [`admission`]: the Kubernetes admission webhook, judging a pod's
+//!   images against the nodes it may land on at deploy time.
 //!
 //! Built only with the `server` cargo feature (on by default).
 
+pub mod admission;
 pub mod events;
 pub mod http;
 pub mod listener;
@@ -82,6 +85,8 @@ pub struct ServeOptions {
     /// Verdicts judged longer ago than this are deleted, and so are the
     /// event ids received longer ago.
     pub keep_verdicts: Duration,
+    /// The admission webhook, when enabled.
+    pub admission: Option<admission::AdmissionOptions>,
 }
 
 /// How often the kept queue depth is set again from the store's count:
@@ -140,6 +145,25 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
     metrics.set_depth(store.depth().await?);
     let metrics_for_listener = metrics.clone();
     let wake = Arc::new(Notify::new());
+    let policies = Arc::new(opts.policies);
+    let admission = opts.admission.map(|a| {
+        Arc::new(admission::Admission {
+            mode: a.mode,
+            unmeasured: a.unmeasured,
+            exempt: a.exempt,
+            token: a.token,
+            pools: a.pools,
+            default_node: admission::judge::default_node(&policies),
+            services: opts.services.clone(),
+            policies: policies.clone(),
+            allowed: opts.allowed.clone(),
+            store: store.clone(),
+            wake: wake.clone(),
+            metrics: metrics.clone(),
+            max_queue: opts.max_queue,
+            memo: admission::Memo::default(),
+        })
+    });
     let state = Arc::new(AppState {
         store: store.clone(),
         receivers: opts.receivers,
@@ -150,6 +174,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         ready: AtomicBool::new(true),
         api_token: opts.api_token,
         read_api,
+        admission,
     });
     let (stop, shutdown) = watch::channel(false);
     let shutdown = Shutdown(shutdown);
@@ -165,7 +190,6 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         shutdown.clone(),
     );
     recount_depth(store.clone(), metrics.clone(), shutdown.clone());
-    let policies = Arc::new(opts.policies);
     let workers = Arc::new(Workers {
         store,
         services: opts.services,

@@ -27,6 +27,9 @@ pub enum Sender {
     Harbor,
     /// GitHub `package` / `registry_package` events for ghcr.io.
     Github,
+    /// Not a registry: the admission webhook, for an image a pod names
+    /// that was not measured yet. Its event id is the image itself.
+    Admission,
 }
 
 /// A manifest or index that landed in a registry.

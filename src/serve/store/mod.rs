@@ -232,6 +232,7 @@ pub(crate) fn sender_name(s: Sender) -> &'static str {
         Sender::Distribution => "distribution",
         Sender::Harbor => "harbor",
         Sender::Github => "github",
+        Sender::Admission => "admission",
     }
 }
 
@@ -240,6 +241,7 @@ pub(crate) fn parse_sender(s: &str) -> Result<Sender, Error> {
         "distribution" => Sender::Distribution,
         "harbor" => Sender::Harbor,
         "github" => Sender::Github,
+        "admission" => Sender::Admission,
         other => return Err(Error::corrupt(format!("store: unknown sender {other:?}"))),
     })
 }

@@ -1,0 +1,172 @@
+//! The admission webhook: Kubernetes asks, before it stores a Pod or a
+//! workload, whether the images it names fit the nodes it may land on.
+//! `POST /v1/admission` answers `ValidatingAdmissionWebhook` calls
+//! (AdmissionReview `admission.k8s.io/v1`) from what is already known of
+//! each image, within the API server's timeout.
+//!
+//! - [`review`]: the wire types, read and written.
+//! - [`pods`]: the pod spec of each kind, its images, the pools its node
+//!   selector and required node affinity allow.
+//! - [`judge`]: the decision, with `budget`'s cost model and rules.
+//!
+//! Choices, as the README documents them:
+//! - the API server only calls webhooks over HTTPS: admission refuses to
+//!   start without `--tls-cert`/`--tls-key`, and without a token (the
+//!   answers reveal image figures);
+//! - the pod's images are priced as one rollout: each image against the
+//!   baseline its repository's policy names (when measured), a layer two
+//!   images share counted once, on the tightest pool the pod may land on;
+//! - an image whose figures are not known yet is queued for the workers
+//!   and admitted with a warning (`unmeasured = "allow"`) or refused.
+
+pub mod judge;
+pub mod pods;
+pub mod review;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+pub use judge::{Admission, Memo, Mode, Pool, PoolNode, Unmeasured};
+use review::{Answer, Review};
+
+/// The largest AdmissionReview read: the API server's own limit on a
+/// request body is 3 MiB, and a review of an object near it (a pod with
+/// many containers and a large environment, wrapped with its old version
+/// on UPDATE) can be larger than the receivers' 256 KiB.
+pub const BODY_LIMIT: usize = 3 << 20;
+
+/// The API server's default webhook timeout, when the URL does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest timeout Kubernetes allows a webhook.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Admission settings resolved from `[serve.admission]`, before the
+/// service's shared parts exist.
+#[derive(Debug, Clone)]
+pub struct AdmissionOptions {
+    pub mode: Mode,
+    pub unmeasured: Unmeasured,
+    pub exempt: HashSet<String>,
+    pub token: Vec<u8>,
+    pub pools: Vec<Pool>,
+}
+
+/// How long the lookups of a review may take: the API server's timeout
+/// (`?timeout=10s`, at most 30 s) less a margin for the answer to travel
+/// and for this process to be slow. An unreadable value is the default.
+pub fn budget(query: Option<&str>) -> Duration {
+    let timeout = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("timeout="))
+        .and_then(|t| crate::units::parse_duration(t).ok())
+        .unwrap_or(DEFAULT_TIMEOUT)
+        .min(MAX_TIMEOUT);
+    (timeout * 7 / 10).max(Duration::from_millis(200))
+}
+
+/// A review answered: the HTTP answer and the metric's `result`.
+pub struct Answered {
+    pub response: Response,
+    pub result: &'static str,
+    pub uid: Option<String>,
+}
+
+/// Reads the review, judges it, answers it.
+pub async fn answer(a: &Admission, body: &[u8], query: Option<&str>) -> Answered {
+    let started = Instant::now();
+    let deadline = started + budget(query);
+    let review = match review::parse(body) {
+        Ok(r) => r,
+        Err(message) => return bad_request(message, None),
+    };
+    let reply = |answer: &Answer, result: &'static str| Answered {
+        response: (
+            StatusCode::OK,
+            axum::Json(review::response(&review.uid, answer)),
+        )
+            .into_response(),
+        result,
+        uid: Some(review.uid.clone()),
+    };
+    if !matches!(review.operation.as_str(), "CREATE" | "UPDATE") {
+        return reply(&Answer::allow(), "skipped");
+    }
+    if a.exempt.contains(&review.namespace) {
+        return reply(&Answer::allow(), "exempt");
+    }
+    let Some(object) = &review.object else {
+        return bad_request(
+            format!("{}: request.object is missing", review.kind),
+            Some(&review),
+        );
+    };
+    let spec = match pods::pod_spec(&review.group, &review.kind, object) {
+        Ok(Some(spec)) => spec,
+        Ok(None) => return reply(&Answer::allow(), "skipped"),
+        Err(message) => return bad_request(message, Some(&review)),
+    };
+    let named = match spec.images() {
+        Ok(named) => named,
+        Err(message) => return bad_request(message, Some(&review)),
+    };
+    let mut images: Vec<String> = Vec::new();
+    for n in &named {
+        if !images.contains(&n.image) {
+            images.push(n.image.clone());
+        }
+    }
+    let decision = a.judge(&spec, &images, deadline).await;
+    tracing::info!(
+        uid = review.uid,
+        namespace = review.namespace,
+        kind = review.kind,
+        name = review.name,
+        operation = review.operation,
+        images = images.len(),
+        result = decision.result,
+        allowed = decision.answer.allowed,
+        message = decision.answer.message.as_deref(),
+        milliseconds = started.elapsed().as_secs_f64() * 1000.0,
+        "admission review"
+    );
+    reply(&decision.answer, decision.result)
+}
+
+fn bad_request(message: String, review: Option<&Review>) -> Answered {
+    let message = review::printable(&message, review::MAX_MESSAGE);
+    tracing::warn!(
+        uid = review.map(|r| r.uid.as_str()),
+        error = message,
+        "admission review refused: malformed"
+    );
+    Answered {
+        response: (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": message })),
+        )
+            .into_response(),
+        result: "malformed",
+        uid: review.map(|r| r.uid.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_leaves_a_margin_within_the_api_servers_timeout() {
+        assert_eq!(budget(None), Duration::from_secs(7));
+        assert_eq!(budget(Some("timeout=10s")), Duration::from_secs(7));
+        assert_eq!(budget(Some("a=b&timeout=2s")), Duration::from_millis(1400));
+        assert_eq!(budget(Some("timeout=300s")), Duration::from_secs(21));
+        assert_eq!(budget(Some("timeout=nonsense")), Duration::from_secs(7));
+        assert_eq!(budget(Some("timeout=0s")), Duration::from_secs(7));
+    }
+}
