@@ -565,11 +565,25 @@ fn admission_from_the_layer_cache_in_audit_and_with_unmeasured_denied() {
         m.contains(&other_ref) && m.contains("not measured yet"),
         "{m}"
     );
-    // The exempt list replaces the default: kube-system is judged now.
-    let r = strict.answer("uid-ops", &review("uid-ops", "CREATE", "ops", &two));
+    // The exempt list replaces the default: kube-system is judged now. (An
+    // image of a registry sizeguard may not read stays unmeasured; the
+    // one above was queued, and may be measured by now.)
+    let elsewhere = with_in_pod_spec(
+        big.clone(),
+        "initContainers",
+        json!([{"name": "init", "image": "registry.invalid/team/x:1"}]),
+    );
+    let r = strict.answer("uid-ops", &review("uid-ops", "CREATE", "ops", &elsewhere));
     assert_eq!(r["allowed"], true, "{r:#}");
-    let r = strict.answer("uid-ks", &review("uid-ks", "CREATE", "kube-system", &two));
+    let r = strict.answer(
+        "uid-ks",
+        &review("uid-ks", "CREATE", "kube-system", &elsewhere),
+    );
     assert_eq!(r["allowed"], false, "{r:#}");
+    assert!(
+        message(&r).contains("registry.invalid is not one sizeguard measures from"),
+        "{r:#}"
+    );
 }
 
 /// Admission without TLS or without a token does not start.
