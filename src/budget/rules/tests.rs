@@ -149,6 +149,39 @@ fn same_layer_on_another_base_costs_its_snapshot_again() {
 }
 
 #[test]
+fn a_pods_images_share_their_layers_and_the_node_holds_every_baseline() {
+    use crate::budget::cost::{rollout_cost_onto, rollout_costs};
+    let store = StoreModel::default();
+    let shared = ("sha256:base", "sha256:dbase", 10 * MIB, 30 * MIB, 100);
+    let app = image(
+        "sha256:app",
+        &[shared, ("sha256:a", "sha256:da", MIB, 2 * MIB, 10)],
+    );
+    let sidecar = image(
+        "sha256:side",
+        &[shared, ("sha256:s", "sha256:ds", 2 * MIB, 4 * MIB, 20)],
+    );
+    // Nothing held: the base is pulled with the first image only.
+    let costs = rollout_costs(&[&app, &sidecar], &[], store);
+    assert_eq!(costs[0], image_cost(&app, store));
+    assert_eq!(costs[1].disk_bytes, 4 * MIB);
+    assert_eq!(costs[1].pull_bytes, 2000 + 2 * MIB);
+    let total = costs[0].plus(&costs[1]);
+    assert_eq!(total.disk_bytes, 36 * MIB);
+    // The old app held: the base and the old layer are on the node.
+    let old = image(
+        "sha256:old",
+        &[shared, ("sha256:o", "sha256:do", MIB, MIB, 5)],
+    );
+    let costs = rollout_costs(&[&app, &sidecar], &[&old], store);
+    assert_eq!(costs[0], rollout_cost(&app, &old, store));
+    assert_eq!(costs[0].disk_bytes, 2 * MIB);
+    // The same image as one held costs nothing, not even its manifest.
+    let again = rollout_cost_onto(&app, &[&old, &app], store);
+    assert_eq!(again, ImageCost::default());
+}
+
+#[test]
 fn growth_rules_fire_at_their_level() {
     let (cand, base) = pair();
     let policy = Policy {
