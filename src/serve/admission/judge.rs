@@ -70,6 +70,16 @@ pub struct Pool {
     pub node: PoolNode,
 }
 
+/// Images of one review looked up at once: a pod may name hundreds, each
+/// a registry round trip when not known.
+const LOOKUPS_AT_ONCE: usize = 16;
+
+/// An image as messages and the log quote it: the pod's text, printable
+/// and bounded.
+fn shown(image: &str) -> String {
+    crate::serve::admission::review::printable(image, 200)
+}
+
 /// How long a tag's digest is trusted before it is resolved again: a tag
 /// moved by a push is seen within this. A digest never moves.
 pub const TAG_TTL: Duration = Duration::from_secs(30);
@@ -172,17 +182,21 @@ impl Admission {
     /// Judges the pod whose spec this is, its images looked up until
     /// `deadline` (one not known by then counts as unmeasured).
     pub async fn judge(&self, spec: &PodSpec, images: &[String], deadline: Instant) -> Decision {
+        use futures::StreamExt;
         let deadline = tokio::time::Instant::from_std(deadline);
-        let outcomes = futures::future::join_all(images.iter().map(|image| async move {
-            match tokio::time::timeout_at(deadline, self.image(image)).await {
-                Ok(outcome) => outcome,
-                Err(_) => ImageOutcome::Unmeasured {
-                    shown: image.clone(),
-                    why: "not judged within the webhook's timeout".to_string(),
-                },
-            }
-        }))
-        .await;
+        let outcomes: Vec<ImageOutcome> = futures::stream::iter(images.iter().cloned())
+            .map(|image: String| async move {
+                match tokio::time::timeout_at(deadline, self.image(&image)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => ImageOutcome::Unmeasured {
+                        shown: shown(&image),
+                        why: "not judged within the webhook's timeout".to_string(),
+                    },
+                }
+            })
+            .buffered(LOOKUPS_AT_ONCE)
+            .collect()
+            .await;
         self.decide(spec, &outcomes)
     }
 
@@ -190,7 +204,7 @@ impl Admission {
     /// unmeasured and why (queued when it could be).
     pub async fn image(&self, image: &str) -> ImageOutcome {
         let unmeasured = |why: String| ImageOutcome::Unmeasured {
-            shown: image.to_string(),
+            shown: shown(image),
             why,
         };
         let parsed = match ImageRef::parse(image) {
@@ -251,7 +265,7 @@ impl Admission {
             }
         };
         ImageOutcome::Known {
-            shown: image.to_string(),
+            shown: shown(image),
             repository,
             candidate,
             baseline,
