@@ -85,6 +85,18 @@ pub async fn answer(a: &Admission, body: &[u8], query: Option<&str>) -> Answered
         Ok(r) => r,
         Err(message) => return bad_request(message, None),
     };
+    let untouched = |result: &'static str| {
+        tracing::info!(
+            uid = review.uid,
+            namespace = review.namespace,
+            kind = review.kind,
+            name = review.name,
+            operation = review.operation,
+            result,
+            allowed = true,
+            "admission review"
+        );
+    };
     let reply = |answer: &Answer, result: &'static str| Answered {
         response: (
             StatusCode::OK,
@@ -95,9 +107,11 @@ pub async fn answer(a: &Admission, body: &[u8], query: Option<&str>) -> Answered
         uid: Some(review.uid.clone()),
     };
     if !matches!(review.operation.as_str(), "CREATE" | "UPDATE") {
+        untouched("skipped");
         return reply(&Answer::allow(), "skipped");
     }
     if a.exempt.contains(&review.namespace) {
+        untouched("exempt");
         return reply(&Answer::allow(), "exempt");
     }
     let Some(object) = &review.object else {
@@ -108,7 +122,10 @@ pub async fn answer(a: &Admission, body: &[u8], query: Option<&str>) -> Answered
     };
     let spec = match pods::pod_spec(&review.group, &review.kind, object) {
         Ok(Some(spec)) => spec,
-        Ok(None) => return reply(&Answer::allow(), "skipped"),
+        Ok(None) => {
+            untouched("skipped");
+            return reply(&Answer::allow(), "skipped");
+        }
         Err(message) => return bad_request(message, Some(&review)),
     };
     let named = match spec.images() {
