@@ -144,8 +144,11 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, Error> {
         request::platforms(&args.source)?,
         request::measure_options(&args.source, args.top)?,
     )?;
-    let tls = tls_files(args, &cfg)?;
+    let mut tls = tls_files(args, &cfg)?;
     let admission = admission(&cfg, &file, tls.is_some(), &receivers)?;
+    if let (Some(tls), Some(a)) = (&mut tls, &admission) {
+        tls.client_ca = a.client_ca.clone();
+    }
     let workers = args.workers.or(cfg.workers).unwrap_or(2);
     if workers == 0 {
         return Err(Error::usage("--workers must be at least 1"));
@@ -195,33 +198,40 @@ fn admission(
              (give --tls-cert FILE and --tls-key FILE, or tls-cert and tls-key in [serve])",
         ));
     }
-    let token_file = a.token_file.as_ref().ok_or_else(|| {
-        Error::usage(
-            "[serve.admission] needs token-file: the bearer token the API server presents \
-             (the answers show image figures to whoever can ask)",
-        )
-    })?;
-    let token = read_secret_file(token_file)?;
-    let senders = [
-        &receivers.distribution,
-        &receivers.harbor,
-        &receivers.github,
-    ];
-    if senders
-        .iter()
-        .any(|r| r.as_ref().is_some_and(|r| r.secret == token))
-    {
-        return Err(Error::usage(format!(
-            "{}: the admission token must not be the delivery secret of a receiver",
-            token_file.display()
-        )));
+    if a.token_file.is_none() && a.client_ca_file.is_none() {
+        return Err(Error::usage(
+            "[serve.admission] needs token-file (the bearer token the API server presents) \
+             or client-ca-file (the CA of its client certificate): the answers show image \
+             figures to whoever can ask",
+        ));
     }
-    if token.len() < MIN_SECRET_BYTES {
-        tracing::warn!(
-            file = %token_file.display(),
-            "the admission token is shorter than {MIN_SECRET_BYTES} bytes: use a long random one"
-        );
-    }
+    let token = match &a.token_file {
+        None => None,
+        Some(token_file) => {
+            let token = read_secret_file(token_file)?;
+            let senders = [
+                &receivers.distribution,
+                &receivers.harbor,
+                &receivers.github,
+            ];
+            if senders
+                .iter()
+                .any(|r| r.as_ref().is_some_and(|r| r.secret == token))
+            {
+                return Err(Error::usage(format!(
+                    "{}: the admission token must not be the delivery secret of a receiver",
+                    token_file.display()
+                )));
+            }
+            if token.len() < MIN_SECRET_BYTES {
+                tracing::warn!(
+                    file = %token_file.display(),
+                    "the admission token is shorter than {MIN_SECRET_BYTES} bytes: use a long random one"
+                );
+            }
+            Some(token)
+        }
+    };
     let mode = match a.mode.as_deref() {
         None | Some("enforce") => Mode::Enforce,
         Some("audit") => Mode::Audit,
@@ -290,6 +300,7 @@ fn admission(
         unmeasured,
         exempt,
         token,
+        client_ca: a.client_ca_file.clone(),
         pools,
     }))
 }
@@ -420,6 +431,7 @@ fn tls_files(args: &ServeArgs, cfg: &ServeConfig) -> Result<Option<TlsFiles>, Er
         (Some(cert), Some(key)) => Ok(Some(TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
+            client_ca: None,
         })),
         (None, None) => Ok(None),
         _ => Err(Error::usage(

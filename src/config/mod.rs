@@ -469,6 +469,10 @@ pub struct AdmissionConfig {
     /// The bearer token the API server presents (its AdmissionConfiguration
     /// kubeconfig's `token:`).
     pub token_file: Option<PathBuf>,
+    /// CA certificates (PEM) the API server's client certificate is
+    /// verified against (its kubeconfig's `client-certificate`); with
+    /// token-file, either one admits a review.
+    pub client_ca_file: Option<PathBuf>,
     /// Node pools: a node profile and the labels of its nodes.
     #[serde(default)]
     pub pools: Vec<AdmissionPool>,
@@ -649,7 +653,11 @@ impl ServeConfig {
             &mut self.api_token_file,
         ]
         .into_iter()
-        .chain(self.admission.iter_mut().map(|a| &mut a.token_file))
+        .chain(
+            self.admission
+                .iter_mut()
+                .flat_map(|a| [&mut a.token_file, &mut a.client_ca_file]),
+        )
         .chain(self.registries.iter_mut().map(|r| &mut r.password_file));
         for p in paths.flatten() {
             if p.is_relative() {

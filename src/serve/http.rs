@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::serve::admission::{self, Admission};
 use crate::serve::events::{Incoming, Push, Sender, auth, distribution, github, harbor};
-use crate::serve::listener::{BodyTimeout, caused_by};
+use crate::serve::listener::{BodyTimeout, ClientCertificate, caused_by};
 use crate::serve::metrics::Metrics;
 use crate::serve::policy::{is_repository, is_tag};
 use crate::serve::store::{Position, Refused, Store, VerdictRecord, sender_name};
@@ -249,11 +249,13 @@ async fn receive(s: &AppState, sender: Sender, headers: &HeaderMap, body: Body) 
     enqueue(s, name, pushes).await
 }
 
-/// `POST /v1/admission`: the token first, then the body (at most
+/// `POST /v1/admission`: the token or the client certificate first, then
+/// the body (at most
 /// [`admission::BODY_LIMIT`]), then the review.
 async fn admission_review(
     State(s): State<Arc<AppState>>,
     uri: axum::http::Uri,
+    certificate: Option<axum::Extension<ClientCertificate>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -263,7 +265,12 @@ async fn admission_review(
             "the admission webhook is off ([serve.admission] enables it)",
         );
     };
-    if !auth::bearer_matches(&a.token, &headers) {
+    let by_token = a
+        .token
+        .as_ref()
+        .is_some_and(|t| auth::bearer_matches(t, &headers));
+    let by_certificate = a.client_certificates && certificate.is_some();
+    if !by_token && !by_certificate {
         s.metrics.admission("unauthorized");
         tracing::warn!("admission review refused: wrong or missing token");
         let mut r = error(StatusCode::UNAUTHORIZED, "wrong or missing token");

@@ -277,6 +277,12 @@ async fn connection(stream: TcpStream, app: Router, tls: Option<TlsAcceptor>, sh
             let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await;
             match handshake {
                 Ok(Ok(stream)) => {
+                    // Only a certificate the client CA verified gets this far.
+                    let app = if stream.get_ref().1.peer_certificates().is_some() {
+                        app.layer(axum::Extension(ClientCertificate))
+                    } else {
+                        app
+                    };
                     http(
                         Watched::new(stream, activity.clone()),
                         app,
@@ -408,7 +414,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// CA certificates client certificates are verified against
+    /// (`[serve.admission] client-ca-file`): a client may then present one,
+    /// and requests on its connection carry [`ClientCertificate`]. Read
+    /// once at start.
+    pub client_ca: Option<PathBuf>,
 }
+
+/// Marks a request whose connection presented a client certificate the
+/// client CA verified (a connection whose certificate does not verify
+/// never completes its handshake).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCertificate;
 
 /// The certificate served to each new handshake: the last pair that
 /// loaded. A pair that does not load (half written, mismatched) leaves the
@@ -487,6 +504,35 @@ fn load_pair(files: &TlsFiles, provider: &CryptoProvider) -> Result<Arc<Certifie
     Ok(Arc::new(pair))
 }
 
+/// Verifies client certificates against the CAs in `path`; a client that
+/// presents none is let through (the receivers and probes have none), and
+/// its requests carry no [`ClientCertificate`].
+fn client_verifier(
+    path: &Path,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, Error> {
+    let pem = read_pem(path, "client CA")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| {
+            Error::usage(format!("{}: not a PEM certificate ({e})", path.display()))
+        })?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::usage(format!("{}: not a CA certificate ({e})", path.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::usage(format!(
+            "{}: no certificate in it",
+            path.display()
+        )));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| Error::usage(format!("{}: {e}", path.display())))
+}
+
 /// What identifies one version of the two files.
 fn stamp(files: &TlsFiles) -> Option<[(SystemTime, u64); 2]> {
     let one = |p: &Path| {
@@ -504,11 +550,14 @@ pub fn tls(files: TlsFiles, shutdown: Shutdown) -> Result<TlsAcceptor, Error> {
     let resolver = Arc::new(Reloading {
         current: RwLock::new(load_pair(&files, &provider)?),
     });
-    let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::usage(format!("TLS: {e}")))?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver.clone());
+        .map_err(|e| Error::usage(format!("TLS: {e}")))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca, &provider)?),
+    };
+    let mut config = builder.with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     tokio::spawn(reload(files, first, resolver, provider, shutdown));
     Ok(TlsAcceptor::from(Arc::new(config)))

@@ -152,6 +152,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
             unmeasured: a.unmeasured,
             exempt: a.exempt,
             token: a.token,
+            client_certificates: a.client_ca.is_some(),
             pools: a.pools,
             default_node: admission::judge::default_node(&policies),
             services: opts.services.clone(),

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use support::layout::{Comp, ImageDesc, LayerSpec, LayoutBuilder};
 use support::registry::Registry;
 use support::run::Run;
-use support::serve::{SECRET, Service, https_post, self_signed};
+use support::serve::{SECRET, Service, https_post, https_post_as, openssl, self_signed};
 
 const VERDICT_WAIT: Duration = Duration::from_secs(90);
 const TOKEN: &str = "sizeguard-admission-test-token";
@@ -536,12 +536,94 @@ fn admission_from_the_layer_cache_in_audit_and_with_unmeasured_denied() {
     assert_eq!(audit.metric("audit_denied"), 1.0);
     drop(audit);
 
+    // The API server's client certificate, from a CA of its own.
+    let pki = tmp.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &pki,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=apiserver-client-ca",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &pki,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=kube-apiserver",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(pki.join("ext.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        &pki,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "0x5005",
+            "-days",
+            "2",
+            "-out",
+            "client.pem",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
     let strict = Webhook::start(
         &Service::pick_addr(),
         &[&reg.addr],
-        "unmeasured = \"deny\"\nexempt-namespaces = [\"ops\"]",
+        &format!(
+            "unmeasured = \"deny\"\nexempt-namespaces = [\"ops\"]\nclient-ca-file = {:?}",
+            pki.join("ca.pem").display().to_string()
+        ),
         &["--cache-dir", &cache_flag],
     );
+    // A client certificate the CA signed stands for the token; without
+    // either, 401.
+    let body = review("uid-cert", "CREATE", "ops", &deployment);
+    let (status, text) = https_post_as(
+        &strict.svc.addr,
+        &strict.ca,
+        Some((&pki.join("client.pem"), &pki.join("client.key"))),
+        "/v1/admission",
+        &[],
+        &body,
+    );
+    assert_eq!(status, 200, "{text}\n{}", strict.svc.log());
+    assert_eq!(strict.post(&body, None).0, 401);
     let big = with_in_pod_spec(
         deployment.clone(),
         "nodeSelector",
@@ -624,7 +706,7 @@ fn admission_needs_tls_and_a_token() {
     };
     let with_token = format!("token-file = {:?}", token.display().to_string());
     assert!(run(&with_token, false).contains("TLS"));
-    assert!(run("", true).contains("token-file"));
+    assert!(run("", true).contains("client-ca-file"));
     assert!(run(&format!("{with_token}\nmode = \"log\""), true).contains("mode"));
     assert!(
         run(

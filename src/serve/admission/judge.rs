@@ -133,8 +133,10 @@ pub struct Admission {
     pub mode: Mode,
     pub unmeasured: Unmeasured,
     pub exempt: HashSet<String>,
-    /// The bearer token the API server presents.
-    pub token: Vec<u8>,
+    /// The bearer token the API server presents, when one is configured.
+    pub token: Option<Vec<u8>>,
+    /// Whether a client certificate the client CA verified is enough.
+    pub client_certificates: bool,
     pub pools: Vec<Pool>,
     /// The policy's own node, for a pod no pool matches.
     pub default_node: Option<PoolNode>,

@@ -11,8 +11,8 @@
 //!
 //! Choices, as the README documents them:
 //! - the API server only calls webhooks over HTTPS: admission refuses to
-//!   start without `--tls-cert`/`--tls-key`, and without a token (the
-//!   answers reveal image figures);
+//!   start without `--tls-cert`/`--tls-key`, nor without a token or a
+//!   client CA (the answers reveal image figures);
 //! - the pod's images are priced as one rollout: each image against the
 //!   baseline its repository's policy names (when measured), a layer two
 //!   images share counted once, on the tightest pool the pod may land on;
@@ -52,7 +52,9 @@ pub struct AdmissionOptions {
     pub mode: Mode,
     pub unmeasured: Unmeasured,
     pub exempt: HashSet<String>,
-    pub token: Vec<u8>,
+    pub token: Option<Vec<u8>>,
+    /// The CA client certificates are verified against (the listener's).
+    pub client_ca: Option<std::path::PathBuf>,
     pub pools: Vec<Pool>,
 }
 

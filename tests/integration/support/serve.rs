@@ -425,6 +425,18 @@ pub fn https_post(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    https_post_as(addr, ca, None, path, headers, body)
+}
+
+/// [`https_post`] presenting a client certificate and its key.
+pub fn https_post_as(
+    addr: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let tool = super::require_tool("curl", "apt-get install curl");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("body");
@@ -436,6 +448,9 @@ pub fn https_post(
         .arg(format!("@{}", file.display()));
     for (n, v) in headers {
         cmd.args(["-H", &format!("{n}: {v}")]);
+    }
+    if let Some((cert, key)) = client {
+        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
     }
     let out = cmd
         .arg(format!("https://{addr}{path}"))
