@@ -319,6 +319,10 @@ fn test_vector_gives_the_stated_gc_headroom() {
 }
 
 /// Figures recomputed from `measure`'s JSON, independently of `check`.
+/// An image's pull bytes, the bytes containerd keeps of it on top of
+/// them, and its inodes there, composed from `measure`'s figures as the
+/// README's node model says: every file in 4 KiB blocks, two directories
+/// beside each snapshot, and bbolt pages (6 per image, 1 per layer).
 fn pull_and_disk(reference: &str) -> (u64, u64, u64) {
     let m = Run::new(["measure", "--format", "json", "-q", reference])
         .run()
@@ -326,11 +330,20 @@ fn pull_and_disk(reference: &str) -> (u64, u64, u64) {
     let img = &m["images"][0];
     let pull =
         u(&img["manifest_bytes"]) + u(&img["config_bytes"]) + u(&img["totals"]["compressed_bytes"]);
-    let layers = img["layers"].as_array().unwrap().len() as u64;
+    let layers = img["layers"].as_array().unwrap();
+    let block = |n: u64| n.div_ceil(4096) * 4096;
+    let blobs: u64 = block(u(&img["manifest_bytes"]))
+        + block(u(&img["config_bytes"]))
+        + layers
+            .iter()
+            .map(|l| block(u(&l["compressed_bytes"])))
+            .sum::<u64>();
+    let n = layers.len() as u64;
+    let beside = blobs - pull + n * 3 * 4096 + 6 * 4096;
     (
         pull,
-        u(&img["totals"]["disk_bytes"]),
-        u(&img["totals"]["inodes"]) + layers + 2,
+        u(&img["totals"]["disk_bytes"]) + beside,
+        u(&img["totals"]["inodes"]) + 3 * n + 2,
     )
 }
 
@@ -391,15 +404,20 @@ fn json_and_markdown_reports_carry_the_figures() {
         "{fired:?}"
     );
     assert!(!fired.iter().any(|(f, _)| f == "inodes"), "{fired:?}");
-    // The rollout adds only the new layer (blob + snapshot) and metadata.
+    // The rollout adds only the new layer (blob + snapshot, its two
+    // directories and bbolt page) and metadata (manifest, config, and 6
+    // bbolt pages), each file in 4 KiB blocks.
     let new_layer = &p["candidate"]["layers"][2];
+    let block = |v: &serde_json::Value| u(v).div_ceil(4096) * 4096;
     assert_eq!(
         p["rollout_cost"]["node_bytes"].as_u64(),
         Some(
-            new_layer["compressed_bytes"].as_u64().unwrap()
-                + new_layer["disk_bytes"].as_u64().unwrap()
-                + p["candidate"]["manifest_bytes"].as_u64().unwrap()
-                + p["candidate"]["config_bytes"].as_u64().unwrap()
+            block(&new_layer["compressed_bytes"])
+                + u(&new_layer["disk_bytes"])
+                + 3 * 4096
+                + block(&p["candidate"]["manifest_bytes"])
+                + block(&p["candidate"]["config_bytes"])
+                + 6 * 4096
         )
     );
 
