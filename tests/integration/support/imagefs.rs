@@ -56,20 +56,8 @@ impl ImageFs {
     /// is not root or loop devices are unavailable: the proof on real
     /// stores is never skipped silently.
     pub fn new(size: u64) -> ImageFs {
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
-        assert!(
-            euid == 0,
-            "the real-store tests need root (loop-mounted ext4, containerd, podman); \
-             this runs as uid {euid}: run them as root (CI does)"
-        );
+        require_root_and_loop_devices();
         let mkfs = require_tool("mkfs.ext4", "apt-get install e2fsprogs");
-        require_tool("mount", "apt-get install mount");
-        assert!(
-            Path::new("/dev/loop-control").exists(),
-            "the real-store tests need loop devices and /dev/loop-control is missing \
-             (a container without them: run with --privileged or on a VM)"
-        );
         let dir = tempfile::Builder::new()
             .prefix("sizeguard-imagefs-")
             .tempdir()
@@ -131,8 +119,39 @@ impl ImageFs {
 impl Drop for ImageFs {
     fn drop(&mut self) {
         unmount_below(&self.mountpoint);
-        let _ = Command::new("umount").arg(&self.mountpoint).status();
+        let unmounted = Command::new("umount")
+            .arg(&self.mountpoint)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            // Still busy (a runtime's process not yet gone): detach it
+            // anyway, so removing the temporary directory next deletes the
+            // empty mountpoint and the image file, never the store inside.
+            let _ = Command::new("umount")
+                .arg("--lazy")
+                .arg(&self.mountpoint)
+                .status();
+        }
     }
+}
+
+/// Panics with one line saying what is missing when this process cannot
+/// loop-mount a filesystem: the proof on real stores is never skipped
+/// silently, and says so before any slow preparation.
+pub fn require_root_and_loop_devices() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "the real-store tests need root (loop-mounted ext4, containerd, podman); \
+         this runs as uid {euid}: run them as root (CI does)"
+    );
+    require_tool("mount", "apt-get install mount");
+    assert!(
+        Path::new("/dev/loop-control").exists(),
+        "the real-store tests need loop devices and /dev/loop-control is missing \
+         (a container without them: run it with --privileged, or on a VM)"
+    );
 }
 
 /// Unmounts every mount strictly below `root`, deepest first (the
