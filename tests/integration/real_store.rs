@@ -151,6 +151,7 @@ fn rows_table(runtime: Runtime, rows: &[Row]) -> String {
 struct Proof {
     runtime: Runtime,
     rows: Vec<Row>,
+    peaks: String,
     notes: String,
 }
 
@@ -159,6 +160,7 @@ impl Proof {
         Proof {
             runtime,
             rows: Vec::new(),
+            peaks: String::new(),
             notes: String::new(),
         }
     }
@@ -180,12 +182,23 @@ impl Proof {
         }
     }
 
+    /// The most a pull used at any moment, for the record: not compared,
+    /// since the model's peak is the blobs and snapshots once both are
+    /// written, and transient files (ingests, staging) come and go.
+    fn sampled_peak(&mut self, step: &str, (bytes, inodes): (i64, i64)) {
+        let _ = writeln!(
+            self.peaks,
+            "{:<20} {step:<10} sampled peak during the pull: {bytes} bytes, {inodes} inodes",
+            self.runtime.name()
+        );
+    }
+
     fn note(&mut self, title: &str, text: &str) {
         let _ = write!(self.notes, "\n== {} {title}\n{text}", self.runtime.name());
     }
 
     fn finish(self) {
-        let table = rows_table(self.runtime, &self.rows);
+        let table = format!("{}\n{}", rows_table(self.runtime, &self.rows), self.peaks);
         eprintln!("{table}{}", self.notes);
         if let Some(dir) = std::env::var_os("SIZEGUARD_REAL_STORE_REPORT") {
             let path = Path::new(&dir).join(format!("{}.txt", self.runtime.name()));
@@ -262,7 +275,8 @@ fn on_containerd(
         &breakdown_table(&breakdown(&root, &containerd_group)),
     );
 
-    ctrd.pull(baseline);
+    let ((), peak) = fs.peak_during(|| ctrd.pull(baseline));
+    proof.sampled_peak("baseline", peak.since(start));
     let pulled = fs.usage();
     proof.note(
         "store after the baseline pull",
@@ -292,7 +306,8 @@ fn on_containerd(
         base_done.since(start),
     );
 
-    ctrd.pull(candidate);
+    let ((), peak) = fs.peak_during(|| ctrd.pull(candidate));
+    proof.sampled_peak("rollout", peak.since(base_done));
     let pulled = fs.usage();
     proof.note(
         "store after the candidate pull",
@@ -385,7 +400,8 @@ fn on_containers_storage(
         &breakdown_table(&breakdown(&graphroot, &containers_storage_group)),
     );
 
-    podman.pull(baseline);
+    let ((), peak) = fs.peak_during(|| podman.pull(baseline));
+    proof.sampled_peak("baseline", peak.since(start));
     let after_base = fs.usage();
     assert_native_overlay(&podman, &graphroot);
     proof.note(
@@ -399,7 +415,8 @@ fn on_containers_storage(
         after_base.since(start),
     );
 
-    podman.pull(candidate);
+    let ((), peak) = fs.peak_during(|| podman.pull(candidate));
+    proof.sampled_peak("rollout", peak.since(after_base));
     let after_cand = fs.usage();
     proof.note(
         "store after the candidate pull",

@@ -90,15 +90,47 @@ impl ImageFs {
         &self.mountpoint
     }
 
+    /// Runs `during` and returns, with its result, the most bytes and the
+    /// most inodes used at any point while it ran (sampled every 10 ms;
+    /// ext4 counts blocks reserved for delayed writes as used, so no sync
+    /// is needed between samples) or once it was done.
+    pub fn peak_during<T>(&self, during: impl FnOnce() -> T) -> (T, Usage) {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| {
+                let mut peak = Usage::default();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let now = self.statvfs();
+                    peak.bytes = peak.bytes.max(now.bytes);
+                    peak.inodes = peak.inodes.max(now.inodes);
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                peak
+            });
+            let out = during();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let mut peak = sampler.join().expect("statvfs sampler");
+            let end = self.usage();
+            peak.bytes = peak.bytes.max(end.bytes);
+            peak.inodes = peak.inodes.max(end.inodes);
+            (out, peak)
+        })
+    }
+
     /// Used bytes and inodes once everything written so far is on disk:
     /// ext4 allocates blocks for delayed writes only at writeback, so
     /// without a sync `f_bfree` lags behind what the runtime wrote.
     pub fn usage(&self) -> Usage {
+        // SAFETY: `sync` has no preconditions.
+        unsafe { libc::sync() };
+        self.statvfs()
+    }
+
+    fn statvfs(&self) -> Usage {
         let path = CString::new(self.mountpoint.as_os_str().as_bytes()).unwrap();
-        // SAFETY: `sync` has no preconditions; `path` is a valid C string
-        // and `st` is a properly sized, writable statvfs.
+        // SAFETY: `path` is a valid C string and `st` a properly sized,
+        // writable statvfs.
         let st = unsafe {
-            libc::sync();
             let mut st: libc::statvfs = std::mem::zeroed();
             assert_eq!(
                 libc::statvfs(path.as_ptr(), &mut st),
