@@ -59,8 +59,14 @@ impl Podman {
     /// containers/image's staging directory for blobs (`TMPDIR`) in the
     /// temporary directory, off the graphroot's filesystem.
     pub fn pull(&self, reference: &str) {
+        self.pull_staged_in(reference, &self.path("tmp"));
+    }
+
+    /// `podman pull` of `reference` from a plain-HTTP registry, blobs
+    /// staged in `staging` (CRI-O's `big_files_temporary_dir`).
+    pub fn pull_staged_in(&self, reference: &str, staging: &Path) {
         let mut cmd = self.podman();
-        cmd.env("TMPDIR", self.path("tmp")).args([
+        cmd.env("TMPDIR", staging).args([
             "pull",
             "--quiet",
             "--tls-verify=false",
