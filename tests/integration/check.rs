@@ -538,3 +538,80 @@ fn policy_file_profiles_and_unknown_keys() {
     assert!(err.contains("max-grwoth"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// The runtime picks the node model, every format names it, and where
+/// blobs outlive nothing but the pull the headroom rules judge the peak.
+#[test]
+fn the_runtime_chooses_the_model_and_the_peak_is_judged() {
+    let (c, b) = (demo("v2"), demo("v1"));
+    let args = [
+        "--candidate",
+        c.as_str(),
+        "--baseline",
+        b.as_str(),
+        "--no-config",
+        "--node-capacity",
+        "2000000",
+        "--node-available",
+        "700000",
+    ];
+    let gc = |r: &serde_json::Value| -> serde_json::Value {
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["rule"] == "gc_headroom")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let kept = check(&args).args(["--format", "json"]).run().json();
+    assert_eq!(kept["policy"]["store"]["runtime"], "containerd");
+    assert_eq!(gc(&kept)["figure"], "node_bytes");
+
+    let eks = check(&args)
+        .args(["--runtime", "eks", "--format", "json"])
+        .run()
+        .json();
+    assert_eq!(eks["policy"]["store"]["runtime"], "containerd-discard");
+    assert_eq!(eks["policy"]["store"]["preset"], "eks");
+    let rollout = &eks["platforms"][0]["rollout_cost"];
+    let (node, peak) = (u(&rollout["node_bytes"]), u(&rollout["peak_pull_bytes"]));
+    // What stays fits the 371 KiB of GC headroom; the peak does not.
+    assert!(node < 380_000 && peak > 380_000, "{rollout}");
+    assert_eq!(gc(&eks)["figure"], "peak_pull_bytes");
+    assert_eq!(gc(&eks)["value"].as_u64(), Some(peak));
+    assert_eq!(
+        peak,
+        u(&kept["platforms"][0]["rollout_cost"]["node_bytes"]),
+        "the peak is what containerd keeps with the blobs"
+    );
+
+    let crio = check(&args)
+        .args(["--runtime", "cri-o", "--format", "json"])
+        .run()
+        .json();
+    let crio_node = u(&crio["platforms"][0]["candidate_cost"]["node_bytes"]);
+    let kept_node = u(&kept["platforms"][0]["candidate_cost"]["node_bytes"]);
+    assert!(
+        crio_node < kept_node,
+        "no blobs kept: {crio_node} vs {kept_node}"
+    );
+
+    let md = check(&args)
+        .args(["--runtime", "eks", "--format", "markdown"])
+        .run()
+        .stdout;
+    assert!(md.contains("node model `containerd-discard (eks)`"), "{md}");
+    assert!(md.contains("while pulling: judged"), "{md}");
+    let table = check(&args).args(["--runtime", "cri-o"]).run().stdout;
+    assert!(table.contains("node model: cri-o"), "{table}");
+
+    let bad = check(&args).args(["--runtime", "docker"]).run();
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("unknown runtime \"docker\""),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(bad.stderr.trim().lines().count(), 1, "{}", bad.stderr);
+}

@@ -70,29 +70,9 @@ impl Runtime {
         }
     }
 
-    /// sizeguard's flags for this runtime's model: `--runtime NAME` where
-    /// the binary has it, else the one switch that predates it (the cri-o
-    /// model is then the containerd one, and its figures miss).
     fn model_flags(self) -> Vec<String> {
-        if sizeguard_has_runtime_flag() {
-            return vec!["--runtime".into(), self.name().into()];
-        }
-        match self {
-            Runtime::ContainerdDiscard => vec!["--discard-unpacked-layers".into()],
-            Runtime::Containerd | Runtime::CriO => Vec::new(),
-        }
+        vec!["--runtime".into(), self.name().into()]
     }
-}
-
-fn sizeguard_has_runtime_flag() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        let out = Command::new(env!("CARGO_BIN_EXE_sizeguard"))
-            .args(["check", "--help"])
-            .output()
-            .expect("spawn sizeguard check --help");
-        String::from_utf8_lossy(&out.stdout).contains("--runtime")
-    })
 }
 
 /// One figure of one step: what sizeguard says, what the filesystem says.
