@@ -932,6 +932,27 @@ mod tests {
     }
 
     #[test]
+    fn a_split_image_filesystem_keeps_its_container_fs() {
+        let split = br#"{"node": {"nodeName": "crio-1", "runtime": {
+            "imageFs": {"capacityBytes": 1000, "availableBytes": 400},
+            "containerFs": {"capacityBytes": 500, "availableBytes": 450}}}}"#;
+        let n = &parse_stats_summary(split).unwrap()[0];
+        assert_eq!(n.available_bytes, 400);
+        assert_eq!(
+            n.container_fs,
+            Some(ContainerFs {
+                capacity_bytes: 500,
+                available_bytes: 450
+            })
+        );
+        // Not split: the kubelet reports the same filesystem twice.
+        let same = br#"{"node": {"nodeName": "c-1", "runtime": {
+            "imageFs": {"capacityBytes": 1000, "availableBytes": 400},
+            "containerFs": {"capacityBytes": 1000, "availableBytes": 400}}}}"#;
+        assert_eq!(parse_stats_summary(same).unwrap()[0].container_fs, None);
+    }
+
+    #[test]
     fn parse_real_summary() {
         let nodes = parse_stats_summary(REAL_SUMMARY.as_bytes()).unwrap();
         assert_eq!(nodes, vec![real_node()]);

@@ -146,7 +146,7 @@ fn figures_line(
     };
     let _ = writeln!(
         out,
-        "  {}pull {}{}{}, on the node {}{}, rollout adds {} ({})",
+        "  {}pull {}{}{}, on the node {}{}, rollout adds {} on {}",
         if name_platform {
             format!("{}: ", e.platform)
         } else {
