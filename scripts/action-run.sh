@@ -132,6 +132,7 @@ add_flag() {
 }
 add_flag node-used "${INPUT_NODE_USED:-}"
 add_flag node-profile "${INPUT_NODE_PROFILE:-}"
+add_flag runtime "${INPUT_RUNTIME:-}"
 add_flag gc-high "${INPUT_GC_HIGH:-}"
 add_flag gc-low "${INPUT_GC_LOW:-}"
 add_flag eviction-imagefs-available "${INPUT_EVICTION_IMAGEFS_AVAILABLE:-}"

@@ -28,6 +28,11 @@ have podman || need+=(podman)
 # tests/integration/archives.rs: buildah writes the image the way `buildah push` does.
 have buildah || need+=(buildah)
 have git || need+=(git)
+# tests/integration/real_store.rs: a real containerd (and its `ctr`) and a
+# Debian rootfs from debootstrap, measured on a loop-mounted ext4.
+{ have containerd && have ctr; } || need+=(containerd)
+have debootstrap || need+=(debootstrap)
+have mkfs.ext4 || need+=(e2fsprogs)
 have htpasswd || need+=(apache2-utils)
 have openssl || need+=(openssl)
 have zstd || need+=(zstd)

@@ -13,7 +13,7 @@
 //!   disk blocks, inodes), the merged filesystem view, the layer cache.
 //! - [`analyze`]: what a measured image's layers and merged view explain:
 //!   the hints, the path diff, the layer diff.
-//! - [`budget`]: the containerd cost model, the kubelet arithmetic, the
+//! - [`budget`]: the node cost model per runtime, the kubelet arithmetic, the
 //!   rules and the verdict; pure functions.
 //! - [`config`]: every setting once: `sizeguard.toml`, `.dive-ci` and the
 //!   flags, merged field by field.

@@ -78,6 +78,7 @@ impl ImageSource for MemoryImage {
             reference: self.reference.clone(),
             digest: format!("sha256:{:064x}", self.layers.len()),
             index_digest: None,
+            index_bytes: None,
             media_type: "application/vnd.oci.image.manifest.v1+json".into(),
             platform: Platform::new("linux", "amd64", None),
             manifest_bytes: 500,

@@ -40,6 +40,11 @@ pub struct Thresholds {
     /// `evictionHard["imagefs.inodesFree"]` in percent, same conventions.
     #[schemars(range(min = 0.0, max = 100.0))]
     pub eviction_inodes_free_pct: f64,
+    /// `imageMaximumGCAge` in seconds: an unused image (a replaced
+    /// baseline) is removed after this long whatever the usage; null when
+    /// not given (the kubelet's default: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_maximum_gc_age_seconds: Option<u64>,
 }
 
 impl Default for Thresholds {
@@ -49,6 +54,7 @@ impl Default for Thresholds {
             gc_low: 80,
             eviction_available_pct: 15.0,
             eviction_inodes_free_pct: 5.0,
+            image_maximum_gc_age_seconds: None,
         }
     }
 }
@@ -132,6 +138,20 @@ pub struct NodeFs {
     /// Total inodes, when the filesystem reports them (some do not).
     pub inodes: Option<u64>,
     pub inodes_free: Option<u64>,
+    /// The kubelet's `containerFs` when it is not the imageFS (a split
+    /// image filesystem, KEP-4191): writable layers live there, so the
+    /// image rules do not judge it; reports show it.
+    pub container_fs: Option<ContainerFs>,
+}
+
+/// A split image filesystem's other half: where the containers' writable
+/// layers live.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct ContainerFs {
+    pub capacity_bytes: u64,
+    pub available_bytes: u64,
 }
 
 /// A node whose image filesystem has no capacity cannot be judged; the
@@ -327,6 +347,7 @@ struct SummaryNode {
 #[serde(rename_all = "camelCase")]
 struct RuntimeStats {
     image_fs: Option<FsStats>,
+    container_fs: Option<FsStats>,
 }
 
 #[derive(Deserialize)]
@@ -381,7 +402,29 @@ fn node_from_summary(position: usize, item: serde_json::Value) -> Result<NodeFs,
         .node_name
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| format!("node-{position}"));
-    let (fs, source) = match node.runtime.and_then(|r| r.image_fs) {
+    let (image_fs, container_fs) = match node.runtime {
+        Some(r) => (r.image_fs, r.container_fs),
+        None => (None, None),
+    };
+    // The kubelet reports containerFs equal to imageFs unless the runtime
+    // splits them; only a filesystem of other figures is a split.
+    let container_fs = container_fs.and_then(|c| {
+        let split = image_fs.as_ref().is_some_and(|i| {
+            (i.capacity_bytes, i.available_bytes) != (c.capacity_bytes, c.available_bytes)
+        });
+        match (split, c.capacity_bytes, c.available_bytes) {
+            (true, Some(capacity_bytes), Some(available_bytes))
+                if available_bytes <= capacity_bytes =>
+            {
+                Some(ContainerFs {
+                    capacity_bytes,
+                    available_bytes,
+                })
+            }
+            _ => None,
+        }
+    });
+    let (fs, source) = match image_fs {
         Some(fs) => (fs, "node.runtime.imageFs"),
         None => match node.fs {
             Some(fs) => (fs, "node.fs"),
@@ -411,6 +454,7 @@ fn node_from_summary(position: usize, item: serde_json::Value) -> Result<NodeFs,
         available_bytes,
         inodes: fs.inodes,
         inodes_free: fs.inodes_free,
+        container_fs,
     })
 }
 
@@ -484,6 +528,7 @@ pub fn from_flags(
         available_bytes,
         inodes,
         inodes_free,
+        container_fs: None,
     })
 }
 
@@ -515,6 +560,7 @@ mod tests {
             available_bytes: 17_310_752_768,
             inodes: Some(10_484_720),
             inodes_free: Some(10_375_082),
+            container_fs: None,
         }
     }
 
@@ -674,6 +720,7 @@ mod tests {
                 available_bytes: 15_500,
                 inodes: None,
                 inodes_free: None,
+                container_fs: None,
             },
             &Thresholds::default(),
         )
@@ -769,6 +816,7 @@ mod tests {
             available_bytes: 0,
             inodes: None,
             inodes_free: None,
+            container_fs: None,
         };
         let h = headroom(&fs, &t).unwrap();
         assert_eq!(h.usage_percent, 100);
@@ -884,6 +932,27 @@ mod tests {
     }
 
     #[test]
+    fn a_split_image_filesystem_keeps_its_container_fs() {
+        let split = br#"{"node": {"nodeName": "crio-1", "runtime": {
+            "imageFs": {"capacityBytes": 1000, "availableBytes": 400},
+            "containerFs": {"capacityBytes": 500, "availableBytes": 450}}}}"#;
+        let n = &parse_stats_summary(split).unwrap()[0];
+        assert_eq!(n.available_bytes, 400);
+        assert_eq!(
+            n.container_fs,
+            Some(ContainerFs {
+                capacity_bytes: 500,
+                available_bytes: 450
+            })
+        );
+        // Not split: the kubelet reports the same filesystem twice.
+        let same = br#"{"node": {"nodeName": "c-1", "runtime": {
+            "imageFs": {"capacityBytes": 1000, "availableBytes": 400},
+            "containerFs": {"capacityBytes": 1000, "availableBytes": 400}}}}"#;
+        assert_eq!(parse_stats_summary(same).unwrap()[0].container_fs, None);
+    }
+
+    #[test]
     fn parse_real_summary() {
         let nodes = parse_stats_summary(REAL_SUMMARY.as_bytes()).unwrap();
         assert_eq!(nodes, vec![real_node()]);
@@ -994,6 +1063,7 @@ mod tests {
             available_bytes: a,
             inodes: None,
             inodes_free: None,
+            container_fs: None,
         };
         let t = Thresholds::default();
         let nodes = vec![

@@ -6,8 +6,9 @@
 //! judging comes after measuring and explaining, never inside them. The
 //! `.dive-ci` file its dive rules come from is read elsewhere (`config::dive_ci`).
 //!
-//! - [`cost`]: the containerd cost model (blobs + snapshots shared by
-//!   chain ID, what a rollout adds to a node that holds the baseline).
+//! - [`cost`]: the node cost model of each runtime (containerd, with or
+//!   without its layer blobs, and containers/storage), what a rollout adds
+//!   to a node that holds the baseline, and the peak of a pull.
 //! - [`kubelet`]: the kubelet's image-GC and eviction arithmetic on an
 //!   imageFS.
 //! - [`rules`]: the policy and its rules, from figures to findings.

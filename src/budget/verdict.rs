@@ -93,6 +93,8 @@ pub struct NodeInput {
     /// Bytes the system's own images take (`--node-system-reserved`),
     /// added to the baseline when the used space is assumed.
     pub system_reserved_bytes: u64,
+    /// The runtime the node profile names, if it names one.
+    pub store: Option<crate::budget::cost::StoreModel>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -133,6 +135,10 @@ pub struct NodeSummary {
     #[serde(default)]
     pub inode_headroom: Option<i128>,
     pub thresholds: Thresholds,
+    /// The node's containerFs when its image filesystem is split
+    /// (KEP-4191); not judged (writable layers live there), null otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_fs: Option<crate::budget::kubelet::ContainerFs>,
 }
 
 impl NodeSummary {
@@ -235,7 +241,7 @@ fn assume_used(node: &NodeInput, baseline: Option<u64>) -> (Vec<NodeFs>, String)
     let reserve_text = format!("a system reserve of {}", human_bytes(reserve));
     let text = match baseline {
         Some(b) => format!(
-            "capacity only: the node is assumed to hold the baseline ({}, blobs and snapshots: the version being replaced still runs during the rollout) and {reserve_text}, nothing else",
+            "capacity only: the node is assumed to hold the baseline ({}, as the runtime keeps it: the version being replaced still runs during the rollout) and {reserve_text}, nothing else",
             human_bytes(b)
         ),
         None => format!(
@@ -296,6 +302,7 @@ pub fn node_holding(
         eviction_headroom: h.eviction_headroom,
         inode_headroom: h.inode_headroom,
         thresholds,
+        container_fs: fs.container_fs,
     };
     let budget = NodeBudget {
         fs: fs.clone(),
@@ -373,10 +380,10 @@ fn price_hints_on_node(
 ) {
     let percent = |part: u64, whole: f64| (part as f64 * 100.0 / whole * 100.0).round() / 100.0;
     for h in hints {
-        let blobs = if store.discard_unpacked_layers {
-            0
-        } else {
+        let blobs = if store.runtime.keeps_layer_blobs() {
             h.pull_bytes_estimate
+        } else {
+            0
         };
         let saved = h.disk_bytes.saturating_add(blobs);
         let rollout = e.rollout_cost.node_bytes.max(1) as f64;

@@ -154,9 +154,11 @@ pub fn measure_request(args: &MeasureArgs) -> Result<MeasureRequest, Error> {
 
 pub fn check_request(args: &CheckArgs) -> Result<CheckRequest, Error> {
     let settings = settings(args)?;
-    let policy = settings.policy()?;
-    let thresholds = settings.thresholds()?;
-    let node = settings.node_choice(args.settings.names_a_node())?;
+    let crate::config::Judging {
+        policy,
+        node,
+        thresholds,
+    } = settings.judging(&args.settings)?;
     let candidate = settings.image.clone().ok_or_else(|| {
         Error::usage("no candidate: give --candidate REF, or `image` in sizeguard.toml")
     })?;

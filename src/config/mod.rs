@@ -15,7 +15,7 @@ use merge::Merge;
 use serde::Deserialize;
 
 use crate::analyze::hints::{HintSettings, rules as hint_rules};
-use crate::budget::cost::StoreModel;
+use crate::budget::cost::{Runtime, StoreModel};
 use crate::budget::kubelet::{self, NodeFs, Thresholds};
 use crate::budget::rules::dive::{self, DiveRules};
 use crate::budget::rules::{GrowthRule, Levels, Policy};
@@ -114,6 +114,34 @@ pub struct NodeConfig {
         help_heading = "Node"
     )]
     pub inodes_free: Option<u64>,
+
+    /// A split image filesystem (the kubelet's `containerFs` holding the
+    /// containers' writable layers apart from `imageFs`): its capacity.
+    /// Shown beside the node; the image rules judge imageFS.
+    #[arg(
+        id = "node_container_fs_capacity",
+        long = "node-container-fs-capacity",
+        value_name = "SIZE",
+        requires = "node_capacity",
+        help_heading = "Node"
+    )]
+    pub container_fs_capacity: Option<String>,
+
+    /// The split containerFs's available bytes.
+    #[arg(
+        id = "node_container_fs_available",
+        long = "node-container-fs-available",
+        value_name = "SIZE",
+        requires = "node_container_fs_capacity",
+        help_heading = "Node"
+    )]
+    pub container_fs_available: Option<String>,
+
+    /// The runtime this node keeps images with (`[nodes.NAME] runtime =
+    /// "eks"`); it wins over the file's top-level `runtime`, and
+    /// `--runtime` over it.
+    #[arg(skip)]
+    pub runtime: Option<String>,
 }
 
 impl NodeConfig {
@@ -145,6 +173,14 @@ impl From<String> for Scalar {
     fn from(text: String) -> Self {
         Scalar::Text(text)
     }
+}
+
+/// The policy, node and thresholds a check is judged by.
+#[derive(Debug, Clone)]
+pub struct Judging {
+    pub policy: Policy,
+    pub node: Option<NodeInput>,
+    pub thresholds: Thresholds,
 }
 
 /// Every setting, defined once: each field is a key of `sizeguard.toml`
@@ -182,7 +218,14 @@ pub struct Settings {
     #[merge(strategy = named_node_first)]
     pub node: Option<NodeConfig>,
 
-    /// The node runs containerd with discard_unpacked_layers (blobs deleted after unpacking).
+    /// How the node keeps images: containerd, containerd-discard, cri-o, or
+    /// a platform that implies one (eks, k3s, openshift) [default:
+    /// containerd, or the node profile's].
+    #[arg(long, value_name = "RUNTIME", help_heading = "Node")]
+    pub runtime: Option<String>,
+
+    /// Same as --runtime containerd-discard: containerd deletes layer blobs
+    /// once unpacked.
     #[arg(
         long,
         num_args = 0,
@@ -198,6 +241,11 @@ pub struct Settings {
     /// Kubelet imageGCLowThresholdPercent: GC frees down to this usage [default: 80].
     #[arg(long, value_name = "PCT", help_heading = "Kubelet thresholds")]
     pub gc_low: Option<i64>,
+
+    /// Kubelet imageMaximumGCAge (`168h`, `7d`): unused images are removed
+    /// after this long whatever the usage; shown with the node.
+    #[arg(long, value_name = "DURATION", help_heading = "Kubelet thresholds")]
+    pub image_maximum_gc_age: Option<String>,
 
     /// Kubelet hard eviction threshold imagefs.available [default: 15%].
     #[arg(long, value_name = "PCT", help_heading = "Kubelet thresholds")]
@@ -760,9 +808,7 @@ impl Settings {
             fresh_pull: self.fresh_pull.unwrap_or(false),
             default_rules: self.default_rules.unwrap_or(true),
             dive: self.dive_rules()?,
-            store: StoreModel {
-                discard_unpacked_layers: self.discard_unpacked_layers.unwrap_or(false),
-            },
+            store: self.store_model()?,
             node_expected: self.gc_headroom_level.is_some()
                 || self.gc_high.is_some()
                 || self.gc_low.is_some()
@@ -784,6 +830,47 @@ impl Settings {
                 "highest-user-wasted-percent",
                 &self.highest_user_wasted_percent,
             )?,
+        })
+    }
+
+    /// The runtime the settings name (`runtime`, or the older
+    /// `discard-unpacked-layers`), before a node profile's own.
+    fn store_model(&self) -> Result<StoreModel, Error> {
+        let named = self
+            .runtime
+            .as_deref()
+            .map(|s| StoreModel::parse(s).map_err(|e| e.context("runtime")))
+            .transpose()?;
+        match (named, self.discard_unpacked_layers) {
+            (Some(m), Some(true)) if m.runtime != Runtime::ContainerdDiscard => {
+                Err(Error::usage(format!(
+                    "runtime {} and discard-unpacked-layers disagree: discarding layer blobs is containerd-discard",
+                    m.describe()
+                )))
+            }
+            (Some(m), _) => Ok(m),
+            (None, Some(true)) => Ok(StoreModel::of(Runtime::ContainerdDiscard)),
+            (None, _) => Ok(StoreModel::default()),
+        }
+    }
+
+    /// What a check is judged by: the policy, the node and the kubelet's
+    /// thresholds, under the flags given on the command line (`flags`,
+    /// also merged into `self`): a node they name replaces any profile,
+    /// and a runtime they name replaces the node profile's, which in turn
+    /// replaces the file's top-level one.
+    pub fn judging(&self, flags: &Settings) -> Result<Judging, Error> {
+        let mut policy = self.policy()?;
+        let node = self.node_choice(flags.names_a_node())?;
+        let flags_name_a_runtime =
+            flags.runtime.is_some() || flags.discard_unpacked_layers.is_some();
+        if !flags_name_a_runtime && let Some(store) = node.as_ref().and_then(|n| n.store) {
+            policy.store = store;
+        }
+        Ok(Judging {
+            policy,
+            node,
+            thresholds: self.thresholds()?,
         })
     }
 
@@ -817,6 +904,15 @@ impl Settings {
                 &self.eviction_imagefs_inodes_free,
                 d.eviction_inodes_free_pct,
             )?,
+            image_maximum_gc_age_seconds: self
+                .image_maximum_gc_age
+                .as_deref()
+                .map(|s| {
+                    crate::units::parse_duration(s)
+                        .map(|d| d.as_secs())
+                        .map_err(|e| e.context("image-maximum-gc-age"))
+                })
+                .transpose()?,
         };
         t.validate()?;
         Ok(t)
@@ -844,11 +940,43 @@ impl Settings {
             ("node".to_string(), self.node.clone())
         };
         let Some(cfg) = cfg else { return Ok(None) };
+        let store = cfg
+            .runtime
+            .as_deref()
+            .map(|r| StoreModel::parse(r).map_err(|e| e.context(format!("{label}: runtime"))))
+            .transpose()?;
+        let container_fs = match &cfg.container_fs_capacity {
+            None => None,
+            Some(capacity) => {
+                let capacity_bytes =
+                    parse_bytes(capacity).map_err(|e| e.context("node-container-fs-capacity"))?;
+                let available_bytes = match &cfg.container_fs_available {
+                    Some(a) => {
+                        parse_bytes(a).map_err(|e| e.context("node-container-fs-available"))?
+                    }
+                    None => capacity_bytes,
+                };
+                if available_bytes > capacity_bytes {
+                    return Err(Error::usage(format!(
+                        "{label}: containerFs available space {available_bytes} bytes exceeds its capacity {capacity_bytes} bytes"
+                    )));
+                }
+                Some(kubelet::ContainerFs {
+                    capacity_bytes,
+                    available_bytes,
+                })
+            }
+        };
         let system_reserved_bytes = bytes("node-system-reserved", &cfg.system_reserved)?;
         if let Some(stats) = &cfg.stats {
             if system_reserved_bytes.is_some() || cfg.name.is_some() {
                 return Err(Error::usage(
                     "node: a stats summary names its nodes and says what they use; system-reserved and name go with a capacity",
+                ));
+            }
+            if container_fs.is_some() {
+                return Err(Error::usage(
+                    "node: a stats summary says whether the node splits its image filesystem; container-fs figures go with a capacity",
                 ));
             }
             let nodes = read_stats(stats)?;
@@ -857,6 +985,7 @@ impl Settings {
                 nodes,
                 used_source: UsedSource::Stats,
                 system_reserved_bytes: 0,
+                store,
             }));
         }
         let Some(capacity) = &cfg.capacity else {
@@ -883,6 +1012,7 @@ impl Settings {
             cfg.inodes_free,
         )
         .map_err(|e| e.context("node"))?;
+        fs.container_fs = container_fs;
         fs.name = match &cfg.name {
             Some(name) => name.clone(),
             None if cli_node_given || label == "node" => capacity_name(fs.capacity_bytes),
@@ -897,6 +1027,7 @@ impl Settings {
                 UsedSource::Assumed
             },
             system_reserved_bytes: system_reserved_bytes.unwrap_or(0),
+            store,
         }))
     }
 }
@@ -1152,5 +1283,115 @@ mod tests {
         };
         assert!(s.thresholds().is_err());
         assert!(Settings::default().thresholds().is_ok());
+    }
+
+    #[test]
+    fn the_runtime_comes_from_the_flag_then_the_node_profile_then_the_file() {
+        use crate::budget::cost::Preset;
+        let file: Settings = toml::from_str(
+            "runtime = \"cri-o\"\nnode-profile = \"eks\"\n[nodes.eks]\ncapacity = \"100Gi\"\nruntime = \"eks\"\ncontainer-fs-capacity = \"50Gi\"\ncontainer-fs-available = \"20Gi\"\n[nodes.plain]\ncapacity = \"100Gi\"\n",
+        )
+        .unwrap();
+        let none = Settings::default();
+        let j = Settings::layered([none.clone(), file.clone()])
+            .judging(&none)
+            .unwrap();
+        assert_eq!(j.policy.store.runtime, Runtime::ContainerdDiscard);
+        assert_eq!(j.policy.store.preset, Some(Preset::Eks));
+        let split = j.node.unwrap().nodes[0].container_fs.unwrap();
+        assert_eq!(
+            (split.capacity_bytes, split.available_bytes),
+            (50 << 30, 20 << 30)
+        );
+
+        // A profile that names none leaves the file's.
+        let plain = Settings {
+            node_profile: Some("plain".into()),
+            ..Default::default()
+        };
+        let j = Settings::layered([plain.clone(), file.clone()])
+            .judging(&plain)
+            .unwrap();
+        assert_eq!(j.policy.store.runtime, Runtime::CriO);
+
+        // The flag wins over the profile.
+        let flag = Settings {
+            runtime: Some("containerd".into()),
+            ..Default::default()
+        };
+        let j = Settings::layered([flag.clone(), file.clone()])
+            .judging(&flag)
+            .unwrap();
+        assert_eq!(j.policy.store, StoreModel::of(Runtime::Containerd));
+
+        // The older switch still means containerd-discard, and cannot
+        // contradict a runtime.
+        let discard = Settings {
+            discard_unpacked_layers: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            discard.judging(&discard).unwrap().policy.store.runtime,
+            Runtime::ContainerdDiscard
+        );
+        let both = Settings {
+            runtime: Some("cri-o".into()),
+            ..discard
+        };
+        assert_eq!(
+            both.judging(&both).unwrap_err().kind(),
+            crate::error::Kind::Usage
+        );
+        let bad: Settings =
+            toml::from_str("[nodes.x]\ncapacity = \"1Gi\"\nruntime = \"docker\"\n").unwrap();
+        let bad = Settings {
+            node_profile: Some("x".into()),
+            ..bad
+        };
+        let err = bad.judging(&Settings::default()).unwrap_err();
+        assert!(err.to_string().contains("x: runtime"), "{err}");
+    }
+
+    #[test]
+    fn image_maximum_gc_age_is_a_duration() {
+        let s = Settings {
+            image_maximum_gc_age: Some("168h".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            s.thresholds().unwrap().image_maximum_gc_age_seconds,
+            Some(168 * 3600)
+        );
+        let bad = Settings {
+            image_maximum_gc_age: Some("a week".into()),
+            ..Default::default()
+        };
+        assert!(bad.thresholds().is_err());
+    }
+
+    #[test]
+    fn the_readme_example_file_is_read_and_its_profiles_judge() {
+        let readme = include_str!("../../README.md");
+        let at = readme
+            .find("### `sizeguard.toml`")
+            .expect("the README documents the file");
+        let block = &readme[at..];
+        let start = block.find("```toml\n").unwrap() + "```toml\n".len();
+        let text = &block[start..start + block[start..].find("```").unwrap()];
+        let file: Settings = toml::from_str(text).unwrap();
+        for (profile, runtime) in [
+            ("gpu", Runtime::ContainerdDiscard),
+            ("crio", Runtime::CriO),
+            ("small", Runtime::Containerd),
+        ] {
+            let chosen = Settings {
+                node_profile: Some(profile.into()),
+                ..Default::default()
+            };
+            let j = Settings::layered([chosen.clone(), file.clone()])
+                .judging(&chosen)
+                .unwrap();
+            assert_eq!(j.policy.store.runtime, runtime, "{profile}");
+        }
     }
 }

@@ -32,7 +32,7 @@ use crate::digest::hex;
 use crate::error::Error;
 
 /// Bump whenever the analyzer's output or this encoding changes meaning.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 const MAGIC: &str = "sizeguard-layer-cache";
 
 #[derive(Debug, Clone)]

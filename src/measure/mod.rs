@@ -702,6 +702,7 @@ mod tests {
             reference: "memory".into(),
             digest: "sha256:m".into(),
             index_digest: None,
+            index_bytes: None,
             media_type: "application/vnd.oci.image.manifest.v1+json".into(),
             platform: Platform::new("linux", "amd64", None),
             manifest_bytes: 1,

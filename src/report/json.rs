@@ -58,6 +58,9 @@ pub struct ImageView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DIGEST_PATTERN))]
     pub index_digest: Option<String>,
+    /// That index's size in bytes; the runtime keeps it with the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_bytes: Option<u64>,
     pub media_type: String,
     pub platform: Platform,
     pub manifest_bytes: u64,
@@ -286,6 +289,7 @@ impl ImageView {
             reference: r.image.reference.clone(),
             digest: r.image.digest.clone(),
             index_digest: r.image.index_digest.clone(),
+            index_bytes: r.image.index_bytes,
             media_type: r.image.media_type.clone(),
             platform: r.image.platform.clone(),
             manifest_bytes: r.image.manifest_bytes,

@@ -38,7 +38,7 @@ impl Markdown {
         findings_list(r, &mut out);
         for p in &r.platforms {
             let _ = writeln!(out, "#### {}\n", md_text(&p.platform));
-            figures_table(p, &mut out);
+            figures_table(p, r.policy.store, &mut out);
             efficiency_line(&p.candidate, &mut out);
             layers_table(p, &mut out);
             paths_table(r, p, &mut out);
@@ -215,17 +215,18 @@ pub fn headline(r: &CheckView, style: Style) -> String {
     s
 }
 
-fn figures_table(e: &PlatformView, out: &mut String) {
+fn figures_table(e: &PlatformView, store: crate::budget::cost::StoreModel, out: &mut String) {
     let c = &e.candidate_cost;
+    let on_node = match store.runtime {
+        crate::budget::cost::Runtime::Containerd => "on node (blobs + snapshots)",
+        crate::budget::cost::Runtime::ContainerdDiscard => "on node (snapshots, blobs discarded)",
+        crate::budget::cost::Runtime::CriO => "on node (layers + tar-split)",
+    };
     let _ = writeln!(out, "| | candidate | baseline | growth |");
     let _ = writeln!(out, "|---|---:|---:|---:|");
     let rows: [(&str, Figure, u64); 4] = [
         ("pull (compressed)", Figure::PullBytes, c.pull_bytes),
-        (
-            "on node (blobs + snapshots)",
-            Figure::NodeBytes,
-            c.node_bytes,
-        ),
+        (on_node, Figure::NodeBytes, c.node_bytes),
         ("unpacked (disk)", Figure::DiskBytes, c.disk_bytes),
         ("inodes", Figure::Inodes, c.node_inodes),
     ];
@@ -499,6 +500,9 @@ fn node_table(r: &CheckView, out: &mut String) {
         n.thresholds.eviction_available_pct
     );
     let _ = writeln!(out, "Node used space: {}\n", md_text(&n.used_text()));
+    for line in crate::report::node_notes(n, r.policy.store) {
+        let _ = writeln!(out, "{}\n", md_text(&line));
+    }
     let _ = writeln!(
         out,
         "| platform | rollout cost | gc headroom | left after rollout | eviction headroom | inode headroom |"
@@ -507,14 +511,14 @@ fn node_table(r: &CheckView, out: &mut String) {
     for p in &r.platforms {
         let cost = p.rollout_cost;
         let inode = match n.inode_headroom {
-            Some(h) => format!("{} of {h}", cost.node_inodes),
+            Some(h) => format!("{} of {h}", cost.peak_pull_inodes.max(cost.node_inodes)),
             None => "unknown".to_string(),
         };
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {inode} |",
             md_text(&p.platform),
-            human_bytes(cost.node_bytes),
+            crate::report::judged_cost(&cost),
             human_signed(n.gc_headroom),
             human_signed(n.gc_headroom - cost.node_bytes as i128),
             human_signed(n.eviction_headroom),
@@ -579,11 +583,12 @@ fn policy_line(r: &CheckView) -> String {
             }
         ));
     }
-    if parts.is_empty() {
+    let rules = if parts.is_empty() {
         "no rules configured".to_string()
     } else {
         parts.join("; ")
-    }
+    };
+    format!("{rules}; node model {}", md_code(&p.store.describe()))
 }
 
 /// Every rule that fired, naming the platform when there are several.

@@ -63,3 +63,52 @@ pub fn node_title(name: &str) -> String {
         format!("node {name}")
     }
 }
+
+/// A rollout's cost as the headroom rules judge it: what stays, and the
+/// peak of the pull when layer blobs exist only until they are discarded.
+pub fn judged_cost(cost: &crate::budget::cost::ImageCost) -> String {
+    if cost.peak_pull_bytes > cost.node_bytes {
+        format!(
+            "{} (peak {} while pulling: judged)",
+            crate::units::human_bytes(cost.node_bytes),
+            crate::units::human_bytes(cost.peak_pull_bytes)
+        )
+    } else {
+        crate::units::human_bytes(cost.node_bytes)
+    }
+}
+
+/// What every format says about a node besides its headroom: the
+/// runtime the figures follow and which figure the rules judged, a split
+/// image filesystem, and `imageMaximumGCAge`.
+pub fn node_notes(
+    n: &crate::budget::verdict::NodeSummary,
+    store: crate::budget::cost::StoreModel,
+) -> Vec<String> {
+    use crate::units::human_bytes;
+    let judged = if store.runtime.keeps_layer_blobs() {
+        "what stays on the node (blobs and unpacked layers)"
+    } else if store.runtime == crate::budget::cost::Runtime::CriO {
+        "the peak of the pull (blobs staged until committed, then removed)"
+    } else {
+        "the peak of the pull (layer blobs kept until unpacked, then discarded)"
+    };
+    let mut notes = vec![format!(
+        "Runtime {}: the headroom rules judge {judged}",
+        store.describe()
+    )];
+    if let Some(c) = n.container_fs {
+        notes.push(format!(
+            "Split image filesystem: containerFs {} of {} available holds the writable layers and is not judged; the image rules judge imageFs",
+            human_bytes(c.available_bytes),
+            human_bytes(c.capacity_bytes)
+        ));
+    }
+    if let Some(age) = n.thresholds.image_maximum_gc_age_seconds {
+        notes.push(format!(
+            "imageMaximumGCAge {}: an unused image (the replaced baseline) is removed after that long, whatever the usage",
+            crate::units::format_duration(std::time::Duration::from_secs(age))
+        ));
+    }
+    notes
+}

@@ -91,6 +91,7 @@ impl Renderer for Table {
             hint_lines(&p.candidate.hints, &mut out);
         }
         node_lines(r, &mut out);
+        let _ = writeln!(out, "node model: {}", r.policy.store.describe());
         let _ = writeln!(out, "verdict: {}", r.verdict);
         out
     }
@@ -271,7 +272,7 @@ fn figure_rows(e: &Evaluation) -> Vec<Vec<String>> {
     rows.push(vec![
         "rollout cost".into(),
         String::new(),
-        human_bytes(e.rollout_cost.node_bytes),
+        crate::report::judged_cost(&e.rollout_cost),
         String::new(),
         String::new(),
     ]);
@@ -403,6 +404,9 @@ fn node_lines(r: &CheckReport, out: &mut String) {
             .unwrap_or_default()
     );
     let _ = writeln!(out, "{}", plain(&n.used_text()));
+    for line in crate::report::node_notes(n, r.policy.store) {
+        let _ = writeln!(out, "{}", plain(&line));
+    }
     if let Some(left) = r.headroom_left() {
         let _ = writeln!(
             out,

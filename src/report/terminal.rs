@@ -84,7 +84,7 @@ impl Renderer for Terminal {
             self.verdict(r.verdict)
         );
         if let Some(p) = worst_platform(r) {
-            figures_line(p, r.platforms.len() > 1, &mut out);
+            figures_line(p, r.platforms.len() > 1, r.policy.store, &mut out);
         }
         self.reasons(r, &mut out);
         if let Some(n) = &r.node {
@@ -132,7 +132,12 @@ fn worst_platform(r: &CheckReport) -> Option<&PlatformCheck> {
 }
 
 /// Pull size, what the node stores, and the growth of both.
-fn figures_line(p: &PlatformCheck, name_platform: bool, out: &mut String) {
+fn figures_line(
+    p: &PlatformCheck,
+    name_platform: bool,
+    store: crate::budget::cost::StoreModel,
+    out: &mut String,
+) {
     let e = &p.evaluation;
     let growth = |f: Figure| {
         e.growth(f)
@@ -141,7 +146,7 @@ fn figures_line(p: &PlatformCheck, name_platform: bool, out: &mut String) {
     };
     let _ = writeln!(
         out,
-        "  {}pull {}{}{}, on the node {}{}, rollout adds {}",
+        "  {}pull {}{}{}, on the node {}{}, rollout adds {} on {}",
         if name_platform {
             format!("{}: ", e.platform)
         } else {
@@ -156,7 +161,8 @@ fn figures_line(p: &PlatformCheck, name_platform: bool, out: &mut String) {
         growth(Figure::PullBytes),
         human_bytes(e.candidate_cost.node_bytes),
         growth(Figure::NodeBytes),
-        human_bytes(e.rollout_cost.node_bytes)
+        crate::report::judged_cost(&e.rollout_cost),
+        store.describe()
     );
 }
 

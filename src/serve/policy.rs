@@ -74,12 +74,13 @@ impl Policies {
                     .as_deref()
                     .unwrap_or("the default policy")
                     .to_string();
+                let judging = settings
+                    .judging(inputs.flags)
+                    .map_err(|e| e.context(&what))?;
                 Ok::<_, Error>(RepositoryRules {
-                    policy: settings.policy().map_err(|e| e.context(&what))?,
-                    node: settings
-                        .node_choice(inputs.flags.names_a_node())
-                        .map_err(|e| e.context(&what))?,
-                    thresholds: settings.thresholds().map_err(|e| e.context(&what))?,
+                    policy: judging.policy,
+                    node: judging.node,
+                    thresholds: judging.thresholds,
                     pattern,
                     baseline,
                     github,

@@ -200,6 +200,7 @@ impl ImageSource for DaemonSource {
             reference: what,
             digest: id.clone(),
             index_digest: None,
+            index_bytes: None,
             media_type: DOCKER_MANIFEST.to_string(),
             platform,
             manifest_bytes: 0,

@@ -116,6 +116,7 @@ impl SavedConfig {
         let manifest = ManifestFacts {
             digest: self.digest.to_string(),
             index_digest: None,
+            index_bytes: None,
             media_type: DOCKER_MANIFEST.to_string(),
             bytes: 0,
             provenance: Provenance::default(),

@@ -183,6 +183,8 @@ impl ImageConfig {
 pub struct ManifestFacts {
     pub digest: String,
     pub index_digest: Option<String>,
+    /// The index's size, kept by the runtime beside the manifest.
+    pub index_bytes: Option<u64>,
     pub media_type: String,
     pub bytes: u64,
     /// From its annotations: they win over the config's labels.
@@ -202,6 +204,7 @@ impl ImageConfig {
             reference: reference.to_string(),
             digest: manifest.digest,
             index_digest: manifest.index_digest,
+            index_bytes: manifest.index_bytes,
             media_type: manifest.media_type,
             platform: self.platform,
             manifest_bytes: manifest.bytes,
@@ -569,9 +572,8 @@ async fn resolve_index(
             )));
         }
         let mt = desc.media_type().to_string();
-        let index_digest = Some(root.digest.to_string());
-        if let Some(image) = image_from_manifest(store, reference, &blob, &mt, index_digest).await?
-        {
+        let index = Some((root.digest.to_string(), root.bytes.len() as u64));
+        if let Some(image) = image_from_manifest(store, reference, &blob, &mt, index).await? {
             seen_platforms.push(image.platform.to_string());
             images.push(image);
         }
@@ -663,7 +665,7 @@ async fn image_from_manifest(
     reference: &str,
     blob: &Blob,
     media_type: &str,
-    index_digest: Option<String>,
+    index: Option<(String, u64)>,
 ) -> Result<Option<ResolvedImage>, Error> {
     let Some(ManifestParts {
         config,
@@ -678,7 +680,8 @@ async fn image_from_manifest(
     check_diff_ids(reference, &config.digest, &parsed.diff_ids, layers.len())?;
     let manifest = ManifestFacts {
         digest: blob.digest.to_string(),
-        index_digest,
+        index_bytes: index.as_ref().map(|(_, bytes)| *bytes),
+        index_digest: index.map(|(digest, _)| digest),
         media_type: media_type.to_string(),
         bytes: blob.bytes.len() as u64,
         provenance: annotated,

@@ -119,6 +119,9 @@ pub struct ResolvedImage {
     /// The index this image was picked from, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index_digest: Option<String>,
+    /// That index's size: the runtime keeps it with the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_bytes: Option<u64>,
     pub media_type: String,
     pub platform: Platform,
     pub manifest_bytes: u64,

@@ -622,6 +622,7 @@ fn the_gc_headroom_output_is_described_as_what_is_left_after_the_rollout() {
     for input in [
         "node-used",
         "node-profile",
+        "runtime",
         "gc-high",
         "gc-low",
         "eviction-imagefs-available",

@@ -163,7 +163,11 @@ fn prune_refuses_a_directory_that_is_not_its_cache() {
     let home = tmp.path().join("home");
     let outside = tmp.path().join("outside");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
-    std::fs::create_dir_all(home.join("layers-v4")).unwrap();
+    std::fs::create_dir_all(home.join(format!(
+        "layers-v{}",
+        sizeguard::measure::cache::FORMAT_VERSION
+    )))
+    .unwrap();
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(
         home.join(".ssh/id_rsa"),
@@ -172,7 +176,15 @@ fn prune_refuses_a_directory_that_is_not_its_cache() {
     .unwrap();
     std::fs::write(home.join("id_rsa"), b"key").unwrap();
     let entry_name = format!("sha256-{}", "ab".repeat(32));
-    std::fs::write(home.join("layers-v4").join(&entry_name), b"looks like one").unwrap();
+    std::fs::write(
+        home.join(format!(
+            "layers-v{}",
+            sizeguard::measure::cache::FORMAT_VERSION
+        ))
+        .join(&entry_name),
+        b"looks like one",
+    )
+    .unwrap();
     std::fs::write(outside.join("precious"), b"keep").unwrap();
     std::os::unix::fs::symlink(&outside, home.join("link")).unwrap();
     let listing = |dir: &std::path::Path| {

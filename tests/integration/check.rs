@@ -319,6 +319,10 @@ fn test_vector_gives_the_stated_gc_headroom() {
 }
 
 /// Figures recomputed from `measure`'s JSON, independently of `check`.
+/// An image's pull bytes, the bytes containerd keeps of it on top of
+/// them, and its inodes there, composed from `measure`'s figures as the
+/// README's node model says: every file in 4 KiB blocks, two directories
+/// beside each snapshot, and bbolt pages (6 per image, 1 per layer).
 fn pull_and_disk(reference: &str) -> (u64, u64, u64) {
     let m = Run::new(["measure", "--format", "json", "-q", reference])
         .run()
@@ -326,11 +330,20 @@ fn pull_and_disk(reference: &str) -> (u64, u64, u64) {
     let img = &m["images"][0];
     let pull =
         u(&img["manifest_bytes"]) + u(&img["config_bytes"]) + u(&img["totals"]["compressed_bytes"]);
-    let layers = img["layers"].as_array().unwrap().len() as u64;
+    let layers = img["layers"].as_array().unwrap();
+    let block = |n: u64| n.div_ceil(4096) * 4096;
+    let blobs: u64 = block(u(&img["manifest_bytes"]))
+        + block(u(&img["config_bytes"]))
+        + layers
+            .iter()
+            .map(|l| block(u(&l["compressed_bytes"])))
+            .sum::<u64>();
+    let n = layers.len() as u64;
+    let beside = blobs - pull + n * 3 * 4096 + 6 * 4096;
     (
         pull,
-        u(&img["totals"]["disk_bytes"]),
-        u(&img["totals"]["inodes"]) + layers + 2,
+        u(&img["totals"]["disk_bytes"]) + beside,
+        u(&img["totals"]["inodes"]) + 3 * n + 2,
     )
 }
 
@@ -391,15 +404,20 @@ fn json_and_markdown_reports_carry_the_figures() {
         "{fired:?}"
     );
     assert!(!fired.iter().any(|(f, _)| f == "inodes"), "{fired:?}");
-    // The rollout adds only the new layer (blob + snapshot) and metadata.
+    // The rollout adds only the new layer (blob + snapshot, its two
+    // directories and bbolt page) and metadata (manifest, config, and 6
+    // bbolt pages), each file in 4 KiB blocks.
     let new_layer = &p["candidate"]["layers"][2];
+    let block = |v: &serde_json::Value| u(v).div_ceil(4096) * 4096;
     assert_eq!(
         p["rollout_cost"]["node_bytes"].as_u64(),
         Some(
-            new_layer["compressed_bytes"].as_u64().unwrap()
-                + new_layer["disk_bytes"].as_u64().unwrap()
-                + p["candidate"]["manifest_bytes"].as_u64().unwrap()
-                + p["candidate"]["config_bytes"].as_u64().unwrap()
+            block(&new_layer["compressed_bytes"])
+                + u(&new_layer["disk_bytes"])
+                + 3 * 4096
+                + block(&p["candidate"]["manifest_bytes"])
+                + block(&p["candidate"]["config_bytes"])
+                + 6 * 4096
         )
     );
 
@@ -519,4 +537,81 @@ fn policy_file_profiles_and_unknown_keys() {
     let err = &out.stderr;
     assert!(err.contains("max-grwoth"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// The runtime picks the node model, every format names it, and where
+/// blobs outlive nothing but the pull the headroom rules judge the peak.
+#[test]
+fn the_runtime_chooses_the_model_and_the_peak_is_judged() {
+    let (c, b) = (demo("v2"), demo("v1"));
+    let args = [
+        "--candidate",
+        c.as_str(),
+        "--baseline",
+        b.as_str(),
+        "--no-config",
+        "--node-capacity",
+        "2000000",
+        "--node-available",
+        "700000",
+    ];
+    let gc = |r: &serde_json::Value| -> serde_json::Value {
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["rule"] == "gc_headroom")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let kept = check(&args).args(["--format", "json"]).run().json();
+    assert_eq!(kept["policy"]["store"]["runtime"], "containerd");
+    assert_eq!(gc(&kept)["figure"], "node_bytes");
+
+    let eks = check(&args)
+        .args(["--runtime", "eks", "--format", "json"])
+        .run()
+        .json();
+    assert_eq!(eks["policy"]["store"]["runtime"], "containerd-discard");
+    assert_eq!(eks["policy"]["store"]["preset"], "eks");
+    let rollout = &eks["platforms"][0]["rollout_cost"];
+    let (node, peak) = (u(&rollout["node_bytes"]), u(&rollout["peak_pull_bytes"]));
+    // What stays fits the 371 KiB of GC headroom; the peak does not.
+    assert!(node < 380_000 && peak > 380_000, "{rollout}");
+    assert_eq!(gc(&eks)["figure"], "peak_pull_bytes");
+    assert_eq!(gc(&eks)["value"].as_u64(), Some(peak));
+    assert_eq!(
+        peak,
+        u(&kept["platforms"][0]["rollout_cost"]["node_bytes"]),
+        "the peak is what containerd keeps with the blobs"
+    );
+
+    let crio = check(&args)
+        .args(["--runtime", "cri-o", "--format", "json"])
+        .run()
+        .json();
+    let crio_node = u(&crio["platforms"][0]["candidate_cost"]["node_bytes"]);
+    let kept_node = u(&kept["platforms"][0]["candidate_cost"]["node_bytes"]);
+    assert!(
+        crio_node < kept_node,
+        "no blobs kept: {crio_node} vs {kept_node}"
+    );
+
+    let md = check(&args)
+        .args(["--runtime", "eks", "--format", "markdown"])
+        .run()
+        .stdout;
+    assert!(md.contains("node model `containerd-discard (eks)`"), "{md}");
+    assert!(md.contains("while pulling: judged"), "{md}");
+    let table = check(&args).args(["--runtime", "cri-o"]).run().stdout;
+    assert!(table.contains("node model: cri-o"), "{table}");
+
+    let bad = check(&args).args(["--runtime", "docker"]).run();
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("unknown runtime \"docker\""),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(bad.stderr.trim().lines().count(), 1, "{}", bad.stderr);
 }

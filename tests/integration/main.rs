@@ -31,6 +31,7 @@ mod hostile_names;
 mod network_faults;
 mod new_user;
 mod paths;
+mod real_store;
 mod registry;
 mod schema;
 mod serve;

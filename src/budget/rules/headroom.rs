@@ -2,6 +2,12 @@
 //! the line where the kubelet starts image garbage collection, evicts pods
 //! for lack of imageFS space, or for lack of inodes. These are the rules
 //! that say "this image does not fit the node", whatever its growth.
+//!
+//! They judge the peak of the pull: where the runtime discards layer blobs
+//! once unpacked (or stages them in a temporary directory), blobs and
+//! unpacked layers are both on disk until then, and that is when the
+//! kubelet's next housekeeping pass reads the filesystem. Where the
+//! runtime keeps the blobs, the peak is what stays.
 
 use super::{Finding, FindingFigure, NodeBudget, Rule};
 use crate::budget::cost::ImageCost;
@@ -28,19 +34,37 @@ pub fn findings(
     .collect()
 }
 
+/// The bytes the headroom rules judge, the figure's name, and how a
+/// message calls it.
+pub fn judged_bytes(rollout: &ImageCost, what: &str) -> (i128, FindingFigure, String) {
+    if rollout.peak_pull_bytes > rollout.node_bytes {
+        (
+            rollout.peak_pull_bytes as i128,
+            FindingFigure::PeakPullBytes,
+            format!("{what} at its peak (layer blobs not yet discarded)"),
+        )
+    } else {
+        (
+            rollout.node_bytes as i128,
+            FindingFigure::NodeBytes,
+            what.to_string(),
+        )
+    }
+}
+
 fn gc_headroom(
     node: &NodeBudget,
     rollout: &ImageCost,
     what: &str,
     level: Level,
 ) -> Option<Finding> {
-    let cost = rollout.node_bytes as i128;
+    let (cost, figure, what) = judged_bytes(rollout, what);
     let room = node.headroom.gc_headroom;
     (cost > room).then(|| {
         Finding::new(
             Rule::GcHeadroom,
             level,
-            FindingFigure::NodeBytes,
+            figure,
             cost,
             room,
             format!(
@@ -55,13 +79,13 @@ fn gc_headroom(
 }
 
 fn eviction_headroom(node: &NodeBudget, rollout: &ImageCost, what: &str) -> Option<Finding> {
-    let cost = rollout.node_bytes as i128;
+    let (cost, figure, what) = judged_bytes(rollout, what);
     let room = node.headroom.eviction_headroom;
     (cost > room).then(|| {
         Finding::new(
             Rule::EvictionHeadroom,
             Level::Fail,
-            FindingFigure::NodeBytes,
+            figure,
             cost,
             room,
             format!(
@@ -78,12 +102,19 @@ fn eviction_headroom(node: &NodeBudget, rollout: &ImageCost, what: &str) -> Opti
 /// Silent when the filesystem does not report inodes.
 fn inode_headroom(node: &NodeBudget, rollout: &ImageCost) -> Option<Finding> {
     let room = node.headroom.inode_headroom?;
-    let inodes = rollout.node_inodes as i128;
+    let (inodes, figure) = if rollout.peak_pull_inodes > rollout.node_inodes {
+        (
+            rollout.peak_pull_inodes as i128,
+            FindingFigure::PeakPullInodes,
+        )
+    } else {
+        (rollout.node_inodes as i128, FindingFigure::Inodes)
+    };
     (inodes > room).then(|| {
         Finding::new(
             Rule::InodeHeadroom,
             Level::Fail,
-            FindingFigure::Inodes,
+            figure,
             inodes,
             room,
             format!(

@@ -152,7 +152,9 @@ pub struct Policy {
     /// --highest-user-wasted-percent, --dive-ci); null is off.
     #[serde(default)]
     pub dive: dive::DiveRules,
-    #[serde(skip)]
+    /// How the node keeps images: the runtime model every node figure is
+    /// computed with.
+    #[serde(default)]
     pub store: StoreModel,
     /// Node settings were given (GC or eviction thresholds, the GC rule's
     /// level): without a node they judge nothing, and the report says so.
@@ -208,8 +210,11 @@ pub enum FindingFigure {
     Nothing,
     PullBytes,
     NodeBytes,
+    /// What the node holds while pulling (layer blobs not yet discarded).
+    PeakPullBytes,
     DiskBytes,
     Inodes,
+    PeakPullInodes,
     Layers,
     WastedBytes,
     CompressedBytes,
@@ -219,12 +224,14 @@ pub enum FindingFigure {
 }
 
 impl FindingFigure {
-    pub const ALL: [FindingFigure; 11] = [
+    pub const ALL: [FindingFigure; 13] = [
         FindingFigure::Nothing,
         FindingFigure::PullBytes,
         FindingFigure::NodeBytes,
+        FindingFigure::PeakPullBytes,
         FindingFigure::DiskBytes,
         FindingFigure::Inodes,
+        FindingFigure::PeakPullInodes,
         FindingFigure::Layers,
         FindingFigure::WastedBytes,
         FindingFigure::CompressedBytes,
@@ -239,8 +246,10 @@ impl FindingFigure {
             FindingFigure::Nothing => "",
             FindingFigure::PullBytes => "pull_bytes",
             FindingFigure::NodeBytes => "node_bytes",
+            FindingFigure::PeakPullBytes => "peak_pull_bytes",
             FindingFigure::DiskBytes => "disk_bytes",
             FindingFigure::Inodes => "inodes",
+            FindingFigure::PeakPullInodes => "peak_pull_inodes",
             FindingFigure::Layers => "layers",
             FindingFigure::WastedBytes => "wasted_bytes",
             FindingFigure::CompressedBytes => "compressed_bytes",
@@ -379,12 +388,15 @@ pub const DEFAULT_NOTE: &str = " (a default warning: --no-default-rules turns it
 pub const ESTIMATED: &str = " (estimated: the local image's layers are uncompressed; what a push uploads is a gzip estimate)";
 
 /// Whether a finding's figure includes compressed layer sizes: pull sizes,
-/// and what the node stores unless it discards the blobs once unpacked.
+/// the peak of a pull, and what the node stores unless it discards the
+/// blobs once unpacked.
 fn reads_compressed_sizes(f: &Finding, store: StoreModel) -> bool {
-    let blobs_kept = !store.discard_unpacked_layers;
+    let blobs_kept = store.runtime.keeps_layer_blobs();
     match f.rule {
         Rule::PullSize | Rule::LayerSize => true,
-        Rule::GcHeadroom | Rule::EvictionHeadroom => blobs_kept,
+        Rule::GcHeadroom | Rule::EvictionHeadroom => {
+            blobs_kept || f.figure == FindingFigure::PeakPullBytes
+        }
         Rule::Growth => {
             f.figure == Figure::PullBytes || (f.figure == Figure::NodeBytes && blobs_kept)
         }

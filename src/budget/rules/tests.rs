@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::analyze::ImageReport;
+use crate::budget::cost::Runtime;
 use crate::budget::kubelet::{NodeFs, Thresholds, headroom};
 use crate::budget::verdict::{Level, Verdict, verdict};
 use crate::measure::layer::{Compression, LayerFigures, LayerMeasurement};
@@ -54,6 +55,7 @@ fn image(digest: &str, layers: &[(&str, &str, u64, u64, u64)]) -> ImageReport {
             reference: "reg/app:x".into(),
             digest: digest.into(),
             index_digest: None,
+            index_bytes: None,
             media_type: "application/vnd.oci.image.manifest.v1+json".into(),
             platform: Platform::new("linux", "amd64", None),
             manifest_bytes: 500,
@@ -104,26 +106,88 @@ fn pair() -> (ImageReport, ImageReport) {
 
 #[test]
 fn costs_follow_the_node_model() {
+    const BLOCK: u64 = 4096;
     let (cand, base) = pair();
+    // containerd: blobs (whole MiB: no rounding) + snapshots + 2 directories
+    // beside each snapshot's own root + manifest and config, a block each,
+    // + bbolt pages: 6 per image, 1 per layer.
     let store = StoreModel::default();
     let c = image_cost(&cand, store);
     assert_eq!(c.pull_bytes, 2000 + 540 * MIB);
     assert_eq!(c.disk_bytes, 700 * MIB);
-    assert_eq!(c.node_bytes, c.pull_bytes + c.disk_bytes);
-    // 3 layer blobs + manifest + config stored as files.
-    assert_eq!(c.node_inodes, 3140 + 5);
+    assert_eq!(
+        c.node_bytes,
+        540 * MIB + 700 * MIB + 3 * 2 * BLOCK + 2 * BLOCK + 6 * BLOCK + 3 * BLOCK
+    );
+    assert_eq!(c.peak_pull_bytes, c.node_bytes);
+    assert_eq!(c.node_inodes, 3140 + 3 * 2 + 3 + 2);
     let r = rollout_cost(&cand, &base, store);
     assert_eq!(r.pull_bytes, 2000 + 500 * MIB);
     assert_eq!(r.disk_bytes, 600 * MIB);
-    assert_eq!(r.node_inodes, 40 + 3);
-    let discard = image_cost(
-        &cand,
-        StoreModel {
-            discard_unpacked_layers: true,
-        },
+    assert_eq!(
+        r.node_bytes,
+        500 * MIB + 600 * MIB + 2 * BLOCK + 2 * BLOCK + 6 * BLOCK + BLOCK
     );
-    assert_eq!(discard.node_bytes, 700 * MIB + 2000);
-    assert_eq!(discard.peak_pull_bytes, c.pull_bytes + c.disk_bytes);
+    assert_eq!(r.node_inodes, 40 + 2 + 1 + 2);
+
+    // Discarding keeps what containerd keeps but the layer blobs, which
+    // still exist at the peak.
+    let discard = image_cost(&cand, StoreModel::of(Runtime::ContainerdDiscard));
+    assert_eq!(
+        discard.node_bytes,
+        700 * MIB + 3 * 2 * BLOCK + 2 * BLOCK + 6 * BLOCK + 3 * BLOCK
+    );
+    assert_eq!(discard.peak_pull_bytes, discard.node_bytes + 540 * MIB);
+    assert_eq!(discard.node_inodes, 3140 + 3 * 2 + 2);
+    assert_eq!(discard.peak_pull_inodes, discard.node_inodes + 3);
+
+    // containers/storage: no blob; 6 blocks and 6 inodes beside each
+    // layer, a tar-split of 70 bytes per tar entry + 200, the manifest
+    // twice, the config, the image's directory and (empty) signature file,
+    // and the JSON records of the image and its layers.
+    let crio = image_cost(&cand, StoreModel::of(Runtime::CriO));
+    let tar_split = |entries: u64| (entries * 70 + 200).div_ceil(BLOCK) * BLOCK;
+    assert_eq!(
+        crio.node_bytes,
+        700 * MIB
+            + 3 * 6 * BLOCK
+            + tar_split(3000)
+            + tar_split(100)
+            + tar_split(40)
+            + 2 * BLOCK
+            + BLOCK
+            + BLOCK
+            + 1600
+            + 3 * 700
+    );
+    assert_eq!(crio.node_inodes, 3140 + 3 * (6 + 1) + 2 + 1 + 2);
+    assert_eq!(crio.peak_pull_bytes, crio.node_bytes + 540 * MIB);
+
+    // An image picked from an index keeps the index too.
+    let mut indexed = cand.clone();
+    indexed.measured.image.index_digest = Some("sha256:i".into());
+    indexed.measured.image.index_bytes = Some(5000);
+    let i = image_cost(&indexed, store);
+    assert_eq!(i.node_bytes, c.node_bytes + 2 * BLOCK);
+    assert_eq!(i.node_inodes, c.node_inodes + 1);
+    assert_eq!(i.pull_bytes, c.pull_bytes);
+}
+
+#[test]
+fn runtimes_and_presets_parse_by_name() {
+    for r in Runtime::ALL {
+        assert_eq!(StoreModel::parse(r.name()).unwrap(), StoreModel::of(r));
+    }
+    let eks = StoreModel::parse("eks").unwrap();
+    assert_eq!(eks.runtime, Runtime::ContainerdDiscard);
+    assert_eq!(eks.describe(), "containerd-discard (eks)");
+    assert_eq!(
+        StoreModel::parse("openshift").unwrap().runtime,
+        Runtime::CriO
+    );
+    let err = StoreModel::parse("docker\n").unwrap_err();
+    assert_eq!(err.kind(), crate::error::Kind::Usage);
+    assert!(err.to_string().contains("containerd-discard"), "{err}");
 }
 
 #[test]
@@ -216,8 +280,9 @@ fn growth_rules_fire_at_their_level() {
 #[test]
 fn node_budget_uses_rollout_cost_and_kubelet_headroom() {
     let (cand, base) = pair();
-    // Rollout cost = 500 MiB blob + 600 MiB snapshot + 2000 B of metadata.
-    let rollout = 1100 * MIB + 2000;
+    // Rollout cost = 500 MiB blob + 600 MiB snapshot, 2 directories beside
+    // it, manifest and config: a block each; 7 pages of containerd's bbolt.
+    let rollout = 1100 * MIB + 11 * 4096;
     let t = Thresholds::default();
     let capacity = 20 * 1024 * MIB;
     // Choose available so gc headroom is just under the rollout cost.
@@ -228,6 +293,7 @@ fn node_budget_uses_rollout_cost_and_kubelet_headroom() {
         available_bytes: floor + rollout - 1,
         inodes: None,
         inodes_free: None,
+        container_fs: None,
     };
     let h = headroom(&small, &t).unwrap();
     assert_eq!(h.gc_headroom, rollout as i128 - 1);
@@ -256,7 +322,7 @@ fn node_budget_uses_rollout_cost_and_kubelet_headroom() {
     // One more byte of room and it fits.
     let roomy = NodeFs {
         available_bytes: floor + rollout,
-        ..small
+        ..small.clone()
     };
     let budget = NodeBudget {
         headroom: headroom(&roomy, &t).unwrap(),
@@ -267,6 +333,26 @@ fn node_budget_uses_rollout_cost_and_kubelet_headroom() {
             .findings
             .is_empty()
     );
+    // Discarding the blobs, what stays fits easily, but the peak of the
+    // pull is judged, and the finding says so.
+    let discard = Policy {
+        store: StoreModel::of(Runtime::ContainerdDiscard),
+        ..Default::default()
+    };
+    let small_budget = NodeBudget {
+        fs: small.clone(),
+        headroom: headroom(&small, &t).unwrap(),
+    };
+    let e = evaluate(&discard, &cand, Some(&base), Some(&small_budget));
+    assert!(e.rollout_cost.node_bytes < 700 * MIB);
+    let gc = e
+        .findings
+        .iter()
+        .find(|f| f.rule == Rule::GcHeadroom)
+        .expect("the peak crosses the GC line");
+    assert_eq!(gc.figure, FindingFigure::PeakPullBytes);
+    assert_eq!(gc.value, e.rollout_cost.peak_pull_bytes as i128);
+    assert!(gc.message.contains("at its peak"), "{}", gc.message);
     // Fresh pull judges the whole image.
     let fresh = Policy {
         fresh_pull: true,
@@ -358,6 +444,7 @@ fn node(gc: i128, eviction: i128, inodes: Option<i128>) -> NodeBudget {
             available_bytes: 1 << 39,
             inodes: None,
             inodes_free: None,
+            container_fs: None,
         },
         headroom: crate::budget::kubelet::Headroom {
             usage_percent: 50,

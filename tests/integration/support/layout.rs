@@ -594,6 +594,30 @@ impl LayoutBuilder {
 
     /// Build a layer tar from `spec`, compress it, and store the blob.
     pub fn add_layer(&mut self, spec: &LayerSpec, comp: Comp) -> BuiltLayer {
+        self.store_layer(comp, |tee| {
+            let mut builder = tar::Builder::new(tee);
+            write_entries(&mut builder, spec).expect("write layer tar");
+            builder.into_inner().expect("finish tar")
+        })
+    }
+
+    /// Store a tar made elsewhere (GNU tar over a real tree: hard links,
+    /// device nodes, owners as they are) as a layer, compressed with `comp`.
+    pub fn add_layer_tar(&mut self, tar: &Path, comp: Comp) -> BuiltLayer {
+        self.store_layer(comp, |mut tee| {
+            let mut src = File::open(tar).unwrap_or_else(|e| panic!("open {}: {e}", tar.display()));
+            io::copy(&mut src, &mut tee).expect("copy layer tar");
+            tee
+        })
+    }
+
+    /// Writes a layer's tar (through `write`) to the kept uncompressed copy
+    /// and the compressed blob at once, and stores the blob.
+    fn store_layer(
+        &mut self,
+        comp: Comp,
+        write: impl FnOnce(HashWriter<Tee>) -> HashWriter<Tee>,
+    ) -> BuiltLayer {
         self.layer_count += 1;
         let tar_path = self
             .tars
@@ -620,11 +644,7 @@ impl LayoutBuilder {
         };
         let tar_file =
             BufWriter::with_capacity(1 << 20, File::create(&tar_path).expect("create tar"));
-        let tee = HashWriter::new(Tee { tar: tar_file, enc });
-
-        let mut builder = tar::Builder::new(tee);
-        write_entries(&mut builder, spec).expect("write layer tar");
-        let tee = builder.into_inner().expect("finish tar");
+        let tee = write(HashWriter::new(Tee { tar: tar_file, enc }));
         let (tee, diff_id, tar_size) = tee.finish();
         let Tee { mut tar, enc } = tee;
         tar.flush().expect("flush tar");

@@ -8,6 +8,8 @@
 //! * [`fixture`]        – references to the committed demo fixture (`oci:…/fixtures/demo:v1`, `:v2`).
 //! * [`layout`]         – programmatic, deterministic OCI image-layout builder, and the image shapes several tests share.
 //! * [`podman`]         – a private Podman store: images copied in with skopeo, `podman save`, `buildah push`, the API service.
+//! * [`imagefs`]        – a fresh loop-mounted ext4 standing in for a node's imageFS, measured with statvfs; one at a time.
+//! * [`containerd`]     – a private containerd (root on a given directory) and `ctr` pulls into it.
 //! * [`registry`]       – a real `docker-registry` per test (plain / htpasswd / TLS), `skopeo` push and archive helpers.
 //! * [`credentials`]    – Docker `config.json` / containers `auth.json` files with a registry's credentials.
 //! * [`json`]           – accessors for report JSON (`u`) and tolerance checks (`within_pct`).
@@ -20,12 +22,14 @@
 //! * [`standin_registry`] – small registries that misbehave as asked (trickled, endless, wrong ranges, token services).
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod credentials;
 pub mod fixture;
 pub mod github_markdown;
 pub mod github_standin;
 pub mod ground_truth;
 pub mod http;
+pub mod imagefs;
 pub mod json;
 pub mod layout;
 pub mod podman;

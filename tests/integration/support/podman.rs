@@ -16,6 +16,8 @@ use super::require_tool;
 pub struct Podman {
     dir: tempfile::TempDir,
     driver: &'static str,
+    /// The graphroot, when not the temporary directory's `root`.
+    graphroot: Option<PathBuf>,
     service: Option<Child>,
 }
 
@@ -33,8 +35,44 @@ impl Podman {
         Podman {
             dir,
             driver: "overlay",
+            graphroot: None,
             service: None,
         }
+    }
+
+    /// A store whose graphroot (layers, images, their metadata) is
+    /// `graphroot`, e.g. a filesystem standing in for a node's imageFS;
+    /// the run root and temporary files stay in the temporary directory.
+    /// Always the overlay driver: no fallback to vfs.
+    pub fn with_graphroot(graphroot: &Path) -> Podman {
+        let mut p = Podman::new();
+        p.graphroot = Some(graphroot.to_path_buf());
+        p
+    }
+
+    /// The graphroot: `--root`.
+    pub fn graphroot(&self) -> PathBuf {
+        self.graphroot.clone().unwrap_or_else(|| self.path("root"))
+    }
+
+    /// `podman pull` of `reference` from a plain-HTTP registry, with
+    /// containers/image's staging directory for blobs (`TMPDIR`) in the
+    /// temporary directory, off the graphroot's filesystem.
+    pub fn pull(&self, reference: &str) {
+        self.pull_staged_in(reference, &self.path("tmp"));
+    }
+
+    /// `podman pull` of `reference` from a plain-HTTP registry, blobs
+    /// staged in `staging` (CRI-O's `big_files_temporary_dir`).
+    pub fn pull_staged_in(&self, reference: &str, staging: &Path) {
+        let mut cmd = self.podman();
+        cmd.env("TMPDIR", staging).args([
+            "pull",
+            "--quiet",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ]);
+        run_ok(cmd);
     }
 
     pub fn path(&self, sub: &str) -> PathBuf {
@@ -54,7 +92,7 @@ impl Podman {
         format!(
             "containers-storage:[{}@{}+{}]{name}",
             self.driver,
-            self.path("root").display(),
+            self.graphroot().display(),
             self.path("runroot").display()
         )
     }
@@ -80,7 +118,11 @@ impl Podman {
                 .expect("spawn skopeo")
         };
         let mut out = copy(self.storage(name));
-        if !out.status.success() && self.driver == "overlay" && self.service.is_none() {
+        if !out.status.success()
+            && self.driver == "overlay"
+            && self.service.is_none()
+            && self.graphroot.is_none()
+        {
             eprintln!(
                 "overlay storage failed, using vfs: {}",
                 String::from_utf8_lossy(&out.stderr)
@@ -102,7 +144,7 @@ impl Podman {
         let podman = require_tool("podman", "apt-get install podman");
         let mut cmd = Command::new(podman);
         cmd.arg("--root")
-            .arg(self.path("root"))
+            .arg(self.graphroot())
             .arg("--runroot")
             .arg(self.path("runroot"))
             .arg("--tmpdir")
@@ -118,7 +160,7 @@ impl Podman {
         let buildah = require_tool("buildah", "apt-get install buildah");
         let mut cmd = Command::new(buildah);
         cmd.arg("--root")
-            .arg(self.path("root"))
+            .arg(self.graphroot())
             .arg("--runroot")
             .arg(self.path("runroot"))
             .args(["--storage-driver", self.driver])
@@ -172,6 +214,9 @@ impl Podman {
 
     /// Unmounts every mount under the store, deepest first.
     pub fn unmount(&self) {
+        if let Some(g) = &self.graphroot {
+            super::imagefs::unmount_below(g);
+        }
         let root = self.dir.path().to_string_lossy().into_owned();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut points: Vec<&str> = mounts
