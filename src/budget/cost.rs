@@ -429,6 +429,7 @@ impl ImageCost {
             node_bytes: self.node_bytes.saturating_add(o.node_bytes),
             peak_pull_bytes: self.peak_pull_bytes.saturating_add(o.peak_pull_bytes),
             node_inodes: self.node_inodes.saturating_add(o.node_inodes),
+            peak_pull_inodes: self.peak_pull_inodes.saturating_add(o.peak_pull_inodes),
             layers: self.layers.saturating_add(o.layers),
         }
     }
