@@ -271,21 +271,22 @@ fn admission(
             },
             file.clone(),
         ]);
-        let input = settings
-            .node_choice(false)
-            .map_err(|e| e.context(&what))?
-            .ok_or_else(|| {
-                Error::usage(format!(
-                    "{what}: the profile names no node (give it capacity or stats)"
-                ))
-            })?;
-        let policy = settings.policy().map_err(|e| e.context(&what))?;
+        // As `check` judges with a profile: its node, and the runtime it
+        // names (else the file's) as the store model.
+        let judging = settings
+            .judging(&Settings::default())
+            .map_err(|e| e.context(&what))?;
+        let input = judging.node.ok_or_else(|| {
+            Error::usage(format!(
+                "{what}: the profile names no node (give it capacity or stats)"
+            ))
+        })?;
         let node = PoolNode {
             profile: p.profile.clone(),
             input,
-            thresholds: settings.thresholds().map_err(|e| e.context(&what))?,
-            store: policy.store,
-            gc_level: policy.gc_headroom_level.unwrap_or(Level::Fail),
+            thresholds: judging.thresholds,
+            store: judging.policy.store,
+            gc_level: judging.policy.gc_headroom_level.unwrap_or(Level::Fail),
         };
         // A profile whose figures the kubelet arithmetic refuses stops the
         // start, not a review.
@@ -699,6 +700,57 @@ mod tests {
     fn serve_config(toml_text: &str) -> ServeConfig {
         let settings: Settings = toml::from_str(toml_text).unwrap();
         settings.serve.unwrap_or_default()
+    }
+
+    #[test]
+    fn admission_pools_take_their_profiles_node_and_runtime() {
+        use crate::budget::cost::StoreModel;
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "an-admission-token-long-enough\n").unwrap();
+        let text = format!(
+            r#"
+runtime = "containerd"
+[nodes.gpu]
+capacity = "50Gi"
+runtime = "cri-o"
+[nodes.cpu]
+capacity = "100Gi"
+[serve.admission]
+token-file = {:?}
+mode = "audit"
+[[serve.admission.pools]]
+selector = {{ "node.kubernetes.io/instance-type" = "g5.xlarge" }}
+profile = "gpu"
+[[serve.admission.pools]]
+selector = {{ "node.kubernetes.io/instance-type" = "m5.large" }}
+profile = "cpu"
+"#,
+            token.display().to_string()
+        );
+        let mut file: Settings = toml::from_str(&text).unwrap();
+        let cfg = file.serve.take().unwrap();
+        let a = admission(&cfg, &file, true, &Receivers::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.mode, Mode::Audit);
+        assert_eq!(a.unmeasured, Unmeasured::Allow);
+        assert!(a.exempt.contains("kube-system"));
+        assert_eq!(
+            a.token.as_deref(),
+            Some(&b"an-admission-token-long-enough"[..])
+        );
+        let gpu = &a.pools[0].node;
+        assert_eq!(gpu.profile, "gpu");
+        assert_eq!(gpu.input.nodes[0].capacity_bytes, 50 << 30);
+        assert_eq!(gpu.store, StoreModel::parse("cri-o").unwrap());
+        assert_eq!(
+            a.pools[1].node.store,
+            StoreModel::parse("containerd").unwrap()
+        );
+        // Off without TLS is refused, not silently plain.
+        let e = admission(&cfg, &file, false, &Receivers::default()).unwrap_err();
+        assert_eq!(e.kind(), Kind::Usage);
     }
 
     #[test]
