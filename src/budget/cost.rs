@@ -421,15 +421,21 @@ pub fn rollout_costs(
 }
 
 impl ImageCost {
-    /// Two costs together (what two pulls add up to); sums saturate.
-    pub fn plus(&self, o: &ImageCost) -> ImageCost {
+    /// This pull, then `o` (the kubelet pulls a pod's images one at a
+    /// time): what stays adds up, and the peak is the larger of this
+    /// pull's and what stays of it plus the next one's; sums saturate.
+    pub fn then(&self, o: &ImageCost) -> ImageCost {
         ImageCost {
             pull_bytes: self.pull_bytes.saturating_add(o.pull_bytes),
             disk_bytes: self.disk_bytes.saturating_add(o.disk_bytes),
             node_bytes: self.node_bytes.saturating_add(o.node_bytes),
-            peak_pull_bytes: self.peak_pull_bytes.saturating_add(o.peak_pull_bytes),
+            peak_pull_bytes: self
+                .peak_pull_bytes
+                .max(self.node_bytes.saturating_add(o.peak_pull_bytes)),
             node_inodes: self.node_inodes.saturating_add(o.node_inodes),
-            peak_pull_inodes: self.peak_pull_inodes.saturating_add(o.peak_pull_inodes),
+            peak_pull_inodes: self
+                .peak_pull_inodes
+                .max(self.node_inodes.saturating_add(o.peak_pull_inodes)),
             layers: self.layers.saturating_add(o.layers),
         }
     }

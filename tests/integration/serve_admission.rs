@@ -221,6 +221,11 @@ profile = "tight"
             .arg(format!("https://{}/metrics", self.svc.addr))
             .output()
             .unwrap();
+        assert!(
+            out.status.success(),
+            "/metrics: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let series = format!("sizeguard_admission_total{{result=\"{result}\"}}");
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -399,6 +404,29 @@ fn admission_judges_pods_from_stored_verdicts_on_the_tightest_pool() {
     let r = w.answer("uid-cron", &review("uid-cron", "CREATE", "team", &cron));
     assert_eq!(r["allowed"], false, "{r:#}");
 
+    // An UPDATE naming the images already stored (a label, a restart)
+    // adds nothing to a node; one that changes them is judged; an object
+    // being deleted only loses its finalizers.
+    let update = |uid: &str, new: &Value, old: &Value| -> Vec<u8> {
+        let mut v: Value = serde_json::from_slice(&review(uid, "UPDATE", "team", new)).unwrap();
+        v["request"]["oldObject"] = old.clone();
+        serde_json::to_vec(&v).unwrap()
+    };
+    let mut relabelled = deployment.clone();
+    relabelled["metadata"]["labels"]["tier"] = json!("web");
+    let r = w.answer(
+        "uid-relabel",
+        &update("uid-relabel", &relabelled, &deployment),
+    );
+    assert_eq!(r["allowed"], true, "{r:#}");
+    let on_v1 = kubectl(&["create", "deployment", "web", &format!("--image={v1_ref}")]);
+    let r = w.answer("uid-upgrade", &update("uid-upgrade", &deployment, &on_v1));
+    assert_eq!(r["allowed"], false, "{r:#}");
+    let mut deleting = deployment.clone();
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-12-07T19:00:00Z");
+    let r = w.answer("uid-deleting", &update("uid-deleting", &deleting, &on_v1));
+    assert_eq!(r["allowed"], true, "{r:#}");
+
     // v1 alone, anywhere: a fresh pull of 4 MB fits the tight pool too.
     let small = kubectl(&[
         "create",
@@ -455,10 +483,6 @@ fn admission_judges_pods_from_stored_verdicts_on_the_tightest_pool() {
         br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}"#
             .to_vec(),
         br#"{"apiVersion":"admission.k8s.io/v1","kind":"Pod"}"#.to_vec(),
-        String::from_utf8(good.clone())
-            .unwrap()
-            .replace("\"template\"", "\"tmpl\"")
-            .into_bytes(),
     ] {
         let (status, text) = w.post(&bad, Some(TOKEN));
         assert_eq!(status, 400, "{text}");
@@ -466,6 +490,15 @@ fn admission_judges_pods_from_stored_verdicts_on_the_tightest_pool() {
         let line = e["error"].as_str().unwrap();
         assert!(!line.is_empty() && !line.contains('\n'), "{line}");
     }
+    // A review whose object cannot be read as its kind is answered, and
+    // enforce denies it: a 400 would let `failurePolicy: Ignore` admit it.
+    let broken = String::from_utf8(good.clone())
+        .unwrap()
+        .replace("\"template\"", "\"tmpl\"")
+        .into_bytes();
+    let r = w.answer("uid-auth", &broken);
+    assert_eq!(r["allowed"], false, "{r:#}");
+    assert!(message(&r).contains("cannot judge"), "{r:#}");
     let huge = vec![b' '; (3 << 20) + 1];
     assert_eq!(w.post(&huge, Some(TOKEN)).0, 413);
 

@@ -230,8 +230,19 @@ fn a_pods_images_share_their_layers_and_the_node_holds_every_baseline() {
     assert_eq!(costs[0], image_cost(&app, store));
     assert_eq!(costs[1].disk_bytes, 4 * MIB);
     assert_eq!(costs[1].pull_bytes, 2000 + 2 * MIB);
-    let total = costs[0].plus(&costs[1]);
+    let total = costs[0].then(&costs[1]);
     assert_eq!(total.disk_bytes, 36 * MIB);
+    // Pulled one after the other, the blobs of the first are discarded
+    // before the second's exist.
+    let discard = StoreModel::of(Runtime::ContainerdDiscard);
+    let d = rollout_costs(&[&app, &sidecar], &[], discard);
+    let serial = d[0].then(&d[1]);
+    assert_eq!(
+        serial.peak_pull_bytes,
+        d[0].peak_pull_bytes
+            .max(d[0].node_bytes + d[1].peak_pull_bytes)
+    );
+    assert!(serial.peak_pull_bytes < d[0].peak_pull_bytes + d[1].peak_pull_bytes);
     // The old app held: the base and the old layer are on the node.
     let old = image(
         "sha256:old",

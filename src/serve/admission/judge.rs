@@ -508,11 +508,20 @@ impl Admission {
             .filter_map(|k| k.3)
             .filter(|b| seen.insert(b.image.digest.clone()))
             .collect();
-        let node = self.tightest(spec, &candidates, &held);
-        let store = node
-            .as_ref()
+        // Every pool the pod may land on is judged, not only the one with
+        // the least GC headroom: another may be the one whose GC rule
+        // fails rather than warns, or that runs out of inodes first.
+        let nodes = self.priced(spec, &candidates, &held);
+        let store = nodes
+            .first()
             .map_or(self.policies.default.policy.store, |n| n.node.store);
-        if let Some(n) = &node {
+        if nodes.is_empty() {
+            out.push((
+                Level::Warn,
+                "no node profile judged this pod: no pool's selector matches it and the policy names no node".to_string(),
+            ));
+        }
+        for n in &nodes {
             let shares: Vec<String> = known
                 .iter()
                 .zip(&n.shares)
@@ -543,13 +552,14 @@ impl Admission {
     }
 
     /// The pools the pod may land on (the policy's own node when none
-    /// matches), each priced, and the one left with the least GC headroom.
-    fn tightest(
+    /// matches), each priced, the one left with the least GC headroom
+    /// first.
+    fn priced(
         &self,
         spec: &PodSpec,
         candidates: &[&ImageReport],
         held: &[&ImageReport],
-    ) -> Option<Priced<'_>> {
+    ) -> Vec<Priced<'_>> {
         let matching: Vec<&PoolNode> = self
             .pools
             .iter()
@@ -561,7 +571,7 @@ impl Admission {
         } else {
             matching
         };
-        nodes
+        let mut priced: Vec<Priced<'_>> = nodes
             .into_iter()
             .filter_map(|node| match price(node, candidates, held) {
                 Ok(p) => Some(p),
@@ -570,13 +580,15 @@ impl Admission {
                     None
                 }
             })
-            .min_by_key(|p| {
-                let cost = i128::from(p.total.node_bytes);
-                (
-                    p.budget.headroom.gc_headroom - cost,
-                    p.budget.headroom.eviction_headroom - cost,
-                )
-            })
+            .collect();
+        priced.sort_by_key(|p| {
+            let cost = i128::from(p.total.peak_pull_bytes);
+            (
+                p.budget.headroom.gc_headroom - cost,
+                p.budget.headroom.eviction_headroom - cost,
+            )
+        });
+        priced
     }
 }
 
@@ -607,7 +619,7 @@ fn price<'a>(
     candidates: &[&ImageReport],
     held: &[&ImageReport],
 ) -> Result<Priced<'a>, Error> {
-    let sum = |costs: Vec<ImageCost>| costs.iter().fold(ImageCost::default(), |a, c| a.plus(c));
+    let sum = |costs: Vec<ImageCost>| costs.iter().fold(ImageCost::default(), |a, c| a.then(c));
     let shares = rollout_costs(candidates, held, node.store);
     let total = sum(shares.clone());
     let holds = (!held.is_empty()).then(|| sum(rollout_costs(held, &[], node.store)).node_bytes);
@@ -659,7 +671,14 @@ fn from_view(
     resolved: &ResolvedImage,
     view: &crate::report::json::ImageView,
 ) -> Option<ImageReport> {
-    if view.layers.len() != resolved.layers.len() {
+    // A report whose layers were only probed or not all measured would
+    // price those layers at nothing (and give them no chain ID to tell
+    // them apart): such an image is not known yet.
+    if view.layers.len() != resolved.layers.len()
+        || !view.complete
+        || view.estimated
+        || view.layers.iter().any(|l| !l.measured)
+    {
         return None;
     }
     let mut layers = Vec::with_capacity(view.layers.len());

@@ -122,22 +122,73 @@ pub async fn answer(a: &Admission, body: &[u8], query: Option<&str>) -> Answered
             Some(&review),
         );
     };
+    // An object being deleted only loses finalizers: refusing that would
+    // keep it from going away.
+    if object
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+    {
+        untouched("skipped");
+        return reply(&Answer::allow(), "skipped");
+    }
+    // A well-formed review whose object cannot be judged is answered,
+    // not refused with a 400: with `failurePolicy: Ignore` a 400 would
+    // admit it unjudged. Enforce denies it, audit says so.
+    let unjudgeable = |message: String| {
+        let message = format!("sizeguard cannot judge this {}: {message}", review.kind);
+        let answer = match a.mode {
+            Mode::Enforce => Answer {
+                allowed: false,
+                message: Some(message.clone()),
+                warnings: Vec::new(),
+            },
+            Mode::Audit => Answer {
+                allowed: true,
+                message: None,
+                warnings: vec![message.clone()],
+            },
+        };
+        tracing::warn!(
+            uid = review.uid,
+            namespace = review::printable(&review.namespace, 253),
+            kind = review::printable(&review.kind, 63),
+            name = review::printable(&review.name, 253),
+            allowed = answer.allowed,
+            error = review::printable(&message, review::MAX_MESSAGE),
+            "admission review: object not judged"
+        );
+        reply(&answer, "malformed")
+    };
     let spec = match pods::pod_spec(&review.group, &review.kind, object) {
         Ok(Some(spec)) => spec,
         Ok(None) => {
             untouched("skipped");
             return reply(&Answer::allow(), "skipped");
         }
-        Err(message) => return bad_request(message, Some(&review)),
+        Err(message) => return unjudgeable(message),
     };
     let named = match spec.images() {
         Ok(named) => named,
-        Err(message) => return bad_request(message, Some(&review)),
+        Err(message) => return unjudgeable(message),
     };
     let mut images: Vec<String> = Vec::new();
     for n in &named {
         if !images.contains(&n.image) {
             images.push(n.image.clone());
+        }
+    }
+    // An UPDATE that names the images the stored object already named
+    // (labels, annotations, replicas, a restart) adds nothing to a node.
+    if review.operation == "UPDATE"
+        && let Some(old) = &review.old_object
+        && let Ok(Some(old_spec)) = pods::pod_spec(&review.group, &review.kind, old)
+        && let Ok(old_named) = old_spec.images()
+    {
+        let before: HashSet<&str> = old_named.iter().map(|n| n.image.as_str()).collect();
+        let after: HashSet<&str> = images.iter().map(String::as_str).collect();
+        if before == after {
+            untouched("unchanged");
+            return reply(&Answer::allow(), "unchanged");
         }
     }
     let decision = a.judge(&spec, &images, deadline).await;

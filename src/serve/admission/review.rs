@@ -45,6 +45,8 @@ struct Request {
     name: Option<String>,
     #[serde(default)]
     object: Option<Value>,
+    #[serde(default)]
+    old_object: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +70,8 @@ pub struct Review {
     pub name: String,
     /// The object as it would be stored; absent for DELETE.
     pub object: Option<Value>,
+    /// On UPDATE, the object as it is stored now.
+    pub old_object: Option<Value>,
 }
 
 /// Reads a review; `Err` is the one line a 400 answers with.
@@ -104,6 +108,7 @@ pub fn parse(body: &[u8]) -> Result<Review, String> {
         namespace: r.namespace.unwrap_or_default(),
         name: r.name.unwrap_or_default(),
         object: r.object,
+        old_object: r.old_object,
     })
 }
 
