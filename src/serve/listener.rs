@@ -104,6 +104,7 @@ impl Default for Limits {
 pub fn limit_requests(app: Router, max_in_flight: usize, metrics: Arc<Metrics>) -> Router {
     let state = Arc::new(InFlight {
         permits: Arc::new(Semaphore::new(max_in_flight)),
+        admission: Arc::new(Semaphore::new(max_in_flight)),
         metrics,
     });
     app.layer(axum::middleware::from_fn_with_state(state, in_flight))
@@ -111,6 +112,11 @@ pub fn limit_requests(app: Router, max_in_flight: usize, metrics: Arc<Metrics>) 
 
 struct InFlight {
     permits: Arc<Semaphore>,
+    /// The API server's reviews have permits of their own: senders that
+    /// must send their body before they are authenticated (GitHub's HMAC)
+    /// could otherwise hold every shared permit and turn reviews away,
+    /// which `failurePolicy: Ignore` would read as "admit".
+    admission: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
@@ -118,7 +124,12 @@ async fn in_flight(State(s): State<Arc<InFlight>>, request: Request, next: Next)
     if PROBES.contains(&request.uri().path()) {
         return next.run(request).await;
     }
-    let Ok(_permit) = s.permits.clone().try_acquire_owned() else {
+    let permits = if request.uri().path() == "/v1/admission" {
+        &s.admission
+    } else {
+        &s.permits
+    };
+    let Ok(_permit) = permits.clone().try_acquire_owned() else {
         s.metrics.inbound_refused("max_in_flight");
         return busy();
     };

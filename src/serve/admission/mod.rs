@@ -46,8 +46,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Admission settings resolved from `[serve.admission]`, before the
-/// service's shared parts exist.
-#[derive(Debug, Clone)]
+/// service's shared parts exist. Not `Debug`: it holds the token.
+#[derive(Clone)]
 pub struct AdmissionOptions {
     pub mode: Mode,
     pub unmeasured: Unmeasured,
