@@ -46,7 +46,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Admission settings resolved from `[serve.admission]`, before the
-/// service's shared parts exist. Not `Debug`: it holds the token.
+/// service's shared parts exist.
 #[derive(Clone)]
 pub struct AdmissionOptions {
     pub mode: Mode,
@@ -56,6 +56,20 @@ pub struct AdmissionOptions {
     /// The CA client certificates are verified against (the listener's).
     pub client_ca: Option<std::path::PathBuf>,
     pub pools: Vec<Pool>,
+}
+
+/// The token is never printed.
+impl std::fmt::Debug for AdmissionOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdmissionOptions")
+            .field("mode", &self.mode)
+            .field("unmeasured", &self.unmeasured)
+            .field("exempt", &self.exempt)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("client_ca", &self.client_ca)
+            .field("pools", &self.pools.len())
+            .finish()
+    }
 }
 
 /// How long the lookups of a review may take: the API server's timeout
