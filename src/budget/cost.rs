@@ -291,6 +291,7 @@ fn cost_of(
     }
     let (mut compressed, mut blob_bytes, mut blob_files) = (0u64, 0u64, 0u64);
     let (mut unpacked, mut unpacked_inodes, mut layers) = (0u64, 0u64, 0u64);
+    let mut disk_bytes = 0u64;
     for (i, l) in r.layers.iter().enumerate() {
         let size = l
             .figures()
@@ -305,6 +306,7 @@ fn cost_of(
             unpacked += layout.layer_blocks * FS_BLOCK + layout.metadata_bytes_per_layer;
             unpacked_inodes += layout.layer_inodes;
             if let Some(f) = l.figures() {
+                disk_bytes = disk_bytes.saturating_add(f.disk_bytes);
                 unpacked = unpacked.saturating_add(f.disk_bytes);
                 unpacked_inodes = unpacked_inodes.saturating_add(f.inodes);
                 if layout.tar_split_bytes_per_entry > 0 {
@@ -318,27 +320,21 @@ fn cost_of(
             }
         }
     }
-    let disk_bytes = r
-        .layers
-        .iter()
-        .zip(snapshot_new)
-        .filter(|(_, new)| **new)
-        .filter_map(|(l, _)| l.figures())
-        .map(|f| f.disk_bytes)
-        .fold(0u64, u64::saturating_add);
-    let mut node_bytes = unpacked.saturating_add(meta_bytes);
-    let mut node_inodes = unpacked_inodes + meta_inodes;
-    if store.runtime.keeps_layer_blobs() {
-        node_bytes = node_bytes.saturating_add(blob_bytes);
-        node_inodes += blob_files;
-    }
-    let (peak_pull_bytes, peak_pull_inodes) = if store.runtime.keeps_layer_blobs() {
-        (node_bytes, node_inodes)
+    // Every runtime has the layer blobs on imageFS at the end of the pull;
+    // only containerd without discard keeps them.
+    let without_blobs = (
+        unpacked.saturating_add(meta_bytes),
+        unpacked_inodes + meta_inodes,
+    );
+    let with_blobs = (
+        without_blobs.0.saturating_add(blob_bytes),
+        without_blobs.1 + blob_files,
+    );
+    let (peak_pull_bytes, peak_pull_inodes) = with_blobs;
+    let (node_bytes, node_inodes) = if store.runtime.keeps_layer_blobs() {
+        with_blobs
     } else {
-        (
-            node_bytes.saturating_add(blob_bytes),
-            node_inodes + blob_files,
-        )
+        without_blobs
     };
     ImageCost {
         pull_bytes: meta_pulled + compressed,
@@ -381,25 +377,7 @@ pub fn rollout_cost_onto(
     held: &[&ImageReport],
     store: StoreModel,
 ) -> ImageCost {
-    let base_blobs: HashSet<&str> = held
-        .iter()
-        .flat_map(|b| b.layers.iter().map(|l| l.descriptor.digest.as_str()))
-        .collect();
-    let base_chains: HashSet<String> = held.iter().flat_map(|b| chain_ids(&diff_ids(b))).collect();
-    let cand_chains = chain_ids(&diff_ids(candidate));
-    let blob_new: Vec<bool> = candidate
-        .layers
-        .iter()
-        .map(|l| !base_blobs.contains(l.descriptor.digest.as_str()))
-        .collect();
-    let snapshot_new: Vec<bool> = cand_chains
-        .iter()
-        .map(|c| !base_chains.contains(c))
-        .collect();
-    let meta_new = held
-        .iter()
-        .all(|b| candidate.image.digest != b.image.digest);
-    cost_of(candidate, &blob_new, &snapshot_new, meta_new, store)
+    OnNode::holding(held).cost(candidate, &chain_ids(&diff_ids(candidate)), store)
 }
 
 /// What pulling every image of `candidates`, one after the other, adds to
@@ -411,13 +389,55 @@ pub fn rollout_costs(
     held: &[&ImageReport],
     store: StoreModel,
 ) -> Vec<ImageCost> {
-    let mut on_node: Vec<&ImageReport> = held.to_vec();
-    let mut out = Vec::with_capacity(candidates.len());
-    for c in candidates {
-        out.push(rollout_cost_onto(c, &on_node, store));
-        on_node.push(c);
+    let mut on_node = OnNode::holding(held);
+    candidates
+        .iter()
+        .map(|c| {
+            let chains = chain_ids(&diff_ids(c));
+            let cost = on_node.cost(c, &chains, store);
+            on_node.add(c, chains);
+            cost
+        })
+        .collect()
+}
+
+/// What a node holds, as sharing is keyed: blobs by digest, unpacked
+/// layers by chain ID, images by manifest digest. Built once per set of
+/// held images, so each image's chain IDs are hashed once.
+#[derive(Default)]
+struct OnNode<'a> {
+    blobs: HashSet<&'a str>,
+    chains: HashSet<String>,
+    manifests: HashSet<&'a str>,
+}
+
+impl<'a> OnNode<'a> {
+    fn holding(held: &[&'a ImageReport]) -> OnNode<'a> {
+        let mut on_node = OnNode::default();
+        for h in held {
+            on_node.add(h, chain_ids(&diff_ids(h)));
+        }
+        on_node
     }
-    out
+
+    fn add(&mut self, image: &'a ImageReport, chains: Vec<String>) {
+        self.blobs
+            .extend(image.layers.iter().map(|l| l.descriptor.digest.as_str()));
+        self.chains.extend(chains);
+        self.manifests.insert(image.image.digest.as_str());
+    }
+
+    /// `candidate` pulled onto this node; `chains` are its chain IDs.
+    fn cost(&self, candidate: &ImageReport, chains: &[String], store: StoreModel) -> ImageCost {
+        let blob_new: Vec<bool> = candidate
+            .layers
+            .iter()
+            .map(|l| !self.blobs.contains(l.descriptor.digest.as_str()))
+            .collect();
+        let snapshot_new: Vec<bool> = chains.iter().map(|c| !self.chains.contains(c)).collect();
+        let meta_new = !self.manifests.contains(candidate.image.digest.as_str());
+        cost_of(candidate, &blob_new, &snapshot_new, meta_new, store)
+    }
 }
 
 impl ImageCost {

@@ -104,10 +104,10 @@ pub async fn answer(a: &Admission, body: &[u8], query: Option<&str>) -> Answered
     let untouched = |result: &'static str| {
         tracing::info!(
             uid = review.uid,
-            namespace = review.namespace,
-            kind = review.kind,
-            name = review.name,
-            operation = review.operation,
+            namespace = logged(&review.namespace),
+            kind = logged(&review.kind),
+            name = logged(&review.name),
+            operation = logged(&review.operation),
             result,
             allowed = true,
             "admission review"
@@ -164,9 +164,9 @@ pub async fn answer(a: &Admission, body: &[u8], query: Option<&str>) -> Answered
         };
         tracing::warn!(
             uid = review.uid,
-            namespace = review::printable(&review.namespace, 253),
-            kind = review::printable(&review.kind, 63),
-            name = review::printable(&review.name, 253),
+            namespace = logged(&review.namespace),
+            kind = logged(&review.kind),
+            name = logged(&review.name),
             allowed = answer.allowed,
             error = review::printable(&message, review::MAX_MESSAGE),
             "admission review: object not judged"
@@ -208,10 +208,10 @@ pub async fn answer(a: &Admission, body: &[u8], query: Option<&str>) -> Answered
     let decision = a.judge(&spec, &images, deadline).await;
     tracing::info!(
         uid = review.uid,
-        namespace = review.namespace,
-        kind = review.kind,
-        name = review.name,
-        operation = review.operation,
+        namespace = logged(&review.namespace),
+        kind = logged(&review.kind),
+        name = logged(&review.name),
+        operation = logged(&review.operation),
         images = images.len(),
         result = decision.result,
         allowed = decision.answer.allowed,
@@ -220,6 +220,12 @@ pub async fn answer(a: &Admission, body: &[u8], query: Option<&str>) -> Answered
         "admission review"
     );
     reply(&decision.answer, decision.result)
+}
+
+/// A field of the review as the log writes it: printable and no longer
+/// than a Kubernetes name may be.
+fn logged(s: &str) -> String {
+    review::printable(s, 253)
 }
 
 fn bad_request(message: String, review: Option<&Review>) -> Answered {
