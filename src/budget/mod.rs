@@ -16,6 +16,7 @@
 //!   judgement assembled into the report every renderer reads.
 
 pub mod cost;
+pub mod history;
 pub mod kubelet;
 pub mod rules;
 pub mod verdict;

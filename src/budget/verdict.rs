@@ -171,6 +171,9 @@ pub struct CheckReport {
     pub platforms: Vec<PlatformCheck>,
     pub node: Option<NodeSummary>,
     pub policy: Policy,
+    /// The baseline repository's earlier releases, when a trend was asked
+    /// for (`check --trend`): what the pull request's chart draws.
+    pub history: Option<super::history::HistoryView>,
 }
 
 impl CheckReport {
@@ -367,6 +370,7 @@ pub fn assemble(
         platforms,
         node: node.map(|(s, _)| s),
         policy,
+        history: None,
     })
 }
 

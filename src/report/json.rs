@@ -177,6 +177,10 @@ pub struct CheckView {
     /// older reports.
     #[serde(default)]
     pub paths: Vec<PathView>,
+    /// The baseline repository's earlier releases, oldest first, when a
+    /// trend was asked for (`check --trend`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<crate::budget::history::HistoryView>,
     /// The short candidate name (`app`), for comment markers.
     pub image_name: String,
     /// The Markdown report, for whoever reads the JSON. `sizeguard comment`
@@ -382,6 +386,7 @@ impl CheckView {
                     })
                 })
                 .collect(),
+            history: r.history.clone(),
             image_name: r.image_name(),
             markdown: String::new(),
         }

@@ -8,6 +8,8 @@
 //!   [`view`]: what it reads of a check, built in process or read back
 //!   from an untrusted JSON report.
 //! - [`terminal`]: the verdict in a few lines, for the pre-push hook.
+//! - [`history`]: a repository's releases as a series, and the one unit
+//!   scale every chart of it is drawn in.
 //! - [`escape`]: the one place text from an image or a report is made
 //!   inert for the terminal, Markdown, workflow commands and output files.
 //!
@@ -16,6 +18,7 @@
 
 pub mod escape;
 pub mod hints;
+pub mod history;
 pub mod json;
 pub mod markdown;
 pub mod schema;

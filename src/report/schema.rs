@@ -11,6 +11,7 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::Value;
 
+use super::history::HistoryView;
 use super::json::{CheckView, MeasureView};
 use crate::budget::rules::{Figure, Rule};
 
@@ -22,6 +23,11 @@ pub fn measure() -> Value {
 /// The schema of `sizeguard check --format json`.
 pub fn check() -> Value {
     generate::<CheckView>()
+}
+
+/// The schema of `sizeguard history --format json` and `GET /v1/history`.
+pub fn history() -> Value {
+    generate::<HistoryView>()
 }
 
 /// The schema of what `T` serializes to: every field a document carries is

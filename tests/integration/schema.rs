@@ -24,6 +24,7 @@ fn committed_schemas_are_generated_from_the_types() {
     for (name, generated) in [
         ("measure.schema.json", sizeguard::report::schema::measure()),
         ("check.schema.json", sizeguard::report::schema::check()),
+        ("history.schema.json", sizeguard::report::schema::history()),
     ] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("schema")

@@ -22,6 +22,7 @@
 //! * [`standin_registry`] – small registries that misbehave as asked (trickled, endless, wrong ranges, token services).
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod containerd;
 pub mod credentials;
 pub mod fixture;
