@@ -22,7 +22,16 @@ pub fn measure() -> Value {
 
 /// The schema of `sizeguard check --format json`.
 pub fn check() -> Value {
-    generate::<CheckView>()
+    let mut schema = generate::<CheckView>();
+    // The history a check carries is the history document's shape; its
+    // `$id` would make the references inside it point into that document.
+    if let Some(history) = schema
+        .pointer_mut("/$defs/HistoryView")
+        .and_then(Value::as_object_mut)
+    {
+        history.remove("$id");
+    }
+    schema
 }
 
 /// The schema of `sizeguard history --format json` and `GET /v1/history`.
