@@ -84,6 +84,7 @@ impl ImageSource for MemoryImage {
             manifest_bytes: 500,
             config_digest: format!("sha256:{:064x}", 100 + self.layers.len()),
             config_bytes: 300,
+            created: None,
             diff_ids: self.layers.iter().map(|l| l.diff_id.clone()).collect(),
             created_by: vec![],
             locale_env: Vec::new(),

@@ -708,6 +708,7 @@ mod tests {
             manifest_bytes: 1,
             config_digest: "sha256:c".into(),
             config_bytes: 1,
+            created: None,
             diff_ids: vec![],
             created_by: vec![],
             locale_env: Vec::new(),

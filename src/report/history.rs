@@ -12,19 +12,19 @@ impl HistoryPoint {
     /// The point a check report makes of its candidate, for `platform`
     /// (the report's first platform when `None` or not in the report):
     /// the candidate's own cost (`candidate_cost`), the platform's verdict
-    /// and the node's GC headroom. `digest` is the subject the report is
-    /// kept with; the caller knows it (the report names per-platform
-    /// manifests and, when there is one, the index).
+    /// and the node's GC headroom; its date is the candidate's `created`.
+    /// `digest` is the subject the report is kept with
+    /// ([`HistoryPoint::subject_of`]).
     pub fn from_check(
         view: &CheckView,
         platform: Option<&str>,
         tag: Option<String>,
         digest: String,
-        created: Option<String>,
     ) -> HistoryPoint {
         let chosen = platform
             .and_then(|want| view.platforms.iter().find(|p| p.platform == want))
             .or_else(|| view.platforms.first());
+        let created = chosen.and_then(|p| p.candidate.created.clone());
         let mut point = HistoryPoint::missing(tag, digest, created);
         point.source = PointSource::Report;
         point.verdict = Some(chosen.map_or(view.verdict, |p| p.verdict));

@@ -67,6 +67,10 @@ pub struct ImageView {
     #[schemars(regex(pattern = DIGEST_PATTERN))]
     pub config_digest: String,
     pub config_bytes: u64,
+    /// The config's `created` (RFC 3339): when the image was built; null
+    /// when the config has none. Absent from older reports.
+    #[serde(default)]
+    pub created: Option<String>,
     /// false when a (foreign) layer could not be measured: totals are a
     /// lower bound.
     pub complete: bool,
@@ -299,6 +303,7 @@ impl ImageView {
             manifest_bytes: r.image.manifest_bytes,
             config_digest: r.image.config_digest.clone(),
             config_bytes: r.image.config_bytes,
+            created: r.image.created.clone(),
             complete: r.complete,
             estimated: r.estimated,
             hints: r.hints.clone(),

@@ -16,6 +16,7 @@
 //! Which formats a command offers is the command line's business; this
 //! module renders any of them.
 
+pub mod chart;
 pub mod escape;
 pub mod hints;
 pub mod history;
@@ -24,6 +25,7 @@ pub mod markdown;
 pub mod schema;
 pub mod table;
 pub mod terminal;
+pub mod trend;
 pub mod view;
 
 use crate::analyze::ImageReport;

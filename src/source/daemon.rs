@@ -206,6 +206,7 @@ impl ImageSource for DaemonSource {
             manifest_bytes: 0,
             config_digest: id,
             config_bytes: 0,
+            created: None,
             layers: diff_ids
                 .iter()
                 .map(|d| LayerDescriptor {

@@ -113,6 +113,9 @@ struct ConfigProbe {
     #[serde(default)]
     os: String,
     variant: Option<String>,
+    /// Any shape: only a string that reads as an RFC 3339 date is kept.
+    #[serde(default)]
+    created: serde_json::Value,
     rootfs: Option<RootFs>,
     #[serde(default)]
     history: Vec<HistoryEntry>,
@@ -157,6 +160,22 @@ pub struct ImageConfig {
     pub provenance: Provenance,
     /// The locale variables of the config's `Env`.
     pub locale_env: Vec<String>,
+    /// `created`, when it reads as an RFC 3339 date.
+    pub created: Option<String>,
+}
+
+/// A config's `created` as sizeguard keeps it: an RFC 3339 date of at most
+/// 40 characters (Go writes nanoseconds and a zone), digits and the date's
+/// punctuation only; anything else is not a date and is dropped.
+fn config_created(v: &serde_json::Value) -> Option<String> {
+    let s = v.as_str()?;
+    let shaped = s.len() >= 20
+        && s.len() <= 40
+        && s.as_bytes()[4] == b'-'
+        && s.as_bytes()[10] == b'T'
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b"-:T.Z+".contains(&b));
+    shaped.then(|| s.to_string())
 }
 
 impl ImageConfig {
@@ -172,6 +191,7 @@ impl ImageConfig {
             platform: Platform::new(&probe.os, &probe.architecture, probe.variant.as_deref()),
             created_by: layer_steps(&probe.history, diff_ids.len()),
             locale_env: locale_env(&probe.config),
+            created: config_created(&probe.created),
             diff_ids,
         })
     }
@@ -210,6 +230,7 @@ impl ImageConfig {
             manifest_bytes: manifest.bytes,
             config_digest: config_digest.to_string(),
             config_bytes,
+            created: self.created,
             diff_ids: self.diff_ids,
             created_by: self.created_by,
             locale_env: self.locale_env,

@@ -127,6 +127,10 @@ pub struct ResolvedImage {
     pub manifest_bytes: u64,
     pub config_digest: String,
     pub config_bytes: u64,
+    /// The config's `created` (RFC 3339), when it has one that reads as a
+    /// date: when the image was built, for a history's order.
+    #[serde(default)]
+    pub created: Option<String>,
     #[serde(skip)]
     pub diff_ids: Vec<String>,
     /// Per layer, the config history's `created_by` (the Dockerfile step),

@@ -61,6 +61,7 @@ fn image(digest: &str, layers: &[(&str, &str, u64, u64, u64)]) -> ImageReport {
             manifest_bytes: 500,
             config_digest: "sha256:c".into(),
             config_bytes: 1500,
+            created: None,
             diff_ids: vec![],
             created_by: vec![],
             locale_env: Vec::new(),
