@@ -7,6 +7,8 @@ use std::fmt::Write;
 
 use super::Renderer;
 use super::escape::{md_code, md_code_cell, md_text, plain};
+use super::history::HistoryPoint;
+use super::trend;
 use super::view::{CheckView, ImageView, PlatformView};
 use crate::analyze::ImageReport;
 use crate::analyze::layer_diff::LayerChange;
@@ -25,6 +27,7 @@ impl Markdown {
     /// (also a report read back from JSON by `sizeguard comment`).
     pub fn render_view(&self, r: &CheckView) -> String {
         let mut out = headline(r, Style::Markdown);
+        trend_part(r, &mut out);
         out.push_str("\n\n<details><summary>sizeguard report</summary>\n\n");
         let _ = writeln!(
             out,
@@ -50,6 +53,43 @@ impl Markdown {
         out.push_str("</details>\n");
         out
     }
+}
+
+/// The baseline repository's last releases and this candidate as a
+/// chart, under the headline and outside `<details>`: GitHub draws a
+/// Mermaid block inside a closed `<details>` at no size. Without a
+/// history (no `--trend`) the comment is what it always was.
+fn trend_part(r: &CheckView, out: &mut String) {
+    let Some(history) = &r.history else { return };
+    let tag = candidate_tag(&r.candidate);
+    let subject = HistoryPoint::subject_of(r).unwrap_or_default();
+    let candidate = HistoryPoint::from_check(r, history.platform.as_deref(), tag, subject);
+    out.push_str("\n\n#### Trend\n\n");
+    match trend::mermaid(history, Some(&candidate)) {
+        Ok(chart) => {
+            let _ = write!(
+                out,
+                "Node bytes of the last releases of {} and of this pull request",
+                md_code(&history.repository)
+            );
+            if chart.contains("\n    line [") {
+                out.push_str(", with the node's GC headroom as the line");
+            }
+            let _ = write!(out, ".\n\n{}", chart.trim_end());
+        }
+        Err(why) => out.push_str(&md_text(&why)),
+    }
+}
+
+/// The tag of an image reference (`ghcr.io/acme/app:pr-42` → `pr-42`);
+/// none for a digest reference or a reference without a tag.
+fn candidate_tag(reference: &str) -> Option<String> {
+    if reference.contains('@') {
+        return None;
+    }
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    let (_, tag) = last.rsplit_once(':')?;
+    (!tag.is_empty()).then(|| tag.to_string())
 }
 
 fn icon(v: Verdict) -> &'static str {

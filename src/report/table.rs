@@ -35,7 +35,7 @@ fn render_table(rows: &[Vec<String>], out: &mut String) {
     render_table_aligned(rows, false, out);
 }
 
-fn render_table_aligned(rows: &[Vec<String>], left_last: bool, out: &mut String) {
+pub(super) fn render_table_aligned(rows: &[Vec<String>], left_last: bool, out: &mut String) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|i| {

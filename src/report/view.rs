@@ -31,6 +31,14 @@ const MAX_LAYERS: usize = 1024;
 const MAX_FILES: usize = 100;
 /// Entries of the growth by path, over every platform.
 const MAX_PATHS: usize = 4096;
+/// The most releases a report's history may carry (`check --trend` asks
+/// for a few), and the longest of its texts.
+const MAX_HISTORY_POINTS: usize = 100;
+const MAX_TAG_CHARS: usize = 256;
+const MAX_REPOSITORY_CHARS: usize = 512;
+const MAX_NOTE_CHARS: usize = 1024;
+const MAX_DIGEST_CHARS: usize = 256;
+const MAX_DATE_CHARS: usize = 64;
 /// Every signed figure in a report is a byte count, a count or a
 /// difference of two: within ±u64::MAX.
 const MAX_MAGNITUDE: u128 = u64::MAX as u128;
@@ -124,6 +132,9 @@ impl CheckView {
                 texts.extend(l.created_by.as_deref().map(|c| ("build step", c)));
             }
         }
+        if let Some(h) = &self.history {
+            validate_history(h)?;
+        }
         for (what, text) in texts {
             if text.chars().count() > MAX_TEXT_CHARS {
                 return Err(format!(
@@ -201,4 +212,74 @@ fn in_range(what: &str, v: i128) -> Result<(), String> {
         return Err(format!("a {what} of {v} is out of range"));
     }
     Ok(())
+}
+
+/// A report's history: in the fork pattern the pull request wrote it, so
+/// each text is bounded here and made inert where it lands (the chart
+/// keeps only characters that mean nothing to Mermaid, the table escapes
+/// for Markdown); digests must look like digests.
+fn validate_history(h: &crate::budget::history::HistoryView) -> Result<(), String> {
+    use crate::budget::history::HISTORY_KIND;
+    if h.kind != HISTORY_KIND || h.schema_version != SCHEMA_VERSION {
+        return Err(format!(
+            "its history is not a version {SCHEMA_VERSION} history document"
+        ));
+    }
+    at_most("history points", h.points.len(), MAX_HISTORY_POINTS)?;
+    let mut texts: Vec<(&str, &str, usize)> =
+        vec![("history repository", &h.repository, MAX_REPOSITORY_CHARS)];
+    texts.extend(
+        h.platform
+            .as_deref()
+            .map(|p| ("history platform", p, MAX_TAG_CHARS)),
+    );
+    texts.extend(
+        h.note
+            .as_deref()
+            .map(|n| ("history note", n, MAX_NOTE_CHARS)),
+    );
+    for p in &h.points {
+        if !is_digest(&p.digest) {
+            return Err(format!(
+                "a history point's digest {:?} is not a digest",
+                crate::report::escape::plain(&p.digest.chars().take(80).collect::<String>())
+            ));
+        }
+        if let Some(v) = p.gc_headroom {
+            in_range("history GC headroom", v)?;
+        }
+        texts.extend(p.tag.as_deref().map(|t| ("history tag", t, MAX_TAG_CHARS)));
+        texts.extend(
+            p.created
+                .as_deref()
+                .map(|c| ("history date", c, MAX_DATE_CHARS)),
+        );
+        texts.extend(
+            p.report
+                .as_deref()
+                .map(|r| ("history report link", r, MAX_TEXT_CHARS)),
+        );
+    }
+    for (what, text, max) in texts {
+        if text.chars().count() > max {
+            return Err(format!("a {what} is longer than {max} characters"));
+        }
+    }
+    Ok(())
+}
+
+/// `algorithm:encoded` as the OCI image spec writes a digest.
+fn is_digest(s: &str) -> bool {
+    let Some((alg, enc)) = s.split_once(':') else {
+        return false;
+    };
+    s.len() <= MAX_DIGEST_CHARS
+        && !alg.is_empty()
+        && !enc.is_empty()
+        && alg
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+        && enc
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
 }
