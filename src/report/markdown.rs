@@ -56,9 +56,9 @@ impl Markdown {
 }
 
 /// The baseline repository's last releases and this candidate as a
-/// chart, under the headline and outside `<details>`: GitHub draws a
-/// Mermaid block inside a closed `<details>` at no size. Without a
-/// history (no `--trend`) the comment is what it always was.
+/// chart, under the headline and outside `<details>`: the trend is part
+/// of what a reader sees without opening the report. Without a history
+/// (no `--trend`) the comment is what it always was.
 fn trend_part(r: &CheckView, out: &mut String) {
     let Some(history) = &r.history else { return };
     let tag = candidate_tag(&r.candidate);

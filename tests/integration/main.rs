@@ -15,6 +15,7 @@ mod support;
 
 mod action;
 mod archives;
+mod browser;
 mod cache_estimate;
 mod check;
 mod comment;
