@@ -355,6 +355,16 @@ fn attached_reports_make_the_history_and_keep_other_referrers() {
         .map(|p| p["pull_bytes"].as_u64().unwrap())
         .collect();
     assert!(pulls[0] < pulls[1] && pulls[1] < pulls[2], "{pulls:?}");
+
+    // Entries without the annotations (another tool rewrote the index):
+    // the figures come from the report itself, the same.
+    let mut bare = index.clone();
+    for entry in bare["manifests"].as_array_mut().unwrap() {
+        entry.as_object_mut().unwrap().remove("annotations");
+    }
+    curl_manifest(&reg, "app", &fallback_tag(&digests[1]), MT_OCI_INDEX, &bare);
+    let again = history(&reg, &[]);
+    assert_eq!(again["points"], view["points"]);
 }
 
 #[test]
@@ -393,6 +403,12 @@ fn history_keeps_the_last_tags_and_check_trend_embeds_it() {
         view["note"].as_str().unwrap().contains("last 2 of 4"),
         "{view:#}"
     );
+    // Measured instead: the sizes of the image alone, no verdict.
+    let measured = history(&reg, &["--tags", "v*", "--last", "2", "--measure"]);
+    assert_eq!(measured["points"][0], points[0]);
+    let v4 = &measured["points"][1];
+    assert_eq!(v4["source"], "measured", "{measured:#}");
+    assert!(v4["verdict"].is_null() && v4["gc_headroom"].is_null());
 
     // Every tag: dev too, newest.
     let all = history(&reg, &[]);
@@ -415,6 +431,11 @@ fn history_keeps_the_last_tags_and_check_trend_embeds_it() {
     let report = out.json();
     let trend = &report["history"];
     assert_eq!(trend["repository"], reg.reference("app"));
+    let cost = &report["platforms"][0]["candidate_cost"];
+    assert_eq!(v4["pull_bytes"], cost["pull_bytes"]);
+    assert_eq!(v4["disk_bytes"], cost["disk_bytes"]);
+    assert_eq!(v4["node_bytes"], cost["node_bytes"]);
+    assert_eq!(v4["inodes"], cost["node_inodes"]);
     let points = trend["points"].as_array().unwrap();
     assert_eq!(points.len(), 3, "{trend:#}");
     for (n, point) in points.iter().enumerate() {
