@@ -23,7 +23,7 @@ use crate::budget::Verdict;
 use crate::budget::kubelet::Thresholds;
 use crate::budget::rules::Policy;
 use crate::digest::Digest;
-use crate::error::Error;
+use crate::error::{Error, Kind};
 use crate::report::history::{
     HistoryPoint, HistoryView, PointSource, REPORT_ARTIFACT_TYPE, annotation,
 };
@@ -242,7 +242,7 @@ pub async fn history(services: &Services, req: &HistoryRequest) -> Result<Histor
         by_digest.remove(x);
     }
 
-    let points: Vec<Result<HistoryPoint, Error>> =
+    let points: Vec<Result<(HistoryPoint, Option<String>), Error>> =
         futures::stream::iter(by_digest.into_iter().map(|(digest, tags)| {
             let repo = &repo;
             async move { point(services, repo, req, digest, pick_tag(tags)).await }
@@ -250,7 +250,9 @@ pub async fn history(services: &Services, req: &HistoryRequest) -> Result<Histor
         .buffer_unordered(CONCURRENT_IMAGES)
         .collect()
         .await;
-    let mut points = points.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let read = points.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let unread: Vec<String> = read.iter().filter_map(|(_, n)| n.clone()).collect();
+    let mut points: Vec<HistoryPoint> = read.into_iter().map(|(p, _)| p).collect();
     points.sort_by(|a, b| {
         (a.created.is_some(), &a.created, &a.tag).cmp(&(b.created.is_some(), &b.created, &b.tag))
     });
@@ -263,6 +265,12 @@ pub async fn history(services: &Services, req: &HistoryRequest) -> Result<Histor
         notes.push("no images".to_string());
     } else if points.iter().all(|p| p.source == PointSource::Missing) {
         notes.push("no reports attached yet (check --attach)".to_string());
+    }
+    if let Some(first) = unread.first() {
+        notes.push(format!(
+            "{} report(s) could not be read, their images shown without one: {first}",
+            unread.len()
+        ));
     }
     view.points = points;
     view.note = (!notes.is_empty()).then(|| notes.join("; "));
@@ -283,14 +291,15 @@ fn pick_tag(mut tags: Vec<String>) -> Option<String> {
 }
 
 /// One image's point: its newest attached report's figures, else missing
-/// (or measured now).
+/// (or measured now); with it, why a report that is there could not be
+/// read (a broken or hostile report costs its point, not the history).
 async fn point(
     services: &Services,
     repo: &Repository,
     req: &HistoryRequest,
     digest: String,
     tag: Option<String>,
-) -> Result<HistoryPoint, Error> {
+) -> Result<(HistoryPoint, Option<String>), Error> {
     let subject = Digest::parse(&digest)?;
     let referrers = repo.referrers(&subject, REPORT_ARTIFACT_TYPE).await?;
     let newest = referrers.descriptors.iter().max_by_key(|d| {
@@ -298,17 +307,24 @@ async fn point(
             .as_str()
             .map(str::to_string)
     });
+    let mut unread = None;
     if let Some(d) = newest {
         if let Some(p) = from_annotations(d, req.platform.as_deref(), &tag, &digest) {
-            return Ok(p);
+            return Ok((p, None));
         }
-        if let Some(p) = from_report(repo, d, req.platform.as_deref(), &tag, &digest).await? {
-            return Ok(p);
+        match from_report(repo, d, req.platform.as_deref(), &tag, &digest).await {
+            Ok(Some(p)) => return Ok((p, None)),
+            Ok(None) => {}
+            Err(e) if matches!(e.kind(), Kind::Corrupt | Kind::NotFound) => {
+                unread = Some(e.one_line());
+            }
+            Err(e) => return Err(e),
         }
     }
     let reference = format!("{}@{digest}", repo.name());
     if req.measure {
-        return measured(services, &reference, req, tag, digest).await;
+        let p = measured(services, &reference, req, tag, digest).await?;
+        return Ok((p, unread));
     }
     let platforms = PlatformSelector::parse(req.platform.as_deref())?;
     let source = services.sources.open(&reference).await?;
@@ -317,7 +333,7 @@ async fn point(
         .await?
         .into_iter()
         .find_map(|i| i.created);
-    Ok(HistoryPoint::missing(tag, digest, created))
+    Ok((HistoryPoint::missing(tag, digest, created), unread))
 }
 
 /// A point from a referrer's annotations, when they carry every figure

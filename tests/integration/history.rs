@@ -365,6 +365,46 @@ fn attached_reports_make_the_history_and_keep_other_referrers() {
     curl_manifest(&reg, "app", &fallback_tag(&digests[1]), MT_OCI_INDEX, &bare);
     let again = history(&reg, &[]);
     assert_eq!(again["points"], view["points"]);
+
+    // A report that is not one costs its point, not the history.
+    let junk = curl_blob(&reg, "app", br#"{"kind":"not a report"}"#);
+    let v3_manifest = curl_get(
+        &reg,
+        &format!("/v2/app/manifests/{}", digests[2]),
+        MT_OCI_MANIFEST,
+    )
+    .1;
+    let bogus = json!({
+        "schemaVersion": 2,
+        "mediaType": MT_OCI_MANIFEST,
+        "artifactType": REPORT_TYPE,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": EMPTY_DIGEST, "size": 2},
+        "layers": [{"mediaType": REPORT_TYPE, "digest": junk, "size": 23}],
+        "subject": {"mediaType": MT_OCI_MANIFEST, "digest": digests[2], "size": v3_manifest.len()},
+    });
+    let bogus_bytes = serde_json::to_vec(&bogus).unwrap();
+    let bogus_digest = support::sha256_digest(&bogus_bytes);
+    curl_manifest(&reg, "app", &bogus_digest, MT_OCI_MANIFEST, &bogus);
+    let entry = json!({
+        "mediaType": MT_OCI_MANIFEST,
+        "digest": bogus_digest,
+        "size": bogus_bytes.len(),
+        "artifactType": REPORT_TYPE,
+    });
+    curl_manifest(
+        &reg,
+        "app",
+        &fallback_tag(&digests[2]),
+        MT_OCI_INDEX,
+        &json!({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [entry]}),
+    );
+    let broken = history(&reg, &[]);
+    assert_eq!(broken["points"][1], view["points"][1]);
+    assert_eq!(broken["points"][2]["source"], "missing", "{broken:#}");
+    assert_eq!(broken["points"][2]["tag"], "v3");
+    let note = broken["note"].as_str().unwrap();
+    assert!(note.contains("1 report(s) could not be read"), "{note}");
+    assert!(note.contains(&bogus_digest), "{note}");
 }
 
 #[test]
