@@ -557,3 +557,28 @@ fn only_a_registry_candidate_can_be_attached() {
         assert!(out.error().contains("repository"), "{}", out.stderr);
     }
 }
+
+#[test]
+fn the_tag_list_is_read_page_by_page() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let digest = push_release(&reg, &tmp.path().join("v1"), 1, "v1");
+    let manifest: Value = curl_json(
+        &reg,
+        &format!("/v2/app/manifests/{digest}"),
+        MT_OCI_MANIFEST,
+    );
+    // More tags than three pages of the listing hold (100 a page).
+    for i in 0..250 {
+        curl_manifest(&reg, "app", &format!("t{i:03}"), MT_OCI_MANIFEST, &manifest);
+    }
+    // Only the last page's tags match: found only by following the links.
+    let view = history(&reg, &["--tags", "t24*"]);
+    let points = view["points"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "{view:#}");
+    assert_eq!(points[0]["tag"], "t240");
+    assert_eq!(points[0]["digest"], digest);
+    // Every tag of one image is one point.
+    let all = history(&reg, &[]);
+    assert_eq!(all["points"].as_array().unwrap().len(), 1, "{all:#}");
+}

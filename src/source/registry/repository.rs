@@ -31,7 +31,7 @@ use crate::source::manifest::{ACCEPTED_MANIFESTS, MAX_DOCUMENT_BYTES, OCI_INDEX,
 pub const MAX_TAGS: usize = 10_000;
 
 /// Tags asked for per page of the tag list.
-const TAGS_PAGE: usize = 1000;
+const TAGS_PAGE: usize = 100;
 
 /// The most referrers one subject's listing may hold; a longer one is cut.
 const MAX_REFERRERS: usize = 1000;
