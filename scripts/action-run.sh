@@ -118,7 +118,44 @@ case "$mode" in
     ;;
 esac
 
-args=(check --candidate "$INPUT_CANDIDATE" --format json -o "$report" --quiet)
+# Attach the report: the input, else only for pushes to the default
+# branch (the releases a history is made of; a pull request's image is
+# not one, and its token may not push).
+attach="${INPUT_ATTACH:-}"
+if [ -z "$attach" ]; then
+  attach=false
+  if [ "${GITHUB_EVENT_NAME:-}" = push ] && [ -n "${GITHUB_EVENT_PATH:-}" ]; then
+    default_branch="$(python3 -c '
+import json, sys
+try:
+    b = json.load(open(sys.argv[1], encoding="utf-8"))["repository"]["default_branch"]
+except Exception:
+    sys.exit(0)
+if isinstance(b, str):
+    print(b)' "$GITHUB_EVENT_PATH" 2>/dev/null || true)"
+    if [ -n "$default_branch" ] && [ "${GITHUB_REF:-}" = "refs/heads/$default_branch" ]; then
+      attach=true
+    fi
+  fi
+fi
+case "$attach" in
+  true | false) ;;
+  *)
+    echo "::error title=sizeguard::attach must be true or false (got '$attach')"
+    exit 2
+    ;;
+esac
+trend="${INPUT_TREND:-10}"
+case "$trend" in
+  '' | *[!0-9]*)
+    echo "::error title=sizeguard::trend must be a number of releases, 0 for none (got '$trend')"
+    exit 2
+    ;;
+esac
+
+args=(check --candidate "$INPUT_CANDIDATE" --format json -o "$report" --quiet --trend "$trend")
+[ "$attach" = true ] && args+=(--attach)
+[ -n "${INPUT_TREND_TAGS:-}" ] && args+=(--trend-tags "$INPUT_TREND_TAGS")
 [ -n "${INPUT_BASELINE:-}" ] && args+=(--baseline "$INPUT_BASELINE")
 [ "${INPUT_BASELINE_OPTIONAL:-false}" = "true" ] && args+=(--baseline-optional)
 [ -n "${INPUT_CONFIG:-}" ] && args+=(--config "$INPUT_CONFIG")

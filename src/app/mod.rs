@@ -5,6 +5,7 @@
 //! environment variables, terminals or HTTP: those are the callers' business,
 //! and so are rendering and publishing the answer.
 
+pub mod history;
 mod published;
 #[cfg(test)]
 mod tests;
@@ -30,12 +31,23 @@ use crate::source::{ImageSource, ResolvedImage, SourceFactory};
 #[async_trait]
 pub trait Sources: Send + Sync {
     async fn open(&self, reference: &str) -> Result<Arc<dyn ImageSource>, Error>;
+
+    /// The registry connections, for what is not reading an image (a
+    /// report attached, tags and referrers listed); `None` where images
+    /// come from elsewhere.
+    fn registries(&self) -> Option<&crate::source::registry::RegistryPool> {
+        None
+    }
 }
 
 #[async_trait]
 impl Sources for SourceFactory {
     async fn open(&self, reference: &str) -> Result<Arc<dyn ImageSource>, Error> {
         SourceFactory::open(self, reference).await
+    }
+
+    fn registries(&self) -> Option<&crate::source::registry::RegistryPool> {
+        Some(SourceFactory::registries(self))
     }
 }
 

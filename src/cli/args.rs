@@ -44,6 +44,15 @@ impl From<CheckFormat> for crate::report::Format {
     }
 }
 
+/// `history --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormat {
+    Table,
+    Json,
+    Markdown,
+    Svg,
+}
+
 /// When to comment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CommentMode {
@@ -101,6 +110,9 @@ pub enum Command {
     /// Post a `check --format json` report as the sticky pull-request
     /// comment (e.g. from a `workflow_run` workflow, for fork pull requests).
     Comment(CommentArgs),
+    /// A repository's images over its releases, with the figures of the
+    /// check reports attached to them (`check --attach`).
+    History(HistoryArgs),
     /// Install or remove the git pre-push hook that checks the local image
     /// with the repository's sizeguard.toml before every push.
     Hook(HookArgs),
@@ -498,6 +510,37 @@ pub struct MeasureArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The repository, `REGISTRY/REPOSITORY` (no tag, no digest).
+    #[arg(value_name = "REPOSITORY")]
+    pub repository: String,
+
+    /// Only tags matching this glob (e.g. `v*`).
+    #[arg(long, value_name = "GLOB")]
+    pub tags: Option<String>,
+
+    /// Keep the newest N images.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub last: usize,
+
+    /// Measure the images that have no report attached (sizes only, no
+    /// verdict).
+    #[arg(long)]
+    pub measure: bool,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table", help_heading = "Output")]
+    pub format: HistoryFormat,
+
+    /// Write the history to FILE (atomically) instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The image that wants to ship (default: `image` in sizeguard.toml).
     /// `docker-daemon:IMAGE` reads it from the local engine.
@@ -512,6 +555,21 @@ pub struct CheckArgs {
     /// A baseline that does not exist yet (first release) is a warning, not an error.
     #[arg(long = "baseline-optional", help_heading = "Image source")]
     pub baseline_optional: bool,
+
+    /// After the check, store its JSON report in the candidate's registry
+    /// as an OCI artifact whose subject is the candidate (needs push
+    /// rights). The candidate must be a registry reference.
+    #[arg(long, help_heading = "History")]
+    pub attach: bool,
+
+    /// Embed the last N releases of the baseline's repository (their
+    /// attached reports) in the report; 0 is off.
+    #[arg(long, default_value_t = 0, value_name = "N", help_heading = "History")]
+    pub trend: usize,
+
+    /// Only tags matching this glob make the trend (e.g. `v*`).
+    #[arg(long = "trend-tags", value_name = "GLOB", help_heading = "History")]
+    pub trend_tags: Option<String>,
 
     #[command(flatten)]
     pub source: SourceArgs,

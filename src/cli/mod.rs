@@ -7,6 +7,7 @@ pub mod args;
 pub mod cache;
 pub mod check;
 pub mod comment;
+pub mod history;
 pub mod hook;
 pub mod measure;
 mod output;
@@ -64,6 +65,7 @@ pub fn run() -> i32 {
             args::Command::Check(args) => check::run(*args).await,
             args::Command::Cache(args) => cache::run(args).map(|()| ExitCode::Ok),
             args::Command::Comment(args) => comment::run(args).await,
+            args::Command::History(args) => history::run(args).await.map(|()| ExitCode::Ok),
             args::Command::Hook(args) => hook::run(args),
             #[cfg(feature = "server")]
             args::Command::Serve(args) => serve::run(*args).await.map(|()| ExitCode::Ok),

@@ -286,6 +286,12 @@ impl SourceFactory {
         }
     }
 
+    /// The registry connections, for requests other than reading images
+    /// (attaching reports, listing tags and referrers).
+    pub fn registries(&self) -> &registry::RegistryPool {
+        &self.registries
+    }
+
     /// Parses a reference and opens the right transport for it.
     pub async fn open(&self, reference: &str) -> Result<Arc<dyn ImageSource>, Error> {
         self.open_ref(ImageRef::parse(reference)?).await

@@ -1075,3 +1075,107 @@ fn a_registry_password_goes_to_the_registry_input_or_the_candidates_registry_onl
     assert_eq!(out.code, 0, "{}", logs(&out));
     assert!(leaked(&proxy), "{:#?}", proxy.seen());
 }
+
+#[test]
+fn attach_defaults_to_pushes_on_the_default_branch_and_the_trend_is_embedded() {
+    use support::fixture::demo_dir;
+    use support::registry::Registry;
+    let reg = Registry::start();
+    for tag in ["v1", "v2"] {
+        reg.push_layout(&demo_dir(), tag, &format!("app:{tag}"));
+    }
+    let (v1, v2) = (reg.reference("app:v1"), reg.reference("app:v2"));
+    let r = Runner::new();
+    r.event(json!({"repository": {"default_branch": "main"}}));
+    let step = |event: &str, git_ref: &str, inputs: &[(&str, &str)]| {
+        let _ = std::fs::remove_file(r.path("output"));
+        r.script(inputs)
+            .env("GITHUB_EVENT_NAME", event)
+            .env("GITHUB_REF", git_ref)
+            .run()
+    };
+    let history = || {
+        let out = Run::new(["history", &reg.reference("app"), "--format", "json"]).run();
+        out.assert_ok();
+        out.json()["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["tag"].as_str().unwrap().to_string(),
+                    p["source"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let missing = |tag: &str| (tag.to_string(), "missing".to_string());
+    let attached = |tag: &str| (tag.to_string(), "report".to_string());
+
+    // A pull request, a push to another branch: nothing attached.
+    let base = [
+        ("candidate", v2.as_str()),
+        ("baseline", v1.as_str()),
+        ("comment", "never"),
+    ];
+    let out = step("pull_request", "refs/pull/4/merge", &base);
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    let out = step("push", "refs/heads/feature", &base);
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert_eq!(history(), [missing("v1"), missing("v2")]);
+    // The default trend (10) of the baseline's repository, the candidate left out.
+    let trend = &last_report(&r)["history"];
+    assert_eq!(trend["repository"], reg.reference("app"), "{trend:#}");
+    assert_eq!(trend["points"][0]["tag"], "v1", "{trend:#}");
+    assert_eq!(trend["points"].as_array().unwrap().len(), 1, "{trend:#}");
+
+    // A push to the default branch attaches; `attach: false` does not.
+    let out = step(
+        "push",
+        "refs/heads/main",
+        &[
+            ("candidate", &v1),
+            ("comment", "never"),
+            ("attach", "false"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert_eq!(history(), [missing("v1"), missing("v2")]);
+    let out = step("push", "refs/heads/main", &base);
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert_eq!(history(), [missing("v1"), attached("v2")]);
+
+    // trend 0 is off; the trend's tags follow trend-tags; bad values fail.
+    let out = step(
+        "push",
+        "refs/heads/feature",
+        &[("candidate", &v2), ("comment", "never"), ("trend", "0")],
+    );
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert!(last_report(&r).get("history").is_none());
+    let out = step(
+        "pull_request",
+        "refs/pull/4/merge",
+        &[
+            ("candidate", &v1),
+            ("baseline", &v1),
+            ("comment", "never"),
+            ("trend-tags", "x*"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", logs(&out));
+    assert_eq!(last_report(&r)["history"]["points"], json!([]));
+    for (input, value) in [("attach", "yes"), ("trend", "ten")] {
+        let out = step(
+            "push",
+            "refs/heads/main",
+            &[("candidate", &v2), ("comment", "never"), (input, value)],
+        );
+        assert_eq!(out.code, 2, "{input}={value}: {}", logs(&out));
+        assert!(
+            logs(&out).contains(&format!("{input} must be")),
+            "{}",
+            logs(&out)
+        );
+    }
+}

@@ -25,6 +25,7 @@ mod fuzz_corpus;
 mod golden;
 mod ground_truth;
 mod hints;
+mod history;
 mod hook;
 mod hostile_documents;
 mod hostile_layers;

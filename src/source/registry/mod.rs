@@ -22,6 +22,7 @@
 mod blob;
 pub mod egress;
 pub mod http;
+pub mod repository;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -207,6 +208,7 @@ impl RegistryPool {
                 reference,
                 host,
                 auth: tokio::sync::Mutex::new(None),
+                push: false,
             }),
         })
     }
@@ -312,7 +314,7 @@ impl RegistryHost {
     /// The authentication for one reference: a Bearer token from the
     /// registry's token service, Basic credentials when the registry asks
     /// for them and may have them, or none.
-    async fn authenticate(&self, reference: &Reference) -> Result<Auth, Error> {
+    async fn authenticate(&self, reference: &Reference, push: bool) -> Result<Auth, Error> {
         let what = reference.whole();
         match self.challenge().await? {
             Challenge::None => Ok(Auth::anonymous(None)),
@@ -337,7 +339,8 @@ impl RegistryHost {
                 }
             }
             Challenge::Bearer(params) => {
-                let scope = format!("repository:{}:pull", reference.repository());
+                let access = if push { "pull,push" } else { "pull" };
+                let scope = format!("repository:{}:{access}", reference.repository());
                 let token = retrying(&self.deadline, &what, || {
                     http::fetch_token(
                         &self.http,
@@ -394,6 +397,8 @@ struct Session {
     host: Arc<RegistryHost>,
     /// Set by the first request that needs it; renewed on a 401.
     auth: tokio::sync::Mutex<Option<Auth>>,
+    /// Its token covers pushes too.
+    push: bool,
 }
 
 impl RegistrySource {
@@ -512,7 +517,7 @@ impl Session {
         if let Some(a) = slot.as_ref().filter(|_| !renew) {
             return Ok(a.clone());
         }
-        let auth = self.host.authenticate(&self.reference).await?;
+        let auth = self.host.authenticate(&self.reference, self.push).await?;
         *slot = Some(auth.clone());
         Ok(auth)
     }

@@ -25,6 +25,9 @@ pub struct RegistryOpts {
     /// More endpoints that get every notification too (same headers): two
     /// replicas of a service, each sent every event.
     pub also_notify: Vec<String>,
+    /// Serve this storage directory (another registry's) read-only
+    /// (`storage.maintenance.readonly`): reads work, pushes answer 405.
+    pub read_only_storage: Option<PathBuf>,
 }
 
 pub struct Registry {
@@ -77,7 +80,10 @@ impl Registry {
             .prefix("sizeguard-registry-")
             .tempdir()
             .expect("create registry temp dir");
-        let storage_dir = dir.path().join("storage");
+        let storage_dir = match &opts.read_only_storage {
+            Some(shared) => shared.clone(),
+            None => dir.path().join("storage"),
+        };
         fs::create_dir_all(&storage_dir).unwrap();
 
         let htpasswd_file = opts.htpasswd.as_ref().map(|(user, pass)| {
@@ -112,6 +118,9 @@ impl Registry {
             "storage:\n  filesystem:\n    rootdirectory: {:?}\n  delete:\n    enabled: true\n",
             storage_dir.display().to_string()
         ));
+        if opts.read_only_storage.is_some() {
+            yaml.push_str("  maintenance:\n    readonly:\n      enabled: true\n");
+        }
         yaml.push_str(&format!(
             "http:\n  addr: {addr}\n  secret: sizeguard-test-secret\n"
         ));
