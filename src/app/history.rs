@@ -42,6 +42,14 @@ const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 /// Images whose reports are read at once.
 const CONCURRENT_IMAGES: usize = 8;
 
+/// The most tags one history resolves: each costs a few requests (its
+/// manifest, its referrers, the config of an image without a report), so
+/// a repository of thousands of tags would cost thousands of requests on
+/// every check with a trend. Past it, the tags the registry lists last are
+/// kept (Distribution lists them in lexical order, where versions of one
+/// scheme end newest) and the note says to narrow them with `--tags`.
+const MAX_EXAMINED: usize = 500;
+
 /// Where a report was attached.
 #[derive(Debug, Clone)]
 pub struct Attached {
@@ -209,7 +217,7 @@ pub async fn history(services: &Services, req: &HistoryRequest) -> Result<Histor
     let repo = pool(services)?.repository(&req.repository, false).await?;
     let mut view = HistoryView::new(repo.name(), req.platform.clone());
     let listed = repo.tags().await?;
-    let tags: Vec<String> = listed
+    let mut tags: Vec<String> = listed
         .tags
         .into_iter()
         .filter(|t| !is_fallback_tag(t))
@@ -221,6 +229,13 @@ pub async fn history(services: &Services, req: &HistoryRequest) -> Result<Histor
             "only the first {} tags were read",
             crate::source::registry::repository::MAX_TAGS
         ));
+    }
+    if tags.len() > MAX_EXAMINED {
+        notes.push(format!(
+            "{} tags match, the last {MAX_EXAMINED} listed were looked at (narrow them with --tags)",
+            tags.len()
+        ));
+        tags.drain(..tags.len() - MAX_EXAMINED);
     }
 
     // Tag → digest, a few at once; tags of one digest make one point.
