@@ -149,6 +149,14 @@ fn x_label(points: &[&HistoryPoint], x: f64) -> String {
     }
 }
 
+/// A byte series: its key (`data-series`), legend name, colour, figure.
+type Series = (
+    &'static str,
+    &'static str,
+    RGBColor,
+    fn(&HistoryPoint) -> Option<i128>,
+);
+
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type DrawResult<'a> =
     Result<(), DrawingAreaErrorKind<<SVGBackend<'a> as DrawingBackend>::ErrorType>>;
@@ -198,12 +206,7 @@ fn bytes_chart<'a>(
         .axis_desc_style(text.clone())
         .draw()?;
 
-    let series: [(
-        &'static str,
-        &str,
-        RGBColor,
-        fn(&HistoryPoint) -> Option<i128>,
-    ); 3] = [
+    let series: [Series; 3] = [
         ("node_bytes", "node bytes", NODE, |p| {
             p.node_bytes.map(i128::from)
         }),

@@ -244,7 +244,8 @@ async fn login(State(s): State<Arc<AppState>>, body: Body) -> Response {
     let mut r = redirect("/ui/");
     r.headers_mut().insert(
         header::SET_COOKIE,
-        s.sessions.set_cookie(&s.sessions.issue(), SESSION.as_secs()),
+        s.sessions
+            .set_cookie(&s.sessions.issue(), SESSION.as_secs()),
     );
     r
 }
@@ -392,9 +393,12 @@ async fn repository(
             .report
             .as_deref()
             .and_then(|t| CheckView::from_json(t).ok())
-            .and_then(|c| c.platforms.first().map(|p| p.candidate_cost.clone()));
+            .and_then(|c| c.platforms.first().map(|p| p.candidate_cost));
         let cell = |b: Option<u64>| match b {
-            Some(b) => format!("<td class=\"num\" data-bytes=\"{b}\">{}</td>", human_bytes(b)),
+            Some(b) => format!(
+                "<td class=\"num\" data-bytes=\"{b}\">{}</td>",
+                human_bytes(b)
+            ),
             None => "<td class=\"num\">–</td>".to_string(),
         };
         rows.push_str(&format!(
@@ -430,7 +434,10 @@ async fn report(State(s): State<Arc<AppState>>, Path(digest): Path<String>) -> R
         "{}/{}{}",
         v.push.registry,
         v.push.repository,
-        v.push.tag.as_deref().map_or(String::new(), |t| format!(":{t}"))
+        v.push
+            .tag
+            .as_deref()
+            .map_or(String::new(), |t| format!(":{t}"))
     );
     let report = match v.judgement.report.as_deref().map(CheckView::from_json) {
         Some(Ok(view)) => check_html(&view),
@@ -484,7 +491,9 @@ pub async fn history_api(
     let Ok(Query(q)) = query else {
         return (
             StatusCode::BAD_REQUEST,
-            axum::Json(serde_json::json!({"error": "give ?repository=NAME (and optionally &last=N)"})),
+            axum::Json(
+                serde_json::json!({"error": "give ?repository=NAME (and optionally &last=N)"}),
+            ),
         )
             .into_response();
     };
@@ -528,7 +537,11 @@ mod tests {
         let expired = now_secs() - 1;
         assert!(!a.valid(&format!("{expired}.{}", hex(&a.mac(expired)))));
         let (e, _) = c.split_once('.').unwrap();
-        assert!(!a.valid(&format!("{}.{}", e.parse::<u64>().unwrap() + 1, &c[e.len() + 1..])));
+        assert!(!a.valid(&format!(
+            "{}.{}",
+            e.parse::<u64>().unwrap() + 1,
+            &c[e.len() + 1..]
+        )));
         assert!(!a.valid("garbage"));
         let cookie = b.set_cookie(&c, 60);
         let cookie = cookie.to_str().unwrap();

@@ -115,7 +115,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             .route("/metrics", get(read_api_elsewhere))
             .route("/ui", get(read_api_elsewhere))
             .route("/ui/", get(read_api_elsewhere))
-            .route("/ui/{*rest}", get(read_api_elsewhere).post(read_api_elsewhere)),
+            .route(
+                "/ui/{*rest}",
+                get(read_api_elsewhere).post(read_api_elsewhere),
+            ),
     };
     main.merge(read).with_state(state)
 }

@@ -94,13 +94,23 @@ fn the_dashboard_shows_what_the_verdict_api_says() {
     let mut verdicts: Vec<Value> = listed["verdicts"].as_array().unwrap().clone();
     verdicts.reverse();
     assert_eq!(verdicts.len(), 3, "{listed:#}");
-    let figure = |v: &Value, k: &str| v["report"]["platforms"][0]["candidate_cost"][k].as_u64().unwrap();
+    let figure = |v: &Value, k: &str| {
+        v["report"]["platforms"][0]["candidate_cost"][k]
+            .as_u64()
+            .unwrap()
+    };
     let node: Vec<u64> = verdicts.iter().map(|v| figure(v, "node_bytes")).collect();
-    assert!(node[0] < node[2] && node[2] < node[1], "three sizes: {node:?}");
+    assert!(
+        node[0] < node[2] && node[2] < node[1],
+        "three sizes: {node:?}"
+    );
 
     // `/v1/history`: the history shape, validated by its schema, and the
     // same figures.
-    assert_eq!(svc.get_anonymous("/v1/history?repository=team/app").status, 401);
+    assert_eq!(
+        svc.get_anonymous("/v1/history?repository=team/app").status,
+        401
+    );
     let history = svc.get("/v1/history?repository=team/app").json();
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(
@@ -109,14 +119,19 @@ fn the_dashboard_shows_what_the_verdict_api_says() {
         .unwrap(),
     )
     .unwrap();
-    let validator = jsonschema::options().build(&schema).expect("history schema");
+    let validator = jsonschema::options()
+        .build(&schema)
+        .expect("history schema");
     let errors: Vec<String> = validator
         .iter_errors(&history)
         .map(|e| format!("{e} at {}", e.instance_path()))
         .collect();
     assert!(errors.is_empty(), "{errors:?}\n{history:#}");
     assert_eq!(history["kind"], "history");
-    assert_eq!(history["repository"], format!("{}/team/app", reg.addr).as_str());
+    assert_eq!(
+        history["repository"],
+        format!("{}/team/app", reg.addr).as_str()
+    );
     let points = history["points"].as_array().unwrap();
     assert_eq!(points.len(), 3);
     for (p, v) in points.iter().zip(&verdicts) {
@@ -127,7 +142,10 @@ fn the_dashboard_shows_what_the_verdict_api_says() {
         }
         assert_eq!(p["inodes"].as_u64(), Some(figure(v, "node_inodes")));
         assert_eq!(p["gc_headroom"], v["report"]["node"]["gc_headroom"]);
-        assert_eq!(p["report"], format!("/v1/verdicts/{}", v["digest"].as_str().unwrap()).as_str());
+        assert_eq!(
+            p["report"],
+            format!("/v1/verdicts/{}", v["digest"].as_str().unwrap()).as_str()
+        );
     }
     let last = svc.get("/v1/history?repository=team/app&last=2").json();
     assert_eq!(last["points"].as_array().unwrap().len(), 2);
@@ -166,7 +184,10 @@ fn the_dashboard_shows_what_the_verdict_api_says() {
     let index = svc.request("GET", "/ui/", &[("Cookie", session.as_str())], b"");
     assert_eq!(index.status, 200);
     let csp = index.header("content-security-policy").unwrap();
-    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
     assert_eq!(index.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(index.header("referrer-policy"), Some("no-referrer"));
     assert!(!index.body.contains("<script"));
@@ -207,9 +228,8 @@ fn the_dashboard_shows_what_the_verdict_api_says() {
             title: c.querySelector('title').textContent}))",
     );
     let marks = marks.as_array().unwrap();
-    let pick = |series: &str| -> Vec<&Value> {
-        marks.iter().filter(|m| m["series"] == series).collect()
-    };
+    let pick =
+        |series: &str| -> Vec<&Value> { marks.iter().filter(|m| m["series"] == series).collect() };
     for (series, key) in [("node_bytes", "node_bytes"), ("pull_bytes", "pull_bytes")] {
         let got = pick(series);
         assert_eq!(got.len(), 3, "{series}: {marks:?}");
@@ -220,7 +240,10 @@ fn the_dashboard_shows_what_the_verdict_api_says() {
         }
     }
     for (m, v) in pick("gc_headroom").iter().zip(&verdicts) {
-        assert_eq!(m["bytes"].as_i64(), v["report"]["node"]["gc_headroom"].as_i64());
+        assert_eq!(
+            m["bytes"].as_i64(),
+            v["report"]["node"]["gc_headroom"].as_i64()
+        );
     }
     assert_eq!(pick("gc_headroom").len(), 3);
     for (m, v) in pick("inodes").iter().zip(&verdicts) {
@@ -282,10 +305,22 @@ fn the_dashboard_shows_what_the_verdict_api_says() {
 fn without_a_read_token_the_dashboard_follows_the_read_api() {
     let addr = Service::pick_addr();
     let admin = Service::pick_addr();
-    let svc = Service::start_without_read_token(&addr, &["--admin-listen", &admin]);
+    let svc = Service::start_without_read_token(
+        &addr,
+        &[
+            "--allow-registry",
+            "127.0.0.1:5000",
+            "--admin-listen",
+            &admin,
+        ],
+    );
     let elsewhere = svc.get_anonymous("/ui/");
     assert_eq!(elsewhere.status, 404);
-    assert!(elsewhere.body.contains("admin listener"), "{}", elsewhere.body);
+    assert!(
+        elsewhere.body.contains("admin listener"),
+        "{}",
+        elsewhere.body
+    );
     // On the admin listener, without a token, no sign-in.
     let a = support::serve::request(&admin, "GET", "/ui/", &[], b"").unwrap();
     assert_eq!(a.status, 200, "{a:?}");
@@ -293,7 +328,7 @@ fn without_a_read_token_the_dashboard_follows_the_read_api() {
     drop(svc);
 
     let addr = Service::pick_addr();
-    let off = Service::start_without_read_token(&addr, &[]);
+    let off = Service::start_without_read_token(&addr, &["--allow-registry", "127.0.0.1:5000"]);
     let a = off.get_anonymous("/ui/");
     assert_eq!(a.status, 404);
     assert!(a.body.contains("--api-token-file"), "{}", a.body);

@@ -16,7 +16,48 @@ use serde_json::{Value, json};
 use super::chromium::{base_flags, chromium};
 use super::registry::free_port;
 use super::require_tool;
-use super::serve::request;
+
+/// One request to ChromeDriver. It keeps connections open whatever the
+/// request says, so the answer ends where its Content-Length says, not at
+/// the end of the stream.
+fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let status = head.split_whitespace().nth(1)?.parse().ok()?;
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())?;
+            while raw.len() < end + 4 + length {
+                let n = s.read(&mut buf).ok()?;
+                if n == 0 {
+                    return None;
+                }
+                raw.extend_from_slice(&buf[..n]);
+            }
+            let body = String::from_utf8_lossy(&raw[end + 4..end + 4 + length]).into_owned();
+            return Some((status, body));
+        }
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
 
 /// The key W3C WebDriver names an element reference with.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -50,7 +91,7 @@ impl Driver {
             _profile: profile,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while request(&d.addr, "GET", "/status", &[], b"").is_none_or(|a| a.status != 200) {
+        while request(&d.addr, "GET", "/status", b"").is_none_or(|(status, _)| status != 200) {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -78,17 +119,11 @@ impl Driver {
         } else {
             body.to_string().into_bytes()
         };
-        let a = request(
-            &self.addr,
-            method,
-            path,
-            &[("Content-Type", "application/json")],
-            &body,
-        )
-        .unwrap_or_else(|| panic!("{method} {path}: chromedriver did not answer"));
-        let v: Value = serde_json::from_str(&a.body)
-            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {}", a.body));
-        assert_eq!(a.status, 200, "{method} {path}: {v}");
+        let (status, answer) = request(&self.addr, method, path, &body)
+            .unwrap_or_else(|| panic!("{method} {path}: chromedriver did not answer"));
+        let v: Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {answer}"));
+        assert_eq!(status, 200, "{method} {path}: {v}");
         v["value"].clone()
     }
 
@@ -171,7 +206,6 @@ impl Drop for Driver {
                 &self.addr,
                 "DELETE",
                 &format!("/session/{}", self.session),
-                &[],
                 b"",
             );
         }
