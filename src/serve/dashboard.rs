@@ -452,13 +452,12 @@ async fn report(State(s): State<Arc<AppState>>, Path(digest): Path<String>) -> R
     };
     let body = format!(
         "<p class=\"crumbs\"><a href=\"/ui/\">Repositories</a> / <a href=\"/ui/repository?name={}\">{}</a> /</p>\
-         <h1><code>{}</code></h1><p class=\"muted small\">{} · judged {} · <a href=\"/v1/verdicts/{}\">JSON</a></p>\n{report}",
+         <h1><code>{}</code></h1><p class=\"muted small\">{} · judged {}</p>\n{report}",
         escape(&query_value(&v.push.repository)),
         escape(&v.push.repository),
         escape(&image),
         escape(&v.push.digest.to_string()),
         when(v.judged_at_ms),
-        escape(&v.push.digest.to_string()),
     );
     html(StatusCode::OK, &image, &body, true)
 }
