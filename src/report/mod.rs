@@ -10,6 +10,8 @@
 //! - [`terminal`]: the verdict in a few lines, for the pre-push hook.
 //! - [`history`]: a repository's releases as a series, and the one unit
 //!   scale every chart of it is drawn in.
+//! - [`html`]: a check report for the dashboard, and the one HTML escape
+//!   of its pages and of the SVG charts ([`chart`]).
 //! - [`escape`]: the one place text from an image or a report is made
 //!   inert for the terminal, Markdown, workflow commands and output files.
 //!
@@ -20,6 +22,7 @@ pub mod chart;
 pub mod escape;
 pub mod hints;
 pub mod history;
+pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod schema;

@@ -1,5 +1,6 @@
 //! The HTTP side: receivers that authenticate, parse, filter and queue
-//! registry notifications; the verdict API; health and metrics.
+//! registry notifications; the verdict API and the dashboard
+//! ([`dashboard`]); health and metrics.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::serve::admission::{self, Admission};
+use crate::serve::dashboard;
 use crate::serve::events::{Incoming, Push, Sender, auth, distribution, github, harbor};
 use crate::serve::listener::{BodyTimeout, ClientCertificate, caused_by};
 use crate::serve::metrics::Metrics;
@@ -90,6 +92,8 @@ pub struct AppState {
     pub read_api: ReadApi,
     /// The admission webhook, when `[serve.admission]` enables it.
     pub admission: Option<Arc<Admission>>,
+    /// The dashboard's sign-in sessions.
+    pub sessions: dashboard::Sessions,
 }
 
 /// The receivers' listener: receivers and probes, and the verdict API and
@@ -107,7 +111,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         ReadApi::Off | ReadApi::Admin => Router::new()
             .route("/v1/verdicts", get(read_api_elsewhere))
             .route("/v1/verdicts/{digest}", get(read_api_elsewhere))
-            .route("/metrics", get(read_api_elsewhere)),
+            .route("/v1/history", get(read_api_elsewhere))
+            .route("/metrics", get(read_api_elsewhere))
+            .route("/ui", get(read_api_elsewhere))
+            .route("/ui/", get(read_api_elsewhere))
+            .route(
+                "/ui/{*rest}",
+                get(read_api_elsewhere).post(read_api_elsewhere),
+            ),
     };
     main.merge(read).with_state(state)
 }
@@ -122,16 +133,19 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The verdict API and metrics, behind the read token when one is set.
+/// The verdict API and metrics, behind the read token when one is set,
+/// and the dashboard, behind a session signed in with that token.
 fn read_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/verdicts", get(list_verdicts))
         .route("/v1/verdicts/{digest}", get(one_verdict))
+        .route("/v1/history", get(dashboard::history_api))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_read_token,
         ))
+        .merge(dashboard::routes(state))
 }
 
 /// 401 with a Bearer challenge unless the request carries the read token

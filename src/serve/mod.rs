@@ -21,6 +21,7 @@
 //! Built only with the `server` cargo feature (on by default).
 
 pub mod admission;
+pub mod dashboard;
 pub mod events;
 pub mod http;
 pub mod listener;
@@ -176,6 +177,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         api_token: opts.api_token,
         read_api,
         admission,
+        sessions: dashboard::Sessions::new(opts.tls.is_some())?,
     });
     let (stop, shutdown) = watch::channel(false);
     let shutdown = Shutdown(shutdown);

@@ -20,6 +20,7 @@ mod cache_estimate;
 mod check;
 mod comment;
 mod daemon;
+mod dashboard;
 mod fixtures;
 mod fuzz_corpus;
 mod golden;

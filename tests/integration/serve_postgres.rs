@@ -176,6 +176,9 @@ async fn listings_page_and_retention_prunes_on_postgres() {
     }
     judged.reverse();
     assert_eq!(seen, judged);
+    let latest = store.repositories(10).await.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].push.digest.to_string(), judged[0]);
 
     let pruned = store.prune(now_ms() + 1000).await.unwrap();
     assert_eq!(

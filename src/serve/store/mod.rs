@@ -157,6 +157,10 @@ pub trait Store: Send + Sync {
         after: Option<Position>,
     ) -> Result<Vec<VerdictRecord>, Error>;
 
+    /// Each repository's latest verdict, ordered by repository name, at
+    /// most `limit` of them: the dashboard's index.
+    async fn repositories(&self, limit: u32) -> Result<Vec<VerdictRecord>, Error>;
+
     /// Deletes the verdicts judged before `before_ms` (milliseconds since
     /// the Unix epoch) and the event ids received before it, at most
     /// [`PRUNE_BATCH`] rows of each per call: a caller loops until less

@@ -213,6 +213,15 @@ impl Store for PostgresStore {
         rows.iter().map(verdict_row).collect()
     }
 
+    async fn repositories(&self, limit: u32) -> Result<Vec<VerdictRecord>, Error> {
+        let rows = sqlx::query(sql::LATEST_PER_REPOSITORY)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_error("listing repositories", e))?;
+        rows.iter().map(verdict_row).collect()
+    }
+
     async fn prune(&self, before_ms: i64) -> Result<Pruned, Error> {
         let what = |e| db_error("pruning old verdicts", e);
         let verdicts = sqlx::query(sql::PRUNE_VERDICTS)

@@ -172,6 +172,18 @@ pub(crate) const VERDICTS_PAGE: &str = concat!(
      ORDER BY judged_at DESC, id DESC LIMIT $4"
 );
 
+/// Each repository's latest verdict, by repository name: `$1` limit.
+/// The correlated subquery walks `jobs_repository` (repository,
+/// judged_at) backwards once per repository, so the cost follows the
+/// number of repositories shown, not of verdicts kept.
+pub(crate) const LATEST_PER_REPOSITORY: &str = concat!(
+    select_verdict!(),
+    " AS j WHERE j.state = 'done' AND j.id = (SELECT k.id FROM jobs AS k \
+     WHERE k.repository = j.repository AND k.state = 'done' \
+     ORDER BY k.judged_at DESC, k.id DESC LIMIT 1) \
+     ORDER BY j.repository LIMIT $1"
+);
+
 /// Verdicts judged before `$1`, at most `$2` of them.
 pub(crate) const PRUNE_VERDICTS: &str = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
      WHERE state = 'done' AND judged_at < $1 LIMIT $2)";

@@ -265,6 +265,15 @@ impl Store for SqliteStore {
         rows.iter().map(verdict_row).collect()
     }
 
+    async fn repositories(&self, limit: u32) -> Result<Vec<VerdictRecord>, Error> {
+        let rows = sqlx::query(sql::LATEST_PER_REPOSITORY)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(|e| db_error("listing repositories", e))?;
+        rows.iter().map(verdict_row).collect()
+    }
+
     async fn prune(&self, before_ms: i64) -> Result<Pruned, Error> {
         self.call(|reply| Command::Prune { before_ms, reply }).await
     }

@@ -317,6 +317,26 @@ async fn judged(store: &SqliteStore, repository: &str, n: usize) -> Vec<String> 
 }
 
 #[tokio::test]
+async fn each_repository_is_listed_once_with_its_latest_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let b = judged(&store, "b/app", 3).await;
+    let a = judged(&store, "a/app", 2).await;
+    // Queued, not judged: not a verdict yet.
+    store
+        .enqueue(vec![push("later", "c/app", "later")], 100)
+        .await
+        .unwrap()
+        .unwrap();
+    let listed = store.repositories(10).await.unwrap();
+    let names: Vec<_> = listed.iter().map(|v| v.push.repository.as_str()).collect();
+    assert_eq!(names, ["a/app", "b/app"]);
+    assert_eq!(listed[0].push.digest.to_string(), a[1]);
+    assert_eq!(listed[1].push.digest.to_string(), b[2]);
+    assert_eq!(store.repositories(1).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn listings_page_through_every_verdict_once_in_a_stable_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();

@@ -68,3 +68,4 @@ pub fn require_tool(tool: &str, install: &str) -> PathBuf {
 pub use sizeguard::digest::sha256_digest;
 
 pub mod serve;
+pub mod webdriver;
