@@ -19,8 +19,9 @@
 //!   flags, merged field by field.
 //! - [`app`]: the requests every entry point builds (`MeasureRequest`,
 //!   `CheckRequest`) and the one function each that answers them.
-//! - [`report`]: one renderer per format (table, JSON, Markdown) over the
-//!   same report.
+//! - [`report`]: one renderer per format (table, JSON, Markdown, HTML)
+//!   over the same report, and a repository's history as a table, a
+//!   Mermaid trend and SVG charts.
 //! - [`publish`]: verdicts out: the pull-request comment, the commit
 //!   status, the chat notification, Actions outputs.
 //! - [`cli`]: the command line: flags, their mapping to requests, and the

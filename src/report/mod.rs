@@ -9,7 +9,8 @@
 //!   from an untrusted JSON report.
 //! - [`terminal`]: the verdict in a few lines, for the pre-push hook.
 //! - [`history`]: a repository's releases as a series, and the one unit
-//!   scale every chart of it is drawn in.
+//!   scale every chart of it is drawn in; [`trend`] writes it as a table,
+//!   Markdown and the pull request's Mermaid chart, [`chart`] as SVG.
 //! - [`html`]: a check report for the dashboard, and the one HTML escape
 //!   of its pages and of the SVG charts ([`chart`]).
 //! - [`escape`]: the one place text from an image or a report is made
