@@ -199,7 +199,7 @@ fn bytes_chart<'a>(
         .x_labels(points.len().min(12))
         .x_label_formatter(&|x| x_label(points, *x))
         .y_labels(6)
-        .y_label_formatter(&|v| scale.format((*v * scale.divisor()) as i128))
+        .y_label_formatter(&|v| scale.tick(*v))
         .y_desc(format!("bytes ({})", scale.unit()))
         .x_desc("release")
         .label_style(text.clone())

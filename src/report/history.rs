@@ -107,6 +107,23 @@ impl ChartScale {
         bytes as f64 / self.divisor()
     }
 
+    /// An axis tick, a position rather than a figure: in this unit, with
+    /// only the decimals it needs (`30`, `2.5`), so the axis reads at a
+    /// glance while the points keep [`ChartScale::format`]'s precision.
+    pub fn tick(self, value: f64) -> String {
+        let s = format!("{:.*}", self.decimals(), value);
+        if s.contains('.') {
+            let s = s.trim_end_matches('0').trim_end_matches('.');
+            if s == "-0" {
+                "0".to_string()
+            } else {
+                s.to_string()
+            }
+        } else {
+            s
+        }
+    }
+
     /// `bytes` in this unit, as the chart prints it (no unit).
     pub fn format(self, bytes: i128) -> String {
         format!("{:.*}", self.decimals(), self.value(bytes))
@@ -127,5 +144,10 @@ mod tests {
         assert_eq!(s.format(958_464), "936.000");
         assert_eq!(s.format(-70_560), "-68.906");
         assert_eq!(ChartScale::for_max(512).format(512), "512");
+        let mib = ChartScale::for_max(30 << 20);
+        assert_eq!(mib.tick(30.0), "30");
+        assert_eq!(mib.tick(2.5), "2.5");
+        assert_eq!(mib.tick(0.0), "0");
+        assert_eq!(mib.tick(-0.0001), "0");
     }
 }

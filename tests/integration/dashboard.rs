@@ -204,7 +204,7 @@ fn the_dashboard_shows_what_the_verdict_api_says() {
     let field = d.find("input[name=token]");
     d.type_into(&field, API_TOKEN);
     d.click(&d.find("button[type=submit]"));
-    assert_eq!(d.url(), format!("{base}/ui/"));
+    assert_eq!(d.url_once(&format!("{base}/ui/")), format!("{base}/ui/"));
     let rows = d.execute(
         "return [...document.querySelectorAll('table.list tbody tr')].map(r => r.querySelector('a').textContent)",
     );
@@ -219,7 +219,8 @@ fn the_dashboard_shows_what_the_verdict_api_says() {
     d.color_scheme("light");
 
     d.click(&d.find("table.list tbody a"));
-    assert_eq!(d.url(), format!("{base}/ui/repository?name=team%2Fapp"));
+    let want = format!("{base}/ui/repository?name=team%2Fapp");
+    assert_eq!(d.url_once(&want), want);
     let marks = d.execute(
         "return [...document.querySelectorAll('svg.chart circle.point')].map(c => ({\
             series: c.dataset.series, tag: c.dataset.tag, digest: c.dataset.digest,\
@@ -272,6 +273,11 @@ fn the_dashboard_shows_what_the_verdict_api_says() {
         verdicts[1]["digest"].as_str().unwrap()
     ));
     d.click(&link);
+    let want = format!(
+        "{base}/ui/report/{}",
+        verdicts[1]["digest"].as_str().unwrap()
+    );
+    assert_eq!(d.url_once(&want), want);
     let heading = d.execute("return document.querySelector('h1').textContent");
     assert_eq!(
         heading.as_str(),
@@ -296,7 +302,10 @@ fn the_dashboard_shows_what_the_verdict_api_says() {
 
     // Signing out ends the browser's session.
     d.click(&d.find("form.logout button"));
-    assert_eq!(d.url(), format!("{base}/ui/login"));
+    assert_eq!(
+        d.url_once(&format!("{base}/ui/login")),
+        format!("{base}/ui/login")
+    );
     d.goto(&format!("{base}/ui/"));
     assert_eq!(d.url(), format!("{base}/ui/login"));
 }

@@ -341,8 +341,19 @@ fn attached_reports_make_the_history_and_keep_other_referrers() {
     let stored: Value = serde_json::from_slice(&layer).unwrap();
     assert_eq!(stored, reports[1]);
 
-    // The history: three points, oldest first, the checks' own figures.
+    // The history: three points, oldest first, the checks' own figures,
+    // read from the referrers alone: the registry's access log shows no
+    // blob (no layer, no config, no report) fetched while it is made.
+    let blob_gets = || {
+        std::fs::read_to_string(&reg.log_path)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"GET /v2/app/blobs/"))
+            .count()
+    };
+    let before = blob_gets();
     let view = history(&reg, &[]);
+    assert_eq!(blob_gets(), before, "history fetched a blob");
     assert_eq!(view["kind"], "history");
     assert_eq!(view["repository"], reg.reference("app"));
     let points = view["points"].as_array().unwrap();

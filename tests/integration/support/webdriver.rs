@@ -142,6 +142,20 @@ impl Driver {
             .to_string()
     }
 
+    /// The page's URL once it is `want`, polled for up to ten seconds: a
+    /// click that submits a form returns before the navigation it starts
+    /// has ended. The last URL seen when it never becomes `want`.
+    pub fn url_once(&self, want: &str) -> String {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let url = self.url();
+            if url == want || std::time::Instant::now() > until {
+                return url;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// The first element `css` selects; its reference.
     pub fn find(&self, css: &str) -> String {
         let v = self.session_call(
