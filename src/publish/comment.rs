@@ -161,25 +161,12 @@ pub fn footer(ctx: &Context, now: SystemTime) -> String {
     format!("<sub>{s}</sub>")
 }
 
-/// `YYYY-MM-DD HH:MM UTC` of a Unix time, by the civil-from-days algorithm
-/// (Howard Hinnant's), so no calendar crate is needed for one line.
+/// `YYYY-MM-DD HH:MM UTC` of a Unix time.
 fn utc_minute(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%d %H:%M UTC")
+        .to_string()
 }
 
 /// A body without the time of its update: two runs over the same report
