@@ -16,6 +16,7 @@
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::history::{ChartScale, HistoryPoint, HistoryView};
@@ -158,8 +159,51 @@ type Series = (
 );
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
-type DrawResult<'a> =
-    Result<(), DrawingAreaErrorKind<<SVGBackend<'a> as DrawingBackend>::ErrorType>>;
+type DrawError<'a> = DrawingAreaErrorKind<<SVGBackend<'a> as DrawingBackend>::ErrorType>;
+type DrawResult<'a> = Result<(), DrawError<'a>>;
+type Frame<'b, 'a> = ChartContext<'b, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// How a chart's y axis reads: how many labels, each written how, and what
+/// the axis is.
+struct YAxis<'f> {
+    labels: usize,
+    label: &'f dyn Fn(&f64) -> String,
+    desc: String,
+}
+
+/// A chart of a history drawn up to its series: the caption, the releases
+/// along x, `y` up the side, the mesh; every chart of a history is framed
+/// alike.
+fn frame<'b, 'a>(
+    area: &'b Area<'a>,
+    caption: &str,
+    points: &[&HistoryPoint],
+    y: std::ops::Range<f64>,
+    axis: YAxis<'_>,
+) -> Result<Frame<'b, 'a>, DrawError<'a>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FAMILY, 18).into_font().color(&INK))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(84)
+        .build_cartesian_2d(x_range(points.len()), y)?;
+    let text = (FAMILY, 13).into_font().color(&INK);
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(INK.mix(0.12))
+        .axis_style(INK.mix(0.6))
+        .x_labels(points.len().min(12))
+        .x_label_formatter(&|x| x_label(points, *x))
+        .y_labels(axis.labels)
+        .y_label_formatter(axis.label)
+        .y_desc(axis.desc)
+        .x_desc("release")
+        .label_style(text.clone())
+        .axis_desc_style(text)
+        .draw()?;
+    Ok(chart)
+}
 
 fn bytes_chart<'a>(
     area: &Area<'a>,
@@ -184,27 +228,13 @@ fn bytes_chart<'a>(
     } else {
         0.0
     };
-    let mut chart = ChartBuilder::on(area)
-        .caption("bytes per release", (FAMILY, 18).into_font().color(&INK))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(84)
-        .build_cartesian_2d(x_range(points.len()), bottom..top)?;
-    let text = (FAMILY, 13).into_font().color(&INK);
-    chart
-        .configure_mesh()
-        .light_line_style(TRANSPARENT)
-        .bold_line_style(INK.mix(0.12))
-        .axis_style(INK.mix(0.6))
-        .x_labels(points.len().min(12))
-        .x_label_formatter(&|x| x_label(points, *x))
-        .y_labels(6)
-        .y_label_formatter(&|v| scale.tick(*v))
-        .y_desc(format!("bytes ({})", scale.unit()))
-        .x_desc("release")
-        .label_style(text.clone())
-        .axis_desc_style(text.clone())
-        .draw()?;
+    let tick = |v: &f64| scale.tick(*v);
+    let axis = YAxis {
+        labels: 6,
+        label: &tick,
+        desc: format!("bytes ({})", scale.unit()),
+    };
+    let mut chart = frame(area, "bytes per release", points, bottom..top, axis)?;
 
     let series: [Series; 3] = [
         ("node_bytes", "node bytes", NODE, |p| {
@@ -256,7 +286,7 @@ fn bytes_chart<'a>(
         .position(SeriesLabelPosition::UpperLeft)
         .background_style(TRANSPARENT)
         .border_style(INK.mix(0.3))
-        .label_font(text)
+        .label_font((FAMILY, 13).into_font().color(&INK))
         .draw()?;
     Ok(())
 }
@@ -272,27 +302,19 @@ fn inodes_chart<'a>(
         .max()
         .unwrap_or(0)
         .max(1);
-    let mut chart = ChartBuilder::on(area)
-        .caption("inodes per release", (FAMILY, 18).into_font().color(&INK))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(84)
-        .build_cartesian_2d(x_range(points.len()), 0.0..(max as f64 * 1.12))?;
-    let text = (FAMILY, 13).into_font().color(&INK);
-    chart
-        .configure_mesh()
-        .light_line_style(TRANSPARENT)
-        .bold_line_style(INK.mix(0.12))
-        .axis_style(INK.mix(0.6))
-        .x_labels(points.len().min(12))
-        .x_label_formatter(&|x| x_label(points, *x))
-        .y_labels(5)
-        .y_label_formatter(&|v| format!("{}", v.round() as i64))
-        .y_desc("inodes")
-        .x_desc("release")
-        .label_style(text.clone())
-        .axis_desc_style(text)
-        .draw()?;
+    let whole = |v: &f64| format!("{}", v.round() as i64);
+    let axis = YAxis {
+        labels: 5,
+        label: &whole,
+        desc: "inodes".to_string(),
+    };
+    let mut chart = frame(
+        area,
+        "inodes per release",
+        points,
+        0.0..(max as f64 * 1.12),
+        axis,
+    )?;
     let line: Vec<(f64, f64)> = points
         .iter()
         .enumerate()

@@ -181,35 +181,47 @@ impl Repository {
         failed
     }
 
-    /// A manifest by tag or digest; `None` when the registry has none.
-    /// Read up to [`MAX_DOCUMENT_BYTES`]; by digest, checked against it.
-    pub async fn manifest(&self, target: &str) -> Result<Option<Manifest>, Error> {
-        let what = format!("manifest {}:{target}", self.name);
-        let url = self.url(&format!("manifests/{target}"));
+    /// A document (`accept`: the media types asked for) read up to
+    /// [`MAX_DOCUMENT_BYTES`], with the media type the answer names;
+    /// `None` on a 404.
+    async fn document(
+        &self,
+        url: &str,
+        accept: &str,
+        what: &str,
+    ) -> Result<Option<(Bytes, Option<String>)>, Error> {
         let deadline = self.deadline();
-        let got = retrying(deadline, &what, || async {
+        retrying(deadline, what, || async {
             let resp = self
                 .session
-                .send_authorized(&what, || {
+                .send_authorized(what, || {
                     self.session
                         .host
                         .http
-                        .get(&url)
-                        .header(header::ACCEPT, ACCEPTED_MANIFESTS.join(", "))
+                        .get(url)
+                        .header(header::ACCEPT, accept)
                 })
                 .await?;
             if resp.status() == StatusCode::NOT_FOUND {
                 return Ok(None);
             }
             if !resp.status().is_success() {
-                return Err(http::status_failure(resp, &what, self.who()).await);
+                return Err(http::status_failure(resp, what, self.who()).await);
             }
             let media_type = content_type(&resp);
-            let bytes = http::read_capped(resp, MAX_DOCUMENT_BYTES, &what, deadline).await?;
+            let bytes = http::read_capped(resp, MAX_DOCUMENT_BYTES, what, deadline).await?;
             Ok::<_, Failed>(Some((bytes, media_type)))
         })
-        .await?;
-        let Some((bytes, media_type)) = got else {
+        .await
+    }
+
+    /// A manifest by tag or digest; `None` when the registry has none.
+    /// Read up to [`MAX_DOCUMENT_BYTES`]; by digest, checked against it.
+    pub async fn manifest(&self, target: &str) -> Result<Option<Manifest>, Error> {
+        let what = format!("manifest {}:{target}", self.name);
+        let url = self.url(&format!("manifests/{target}"));
+        let accept = ACCEPTED_MANIFESTS.join(", ");
+        let Some((bytes, media_type)) = self.document(&url, &accept, &what).await? else {
             return Ok(None);
         };
         let digest = match Digest::parse(target) {
@@ -424,30 +436,8 @@ impl Repository {
     ) -> Result<Referrers, Error> {
         let what = format!("the referrers of {}@{subject}", self.name);
         let url = self.url(&format!("referrers/{subject}?artifactType={artifact_type}"));
-        let deadline = self.deadline();
-        let listed = retrying(deadline, &what, || async {
-            let resp = self
-                .session
-                .send_authorized(&what, || {
-                    self.session
-                        .host
-                        .http
-                        .get(&url)
-                        .header(header::ACCEPT, OCI_INDEX)
-                })
-                .await?;
-            if resp.status() == StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
-            if !resp.status().is_success() {
-                return Err(http::status_failure(resp, &what, self.who()).await);
-            }
-            let body = http::read_capped(resp, MAX_DOCUMENT_BYTES, &what, deadline).await?;
-            Ok::<_, Failed>(Some(body))
-        })
-        .await?;
-        let (body, api) = match listed {
-            Some(body) => (body, true),
+        let (body, api) = match self.document(&url, OCI_INDEX, &what).await? {
+            Some((body, _)) => (body, true),
             None => match self.manifest(&fallback_tag(subject)).await? {
                 Some(m) => (m.bytes, false),
                 None => return Ok(Referrers::default()),
