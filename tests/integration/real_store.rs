@@ -310,7 +310,9 @@ fn on_containerd(
             pulled.since(start),
         );
         discard_layers(&ctrd, &images.baseline_layers);
-        let after = fs.usage();
+        // A removed blob's blocks come back once the last reader closes
+        // it: the figure is the store once it stops changing.
+        let after = settled_usage(fs);
         proof.note(
             "store after the baseline's layer blobs were removed",
             &breakdown_table(&breakdown(&root, &containerd_group)),
@@ -352,7 +354,7 @@ fn on_containerd(
             (peak - refetched as i64, peak_inodes),
         );
         discard_layers(&ctrd, &images.candidate_layers);
-        let after = fs.usage();
+        let after = settled_usage(fs);
         proof.note(
             "store after the candidate's layer blobs were removed",
             &breakdown_table(&breakdown(&root, &containerd_group)),
